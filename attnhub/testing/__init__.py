@@ -1,0 +1,1 @@
+"""attnhub conformance kit."""

@@ -1,0 +1,1 @@
+"""pytest plugin: --attnhub-backend NAME."""

@@ -1,3 +1,463 @@
-class Explanation: ...
-def explain(*a, **k): ...
-def use_backend(*a, **k): ...
+"""Dispatch policy: pick the fastest *correct* backend for a problem, and say why.
+
+For a problem the candidates are the available backends whose declared capabilities and
+``not_supported_reasons`` accept it.  Before a backend is trusted for a *problem class*
+(device, dtype, head dims, features) it runs a small random problem of that class and is
+compared with the reference in float64 (the tolerance rule of :mod:`attnhub.testing`); one
+that is wrong, raises, or breaks the contract is excluded for that class with a warning.
+Survivors are timed on this machine per *shape bucket* (the class plus power-of-two sequence
+lengths) and the fastest wins.  Verdicts and timings persist (:mod:`attnhub._cache`), so a
+second process measures nothing the first one stored.  Under CUDA-graph capture, torch.compile
+tracing or ``ATTNHUB_AUTOTUNE=0`` nothing is measured: stored choices are used, else declared
+priority.  This module knows no backend by name except the ``naive`` fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import math
+import os
+import statistics
+import time
+import warnings
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+from . import registry
+from ._cache import DispatchCache
+from .contract import Backend, Problem
+
+__all__ = ["Explanation", "explain", "use_backend", "plan_for"]
+
+FALLBACK = "naive"
+_restriction: contextvars.ContextVar[Optional[tuple[str, ...]]] = \
+    contextvars.ContextVar("attnhub_use_backend", default=None)
+
+# In-process memory: hot key -> _Plan; verdict key -> (ok, reason); warned-once set.
+_plans: dict[tuple, "_Plan"] = {}
+_verdicts: dict[str, tuple[bool, str]] = {}
+_warned: set[str] = set()
+_cache: Optional[DispatchCache] = None
+#: Counters for tests and ``explain``: how many self-checks and timings this process ran.
+STATS = {"self_checks": 0, "timings": 0}
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The ordered candidates for one hot key: first is used, the rest are fallbacks."""
+
+    backends: list[Backend]
+    pinned: bool
+
+
+def _reset_memory() -> None:
+    global _cache
+    _plans.clear()
+    _verdicts.clear()
+    _warned.clear()
+    _cache = None
+
+
+def _disk() -> DispatchCache:
+    global _cache
+    if _cache is None:
+        _cache = DispatchCache()
+    return _cache
+
+
+# -- keys -----------------------------------------------------------------------------------
+def _device_key(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def class_key(problem: Problem) -> str:
+    """Problem class for correctness verdicts: device, dtype, head dims, features."""
+    feats = ",".join(problem.features()) or "plain"
+    grad = "+grad" if problem.requires_grad else ""
+    return (f"{_device_key(problem.device)}|{str(problem.dtype)[6:]}|d{problem.head_dim}"
+            f"x{problem.head_dim_v}|{feats}{grad}")
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length()) if n > 0 else 0
+
+
+def bucket_key(problem: Problem) -> str:
+    """Shape bucket for timings: the class plus power-of-two sequence lengths."""
+    sq = problem.max_seqlen_q if problem.is_varlen else problem.seqlen_q
+    sk = problem.max_seqlen_k if problem.is_varlen else problem.seqlen_k
+    return f"{class_key(problem)}|sq{_pow2(sq)}|sk{_pow2(sk)}"
+
+
+def _hot_key(problem: Problem, pin, restriction) -> tuple:
+    return (problem.device, problem.dtype, problem.batch, problem.heads_q, problem.heads_kv,
+            problem.seqlen_q, problem.seqlen_k, problem.head_dim, problem.head_dim_v,
+            problem.causal, problem.window, problem.softcap, problem.is_varlen,
+            problem.max_seqlen_q, problem.max_seqlen_k, problem.requires_grad, pin, restriction)
+
+
+def _bk(backend: Backend) -> str:
+    return f"{backend.name}@{backend.version}"
+
+
+# -- support ----------------------------------------------------------------------------------
+def reasons(backend: Backend, problem: Problem) -> list[str]:
+    """Why ``backend`` cannot run ``problem`` (declared capabilities, then its own checks)."""
+    out = backend.capabilities.reasons(problem)
+    if out:
+        return out
+    try:
+        extra = backend.not_supported_reasons(problem)
+    except Exception as exc:  # noqa: BLE001 - a misbehaving plugin is quarantined
+        registry.quarantine(backend.name, f"not_supported_reasons raised "
+                                          f"{type(exc).__name__}: {exc}")
+        return [f"not_supported_reasons raised {type(exc).__name__}: {exc}"]
+    return list(extra or [])
+
+
+def _capturing() -> bool:
+    if torch.compiler.is_compiling():
+        return True
+    try:
+        return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _autotune_enabled() -> bool:
+    return os.environ.get("ATTNHUB_AUTOTUNE", "1") not in ("0", "false", "no", "off")
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+# -- self-check -------------------------------------------------------------------------------
+def _small_problem(problem: Problem) -> Problem:
+    """A small random problem of the same class (same features, dtype, device, head dims)."""
+    hk = min(problem.heads_kv, 2)
+    hq = hk * min(problem.group_size, 3)
+    sq, sk = min(problem.seqlen_q, 80), min(problem.seqlen_k, 112)
+    if problem.is_varlen:
+        lq = min(problem.max_seqlen_q or 0, 40)
+        lk = min(problem.max_seqlen_k or 0, 56)
+        lens_q, lens_k = [lq, max(lq - 7, 0)], [lk, max(lk - 5, 0)]
+        cq = torch.tensor([0, lens_q[0], sum(lens_q)], dtype=torch.int32, device=problem.device)
+        ck = torch.tensor([0, lens_k[0], sum(lens_k)], dtype=torch.int32, device=problem.device)
+        return dataclasses.replace(problem, batch=2, heads_q=hq, heads_kv=hk,
+                                   seqlen_q=sum(lens_q), seqlen_k=sum(lens_k),
+                                   cu_seqlens_q=cq, cu_seqlens_k=ck, max_seqlen_q=lq,
+                                   max_seqlen_k=lk, q_descale=None, k_descale=None,
+                                   v_descale=None)
+    ds = {}
+    if problem.is_fp8:
+        ds = {n: torch.rand(1, hk, device=problem.device) + 0.5
+              for n in ("q_descale", "k_descale", "v_descale")
+              if getattr(problem, n) is not None}
+    return dataclasses.replace(problem, batch=1, heads_q=hq, heads_kv=hk, seqlen_q=sq,
+                               seqlen_k=sk, **{"q_descale": None, "k_descale": None,
+                                               "v_descale": None, **ds})
+
+
+def _check_timeout() -> float:
+    try:
+        return float(os.environ.get("ATTNHUB_CHECK_TIMEOUT", "300"))
+    except ValueError:
+        return 300.0
+
+
+def self_check(backend: Backend, problem: Problem) -> tuple[bool, str]:
+    """Run ``backend`` on a small random problem of ``problem``'s class and compare it with
+    the float64 reference.  Returns ``(ok, reason)``; remembered per class and on disk."""
+    key = f"{_bk(backend)}|{class_key(problem)}"
+    if key in _verdicts:
+        return _verdicts[key]
+    stored = _disk().get("verdicts", key)
+    if isinstance(stored, dict) and isinstance(stored.get("ok"), bool):
+        _verdicts[key] = (stored["ok"], str(stored.get("reason", "")))
+        return _verdicts[key]
+    from .testing import tolerance  # late: only when something must be checked
+
+    small = _small_problem(problem)
+
+    def run() -> str:
+        gen = torch.Generator(device="cpu").manual_seed(1234)
+        q, k, v = tolerance.random_inputs(small, generator=gen)
+        if small.is_fp8:
+            q, k, v = (t.to(problem.dtype) for t in (q.float(), k.float(), v.float()))
+        o, lse = backend.forward(q, k, v, small)
+        from .contract import result_violations
+
+        bad = result_violations(small, o, lse)
+        if bad:
+            return "breaks the contract: " + "; ".join(bad)
+        results = tolerance.check_forward(backend, q, k, v, small)
+        if problem.requires_grad and backend.capabilities.backward:
+            results += tolerance.check_backward(backend, q, k, v, small)
+        failed = [str(c) for c in results if not c.ok]
+        return "wrong values: " + "; ".join(failed) if failed else ""
+
+    STATS["self_checks"] += 1
+    try:
+        from .registry import call_with_timeout
+
+        with torch.no_grad() if not problem.requires_grad else contextlib.nullcontext():
+            failure = call_with_timeout(run, _check_timeout(), f"{backend.name} self-check")
+    except TimeoutError as exc:
+        registry.quarantine(backend.name, str(exc))
+        failure = f"self-check hung: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a raising backend is excluded, not fatal
+        failure = f"raised {type(exc).__name__}: {exc}"
+    verdict = (not failure, failure)
+    _verdicts[key] = verdict
+    _disk().put("verdicts", key, {"ok": verdict[0], "reason": failure})
+    if failure:
+        _warn_once(key, f"attnhub: backend {backend.name!r} excluded for {class_key(problem)}: "
+                        f"{failure}")
+    return verdict
+
+
+# -- timing -----------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_backend(backend: Backend, q, k, v, problem: Problem) -> float:
+    """Median seconds of ``backend.forward`` on the real inputs (after one warm-up call)."""
+    STATS["timings"] += 1
+    with torch.no_grad():
+        backend.forward(q, k, v, problem)  # warm-up: compilation, autotuning
+        _sync(problem.device)
+        times = []
+        budget = time.perf_counter() + 0.5
+        while len(times) < 5 and (len(times) < 1 or time.perf_counter() < budget):
+            start = time.perf_counter()
+            backend.forward(q, k, v, problem)
+            _sync(problem.device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# -- planning ---------------------------------------------------------------------------------
+def _restricted() -> Optional[tuple[str, ...]]:
+    names = _restriction.get()
+    if names is not None:
+        return names
+    env = os.environ.get("ATTNHUB_BACKEND")
+    return (env.strip(),) if env and env.strip() else None
+
+
+def _pinned(name: str, problem: Problem) -> Backend:
+    backend = registry.get_backend(name)  # ValueError (unknown) / RuntimeError (unavailable)
+    why = reasons(backend, problem)
+    if why:
+        raise NotImplementedError(f"backend {name!r} does not support {problem.describe()}:\n  - "
+                                  + "\n  - ".join(why))
+    return backend
+
+
+def _no_backend_error(problem: Problem) -> NotImplementedError:
+    lines = [f"no attnhub backend can run {problem.describe()}:"]
+    for info in registry.list_backends():
+        if info.status != "available":
+            lines.append(f"  - {info.name}: {info.status}: {info.reason}")
+            continue
+        why = reasons(registry.get_backend(info.name), problem)
+        verdict = _verdicts.get(f"{info.name}@{info.version}|{class_key(problem)}")
+        if not why and verdict and not verdict[0]:
+            why = [f"failed its self-check: {verdict[1]}"]
+        lines.append(f"  - {info.name}: " + ("; ".join(why) or "excluded"))
+    lines.append("HINT: `attnhub list-backends` shows every backend and why it is unavailable")
+    return NotImplementedError("\n".join(lines))
+
+
+def plan_for(problem: Problem, q=None, k=None, v=None, backend: Optional[str] = None,
+             measure: bool = True) -> _Plan:
+    """The ordered backends for ``problem`` (cached per hot key)."""
+    restriction = _restricted()
+    pin = backend
+    hot = _hot_key(problem, pin, restriction)
+    plan = _plans.get(hot)
+    if plan is not None:
+        return plan
+    if pin is not None:
+        plan = _Plan([_pinned(pin, problem)], pinned=True)
+    else:
+        plan = _auto_plan(problem, q, k, v, restriction, measure)
+    if not _capturing():
+        _plans[hot] = plan
+    return plan
+
+
+def _auto_plan(problem, q, k, v, restriction, measure) -> _Plan:
+    if restriction is not None:
+        for name in restriction:
+            registry.info(name)  # unknown names raise ValueError listing the known ones
+        pool = []
+        for name in restriction:
+            info = registry.info(name)
+            if info.status == "available":
+                pool.append(registry.get_backend(name))
+    else:
+        pool = registry.available_backends()
+    supported = [b for b in pool if not reasons(b, problem)]
+    if not supported:
+        if restriction is not None:
+            raise NotImplementedError(
+                f"none of use_backend{restriction} can run {problem.describe()}: " + "; ".join(
+                    f"{n}: {registry.info(n).reason or '; '.join(reasons(registry.get_backend(n), problem))}"
+                    for n in restriction))
+        raise _no_backend_error(problem)
+    frozen = _capturing() or not measure
+    if frozen:
+        trusted = [b for b in supported
+                   if _verdicts.get(f"{_bk(b)}|{class_key(problem)}", (True, ""))[0]]
+    else:
+        trusted = [b for b in supported if self_check(b, problem)[0]]
+    if not trusted:
+        raise _no_backend_error(problem)
+    if restriction is not None or len(trusted) == 1:
+        return _Plan(trusted, pinned=False)
+    bucket = bucket_key(problem)
+    stored = _disk().get("timings", bucket) or {}
+    times = {b.name: stored.get(_bk(b)) for b in trusted}
+    missing = [b for b in trusted if not isinstance(times[b.name], (int, float))]
+    if missing and not frozen and _autotune_enabled() and q is not None:
+        for b in missing:
+            try:
+                times[b.name] = _time_backend(b, q, k, v, problem)
+            except Exception as exc:  # noqa: BLE001
+                _warn_once(f"time|{_bk(b)}|{bucket}",
+                           f"attnhub: backend {b.name!r} raised while timed: {exc}")
+                times[b.name] = math.inf
+        _disk().put("timings", bucket, {_bk(b): times[b.name] for b in missing
+                                        if math.isfinite(times[b.name])})
+
+    def order(b: Backend):
+        t = times.get(b.name)
+        measured = isinstance(t, (int, float))
+        return (0 if measured else 1, t if measured else 0, -b.capabilities.priority, b.name)
+
+    if _autotune_enabled():
+        ordered = sorted(trusted, key=order)  # measured (fastest first), then by priority
+    else:
+        ordered = sorted(trusted, key=lambda b: (-b.capabilities.priority, b.name))
+    return _Plan(ordered, pinned=False)
+
+
+def note_failure(backend: Backend, problem: Problem, failure: str) -> None:
+    """Record that ``backend`` failed at run time for this class (fallback already happening)."""
+    key = f"{_bk(backend)}|{class_key(problem)}"
+    _verdicts[key] = (False, failure)
+    _disk().put("verdicts", key, {"ok": False, "reason": failure})
+    for hot in [h for h, p in _plans.items() if backend in p.backends and not p.pinned]:
+        del _plans[hot]
+    _warn_once(key, f"attnhub: backend {backend.name!r} failed ({failure}); falling back")
+
+
+# -- explanation and user control -----------------------------------------------------------
+@dataclasses.dataclass
+class BackendRow:
+    name: str
+    status: str
+    supported: bool
+    reasons: list[str]
+    verdict: str  # "passed", "failed: ...", "not checked"
+    seconds: Optional[float]
+
+
+@dataclasses.dataclass
+class Explanation:
+    """What dispatch did for one problem.  ``str()`` renders a table of every backend."""
+
+    problem: Problem
+    chosen: Optional[str]
+    order: list[str]
+    rows: list[BackendRow]
+    bucket: str
+
+    def to_dict(self) -> dict:
+        return {"problem": self.problem.describe(), "chosen": self.chosen, "order": self.order,
+                "bucket": self.bucket,
+                "backends": [dataclasses.asdict(r) for r in self.rows]}
+
+    def __str__(self) -> str:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"attnhub dispatch for {self.problem.describe()}")
+        for col in ("backend", "status", "verdict", "forward time", "reasons"):
+            table.add_column(col)
+        for r in self.rows:
+            mark = " ← chosen" if r.name == self.chosen else ""
+            secs = f"{r.seconds * 1e3:.3f} ms" if isinstance(r.seconds, float) else "-"
+            table.add_row(r.name + mark, r.status, r.verdict, secs, "; ".join(r.reasons))
+        console = Console(width=160, record=True, file=open(os.devnull, "w"))
+        console.print(table)
+        why = (f"chosen: {self.chosen} (order: {' > '.join(self.order)})" if self.chosen
+               else "no backend can run this problem")
+        return console.export_text() + why
+
+    __repr__ = __str__
+
+
+def explain(q, k, v, **kwargs) -> Explanation:
+    """Which backend ``attnhub.attention(q, k, v, **kwargs)`` would use, and why not the others.
+    Takes the same keyword arguments as :func:`attnhub.attention` (``cu_seqlens_q`` etc. for
+    varlen)."""
+    from .api import _resolve
+
+    problem, q, k, v, pin = _resolve(q, k, v, kwargs)
+    chosen, order, error = None, [], None
+    try:
+        plan = plan_for(problem, q, k, v, backend=pin)
+        order = [b.name for b in plan.backends]
+        chosen = order[0]
+    except (NotImplementedError, RuntimeError) as exc:
+        error = str(exc)
+    bucket = bucket_key(problem)
+    stored = _disk().get("timings", bucket) or {}
+    rows = []
+    for info in registry.list_backends():
+        if info.status != "available":
+            rows.append(BackendRow(info.name, info.status, False, [info.reason], "-", None))
+            continue
+        b = registry.get_backend(info.name)
+        why = reasons(b, problem)
+        v_ = _verdicts.get(f"{_bk(b)}|{class_key(problem)}")
+        verdict = "not checked" if v_ is None else ("passed" if v_[0] else f"failed: {v_[1]}")
+        t = stored.get(_bk(b))
+        rows.append(BackendRow(info.name, info.status, not why, why, verdict,
+                               float(t) if isinstance(t, (int, float)) else None))
+    exp = Explanation(problem, chosen, order, rows, bucket)
+    if error:
+        exp.rows.append(BackendRow("(error)", "", False, [error], "-", None))
+    return exp
+
+
+@contextlib.contextmanager
+def use_backend(*names: str) -> Iterator[None]:
+    """Restrict dispatch inside the block to ``names``, in this order of preference::
+
+        with attnhub.use_backend("triton-fa2", "naive"):
+            o = attnhub.attention(q, k, v)   # triton-fa2 if it can, else naive
+    """
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError("use_backend() takes one or more backend names, e.g. "
+                        "use_backend('naive')")
+    for name in names:
+        registry.info(name)  # ValueError listing the known names
+    token = _restriction.set(tuple(names))
+    try:
+        yield
+    finally:
+        _restriction.reset(token)
+

@@ -1,0 +1,27 @@
+"""Test-session defaults: a private dispatch cache, Triton's CPU interpreter, and the slow
+interpreted GPU backends kept out of *auto*-dispatch (their own tests use them directly)."""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
+os.environ.setdefault("ATTNHUB_DISABLE", "triton-fa2,hopper-fa3")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    os.environ["ATTNHUB_CACHE_DIR"] = str(tmp_path_factory.mktemp("attnhub-cache"))
+    yield
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch, tmp_path):
+    """A registry and dispatch memory reloaded for this test, with its own cache dir."""
+    import attnhub.registry as registry
+
+    monkeypatch.setenv("ATTNHUB_CACHE_DIR", str(tmp_path / "cache"))
+    registry.reload()
+    yield registry
+    monkeypatch.undo()
+    registry.reload()

@@ -1,0 +1,209 @@
+"""The contract's semantics, checked against an independent float64 oracle."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import attnhub
+from attnhub import reference
+
+from ._oracle import oracle
+
+
+def _close(got, want, atol=1e-9):
+    got, want = got.double(), want.double()
+    both_inf = torch.isinf(want) & (got == want)
+    diff = (got - want).abs().masked_fill(both_inf, 0.0)
+    assert not torch.isnan(got).any(), "NaN in output"
+    if diff.numel() == 0:
+        return
+    assert diff.max().item() <= atol, f"max error {diff.max().item():.3e} > {atol}"
+
+
+@st.composite
+def problems(draw):
+    hk = draw(st.integers(1, 3))
+    group = draw(st.sampled_from([1, 2, 3]))
+    d = draw(st.sampled_from([8, 16, 40, 59]))
+    dv = draw(st.sampled_from([d, 24]))
+    sq = draw(st.integers(0, 40))
+    sk = draw(st.integers(0, 45))
+    causal = draw(st.booleans())
+    window = draw(st.one_of(st.none(), st.tuples(st.integers(-1, 20), st.integers(-1, 20))))
+    softcap = draw(st.one_of(st.none(), st.floats(0.5, 30.0)))
+    scale = draw(st.one_of(st.none(), st.floats(0.05, 2.0)))
+    return dict(B=draw(st.integers(1, 2)), hq=hk * group, hk=hk, sq=sq, sk=sk, d=d, dv=dv,
+                causal=causal, window=window, softcap=softcap, scale=scale)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.sampled_from(["bhsd", "bshd"]))
+def test_naive_matches_oracle(p, layout):
+    g = torch.Generator().manual_seed(p["sq"] * 131 + p["sk"])
+    q = torch.randn(p["B"], p["hq"], p["sq"], p["d"], generator=g, dtype=torch.float64)
+    k = torch.randn(p["B"], p["hk"], p["sk"], p["d"], generator=g, dtype=torch.float64)
+    v = torch.randn(p["B"], p["hk"], p["sk"], p["dv"], generator=g, dtype=torch.float64)
+    kw = dict(causal=p["causal"], window=p["window"], softcap=p["softcap"], scale=p["scale"])
+    want_o, want_lse = oracle(q, k, v, **kw)
+    args = (q, k, v) if layout == "bhsd" else tuple(t.transpose(1, 2) for t in (q, k, v))
+    o, lse = attnhub.attention(*args, layout=layout, return_lse=True, backend="naive", **kw)
+    if layout == "bshd":
+        o = o.transpose(1, 2)
+    assert o.dtype == torch.float64 and lse.dtype == torch.float32
+    _close(o, want_o)
+    _close(lse, want_lse.float(), atol=1e-5)
+
+
+def test_bottom_right_causal_pattern():
+    """The docstring's picture: Sq=2, Sk=5 sees keys 0..3 then 0..4; Sq=5, Sk=2 leaves the
+    first three rows empty (O = 0, LSE = -inf)."""
+    wide = reference.allowed_mask(2, 5, True, None, "cpu")
+    assert wide.int().tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    tall = reference.allowed_mask(5, 2, True, None, "cpu")
+    assert tall.int().tolist() == [[0, 0], [0, 0], [0, 0], [1, 0], [1, 1]]
+    q, k, v = torch.randn(1, 1, 5, 8), torch.randn(1, 1, 2, 8), torch.randn(1, 1, 2, 8)
+    o, lse = attnhub.attention(q, k, v, causal=True, return_lse=True)
+    assert torch.equal(o[0, 0, :3], torch.zeros(3, 8))
+    assert torch.isneginf(lse[0, 0, :3]).all() and torch.isfinite(lse[0, 0, 3:]).all()
+    assert not torch.isnan(o).any()
+
+
+def test_window_pattern():
+    m = reference.allowed_mask(4, 6, False, (1, 0), "cpu")
+    assert m.int().tolist() == [[0, 1, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0],
+                                [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 1, 1]]
+
+
+@pytest.mark.parametrize("sq,sk", [(0, 5), (5, 0), (0, 0)])
+def test_empty_sequences(sq, sk):
+    q, k, v = torch.randn(2, 2, sq, 16), torch.randn(2, 2, sk, 16), torch.randn(2, 2, sk, 8)
+    o, lse = attnhub.attention(q, k, v, return_lse=True)
+    assert o.shape == (2, 2, sq, 8) and lse.shape == (2, 2, sq)
+    assert torch.equal(o, torch.zeros_like(o)) and torch.isneginf(lse).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_output_dtype_and_tolerance_rule(dtype):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 33, 40).to(dtype) for _ in range(3))
+    o, lse = attnhub.attention(q, k, v, causal=True, return_lse=True)
+    assert o.dtype == dtype and lse.dtype == torch.float32
+    want, _ = oracle(q, k, v, causal=True)
+    err = (o.double() - want).abs().max().item()
+    base, _ = reference.attention_dense(q, k, v, causal=True, compute_dtype=dtype)
+    base_err = (base.double() - want).abs().max().item()
+    print(f"{dtype}: err {err:.3e} baseline {base_err:.3e}")
+    assert err <= 2 * base_err + 1e-6
+
+
+def test_strided_views_of_packed_qkv():
+    torch.manual_seed(1)
+    qkv = torch.randn(2, 37, 3, 4, 32)  # (B, S, 3, H, D) as a fused projection would give
+    q, k, v = qkv.unbind(2)  # non-contiguous BSHD views
+    o = attnhub.attention(q, k, v, layout="bshd", causal=True)
+    want, _ = oracle(*(t.transpose(1, 2) for t in (q, k, v)), causal=True)
+    _close(o.transpose(1, 2), want, atol=1e-5)
+    assert o.shape == (2, 37, 4, 32)
+
+
+def _varlen_case(g, lens_q, lens_k, hq=4, hk=2, d=16, dtype=torch.float64):
+    cq = torch.tensor([0] + list(torch.tensor(lens_q).cumsum(0)), dtype=torch.int32)
+    ck = torch.tensor([0] + list(torch.tensor(lens_k).cumsum(0)), dtype=torch.int32)
+    q = torch.randn(int(cq[-1]), hq, d, generator=g, dtype=dtype)
+    k = torch.randn(int(ck[-1]), hk, d, generator=g, dtype=dtype)
+    v = torch.randn(int(ck[-1]), hk, d, generator=g, dtype=dtype)
+    return q, k, v, cq, ck
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_varlen_matches_per_sequence(causal):
+    g = torch.Generator().manual_seed(2)
+    lens_q, lens_k = [5, 0, 17, 3], [9, 4, 11, 3]
+    q, k, v, cq, ck = _varlen_case(g, lens_q, lens_k)
+    o, lse = attnhub.attention_varlen(q, k, v, cq, ck, max(lens_q), max(lens_k), causal=causal,
+                                      window=(6, -1), return_lse=True)
+    assert o.shape == q.shape and lse.shape == (4, q.shape[0])
+    for b in range(4):
+        a, e, c, f = cq[b], cq[b + 1], ck[b], ck[b + 1]
+        if e == a:
+            continue
+        want_o, want_lse = oracle(q[a:e].transpose(0, 1)[None], k[c:f].transpose(0, 1)[None],
+                                  v[c:f].transpose(0, 1)[None], causal=causal, window=(6, -1))
+        _close(o[a:e], want_o[0].transpose(0, 1))
+        _close(lse[:, a:e], want_lse[0].float(), atol=1e-5)
+
+
+# -- gradients ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw", [dict(), dict(causal=True), dict(window=(5, 3), softcap=4.0),
+                                dict(causal=True, softcap=2.0)], ids=str)
+def test_gradients_match_autograd_oracle(kw):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 6, 19, 24, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 2, 23, 24, generator=g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 2, 23, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    do = torch.randn(2, 6, 19, 16, generator=g, dtype=torch.float64)
+    dlse = torch.randn(2, 6, 19, generator=g, dtype=torch.float64)
+    want_o, want_lse = oracle(q, k, v, **kw)
+    want = torch.autograd.grad((want_o * do).sum() + (want_lse.nan_to_num(0, 0, 0) * dlse).sum(),
+                               (q, k, v))
+    o, lse = attnhub.attention(q, k, v, return_lse=True, **kw)
+    got = torch.autograd.grad((o * do).sum() + (lse.double().nan_to_num(0, 0, 0) * dlse).sum(),
+                              (q, k, v))
+    for name, a, b in zip("qkv", got, want):
+        _close(a, b, atol=1e-5)
+
+
+def test_varlen_gradients():
+    g = torch.Generator().manual_seed(4)
+    q, k, v, cq, ck = _varlen_case(g, [7, 3], [5, 9])
+    for t in (q, k, v):
+        t.requires_grad_()
+    o = attnhub.attention_varlen(q, k, v, cq, ck, 7, 9, causal=True)
+    got = torch.autograd.grad(o.square().sum(), (q, k, v))
+    want = [torch.zeros_like(t) for t in (q, k, v)]
+    for b in range(2):
+        a, e, c, f = cq[b], cq[b + 1], ck[b], ck[b + 1]
+        parts = [t[a:e] if i == 0 else t[c:f] for i, t in enumerate((q, k, v))]
+        ob, _ = oracle(*(p.transpose(0, 1)[None] for p in parts), causal=True)
+        gb = torch.autograd.grad(ob.square().sum(), parts)
+        want[0][a:e] += gb[0]
+        want[1][c:f] += gb[1]
+        want[2][c:f] += gb[2]
+    for a, b in zip(got, want):
+        _close(a, b, atol=1e-6)
+
+
+def test_backward_memory_is_blockwise(monkeypatch):
+    """The recomputing backward never materialises Sq × Sk at once."""
+    monkeypatch.setattr(reference, "_BLOCK_ELEMENTS", 64 * 40)
+    seen = []
+    real = reference._scores
+
+    def spy(qb, k, *a):
+        seen.append(qb.shape[-2] * k.shape[-2])
+        return real(qb, k, *a)
+
+    monkeypatch.setattr(reference, "_scores", spy)
+    q, k, v = (torch.randn(1, 1, 200, 8, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    attnhub.attention(q, k, v, backend="naive").sum().backward()
+    assert seen and max(seen) <= 64 * 200 and max(seen) < 200 * 200
+
+
+def test_fully_masked_rows_have_zero_gradient():
+    q = torch.randn(1, 1, 6, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 1, 3, 8, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(1, 1, 3, 8, dtype=torch.float64, requires_grad=True)
+    o = attnhub.attention(q, k, v, causal=True)
+    o.sum().backward()
+    assert torch.equal(q.grad[0, 0, :3], torch.zeros(3, 8))
+    assert not any(torch.isnan(t.grad).any() for t in (q, k, v))
+
+
+def test_scale_default_is_inverse_sqrt_d():
+    q, k, v = (torch.randn(1, 1, 4, 16, dtype=torch.float64) for _ in range(3))
+    a = attnhub.attention(q, k, v)
+    b = attnhub.attention(q, k, v, scale=1 / math.sqrt(16))
+    assert torch.equal(a, b)

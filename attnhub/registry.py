@@ -126,8 +126,8 @@ def _load_all() -> dict[str, _Entry]:
     entries: dict[str, _Entry] = {}
     to_load = []
 
-    def mark(name, origin, status, reason, ep=None):
-        entries[name if name not in entries else f"{name}@{origin}"] = _Entry(BackendInfo(
+    def mark(name, origin, status, reason, ep=None, conflict=False):
+        entries[f"{name}@{origin}" if conflict else name] = _Entry(BackendInfo(
             name=name, version="?", origin=origin, status=status, reason=reason,
             capabilities=None, entry_point=getattr(ep, "value", "")))
 
@@ -144,13 +144,13 @@ def _load_all() -> dict[str, _Entry]:
                     if ep is not first[0]:
                         mark(name, _dist_name(ep), "broken",
                              f"name conflict: {name!r} is first-party ({first[0].value}); "
-                             "rename this plugin's entry point")
+                             "rename this plugin's entry point", ep, conflict=True)
                 eps = first[:1]
             else:
                 for ep in eps:
                     mark(name, _dist_name(ep), "broken",
                          f"name conflict: {name!r} is claimed by {claimants}; neither is "
-                         "loaded — uninstall one or rename its entry point")
+                         "loaded — uninstall one or rename its entry point", ep, conflict=True)
                 continue
         ep = eps[0]
         origin = _dist_name(ep)
@@ -263,6 +263,9 @@ def available_backends() -> list[Backend]:
 def info(name: str) -> BackendInfo:
     entries = _entries()
     if name not in entries:
+        for entry in entries.values():
+            if entry.info.name == name:
+                return entry.info
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(known_names()) or 'none'}. "
                          "See `attnhub list-backends`")
     return entries[name].info
@@ -272,8 +275,8 @@ def get_backend(name: str) -> Backend:
     """The available backend called ``name``; ``ValueError`` for unknown names,
     ``RuntimeError`` with the reason when it is not available."""
     entry_info = info(name)
-    entry = _entries()[name]
-    if entry_info.status != "available" or entry.backend is None:
+    entry = _entries().get(name)
+    if entry_info.status != "available" or entry is None or entry.backend is None:
         raise RuntimeError(f"backend {name!r} is {entry_info.status}: {entry_info.reason}")
     return entry.backend
 

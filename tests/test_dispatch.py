@@ -1,0 +1,188 @@
+"""Auto-dispatch: fastest *correct* backend, self-checks, fallback, persistence."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import attnhub
+from attnhub import dispatch
+from attnhub._cache import DispatchCache
+
+from ._oracle import oracle
+from .plugin_fixtures import plugin_site, test_plugins  # noqa: F401  (fixtures)
+
+
+def rand(*shape, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def test_wrong_values_are_excluded_with_reason(test_plugins):
+    q, k, v = rand(1, 2, 40, 16), rand(1, 2, 40, 16, seed=1), rand(1, 2, 40, 16, seed=2)
+    with attnhub.use_backend("wrong-values", "wrong-shape", "naive"):
+        with pytest.warns(RuntimeWarning, match="wrong-values"):
+            o = attnhub.attention(q, k, v)
+        exp = attnhub.explain(q, k, v)
+    want, _ = oracle(q, k, v)
+    assert (o.double() - want).abs().max() < 1e-5
+    assert exp.chosen == "naive"
+    rows = {r.name: r for r in exp.rows}
+    assert rows["wrong-values"].verdict.startswith("failed: wrong values")
+    assert "breaks the contract" in rows["wrong-shape"].verdict
+    print(exp)
+    assert "wrong-values" in str(exp) and "chosen" in str(exp)
+
+
+def test_fastest_correct_backend_wins(test_plugins):
+    q, k, v = rand(1, 4, 64, 32), rand(1, 4, 64, 32, seed=1), rand(1, 4, 64, 32, seed=2)
+    with attnhub.use_backend("slow", "quick"):  # a restriction keeps preference order...
+        assert attnhub.explain(q, k, v).chosen == "slow"
+    exp = attnhub.explain(q, k, v)  # ...auto-dispatch measures
+    print(exp)
+    times = {r.name: r.seconds for r in exp.rows if r.seconds is not None}
+    assert "slow" in times and times["slow"] >= 0.02
+    assert exp.chosen != "slow" and times[exp.chosen] < times["slow"]
+
+
+def test_runtime_failure_falls_back_and_is_recorded(test_plugins, monkeypatch):
+    monkeypatch.setenv("ATTNHUB_AUTOTUNE", "0")  # declared priority: raises-big first
+    q, k, v = rand(1, 2, 128, 16), rand(1, 2, 128, 16, seed=1), rand(1, 2, 128, 16, seed=2)
+    assert attnhub.explain(q, k, v).order[0] == "raises-big"
+    with pytest.warns(RuntimeWarning, match="raises-big"):
+        o = attnhub.attention(q, k, v)
+    want, _ = oracle(q, k, v)
+    assert (o.double() - want).abs().max() < 1e-5
+    exp = attnhub.explain(q, k, v)
+    assert exp.chosen != "raises-big"
+    assert "out of scratch memory" in {r.name: r for r in exp.rows}["raises-big"].verdict
+
+
+def test_hanging_self_check_is_quarantined(test_plugins):
+    q, k, v = (rand(1, 2, 16, 8, dtype=torch.float64, seed=s) for s in range(3))
+    with pytest.warns(RuntimeWarning, match="hangs-in-check"):
+        o = attnhub.attention(q, k, v)
+    want, _ = oracle(q, k, v)
+    assert (o - want).abs().max() < 1e-9
+    info = {i.name: i for i in attnhub.list_backends()}["hangs-in-check"]
+    assert info.status == "broken" and "did not finish" in info.reason
+
+
+def test_core_backward_for_forward_only_backend(test_plugins):
+    from attnhub_test_plugins.backends import ForwardOnly
+
+    q, k, v = (rand(1, 4, 20, 16, dtype=torch.float64, seed=s).requires_grad_()
+               for s in range(3))
+    before = ForwardOnly.calls
+    o = attnhub.attention(q[:, :, :, :], k[:, :2], v[:, :2], causal=True, backend="forward-only")
+    got = torch.autograd.grad(o.sum(), (q, k, v))
+    want = torch.autograd.grad(oracle(q, k[:, :2], v[:, :2], causal=True)[0].sum(), (q, k, v))
+    assert ForwardOnly.calls == before + 1
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() < 1e-6  # LSE is float32 by contract
+
+
+def test_pinned_contract_violation_names_the_backend(test_plugins):
+    q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
+    with pytest.raises(attnhub.ContractViolation, match="'wrong-shape' broke the contract"):
+        attnhub.attention(q, k, v, backend="wrong-shape")
+
+
+def test_pinned_unsupported_lists_reasons(test_plugins):
+    q, k, v = (rand(1, 2, 16, 8, dtype=torch.float64, seed=s) for s in range(3))
+    with pytest.raises(NotImplementedError, match=r"(?s)'quick' does not support.*dtype float64"):
+        attnhub.attention(q, k, v, backend="quick")
+
+
+def test_env_pin_and_unavailable_pin(test_plugins, monkeypatch):
+    q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
+    monkeypatch.setenv("ATTNHUB_BACKEND", "quick")
+    assert attnhub.explain(q, k, v).chosen == "quick"
+    with pytest.raises(RuntimeError, match="unavailable: needs a Frobnicator"):
+        attnhub.attention(q, k, v, backend="unavailable")
+
+
+def test_no_backend_error_lists_every_backend(fresh_registry):
+    q, k, v = (torch.randn(1, 2, 4, 8).to("meta") for _ in range(3))
+    with attnhub.use_backend("opencl"):
+        with pytest.raises(NotImplementedError) as info:
+            attnhub.attention(q, k, v)
+    print(info.value)
+    assert "opencl" in str(info.value)
+
+
+def test_fp8_inputs_never_reach_non_fp8_backends(fresh_registry):
+    if not hasattr(torch, "float8_e4m3fn"):
+        pytest.skip("torch without float8")
+    q, k, v = (torch.randn(1, 2, 8, 16).to(torch.float8_e4m3fn) for _ in range(3))
+    exp = attnhub.explain(q, k, v)
+    for row in exp.rows:
+        if row.status == "available" and row.name in ("naive", "opencl", "torch-sdpa"):
+            assert not row.supported and any("fp8" in r for r in row.reasons)
+
+
+# -- persistence ----------------------------------------------------------------------------
+SCRIPT = textwrap.dedent("""
+    import json, torch, attnhub
+    from attnhub import dispatch
+    q, k, v = (torch.randn(1, 4, 96, 64) for _ in range(3))
+    exp = attnhub.explain(q, k, v, causal=True)
+    attnhub.attention(q, k, v, causal=True)
+    print(json.dumps({"chosen": exp.chosen, **dispatch.STATS}))
+""")
+
+
+def test_second_process_does_not_remeasure(tmp_path):
+    env = dict(os.environ, ATTNHUB_CACHE_DIR=str(tmp_path))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
+                                      capture_output=True, text=True).stdout.splitlines()[-1])
+            for _ in range(2)]
+    print(runs)
+    assert runs[0]["self_checks"] >= 1
+    assert runs[1]["self_checks"] == 0 and runs[1]["timings"] == 0
+    assert runs[0]["chosen"] == runs[1]["chosen"]
+
+
+def test_corrupt_and_foreign_cache_files_are_ignored_and_rewritten(tmp_path):
+    path = tmp_path / "dispatch.json"
+    path.write_text("{not json")
+    cache = DispatchCache(path)
+    assert "corrupt" in cache.ignored_reason
+    cache.put("verdicts", "x", {"ok": True, "reason": ""})
+    assert json.loads(path.read_text())["verdicts"]["x"]["ok"] is True
+    doc = json.loads(path.read_text())
+    doc["header"]["attnhub"] = "0.0.0-other"
+    path.write_text(json.dumps(doc))
+    cache = DispatchCache(path)
+    assert "another" in cache.ignored_reason and cache.get("verdicts", "x") is None
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from attnhub._cache import DispatchCache
+    c = DispatchCache(sys.argv[1])
+    for i in range(25):
+        c.put("timings", f"bucket-{sys.argv[2]}-{i}", {"b@1": i * 1e-3})
+""")
+
+
+def test_concurrent_writers_never_corrupt_or_lose_entries(tmp_path):
+    path = tmp_path / "dispatch.json"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n)])
+             for n in range(4)]
+    assert all(p.wait() == 0 for p in procs)
+    doc = json.loads(path.read_text())
+    assert len(doc["timings"]) == 100
+    assert not list(tmp_path.glob(".dispatch-*"))
+
+
+def test_autotune_off_measures_nothing(fresh_registry, monkeypatch):
+    monkeypatch.setenv("ATTNHUB_AUTOTUNE", "0")
+    before = dict(dispatch.STATS)
+    q, k, v = (torch.randn(1, 2, 33, 16) for _ in range(3))
+    attnhub.attention(q, k, v)
+    assert dispatch.STATS["timings"] == before["timings"]

@@ -52,6 +52,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     Returns:
         ``O`` ``(B, Hq, Sq, Dv)`` in q's dtype (bf16 for FP8), or ``(O, LSE)``.
     """
+    if torch.compiler.is_compiling():  # dispatch at run time, inside an opaque custom op
+        from ._ops import compiled_attention
+
+        if layout == "bshd":
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        o, lse = compiled_attention(q, k, v, causal=causal, scale=scale, window=window,
+                                    softcap=softcap, backend=backend, q_descale=q_descale,
+                                    k_descale=k_descale, v_descale=v_descale)
+        o = o.transpose(1, 2) if layout == "bshd" else o
+        return (o, lse) if return_lse else o
     problem, qb, kb, vb = make_problem(
         q, k, v, causal=causal, scale=scale, window=window, softcap=softcap, layout=layout,
         q_descale=q_descale, k_descale=k_descale, v_descale=v_descale)
@@ -82,6 +92,15 @@ def attention_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     Returns:
         ``O`` ``(total_q, Hq, Dv)``, or ``(O, LSE)`` with LSE ``(Hq, total_q)`` float32.
     """
+    if torch.compiler.is_compiling():
+        from ._ops import compiled_attention
+
+        o, lse = compiled_attention(
+            q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+            max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, causal=causal, scale=scale,
+            window=window, softcap=softcap, backend=backend, q_descale=q_descale,
+            k_descale=k_descale, v_descale=v_descale)
+        return (o, lse) if return_lse else o
     problem = make_varlen_problem(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=causal,
         scale=scale, window=window, softcap=softcap, q_descale=q_descale, k_descale=k_descale,
@@ -130,14 +149,14 @@ def _zeros(problem: Problem, q: torch.Tensor):
     return o, lse
 
 
-def _run(problem: Problem, q, k, v, pin: Optional[str]):
+def _run(problem: Problem, q, k, v, pin: Optional[str], autograd: bool = True):
     if problem.seqlen_q == 0 or problem.seqlen_k == 0 or problem.batch == 0:
         o, lse = _zeros(problem, q)
         if problem.requires_grad:  # keep the graph connected: zero gradients flow back
             o = o + 0 * (q.sum() + k.sum() + v.sum()).to(o.dtype)
         return o, lse
     plan = dispatch.plan_for(problem, q, k, v, backend=pin)
-    if problem.requires_grad:
+    if problem.requires_grad and autograd:
         return _AttentionFunction.apply(q, k, v, problem, plan)
     return _forward(plan, problem, q, k, v)[:2]
 
@@ -181,14 +200,16 @@ class _AttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse = ctx.saved_tensors
-        problem: Problem = ctx.problem
-        backend: Backend = ctx.backend
-        if do is None:
-            do = torch.zeros_like(o)
-        has_dlse = dlse is not None and bool(torch.any(dlse != 0))
-        if backend.capabilities.backward and not has_dlse:
-            dq, dk, dv = backend.backward(do, q, k, v, o, lse, problem)
-        else:
-            dq, dk, dv = reference.backward(do, q, k, v, o, lse, problem,
-                                            dlse=dlse if has_dlse else None)
+        dq, dk, dv = _backward(ctx.backend, ctx.problem, do, dlse, q, k, v, o, lse)
         return dq, dk, dv, None, None
+
+
+def _backward(backend: Backend, problem: Problem, do, dlse, q, k, v, o, lse):
+    """The backend's own backward if it declares one, else the core's recomputation (which
+    also carries a gradient flowing into LSE)."""
+    if do is None:
+        do = torch.zeros_like(o)
+    has_dlse = dlse is not None and bool(torch.any(dlse != 0))
+    if backend.capabilities.backward and not has_dlse:
+        return backend.backward(do, q, k, v, o, lse, problem)
+    return reference.backward(do, q, k, v, o, lse, problem, dlse=dlse if has_dlse else None)

@@ -32,7 +32,6 @@ from .contract import Backend, Problem
 
 __all__ = ["Explanation", "explain", "use_backend", "plan_for"]
 
-FALLBACK = "naive"
 _restriction: contextvars.ContextVar[Optional[tuple[str, ...]]] = \
     contextvars.ContextVar("attnhub_use_backend", default=None)
 

@@ -1,0 +1,312 @@
+"""The benchmark harness (attnhub.bench) on the CPU: grid, FLOP counting, the per-point
+check, JSON schema, tables and plots.  No timing assertions: speed lives in the results."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import pytest
+import torch
+
+import attnhub
+from attnhub import bench
+
+CPU = torch.device("cpu")
+TINY = ["--device", "cpu", "--tokens", "256", "--hidden", "64", "--head-dims", "32",
+        "--seqlens", "64", "128", "--dtypes", "bf16", "--warmup", "1", "--rep", "3", "--quiet"]
+RECORD_KEYS = {"dtype", "head_dim", "seqlen", "causal", "batch", "heads", "direction", "flops",
+               "method", "group", "status", "ms", "tflops", "reason"}
+
+
+# -- grid and FLOPs -----------------------------------------------------------------------
+def test_full_grid_is_the_flashattention_grid():
+    points = bench.fa_grid()
+    assert len(points) == 3 * 6 * 2 * 2  # head dims x seqlens x causal x dtypes
+    assert {p.head_dim for p in points} == {64, 128, 256}
+    assert {p.seqlen for p in points} == {512, 1024, 2048, 4096, 8192, 16384}
+    assert {p.dtype for p in points} == {"bf16", "fp16"}
+    assert {p.causal for p in points} == {False, True}
+    for p in points:
+        assert p.batch * p.seqlen == 16384, p
+        assert p.heads * p.head_dim == 2048, p
+    assert set(bench.quick_grid()) <= set(points)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(head_dims=(96,), hidden=2048), "head_dim=96"),
+    (dict(seqlens=(32768,)), "seqlen=32768"),
+    (dict(dtypes=("fp8",)), "'fp8'"),
+])
+def test_grid_rejects_impossible_sizes(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        bench.fa_grid(**kwargs)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("d, s", [(64, 512), (128, 4096), (256, 16384)])
+def test_flops_follow_the_flashattention_papers(d, s, causal):
+    b, h = 16384 // s, 2048 // d
+    fwd = bench.attention_flops(b, h, s, s, d, causal=causal, direction="fwd")
+    bwd = bench.attention_flops(b, h, s, s, d, causal=causal, direction="bwd")
+    assert fwd == 4 * b * h * s * s * d / (2 if causal else 1)
+    assert bwd == 2.5 * fwd
+    problem = attnhub.Problem(batch=b, heads_q=h, heads_kv=h, seqlen_q=s, seqlen_k=s,
+                              head_dim=d, head_dim_v=d, dtype=torch.bfloat16, device=CPU,
+                              causal=causal)
+    assert fwd == problem.flops("fwd") and bwd == problem.flops("bwd")
+    point = bench.Point("bf16", d, s, causal, b, h)
+    assert point.flops("bwd") == bwd
+
+
+def test_flops_of_the_d128_16k_point():
+    # 4 * 1 * 16 * 16384^2 * 128 = 2.199e12 FLOPs: 550 TFLOP/s is 4.0 ms.
+    assert bench.attention_flops(1, 16, 16384, 16384, 128, causal=False) == 2199023255552.0
+
+
+def test_seqlen_arguments_accept_k_suffixes():
+    assert bench._ints("512,1k 2K") == [512, 1024, 2048]
+    with pytest.raises(Exception, match="2kb"):
+        bench._ints("2kb")
+
+
+@pytest.mark.parametrize("name, tag", [("NVIDIA H100 80GB HBM3", "h100"),
+                                       ("NVIDIA A100-SXM4-80GB", "a100"),
+                                       ("NVIDIA GeForce RTX 4090", "rtx4090")])
+def test_device_tag_names_the_gpu(name, tag):
+    assert bench.device_tag({"device": "cuda", "device_name": name}) == tag
+
+
+# -- running methods ----------------------------------------------------------------------
+def _math(q, k, v, causal):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward, gradient times 3: a kernel whose backward is wrong."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return 3 * g
+
+
+def _raise(exc):
+    def fn(q, k, v, causal):
+        raise exc
+    return fn
+
+
+FAKES = [
+    bench.Method("good", "attnhub", _math),
+    bench.Method("wrong-fwd", "attnhub", lambda q, k, v, c: _math(q, k, v, not c)),
+    bench.Method("wrong-bwd", "attnhub", lambda q, k, v, c: _math(_ScaleGrad.apply(q), k, v, c)),
+    bench.Method("raises", "attnhub", _raise(RuntimeError("kernel exploded"))),
+    bench.Method("refuses", "attnhub", _raise(NotImplementedError("head_dim=32 (supported: 64)"))),
+    bench.Method("returns-none", "attnhub", lambda q, k, v, c: None),
+    bench.Method("small-only", "reference", _math, max_seqlen=64),
+    bench.Method("cuda-only", "attnhub", _math,
+                 capabilities=attnhub.Capabilities(devices=("cuda",))),
+    bench.Method("sdpa-flash", "peer", bench._sdpa("FLASH_ATTENTION")),
+    bench.Method("sdpa-cudnn", "peer", bench._sdpa("CUDNN_ATTENTION")),
+]
+
+
+@pytest.fixture(scope="module")
+def fake_results():
+    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(64, 128),
+                           causal=(True,), dtypes=("bf16",))
+    timer, _ = bench.make_timer(CPU, warmup_ms=1, rep_ms=2)
+    res = bench.run_grid(points, FAKES, device=CPU, timer=timer, progress=False)
+    return {(r["method"], r["seqlen"], r["direction"]): r for r in res}
+
+
+def test_every_method_point_and_direction_gets_one_record(fake_results):
+    assert len(fake_results) == len(FAKES) * 2 * 2
+    for r in fake_results.values():
+        assert RECORD_KEYS <= set(r), r
+        assert r["status"] in bench.STATUSES
+
+
+def test_a_correct_method_is_ok_and_checked(fake_results):
+    for s in (64, 128):
+        fwd, bwd = fake_results["good", s, "fwd"], fake_results["good", s, "bwd"]
+        print(fwd["errors"], bwd["errors"])
+        assert fwd["status"] == bwd["status"] == "ok"
+        assert set(fwd["errors"]) == {"o"} and set(bwd["errors"]) == {"o", "dq", "dk", "dv"}
+        assert max(bwd["errors"].values()) < 0.02
+        assert fwd["ms"] > 0 and math.isclose(fwd["tflops"], fwd["flops"] / fwd["ms"] / 1e9)
+
+
+@pytest.mark.parametrize("name, direction, needle", [
+    ("wrong-fwd", "fwd", "o="), ("wrong-bwd", "bwd", "dq="),
+])
+def test_wrong_outputs_are_timed_but_flagged(fake_results, name, direction, needle):
+    r = fake_results[name, 128, direction]
+    assert r["status"] == "wrong", r
+    assert needle in r["reason"] and r["ms"] is not None
+
+
+def test_the_wrong_backward_passes_its_forward_check(fake_results):
+    assert fake_results["wrong-bwd", 128, "fwd"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("name, status, needle", [
+    ("raises", "error", "RuntimeError: kernel exploded"),
+    ("refuses", "skipped", "head_dim=32 (supported: 64)"),
+    ("returns-none", "error", "returned NoneType"),
+    ("cuda-only", "skipped", "device 'cpu'"),
+    ("sdpa-cudnn", "skipped", "No viable backend"),
+])
+def test_failures_are_recorded_with_reasons_not_raised(fake_results, name, status, needle):
+    for direction in ("fwd", "bwd"):
+        r = fake_results[name, 64, direction]
+        assert r["status"] == status and needle in r["reason"], r
+        assert r["tflops"] is None
+
+
+def test_small_only_methods_are_skipped_at_large_seqlen(fake_results):
+    assert fake_results["small-only", 64, "fwd"]["status"] == "ok"
+    r = fake_results["small-only", 128, "fwd"]
+    assert r["status"] == "skipped" and "seqlen <= 64" in r["reason"]
+
+
+def test_ratios_against_the_peers(fake_results):
+    r = fake_results["good", 128, "fwd"]
+    flash = fake_results["sdpa-flash", 128, "fwd"]
+    assert flash["status"] == "ok"
+    assert math.isclose(r["vs_flash"], r["tflops"] / flash["tflops"])
+    assert r["vs_cudnn"] is None  # cuDNN skipped on the CPU
+    assert "vs_flash" not in fake_results["wrong-fwd", 128, "fwd"]
+    assert "vs_flash" not in flash
+
+
+def test_the_cpu_timer_clears_grads_before_each_rep():
+    x = torch.ones(3, requires_grad=True)
+    seen = []
+
+    def fn():
+        seen.append(x.grad)
+        x.sum().backward()
+
+    timer, text = bench.make_timer(CPU, warmup_ms=0, rep_ms=0)
+    assert timer(fn, grad_to_none=[x]) >= 0 and "host clock" in text
+    assert len(seen) >= 4 and all(g is None for g in seen)
+
+
+def test_discovery_pins_available_backends_and_keeps_naive_small():
+    infos = [attnhub.BackendInfo("naive", "1", "attnhub", "available", "",
+                                 attnhub.Capabilities()),
+             attnhub.BackendInfo("fast", "2", "attnhub", "available", "", attnhub.Capabilities()),
+             attnhub.BackendInfo("theirs", "3", "attnhub-theirs", "available", "", None),
+             attnhub.BackendInfo("gone", "1", "x", "unavailable", "no CUDA", None)]
+    methods = {m.name: m for m in bench.discover_methods(infos=infos, small_seqlen=512)}
+    assert list(methods) == ["fast", "theirs", "naive", "auto", "sdpa-flash", "sdpa-cudnn",
+                             "sdpa-efficient", "sdpa-math"]
+    assert methods["theirs"].group == "plugin"  # third-party: timed, no ratio columns
+    assert methods["naive"].group == "reference" and methods["naive"].max_seqlen == 512
+    assert methods["sdpa-math"].max_seqlen == 512
+    assert methods["fast"].group == methods["auto"].group == "attnhub"
+
+
+# -- the command line: a tiny CPU run, its JSON, the table and the plots ------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert bench.main(TINY + ["--out", str(out)]) == 0
+    (path,) = out.glob("fa_grid_cpu_*.json")
+    return out, path, json.loads(path.read_text())
+
+
+def test_tiny_cpu_run_writes_the_json_schema(tiny_run):
+    out, path, data = tiny_run
+    assert data["schema"] == bench.SCHEMA and path.name == f"fa_grid_cpu_{data['date']}.json"
+    for key in ("device", "device_name", "driver", "torch", "triton", "cuda", "cudnn",
+                "attnhub", "backends"):
+        assert key in data["env"], key
+    assert data["config"]["seqlens"] == [64, 128] and data["config"]["directions"] == ["fwd", "bwd"]
+    names = [m["name"] for m in data["methods"]]
+    peers = {"sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math"}
+    assert {"naive", "auto"} | peers <= set(names)
+    assert len(data["results"]) == 2 * 2 * 2 * len(names)  # seqlens x causal x directions
+    for r in data["results"]:
+        assert RECORD_KEYS <= set(r), r
+
+
+@pytest.mark.parametrize("method", ["naive", "auto", "sdpa-math", "sdpa-flash"])
+def test_tiny_cpu_run_times_attnhub_and_torch_on_the_cpu(tiny_run, method):
+    rows = [r for r in tiny_run[2]["results"] if r["method"] == method]
+    assert rows and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    assert all(r["tflops"] > 0 for r in rows)
+
+
+def _png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_from_json_re_renders_table_and_plots(tiny_run, tmp_path, capsys):
+    _, path, data = tiny_run
+    capsys.readouterr()
+    assert bench.main(["--from-json", str(path), "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    for needle in ("bf16 fwd", "bf16 bwd", "sdpa-cudnn", "auto/flash", "auto/cudnn"):
+        assert needle in text, needle
+    (png,) = tmp_path.glob("*.png")
+    assert png.name == f"fa_grid_cpu_{data['date']}_bf16.png"
+    # One head dim x (full, causal) x (fwd, bwd): one row of 4 panels, 4.2 x 3.2 in @110 dpi.
+    assert _png_size(png) == (round(4 * 4.2 * 110), round(1 * 3.2 * 110))
+
+
+def test_plots_have_one_panel_per_head_dim_causal_and_direction(tmp_path):
+    recs = [dict(dtype="fp16", head_dim=d, seqlen=s, causal=c, direction=dr, method=m,
+                 group="peer", status="ok", tflops=1.0 + s / 1e3, ms=1.0, reason="")
+            for d in (64, 128, 256) for s in (512, 1024) for c in (False, True)
+            for dr in ("fwd", "bwd") for m in ("sdpa-flash", "sdpa-cudnn")]
+    data = dict(schema=bench.SCHEMA, suite="fa_grid", date="2026-11-23", results=recs,
+                env=dict(device="cuda", device_name="NVIDIA H100 80GB HBM3"), methods=[])
+    (png,) = bench.plot_results(data, tmp_path)
+    assert png.name == "fa_grid_h100_2026-11-23_fp16.png"
+    assert _png_size(png) == (round(4 * 4.2 * 110), round(3 * 3.2 * 110))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--device", "cpu"], "--tokens 256"),
+    (TINY + ["--methods", "nope"], "unknown method 'nope'"),
+    (TINY + ["--head-dims", "48"], "head_dim=48"),
+])
+def test_usage_errors_exit_2_and_say_what_to_do(argv, needle, capsys):
+    assert bench.main(argv) == 2
+    assert needle in capsys.readouterr().out
+
+
+def test_from_json_refuses_a_foreign_file(tmp_path, capsys):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"schema": "something-else"}))
+    assert bench.main(["--from-json", str(path)]) == 2
+    assert "attnhub-bench/1" in capsys.readouterr().out
+
+
+def test_a_failing_point_set_up_is_recorded_and_the_run_goes_on(monkeypatch):
+    points = bench.fa_grid(tokens=64, hidden=32, head_dims=(32,), seqlens=(32,),
+                           causal=(False, True), dtypes=("bf16",))
+    real = bench._reference
+
+    def reference(q, k, v, do, point, backward):
+        if point.causal:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(q, k, v, do, point, backward)
+
+    monkeypatch.setattr(bench, "_reference", reference)
+    timer, _ = bench.make_timer(CPU, warmup_ms=0, rep_ms=0)
+    res = bench.run_grid(points, FAKES[:1], device=CPU, timer=timer, progress=False)
+    status = {(r["causal"], r["direction"]): (r["status"], r["reason"]) for r in res}
+    assert status[False, "fwd"][0] == status[False, "bwd"][0] == "ok"
+    for direction in ("fwd", "bwd"):
+        assert status[True, direction][0] == "error"
+        assert "point set-up failed: RuntimeError: CUDA error" in status[True, direction][1]

@@ -129,7 +129,11 @@ def cmd_check(args) -> int:
     from .testing import run_checks
 
     try:
-        report = run_checks(args.name, device=args.device, quick=args.quick)
+        import torch
+
+        dtype = getattr(torch, args.dtype) if args.dtype else None
+        report = run_checks(args.name, device=args.device, quick=args.quick,
+                            select=args.select or None, dtype=dtype)
     except ValueError as exc:  # unknown backend name
         print(f"attnhub check: {exc}", file=sys.stderr)
         return 2
@@ -191,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--dtype", default=None, choices=_DTYPES,
+                   help="dtype of the feature checks (default: the backend's first)")
+    p.add_argument("--select", nargs="+", metavar="GLOB",
+                   help="only checks matching these glob patterns, e.g. 'causal-*'")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
     sub.add_parser("bench", help="the FlashAttention benchmark grid (see --help)",

@@ -7,7 +7,8 @@ attention in this dtype" gets wrong).  A backend passes when, for O, LSE and eac
     max|backend - reference| <= 2 * max|baseline - reference| + atol
 
 with a small ``atol`` floor so float32 inputs (whose baseline error is ~1e-7) are not held
-to an impossible bound.
+to an impossible bound.  For FP8 inputs the baseline is a plain FP8 kernel (float32 scores and
+softmax, P rounded to e4m3 for P·V): see :func:`baseline_forward`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from .. import reference
 from ..contract import Problem
 
-__all__ = ["Comparison", "compare", "assert_matches_reference", "random_inputs"]
+__all__ = ["Comparison", "compare", "compare_forward", "compare_backward", "baseline_forward",
+           "check_forward", "check_backward", "assert_matches_reference", "random_inputs"]
 
 # Floors for the absolute error bound, per dtype (well below a real bug's error).
 _ATOL = {
@@ -107,16 +109,65 @@ def random_inputs(problem: Problem, *, generator: Optional[torch.Generator] = No
     return q, k, v
 
 
-def check_forward(backend, q, k, v, problem: Problem, factor: float = 2.0) -> list[Comparison]:
-    """Run ``backend.forward`` and compare O and LSE with the reference (tolerance rule)."""
-    o, lse = backend.forward(q, k, v, problem)
+def baseline_forward(q, k, v, problem: Problem):
+    """The low-precision baseline of the tolerance rule: the reference computed in the inputs'
+    own dtype; for FP8 inputs, what a plain FP8 kernel does (scores and softmax in float32,
+    P rounded to e4m3 for the P·V product, output bfloat16)."""
+    if problem.is_fp8:
+        return _fp8_baseline(q, k, v, problem)
+    return reference.forward(q, k, v, problem, compute_dtype=problem.dtype)
+
+
+def _fp8_baseline(q, k, v, problem: Problem):
+    if problem.is_varlen:  # per-sequence FP8 baseline not written: fall back to float32
+        return reference.forward(q, k, v, problem, compute_dtype=torch.float32)
+    qf, kf, vf = reference._dequantize(q, k, v, problem)
+    G = problem.group_size
+    kf, vf = kf.repeat_interleave(G, dim=1), vf.repeat_interleave(G, dim=1)
+    s = torch.matmul(qf, kf.transpose(-1, -2)) * problem.scale
+    if problem.softcap is not None:
+        s = problem.softcap * torch.tanh(s / problem.softcap)
+    mask = reference.allowed_mask(problem.seqlen_q, problem.seqlen_k, problem.causal,
+                                  problem.window, q.device)
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    m = s.amax(dim=-1, keepdim=True)
+    empty = torch.isinf(m)
+    p = torch.exp(s - m.masked_fill(empty, 0.0)).masked_fill(empty, 0.0)
+    denom = p.sum(dim=-1, keepdim=True)
+    p8 = p.to(torch.float8_e4m3fn).float()
+    o = (torch.matmul(p8, vf) / denom.masked_fill(empty, 1.0)).masked_fill(empty, 0.0)
+    lse = (m + torch.log(denom)).squeeze(-1).masked_fill(empty.squeeze(-1), float("-inf"))
+    return o.to(problem.out_dtype), lse.float()
+
+
+def compare_forward(o, lse, q, k, v, problem: Problem, factor: float = 2.0) -> list[Comparison]:
+    """Compare a backend's ``(o, lse)`` for ``(q, k, v)`` with the reference (tolerance rule)."""
     ref_o, ref_lse = reference.forward(q, k, v, problem, compute_dtype=_ref_dtype(q.device))
-    base_o, base_lse = reference.forward(q, k, v, problem, compute_dtype=problem.dtype
-                                         if not problem.is_fp8 else torch.float32)
+    base_o, base_lse = baseline_forward(q, k, v, problem)
     dt = problem.out_dtype
     return [compare("O", o, ref_o, base_o, dt, factor),
             compare("LSE", lse, ref_lse, base_lse, torch.float32 if dt == torch.float32 else dt,
                     factor)]
+
+
+def compare_backward(grads, do, q, k, v, problem: Problem,
+                     factor: float = 2.0) -> list[Comparison]:
+    """Compare a backend's ``(dq, dk, dv)`` for upstream gradient ``do`` with the reference."""
+    rdt = _ref_dtype(q.device)
+    ro, rl = reference.forward(q, k, v, problem, compute_dtype=rdt)
+    ref = reference.backward(do.to(rdt), q.to(rdt), k.to(rdt), v.to(rdt), ro.to(rdt), rl,
+                             problem, compute_dtype=rdt)
+    bo, bl = reference.forward(q, k, v, problem, compute_dtype=problem.dtype)
+    base = reference.backward(do, q, k, v, bo, bl, problem, compute_dtype=problem.dtype)
+    return [compare(n, g, r, b, problem.dtype, factor)
+            for n, g, r, b in zip(("dQ", "dK", "dV"), grads, ref, base)]
+
+
+def check_forward(backend, q, k, v, problem: Problem, factor: float = 2.0) -> list[Comparison]:
+    """Run ``backend.forward`` and compare O and LSE with the reference (tolerance rule)."""
+    o, lse = backend.forward(q, k, v, problem)
+    return compare_forward(o, lse, q, k, v, problem, factor)
 
 
 def check_backward(backend, q, k, v, problem: Problem, factor: float = 2.0,
@@ -125,15 +176,8 @@ def check_backward(backend, q, k, v, problem: Problem, factor: float = 2.0,
     o, lse = backend.forward(q, k, v, problem)
     if do is None:
         do = torch.randn(o.shape, dtype=torch.float32, device=o.device).to(o.dtype)
-    dq, dk, dv = backend.backward(do, q, k, v, o, lse, problem)
-    rdt = _ref_dtype(q.device)
-    ro, rl = reference.forward(q, k, v, problem, compute_dtype=rdt)
-    ref = reference.backward(do.to(rdt), q.to(rdt), k.to(rdt), v.to(rdt), ro.to(rdt), rl,
-                             problem, compute_dtype=rdt)
-    bo, bl = reference.forward(q, k, v, problem, compute_dtype=problem.dtype)
-    base = reference.backward(do, q, k, v, bo, bl, problem, compute_dtype=problem.dtype)
-    return [compare(n, g, r, b, problem.dtype, factor)
-            for n, g, r, b in zip(("dQ", "dK", "dV"), (dq, dk, dv), ref, base)]
+    grads = backend.backward(do, q, k, v, o, lse, problem)
+    return compare_backward(grads, do, q, k, v, problem, factor)
 
 
 def assert_matches_reference(backend, q, k, v, problem: Problem, *, backward: bool = False,

@@ -1,0 +1,78 @@
+"""``hopper-fa3``: FlashAttention forward for Hopper (sm90), in Triton.
+
+TMA tensor descriptors, two consumer warpgroups per 128-row tile, software-pipelined
+QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA with
+FlashAttention-3's descales (see ``kernels.py`` for the kernel, ``NOTES.md`` for what was
+tried and measured).  Backward by recomputation from (O, LSE) through the ``triton-fa2``
+kernels when installed.
+
+    q8, k8, v8, qd, kd, vd = attnhub.quantize_fp8(q, k, v)
+    o = attnhub.attention(q8, k8, v8, q_descale=qd, k_descale=kd, v_descale=vd)  # bf16
+"""
+
+from __future__ import annotations
+
+import torch
+
+import attnhub
+from attnhub import reference
+
+__all__ = ["HopperFA3Backend"]
+
+_HEAD_DIMS = (64, 96, 128, 192, 256)
+
+
+class HopperFA3Backend(attnhub.Backend):
+    name = "hopper-fa3"
+    version = attnhub.__version__
+    requires_api = ">=1,<2"
+    capabilities = attnhub.Capabilities(
+        devices=("cuda",),
+        dtypes=(torch.float16, torch.bfloat16),
+        min_compute_capability=(9, 0),
+        max_compute_capability=(9, 0),
+        head_dims=_HEAD_DIMS,
+        different_v_head_dim=True,
+        causal=True, gqa=True, window=True, softcap=True, varlen=True,
+        backward=True, fp8=True,
+        priority=30,
+    )
+
+    def probe(self):
+        if not torch.cuda.is_available():
+            return "no CUDA device"
+        cc = torch.cuda.get_device_capability()
+        if tuple(cc) != (9, 0):
+            name = torch.cuda.get_device_name()
+            return f"needs an sm90 GPU (Hopper); found {name} (sm{cc[0]}{cc[1]})"
+        try:
+            import triton  # noqa: F401
+            from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: F401
+        except ImportError as exc:
+            return (f"needs triton >= 3.4 with tensor descriptors ({exc}); "
+                    "pip install 'triton>=3.4'")
+        return None
+
+    def not_supported_reasons(self, problem):
+        out = []
+        if problem.is_fp8:
+            if problem.dtype != torch.float8_e4m3fn:
+                out.append(f"fp8 dtype {problem.dtype} (supported: float8_e4m3fn)")
+            if problem.is_varlen:
+                out.append("fp8 with varlen (FP8 needs dense (B, H, S, D) inputs)")
+        return out
+
+    def forward(self, q, k, v, problem):
+        from . import ops
+
+        return ops.forward(q, k, v, problem)
+
+    def backward(self, do, q, k, v, o, lse, problem):
+        try:
+            from attnhub_triton.ops import flash_backward
+        except ImportError:  # triton-fa2 not installed: the reference recomputation
+            return reference.backward(do, q, k, v, o, lse, problem)
+        return flash_backward(do, q, k, v, o, lse, problem)
+
+    def extra_info(self):
+        return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)"}

@@ -1,10 +1,14 @@
-"""Test-session defaults: a private dispatch cache, Triton's CPU interpreter, and the slow
-interpreted GPU backends kept out of *auto*-dispatch (their own tests use them directly)."""
+"""Test-session defaults: a private dispatch cache; without CUDA, Triton's CPU interpreter and
+the slow interpreted GPU backends kept out of *auto*-dispatch (their own tests use them
+directly)."""
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
-os.environ.setdefault("ATTNHUB_DISABLE", "triton-fa2,hopper-fa3")
+import torch
+
+if not torch.cuda.is_available():  # CPU CI: Triton's interpreter, set before triton loads
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("ATTNHUB_DISABLE", "triton-fa2,hopper-fa3")
 
 import pytest  # noqa: E402
 

@@ -1,0 +1,93 @@
+"""``triton-fa2``: FlashAttention-2 in Triton, forward and backward, for CUDA GPUs sm80+.
+
+All features run inside the kernels (``_kernels.py``; launches in ``ops.py``): bottom-right
+causal with Sq != Sk, sliding window ``(left, right)``, softcap, GQA/MQA by head index
+arithmetic, varlen (``cu_seqlens``), any Sq/Sk, head dims up to 256 (non-powers of two
+padded in registers, never in memory), Dv != D, BHSD/BSHD/packed strides, fully masked
+rows -> O = 0, LSE = -inf.
+
+Devices: ``("cuda",)``.  When ``TRITON_INTERPRET=1`` is set *before this module is
+imported*, the class also declares ``"cpu"``: the same kernels then run in Triton's
+interpreter (slow; meant for CI on machines without a GPU).  bf16 is refused on the CPU
+because the interpreter multiplies bf16 tiles as raw uint16 (triton <= 3.9).
+
+Importing this module imports neither triton nor the kernels; that happens in
+:meth:`TritonFA2Backend.probe` and on the first call.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import attnhub
+
+__all__ = ["TritonFA2Backend"]
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+_MIN_TRITON = (3, 4)  # tl.make_tensor_descriptor and tl.range(warp_specialize=...)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+class TritonFA2Backend(attnhub.Backend):
+    name = "triton-fa2"
+    version = attnhub.__version__
+    requires_api = ">=1,<2"
+    capabilities = attnhub.Capabilities(
+        devices=("cuda", "cpu") if _INTERPRET else ("cuda",),
+        dtypes=(torch.float16, torch.bfloat16, torch.float32),
+        min_compute_capability=(8, 0),
+        min_head_dim=16,
+        max_head_dim=256,
+        different_v_head_dim=True,
+        causal=True, gqa=True, window=True, softcap=True, varlen=True,
+        backward=True, fp8=False,
+        priority=50,
+    )
+
+    def probe(self):
+        try:
+            import triton
+        except ImportError:
+            return "triton is not installed: pip install attnhub[triton]"
+        if _version_tuple(triton.__version__) < _MIN_TRITON:
+            need = ".".join(map(str, _MIN_TRITON))
+            return f"triton {triton.__version__} is too old (needs >= {need}): pip install -U triton"
+        if _INTERPRET:
+            return None
+        if not torch.cuda.is_available():
+            return ("no CUDA device (torch.cuda.is_available() is False); set TRITON_INTERPRET=1 "
+                    "before importing attnhub to run the kernels on the CPU (slow, for tests)")
+        if torch.version.hip:
+            return "ROCm/HIP GPUs are not supported by triton-fa2 (tested on NVIDIA only)"
+        cc = torch.cuda.get_device_capability()
+        if cc < (8, 0):
+            name = torch.cuda.get_device_name()
+            return f"{name} is sm{cc[0]}{cc[1]}; triton-fa2 needs sm80 (Ampere) or newer"
+        return None
+
+    def not_supported_reasons(self, problem):
+        reasons = []
+        if problem.device.type == "cpu" and problem.dtype == torch.bfloat16:
+            reasons.append("bfloat16 on the CPU (Triton's interpreter computes bf16 dots as "
+                           "uint16); use float16/float32 on the CPU or a CUDA GPU")
+        return reasons
+
+    def forward(self, q, k, v, problem):
+        from . import ops
+        return ops.flash_forward(q, k, v, problem)
+
+    def backward(self, do, q, k, v, o, lse, problem):
+        from . import ops
+        return ops.flash_backward(do, q, k, v, o, lse, problem)
+
+    def extra_info(self):
+        return {"interpreter": _INTERPRET}

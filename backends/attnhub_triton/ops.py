@@ -1,0 +1,498 @@
+"""Host side of the triton-fa2 kernels: layouts, configs, launches and torch custom ops.
+
+Public entry points (plain functions; the ``hopper-fa3`` backend reuses the backward)::
+
+    flash_forward(q, k, v, problem)                -> (o, lse)
+    flash_backward(do, q, k, v, o, lse, problem)   -> (dq, dk, dv)
+
+    dense   q (B, Hq, Sq, D)   k (B, Hk, Sk, D)   v (B, Hk, Sk, Dv)   any strides
+            o (B, Hq, Sq, Dv)  lse (B, Hq, Sq) float32 (natural log)
+    varlen  q (total_q, Hq, D) k, v (total_k, Hk, D|Dv) with problem.cu_seqlens_*
+            o (total_q, Hq, Dv) lse (Hq, total_q)
+
+Both go through the custom ops ``torch.ops.attnhub_triton.fwd`` / ``.bwd`` (with fake
+implementations), so ``torch.compile(fullgraph=True)`` traces them as single nodes.
+
+Outputs follow the inputs' memory order: a BSHD view in gives a BSHD view out, so no copy
+is made on either side.  K/V are never repeated for GQA: kernels index head ``hq // group``.
+
+Environment knobs (read per call):
+    ATTNHUB_TRITON_AUTOTUNE=0   use the fixed per-head-dim configs below instead of autotuning
+    ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere)
+    TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
+                                fixed config, no autotuning
+"""
+
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _kernels as _k
+
+__all__ = ["flash_forward", "flash_backward"]
+
+# -- environment --------------------------------------------------------------------------
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _autotune_enabled() -> bool:
+    return os.environ.get("ATTNHUB_TRITON_AUTOTUNE", "1") != "0"
+
+
+_CC: dict = {}
+
+
+def _capability(device: torch.device) -> tuple:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _CC:
+        _CC[index] = torch.cuda.get_device_capability(index)
+    return _CC[index]
+
+
+def _tma_ok(device: torch.device, tensors) -> bool:
+    """TMA descriptors need sm90+, a 16-byte aligned base, 16-byte aligned strides and a
+    unit last stride; anything else takes the pointer-load path."""
+    if os.environ.get("ATTNHUB_TRITON_TMA", "auto") == "0":
+        return False
+    if not hasattr(tl, "make_tensor_descriptor"):
+        return False
+    if device.type == "cuda":
+        if _capability(device) < (9, 0):
+            return False
+    elif not _interpreting():
+        return False
+    for t in tensors:
+        if t.stride(-1) != 1 or t.data_ptr() % 16:
+            return False
+        if any((s * t.element_size()) % 16 for s in t.stride()[:-1]):
+            return False
+    return True
+
+
+def _tma_allocator(size: int, alignment: int, stream: Optional[int]):
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _ensure_allocator() -> None:
+    """In-kernel TMA descriptors need scratch memory from ``triton.set_allocator``.  The
+    allocator is a ContextVar (per thread: autograd runs backward in its own thread), so
+    set it before each launch unless the caller installed one."""
+    try:
+        from triton.runtime import _allocation
+        if not isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
+            return
+    except (ImportError, AttributeError):  # pragma: no cover - other triton layouts
+        pass
+    triton.set_allocator(_tma_allocator)
+
+
+# -- configs --------------------------------------------------------------------------------
+
+# Shared memory a config may plan for: below the 227 KB per-block limit on sm90, leaving
+# room for the layout conversions the compiler adds.
+_SMEM_BYTES = 200 * 1024
+# fp32 values (accumulators + score tile) one thread may hold before the compiler spills.
+_REGS_PER_THREAD = 192
+
+
+def _bucket(n: int) -> int:
+    """Sequence-length bucket for the autotuning key (powers of two, 16 .. 16384)."""
+    return min(max(triton.next_power_of_2(max(n, 1)), 16), 16384)
+
+
+def _warp_spec_ok(args) -> bool:
+    """Warp-specialised variants are opt-in (ATTNHUB_TRITON_WARP_SPEC=1): on sm90 Triton
+    3.6 fails to compile them for this kernel ("PassManager::run failed") and Triton 3.9's
+    NVGPUWarpSpecialization pass aborts the whole process (an assertion, which no autotuner
+    can skip).  See NOTES.md."""
+    return bool(args["USE_TMA"]) and not _interpreting() and \
+        os.environ.get("ATTNHUB_TRITON_WARP_SPEC", "0") == "1"
+
+
+_FWD_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=w, num_stages=s)
+    for bm in (64, 128)
+    for bn in (32, 64, 128)
+    for w in (4, 8)
+    for s in (2, 3)
+    for ws in (False, True)
+]
+
+
+def _keep_fwd(conf, args) -> bool:
+    bm, bn, ws = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"], conf.kwargs["WARP_SPEC"]
+    w, s = conf.num_warps, conf.num_stages
+    d, dv, es = args["BLOCK_D"], args["BLOCK_DV"], args["Q"].element_size()
+    if ws and not (_warp_spec_ok(args) and w == 4 and bm == 128):
+        return False
+    if (bn < 64) if d <= 128 else (bn > 64):  # small head dims: wide key blocks
+        return False
+    if bm == 64 and args["bucket_q"] > 64 and d <= 128:  # 64-row blocks: short queries only
+        return False
+    if w == 8 and bm * bn < 128 * 64:
+        return False
+    if bm * (dv + bn) >= _REGS_PER_THREAD * 32 * w:  # O accumulator + score tile
+        return False
+    return (s * bn * (d + dv) + bm * d) * es <= _SMEM_BYTES
+
+
+_DQ_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+    for bm, w in ((64, 4), (128, 8))  # one warpgroup per 64 query rows
+    for bn in (32, 64, 128)
+    for s in (2, 3)
+]
+
+
+def _keep_dq(conf, args) -> bool:
+    bm, bn = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"]
+    w, s = conf.num_warps, conf.num_stages
+    d, dv, es = args["BLOCK_D"], args["BLOCK_DV"], args["Q"].element_size()
+    if bm == 128 and args["bucket_q"] <= 64:
+        return False
+    if (bn == 32) if d <= 64 else (bn == 128):
+        return False
+    if bm * (d + 2 * bn) >= _REGS_PER_THREAD * 32 * w:  # dQ + P/dP tiles
+        return False
+    return (s * bn * (d + dv) + bm * (d + dv)) * es <= _SMEM_BYTES
+
+
+_DKDV_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+    for bm in (16, 32, 64)
+    for bn, w in ((32, 4), (32, 8), (64, 8), (128, 8))  # BLOCK_N key rows: dK/dV accumulators
+    for s in (2, 3)
+]
+
+
+def _keep_dkdv(conf, args) -> bool:
+    bm, bn = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"]
+    w, s = conf.num_warps, conf.num_stages
+    d, dv, es = args["BLOCK_D"], args["BLOCK_DV"], args["Q"].element_size()
+    # Register use here does not follow a simple formula (ptxas reports in NOTES.md: 32x128
+    # fits at D=128 while 64x64 spills), so the filter only keeps the shapes that made sense
+    # there and lets the autotuner time the rest.
+    if d <= 128:
+        if bm < 32 or (w == 8 and bn == 32):
+            return False
+    elif bm > 32 or bn > 64 or w != 8:  # large D: thin tiles, two warpgroups
+        return False
+    return (s * bm * (d + dv) + bn * (d + dv)) * es <= _SMEM_BYTES
+
+
+def _pruner(keep):
+    def prune(configs, named_args, **kwargs):
+        args = {**named_args, **kwargs}
+        kept = [c for c in configs if keep(c, args)]
+        return kept or [_default_config_obj(args, configs)]
+    return prune
+
+
+def _default_config_obj(args, configs):
+    """The smallest config, when the filter leaves none (keeps the autotuner going)."""
+    return min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))
+
+
+def _bench(kernel_call, quantiles):
+    """Autotuner timing: short runs; a config that fails to compile is skipped, not fatal."""
+    try:
+        return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+    except Exception:  # noqa: BLE001 - e.g. a warp-specialised variant the compiler rejects
+        return [float("inf")] * len(quantiles)
+
+
+# The autotuning key: head dims, masking (causal = HAS_RIGHT with right 0), softcap,
+# varlen, TMA, sequence-length buckets; Triton adds the tensors' dtypes itself.
+_KEY = ["HEAD_DIM", "HEAD_DIM_V", "HAS_LEFT", "HAS_RIGHT", "SOFTCAP", "VARLEN", "USE_TMA",
+        "bucket_q", "bucket_k"]
+
+_TUNED_FWD = triton.autotune(_FWD_CONFIGS, key=_KEY, do_bench=_bench,
+                             prune_configs_by={"early_config_prune": _pruner(_keep_fwd)})(_k._attn_fwd)
+_TUNED_DQ = triton.autotune(_DQ_CONFIGS, key=_KEY, do_bench=_bench,
+                            prune_configs_by={"early_config_prune": _pruner(_keep_dq)})(_k._attn_bwd_dq)
+_TUNED_DKDV = triton.autotune(_DKDV_CONFIGS, key=_KEY, do_bench=_bench,
+                              prune_configs_by={"early_config_prune": _pruner(_keep_dkdv)})(_k._attn_bwd_dkdv)
+
+_KERNELS = {
+    "fwd": (_k._attn_fwd, _TUNED_FWD),
+    "dq": (_k._attn_bwd_dq, _TUNED_DQ),
+    "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
+}
+
+#: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
+#: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
+INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16)}
+
+# Fixed configs when not autotuning: (BLOCK_M, BLOCK_N, num_warps, num_stages) per kernel,
+# by padded head dim.  For dkdv BLOCK_N is the key block, BLOCK_M the query step.
+# None of these spill registers on sm90 (ptxas reports in NOTES.md).
+_DEFAULTS = {
+    "fwd": {64: (128, 64, 4, 3), 128: (128, 64, 8, 2), 256: (128, 32, 8, 2)},
+    "dq": {64: (128, 64, 8, 2), 128: (128, 64, 8, 2), 256: (128, 32, 8, 2)},
+    "dkdv": {64: (32, 128, 8, 2), 128: (32, 64, 8, 2), 256: (32, 32, 8, 2)},
+}
+# float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
+_FP32 = {
+    "fwd": {128: (64, 32, 4, 2), 256: (64, 32, 4, 1)},
+    "dq": {128: (64, 32, 4, 1), 256: (32, 32, 4, 1)},
+    "dkdv": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
+}
+
+
+def _fixed_config(kind: str, meta: dict, bucket_q: int):
+    """(kwargs, num_warps, num_stages) for a launch without autotuning."""
+    if _interpreting():
+        bm, bn = INTERPRET_BLOCKS[kind]
+        return {"BLOCK_M": bm, "BLOCK_N": bn}, 1, 1
+    d = max(meta["BLOCK_D"], meta["BLOCK_DV"])
+    fp32 = meta["DOT_PRECISION"] != "tf32"
+    table = _FP32[kind] if fp32 else _DEFAULTS[kind]
+    bm, bn, w, s = table[min(t for t in table if t >= d)]
+    if kind != "dkdv" and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
+        bm = 64
+    return {"BLOCK_M": bm, "BLOCK_N": bn}, w, s
+
+
+#: Pinned configs, for tests and benchmarks: {"fwd": ({"BLOCK_M": 128, "BLOCK_N": 64},
+#: num_warps, num_stages), ...}; a pinned kernel neither autotunes nor uses the defaults.
+FORCED_CONFIGS: dict = {}
+
+
+def candidate_configs(kind: str, problem, tma: bool = True) -> list:
+    """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
+    configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "dq": (_DQ_CONFIGS, _keep_dq),
+                     "dkdv": (_DKDV_CONFIGS, _keep_dkdv)}[kind]
+    args = {"BLOCK_D": _pow2(problem.head_dim), "BLOCK_DV": _pow2(problem.head_dim_v),
+            "Q": torch.empty(0, dtype=problem.dtype), "USE_TMA": tma,
+            "bucket_q": _bucket(problem.max_seqlen_q or problem.seqlen_q)}
+    out = []
+    for c in configs:
+        if keep(c, args):
+            kwargs = {k: v for k, v in c.kwargs.items() if k != "WARP_SPEC"}
+            out.append((kwargs, c.num_warps, c.num_stages))
+    return out
+
+
+_TUNED_KEYS: set = set()
+
+
+def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: int) -> None:
+    """Run one kernel: autotuned on its first call per key, else a fixed config.  While a
+    CUDA graph is being captured an untuned key takes the fixed config (no benchmarking
+    inside a capture)."""
+    raw, tuned = _KERNELS[kind]
+    if kind == "fwd":
+        meta = dict(meta, WARP_SPEC=False)
+    if kind in FORCED_CONFIGS:
+        kwargs, num_warps, num_stages = FORCED_CONFIGS[kind]
+        raw[grid](*args, **{**meta, **kwargs}, num_warps=num_warps, num_stages=num_stages)
+        return
+    key = (kind, args[0].dtype, bucket_q, bucket_k) + tuple(sorted(meta.items()))
+    use_tuner = (_autotune_enabled() and not _interpreting() and meta["DOT_PRECISION"] == "tf32"
+                 and (key in _TUNED_KEYS or not torch.cuda.is_current_stream_capturing()))
+    if use_tuner:
+        if kind == "fwd":
+            meta.pop("WARP_SPEC")
+        tuned[grid](*args, **meta)
+        _TUNED_KEYS.add(key)
+        return
+    kwargs, num_warps, num_stages = _fixed_config(kind, meta, bucket_q)
+    raw[grid](*args, **meta, **kwargs, num_warps=num_warps, num_stages=num_stages)
+
+
+# -- layouts --------------------------------------------------------------------------------
+
+
+def _pow2(d: int) -> int:
+    return max(16, triton.next_power_of_2(d))
+
+
+def _strides(t: torch.Tensor, varlen: bool) -> tuple:
+    """(batch, head, seq, dim) strides; varlen (total, H, D) tensors get batch stride 0."""
+    if varlen:
+        return (0, t.stride(1), t.stride(0), t.stride(2))
+    return tuple(t.stride())
+
+
+def _empty_like_layout(t: torch.Tensor, last: int, dtype=None) -> torch.Tensor:
+    """A new tensor shaped like ``t`` with last dim ``last``, in ``t``'s memory order:
+    BSHD-strided views give BSHD-backed outputs, everything else is contiguous."""
+    dtype = t.dtype if dtype is None else dtype
+    if t.dim() == 4 and t.stride(1) < t.stride(2):
+        b, h, s, _ = t.shape
+        return torch.empty(b, s, h, last, dtype=dtype, device=t.device).transpose(1, 2)
+    return torch.empty(*t.shape[:-1], last, dtype=dtype, device=t.device)
+
+
+def _out_shapes(q, v, varlen: bool):
+    o = _empty_like_layout(q, v.shape[-1])
+    if varlen:
+        lse = torch.empty(q.shape[1], q.shape[0], dtype=torch.float32, device=q.device)
+    else:
+        lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
+    return o, lse
+
+
+class _Launch:
+    """Everything the three kernels share for one call: sizes, masks, strides."""
+
+    def __init__(self, q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
+        self.varlen = cu_q is not None
+        if self.varlen:
+            self.batch = cu_q.numel() - 1
+            self.heads_q, self.heads_k = q.shape[1], k.shape[1]
+            self.seqlen_q, self.seqlen_k = max_sq, max_sk
+            self.empty = self.batch <= 0 or q.shape[0] == 0
+            self.no_keys = k.shape[0] == 0
+        else:
+            self.batch, self.heads_q, self.seqlen_q = q.shape[:3]
+            self.heads_k, self.seqlen_k = k.shape[1], k.shape[2]
+            self.empty = q.numel() == 0
+            self.no_keys = self.seqlen_k == 0
+        self.cu_q, self.cu_k = cu_q, cu_k
+        self.bucket_q, self.bucket_k = _bucket(self.seqlen_q), _bucket(self.seqlen_k)
+        self.scalars = (self.seqlen_q, self.seqlen_k, self.heads_q // self.heads_k,
+                        float(scale), float(softcap), max(left, 0), max(right, 0),
+                        self.bucket_q, self.bucket_k)
+        self.meta = dict(
+            HEAD_DIM=q.shape[-1], HEAD_DIM_V=v.shape[-1],
+            BLOCK_D=_pow2(q.shape[-1]), BLOCK_DV=_pow2(v.shape[-1]),
+            HAS_LEFT=left >= 0, HAS_RIGHT=right >= 0, SOFTCAP=softcap > 0,
+            VARLEN=self.varlen, USE_TMA=False,
+            # float32 inputs: 3-pass tf32 (fp32-level error on tensor cores; "ieee" dots
+            # spill kilobytes of registers).  16-bit inputs ignore this.
+            DOT_PRECISION="tf32x3" if q.dtype == torch.float32 else "tf32",
+        )
+
+    def strides(self, t):
+        return _strides(t, self.varlen)
+
+    def lse_strides(self, lse):
+        return (0, lse.stride(0)) if self.varlen else (lse.stride(0), lse.stride(1))
+
+    def run(self, kind, args, tma_tensors):
+        device = args[0].device
+        meta = dict(self.meta, USE_TMA=_tma_ok(device, tma_tensors))
+        if meta["USE_TMA"] and device.type == "cuda":
+            _ensure_allocator()
+        if kind == "dkdv":
+            grid = lambda m: (triton.cdiv(self.seqlen_k, m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
+        else:
+            grid = lambda m: (triton.cdiv(self.seqlen_q, m["BLOCK_M"]), self.heads_q, self.batch)  # noqa: E731
+        with torch.cuda.device(device) if device.type == "cuda" else _nullcontext():
+            _launch(kind, grid, args, meta, self.bucket_q, self.bucket_k)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- the two passes ----------------------------------------------------------------------------
+
+
+def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
+    call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
+    o, lse = _out_shapes(q, v, call.varlen)
+    if call.empty:
+        return o, lse
+    if call.no_keys:  # nothing to attend to: every row is fully masked
+        return o.zero_(), lse.fill_(float("-inf"))
+    args = (q, k, v, o, lse, cu_q, cu_k,
+            *call.strides(q), *call.strides(k), *call.strides(v), *call.strides(o),
+            *call.lse_strides(lse), *call.scalars)
+    call.run("fwd", args, (k, v))
+    return o, lse
+
+
+def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
+    call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
+    dq = _empty_like_layout(q, q.shape[-1])
+    dk = _empty_like_layout(k, k.shape[-1])
+    dv = _empty_like_layout(v, v.shape[-1])
+    if call.empty or call.no_keys:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    lse = lse.contiguous()
+    delta = torch.empty_like(lse)  # Δ = rowsum(dO ∘ O), written by the dQ kernel
+    common = (*call.strides(q), *call.strides(k), *call.strides(v))
+    args = (q, k, v, o, do, lse, delta, dq, cu_q, cu_k, *common,
+            *call.strides(o), *call.strides(do), *call.strides(dq),
+            *call.lse_strides(lse), *call.scalars)
+    call.run("dq", args, (k, v))
+    args = (q, k, v, do, lse, delta, dk, dv, cu_q, cu_k, *common,
+            *call.strides(do), *call.strides(dk), *call.strides(dv),
+            *call.lse_strides(lse), *call.scalars)
+    call.run("dkdv", args, (q, do))
+    return dq, dk, dv
+
+
+# -- torch custom ops ----------------------------------------------------------------------------
+
+
+@torch.library.custom_op("attnhub_triton::fwd", mutates_args=())
+def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+            window_left: int, window_right: int, softcap: float,
+            cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor],
+            max_seqlen_q: int, max_seqlen_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _forward(q, k, v, scale, window_left, window_right, softcap,
+                    cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+
+
+@_fwd_op.register_fake
+def _fwd_fake(q, k, v, scale, window_left, window_right, softcap,
+              cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+    return _out_shapes(q, v, cu_seqlens_q is not None)
+
+
+@torch.library.custom_op("attnhub_triton::bwd", mutates_args=())
+def _bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            o: torch.Tensor, lse: torch.Tensor, scale: float,
+            window_left: int, window_right: int, softcap: float,
+            cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor],
+            max_seqlen_q: int, max_seqlen_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _backward(do, q, k, v, o, lse, scale, window_left, window_right, softcap,
+                     cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+
+
+@_bwd_op.register_fake
+def _bwd_fake(do, q, k, v, o, lse, scale, window_left, window_right, softcap,
+              cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+    return (_empty_like_layout(q, q.shape[-1]), _empty_like_layout(k, k.shape[-1]),
+            _empty_like_layout(v, v.shape[-1]))
+
+
+# -- public functions --------------------------------------------------------------------------
+
+
+def _op_args(problem) -> tuple:
+    left, right = problem.window_bounds  # causal folded in: right = 0
+    return (float(problem.scale), int(left), int(right), float(problem.softcap or 0.0),
+            problem.cu_seqlens_q, problem.cu_seqlens_k,
+            int(problem.max_seqlen_q or 0), int(problem.max_seqlen_k or 0))
+
+
+def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem):
+    """FlashAttention-2 forward for a resolved :class:`attnhub.Problem`.
+
+    Returns ``(o, lse)``: ``o`` like ``q`` with head dim Dv (same memory order), ``lse``
+    float32 natural-log logsumexp, ``(B, Hq, Sq)`` dense or ``(Hq, total_q)`` varlen.
+    Fully masked rows get ``o = 0`` and ``lse = -inf``.
+    """
+    return torch.ops.attnhub_triton.fwd(q, k, v, *_op_args(problem))
+
+
+def flash_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   o: torch.Tensor, lse: torch.Tensor, problem):
+    """FlashAttention-2 backward: ``(dq, dk, dv)`` shaped like ``(q, k, v)``, recomputed
+    from ``(q, k, v, o, lse)`` blockwise (Δ pre-pass fused into the dQ kernel; dK/dV
+    summed over each GQA group inside one program, deterministic, no S×S buffer)."""
+    return torch.ops.attnhub_triton.bwd(do, q, k, v, o, lse, *_op_args(problem))

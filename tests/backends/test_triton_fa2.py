@@ -1,0 +1,303 @@
+"""triton-fa2 against :mod:`attnhub.reference` under the flash-attn tolerance rule.
+
+CPU: the same kernels in Triton's interpreter (``TRITON_INTERPRET=1``, set below before
+triton is imported when there is no CUDA device) on small shapes -- every feature, forward
+and backward.  GPU (``-m gpu``; skipped without CUDA): the issue's grid of head dims,
+(Sq, Sk) pairs, MHA/GQA/MQA, masks, varlen, every autotuning candidate on two shapes,
+``torch.compile(fullgraph=True)`` and CUDA-graph capture.
+
+Cases are generated from the backend's declared capabilities: a case the backend says it
+cannot run is skipped with its reasons (e.g. bf16 on the CPU interpreter).
+"""
+
+import contextlib
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():  # the CPU runs the kernels in Triton's interpreter
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
+
+from attnhub.contract import Problem  # noqa: E402
+from attnhub.testing.tolerance import assert_matches_reference, random_inputs  # noqa: E402
+from attnhub_triton import TritonFA2Backend  # noqa: E402
+from attnhub_triton import ops  # noqa: E402
+
+BACKEND = TritonFA2Backend()
+CUDA = torch.cuda.is_available()
+INTERPRETED = "cpu" in BACKEND.capabilities.devices and ops._interpreting()
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+
+HEADS = {"mha": (4, 4), "gqa": (4, 2), "mqa": (4, 1)}
+
+
+def make_problem(*, d=64, dv=None, sq=37, sk=53, heads="mha", batch=1, dtype=torch.float16,
+                 device="cpu", causal=False, window=None, softcap=None, lens=None):
+    """A resolved Problem; ``lens=[(len_q, len_k), ...]`` makes it varlen (packed)."""
+    hq, hk = HEADS[heads]
+    dv = d if dv is None else dv
+    kw = {}
+    if lens is not None:
+        lq = torch.tensor([0] + [a for a, _ in lens]).cumsum(0).to(torch.int32)
+        lk = torch.tensor([0] + [b for _, b in lens]).cumsum(0).to(torch.int32)
+        kw = dict(cu_seqlens_q=lq.to(device), cu_seqlens_k=lk.to(device),
+                  max_seqlen_q=max(a for a, _ in lens), max_seqlen_k=max(b for _, b in lens))
+        batch, sq, sk = len(lens), int(lq[-1]), int(lk[-1])
+    return Problem(batch=batch, heads_q=hq, heads_kv=hk, seqlen_q=sq, seqlen_k=sk, head_dim=d,
+                   head_dim_v=dv, dtype=dtype, device=torch.device(device), causal=causal,
+                   scale=d ** -0.5, window=window, softcap=softcap, **kw)
+
+
+def case_id(p: Problem, layout: str = "bhsd", extra: str = "") -> str:
+    dt = str(p.dtype).replace("torch.", "")
+    dims = f"d{p.head_dim}" + (f"v{p.head_dim_v}" if p.head_dim_v != p.head_dim else "")
+    if p.is_varlen:
+        size = f"varlen{p.batch}"
+    else:
+        size = f"s{p.seqlen_q}x{p.seqlen_k}"
+    heads = "mha" if p.heads_q == p.heads_kv else ("mqa" if p.heads_kv == 1 else "gqa")
+    feats = [f for f in ("causal", "window", "softcap") if getattr(p, "is_" + f)]
+    parts = ["triton-fa2", p.device.type, dt, dims, size, heads, *feats, layout]
+    return "-".join(parts + ([extra] if extra else []))
+
+
+def skip_unsupported(p: Problem) -> None:
+    reasons = BACKEND.capabilities.reasons(p) + BACKEND.not_supported_reasons(p)
+    if reasons:
+        pytest.skip("; ".join(reasons))
+
+
+@contextlib.contextmanager
+def env(**values):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: str(v) for k, v in values.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check(p: Problem, layout: str = "bhsd", seed: int = 0):
+    skip_unsupported(p)
+    torch.manual_seed(seed)
+    q, k, v = random_inputs(p, layout=layout)
+    return assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+
+
+# -- CPU: the kernels in the interpreter ------------------------------------------------------
+
+needs_interpreter = pytest.mark.skipif(
+    not INTERPRETED,
+    reason="CPU cases run the kernels in Triton's interpreter: needs TRITON_INTERPRET=1 set "
+           "before attnhub_triton is imported (set automatically without CUDA; this run has "
+           "CUDA or imported attnhub_triton earlier)")
+
+F16, F32, BF16 = torch.float16, torch.float32, torch.bfloat16
+CPU_CASES = [  # (problem kwargs, layout); tiny shapes: the interpreter is slow
+    (dict(d=32, sq=37, sk=53), "bhsd"),
+    (dict(d=40, sq=53, sk=37, heads="gqa", causal=True), "bshd"),  # rows with no key
+    (dict(d=64, sq=40, sk=40, heads="mqa", window=(7, 3), batch=2), "bhsd"),
+    (dict(d=40, sq=33, sk=20, heads="gqa", causal=True, softcap=5.0, dtype=F32), "bhsd"),
+    (dict(d=32, sq=33, sk=50, heads="mqa", window=(-1, 5), dtype=F32), "bhsd"),
+    (dict(d=32, sq=50, sk=33, heads="gqa", window=(4, -1), causal=True, dtype=F32), "bhsd"),
+    (dict(d=59, sq=40, sk=40, heads="mqa", window=(7, 3), softcap=3.0, dtype=F32), "bshd"),
+    (dict(d=32, dv=48, sq=29, sk=45, causal=True), "bshd"),
+    (dict(d=40, sq=20, sk=6, window=(0, 0), dtype=F32), "bhsd"),  # mostly empty rows
+    (dict(d=32, sq=1, sk=64, heads="mqa", causal=True), "bhsd"),
+    (dict(d=32, sq=64, sk=1, heads="gqa", causal=True), "bhsd"),
+    (dict(d=40, heads="gqa", causal=True, lens=[(5, 30), (0, 9), (40, 40), (17, 0)]), "varlen"),
+    (dict(d=32, heads="mqa", window=(6, 2), softcap=4.0, dtype=F32,
+          lens=[(23, 11), (1, 33), (30, 30)]), "varlen"),
+    (dict(d=32, sq=24, sk=24, dtype=BF16), "bhsd"),  # refused on the CPU: the skip is the test
+]
+
+
+@needs_interpreter
+@pytest.mark.parametrize(
+    "kw,layout", [pytest.param(kw, lay, id=case_id(make_problem(**kw), lay)) for kw, lay in CPU_CASES])
+def test_cpu_matches_reference(kw, layout):
+    p = make_problem(**kw)
+    if p.device.type == "cpu" and p.dtype == BF16:
+        assert BACKEND.not_supported_reasons(p), "bf16 on the CPU interpreter must be refused"
+    check(p, "bhsd" if layout == "varlen" else layout)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("tma", ["0", "auto"], ids=["pointers", "tma"])
+@pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["m32n16", "m16n32"])
+def test_cpu_block_shapes_and_load_paths(tma, blocks, monkeypatch):
+    """BLOCK_M != BLOCK_N in all three kernels, through pointer loads and TMA descriptors
+    (the interpreter emulates tensor descriptors)."""
+    monkeypatch.setattr(ops, "INTERPRET_BLOCKS", {"fwd": blocks, "dq": blocks,
+                                                  "dkdv": blocks[::-1]})
+    with env(ATTNHUB_TRITON_TMA=tma):
+        check(make_problem(d=64, sq=45, sk=61, heads="gqa", window=(20, 4), dtype=F32))
+
+
+@needs_interpreter
+def test_cpu_sliced_packed_qkv():
+    """q, k, v as slices of one packed (B, S, 3, H, D) buffer: no copies, strides only."""
+    p = make_problem(d=32, sq=33, sk=33, causal=True)
+    torch.manual_seed(1)
+    qkv = torch.randn(1, 33, 3, 4, 32).to(F16)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+
+
+@needs_interpreter
+def test_cpu_output_layout_follows_input():
+    p = make_problem(d=32, sq=20, sk=20)
+    q, k, v = random_inputs(p, layout="bshd")
+    o, lse = BACKEND.forward(q, k, v, p)
+    assert o.transpose(1, 2).is_contiguous() and lse.is_contiguous()
+    dq, dk, dv = BACKEND.backward(torch.randn_like(o), q, k, v, o, lse, p)
+    assert dq.transpose(1, 2).is_contiguous() and dk.shape == k.shape and dv.shape == v.shape
+
+
+@needs_interpreter
+def test_cpu_custom_ops_opcheck():
+    """Schema, fake implementation and dispatch of attnhub_triton::fwd / ::bwd."""
+    p = make_problem(d=16, sq=16, sk=16, causal=True, dtype=F32)
+    q, k, v = random_inputs(p)
+    o, lse = ops.flash_forward(q, k, v, p)
+    left, right = p.window_bounds
+    tail = (p.scale, left, right, 0.0, None, None, 0, 0)
+    torch.library.opcheck(torch.ops.attnhub_triton.fwd.default, (q, k, v, *tail))
+    torch.library.opcheck(torch.ops.attnhub_triton.bwd.default,
+                          (torch.randn_like(o), q, k, v, o, lse, *tail))
+
+
+@needs_interpreter
+def test_cpu_torch_compile_fullgraph():
+    """Dynamo traces flash_forward/backward as two custom-op nodes (aot_eager: no C++
+    toolchain needed on the CPU; the GPU test uses inductor)."""
+    p = make_problem(d=16, sq=16, sk=24, heads="gqa", window=(8, 0), dtype=F32)
+    q, k, v = random_inputs(p)
+
+    @torch.compile(fullgraph=True, backend="aot_eager")
+    def fwd_bwd(q, k, v, do):
+        o, lse = ops.flash_forward(q, k, v, p)
+        return (o, lse) + tuple(ops.flash_backward(do, q, k, v, o, lse, p))
+
+    do = torch.randn(1, 4, 16, 16)
+    got = fwd_bwd(q, k, v, do)
+    o, lse = ops.flash_forward(q, k, v, p)
+    want = (o, lse) + tuple(ops.flash_backward(do, q, k, v, o, lse, p))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+# -- GPU ------------------------------------------------------------------------------------
+
+GPU_HEAD_DIMS = (32, 40, 64, 72, 96, 128, 160, 192, 256)
+
+
+def _gpu_cases():
+    cases = []
+    for d in GPU_HEAD_DIMS:  # every head dim: ragged shapes, GQA and MHA, causal and not
+        cases.append(dict(d=d, sq=113, sk=203, heads="gqa", batch=2, dtype=BF16))
+        cases.append(dict(d=d, sq=1023, sk=1024, causal=True, dtype=BF16))
+    for d in (64, 128):  # decode and single-key extremes, MQA
+        cases.append(dict(d=d, sq=1, sk=4096, heads="mqa", causal=True, dtype=BF16))
+        cases.append(dict(d=d, sq=4096, sk=1, heads="gqa", causal=True, dtype=BF16))
+        cases.append(dict(d=d, sq=4096, sk=1, heads="mqa", dtype=BF16))
+        cases.append(dict(d=d, sq=113, sk=203, dtype=F16, batch=2))
+        cases.append(dict(d=d, sq=300, sk=257, causal=True, heads="mqa", dtype=torch.float32))
+    for d in (40, 128, 256):  # sliding window + softcap, Sq != Sk both ways
+        cases.append(dict(d=d, sq=1023, sk=1024, heads="gqa", window=(64, 16), softcap=30.0,
+                          dtype=BF16))
+        cases.append(dict(d=d, sq=203, sk=113, window=(32, -1), causal=True, dtype=BF16))
+    cases.append(dict(d=96, sq=513, sk=700, heads="mqa", causal=True, softcap=20.0, dtype=F16))
+    cases.append(dict(d=128, dv=64, sq=300, sk=301, heads="gqa", causal=True, dtype=BF16))
+    ragged = [(1, 200), (113, 50), (0, 7), (300, 300), (64, 0), (257, 1000)]
+    cases.append(dict(d=64, heads="gqa", causal=True, lens=ragged, dtype=BF16))
+    cases.append(dict(d=72, heads="mqa", lens=ragged, dtype=F16))
+    cases.append(dict(d=128, heads="gqa", window=(100, 10), softcap=15.0, lens=ragged, dtype=BF16))
+    return [(dict(c, device="cuda"), "bhsd") for c in cases] + [
+        (dict(d=128, sq=1023, sk=1024, heads="gqa", causal=True, dtype=BF16, device="cuda"), "bshd"),
+        (dict(d=40, sq=113, sk=203, heads="mqa", dtype=BF16, device="cuda"), "bshd"),
+    ]
+
+
+def _gpu_param(kw, layout):
+    try:
+        p = make_problem(**kw)
+        ident = case_id(p, layout)
+    except (RuntimeError, AssertionError):  # no CUDA: ids only, the test skips
+        ident = case_id(make_problem(**dict(kw, device="cpu")), layout).replace("-cpu-", "-cuda-")
+    return pytest.param(kw, layout, id=ident, marks=[pytest.mark.gpu, gpu])
+
+
+@pytest.mark.parametrize("kw,layout", [_gpu_param(kw, lay) for kw, lay in _gpu_cases()])
+def test_gpu_matches_reference(kw, layout):
+    check(make_problem(**kw), layout)
+
+
+def _config_cases():
+    out = []
+    for d in (64, 128):
+        for causal in (False, True):
+            kw = dict(d=d, sq=1000, sk=1000, heads="gqa", causal=causal, dtype=BF16, device="cuda")
+            p = make_problem(**dict(kw, device="cpu"))
+            ident = case_id(p).replace("-cpu-", "-cuda-") + "-every-config"
+            out.append(pytest.param(kw, id=ident, marks=[pytest.mark.gpu, gpu]))
+    return out
+
+
+@pytest.mark.parametrize("kw", _config_cases())
+def test_gpu_every_autotune_candidate(kw, monkeypatch):
+    """Each config keep() leaves for autotuning gives correct results, pinned one at a time
+    (the autotuner only ever runs one of them per key)."""
+    p = make_problem(**kw)
+    torch.manual_seed(0)
+    q, k, v = random_inputs(p)
+    for kind in ("fwd", "dq", "dkdv"):
+        for config in ops.candidate_configs(kind, p):
+            monkeypatch.setattr(ops, "FORCED_CONFIGS", {kind: config})
+            print(kind, config)
+            assert_matches_reference(BACKEND, q, k, v, p, backward=kind != "fwd")
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_torch_compile_fullgraph():
+    p = make_problem(d=64, sq=256, sk=256, heads="gqa", causal=True, dtype=BF16, device="cuda")
+    q, k, v = random_inputs(p)
+    do = torch.randn(1, 4, 256, 64, device="cuda", dtype=BF16)
+
+    @torch.compile(fullgraph=True)
+    def fwd_bwd(q, k, v, do):
+        o, lse = ops.flash_forward(q, k, v, p)
+        return (o, lse) + tuple(ops.flash_backward(do, q, k, v, o, lse, p))
+
+    got = fwd_bwd(q, k, v, do)
+    o, lse = ops.flash_forward(q, k, v, p)
+    want = (o, lse) + tuple(ops.flash_backward(do, q, k, v, o, lse, p))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_cuda_graph_capture():
+    """Capturing a never-tuned key takes the fixed config: no benchmarking in the capture."""
+    p = make_problem(d=64, sq=700, sk=700, causal=True, dtype=BF16, device="cuda")
+    q, k, v = random_inputs(p)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
+        o, lse = ops.flash_forward(q, k, v, p)
+    q.copy_(torch.randn_like(q))
+    graph.replay()
+    torch.cuda.synchronize()
+    o_ref, lse_ref = ops.flash_forward(q, k, v, p)
+    torch.testing.assert_close(lse, lse_ref, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(o, o_ref, atol=2e-2, rtol=2e-2)

@@ -408,6 +408,18 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
     bar = _progress(console, progress)
     with bar:
         task = bar.add_task("fa grid", total=total)
+        try:
+            _grid_loop(points, methods, directions, device, timer, check, seed, bar, task,
+                       results)
+        except KeyboardInterrupt:  # e.g. `timeout -s INT`: keep and write what was measured
+            if console is not None:
+                console.print(f"[yellow]interrupted:[/] keeping {len(results)} records")
+    _add_ratios(results)
+    return results
+
+
+def _grid_loop(points, methods, directions, device, timer, check, seed, bar, task, results):
+    if True:
         for i, point in enumerate(points):
             bar.update(task, description=point.label())
             try:
@@ -433,8 +445,6 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
                     bar.advance(task)
             del q, k, v, do, ref
             _free(device)
-    _add_ratios(results)
-    return results
 
 
 def _record(method: Method, point: Point, direction: str) -> dict:

@@ -419,32 +419,31 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
 
 
 def _grid_loop(points, methods, directions, device, timer, check, seed, bar, task, results):
-    if True:
-        for i, point in enumerate(points):
-            bar.update(task, description=point.label())
-            try:
-                gen = torch.Generator(device=device).manual_seed(seed + i)
-                shape = (point.batch, point.heads, point.seqlen, point.head_dim)
-                q, k, v, do = (torch.randn(shape, generator=gen, device=device,
-                                           dtype=point.torch_dtype) for _ in range(4))
-                # One float32 reference per point; the forward checks use its O only.
-                ref = _reference(q, k, v, do, point, "bwd" in directions) if check else None
-            except Exception as exc:  # e.g. a dead CUDA context: keep what was measured
-                why = _first_lines(f"point set-up failed: {type(exc).__name__}: {exc}")
-                for direction in directions:
-                    for method in methods:
-                        results.append(dict(_record(method, point, direction), status="error",
-                                            reason=why))
-                        bar.advance(task)
-                continue
+    for i, point in enumerate(points):
+        bar.update(task, description=point.label())
+        try:
+            gen = torch.Generator(device=device).manual_seed(seed + i)
+            shape = (point.batch, point.heads, point.seqlen, point.head_dim)
+            q, k, v, do = (torch.randn(shape, generator=gen, device=device,
+                                       dtype=point.torch_dtype) for _ in range(4))
+            # One float32 reference per point; the forward checks use its O only.
+            ref = _reference(q, k, v, do, point, "bwd" in directions) if check else None
+        except Exception as exc:  # e.g. a dead CUDA context: keep what was measured
+            why = _first_lines(f"point set-up failed: {type(exc).__name__}: {exc}")
             for direction in directions:
-                ref_dir = ref and (ref if direction == "bwd" else {"o": ref["o"]})
                 for method in methods:
-                    results.append(_run_one(method, point, direction, q, k, v, do, ref_dir,
-                                            timer, device))
+                    results.append(dict(_record(method, point, direction), status="error",
+                                        reason=why))
                     bar.advance(task)
-            del q, k, v, do, ref
-            _free(device)
+            continue
+        for direction in directions:
+            ref_dir = ref and (ref if direction == "bwd" else {"o": ref["o"]})
+            for method in methods:
+                results.append(_run_one(method, point, direction, q, k, v, do, ref_dir,
+                                        timer, device))
+                bar.advance(task)
+        del q, k, v, do, ref
+        _free(device)
 
 
 def _record(method: Method, point: Point, direction: str) -> dict:

@@ -4,38 +4,47 @@
     print(attnhub.explain(q, k, v, causal=True))         # which backend, and why
 
 Backends are plugins (entry-point group ``attnhub.backends``); the contract they implement
-is :mod:`attnhub.contract`.  Importing attnhub loads no plugin and touches no GPU.
+is :mod:`attnhub.contract`.  Importing attnhub loads no plugin, touches no GPU, and imports
+torch only when a name below is first used (so the pytest plugin costs nothing).
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version as _version
+from typing import Any
 
 try:
     __version__ = _version("attnhub")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from .contract import (PLUGIN_API_VERSION, Backend, BackendInfo, Capabilities,
-                       ContractViolation, Problem)
-from .api import attention, attention_varlen
-from .dispatch import Explanation, explain, use_backend
-from .registry import list_backends
-from .fp8 import quantize_fp8
-from .probe import probe
+_EXPORTS = {
+    "PLUGIN_API_VERSION": "contract",
+    "Backend": "contract",
+    "BackendInfo": "contract",
+    "Capabilities": "contract",
+    "ContractViolation": "contract",
+    "Problem": "contract",
+    "attention": "api",
+    "attention_varlen": "api",
+    "Explanation": "dispatch",
+    "explain": "dispatch",
+    "use_backend": "dispatch",
+    "list_backends": "registry",
+    "quantize_fp8": "fp8",
+    "probe": "_probe",
+}
 
-__all__ = [
-    "__version__",
-    "PLUGIN_API_VERSION",
-    "Backend",
-    "BackendInfo",
-    "Capabilities",
-    "ContractViolation",
-    "Explanation",
-    "Problem",
-    "attention",
-    "attention_varlen",
-    "explain",
-    "list_backends",
-    "probe",
-    "quantize_fp8",
-    "use_backend",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attnhub' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -70,7 +70,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from .probe import probe
+    from ._probe import probe
 
     info = probe()
     if args.json:

@@ -24,9 +24,8 @@ __kernel void attn_bwd_prep(__global const T *o, const long o_off, const long o_
 {
     const int i = get_global_id(0), h = get_group_id(1), b = get_group_id(2);
     int q0 = 0;
-    if (varlen) {
-        q0 = cu_q[b]; sq = cu_q[b + 1] - q0;
-    }
+    if (varlen)
+        SEQ_BOUNDS(cu_q, b, q0, sq);
     if (i >= sq)
         return;
     __global const T *orow = o + o_off + b * o_sb + h * o_sh + (q0 + i) * o_ss;
@@ -60,8 +59,8 @@ void attn_bwd_dkdv(__global const T *q, const long q_off, const long q_sb, const
     const int lid = get_local_id(0);
     int q0 = 0, k0 = 0;
     if (varlen) {
-        q0 = cu_q[b]; sq = cu_q[b + 1] - q0;
-        k0 = cu_k[b]; sk = cu_k[b + 1] - k0;
+        SEQ_BOUNDS(cu_q, b, q0, sq);
+        SEQ_BOUNDS(cu_k, b, k0, sk);
     }
     const int j_grp = get_group_id(0) * BM;
     if (j_grp >= sk)
@@ -180,8 +179,8 @@ void attn_bwd_dq(__global const T *q, const long q_off, const long q_sb, const l
     const int lid = get_local_id(0);
     int q0 = 0, k0 = 0;
     if (varlen) {
-        q0 = cu_q[b]; sq = cu_q[b + 1] - q0;
-        k0 = cu_k[b]; sk = cu_k[b + 1] - k0;
+        SEQ_BOUNDS(cu_q, b, q0, sq);
+        SEQ_BOUNDS(cu_k, b, k0, sk);
     }
     const int i_grp = get_group_id(0) * BM;
     if (i_grp >= sq)

@@ -68,6 +68,11 @@ typedef CAT(int, VW) ivec_t;
 #define UNROLL_GPU
 #endif
 
+/* Varlen: sequence b's first row and length, from its cu_seqlens offsets (dense problems
+ * keep offset 0 and the length passed in). */
+#define SEQ_BOUNDS(cu, b, start, len) \
+    do { (start) = (cu)[(b)]; (len) = (cu)[(b) + 1] - (start); } while (0)
+
 /* Rows of a tile the GEMMs run over: the valid rows rounded up to NR on CPUs; the whole
  * (zero-padded, masked) tile on GPUs, so the loops above have constant trip counts. */
 #if VW == 1

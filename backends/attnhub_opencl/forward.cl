@@ -35,8 +35,8 @@ void attn_fwd(__global const T *q, const long q_off, const long q_sb, const long
     const int lid = get_local_id(0);
     int q0 = 0, k0 = 0;
     if (varlen) {
-        q0 = cu_q[b]; sq = cu_q[b + 1] - q0;
-        k0 = cu_k[b]; sk = cu_k[b + 1] - k0;
+        SEQ_BOUNDS(cu_q, b, q0, sq);
+        SEQ_BOUNDS(cu_k, b, k0, sk);
     }
     const int i_grp = get_group_id(0) * BM;
     if (i_grp >= sq)

@@ -8,9 +8,9 @@ is :mod:`attnhub.contract`.  Importing attnhub loads no plugin, touches no GPU, 
 torch only when a name below is first used (so the pytest plugin costs nothing).
 """
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version as _version
-from typing import Any
+
+from ._lazy import lazy_exports
 
 try:
     __version__ = _version("attnhub")
@@ -36,15 +36,4 @@ _EXPORTS = {
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'attnhub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -34,6 +34,24 @@ def _problem(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale, wl, wr, softcap, 
     return dataclasses.replace(problem, requires_grad=requires_grad), q, k, v
 
 
+def _empty_ordered_like(t: Tensor, shape, dtype) -> Tensor:
+    """The output buffer the real ops and their fake implementations agree on: contiguous.
+
+    Inductor may hand a custom op inputs with other strides than it traced, so an output
+    layout that followed the inputs' (or the chosen backend's) could break the strides it
+    compiled against; a BSHD result from a backend costs one copy here."""
+    return t.new_empty(shape, dtype=dtype)
+
+
+def _in_layout(result: Tensor, like: Tensor, inputs) -> Tensor:
+    """``result`` with ``like``'s strides (copied if needed), never aliasing an input."""
+    aliases = any(result.data_ptr() == t.data_ptr() for t in inputs)
+    if result.stride() == like.stride() and not aliases:
+        return result
+    like.copy_(result)
+    return like
+
+
 @torch.library.custom_op("attnhub::attention", mutates_args=())
 def attention_op(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor],
                  cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
@@ -50,7 +68,8 @@ def attention_op(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor]
     with torch.no_grad():
         o, lse = _run(dataclasses.replace(problem, requires_grad=False)
                       if not requires_grad else problem, q, k, v, backend or None, autograd=False)
-    return o.clone() if o.data_ptr() in (q.data_ptr(), k.data_ptr(), v.data_ptr()) else o, lse
+    o = _in_layout(o, _empty_ordered_like(q, o.shape, o.dtype), (q, k, v))
+    return o, _in_layout(lse, lse.new_empty(lse.shape), ())
 
 
 @attention_op.register_fake
@@ -59,10 +78,10 @@ def _(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, s
       v_descale):
     out_dtype = torch.bfloat16 if q.dtype in FP8_DTYPES else q.dtype
     if cu_seqlens_q is not None:
-        o = q.new_empty((q.shape[0], q.shape[1], v.shape[2]), dtype=out_dtype)
+        o = _empty_ordered_like(q, (q.shape[0], q.shape[1], v.shape[2]), out_dtype)
         lse = q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
     else:
-        o = q.new_empty((q.shape[0], q.shape[1], q.shape[2], v.shape[3]), dtype=out_dtype)
+        o = _empty_ordered_like(q, (q.shape[0], q.shape[1], q.shape[2], v.shape[3]), out_dtype)
         lse = q.new_empty((q.shape[0], q.shape[1], q.shape[2]), dtype=torch.float32)
     return o, lse
 
@@ -82,12 +101,14 @@ def attention_backward_op(do: Tensor, dlse: Optional[Tensor], q: Tensor, k: Tens
                                    softcap, True, None, None, None)
     plan = dispatch.plan_for(problem, qb, kb, vb, backend=backend or None)
     dq, dk, dv = _backward(plan.backends[0], problem, do, dlse, qb, kb, vb, o, lse)
-    return dq.contiguous(), dk.contiguous(), dv.contiguous()
+    inputs = (do, q, k, v, o)
+    return tuple(_in_layout(g, _empty_ordered_like(x, x.shape, x.dtype), inputs)
+                 for g, x in ((dq, q), (dk, k), (dv, v)))
 
 
 @attention_backward_op.register_fake
 def _(do, dlse, q, k, v, o, lse, *args):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    return tuple(_empty_ordered_like(x, x.shape, x.dtype) for x in (q, k, v))
 
 
 def _setup(ctx, inputs, output):

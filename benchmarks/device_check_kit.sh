@@ -2,13 +2,9 @@
 # A call on the lent H100 (about 8 minutes): the conformance kit for the GPU-only first-party backends, and
 # the opencl tests on NVIDIA's OpenCL driver.  Carry .whl.
 set -u
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 ATTNHUB_CACHE_DIR=/tmp/attnhub-cache
+source benchmarks/device_setup.sh
 # Autotuning every conformance shape took > 50 s per backend (2026-11-23): fixed configs.
 export ATTNHUB_TRITON_AUTOTUNE=0
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -3
 for b in triton-fa2 hopper-fa3; do
     timeout 150 attnhub check $b --device cuda --quick --dtype bfloat16 > "$OUT/check_$b.txt" 2>&1
     echo "$b rc=$?"; tail -4 "$OUT/check_$b.txt"

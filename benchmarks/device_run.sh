@@ -4,12 +4,7 @@
 # NVIDIA's OpenCL driver.  Results land in $OUT.  Carry .whl (stevedore, platformdirs,
 # pyopencl, pytools, siphash24).
 set -u
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 ATTNHUB_CACHE_DIR=/tmp/attnhub-cache
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . \
-    -e plugins/attnhub-torch-sdpa 2>&1 | tail -3
+source benchmarks/device_setup.sh
 python3 -c "import attnhub; print(attnhub.__version__, [(i.name, i.status, i.reason[:80]) for i in attnhub.list_backends()])"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv
 # Fixed per-head-dim configs: autotuning every grid key would not fit the lease.

@@ -193,6 +193,7 @@ class _AttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, problem: Problem, plan):
         o, lse, backend = _forward(plan, problem, q, k, v)
+        ctx.set_materialize_grads(False)  # an unused LSE gives dlse=None: no check, no sync
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.problem, ctx.backend = problem, backend
         return o, lse
@@ -209,6 +210,7 @@ def _backward(backend: Backend, problem: Problem, do, dlse, q, k, v, o, lse):
     also carries a gradient flowing into LSE)."""
     if do is None:
         do = torch.zeros_like(o)
+    # (the compiled path's op receives a zero tensor for an unused LSE: a check, inside the op)
     has_dlse = dlse is not None and bool(torch.any(dlse != 0))
     if backend.capabilities.backward and not has_dlse:
         return backend.backward(do, q, k, v, o, lse, problem)

@@ -187,6 +187,8 @@ def test_pinned_backend_and_bad_arguments():
         _close(pinned(ids).logits, eager(ids).logits)
     with pytest.raises(TypeError, match="backend="):
         hf_attnhub.register("x", backend=3)
+    with pytest.raises(ValueError, match="flash"):
+        hf_attnhub.register("attnhub-flash")
     with pytest.raises(ValueError, match="sliding_window"):
         hf_attnhub._window(0)
 

@@ -63,6 +63,10 @@ def register(name: str = NAME, *, backend: Optional[str] = None) -> str:
                           "pip install 'attnhub[transformers]'") from exc
     if not isinstance(name, str) or not name:
         raise TypeError(f"name={name!r}: expected a non-empty str, e.g. 'attnhub'")
+    if "flash" in name or "/" in name or "|" in name:
+        raise ValueError(f"name={name!r}: transformers reads names containing 'flash', '/' or "
+                         "'|' as flash-attention, hub-kernel or paged requests; choose another, "
+                         "e.g. 'attnhub-fa2'")
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend={backend!r}: expected None or a backend name (str); "
                         "see `attnhub list-backends`")
@@ -228,13 +232,23 @@ def _packed_offsets(query, key, kwargs):
     if position_ids is None or query.shape[0] != 1 or position_ids.shape[-1] < 2 \
             or position_ids.shape[-1] != query.shape[2] or query.shape[2] != key.shape[2]:
         return None  # not one flattened batch, or decoding with a cache
-    pos = position_ids.reshape(-1)
-    restarts = torch.diff(pos) != 1  # a new sequence starts after each True
     if torch.compiler.is_compiling():
+        restarts = torch.diff(position_ids.reshape(-1)) != 1
         torch._assert_async(~restarts.any(), "attnhub: packed sequences (position_ids that "
                             "restart) under torch.compile need cu_seq_lens_q/k and "
                             "max_length_q/k kwargs; run eagerly otherwise")
         return None
+    # Every layer gets the same position_ids: read them (a host sync) once per forward.
+    memo = getattr(position_ids, "_attnhub_packed", None)
+    if memo is not None and memo[0] == position_ids._version:
+        return memo[1]
+    offsets = _restart_offsets(position_ids.reshape(-1))
+    position_ids._attnhub_packed = (position_ids._version, offsets)
+    return offsets
+
+
+def _restart_offsets(pos: torch.Tensor):
+    restarts = torch.diff(pos) != 1  # a new sequence starts after each True
     if not bool(restarts.any()):
         return None
     offs = torch.nonzero(restarts).flatten() + 1

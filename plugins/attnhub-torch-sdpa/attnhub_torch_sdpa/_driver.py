@@ -79,6 +79,11 @@ def backward(kernel: SubKernel, do, q, k, v, o, lse, problem):
     scale = problem.scale
     if B == 0 or Sq == 0 or Sk == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    if do.stride() != o.stride():
+        # The fused kernels read dO with O's strides (cuDNN bakes them into its cached graph;
+        # the efficient kernel's rowsum(dO * O) came out wrong under torch.compile, where dO
+        # arrives in another layout: H100, 2026-11-23).  One copy makes them agree.
+        do = torch.empty_like(o).copy_(do)
     if not problem.causal or Sq == Sk or kernel.native_bottom_right:
         return kernel.backward(do, q, k, v, o, lse, problem.causal, scale)
     if Sq > Sk:

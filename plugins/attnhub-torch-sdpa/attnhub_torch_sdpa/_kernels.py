@@ -240,10 +240,8 @@ class Cudnn(SubKernel):
 
     def backward(self, do, q, k, v, o, lse, causal, scale):
         # torch caches cuDNN's backward graph by q/k/v layout only (MHA.cpp), with the
-        # strides of O, dO and the stats of the first call baked in: always pass dO laid out
-        # like O (O is laid out like q), and the stats contiguous as the forward made them.
-        if do.stride() != o.stride():
-            do = torch.empty_like(o).copy_(do)
+        # strides of O, dO and the stats of the first call baked in: the driver passes dO
+        # laid out like O (O is laid out like q), the stats go contiguous as made.
         rng = _no_rng(q.device)
         stats = lse.contiguous().unsqueeze(-1)  # the op's (B, H, Sq, 1) layout
         dq, dk, dv = torch.ops.aten._scaled_dot_product_cudnn_attention_backward(

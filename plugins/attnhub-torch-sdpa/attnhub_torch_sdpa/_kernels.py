@@ -298,6 +298,10 @@ class Efficient(SubKernel):
 
     def backward(self, do, q, k, v, o, lse, causal, scale):
         B, H, Sq = lse.shape
+        # The op writes O as (B, S, H, D) in memory and its backward reads O and dO that way;
+        # a BHSD-contiguous O (as attnhub's compiled path hands back) gave dQ/dK errors of
+        # ~1.0 on the H100 (2026-11-23) while dV stayed right (rowsum(dO*O) misread).
+        o, do = _bshd_contiguous(o), _bshd_contiguous(do)
         # The op's own layout: rows padded to a multiple of 32 (padding never read as a row).
         padded = lse.new_full((B, H, -(-Sq // 32) * 32), float("inf"))
         padded[:, :, :Sq] = lse
@@ -306,6 +310,13 @@ class Efficient(SubKernel):
             do, q, k, v, None, o, padded, rng, rng, 0.0, [True, True, True, False], causal,
             scale=scale)
         return dq, dk, dv
+
+
+def _bshd_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (B, H, S, D) whose memory is (B, S, H, D)-contiguous; a copy only if needed."""
+    if t.transpose(1, 2).is_contiguous():
+        return t
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 CPU_FLASH = CpuFlash()

@@ -6,6 +6,13 @@ arithmetic, varlen (``cu_seqlens``), any Sq/Sk, head dims up to 256 (non-powers 
 padded in registers, never in memory), Dv != D, BHSD/BSHD/packed strides, fully masked
 rows -> O = 0, LSE = -inf.
 
+Backward: two variants (``ATTNHUB_TRITON_BWD``, or ``variant=`` of
+``ops.flash_backward``).  ``split`` (the default): dQ in one kernel, dK/dV in another,
+deterministic.  ``atomic``: the FlashAttention-2 paper's single main kernel, dQ added with
+float32 atomics -- fewer matmuls, but *not deterministic* (dQ can differ in the last bits
+from run to run; refused under ``torch.use_deterministic_algorithms(True)``) and slower
+than ``split`` on the H100 so far (see NOTES.md).
+
 Devices: ``("cuda",)``.  When ``TRITON_INTERPRET=1`` is set *before this module is
 imported*, the class also declares ``"cpu"``: the same kernels then run in Triton's
 interpreter (slow; meant for CI on machines without a GPU).  bf16 is refused on the CPU

@@ -1,11 +1,19 @@
-"""FlashAttention-2 kernels in Triton: the forward pass and the two backward passes.
+"""FlashAttention-2 kernels in Triton: the forward pass and the backward passes.
 
 Every kernel sees one (query or key) block of one head of one sequence::
 
     forward    grid (cdiv(max Sq, BLOCK_M), Hq, B)   O, LSE for BLOCK_M query rows
+
+    backward, "split" (deterministic, 7 matmuls per block pair):
     bwd dQ     grid (cdiv(max Sq, BLOCK_M), Hq, B)   Δ = rowsum(dO∘O) and dQ for BLOCK_M rows
     bwd dK/dV  grid (cdiv(max Sk, BLOCK_N), Hk, B)   dK, dV for BLOCK_N keys, summed over the
                                                      query heads of the group (no atomics)
+
+    backward, "atomic" (the FlashAttention-2 paper's: 5 matmuls, not deterministic):
+    bwd Δ      grid (cdiv(max Sq, BLOCK_M), Hq, B)   Δ = rowsum(dO∘O)
+    bwd dK/dV  (as above, DQ_ATOMIC)                 also dQ += dS K for each query block it
+                                                     visits, added into an fp32 buffer with
+                                                     atomics (TMA reduce or red.global)
 
 Tensors are addressed through strides only (BHSD, BSHD, slices of packed QKV), dense
 ``(B, H, S, D)`` or varlen ``(total, H, D)`` with ``cu_seqlens`` (the host passes batch
@@ -408,18 +416,75 @@ def _attn_bwd_dq(
              mask=(offs_m[:, None] < q_len) & (offs_d[None, :] < HEAD_DIM))
 
 
-# -- backward: dK and dV ------------------------------------------------------------------
+# -- backward: Δ alone (for the atomic variant) ----------------------------------------------
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def _attn_bwd_delta(
+    O, DO, DELTA, CU_Q,
+    stride_ob, stride_oh, stride_os, stride_od,
+    stride_dob, stride_doh, stride_dos, stride_dod,
+    stride_lb, stride_lh,
+    seqlen_q,
+    HEAD_DIM_V: tl.constexpr, BLOCK_DV: tl.constexpr, VARLEN: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
+    """Δ = rowsum(dO ∘ O) for BLOCK_M query rows (float32)."""
+    pid_m = tl.program_id(0)
+    hq = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2)
+    q_start, q_len = _seq_bounds(CU_Q, b, seqlen_q, VARLEN)
+    m0 = pid_m * BLOCK_M
+    if m0 >= q_len:
+        return
+    bb = b.to(tl.int64)
+    Ob = O + bb * stride_ob + hq * stride_oh + q_start * stride_os
+    DOb = DO + bb * stride_dob + hq * stride_doh + q_start * stride_dos
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    do = _load_tile(DOb, offs_m, offs_dv, stride_dos, stride_dod, q_len, HEAD_DIM_V,
+                    True, BLOCK_DV != HEAD_DIM_V)
+    o = _load_tile(Ob, offs_m, offs_dv, stride_os, stride_od, q_len, HEAD_DIM_V,
+                   True, BLOCK_DV != HEAD_DIM_V)
+    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+    tl.store(DELTA + bb * stride_lb + hq * stride_lh + q_start + offs_m, delta, mask=offs_m < q_len)
+
+
+# -- backward: dK and dV (and dQ by atomics) ------------------------------------------------------
 
 @triton.jit
-def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, Qb, DOb, LSEb, DELTAb,
-                 stride_qs, stride_qd, stride_dos, stride_dod,
+def _add_dq(dq_desc, DQb, dq, m0, offs_m, q_len, stride_dqs, stride_dqd,
+            HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CHECK_ROWS: tl.constexpr,
+            DQ_TMA: tl.constexpr):
+    """DQ[m0 : m0 + BLOCK_M] += dq (float32, (BLOCK_M, BLOCK_D)): one TMA bulk reduction
+    (bounds in hardware), or relaxed element atomics (``red.global.add.f32``) masked to
+    the sequence and to D.  Rows past the sequence carry exact zeros (P = 0 there); the
+    row mask keeps them inside the buffer."""
+    if DQ_TMA:
+        dq_desc.atomic_add([m0, 0], dq)
+    else:
+        offs_d = tl.arange(0, BLOCK_D)
+        ptrs = DQb + offs_m[:, None] * stride_dqs + offs_d[None, :] * stride_dqd
+        if CHECK_ROWS:
+            tl.atomic_add(ptrs, dq, mask=(offs_m[:, None] < q_len) & (offs_d[None, :] < HEAD_DIM),
+                          sem="relaxed")
+        elif BLOCK_D != HEAD_DIM:
+            tl.atomic_add(ptrs, dq, mask=offs_d[None, :] < HEAD_DIM, sem="relaxed")
+        else:
+            tl.atomic_add(ptrs, dq, sem="relaxed")
+
+
+@triton.jit
+def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb, LSEb, DELTAb,
+                 stride_qs, stride_qd, stride_dos, stride_dod, stride_dqs, stride_dqd,
                  start1, n1, start2, n_blocks, offs_n, off, q_len, k_len,
                  s_mul, s_out, win_left, win_right,
                  HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
                  BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_M: tl.constexpr,
                  HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, SOFTCAP: tl.constexpr,
-                 USE_TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, MASKED: tl.constexpr):
-    """dV += Pᵀ dO and dK (unscaled) += dSᵀ Q over query blocks, in transposed form."""
+                 USE_TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, MASKED: tl.constexpr,
+                 DQ_ATOMIC: tl.constexpr, DQ_TMA: tl.constexpr):
+    """dV += Pᵀ dO and dK (unscaled) += dSᵀ Q over query blocks, in transposed form;
+    with DQ_ATOMIC also DQ (unscaled) += dS K, added into memory per query block."""
     for it in tl.range(0, n_blocks):
         m0 = _block_start(it, start1, n1, start2, BLOCK_M, MASKED)
         offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -450,19 +515,25 @@ def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, Qb, DOb, LSEb, DELTAb,
         ds_t = p_t * (dp_t - delta[None, :])
         if SOFTCAP:
             ds_t = ds_t * (1.0 - t * t)
-        dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
+        ds_t = ds_t.to(q.dtype)
+        dk = tl.dot(ds_t, q, dk, input_precision=DOT_PRECISION)
+        if DQ_ATOMIC:  # the fifth matmul: this key block's share of dQ for these rows
+            dq = tl.dot(tl.trans(ds_t), k, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_D)
+            _add_dq(dq_desc, DQb, dq, m0, offs_m, q_len, stride_dqs, stride_dqd,
+                    HEAD_DIM, BLOCK_D, MASKED, DQ_TMA)
     return dk, dv
 
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def _attn_bwd_dkdv(
-    Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K,
+    Q, K, V, DO, LSE, DELTA, DK, DV, DQ, CU_Q, CU_K,
     stride_qb, stride_qh, stride_qs, stride_qd,
     stride_kb, stride_kh, stride_ks, stride_kd,
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_dob, stride_doh, stride_dos, stride_dod,
     stride_dkb, stride_dkh, stride_dks, stride_dkd,
     stride_dvb, stride_dvh, stride_dvs, stride_dvd,
+    stride_dqb, stride_dqh, stride_dqs, stride_dqd,  # DQ: float32, used with DQ_ATOMIC only
     stride_lb, stride_lh,
     seqlen_q, seqlen_k, group,
     sm_scale, softcap, win_left, win_right,
@@ -471,6 +542,7 @@ def _attn_bwd_dkdv(
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, SOFTCAP: tl.constexpr,
     VARLEN: tl.constexpr, USE_TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DQ_ATOMIC: tl.constexpr, DQ_TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     tl.static_assert(BLOCK_D >= HEAD_DIM and BLOCK_DV >= HEAD_DIM_V)
@@ -514,26 +586,33 @@ def _attn_bwd_dkdv(
 
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
-    # GQA: this program owns kv head hk and sums over its query heads -- no races.
+    # GQA: this program owns kv head hk and sums over its query heads -- no races on dK/dV
+    # (dQ rows of one query head get added by every key block: atomics, with DQ_ATOMIC).
     for g in range(0, group):
         hq = (hk * group + g).to(tl.int64)
         Qb = Q + bb * stride_qb + hq * stride_qh + q_start * stride_qs
         DOb = DO + bb * stride_dob + hq * stride_doh + q_start * stride_dos
+        DQb = DQ + bb * stride_dqb + hq * stride_dqh + q_start * stride_dqs
         row = bb * stride_lb + hq * stride_lh + q_start
         q_desc = _make_desc(Qb, q_len, stride_qs, HEAD_DIM, BLOCK_M, BLOCK_D, USE_TMA)
         do_desc = _make_desc(DOb, q_len, stride_dos, HEAD_DIM_V, BLOCK_M, BLOCK_DV, USE_TMA)
-        dk, dv = _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, Qb, DOb, LSE + row, DELTA + row,
-                              stride_qs, stride_qd, stride_dos, stride_dod,
+        dq_desc = _make_desc(DQb, q_len, stride_dqs, HEAD_DIM, BLOCK_M, BLOCK_D, DQ_TMA)
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb,
+                              LSE + row, DELTA + row,
+                              stride_qs, stride_qd, stride_dos, stride_dod, stride_dqs, stride_dqd,
                               full_lo, n_full, full_lo, n_full, offs_n, off, q_len, k_len,
                               s_mul, s_out, win_left, win_right,
                               HEAD_DIM, HEAD_DIM_V, BLOCK_D, BLOCK_DV, BLOCK_M,
-                              HAS_LEFT, HAS_RIGHT, SOFTCAP, USE_TMA, DOT_PRECISION, False)
-        dk, dv = _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, Qb, DOb, LSE + row, DELTA + row,
-                              stride_qs, stride_qd, stride_dos, stride_dod,
+                              HAS_LEFT, HAS_RIGHT, SOFTCAP, USE_TMA, DOT_PRECISION, False,
+                              DQ_ATOMIC, DQ_TMA)
+        dk, dv = _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb,
+                              LSE + row, DELTA + row,
+                              stride_qs, stride_qd, stride_dos, stride_dod, stride_dqs, stride_dqd,
                               lo, n_before, full_hi, n_edge, offs_n, off, q_len, k_len,
                               s_mul, s_out, win_left, win_right,
                               HEAD_DIM, HEAD_DIM_V, BLOCK_D, BLOCK_DV, BLOCK_M,
-                              HAS_LEFT, HAS_RIGHT, SOFTCAP, USE_TMA, DOT_PRECISION, True)
+                              HAS_LEFT, HAS_RIGHT, SOFTCAP, USE_TMA, DOT_PRECISION, True,
+                              DQ_ATOMIC, DQ_TMA)
     dk = dk * sm_scale
     n_ok = offs_n[:, None] < k_len
     tl.store(DKb + offs_n[:, None] * stride_dks + offs_d[None, :] * stride_dkd,

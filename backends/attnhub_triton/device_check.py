@@ -1,6 +1,7 @@
 """One device call: GPU tests of triton-fa2, then its speed next to torch SDPA's kernels.
 
     python backends/attnhub_triton/device_check.py [--out DIR] [--skip-tests] [--skip-bench]
+    python backends/attnhub_triton/device_check.py --bwd [--test-select atomic]
 
 Phases (each guarded, logs under --out):
   1. tests   the ``-m gpu`` selection of tests/backends/test_triton_fa2.py in parallel
@@ -13,6 +14,14 @@ Phases (each guarded, logs under --out):
              this one process with ``triton.testing.do_bench`` (median), fresh inputs.
   4. ws      (--warp-spec) warp-specialised forward configs, in a subprocess (the
              compiler can abort on them), timed against the autotuned forward.
+
+With --bwd, phases 2-4 give way to the backward-variant check: the tests (filtered by
+--test-select) and the compilation of every kernel timed below run side by side, then
+  bwd-sweep  tile configs of the atomic variant's kernel (BWD_SWEEP) at a few points,
+             TMA-reduce and element-atomic dQ, fixed configs (no autotuning);
+  bwd-grid   backward "split" vs "atomic" (best swept config per head dim) vs SDPA CUDNN
+             and FLASH over the grid, same process, do_bench medians; agreement of the
+             two variants and run-to-run spread of the atomic one's dQ.
 Prints a table last; JSON next to the logs.
 """
 
@@ -39,7 +48,8 @@ def log(*args):
 
 # -- 1. tests ---------------------------------------------------------------------------------
 
-def run_tests(out: str, timeout: float) -> list:
+def start_tests(select: str = "") -> list:
+    """Start the pytest shards (``select``: an extra -k expression AND-ed to each)."""
     # TRITON_INTERPRET=0: tests/conftest.py defaults it to 1 (for CPU CI) with setdefault.
     env = dict(os.environ, ATTNHUB_TRITON_AUTOTUNE="0", PYTHONUNBUFFERED="1",
                TRITON_INTERPRET="0")
@@ -47,12 +57,19 @@ def run_tests(out: str, timeout: float) -> list:
     os.makedirs(logdir, exist_ok=True)
     procs = []
     for i, expr in enumerate(SHARDS):
+        if select:
+            expr = f"({expr}) and ({select})"
         path = os.path.join(logdir, f"tests_{i:02d}.log")  # joined into one file below
         f = open(path, "w")
         cmd = [sys.executable, "-m", "pytest", TEST_FILE, "-m", "gpu", "-k", expr, "-q",
                "-p", "no:cacheprovider", "-rfE", "--durations=3"]
         procs.append((expr, path, f, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
                                                        env=env, cwd=ROOT)))
+    return procs
+
+
+def run_tests(out: str, timeout: float, select: str = "", procs=None) -> list:
+    procs = procs if procs is not None else start_tests(select)
     deadline = time.time() + timeout
     results = []
     for expr, path, f, p in procs:
@@ -90,35 +107,41 @@ def _bench_problem(d, s, causal, device="cuda", batch=None, heads=None):
 
 def _compile_job(job):
     """Worker: run one pinned config on a small problem with the benchmark's
-    specialisation (16-divisible strides), which compiles it into the disk cache."""
-    kind, d, causal, config = job
+    specialisation (16-divisible strides), which compiles it into the disk cache.
+    ``config`` None: the fixed default; kind "dkdvq" runs the atomic backward
+    (``job[4]``, optional: its dQ reduction mode), "dq"/"dkdv" the split one."""
+    kind, d, causal, config = job[:4]
     os.environ["ATTNHUB_TRITON_AUTOTUNE"] = "0"
     import torch
     from attnhub_triton import ops
     ops.FORCED_CONFIGS.clear()
-    ops.FORCED_CONFIGS[kind] = config
+    if config is not None:
+        ops.FORCED_CONFIGS[kind] = config
+    ops.DQ_REDUCE = job[4] if len(job) > 4 else None
     p = _bench_problem(d, 1024, causal, batch=1, heads=2)
     q, k, v = (torch.randn(1, 2, 1024, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     t = time.time()
     try:
         o, lse = ops.flash_forward(q, k, v, p)
         if kind != "fwd":
-            ops.flash_backward(torch.randn_like(o), q, k, v, o, lse, p)
+            ops.flash_backward(torch.randn_like(o), q, k, v, o, lse, p,
+                               variant="atomic" if kind == "dkdvq" else "split")
         torch.cuda.synchronize()
         return job, time.time() - t, None
     except Exception as e:  # noqa: BLE001 - reported, not fatal
         return job, time.time() - t, f"{type(e).__name__}: {str(e)[:200]}"
 
 
-def warm_cache(workers: int) -> dict:
+def warm_cache(workers: int, jobs=None) -> dict:
     import multiprocessing as mp
     from attnhub_triton import ops
-    jobs = []
-    for d in BENCH_DIMS:
-        for causal in (False, True):
-            p = _bench_problem(d, 4096, causal, device="cpu")
-            for kind in ("fwd", "dq", "dkdv"):
-                jobs += [(kind, d, causal, c) for c in ops.candidate_configs(kind, p)]
+    if jobs is None:
+        jobs = []
+        for d in BENCH_DIMS:
+            for causal in (False, True):
+                p = _bench_problem(d, 4096, causal, device="cpu")
+                for kind in ("fwd", "dq", "dkdv"):
+                    jobs += [(kind, d, causal, c) for c in ops.candidate_configs(kind, p)]
     t = time.time()
     errors = []
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
@@ -232,6 +255,170 @@ def print_table(rows):
                 f"{ratio(t, r.get('flash_' + dirn)):>6} | {cfg} | err {err:.1e}")
 
 
+# -- backward variants ------------------------------------------------------------------------------
+
+def _cfg(bm, bn, s):
+    return ({"BLOCK_M": bm, "BLOCK_N": bn}, 8, s)
+
+
+# Atomic-variant tiles tried per head dim (BLOCK_M query step x BLOCK_N keys, stages); the
+# first entry is the fixed default.  Run of 2026-11-23 (NOTES.md): the first won everywhere.
+BWD_SWEEP = {
+    64: [_cfg(64, 128, 2), _cfg(32, 128, 2)],
+    128: [_cfg(64, 128, 2), _cfg(32, 128, 2), _cfg(32, 64, 2)],
+    256: [_cfg(32, 64, 2), _cfg(32, 32, 2)],
+}
+POINTER_DIMS = (128, 256)  # element-atomic dQ timed against TMA reduce for these
+SWEEP_POINTS = ((4096, False), (16384, False), (16384, True))
+
+
+def _cfg_name(c):
+    return f"{c[0]['BLOCK_M']}x{c[0]['BLOCK_N']} s{c[2]}"
+
+
+def bwd_jobs() -> list:
+    """Compile jobs for everything bench_bwd times (fixed configs)."""
+    jobs = []
+    for d in BENCH_DIMS:
+        for causal in (False, True):
+            jobs.append(("dkdv", d, causal, None))  # forward + split backward defaults
+            jobs += [("dkdvq", d, causal, c) for c in BWD_SWEEP[d]]
+            if d in POINTER_DIMS:
+                jobs.append(("dkdvq", d, causal, BWD_SWEEP[d][0], "pointer"))
+    return jobs
+
+
+def bench_bwd(out: str, deadline: float) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from triton.testing import do_bench
+    from attnhub_triton import ops
+
+    def timed(fn):
+        return do_bench(fn, warmup=20, rep=80, return_mode="median")
+
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "triton": __import__("triton").__version__, "date": time.strftime("%F %T"),
+              "sweep": [], "grid": []}
+
+    def save():
+        with open(os.path.join(out, "bwd.json"), "w") as f:
+            json.dump(result, f, indent=1)
+
+    def inputs(d, s, causal):
+        p = _bench_problem(d, s, causal)
+        shape = (p.batch, p.heads_q, s, d)
+        q, k, v, do = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+        o, lse = ops.flash_forward(q, k, v, p)
+        return p, q, k, v, do, o, lse
+
+    def atomic_ms(p, q, k, v, do, o, lse, config, reduce=None):
+        ops.FORCED_CONFIGS.clear()
+        ops.FORCED_CONFIGS["dkdvq"] = config
+        ops.DQ_REDUCE = reduce
+        try:
+            return timed(lambda: ops.flash_backward(do, q, k, v, o, lse, p, variant="atomic"))
+        except Exception as e:  # noqa: BLE001 - a config that does not compile here
+            log(f"[bwd] {_cfg_name(config)} {reduce}: {type(e).__name__}: {str(e)[:160]}")
+            return float("inf")
+        finally:
+            ops.FORCED_CONFIGS.clear()
+            ops.DQ_REDUCE = None
+
+    # 1. tile sweep of the atomic kernel
+    best = {d: BWD_SWEEP[d][0] for d in BENCH_DIMS}
+    for d in BENCH_DIMS:
+        times = {}
+        for s, causal in SWEEP_POINTS:
+            if time.time() > deadline - 60:  # keep a minute for the grid
+                log("[sweep] out of time")
+                break
+            p, q, k, v, do, o, lse = inputs(d, s, causal)
+            tfl = p.flops("bwd") / 1e12
+            split = timed(lambda: ops.flash_backward(do, q, k, v, o, lse, p, variant="split"))
+            row = {"d": d, "s": s, "causal": causal, "split": tfl / (split * 1e-3)}
+            for c in BWD_SWEEP[d]:
+                ms = atomic_ms(p, q, k, v, do, o, lse, c)
+                times.setdefault(_cfg_name(c), []).append(ms / split)
+                row[_cfg_name(c)] = tfl / (ms * 1e-3)
+            if d in POINTER_DIMS:
+                row[_cfg_name(BWD_SWEEP[d][0]) + " ptr"] = tfl / (atomic_ms(
+                    p, q, k, v, do, o, lse, BWD_SWEEP[d][0], "pointer") * 1e-3)
+            result["sweep"].append(row)
+            log("[sweep]", json.dumps({k: (round(x, 1) if isinstance(x, float) else x)
+                                       for k, x in row.items()}))
+            del q, k, v, do, o, lse
+            save()
+        if not times:
+            continue
+        # best config: lowest mean time relative to split over the sweep points
+        name = min(times, key=lambda n: sum(times[n]) / len(times[n]))
+        best[d] = next(c for c in BWD_SWEEP[d] if _cfg_name(c) == name)
+        log(f"[sweep] d{d}: best {name}")
+    result["best"] = {d: _cfg_name(c) for d, c in best.items()}
+
+    # 2. the grid
+    for d in BENCH_DIMS:
+        for s in BENCH_SEQLENS:
+            for causal in (False, True):
+                if time.time() > deadline:
+                    log("[grid] out of time")
+                    save()
+                    return result
+                p, q, k, v, do, o, lse = inputs(d, s, causal)
+                tfl = p.flops("bwd") / 1e12
+                row = {"d": d, "s": s, "causal": causal, "atomic_config": _cfg_name(best[d])}
+                row["split"] = tfl / (timed(lambda: ops.flash_backward(
+                    do, q, k, v, o, lse, p, variant="split")) * 1e-3)
+                row["atomic"] = tfl / (atomic_ms(p, q, k, v, do, o, lse, best[d]) * 1e-3)
+                # agreement of the two variants, and the atomic one's run-to-run spread
+                ops.FORCED_CONFIGS["dkdvq"] = best[d]
+                a1 = ops.flash_backward(do, q, k, v, o, lse, p, variant="atomic")
+                a2 = ops.flash_backward(do, q, k, v, o, lse, p, variant="atomic")
+                ops.FORCED_CONFIGS.clear()
+                sp = ops.flash_backward(do, q, k, v, o, lse, p, variant="split")
+                row["max_diff_vs_split"] = max((x.float() - y.float()).abs().max().item()
+                                               for x, y in zip(a1, sp))
+                row["max_abs_grad"] = max(y.float().abs().max().item() for y in sp)
+                row["dq_run_to_run"] = (a1[0].float() - a2[0].float()).abs().max().item()
+                del a1, a2, sp
+                for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                                   ("flash", SDPBackend.FLASH_ATTENTION)):
+                    try:
+                        qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+                        with sdpa_kernel(kind):
+                            og = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+                            row[name] = tfl / (timed(lambda: torch.autograd.grad(
+                                og, (qg, kg, vg), do, retain_graph=True)) * 1e-3)
+                        del qg, kg, vg, og
+                    except Exception as e:  # noqa: BLE001 - a peer that does not run here
+                        row[name] = None
+                        row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+                result["grid"].append(row)
+                log("[grid]", json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
+                                          for k, x in row.items()}))
+                del q, k, v, do, o, lse
+                torch.cuda.empty_cache()
+                save()
+    return result
+
+
+def print_bwd_table(result):
+    def r(a, b):
+        return f"{a / b:5.2f}" if a and b else "  n/a"
+
+    log("\nBackward TFLOP/s (bf16), batch=16384//S, heads=2048//D, one process")
+    log(f"{'D':>4} {'S':>6} {'causal':>6} | {'split':>6} {'atomic':>6} {'cudnn':>6} {'flash':>6} | "
+        f"{'at/cud':>6} {'at/fl':>6} {'sp/cud':>6} | atomic cfg | diff/max run2run")
+    for x in result.get("grid", []):
+        log(f"{x['d']:>4} {x['s']:>6} {str(x['causal']):>6} | {x['split']:6.0f} {x['atomic']:6.0f} "
+            f"{x['cudnn'] or 0:6.0f} {x['flash'] or 0:6.0f} | {r(x['atomic'], x['cudnn']):>6} "
+            f"{r(x['atomic'], x['flash']):>6} {r(x['split'], x['cudnn']):>6} | "
+            f"{x['atomic_config']} | {x['max_diff_vs_split']:.1e}/{x['max_abs_grad']:.1e} "
+            f"{x['dq_run_to_run']:.1e}")
+
+
 # -- 4. warp specialisation (opt-in) -----------------------------------------------------------------
 
 WS_SNIPPET = r"""
@@ -281,6 +468,9 @@ def main():
     ap.add_argument("--test-timeout", type=float, default=200)
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--warp-spec", action="store_true", help="also try phase 4")
+    ap.add_argument("--bwd", action="store_true", help="the backward-variant check instead")
+    ap.add_argument("--test-select", default="", help="-k expression AND-ed to every shard")
+    ap.add_argument("--budget", type=float, default=270, help="seconds for --bwd in all")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     import torch
@@ -288,6 +478,30 @@ def main():
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
     summary = {}
     t = time.time()
+    if args.bwd:
+        deadline = t + args.budget
+        procs = [] if args.skip_tests else start_tests(args.test_select)
+        try:
+            summary["warm"] = warm_cache(args.workers, bwd_jobs())
+        except Exception as e:  # noqa: BLE001
+            log("[warm] failed:", repr(e)[:300])
+        if procs:
+            summary["tests"] = run_tests(args.out, max(10, args.test_timeout - (time.time() - t)),
+                                         procs=procs)
+        log(f"[tests+warm] {time.time() - t:.0f}s")
+        result = {}
+        if not args.skip_bench:
+            try:
+                result = bench_bwd(args.out, deadline - 15)
+            except Exception as e:  # noqa: BLE001
+                import traceback
+                log("[bwd] failed:", traceback.format_exc()[-1500:])
+        print_bwd_table(result)
+        for r in summary.get("tests", []):
+            log(f"[tests] {r['shard']!r}: {r['summary']}")
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1, default=str)
+        return
     if not args.skip_tests:
         summary["tests"] = run_tests(args.out, args.test_timeout)
         log(f"[tests] {time.time() - t:.0f}s")

@@ -2,8 +2,8 @@
 
 Public entry points (plain functions; the ``hopper-fa3`` backend reuses the backward)::
 
-    flash_forward(q, k, v, problem)                -> (o, lse)
-    flash_backward(do, q, k, v, o, lse, problem)   -> (dq, dk, dv)
+    flash_forward(q, k, v, problem)                               -> (o, lse)
+    flash_backward(do, q, k, v, o, lse, problem, variant=None)    -> (dq, dk, dv)
 
     dense   q (B, Hq, Sq, D)   k (B, Hk, Sk, D)   v (B, Hk, Sk, Dv)   any strides
             o (B, Hq, Sq, Dv)  lse (B, Hq, Sq) float32 (natural log)
@@ -16,14 +16,26 @@ implementations), so ``torch.compile(fullgraph=True)`` traces them as single nod
 Outputs follow the inputs' memory order: a BSHD view in gives a BSHD view out, so no copy
 is made on either side.  K/V are never repeated for GQA: kernels index head ``hq // group``.
 
+Backward variants (``variant=`` argument, else ``ATTNHUB_TRITON_BWD``, else the default):
+    "atomic"   Δ pre-pass, then one kernel for dK, dV and dQ; dQ is added into a float32
+               buffer with atomics (5 matmuls per block pair, as in the FlashAttention-2
+               paper), then scaled and cast.  Not bitwise deterministic: the order of the
+               float additions into dQ changes from run to run.
+    "split"    dQ (with Δ) in its own kernel, then dK/dV (7 matmuls): deterministic.
+    default    "split": faster at every H100 benchmark point so far (NOTES.md, "Backward
+               variants"); "atomic" fails under torch.use_deterministic_algorithms(True).
+
 Environment knobs (read per call):
+    ATTNHUB_TRITON_BWD=atomic|split   the backward variant (see above)
     ATTNHUB_TRITON_AUTOTUNE=0   use the fixed per-head-dim configs below instead of autotuning
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere)
+    ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
                                 fixed config, no autotuning
 """
 
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -186,6 +198,28 @@ def _keep_dkdv(conf, args) -> bool:
     return (s * bm * (d + dv) + bn * (d + dv)) * es <= _SMEM_BYTES
 
 
+# The atomic variant (dK/dV kernel + dQ per query step): two warpgroups, wide key blocks
+# (dQ atomic traffic = Sq·D·4 bytes per key block).  H100 sweep (NOTES.md): 64x128 best at
+# D <= 128 (32x128 -12..25 %, 32x64 -50..57 %), 32x64 at D = 256 (32x32, mma.sync: -45 %).
+_DKDVQ_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=8, num_stages=s)
+    for bm, bn in ((32, 128), (64, 128), (32, 64))
+    for s in (2, 3)
+]
+
+
+def _keep_dkdvq(conf, args) -> bool:
+    """Like _keep_dkdv, plus a float32 (BLOCK_M, D) dQ tile per step."""
+    bm, bn = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"]
+    s = conf.num_stages
+    d, dv, es = args["BLOCK_D"], args["BLOCK_DV"], args["Q"].element_size()
+    if (bn != 128) if d <= 128 else (bm, bn) != (32, 64):
+        return False
+    # Q/dO stages, K (two shared layouts) and V, and the float32 dQ staging tile (TMA).
+    smem = (s * bm * (d + dv) + bn * (2 * d + dv)) * es + bm * d * 4
+    return smem <= _SMEM_BYTES
+
+
 def _pruner(keep):
     def prune(configs, named_args, **kwargs):
         args = {**named_args, **kwargs}
@@ -216,33 +250,42 @@ _TUNED_FWD = triton.autotune(_FWD_CONFIGS, key=_KEY, do_bench=_bench,
                              prune_configs_by={"early_config_prune": _pruner(_keep_fwd)})(_k._attn_fwd)
 _TUNED_DQ = triton.autotune(_DQ_CONFIGS, key=_KEY, do_bench=_bench,
                             prune_configs_by={"early_config_prune": _pruner(_keep_dq)})(_k._attn_bwd_dq)
-_TUNED_DKDV = triton.autotune(_DKDV_CONFIGS, key=_KEY, do_bench=_bench,
+_TUNED_DKDV = triton.autotune(_DKDV_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_bench,
                               prune_configs_by={"early_config_prune": _pruner(_keep_dkdv)})(_k._attn_bwd_dkdv)
+# The atomic variant: same kernel with DQ_ATOMIC; DQ is zeroed before each timed candidate
+# and once more before the real run (the candidates add into it).
+_TUNED_DKDVQ = triton.autotune(_DKDVQ_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_bench,
+                               reset_to_zero=["DQ"],
+                               prune_configs_by={"early_config_prune": _pruner(_keep_dkdvq)})(_k._attn_bwd_dkdv)
 
+# kind -> (kernel, autotuned kernel).  "dkdvq" is dK/dV + atomic dQ (the atomic variant).
 _KERNELS = {
     "fwd": (_k._attn_fwd, _TUNED_FWD),
     "dq": (_k._attn_bwd_dq, _TUNED_DQ),
     "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
+    "dkdvq": (_k._attn_bwd_dkdv, _TUNED_DKDVQ),
 }
 
 #: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
 #: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
-INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16)}
+INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": (16, 16)}
 
 # Fixed configs when not autotuning: (BLOCK_M, BLOCK_N, num_warps, num_stages) per kernel,
-# by padded head dim.  For dkdv BLOCK_N is the key block, BLOCK_M the query step.
-# fwd and dkdv follow the H100 autotuner's run-2 choices (NOTES.md); they were set after
-# the last device run and are not yet re-timed as fixed configs.
+# by padded head dim.  For dkdv(q) BLOCK_N is the key block, BLOCK_M the query step.
+# fwd and dkdv follow the H100 autotuner's run-2 choices, dkdvq the run-3 sweep (NOTES.md);
+# the backward ones were timed as fixed configs in run 3.
 _DEFAULTS = {
     "fwd": {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (128, 64, 8, 2)},
     "dq": {64: (128, 64, 8, 2), 128: (128, 64, 8, 2), 256: (128, 32, 8, 2)},
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
+    "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
 }
 # float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
 _FP32 = {
     "fwd": {128: (64, 32, 4, 2), 256: (64, 32, 4, 1)},
     "dq": {128: (64, 32, 4, 1), 256: (32, 32, 4, 1)},
     "dkdv": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
+    "dkdvq": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
 }
 
 
@@ -255,7 +298,7 @@ def _fixed_config(kind: str, meta: dict, bucket_q: int):
     fp32 = meta["DOT_PRECISION"] != "tf32"
     table = _FP32[kind] if fp32 else _DEFAULTS[kind]
     bm, bn, w, s = table[min(t for t in table if t >= d)]
-    if kind != "dkdv" and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
+    if kind in ("fwd", "dq") and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
         bm = 64
     return {"BLOCK_M": bm, "BLOCK_N": bn}, w, s
 
@@ -268,7 +311,7 @@ FORCED_CONFIGS: dict = {}
 def candidate_configs(kind: str, problem, tma: bool = True) -> list:
     """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
     configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "dq": (_DQ_CONFIGS, _keep_dq),
-                     "dkdv": (_DKDV_CONFIGS, _keep_dkdv)}[kind]
+                     "dkdv": (_DKDV_CONFIGS, _keep_dkdv), "dkdvq": (_DKDVQ_CONFIGS, _keep_dkdvq)}[kind]
     args = {"BLOCK_D": _pow2(problem.head_dim), "BLOCK_DV": _pow2(problem.head_dim_v),
             "Q": torch.empty(0, dtype=problem.dtype), "USE_TMA": tma,
             "bucket_q": _bucket(problem.max_seqlen_q or problem.seqlen_q)}
@@ -377,12 +420,12 @@ class _Launch:
     def lse_strides(self, lse):
         return (0, lse.stride(0)) if self.varlen else (lse.stride(0), lse.stride(1))
 
-    def run(self, kind, args, tma_tensors):
+    def run(self, kind, args, tma_tensors, **extra_meta):
         device = args[0].device
-        meta = dict(self.meta, USE_TMA=_tma_ok(device, tma_tensors))
-        if meta["USE_TMA"] and device.type == "cuda":
+        meta = dict(self.meta, USE_TMA=_tma_ok(device, tma_tensors), **extra_meta)
+        if (meta["USE_TMA"] or meta.get("DQ_TMA")) and device.type == "cuda":
             _ensure_allocator()
-        if kind == "dkdv":
+        if kind in ("dkdv", "dkdvq"):
             grid = lambda m: (triton.cdiv(self.seqlen_k, m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
         else:
             grid = lambda m: (triton.cdiv(self.seqlen_q, m["BLOCK_M"]), self.heads_q, self.batch)  # noqa: E731
@@ -415,7 +458,56 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
     return o, lse
 
 
-def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
+#: How the atomic variant adds dQ, for benchmarks: None reads ATTNHUB_TRITON_DQ_REDUCE,
+#: "auto" (the default: a TMA bulk reduction where the TMA path is in use and the buffer
+#: allows it, else element atomics), or "pointer" (element atomics always).
+DQ_REDUCE: Optional[str] = None
+
+BWD_VARIANTS = ("atomic", "split")
+
+
+def _bwd_variant(variant: Optional[str]) -> str:
+    """The explicit argument, else ATTNHUB_TRITON_BWD, else "split" (faster on the H100 at
+    every benchmark point, NOTES.md).  "atomic" under torch.use_deterministic_algorithms(True)
+    fails like torch's own non-deterministic kernels (warns with warn_only=True)."""
+    if variant is None:
+        variant = os.environ.get("ATTNHUB_TRITON_BWD") or "split"
+    if variant not in BWD_VARIANTS:
+        raise ValueError(f"triton-fa2 backward variant {variant!r} (known: "
+                         f"{', '.join(BWD_VARIANTS)}); set ATTNHUB_TRITON_BWD=atomic or split")
+    if variant == "atomic" and torch.are_deterministic_algorithms_enabled():
+        message = ("triton-fa2's atomic backward adds dQ with float atomics and is not "
+                   "deterministic; use variant='split' (ATTNHUB_TRITON_BWD=split), or turn "
+                   "off torch.use_deterministic_algorithms")
+        if not torch.is_deterministic_algorithms_warn_only_enabled():
+            raise RuntimeError(message)
+        warnings.warn(message)
+    return variant
+
+
+def _dq_reduce_tma(use_tma: bool, device: torch.device, dq_acc: torch.Tensor) -> bool:
+    """TMA bulk reduction of dQ: compiled GPU code only (the interpreter has no descriptor
+    reductions), on the TMA path, into an aligned float32 buffer."""
+    mode = DQ_REDUCE or os.environ.get("ATTNHUB_TRITON_DQ_REDUCE", "auto")
+    if mode == "pointer" or _interpreting() or device.type != "cuda":
+        return False
+    return use_tma and _tma_ok(device, (dq_acc,))
+
+
+def _delta(call, o, do, delta, cu_q) -> None:
+    """Δ = rowsum(dO ∘ O): the atomic variant's pre-pass (memory-bound, fixed tiles)."""
+    dv = call.meta["BLOCK_DV"]
+    bm = 16 if _interpreting() else max(16, min(128, 8192 // dv))
+    args = (o, do, delta, cu_q, *call.strides(o), *call.strides(do), *call.lse_strides(delta),
+            call.seqlen_q)
+    grid = (triton.cdiv(call.seqlen_q, bm), call.heads_q, call.batch)
+    with torch.cuda.device(o.device) if o.device.type == "cuda" else _nullcontext():
+        _k._attn_bwd_delta[grid](*args, HEAD_DIM_V=call.meta["HEAD_DIM_V"], BLOCK_DV=dv,
+                                 VARLEN=call.varlen, BLOCK_M=bm, num_warps=4, num_stages=1)
+
+
+def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk,
+              variant):
     call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
     dq = _empty_like_layout(q, q.shape[-1])
     dk = _empty_like_layout(k, k.shape[-1])
@@ -423,16 +515,32 @@ def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_
     if call.empty or call.no_keys:
         return dq.zero_(), dk.zero_(), dv.zero_()
     lse = lse.contiguous()
-    delta = torch.empty_like(lse)  # Δ = rowsum(dO ∘ O), written by the dQ kernel
+    delta = torch.empty_like(lse)  # Δ = rowsum(dO ∘ O)
     common = (*call.strides(q), *call.strides(k), *call.strides(v))
-    args = (q, k, v, o, do, lse, delta, dq, cu_q, cu_k, *common,
-            *call.strides(o), *call.strides(do), *call.strides(dq),
+    if variant == "split":
+        args = (q, k, v, o, do, lse, delta, dq, cu_q, cu_k, *common,
+                *call.strides(o), *call.strides(do), *call.strides(dq),
+                *call.lse_strides(lse), *call.scalars)
+        call.run("dq", args, (k, v))  # writes Δ too
+        dq_acc, kind = dq, "dkdv"  # dq_acc: unused by the dK/dV kernel here
+    else:
+        _delta(call, o, do, delta, cu_q)
+        # Unscaled dQ, summed in float32 over the key blocks, in dq's memory order.
+        dq_acc = dq if q.dtype == torch.float32 else _empty_like_layout(q, q.shape[-1],
+                                                                         torch.float32)
+        dq_acc.zero_()
+        kind = "dkdvq"
+    args = (q, k, v, do, lse, delta, dk, dv, dq_acc, cu_q, cu_k, *common,
+            *call.strides(do), *call.strides(dk), *call.strides(dv), *call.strides(dq_acc),
             *call.lse_strides(lse), *call.scalars)
-    call.run("dq", args, (k, v))
-    args = (q, k, v, do, lse, delta, dk, dv, cu_q, cu_k, *common,
-            *call.strides(do), *call.strides(dk), *call.strides(dv),
-            *call.lse_strides(lse), *call.scalars)
-    call.run("dkdv", args, (q, do))
+    use_tma = _tma_ok(q.device, (q, do))
+    call.run(kind, args, (q, do), DQ_ATOMIC=kind == "dkdvq",
+             DQ_TMA=kind == "dkdvq" and _dq_reduce_tma(use_tma, q.device, dq_acc))
+    if kind == "dkdvq":
+        if dq_acc is dq:
+            dq.mul_(scale)
+        else:
+            torch.mul(dq_acc, scale, out=dq)  # scale and cast in one elementwise pass
     return dq, dk, dv
 
 
@@ -459,14 +567,17 @@ def _bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             o: torch.Tensor, lse: torch.Tensor, scale: float,
             window_left: int, window_right: int, softcap: float,
             cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor],
-            max_seqlen_q: int, max_seqlen_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            max_seqlen_q: int, max_seqlen_k: int,
+            variant: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if variant not in BWD_VARIANTS:
+        raise ValueError(f"variant {variant!r} (known: {', '.join(BWD_VARIANTS)})")
     return _backward(do, q, k, v, o, lse, scale, window_left, window_right, softcap,
-                     cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+                     cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, variant)
 
 
 @_bwd_op.register_fake
 def _bwd_fake(do, q, k, v, o, lse, scale, window_left, window_right, softcap,
-              cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+              cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, variant):
     return (_empty_like_layout(q, q.shape[-1]), _empty_like_layout(k, k.shape[-1]),
             _empty_like_layout(v, v.shape[-1]))
 
@@ -492,8 +603,15 @@ def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem):
 
 
 def flash_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   o: torch.Tensor, lse: torch.Tensor, problem):
+                   o: torch.Tensor, lse: torch.Tensor, problem, variant: Optional[str] = None):
     """FlashAttention-2 backward: ``(dq, dk, dv)`` shaped like ``(q, k, v)``, recomputed
-    from ``(q, k, v, o, lse)`` blockwise (Δ pre-pass fused into the dQ kernel; dK/dV
-    summed over each GQA group inside one program, deterministic, no S×S buffer)."""
-    return torch.ops.attnhub_triton.bwd(do, q, k, v, o, lse, *_op_args(problem))
+    from ``(q, k, v, o, lse)`` blockwise, no S×S buffer; dK/dV summed over each GQA group
+    inside one program.
+
+    ``variant``: ``"split"`` (dQ in its own kernel: deterministic, the default) or
+    ``"atomic"`` (Δ pre-pass, then dK/dV and dQ in one kernel, dQ by float32 atomics:
+    fewer matmuls, not bitwise deterministic, so refused under
+    ``torch.use_deterministic_algorithms(True)``); ``None`` reads ``ATTNHUB_TRITON_BWD``.
+    """
+    return torch.ops.attnhub_triton.bwd(do, q, k, v, o, lse, *_op_args(problem),
+                                        _bwd_variant(variant))

@@ -2,7 +2,8 @@
 
 CPU: the same kernels in Triton's interpreter (``TRITON_INTERPRET=1``, set below before
 triton is imported when there is no CUDA device) on small shapes -- every feature, forward
-and backward.  GPU (``-m gpu``; skipped without CUDA): the issue's grid of head dims,
+and both backward variants ("atomic": dQ by float32 atomics in the dK/dV kernel; "split":
+dQ in its own kernel).  GPU (``-m gpu``; skipped without CUDA): the issue's grid of head dims,
 (Sq, Sk) pairs, MHA/GQA/MQA, masks, varlen, every autotuning candidate on two shapes,
 ``torch.compile(fullgraph=True)`` and CUDA-graph capture.
 
@@ -84,6 +85,14 @@ def env(**values):
                 os.environ[k] = v
 
 
+@pytest.fixture(params=ops.BWD_VARIANTS)
+def bwd_variant(request, monkeypatch):
+    """Runs the test once per backward variant (through ATTNHUB_TRITON_BWD, which the
+    backend's backward reads on every call)."""
+    monkeypatch.setenv("ATTNHUB_TRITON_BWD", request.param)
+    return request.param
+
+
 def check(p: Problem, layout: str = "bhsd", seed: int = 0):
     skip_unsupported(p)
     torch.manual_seed(seed)
@@ -122,7 +131,7 @@ CPU_CASES = [  # (problem kwargs, layout); tiny shapes: the interpreter is slow
 @needs_interpreter
 @pytest.mark.parametrize(
     "kw,layout", [pytest.param(kw, lay, id=case_id(make_problem(**kw), lay)) for kw, lay in CPU_CASES])
-def test_cpu_matches_reference(kw, layout):
+def test_cpu_matches_reference(kw, layout, bwd_variant):
     p = make_problem(**kw)
     if p.device.type == "cpu" and p.dtype == BF16:
         assert BACKEND.not_supported_reasons(p), "bf16 on the CPU interpreter must be refused"
@@ -132,17 +141,17 @@ def test_cpu_matches_reference(kw, layout):
 @needs_interpreter
 @pytest.mark.parametrize("tma", ["0", "auto"], ids=["pointers", "tma"])
 @pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["m32n16", "m16n32"])
-def test_cpu_block_shapes_and_load_paths(tma, blocks, monkeypatch):
-    """BLOCK_M != BLOCK_N in all three kernels, through pointer loads and TMA descriptors
-    (the interpreter emulates tensor descriptors)."""
+def test_cpu_block_shapes_and_load_paths(tma, blocks, monkeypatch, bwd_variant):
+    """BLOCK_M != BLOCK_N in every kernel, through pointer loads and TMA descriptors
+    (the interpreter emulates tensor descriptors; dQ atomics stay pointer-based there)."""
     monkeypatch.setattr(ops, "INTERPRET_BLOCKS", {"fwd": blocks, "dq": blocks,
-                                                  "dkdv": blocks[::-1]})
+                                                  "dkdv": blocks[::-1], "dkdvq": blocks[::-1]})
     with env(ATTNHUB_TRITON_TMA=tma):
         check(make_problem(d=64, sq=45, sk=61, heads="gqa", window=(20, 4), dtype=F32))
 
 
 @needs_interpreter
-def test_cpu_sliced_packed_qkv():
+def test_cpu_sliced_packed_qkv(bwd_variant):
     """q, k, v as slices of one packed (B, S, 3, H, D) buffer: no copies, strides only."""
     p = make_problem(d=32, sq=33, sk=33, causal=True)
     torch.manual_seed(1)
@@ -152,7 +161,7 @@ def test_cpu_sliced_packed_qkv():
 
 
 @needs_interpreter
-def test_cpu_output_layout_follows_input():
+def test_cpu_output_layout_follows_input(bwd_variant):
     p = make_problem(d=32, sq=20, sk=20)
     q, k, v = random_inputs(p, layout="bshd")
     o, lse = BACKEND.forward(q, k, v, p)
@@ -162,7 +171,8 @@ def test_cpu_output_layout_follows_input():
 
 
 @needs_interpreter
-def test_cpu_custom_ops_opcheck():
+@pytest.mark.parametrize("variant", ops.BWD_VARIANTS)
+def test_cpu_custom_ops_opcheck(variant):
     """Schema, fake implementation and dispatch of attnhub_triton::fwd / ::bwd."""
     p = make_problem(d=16, sq=16, sk=16, causal=True, dtype=F32)
     q, k, v = random_inputs(p)
@@ -171,11 +181,11 @@ def test_cpu_custom_ops_opcheck():
     tail = (p.scale, left, right, 0.0, None, None, 0, 0)
     torch.library.opcheck(torch.ops.attnhub_triton.fwd.default, (q, k, v, *tail))
     torch.library.opcheck(torch.ops.attnhub_triton.bwd.default,
-                          (torch.randn_like(o), q, k, v, o, lse, *tail))
+                          (torch.randn_like(o), q, k, v, o, lse, *tail, variant))
 
 
 @needs_interpreter
-def test_cpu_torch_compile_fullgraph():
+def test_cpu_torch_compile_fullgraph(bwd_variant):
     """Dynamo traces flash_forward/backward as two custom-op nodes (aot_eager: no C++
     toolchain needed on the CPU; the GPU test uses inductor)."""
     p = make_problem(d=16, sq=16, sk=24, heads="gqa", window=(8, 0), dtype=F32)
@@ -192,6 +202,28 @@ def test_cpu_torch_compile_fullgraph():
     want = (o, lse) + tuple(ops.flash_backward(do, q, k, v, o, lse, p))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+
+
+def test_bwd_variant_choice(monkeypatch):
+    """The argument wins over ATTNHUB_TRITON_BWD, which wins over the default ("split");
+    unknown names fail with the known ones listed; torch's deterministic mode refuses the
+    atomic variant (a warning with warn_only), as torch does for its own kernels."""
+    monkeypatch.delenv("ATTNHUB_TRITON_BWD", raising=False)
+    assert ops._bwd_variant(None) == "split"
+    assert ops._bwd_variant("atomic") == "atomic"
+    monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic")
+    assert ops._bwd_variant(None) == "atomic"
+    assert ops._bwd_variant("split") == "split"
+    monkeypatch.setenv("ATTNHUB_TRITON_BWD", "fast")
+    with pytest.raises(ValueError, match="atomic, split"):
+        ops._bwd_variant(None)
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    assert ops._bwd_variant("split") == "split"
+    with pytest.raises(RuntimeError, match="not deterministic"):
+        ops._bwd_variant("atomic")
+    monkeypatch.setattr(torch, "is_deterministic_algorithms_warn_only_enabled", lambda: True)
+    with pytest.warns(UserWarning, match="not deterministic"):
+        assert ops._bwd_variant("atomic") == "atomic"
 
 
 # -- GPU ------------------------------------------------------------------------------------
@@ -236,7 +268,7 @@ def _gpu_param(kw, layout):
 
 
 @pytest.mark.parametrize("kw,layout", [_gpu_param(kw, lay) for kw, lay in _gpu_cases()])
-def test_gpu_matches_reference(kw, layout):
+def test_gpu_matches_reference(kw, layout, bwd_variant):
     check(make_problem(**kw), layout)
 
 
@@ -258,7 +290,8 @@ def test_gpu_every_autotune_candidate(kw, monkeypatch):
     p = make_problem(**kw)
     torch.manual_seed(0)
     q, k, v = random_inputs(p)
-    for kind in ("fwd", "dq", "dkdv"):
+    for kind in ("fwd", "dq", "dkdv", "dkdvq"):
+        monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic" if kind == "dkdvq" else "split")
         for config in ops.candidate_configs(kind, p):
             monkeypatch.setattr(ops, "FORCED_CONFIGS", {kind: config})
             print(kind, config)
@@ -267,7 +300,7 @@ def test_gpu_every_autotune_candidate(kw, monkeypatch):
 
 @pytest.mark.gpu
 @gpu
-def test_gpu_torch_compile_fullgraph():
+def test_gpu_torch_compile_fullgraph(bwd_variant):
     p = make_problem(d=64, sq=256, sk=256, heads="gqa", causal=True, dtype=BF16, device="cuda")
     q, k, v = random_inputs(p)
     do = torch.randn(1, 4, 256, 64, device="cuda", dtype=BF16)

@@ -16,8 +16,14 @@ prof() {  # name, args...
         python3 benchmarks/ncu_profile.py "$@" > "$OUT/ncu_$name.txt" 2>&1
     echo "ncu $name rc=$?"; grep -E "Context [0-9]+, Stream|Duration|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|^\["  "$OUT/ncu_$name.txt" | head -40
 }
-timeout 90 python3 benchmarks/fp8_api_check.py 2>&1 | tee "$OUT/fp8_api_check.txt" | tail -8
-prof fwd_d128_16k --d 128 --s 16384
+if [ -z "${SKIP_CHECKS:-}" ]; then
+    timeout 90 python3 benchmarks/fp8_api_check.py 2>&1 | tee "$OUT/fp8_api_check.txt" | tail -8
+    timeout 80 python3 benchmarks/hf_compile_gpu.py --backends torch-sdpa-efficient \
+        torch-sdpa-cudnn --no-llama --out "$OUT" 2>&1 | tail -6
+    timeout 60 attnhub check torch-sdpa-efficient --device cuda --quick > "$OUT/check_efficient.txt" 2>&1
+    echo "check efficient rc=$?"; tail -3 "$OUT/check_efficient.txt"
+fi
+[ -z "${SKIP_FWD128:-}" ] && prof fwd_d128_16k --d 128 --s 16384
 prof bwd_d128_16k --d 128 --s 16384 --backward --impls triton-fa2,cudnn,flash
 prof fwd_d64_16k --d 64 --s 16384 --impls triton-fa2,hopper-fa3,cudnn
 timeout -s INT ${BENCH_SECONDS:-400} python3 benchmarks/fa_grid.py --dtypes bf16 fp16 \

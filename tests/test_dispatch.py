@@ -186,3 +186,31 @@ def test_autotune_off_measures_nothing(fresh_registry, monkeypatch):
     q, k, v = (torch.randn(1, 2, 33, 16) for _ in range(3))
     attnhub.attention(q, k, v)
     assert dispatch.STATS["timings"] == before["timings"]
+
+
+def test_timing_counts_the_backward_when_gradients_are_needed():
+    """A backend with a fast forward and a slow backward must not win a training problem."""
+    import time
+
+    from attnhub import reference
+    from attnhub._validate import make_problem
+
+    class SlowBackward(attnhub.Backend):
+        name = "slow-backward"
+        capabilities = attnhub.Capabilities(devices=("cpu",), dtypes=(torch.float32,),
+                                            backward=True)
+
+        def forward(self, q, k, v, problem):
+            return reference.forward(q, k, v, problem)
+
+        def backward(self, do, q, k, v, o, lse, problem):
+            time.sleep(0.03)
+            return reference.backward(do, q, k, v, o, lse, problem)
+
+    q, k, v = (rand(1, 2, 16, 8, seed=s).requires_grad_() for s in range(3))
+    backend = SlowBackward()
+    with_grad, *_ = make_problem(q, k, v)
+    without_grad, *_ = make_problem(q.detach(), k.detach(), v.detach())
+    assert with_grad.requires_grad and not without_grad.requires_grad
+    assert dispatch._time_backend(backend, q, k, v, with_grad) >= 0.03
+    assert dispatch._time_backend(backend, q, k, v, without_grad) < 0.03

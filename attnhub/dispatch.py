@@ -229,7 +229,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_backend(backend: Backend, q, k, v, problem: Problem) -> float:
+def _time_backend(backend: Backend, q, k, v, problem: Problem,
+                  best: float = math.inf) -> float:
     """Median seconds of one step on the real inputs, after a warm-up call.
 
     A step is what the problem will cost: the forward, plus the backward (the backend's own,
@@ -237,11 +238,19 @@ def _time_backend(backend: Backend, q, k, v, problem: Problem) -> float:
     with ``triton.testing.do_bench`` (CUDA events; its warm-up also brings the clocks up, so
     the candidate timed first is not penalised: host-timed single calls once ranked
     SDPA-flash over cuDNN at 0.52x cuDNN's speed on the H100); elsewhere a host-timed loop.
+    A candidate whose first timed step takes over 3x ``best`` (the fastest so far) is slower
+    beyond doubt: that one step is its time (the reference on a long sequence costs seconds).
     """
     STATS["timings"] += 1
     step = _step(backend, q, k, v, problem)
     step()  # warm-up: compilation, autotuning
     _sync(problem.device)
+    start = time.perf_counter()
+    step()
+    _sync(problem.device)
+    once = time.perf_counter() - start
+    if once > 3 * best:
+        return once
     if problem.device.type == "cuda":
         try:
             from triton.testing import do_bench
@@ -249,9 +258,9 @@ def _time_backend(backend: Backend, q, k, v, problem: Problem) -> float:
             do_bench = None
         if do_bench is not None:
             return do_bench(step, warmup=25, rep=60, return_mode="median") / 1e3
-    times = []
+    times = [once]
     budget = time.perf_counter() + 0.5
-    while len(times) < 5 and (len(times) < 1 or time.perf_counter() < budget):
+    while len(times) < 5 and time.perf_counter() < budget:
         start = time.perf_counter()
         step()
         _sync(problem.device)
@@ -363,9 +372,12 @@ def _auto_plan(problem, q, k, v, restriction, measure) -> _Plan:
     times = {b.name: stored.get(_bk(b)) for b in trusted}
     missing = [b for b in trusted if not isinstance(times[b.name], (int, float))]
     if missing and not frozen and _autotune_enabled() and q is not None:
-        for b in missing:
+        known = [t for t in times.values() if isinstance(t, (int, float))]
+        best = min(known, default=math.inf)
+        for b in sorted(missing, key=lambda b: (-b.capabilities.priority, b.name)):
             try:
-                times[b.name] = _time_backend(b, q, k, v, problem)
+                times[b.name] = _time_backend(b, q, k, v, problem, best)
+                best = min(best, times[b.name])
             except Exception as exc:  # noqa: BLE001
                 _warn_once(f"time|{_bk(b)}|{bucket}",
                            f"attnhub: backend {b.name!r} raised while timed: {exc}")

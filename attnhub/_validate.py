@@ -125,6 +125,29 @@ def _needs_grad(q, k, v) -> bool:
     return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
 
 
+def tensor_memo(t: torch.Tensor, what: str, compute):
+    """``compute()``, remembered on ``t`` until ``t`` is modified in place (its version
+    counter moves).  Reading offsets costs a host sync; a model passes the same offsets to
+    every layer, so this reads them once per forward.  No memo for tensors without a version
+    counter (inference mode) or under tracing."""
+    if torch.compiler.is_compiling():
+        return compute()
+    try:
+        version = t._version
+    except RuntimeError:  # inference tensors track no version
+        return compute()
+    memo = getattr(t, "_attnhub_memo", None)
+    if memo is None:
+        memo = {}
+        t._attnhub_memo = memo
+    hit = memo.get(what)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    value = compute()
+    memo[what] = (version, value)
+    return value
+
+
 def _check_cu(name: str, cu, device, total: int, batch: Optional[int]) -> list[int]:
     if not isinstance(cu, torch.Tensor):
         raise TypeError(f"{name} must be an int32 torch.Tensor of sequence offsets, "
@@ -136,7 +159,7 @@ def _check_cu(name: str, cu, device, total: int, batch: Optional[int]) -> list[i
         raise ValueError(f"{name} must be 1-D (batch + 1,), got shape {tuple(cu.shape)}")
     if cu.device != device:
         raise ValueError(f"{name} is on {cu.device}, expected {device} like q")
-    offs = cu.tolist()
+    offs = tensor_memo(cu, "offsets", cu.tolist)
     if offs[0] != 0:
         raise ValueError(f"{name} must start at 0, got {offs[0]}")
     if any(b < a for a, b in zip(offs, offs[1:])):

@@ -96,3 +96,13 @@ def test_pinned_backend_that_cannot_run_lists_reasons():
         attnhub.attention(q, k, v, backend="opencl")
     print(info.value)
     assert "opencl" in str(info.value)
+
+
+def test_offsets_memo_follows_in_place_changes():
+    """cu_seqlens are read once per tensor, and again after an in-place change."""
+    q = torch.randn(9, 2, 8)
+    cu = torch.tensor([0, 4, 9], dtype=torch.int32)
+    attnhub.attention_varlen(q, q, q, cu, cu, 5, 5)
+    cu[1] = 7  # now one sequence is 7 long: max_seqlen 5 must be refused
+    with pytest.raises(ValueError, match="max_seqlen_q=5 is smaller than the longest"):
+        attnhub.attention_varlen(q, q, q, cu, cu, 5, 5)

@@ -230,3 +230,15 @@ def test_the_checks_can_fail(monkeypatch):
         keep = mask.bool()
         assert not torch.allclose(ours(ids, attention_mask=mask).logits[keep],
                                   eager(ids, attention_mask=mask).logits[keep], atol=1e-3)
+
+
+def test_padding_segments_are_cut_once_per_forward(monkeypatch):
+    """Every layer gets the same mask: cutting and reading it (a host sync) happens once."""
+    _, ours = _models("llama")  # 2 layers
+    ids, mask = _batch(12)
+    calls = []
+    real = hf_attnhub._segments
+    monkeypatch.setattr(hf_attnhub, "_segments", lambda m: calls.append(1) or real(m))
+    with torch.no_grad():
+        ours(ids, attention_mask=mask)
+    assert len(calls) == 2  # queries and keys, for both layers

@@ -38,6 +38,7 @@ from typing import Optional
 import torch
 
 import attnhub
+from attnhub._validate import tensor_memo
 
 __all__ = ["register", "attention_forward", "padding_mask", "NAME"]
 
@@ -184,6 +185,13 @@ def _segments(mask: torch.Tensor):
     return cu, (inside == mask).all()
 
 
+def _mask_segments(mask, Sq, read=False):
+    cu_q, ok_q = _segments(mask[:, mask.shape[1] - Sq:])
+    cu_k, ok_k = _segments(mask)
+    contiguous = ok_q & ok_k
+    return cu_q, cu_k, bool(contiguous) if read else contiguous
+
+
 def _padded(query, key, value, mask, common):
     B, Hq, Sq, D = query.shape
     Sk = key.shape[2]
@@ -196,14 +204,16 @@ def _padded(query, key, value, mask, common):
     if Sq > Sk:
         raise ValueError(f"{Sq} queries but {Sk} keys in the padding mask; expected the queries "
                          "to be the last tokens of the keys")
-    cu_q, ok_q = _segments(mask[:, Sk - Sq:])
-    cu_k, ok_k = _segments(mask)
-    contiguous = ok_q & ok_k
     if torch.compiler.is_compiling():
+        cu_q, cu_k, contiguous = _mask_segments(mask, Sq)
         torch._assert_async(contiguous, "attnhub: a padding mask with holes inside a row "
                             "cannot run under torch.compile; run it eagerly")
-    elif not bool(contiguous):
-        return _dense_padded(query, key, value, mask, common)
+    else:
+        # every layer gets the same mask: cut it (and read it: a host sync) once per forward
+        cu_q, cu_k, contiguous = tensor_memo(mask, f"segments{Sq}", lambda: _mask_segments(
+            mask, Sq, read=True))
+        if not contiguous:
+            return _dense_padded(query, key, value, mask, common)
     # (B, H, S, D) -> (B*S, H, D): a view when the tensors are BSHD in memory, as
     # transformers' projections produce them.
     q = query.transpose(1, 2).reshape(B * Sq, Hq, D)
@@ -239,12 +249,7 @@ def _packed_offsets(query, key, kwargs):
                             "max_length_q/k kwargs; run eagerly otherwise")
         return None
     # Every layer gets the same position_ids: read them (a host sync) once per forward.
-    memo = getattr(position_ids, "_attnhub_packed", None)
-    if memo is not None and memo[0] == position_ids._version:
-        return memo[1]
-    offsets = _restart_offsets(position_ids.reshape(-1))
-    position_ids._attnhub_packed = (position_ids._version, offsets)
-    return offsets
+    return tensor_memo(position_ids, "packed", lambda: _restart_offsets(position_ids.reshape(-1)))
 
 
 def _restart_offsets(pos: torch.Tensor):

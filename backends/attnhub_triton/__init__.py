@@ -1,6 +1,7 @@
 """``triton-fa2``: FlashAttention-2 in Triton, forward and backward, for CUDA GPUs sm80+.
 
-All features run inside the kernels (``_kernels.py``; launches in ``ops.py``): bottom-right
+All features run inside the kernels (``_kernels.py``; a lean forward for the common dense
+case on sm90 in ``_kernel_lean.py``; launches in ``ops.py``): bottom-right
 causal with Sq != Sk, sliding window ``(left, right)``, softcap, GQA/MQA by head index
 arithmetic, varlen (``cu_seqlens``), any Sq/Sk, head dims up to 256 (non-powers of two
 padded in registers, never in memory), Dv != D, BHSD/BSHD/packed strides, fully masked

@@ -2,6 +2,7 @@
 
     python backends/attnhub_triton/device_check.py [--out DIR] [--skip-tests] [--skip-bench]
     python backends/attnhub_triton/device_check.py --bwd [--test-select atomic]
+    python backends/attnhub_triton/device_check.py --lean [--warp-spec] [--budget S]
 
 Phases (each guarded, logs under --out):
   1. tests   the ``-m gpu`` selection of tests/backends/test_triton_fa2.py in parallel
@@ -14,6 +15,13 @@ Phases (each guarded, logs under --out):
              this one process with ``triton.testing.do_bench`` (median), fresh inputs.
   4. ws      (--warp-spec) warp-specialised forward configs, in a subprocess (the
              compiler can abort on them), timed against the autotuned forward.
+
+With --lean (ATTNHUB_TRITON_AUTOTUNE=0), the lean forward instead: its compile jobs in a
+process pool, correctness on the GPU (tolerance rule, NaN-poisoned outputs, awkward shapes,
+both dtypes, every timed config, the backward from its O/LSE), registers and spills of each
+compiled forward, then TFLOP/s of the lean configs (LEAN_SWEEP) vs the general forward vs
+SDPA cuDNN and flash at LEAN_POINTS, one process; --warp-spec adds the lean kernel with
+``warp_specialize`` in a subprocess.
 
 With --bwd, phases 2-4 give way to the backward-variant check: the tests (filtered by
 --test-select) and the compilation of every kernel timed below run side by side, then
@@ -132,7 +140,7 @@ def _compile_job(job):
         return job, time.time() - t, f"{type(e).__name__}: {str(e)[:200]}"
 
 
-def warm_cache(workers: int, jobs=None) -> dict:
+def warm_cache(workers: int, jobs=None, job_fn=None) -> dict:
     import multiprocessing as mp
     from attnhub_triton import ops
     if jobs is None:
@@ -145,7 +153,7 @@ def warm_cache(workers: int, jobs=None) -> dict:
     t = time.time()
     errors = []
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        for job, dt, err in pool.map(_compile_job, jobs):
+        for job, dt, err in pool.map(job_fn or _compile_job, jobs):
             if err:
                 errors.append((job, err))
     log(f"[warm] {len(jobs)} configs compiled in {time.time() - t:.0f}s, {len(errors)} failed")
@@ -460,6 +468,308 @@ def try_warp_spec(timeout: float) -> str:
         return "timed out"
 
 
+# -- 5. the lean forward (--lean) ------------------------------------------------------------------
+
+DEVICE = "cuda"  # a CPU dry run of this section (interpreter, tiny shapes) sets "cpu"
+
+
+def _lcfg(bm, bn, w, s):
+    return ({"BLOCK_M": bm, "BLOCK_N": bn}, w, s)
+
+
+# Lean configs timed per head dim; the first is the fixed default in ops._DEFAULTS["lean"].
+LEAN_SWEEP = {
+    64: [_lcfg(128, 64, 4, 3), _lcfg(128, 64, 4, 2), _lcfg(128, 128, 4, 2), _lcfg(128, 128, 4, 3)],
+    128: [_lcfg(128, 64, 4, 2), _lcfg(128, 64, 4, 3), _lcfg(128, 32, 4, 4), _lcfg(64, 64, 4, 2),
+          _lcfg(128, 64, 8, 3)],
+}
+LEAN_POINTS = [(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in (False, True)]
+# Correctness shapes: (Sq, Sk, heads "mha"/"gqa"/"mqa", causal, layout, batch)
+LEAN_SHAPES = [(113, 203, "gqa", False, "bhsd", 2), (113, 203, "gqa", True, "bshd", 1),
+               (203, 113, "mha", True, "bhsd", 2), (1023, 1024, "gqa", True, "bshd", 1),
+               (1, 4096, "mqa", True, "bhsd", 1), (4096, 1, "gqa", True, "bhsd", 1),
+               (1000, 1000, "mha", False, "bshd", 1)]
+_HEADS = {"mha": (8, 8), "gqa": (8, 2), "mqa": (8, 1)}
+
+
+def _cfg_label(c):
+    return f"{c[0]['BLOCK_M']}x{c[0]['BLOCK_N']} w{c[1]} s{c[2]}"
+
+
+def _problem(d, sq, sk, heads, causal, dtype, batch=1):
+    import torch
+    from attnhub.contract import Problem
+    hq, hk = _HEADS[heads]
+    return Problem(batch=batch, heads_q=hq, heads_kv=hk, seqlen_q=sq, seqlen_k=sk, head_dim=d,
+                   head_dim_v=d, dtype=dtype, device=torch.device(DEVICE), causal=causal,
+                   scale=d ** -0.5)
+
+
+def _lean_compile_job(job):
+    """Worker: compile one forward (and with ``bwd`` the split backward) into the disk
+    cache by running it on a small problem with the benchmark's specialisation."""
+    dtype_name, d, causal, sq, lean, config, bwd = job
+    os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_LEAN=lean)
+    import torch
+    from attnhub_triton import ops
+    ops.FORCED_CONFIGS.clear()
+    if config is not None:
+        ops.FORCED_CONFIGS["lean"] = config
+    dtype = getattr(torch, dtype_name)
+    p = _problem(d, sq, 256, "mha", causal, dtype)
+    q = torch.randn(1, 8, sq, d, device=DEVICE, dtype=dtype)
+    k, v = (torch.randn(1, 8, 256, d, device=DEVICE, dtype=dtype) for _ in range(2))
+    t = time.time()
+    try:
+        o, lse = ops.flash_forward(q, k, v, p)
+        if bwd:
+            ops.flash_backward(torch.randn_like(o), q, k, v, o, lse, p, variant="split")
+        torch.cuda.synchronize()
+        return job, time.time() - t, None
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        return job, time.time() - t, f"{type(e).__name__}: {str(e)[:300]}"
+
+
+def lean_jobs() -> list:
+    jobs = []
+    for d in (64, 128):
+        for causal in (False, True):
+            jobs += [("bfloat16", d, causal, 256, "1", c, False) for c in LEAN_SWEEP[d][1:]]
+            for dt in ("bfloat16", "float16"):
+                jobs.append((dt, d, causal, 256, "1", None, dt == "bfloat16"))  # default + bwd
+            jobs.append(("bfloat16", d, causal, 256, "0", None, False))  # the general forward
+        for dt in ("bfloat16", "float16"):  # short queries: BLOCK_M 64
+            jobs.append((dt, d, True, 1, "1", None, False))
+    return sorted(jobs, key=lambda job: not job[6])  # the longest (with backward) first
+
+
+def _compiled(fn) -> dict:
+    """{cache key: CompiledKernel} of a JIT function, all devices (Triton 3.x layouts)."""
+    out = {}
+    for cache in getattr(fn, "device_caches", {}).values():
+        kernels = cache[0] if isinstance(cache, tuple) else cache
+        if isinstance(kernels, dict):
+            out.update(kernels)
+    return out
+
+
+def _resources(kernel, warps: int) -> dict:
+    """Registers, spill bytes, shared memory and programs per SM (65536 registers, 228 KB)."""
+    if hasattr(kernel, "_init_handles"):  # loads the binary: n_regs, n_spills (spills / 4 B)
+        kernel._init_handles()
+    regs = int(getattr(kernel, "n_regs", 0))
+    spills = int(getattr(kernel, "n_spills", 0))
+    smem = int(getattr(kernel.metadata, "shared", 0))
+    per_warp = -(-regs * 32 // 256) * 256
+    by_regs = 65536 // max(per_warp * warps, 1)
+    by_smem = (228 * 1024) // (smem + 1024) if smem else 32
+    return {"regs": regs, "spills": spills, "smem": smem, "ctas_per_sm": min(by_regs, by_smem)}
+
+
+def lean_check(out: str, deadline: float) -> dict:
+    """Correctness of the lean forward on the GPU, then its speed next to the general
+    forward, SDPA cuDNN and SDPA flash (same process, do_bench medians)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from triton.testing import do_bench
+    from attnhub.testing.tolerance import check_backward, compare_forward, random_inputs
+    from attnhub_triton import TritonFA2Backend, _kernel_lean, _kernels, ops
+
+    os.environ["ATTNHUB_TRITON_AUTOTUNE"] = "0"
+    backend = TritonFA2Backend()
+    result = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE,
+              "torch": torch.__version__, "triton": __import__("triton").__version__,
+              "date": time.strftime("%F %T"), "checks": [], "resources": {}, "bench": []}
+
+    def save():
+        with open(os.path.join(out, "lean.json"), "w") as f:
+            json.dump(result, f, indent=1, default=str)
+
+    routes = []
+    launch = ops._launch
+
+    def spy(kind, *a, **kw):
+        routes.append(kind)
+        return launch(kind, *a, **kw)
+
+    ops._launch = spy
+    out_shapes = ops._out_shapes
+    ops._out_shapes = lambda q, v, varlen: tuple(  # poisoned outputs: unwritten -> NaN
+        t.fill_(float("nan")) for t in out_shapes(q, v, varlen))
+
+    def run_checked(p, q, k, v, lean, config, name, backward=False):
+        os.environ["ATTNHUB_TRITON_LEAN"] = lean
+        ops.FORCED_CONFIGS.clear()
+        if config is not None:
+            ops.FORCED_CONFIGS["lean"] = config
+        before = set(_compiled(_kernel_lean._attn_fwd_lean)) | set(_compiled(_kernels._attn_fwd))
+        routes.clear()
+        try:
+            o, lse = ops.flash_forward(q, k, v, p)
+            comps = compare_forward(o, lse, q, k, v, p)
+            if backward:
+                comps += check_backward(backend, q, k, v, p)
+            row = {"case": name, "route": routes[0], "ok": all(c.ok for c in comps),
+                   "errors": [str(c) for c in comps]}
+        except Exception as e:  # noqa: BLE001
+            row = {"case": name, "route": routes[:1], "ok": False,
+                   "errors": [f"{type(e).__name__}: {str(e)[:300]}"]}
+        finally:
+            ops.FORCED_CONFIGS.clear()
+        try:  # registers, spills, shared memory of what this case compiled or loaded
+            for fn in (_kernel_lean._attn_fwd_lean, _kernels._attn_fwd):
+                for key, kern in _compiled(fn).items():
+                    if key not in before:
+                        label = f"{fn.__name__} {p.dtype} d{p.head_dim} causal={p.causal} " + \
+                            (_cfg_label(config) if config else f"default (Sq {p.seqlen_q})")
+                        result["resources"][label] = _resources(
+                            kern, int(getattr(kern.metadata, "num_warps", 4)))
+        except Exception as e:  # noqa: BLE001 - a Triton layout this does not know
+            result["resources"]["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        result["checks"].append(row)
+        log(f"[check] {'ok ' if row['ok'] else 'FAIL'} {name} route={row['route']}")
+        if not row["ok"]:
+            for e in row["errors"]:
+                log("      ", e)
+        return row
+
+    # 1. correctness: default configs over awkward shapes, both dtypes; every timed config
+    #    on two ragged shapes; the backward from the lean O/LSE on two.
+    for d in (64, 128):
+        for dtype in (torch.bfloat16, torch.float16):
+            for sq, sk, heads, causal, layout, batch in LEAN_SHAPES:
+                p = _problem(d, sq, sk, heads, causal, dtype, batch)
+                torch.manual_seed(0)
+                q, k, v = random_inputs(p, layout=layout)
+                bwd = dtype == torch.bfloat16 and (sq, sk) in ((1023, 1024), (113, 203)) \
+                    and causal
+                run_checked(p, q, k, v, "1", None,
+                            f"{str(dtype)[6:]} d{d} {sq}x{sk} {heads} causal={causal} {layout}"
+                            + (" +bwd" if bwd else ""), backward=bwd)
+        for sq, sk, causal in ((203, 113, True), (113, 203, False), (1023, 1024, True)):
+            p = _problem(d, sq, sk, "gqa", causal, torch.bfloat16, 2)
+            torch.manual_seed(1)
+            q, k, v = random_inputs(p, layout="bshd")
+            for c in LEAN_SWEEP[d][1:]:
+                run_checked(p, q, k, v, "1", c, f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd "
+                            f"{_cfg_label(c)}")
+            run_checked(p, q, k, v, "0", None,
+                        f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd general")
+    ops._out_shapes = out_shapes
+    ops._launch = launch
+    save()
+    log(f"[check] {sum(r['ok'] for r in result['checks'])}/{len(result['checks'])} ok")
+    for label, r in result["resources"].items():
+        log(f"[ptxas] {label}: {r}")
+
+    # 2. speed
+    def timed(fn):
+        return do_bench(fn, warmup=25, rep=150, return_mode="median")
+
+    for d, s, causal in LEAN_POINTS:
+        if time.time() > deadline:
+            log("[bench] out of time")
+            break
+        p = _bench_problem(d, s, causal, device=DEVICE)
+        shape = (p.batch, p.heads_q, s, d)
+        q, k, v = (torch.randn(shape, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
+        tfl = p.flops("fwd") / 1e12
+        row = {"d": d, "s": s, "causal": causal}
+        os.environ["ATTNHUB_TRITON_LEAN"] = "0"
+        ref, _ = ops.flash_forward(q, k, v, p)
+        row["general"] = tfl / (timed(lambda: ops.flash_forward(q, k, v, p)) * 1e-3)
+        os.environ["ATTNHUB_TRITON_LEAN"] = "1"
+        for c in LEAN_SWEEP[d]:
+            ops.FORCED_CONFIGS["lean"] = c
+            try:
+                o, _ = ops.flash_forward(q, k, v, p)
+                row[f"diff {_cfg_label(c)}"] = (o.float() - ref.float()).abs().max().item()
+                row[_cfg_label(c)] = tfl / (timed(lambda: ops.flash_forward(q, k, v, p)) * 1e-3)
+            except Exception as e:  # noqa: BLE001
+                row[_cfg_label(c)] = None
+                log(f"[bench] {_cfg_label(c)}: {type(e).__name__}: {str(e)[:200]}")
+            ops.FORCED_CONFIGS.clear()
+        for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                           ("flash", SDPBackend.FLASH_ATTENTION)):
+            try:
+                with sdpa_kernel(kind):
+                    row[name] = tfl / (timed(lambda: F.scaled_dot_product_attention(
+                        q, k, v, is_causal=causal)) * 1e-3)
+            except Exception as e:  # noqa: BLE001
+                row[name] = None
+                row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+        result["bench"].append(row)
+        log("[bench]", json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
+                                   for k, x in row.items()}))
+        del q, k, v, ref
+        torch.cuda.empty_cache()
+        save()
+    return result
+
+
+LEAN_WS_SNIPPET = r"""
+import os, sys, json, torch
+os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_LEAN="1")
+sys.path[:0] = [sys.argv[1]]
+from device_check import _bench_problem, _compiled, _resources
+from attnhub_triton import ops, _kernel_lean
+from triton.testing import do_bench
+res = {}
+for d, s, causal, cfgs in ((128, 16384, False, ((128, 64, 2), (128, 64, 3))), (64, 16384, False, ((128, 64, 3),)),
+                           (128, 16384, True, ((128, 64, 2),))):
+    p = _bench_problem(d, s, causal)
+    q, k, v = (torch.randn(p.batch, p.heads_q, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    tfl = p.flops() / 1e12
+    for bm, bn, st in cfgs:
+        for ws in (False, True):
+            name = f"d{d} s{s} causal={causal} {bm}x{bn} w4 s{st} ws={ws}"
+            ops.FORCED_CONFIGS["lean"] = ({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, 4, st)
+            before = set(_compiled(_kernel_lean._attn_fwd_lean))
+            try:
+                o, _ = ops.flash_forward(q, k, v, p)
+                if not ws:
+                    ref = o
+                err = (o.float() - ref.float()).abs().max().item()
+                ms = do_bench(lambda: ops.flash_forward(q, k, v, p), warmup=25, rep=150, return_mode="median")
+                new = [kk for kk in _compiled(_kernel_lean._attn_fwd_lean).items() if kk[0] not in before]
+                res[name] = {"tflops": tfl / (ms * 1e-3), "max_diff_vs_no_ws": err,
+                             **(_resources(new[0][1], 4) if new else {})}
+            except Exception as e:
+                res[name] = f"{type(e).__name__}: {str(e)[:200]}"
+            print(name, res[name], flush=True)
+print("WS_RESULT", json.dumps(res))
+"""
+
+
+def lean_warp_spec(timeout: float) -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        r = subprocess.run([sys.executable, "-c", LEAN_WS_SNIPPET, here], capture_output=True,
+                           text=True, timeout=timeout)
+        log(r.stdout[-3000:])
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("WS_RESULT")]
+        return lines[-1] if lines else f"rc={r.returncode} {r.stderr[-600:]}"
+    except subprocess.TimeoutExpired as e:
+        return f"timed out; partial: {(e.stdout or b'')[-2000:]!r}"
+
+
+def print_lean_table(result):
+    log("\nForward TFLOP/s (bf16), batch=16384//S, heads=2048//D, one process; "
+        "ratios = best lean / peer")
+    for r in result.get("bench", []):
+        d = r["d"]
+        lean = {_cfg_label(c): r.get(_cfg_label(c)) for c in LEAN_SWEEP[d]}
+        best = max((x for x in lean.values() if x), default=None)
+        cells = " ".join(f"{k}={v:.0f}" if v else f"{k}=n/a" for k, v in lean.items())
+        ratio = lambda a, b: f"{a / b:.2f}" if a and b else "n/a"  # noqa: E731
+        log(f"d{d} S={r['s']} causal={r['causal']}: general={r['general']:.0f} {cells} | "
+            f"cudnn={r.get('cudnn') or 0:.0f} flash={r.get('flash') or 0:.0f} | best/cudnn="
+            f"{ratio(best, r.get('cudnn'))} best/flash={ratio(best, r.get('flash'))} "
+            f"best/general={ratio(best, r['general'])} default/cudnn="
+            f"{ratio(lean[_cfg_label(LEAN_SWEEP[d][0])], r.get('cudnn'))}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/attnhub_triton_check"))
@@ -470,7 +780,8 @@ def main():
     ap.add_argument("--warp-spec", action="store_true", help="also try phase 4")
     ap.add_argument("--bwd", action="store_true", help="the backward-variant check instead")
     ap.add_argument("--test-select", default="", help="-k expression AND-ed to every shard")
-    ap.add_argument("--budget", type=float, default=270, help="seconds for --bwd in all")
+    ap.add_argument("--budget", type=float, default=270, help="seconds for --bwd/--lean in all")
+    ap.add_argument("--lean", action="store_true", help="the lean-forward check instead")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     import torch
@@ -478,6 +789,27 @@ def main():
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
     summary = {}
     t = time.time()
+    if args.lean:
+        deadline = t + args.budget
+        try:
+            summary["warm"] = warm_cache(args.workers, lean_jobs(), _lean_compile_job)
+        except Exception as e:  # noqa: BLE001
+            log("[warm] failed:", repr(e)[:300])
+        log(f"[warm] {time.time() - t:.0f}s")
+        result = {}
+        try:
+            result = lean_check(args.out, deadline - 45)
+        except Exception:  # noqa: BLE001
+            import traceback
+            log("[lean] failed:", traceback.format_exc()[-2000:])
+        print_lean_table(result)
+        if args.warp_spec and deadline - time.time() > 25:
+            summary["warp_spec"] = lean_warp_spec(deadline - time.time() - 5)
+            log(f"[ws] {summary['warp_spec']}")
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1, default=str)
+        log(f"[lean] total {time.time() - t:.0f}s")
+        return
     if args.bwd:
         deadline = t + args.budget
         procs = [] if args.skip_tests else start_tests(args.test_select)

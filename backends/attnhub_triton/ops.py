@@ -13,6 +13,11 @@ Public entry points (plain functions; the ``hopper-fa3`` backend reuses the back
 Both go through the custom ops ``torch.ops.attnhub_triton.fwd`` / ``.bwd`` (with fake
 implementations), so ``torch.compile(fullgraph=True)`` traces them as single nodes.
 
+Forward kernels: the common case -- dense, no window, no softcap, causal or not, D == Dv
+in {64, 128}, fp16/bf16, ``scale > 0``, tensors TMA can read, on sm90 (or the
+interpreter) -- can go to the lean kernel (``_kernel_lean.py``: 4 warps, two programs per
+SM); everything else, and every call with ``ATTNHUB_TRITON_LEAN=0``, to the general one.
+
 Outputs follow the inputs' memory order: a BSHD view in gives a BSHD view out, so no copy
 is made on either side.  K/V are never repeated for GQA: kernels index head ``hq // group``.
 
@@ -28,7 +33,9 @@ Backward variants (``variant=`` argument, else ``ATTNHUB_TRITON_BWD``, else the 
 Environment knobs (read per call):
     ATTNHUB_TRITON_BWD=atomic|split   the backward variant (see above)
     ATTNHUB_TRITON_AUTOTUNE=0   use the fixed per-head-dim configs below instead of autotuning
-    ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere)
+    ATTNHUB_TRITON_LEAN=0|1     the lean forward (above): 0 never, 1 wherever it applies;
+                                unset: where it was measured to win (``LEAN_DEFAULT``)
+    ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
     ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
                                 fixed config, no autotuning
@@ -42,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _kernel_lean as _kl
 from . import _kernels as _k
 
 __all__ = ["flash_forward", "flash_backward"]
@@ -220,6 +228,29 @@ def _keep_dkdvq(conf, args) -> bool:
     return smem <= _SMEM_BYTES
 
 
+# The lean forward: one warpgroup per program (4 warps), 128-row query blocks (64 for short
+# queries), so that two programs share an SM where registers and shared memory allow.
+_LEAN_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, num_warps=4, num_stages=s)
+    for bm in (64, 128)
+    for bn in (64, 128)
+    for s in (2, 3)
+    for ws in (False, True)
+]
+
+
+def _keep_lean(conf, args) -> bool:
+    bm, bn, ws = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"], conf.kwargs["WARP_SPEC"]
+    d, es = args["HEAD_DIM"], args["Q"].element_size()
+    if ws and not (_warp_spec_ok(dict(args, USE_TMA=True)) and bm == 128):
+        return False
+    if (bm == 64) != (args["bucket_q"] <= 64):
+        return False
+    if d == 128 and bn == 128:  # ptxas (3.9, sm90): 255 registers + 560 B of stack
+        return False
+    return (conf.num_stages * bn * 2 * d + bm * d) * es <= _SMEM_BYTES  # K, V stages and Q
+
+
 def _pruner(keep):
     def prune(configs, named_args, **kwargs):
         args = {**named_args, **kwargs}
@@ -258,17 +289,23 @@ _TUNED_DKDVQ = triton.autotune(_DKDVQ_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_
                                reset_to_zero=["DQ"],
                                prune_configs_by={"early_config_prune": _pruner(_keep_dkdvq)})(_k._attn_bwd_dkdv)
 
+_TUNED_LEAN = triton.autotune(
+    _LEAN_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "bucket_q", "bucket_k"], do_bench=_bench,
+    prune_configs_by={"early_config_prune": _pruner(_keep_lean)})(_kl._attn_fwd_lean)
+
 # kind -> (kernel, autotuned kernel).  "dkdvq" is dK/dV + atomic dQ (the atomic variant).
 _KERNELS = {
     "fwd": (_k._attn_fwd, _TUNED_FWD),
     "dq": (_k._attn_bwd_dq, _TUNED_DQ),
     "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
     "dkdvq": (_k._attn_bwd_dkdv, _TUNED_DKDVQ),
+    "lean": (_kl._attn_fwd_lean, _TUNED_LEAN),
 }
 
 #: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
 #: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
-INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": (16, 16)}
+INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": (16, 16),
+                    "lean": (32, 16)}
 
 # Fixed configs when not autotuning: (BLOCK_M, BLOCK_N, num_warps, num_stages) per kernel,
 # by padded head dim.  For dkdv(q) BLOCK_N is the key block, BLOCK_M the query step.
@@ -279,6 +316,7 @@ _DEFAULTS = {
     "dq": {64: (128, 64, 8, 2), 128: (128, 64, 8, 2), 256: (128, 32, 8, 2)},
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
+    "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2)},  # best or tied in the lean sweep
 }
 # float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
 _FP32 = {
@@ -294,11 +332,11 @@ def _fixed_config(kind: str, meta: dict, bucket_q: int):
     if _interpreting():
         bm, bn = INTERPRET_BLOCKS[kind]
         return {"BLOCK_M": bm, "BLOCK_N": bn}, 1, 1
-    d = max(meta["BLOCK_D"], meta["BLOCK_DV"])
-    fp32 = meta["DOT_PRECISION"] != "tf32"
+    d = meta["HEAD_DIM"] if kind == "lean" else max(meta["BLOCK_D"], meta["BLOCK_DV"])
+    fp32 = meta.get("DOT_PRECISION", "tf32") != "tf32"
     table = _FP32[kind] if fp32 else _DEFAULTS[kind]
     bm, bn, w, s = table[min(t for t in table if t >= d)]
-    if kind in ("fwd", "dq") and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
+    if kind in ("fwd", "dq", "lean") and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
         bm = 64
     return {"BLOCK_M": bm, "BLOCK_N": bn}, w, s
 
@@ -311,8 +349,10 @@ FORCED_CONFIGS: dict = {}
 def candidate_configs(kind: str, problem, tma: bool = True) -> list:
     """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
     configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "dq": (_DQ_CONFIGS, _keep_dq),
-                     "dkdv": (_DKDV_CONFIGS, _keep_dkdv), "dkdvq": (_DKDVQ_CONFIGS, _keep_dkdvq)}[kind]
+                     "dkdv": (_DKDV_CONFIGS, _keep_dkdv), "dkdvq": (_DKDVQ_CONFIGS, _keep_dkdvq),
+                     "lean": (_LEAN_CONFIGS, _keep_lean)}[kind]
     args = {"BLOCK_D": _pow2(problem.head_dim), "BLOCK_DV": _pow2(problem.head_dim_v),
+            "HEAD_DIM": problem.head_dim,
             "Q": torch.empty(0, dtype=problem.dtype), "USE_TMA": tma,
             "bucket_q": _bucket(problem.max_seqlen_q or problem.seqlen_q)}
     out = []
@@ -331,17 +371,18 @@ def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: i
     CUDA graph is being captured an untuned key takes the fixed config (no benchmarking
     inside a capture)."""
     raw, tuned = _KERNELS[kind]
-    if kind == "fwd":
+    if kind in ("fwd", "lean"):
         meta = dict(meta, WARP_SPEC=False)
     if kind in FORCED_CONFIGS:
         kwargs, num_warps, num_stages = FORCED_CONFIGS[kind]
         raw[grid](*args, **{**meta, **kwargs}, num_warps=num_warps, num_stages=num_stages)
         return
     key = (kind, args[0].dtype, bucket_q, bucket_k) + tuple(sorted(meta.items()))
-    use_tuner = (_autotune_enabled() and not _interpreting() and meta["DOT_PRECISION"] == "tf32"
+    use_tuner = (_autotune_enabled() and not _interpreting()
+                 and meta.get("DOT_PRECISION", "tf32") == "tf32"
                  and (key in _TUNED_KEYS or not torch.cuda.is_current_stream_capturing()))
     if use_tuner:
-        if kind == "fwd":
+        if kind in ("fwd", "lean"):
             meta.pop("WARP_SPEC")
         tuned[grid](*args, **meta)
         _TUNED_KEYS.add(key)
@@ -420,10 +461,12 @@ class _Launch:
     def lse_strides(self, lse):
         return (0, lse.stride(0)) if self.varlen else (lse.stride(0), lse.stride(1))
 
-    def run(self, kind, args, tma_tensors, **extra_meta):
+    def run(self, kind, args, tma_tensors=(), meta=None, **extra_meta):
+        """Launch ``kind``; ``meta`` replaces the general kernels' constexprs (lean: TMA only)."""
         device = args[0].device
-        meta = dict(self.meta, USE_TMA=_tma_ok(device, tma_tensors), **extra_meta)
-        if (meta["USE_TMA"] or meta.get("DQ_TMA")) and device.type == "cuda":
+        if meta is None:
+            meta = dict(self.meta, USE_TMA=_tma_ok(device, tma_tensors), **extra_meta)
+        if (kind == "lean" or meta["USE_TMA"] or meta.get("DQ_TMA")) and device.type == "cuda":
             _ensure_allocator()
         if kind in ("dkdv", "dkdvq"):
             grid = lambda m: (triton.cdiv(self.seqlen_k, m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
@@ -444,6 +487,28 @@ class _nullcontext:
 # -- the two passes ----------------------------------------------------------------------------
 
 
+#: Where the lean forward is the default (ATTNHUB_TRITON_LEAN unset), by (head dim, causal).
+#: H100 run of 2026-11-23 (NOTES.md, "Lean forward"), fixed configs, against the general
+#: forward: d128 +5..17 % at S = 2k and 16k; d64 -1 % (noise) at 2k, +5..6 % at 16k.
+LEAN_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
+
+
+def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
+    """Whether the lean forward takes this call: the case it handles (module docstring),
+    switched on by ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT``."""
+    mode = os.environ.get("ATTNHUB_TRITON_LEAN", "auto")
+    d = q.shape[-1]
+    if mode == "0" or call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0:
+        return False
+    if d not in (64, 128) or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16):
+        return False
+    if q.device.type == "cuda" and _capability(q.device)[0] != 9:  # tuned on sm90 only
+        return False
+    if not _tma_ok(q.device, (q, k, v, o)):
+        return False
+    return mode == "1" or LEAN_DEFAULT.get((d, right == 0), False)
+
+
 def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
     call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
     o, lse = _out_shapes(q, v, call.varlen)
@@ -451,6 +516,12 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
         return o, lse
     if call.no_keys:  # nothing to attend to: every row is fully masked
         return o.zero_(), lse.fill_(float("-inf"))
+    if _use_lean(call, q, k, v, o, scale, left, right, softcap):
+        args = (q, k, v, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3],
+                *o.stride()[:3], *call.lse_strides(lse), call.seqlen_q, call.seqlen_k,
+                call.heads_q // call.heads_k, float(scale), call.bucket_q, call.bucket_k)
+        call.run("lean", args, meta=dict(HEAD_DIM=q.shape[-1], IS_CAUSAL=right == 0))
+        return o, lse
     args = (q, k, v, o, lse, cu_q, cu_k,
             *call.strides(q), *call.strides(k), *call.strides(v), *call.strides(o),
             *call.lse_strides(lse), *call.scalars)

@@ -85,6 +85,20 @@ def env(**values):
                 os.environ[k] = v
 
 
+@pytest.fixture
+def launches(monkeypatch):
+    """The kernel kinds launched (``ops._launch`` calls), in order: shows which forward ran."""
+    kinds = []
+    launch = ops._launch
+
+    def spy(kind, *args, **kwargs):
+        kinds.append(kind)
+        return launch(kind, *args, **kwargs)
+
+    monkeypatch.setattr(ops, "_launch", spy)
+    return kinds
+
+
 @pytest.fixture(params=ops.BWD_VARIANTS)
 def bwd_variant(request, monkeypatch):
     """Runs the test once per backward variant (through ATTNHUB_TRITON_BWD, which the
@@ -148,6 +162,75 @@ def test_cpu_block_shapes_and_load_paths(tma, blocks, monkeypatch, bwd_variant):
                                                   "dkdv": blocks[::-1], "dkdvq": blocks[::-1]})
     with env(ATTNHUB_TRITON_TMA=tma):
         check(make_problem(d=64, sq=45, sk=61, heads="gqa", window=(20, 4), dtype=F32))
+
+
+# The lean forward (_kernel_lean.py): dense, no window/softcap, D == Dv in {64, 128}, fp16
+# here (bf16 is refused on the CPU).  Each case runs with it on and off; the default tiles
+# (32x16) put several key blocks on a causal diagonal, one case swaps them.
+LEAN_CASES = [  # (problem kwargs, layout, interpreter blocks or None)
+    (dict(d=64, sq=113, sk=203, heads="gqa", causal=True), "bshd", None),  # Sq < Sk
+    (dict(d=64, sq=203, sk=113, causal=True), "bhsd", None),  # Sq > Sk: rows with no key
+    (dict(d=128, sq=113, sk=203, heads="mqa"), "bhsd", None),  # partial last block
+    (dict(d=128, sq=45, sk=61, heads="gqa", causal=True), "bshd", (16, 32)),
+    (dict(d=64, sq=1, sk=64, heads="mqa", causal=True), "bhsd", None),
+    (dict(d=64, sq=64, sk=1, heads="gqa", causal=True), "bhsd", None),
+]
+
+
+def _lean_param(kw, layout, blocks, lean):
+    ident = case_id(make_problem(**kw), layout, ("lean" if lean == "1" else "general") +
+                    (f"-m{blocks[0]}n{blocks[1]}" if blocks else ""))
+    return pytest.param(kw, layout, blocks, lean, id=ident)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kw,layout,blocks,lean", [
+    _lean_param(kw, layout, blocks, lean) for kw, layout, blocks in LEAN_CASES for lean in "10"])
+def test_cpu_lean_forward(kw, layout, blocks, lean, launches, monkeypatch):
+    """The lean forward where it applies (ATTNHUB_TRITON_LEAN=1), against the reference and
+    through the (unchanged) backward, which reads its O and LSE; =0: the general forward on
+    the same inputs."""
+    if blocks:
+        monkeypatch.setitem(ops.INTERPRET_BLOCKS, "lean", blocks)
+    p = make_problem(**kw)
+    torch.manual_seed(0)
+    q, k, v = random_inputs(p, layout=layout)
+    with env(ATTNHUB_TRITON_LEAN=lean):  # the general forward's backward is tested above
+        assert_matches_reference(BACKEND, q, k, v, p, backward=lean == "1")
+    forwards = {kind for kind in launches if kind in ("fwd", "lean")}
+    assert forwards == {"lean" if lean == "1" else "fwd"}, launches
+
+
+LEAN_NOT_ELIGIBLE = [  # one reason each; tiny, the route is what is tested
+    dict(d=40, causal=True),  # head dim not 64/128
+    dict(d=64, dv=32),  # Dv != D
+    dict(d=64, dtype=F32),
+    dict(d=64, window=(8, 0)),
+    dict(d=64, window=(-1, 4)),
+    dict(d=64, softcap=5.0),
+    dict(d=64, causal=True, lens=[(9, 12), (16, 16)]),  # varlen
+]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kw", [pytest.param(kw, id=case_id(make_problem(**kw)))
+                                for kw in LEAN_NOT_ELIGIBLE])
+def test_cpu_lean_route(kw, launches, monkeypatch):
+    """Problems outside the lean kernel's case take the general forward even when it is
+    forced on; an eligible one follows LEAN_DEFAULT when the variable is unset."""
+    p = make_problem(**dict(kw, sq=16, sk=16))
+    q, k, v = random_inputs(p)
+    with env(ATTNHUB_TRITON_LEAN="1"):
+        ops.flash_forward(q, k, v, p)
+    assert launches == ["fwd"]
+    p = make_problem(d=64, sq=16, sk=16, causal=True)
+    q, k, v = random_inputs(p)
+    monkeypatch.delenv("ATTNHUB_TRITON_LEAN", raising=False)
+    for on in (True, False):
+        monkeypatch.setitem(ops.LEAN_DEFAULT, (64, True), on)
+        launches.clear()
+        ops.flash_forward(q, k, v, p)
+        assert launches == ["lean" if on else "fwd"]
 
 
 @needs_interpreter
@@ -290,12 +373,13 @@ def test_gpu_every_autotune_candidate(kw, monkeypatch):
     p = make_problem(**kw)
     torch.manual_seed(0)
     q, k, v = random_inputs(p)
-    for kind in ("fwd", "dq", "dkdv", "dkdvq"):
+    for kind in ("fwd", "lean", "dq", "dkdv", "dkdvq"):
         monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic" if kind == "dkdvq" else "split")
+        monkeypatch.setenv("ATTNHUB_TRITON_LEAN", "0" if kind == "fwd" else "1")
         for config in ops.candidate_configs(kind, p):
             monkeypatch.setattr(ops, "FORCED_CONFIGS", {kind: config})
             print(kind, config)
-            assert_matches_reference(BACKEND, q, k, v, p, backward=kind != "fwd")
+            assert_matches_reference(BACKEND, q, k, v, p, backward=kind not in ("fwd", "lean"))
 
 
 @pytest.mark.gpu

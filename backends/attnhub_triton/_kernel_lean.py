@@ -23,6 +23,8 @@ stored as a natural log.  A row that sees no key gets O = 0 and LSE = -inf.
 import triton
 import triton.language as tl
 
+from ._kernels import _make_desc
+
 _LOG2E = tl.constexpr(1.4426950408889634)  # 1 / ln 2: exp(x) = exp2(x * log2(e))
 _LN2 = tl.constexpr(0.6931471805599453)  # ln 2: the base-2 LSE back to natural log
 
@@ -86,18 +88,14 @@ def _attn_fwd_lean(
     m0 = pid_m * BLOCK_M
     hk = (hq // group).to(tl.int64)
     hq = hq.to(tl.int64)
-    q_desc = tl.make_tensor_descriptor(Q + b * stride_qb + hq * stride_qh,
-                                       shape=[seqlen_q, HEAD_DIM], strides=[stride_qs, 1],
-                                       block_shape=[BLOCK_M, HEAD_DIM])
-    k_desc = tl.make_tensor_descriptor(K + b * stride_kb + hk * stride_kh,
-                                       shape=[seqlen_k, HEAD_DIM], strides=[stride_ks, 1],
-                                       block_shape=[BLOCK_N, HEAD_DIM])
-    v_desc = tl.make_tensor_descriptor(V + b * stride_vb + hk * stride_vh,
-                                       shape=[seqlen_k, HEAD_DIM], strides=[stride_vs, 1],
-                                       block_shape=[BLOCK_N, HEAD_DIM])
-    o_desc = tl.make_tensor_descriptor(O + b * stride_ob + hq * stride_oh,
-                                       shape=[seqlen_q, HEAD_DIM], strides=[stride_os, 1],
-                                       block_shape=[BLOCK_M, HEAD_DIM])
+    q_desc = _make_desc(Q + b * stride_qb + hq * stride_qh, seqlen_q, stride_qs, HEAD_DIM,
+                        BLOCK_M, HEAD_DIM, True)
+    k_desc = _make_desc(K + b * stride_kb + hk * stride_kh, seqlen_k, stride_ks, HEAD_DIM,
+                        BLOCK_N, HEAD_DIM, True)
+    v_desc = _make_desc(V + b * stride_vb + hk * stride_vh, seqlen_k, stride_vs, HEAD_DIM,
+                        BLOCK_N, HEAD_DIM, True)
+    o_desc = _make_desc(O + b * stride_ob + hq * stride_oh, seqlen_q, stride_os, HEAD_DIM,
+                        BLOCK_M, HEAD_DIM, True)
     q = q_desc.load([m0, 0])
     qk_scale = sm_scale * _LOG2E
     offs_m = m0 + tl.arange(0, BLOCK_M)

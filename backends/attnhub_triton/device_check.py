@@ -457,15 +457,18 @@ print("WS_RESULT", json.dumps(res))
 """
 
 
-def try_warp_spec(timeout: float) -> str:
+def run_ws_snippet(snippet: str, timeout: float) -> str:
+    """Run a warp-specialisation snippet in a subprocess (a failing compile can abort the
+    process); its last ``WS_RESULT`` line, or why there is none."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        r = subprocess.run([sys.executable, "-c", WS_SNIPPET, here], capture_output=True,
+        r = subprocess.run([sys.executable, "-c", snippet, here], capture_output=True,
                            text=True, timeout=timeout)
+        log(r.stdout[-3000:])
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("WS_RESULT")]
-        return lines[-1] if lines else f"rc={r.returncode} {r.stderr[-400:]}"
-    except subprocess.TimeoutExpired:
-        return "timed out"
+        return lines[-1] if lines else f"rc={r.returncode} {r.stderr[-600:]}"
+    except subprocess.TimeoutExpired as e:
+        return f"timed out; partial: {(e.stdout or b'')[-2000:]!r}"
 
 
 # -- 5. the lean forward (--lean) ------------------------------------------------------------------
@@ -742,18 +745,6 @@ print("WS_RESULT", json.dumps(res))
 """
 
 
-def lean_warp_spec(timeout: float) -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        r = subprocess.run([sys.executable, "-c", LEAN_WS_SNIPPET, here], capture_output=True,
-                           text=True, timeout=timeout)
-        log(r.stdout[-3000:])
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("WS_RESULT")]
-        return lines[-1] if lines else f"rc={r.returncode} {r.stderr[-600:]}"
-    except subprocess.TimeoutExpired as e:
-        return f"timed out; partial: {(e.stdout or b'')[-2000:]!r}"
-
-
 def print_lean_table(result):
     log("\nForward TFLOP/s (bf16), batch=16384//S, heads=2048//D, one process; "
         "ratios = best lean / peer")
@@ -804,7 +795,7 @@ def main():
             log("[lean] failed:", traceback.format_exc()[-2000:])
         print_lean_table(result)
         if args.warp_spec and deadline - time.time() > 25:
-            summary["warp_spec"] = lean_warp_spec(deadline - time.time() - 5)
+            summary["warp_spec"] = run_ws_snippet(LEAN_WS_SNIPPET, deadline - time.time() - 5)
             log(f"[ws] {summary['warp_spec']}")
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1, default=str)
@@ -848,7 +839,7 @@ def main():
         log(f"[bench] {time.time() - t:.0f}s")
         if args.warp_spec:
             t = time.time()
-            summary["warp_spec"] = try_warp_spec(90)
+            summary["warp_spec"] = run_ws_snippet(WS_SNIPPET, 90)
             log(f"[ws] {time.time() - t:.0f}s {summary['warp_spec']}")
         print_table(rows)
     with open(os.path.join(args.out, "summary.json"), "w") as f:

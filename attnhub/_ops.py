@@ -34,22 +34,14 @@ def _problem(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale, wl, wr, softcap, 
     return dataclasses.replace(problem, requires_grad=requires_grad), q, k, v
 
 
-def _empty_ordered_like(t: Tensor, shape, dtype) -> Tensor:
-    """The output buffer the real ops and their fake implementations agree on: contiguous.
-
-    Inductor may hand a custom op inputs with other strides than it traced, so an output
-    layout that followed the inputs' (or the chosen backend's) could break the strides it
-    compiled against; a BSHD result from a backend costs one copy here."""
-    return t.new_empty(shape, dtype=dtype)
-
-
-def _in_layout(result: Tensor, like: Tensor, inputs) -> Tensor:
-    """``result`` with ``like``'s strides (copied if needed), never aliasing an input."""
-    aliases = any(result.data_ptr() == t.data_ptr() for t in inputs)
-    if result.stride() == like.stride() and not aliases:
-        return result
-    like.copy_(result)
-    return like
+def _owned_contiguous(result: Tensor, inputs) -> Tensor:
+    """``result`` contiguous and not aliasing an input: what the fake implementations
+    declare.  Inductor may hand a custom op inputs with other strides than it traced, so an
+    output layout that followed the inputs' (or the chosen backend's) could break the
+    strides it compiled against; a BSHD result from a backend costs one copy here."""
+    if any(result.data_ptr() == t.data_ptr() for t in inputs):
+        return result.clone(memory_format=torch.contiguous_format)
+    return result.contiguous()
 
 
 @torch.library.custom_op("attnhub::attention", mutates_args=())
@@ -68,8 +60,7 @@ def attention_op(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor]
     with torch.no_grad():
         o, lse = _run(dataclasses.replace(problem, requires_grad=False)
                       if not requires_grad else problem, q, k, v, backend or None, autograd=False)
-    o = _in_layout(o, _empty_ordered_like(q, o.shape, o.dtype), (q, k, v))
-    return o, _in_layout(lse, lse.new_empty(lse.shape), ())
+    return _owned_contiguous(o, (q, k, v)), lse.contiguous()
 
 
 @attention_op.register_fake
@@ -78,10 +69,10 @@ def _(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, s
       v_descale):
     out_dtype = torch.bfloat16 if q.dtype in FP8_DTYPES else q.dtype
     if cu_seqlens_q is not None:
-        o = _empty_ordered_like(q, (q.shape[0], q.shape[1], v.shape[2]), out_dtype)
+        o = q.new_empty((q.shape[0], q.shape[1], v.shape[2]), dtype=out_dtype)
         lse = q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
     else:
-        o = _empty_ordered_like(q, (q.shape[0], q.shape[1], q.shape[2], v.shape[3]), out_dtype)
+        o = q.new_empty((q.shape[0], q.shape[1], q.shape[2], v.shape[3]), dtype=out_dtype)
         lse = q.new_empty((q.shape[0], q.shape[1], q.shape[2]), dtype=torch.float32)
     return o, lse
 
@@ -102,13 +93,12 @@ def attention_backward_op(do: Tensor, dlse: Optional[Tensor], q: Tensor, k: Tens
     plan = dispatch.plan_for(problem, qb, kb, vb, backend=backend or None)
     dq, dk, dv = _backward(plan.backends[0], problem, do, dlse, qb, kb, vb, o, lse)
     inputs = (do, q, k, v, o)
-    return tuple(_in_layout(g, _empty_ordered_like(x, x.shape, x.dtype), inputs)
-                 for g, x in ((dq, q), (dk, k), (dv, v)))
+    return tuple(_owned_contiguous(g, inputs) for g in (dq, dk, dv))
 
 
 @attention_backward_op.register_fake
 def _(do, dlse, q, k, v, o, lse, *args):
-    return tuple(_empty_ordered_like(x, x.shape, x.dtype) for x in (q, k, v))
+    return tuple(x.new_empty(x.shape) for x in (q, k, v))
 
 
 def _setup(ctx, inputs, output):

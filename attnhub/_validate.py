@@ -100,12 +100,12 @@ def make_problem(q, k, v, *, causal: bool = False, scale: Optional[float] = None
 def _check_shapes(q, k, v, dims, varlen=False):
     # Dense tensors here are BHSD; varlen ones (total, H, D).
     if varlen:
-        (tq, Hq, D), (tk, Hk, Dk), (tv, Hv, Dv) = q.shape, k.shape, v.shape
+        (_, Hq, D), (tk, Hk, Dk), (tv, Hv, Dv) = q.shape, k.shape, v.shape
         if tk != tv:
             raise ValueError(f"k and v must have the same total_k, got k {tuple(k.shape)} "
                              f"and v {tuple(v.shape)}")
     else:
-        (B, Hq, Sq, D), (Bk, Hk, Sk, Dk), (Bv, Hv, Skv, Dv) = q.shape, k.shape, v.shape
+        (B, Hq, _, D), (Bk, Hk, Sk, Dk), (Bv, Hv, Skv, Dv) = q.shape, k.shape, v.shape
         if not (B == Bk == Bv):
             raise ValueError(f"batch sizes differ: q {B}, k {Bk}, v {Bv} (shapes {dims})")
         if Sk != Skv:

@@ -750,7 +750,7 @@ def plot_results(data: dict, out_dir: Path) -> list[Path]:
                 ax.set_ylabel("TFLOP/s")
                 ax.set_ylim(bottom=0)
                 ax.grid(True, alpha=0.3)
-        handles, labels = {}, []
+        handles = {}
         for ax in axes.flat:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)

@@ -22,7 +22,7 @@ import os
 import statistics
 import time
 import warnings
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional
 
 import torch
 

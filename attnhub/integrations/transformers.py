@@ -45,7 +45,6 @@ __all__ = ["register", "attention_forward", "padding_mask", "NAME"]
 NAME = "attnhub"
 
 _log = logging.getLogger(__name__)
-_PINNED: dict[str, Optional[str]] = {}
 
 
 def register(name: str = NAME, *, backend: Optional[str] = None) -> str:
@@ -71,11 +70,10 @@ def register(name: str = NAME, *, backend: Optional[str] = None) -> str:
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend={backend!r}: expected None or a backend name (str); "
                         "see `attnhub list-backends`")
-    _PINNED[name] = backend
 
     def forward(module, query, key, value, attention_mask, **kwargs):
-        return attention_forward(module, query, key, value, attention_mask,
-                                 backend=_PINNED.get(name), **kwargs)
+        return attention_forward(module, query, key, value, attention_mask, backend=backend,
+                                 **kwargs)
 
     forward.__name__ = forward.__qualname__ = f"attnhub_attention_forward[{name}]"
     AttentionInterface.register(name, forward)

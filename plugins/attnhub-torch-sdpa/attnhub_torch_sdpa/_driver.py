@@ -80,9 +80,8 @@ def backward(kernel: SubKernel, do, q, k, v, o, lse, problem):
     if B == 0 or Sq == 0 or Sk == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     if do.stride() != o.stride():
-        # The fused kernels read dO with O's strides (cuDNN bakes them into its cached graph;
-        # the efficient kernel's rowsum(dO * O) came out wrong under torch.compile, where dO
-        # arrives in another layout: H100, 2026-11-23).  One copy makes them agree.
+        # cuDNN bakes O's and dO's strides into the backward graph it caches per q/k/v
+        # layout: every sub-kernel gets dO laid out like O (one copy when they differ).
         do = torch.empty_like(o).copy_(do)
     if not problem.causal or Sq == Sk or kernel.native_bottom_right:
         return kernel.backward(do, q, k, v, o, lse, problem.causal, scale)

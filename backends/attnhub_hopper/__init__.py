@@ -1,5 +1,10 @@
-"""``hopper-fa3``: FlashAttention forward for Hopper (sm90), in Triton.
+"""``hopper-fa3``: FlashAttention forward for Hopper (sm90).
 
+Two forward kernels.  ``fa3_fwd.cu`` (CUDA C++, NVRTC through CuPy): FlashAttention-3's
+producer/consumer warp specialisation (a TMA producer warpgroup, two wgmma consumer
+warpgroups, ``setmaxnreg``) with intra-warpgroup softmax/GEMM overlap, for dense fp16/bf16
+problems at head dim 64/128/256 without window or softcap (``cuda_fwd.py``).  Everything
+else runs the Triton kernel (``kernels.py``):
 TMA tensor descriptors, two consumer warpgroups per 128-row tile, software-pipelined
 QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA with
 FlashAttention-3's descales (see ``kernels.py`` for the kernel, ``NOTES.md`` for what was
@@ -63,6 +68,10 @@ class HopperFA3Backend(attnhub.Backend):
         return out
 
     def forward(self, q, k, v, problem):
+        from . import cuda_fwd
+
+        if cuda_fwd.unsupported_reason(q, k, v, problem) is None:
+            return cuda_fwd.forward(q, k, v, problem)
         from . import ops
 
         return ops.forward(q, k, v, problem)
@@ -75,4 +84,10 @@ class HopperFA3Backend(attnhub.Backend):
         return flash_backward(do, q, k, v, o, lse, problem)
 
     def extra_info(self):
-        return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)"}
+        from . import cuda_fwd
+
+        cuda = cuda_fwd._import_reason() if cuda_fwd.enabled() else "ATTNHUB_HOPPER_CUDA=0"
+        return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",
+                "forward": ("warp-specialised CUDA (fa3_fwd.cu) for dense d64/128/256 "
+                            "without window/softcap, Triton otherwise") if cuda is None
+                else f"Triton (CUDA forward off: {cuda})"}

@@ -1,0 +1,241 @@
+"""Check and time the warp-specialised CUDA forward (``fa3_fwd.cu``) on an H100 in one call.
+
+    python backends/attnhub_hopper/cuda_check.py --out $OUT [--quick] [--no-grid]
+
+1. Builds every specialisation timed below (NVRTC through CuPy; seconds each).
+2. Correctness: the tolerance rule (attnhub.testing.tolerance: O and LSE within 2x torch's
+   own low-precision error against the reference) on fresh random inputs with NaN-poisoned
+   output memory, over head dims 64/128/256, causal and not, (Sq, Sk) in (113, 203),
+   (1023, 1024), (1, 4096), (4096, 1), (300, 100), MHA/GQA/MQA, BHSD and BSHD, fp16 and
+   bf16, every tile variant; plus a determinism check (two runs bit-identical).
+3. Timing (triton.testing.do_bench medians): the FA grid (batch = 16384 // S, heads =
+   2048 // D) for the CUDA kernel's tile variants, the Triton hopper-fa3 kernel, and SDPA
+   cuDNN / flash in the same run.
+Writes cuda_fwd.json and cuda_fwd_log.txt under --out; prints a table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+
+VARIANTS = {64: [(128, 2), (192, 2), (128, 3)], 128: [(128, 2), (176, 2), (96, 2)],
+            256: [(64, 2), (80, 2), (48, 2)]}
+
+
+def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
+    import torch
+    from attnhub.contract import Problem
+
+    return Problem(B, Hq, Hk, Sq, Sk, D, D, dtype, torch.device("cuda"), scale=D ** -0.5,
+                   causal=causal)
+
+
+def _poison(nbytes):
+    import torch
+
+    t = torch.full((nbytes // 4 + 4096,), float("nan"), device="cuda")
+    del t
+
+
+class _Cuda:
+    name = "hopper-fa3-cuda"
+
+    def __init__(self, tile=None):
+        self.tile = tile
+
+    def forward(self, q, k, v, p):
+        from attnhub_hopper import cuda_fwd
+
+        why = cuda_fwd.unsupported_reason(q, k, v, p)
+        if why:
+            raise RuntimeError(f"CUDA forward refused: {why}")
+        _poison(q.numel() * 2 + 4 * p.batch * p.heads_q * p.seqlen_q)
+        return cuda_fwd.forward(q, k, v, p, tile=self.tile)
+
+
+def cases(quick):
+    import torch
+
+    out = []
+    for D in (64, 128, 256):
+        for causal in (False, True):
+            for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
+                out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk, B=2, Hq=4, Hk=4))
+            out.append(dict(D=D, causal=causal, Sq=1024, Sk=1100, B=2, Hq=8, Hk=2))
+            out.append(dict(D=D, causal=causal, Sq=777, Sk=777, B=1, Hq=4, Hk=1,
+                            layout="bshd"))
+            out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
+                            dtype=torch.float16))
+            for tile in VARIANTS[D][1:]:
+                out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
+                                tile=tile))
+    if quick:
+        out = out[::3]
+    return out
+
+
+def run_case(c):
+    import torch
+    from attnhub.testing.tolerance import check_forward, random_inputs
+    from attnhub_hopper.cuda_fwd import Tile
+
+    dtype = c.get("dtype", torch.bfloat16)
+    cid = (f"d{c['D']} s{c['Sq']}x{c['Sk']} h{c['Hq']}/{c['Hk']} "
+           f"{'causal' if c['causal'] else 'full'} {str(dtype)[6:]} {c.get('layout', 'bhsd')}"
+           + (f" tile{c['tile']}" if c.get("tile") else ""))
+    try:
+        torch.manual_seed(zlib.crc32(cid.encode()))
+        p = _problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], dtype, c["causal"])
+        q, k, v = random_inputs(p, layout=c.get("layout", "bhsd"))
+        be = _Cuda(Tile(*c["tile"]) if c.get("tile") else None)
+        res = check_forward(be, q, k, v, p)
+        o1, l1 = be.forward(q, k, v, p)
+        o2, l2 = be.forward(q, k, v, p)
+        same = bool(torch.equal(o1, o2) and torch.equal(l1, l2))
+        ok = all(r.ok for r in res) and same
+        return dict(id=cid, ok=ok, deterministic=same, report=[str(r) for r in res])
+    except Exception as exc:
+        return dict(id=cid, ok=False, error=f"{type(exc).__name__}: {exc}"[:1500],
+                    tb=traceback.format_exc()[-1500:])
+
+
+def _bench(fn):
+    import triton
+
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def _sdpa(name):
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    be = getattr(SDPBackend, name)
+
+    def run(q, k, v, causal):
+        with sdpa_kernel(be):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return run
+
+
+def grid(log, quick):
+    import torch
+    from attnhub_hopper import cuda_fwd, ops
+    from attnhub_hopper.cuda_fwd import Tile
+
+    rows = []
+    seqs = (1024, 2048, 4096, 8192, 16384) if not quick else (2048, 16384)
+    for D in (64, 128, 256):
+        for S in seqs:
+            for causal in (False, True):
+                B, H = 16384 // S, 2048 // D
+                p = _problem(B, H, H, S, S, D, torch.bfloat16, causal)
+                q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
+                           for _ in range(3))
+                fl = p.flops()
+                row = dict(D=D, S=S, causal=causal, B=B, H=H, cuda={}, peers={})
+                for tile in VARIANTS[D]:
+                    try:
+                        ms = _bench(lambda: cuda_fwd.forward(q, k, v, p, tile=Tile(*tile)))
+                        row["cuda"][f"n{tile[0]}s{tile[1]}"] = fl / ms / 1e9
+                    except Exception as exc:
+                        log(f"  cuda {tile} failed: {type(exc).__name__}: {str(exc)[-300:]}")
+                try:
+                    row["peers"]["triton-hopper"] = fl / _bench(lambda: ops.forward(q, k, v, p)) / 1e9
+                except Exception as exc:
+                    log(f"  triton failed: {exc}")
+                for name, key in (("CUDNN_ATTENTION", "cudnn"), ("FLASH_ATTENTION", "flash")):
+                    try:
+                        fn = _sdpa(name)
+                        row["peers"][key] = fl / _bench(lambda: fn(q, k, v, causal)) / 1e9
+                    except Exception as exc:
+                        log(f"  {key} failed: {exc}")
+                best = max(row["cuda"], key=row["cuda"].get) if row["cuda"] else None
+                row["best"] = best
+                row["best_tflops"] = row["cuda"].get(best)
+                cu = row["peers"].get("cudnn")
+                row["x_cudnn"] = row["best_tflops"] / cu if cu and best else None
+                fa = row["peers"].get("flash")
+                row["x_flash"] = row["best_tflops"] / fa if fa and best else None
+                rows.append(row)
+                log(f"d{D} s{S:>5} {'causal' if causal else 'full  '} best {best} "
+                    f"{row['best_tflops'] or 0:.0f} | cudnn {cu or 0:.0f} flash {fa or 0:.0f} "
+                    f"triton {row['peers'].get('triton-hopper', 0):.0f} | "
+                    f"x cudnn {row['x_cudnn'] or 0:.3f} x flash {row['x_flash'] or 0:.2f} | "
+                    + " ".join(f"{k_}:{x:.0f}" for k_, x in row["cuda"].items()))
+                del q, k, v
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-grid", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    import torch
+
+    logf = open(os.path.join(args.out, "cuda_fwd_log.txt"), "w")
+
+    def log(msg):
+        print(msg, flush=True)
+        logf.write(msg + "\n")
+        logf.flush()
+
+    from attnhub_hopper import cuda_fwd
+
+    log(f"{torch.cuda.get_device_name()} torch {torch.__version__} "
+        f"{time.strftime('%Y-%m-%d %H:%M')}")
+    log(f"import: {cuda_fwd._import_reason() or 'ok'}")
+    t0 = time.time()
+    builds = []
+    for D, tiles in VARIANTS.items():
+        for tile in tiles:
+            for causal in (False, True):
+                for dt in (torch.bfloat16, torch.float16):
+                    t = time.time()
+                    try:
+                        cuda_fwd._kernel(0, D, tile[0], tile[1], causal, dt)
+                        builds.append(dict(D=D, tile=tile, causal=causal, dtype=str(dt),
+                                           ok=True, s=time.time() - t))
+                    except Exception as exc:
+                        builds.append(dict(D=D, tile=tile, causal=causal, dtype=str(dt),
+                                           ok=False, error=str(exc)[-2000:]))
+                        log(f"build d{D} {tile} causal={causal} {dt} FAILED: {str(exc)[-2000:]}")
+    log(f"builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
+
+    results = []
+    for c in cases(args.quick):
+        r = run_case(c)
+        results.append(r)
+        if not r["ok"]:
+            log(f"FAIL {r['id']}: {r.get('error') or r.get('report')} "
+                f"det={r.get('deterministic')}\n{r.get('tb', '')}")
+    n_ok = sum(r["ok"] for r in results)
+    log(f"correctness: {n_ok}/{len(results)} passed")
+    for r in results[:6]:
+        log(f"  {r['id']}: {r.get('report')}")
+
+    rows = [] if args.no_grid else grid(log, args.quick)
+    data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=rows)
+    with open(os.path.join(args.out, "cuda_fwd.json"), "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    log(f"correctness: {n_ok}/{len(results)} passed")
+    for row in rows:
+        log(f"d{row['D']} s{row['S']:>5} {'c' if row['causal'] else 'n'} "
+            f"{row['best_tflops'] or 0:.0f} cudnn {row['peers'].get('cudnn', 0):.0f} "
+            f"x{row['x_cudnn'] or 0:.3f} xflash {row['x_flash'] or 0:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,8 +27,14 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
-VARIANTS = {64: [(128, 2), (192, 2), (128, 3)], 128: [(128, 2), (176, 2), (96, 2)],
-            256: [(64, 2), (80, 2), (48, 2)]}
+# (block_n, stages, pingpong, persistent) per head dim; the first is the one the correctness
+# grid runs, the rest run on one awkward shape each.
+VARIANTS = {
+    64: [(192, 2, True), (128, 2, True), (192, 2, False), (192, 2, True, False)],
+    128: [(128, 2, True), (176, 2, False), (128, 2, False), (176, 2, True),
+          (128, 2, True, False)],
+    256: [(80, 2, False), (64, 2, True), (80, 2, True), (80, 2, False, False)],
+}
 
 
 def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
@@ -71,6 +77,9 @@ def cases(quick):
             for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
                 out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk, B=2, Hq=4, Hk=4))
             out.append(dict(D=D, causal=causal, Sq=1024, Sk=1100, B=2, Hq=8, Hk=2))
+            # many tiles per persistent CTA, and (causal) tiles with no key block at all
+            out.append(dict(D=D, causal=causal, Sq=2000, Sk=2000, B=4, Hq=8, Hk=8))
+            out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, B=4, Hq=16, Hk=4))
             out.append(dict(D=D, causal=causal, Sq=777, Sk=777, B=1, Hq=4, Hk=1,
                             layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
@@ -145,7 +154,7 @@ def grid(log, quick):
                 for tile in VARIANTS[D]:
                     try:
                         ms = _bench(lambda: cuda_fwd.forward(q, k, v, p, tile=Tile(*tile)))
-                        row["cuda"][f"n{tile[0]}s{tile[1]}"] = fl / ms / 1e9
+                        row["cuda"][str(Tile(*tile))] = fl / ms / 1e9
                     except Exception as exc:
                         log(f"  cuda {tile} failed: {type(exc).__name__}: {str(exc)[-300:]}")
                 try:
@@ -183,6 +192,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     import torch
+    from attnhub_hopper.cuda_fwd import Tile
 
     logf = open(os.path.join(args.out, "cuda_fwd_log.txt"), "w")
 
@@ -204,7 +214,7 @@ def main():
                 for dt in (torch.bfloat16, torch.float16):
                     t = time.time()
                     try:
-                        cuda_fwd._kernel(0, D, tile[0], tile[1], causal, dt)
+                        cuda_fwd._kernel(0, D, Tile(*tile), causal, dt)
                         builds.append(dict(D=D, tile=tile, causal=causal, dtype=str(dt),
                                            ok=True, s=time.time() - t))
                     except Exception as exc:

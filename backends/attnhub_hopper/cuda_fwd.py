@@ -37,24 +37,34 @@ _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
 _LOG2E = 1.4426950408889634
 _SMEM_LIMIT = 232448  # bytes of dynamic shared memory one block may use on sm90
 
-_PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
+_PRELUDE = ("typedef unsigned short u16;\ntypedef unsigned int u32;\n"
+            "typedef unsigned long long u64;\n")
 
 
 class Tile(tuple):
-    """(block_n, stages) of one specialisation."""
+    """One specialisation: key-block width, pipeline stages, ping-pong between the two
+    consumer warpgroups (compile time), and a persistent grid of one CTA per SM rather than
+    one CTA per tile (launch time)."""
 
-    def __new__(cls, block_n: int, stages: int):
-        return super().__new__(cls, (block_n, stages))
+    def __new__(cls, block_n: int, stages: int, pingpong: bool = False,
+                persistent: bool = True):
+        return super().__new__(cls, (block_n, stages, bool(pingpong), bool(persistent)))
 
     block_n = property(lambda self: self[0])
     stages = property(lambda self: self[1])
+    pingpong = property(lambda self: self[2])
+    persistent = property(lambda self: self[3])
+
+    def __str__(self):
+        return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
+                + ("" if self.persistent else "-grid"))
 
 
 # Measured on the H100 (NOTES.md, "CUDA forward"); key: (head dim, causal).
 TILES: dict[tuple[int, bool], Tile] = {
-    (64, False): Tile(128, 2), (64, True): Tile(128, 2),
-    (128, False): Tile(128, 2), (128, True): Tile(128, 2),
-    (256, False): Tile(64, 2), (256, True): Tile(64, 2),
+    (64, False): Tile(192, 2, True), (64, True): Tile(192, 2, True),
+    (128, False): Tile(128, 2, True), (128, True): Tile(128, 2, True),
+    (256, False): Tile(80, 2), (256, True): Tile(80, 2),
 }
 
 
@@ -65,7 +75,7 @@ def enabled() -> bool:
 def smem_bytes(head_dim: int, block_n: int, stages: int) -> int:
     q = 128 * head_dim * 2
     kv = block_n * head_dim * 2
-    return q + 2 * stages * kv + 8 * (1 + 4 * stages) + 1024  # + alignment slack
+    return q + 2 * stages * kv + 8 * (2 + 4 * stages) + 1024  # + alignment slack
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
@@ -77,9 +87,10 @@ def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
             + _SRC.read_text())
 
 
-def options(head_dim: int, block_n: int, stages: int, causal: bool, dtype) -> tuple:
-    return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_N={block_n}", f"-DSTAGES={stages}",
-            f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}")
+def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
+    return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_N={tile.block_n}", f"-DSTAGES={tile.stages}",
+            f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
+            f"-DPINGPONG={int(tile.pingpong)}")
 
 
 def _aligned(t: torch.Tensor) -> bool:
@@ -128,19 +139,19 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(device_index: int, head_dim: int, block_n: int, stages: int, causal: bool, dtype):
+def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     """(CUfunction, dynamic shared memory bytes) of one specialisation on one device."""
     import cupy
     from cuda.bindings import driver as cu
 
-    smem = smem_bytes(head_dim, block_n, stages)
+    smem = smem_bytes(head_dim, tile.block_n, tile.stages)
     if smem > _SMEM_LIMIT:
-        raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} n{block_n} s{stages} needs "
+        raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
                          f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
     with cupy.cuda.Device(device_index):
-        mod = cupy.RawModule(code=source(head_dim, block_n, dtype),
+        mod = cupy.RawModule(code=source(head_dim, tile.block_n, dtype),
                              options=("-arch=sm_90a", "-std=c++17")
-                             + options(head_dim, block_n, stages, causal, dtype),
+                             + options(head_dim, tile, causal, dtype),
                              backend="nvrtc")
         fn = mod.get_function("attnhub_fa3_fwd")
         func = cu.CUfunction(fn.kernel.ptr)  # RawKernel -> cupy.cuda.Function
@@ -182,6 +193,11 @@ def _tensor_map(t: torch.Tensor, box_rows: int):
         cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
 def _empty_o(q: torch.Tensor, B, H, S, D) -> torch.Tensor:
     """O in q's memory order (BSHD memory for a BSHD view), contiguous either way."""
     if q.stride(1) < q.stride(2):
@@ -204,23 +220,29 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     causal = bool(problem.causal)
     tile = tile or TILES[(D, causal)]
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    _, func, smem = _kernel(dev, D, tile.block_n, tile.stages, causal, q.dtype)
-    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), _tensor_map(v, tile.block_n),
-            _tensor_map(o, 64))
+    tile = Tile(*tile)
+    _, func, smem = _kernel(dev, D, Tile(tile.block_n, tile.stages, tile.pingpong), causal,
+                            q.dtype)
+    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), _tensor_map(v, tile.block_n))
     stream = cu.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
+    n_m = math.ceil(Sq / 128)
+    n_tiles = n_m * Hq * B
+    grid = min(n_tiles, _sm_count(dev)) if tile.persistent else n_tiles
     # kernelParams: an array of pointers to each argument's bytes (the maps' 128-byte
     # storage, ctypes scalars for the rest), laid out as the kernel's signature.
-    scalars = (ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
-               ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
-               ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E))
-    params = (ctypes.c_void_p * 11)(*[m.getPtr() for m in maps],
-                                      *[ctypes.addressof(x) for x in scalars])
-    _check(cu.cuLaunchKernel(func, math.ceil(Sq / 128), Hq, B, 384, 1, 1, smem, stream,
+    c_ll, c_int = ctypes.c_longlong, ctypes.c_int
+    scalars = (ctypes.c_void_p(o.data_ptr()), c_ll(o.stride(0)), c_ll(o.stride(1)),
+               c_ll(o.stride(2)), ctypes.c_void_p(lse.data_ptr()), c_ll(lse.stride(0)),
+               c_ll(lse.stride(1)), c_int(Hq), c_int(Hq // Hk), c_int(Sq), c_int(Sk),
+               c_int(n_m), c_int(n_tiles), ctypes.c_float(float(problem.scale) * _LOG2E))
+    params = (ctypes.c_void_p * (len(maps) + len(scalars)))(
+        *[m.getPtr() for m in maps], *[ctypes.addressof(x) for x in scalars])
+    _check(cu.cuLaunchKernel(func, grid, 1, 1, 384, 1, 1, smem, stream,
                              ctypes.addressof(params), 0))
     return o, lse
 
 
-def nvcc_check(head_dim: int, block_n: int, stages: int, causal: bool, dtype,
+def nvcc_check(head_dim: int, tile: Tile, causal: bool, dtype,
                nvcc: Optional[str] = None) -> str:
     """Compile the translation unit with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report.
     Raises RuntimeError with the compiler output on failure."""
@@ -229,9 +251,9 @@ def nvcc_check(head_dim: int, block_n: int, stages: int, causal: bool, dtype,
         raise FileNotFoundError("nvcc not found on PATH")
     with tempfile.TemporaryDirectory() as tmp:
         src = pathlib.Path(tmp, "fa3_fwd_full.cu")
-        src.write_text(source(head_dim, block_n, dtype))
+        src.write_text(source(head_dim, tile.block_n, dtype))
         cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
-               "-Xptxas", "-v", *options(head_dim, block_n, stages, causal, dtype),
+               "-Xptxas", "-v", *options(head_dim, tile, causal, dtype),
                "-o", str(pathlib.Path(tmp, "out.cubin")), str(src)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         report = res.stdout + res.stderr

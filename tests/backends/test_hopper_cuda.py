@@ -43,7 +43,7 @@ def _qkv(p, layout="bhsd"):
 def test_nvcc_compiles_for_sm90a(key, dtype):
     D, causal = key
     tile = cuda_fwd.TILES[key]
-    report = cuda_fwd.nvcc_check(D, tile.block_n, tile.stages, causal, dtype)
+    report = cuda_fwd.nvcc_check(D, tile, causal, dtype)
     assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
@@ -104,6 +104,8 @@ def _gpu_cases():
             for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
                 out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk))
             out.append(dict(D=D, causal=causal, Sq=1024, Sk=1100, Hq=8, Hk=2))
+            out.append(dict(D=D, causal=causal, Sq=2000, Sk=2000, Hq=16, Hk=16))
+            out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, Hq=32, Hk=8))
             out.append(dict(D=D, causal=causal, Sq=777, Sk=777, Hq=4, Hk=1, layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, dtype=torch.float16))
     return out
@@ -138,8 +140,10 @@ def test_cuda_forward_tolerance(case):
 
 @needs_sm90
 @pytest.mark.gpu
-@pytest.mark.parametrize("D,tile", [(64, (192, 2)), (64, (128, 3)), (128, (176, 2)),
-                                    (128, (96, 2)), (256, (80, 2)), (256, (48, 2))])
+@pytest.mark.parametrize("D,tile", [(64, (128, 2, True)), (64, (192, 2, False, False)),
+                                    (128, (176, 2)), (128, (128, 2, True, False)),
+                                    (256, (64, 2, True)), (256, (80, 2, False, False))],
+                         ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal):
     from attnhub.testing.tolerance import assert_matches_reference, random_inputs

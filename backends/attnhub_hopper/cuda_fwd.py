@@ -30,42 +30,51 @@ import torch
 
 from . import wgmma_ptx
 
-__all__ = ["Tile", "TILES", "unsupported_reason", "forward", "source", "options",
+__all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "forward", "source", "options",
            "smem_bytes", "nvcc_check", "enabled"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
 _LOG2E = 1.4426950408889634
 _SMEM_LIMIT = 232448  # bytes of dynamic shared memory one block may use on sm90
 
-_PRELUDE = ("typedef unsigned short u16;\ntypedef unsigned int u32;\n"
-            "typedef unsigned long long u64;\n")
+_PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
 
 
 class Tile(tuple):
-    """One specialisation: key-block width, pipeline stages, ping-pong between the two
-    consumer warpgroups (compile time), and a persistent grid of one CTA per SM rather than
-    one CTA per tile (launch time)."""
+    """One specialisation: key-block width, pipeline stages, and ping-pong between the two
+    consumer warpgroups (FA3 §3.1)."""
 
-    def __new__(cls, block_n: int, stages: int, pingpong: bool = False,
-                persistent: bool = True):
-        return super().__new__(cls, (block_n, stages, bool(pingpong), bool(persistent)))
+    def __new__(cls, block_n: int, stages: int, pingpong: bool = False):
+        return super().__new__(cls, (block_n, stages, bool(pingpong)))
 
     block_n = property(lambda self: self[0])
     stages = property(lambda self: self[1])
     pingpong = property(lambda self: self[2])
-    persistent = property(lambda self: self[3])
 
     def __str__(self):
-        return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
-                + ("" if self.persistent else "-grid"))
+        return f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
 
 
-# Measured on the H100 (NOTES.md, "CUDA forward"); key: (head dim, causal).
-TILES: dict[tuple[int, bool], Tile] = {
-    (64, False): Tile(192, 2, True), (64, True): Tile(192, 2, True),
-    (128, False): Tile(128, 2, True), (128, True): Tile(128, 2, True),
-    (256, False): Tile(80, 2), (256, True): Tile(80, 2),
-}
+def default_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
+    """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2 and 4): ping-pong
+    pays at d64 everywhere and at d128 below 8k keys; wide key blocks pay at long sequences;
+    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)."""
+    if head_dim == 64:
+        short = seqlen_k <= 1024 or (causal and seqlen_k < 8192)
+        return Tile(128 if short else 192, 2, True)
+    if head_dim == 128:
+        if seqlen_k < 8192:
+            return Tile(128, 2, True)
+        return Tile(128, 2) if causal else Tile(176, 2)
+    return Tile(80, 2)
+
+
+def shipped_tiles() -> set:
+    """Every (head dim, causal, tile) :func:`default_tile` can return."""
+    return {(d, c, default_tile(d, c, s)) for d in (64, 128, 256) for c in (False, True)
+            for s in (1024, 4096, 16384)}
+
+
 
 
 def enabled() -> bool:
@@ -75,7 +84,7 @@ def enabled() -> bool:
 def smem_bytes(head_dim: int, block_n: int, stages: int) -> int:
     q = 128 * head_dim * 2
     kv = block_n * head_dim * 2
-    return q + 2 * stages * kv + 8 * (2 + 4 * stages) + 1024  # + alignment slack
+    return q + 2 * stages * kv + 8 * (1 + 4 * stages) + 1024  # + alignment slack
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
@@ -171,31 +180,33 @@ def _check(ret):
 
 
 def _tensor_map(t: torch.Tensor, box_rows: int):
-    """A 4-D TMA map over the (D, S, H, B) view of a (B, H, S, D) tensor, 128B swizzle."""
+    """A 4-D TMA map over the (D, S, H, B) view of a (B, H, S, D) tensor, 128B swizzle.
+    A map holds only the address, sizes and strides, so maps are reused for tensors that
+    share all three (a training step's layers do)."""
+    return _encode(t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.element_size(),
+                   t.dtype == torch.bfloat16, box_rows)
+
+
+@functools.lru_cache(maxsize=512)
+def _encode(ptr: int, shape: tuple, stride: tuple, e: int, bf16: bool, box_rows: int):
     from cuda.bindings import driver as cu
 
-    B, H, S, D = t.shape
-    e = t.element_size()
+    B, H, S, D = shape
     strides = []
-    for n, s in ((S, t.stride(2)), (H, t.stride(1)), (B, t.stride(0))):
+    for n, s in ((S, stride[2]), (H, stride[1]), (B, stride[0])):
         if n == 1:  # a size-1 dim may carry any stride; TMA wants a 16-byte multiple
             s = D
         strides.append(s * e)
-    dt = (cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 if t.dtype == torch.bfloat16
+    dt = (cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 if bf16
           else cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16)
     u64, u32 = cu.cuuint64_t, cu.cuuint32_t
     return _check(cu.cuTensorMapEncodeTiled(
-        dt, 4, t.data_ptr(), [u64(x) for x in (D, S, H, B)], [u64(x) for x in strides],
+        dt, 4, ptr, [u64(x) for x in (D, S, H, B)], [u64(x) for x in strides],
         [u32(64), u32(box_rows), u32(1), u32(1)], [u32(1)] * 4,
         cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
         cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
         cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
         cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 def _empty_o(q: torch.Tensor, B, H, S, D) -> torch.Tensor:
@@ -218,26 +229,21 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     if Sk == 0:
         return o.zero_(), lse.fill_(float("-inf"))
     causal = bool(problem.causal)
-    tile = tile or TILES[(D, causal)]
+    tile = tile or default_tile(D, causal, Sk)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     tile = Tile(*tile)
-    _, func, smem = _kernel(dev, D, Tile(tile.block_n, tile.stages, tile.pingpong), causal,
-                            q.dtype)
-    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), _tensor_map(v, tile.block_n))
+    _, func, smem = _kernel(dev, D, tile, causal, q.dtype)
+    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), _tensor_map(v, tile.block_n),
+            _tensor_map(o, 64))
     stream = cu.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
-    n_m = math.ceil(Sq / 128)
-    n_tiles = n_m * Hq * B
-    grid = min(n_tiles, _sm_count(dev)) if tile.persistent else n_tiles
     # kernelParams: an array of pointers to each argument's bytes (the maps' 128-byte
     # storage, ctypes scalars for the rest), laid out as the kernel's signature.
-    c_ll, c_int = ctypes.c_longlong, ctypes.c_int
-    scalars = (ctypes.c_void_p(o.data_ptr()), c_ll(o.stride(0)), c_ll(o.stride(1)),
-               c_ll(o.stride(2)), ctypes.c_void_p(lse.data_ptr()), c_ll(lse.stride(0)),
-               c_ll(lse.stride(1)), c_int(Hq), c_int(Hq // Hk), c_int(Sq), c_int(Sk),
-               c_int(n_m), c_int(n_tiles), ctypes.c_float(float(problem.scale) * _LOG2E))
+    scalars = (ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
+               ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
+               ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E))
     params = (ctypes.c_void_p * (len(maps) + len(scalars)))(
         *[m.getPtr() for m in maps], *[ctypes.addressof(x) for x in scalars])
-    _check(cu.cuLaunchKernel(func, grid, 1, 1, 384, 1, 1, smem, stream,
+    _check(cu.cuLaunchKernel(func, math.ceil(Sq / 128), Hq, B, 384, 1, 1, smem, stream,
                              ctypes.addressof(params), 0))
     return o, lse
 

@@ -38,16 +38,24 @@ def _qkv(p, layout="bhsd"):
 
 # -- CPU ------------------------------------------------------------------------------------
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
-@pytest.mark.parametrize("key", sorted(cuda_fwd.TILES), ids=lambda k: f"d{k[0]}-{'causal' if k[1] else 'full'}")
+@pytest.mark.parametrize("shipped", sorted(cuda_fwd.shipped_tiles()),
+                         ids=lambda k: f"d{k[0]}-{'causal' if k[1] else 'full'}-{k[2]}")
 @pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16), ids=("bf16", "fp16"))
-def test_nvcc_compiles_for_sm90a(key, dtype):
-    D, causal = key
-    tile = cuda_fwd.TILES[key]
+def test_nvcc_compiles_for_sm90a(shipped, dtype):
+    D, causal, tile = shipped
     report = cuda_fwd.nvcc_check(D, tile, causal, dtype)
     assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
     assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages) <= cuda_fwd._SMEM_LIMIT
+
+
+def test_default_tiles_follow_the_measurements():
+    assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
+    assert cuda_fwd.default_tile(128, False, 2048).pingpong
+    assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2)
+    assert all(cuda_fwd.smem_bytes(d, t.block_n, t.stages) <= cuda_fwd._SMEM_LIMIT
+               for d, _, t in cuda_fwd.shipped_tiles())
 
 
 def test_wgmma_wrappers_list_every_accumulator():
@@ -140,9 +148,9 @@ def test_cuda_forward_tolerance(case):
 
 @needs_sm90
 @pytest.mark.gpu
-@pytest.mark.parametrize("D,tile", [(64, (128, 2, True)), (64, (192, 2, False, False)),
-                                    (128, (176, 2)), (128, (128, 2, True, False)),
-                                    (256, (64, 2, True)), (256, (80, 2, False, False))],
+@pytest.mark.parametrize("D,tile", [(64, (128, 2, True)), (64, (192, 2, False)),
+                                    (128, (176, 2)), (128, (176, 2, True)),
+                                    (256, (64, 2, True)), (256, (80, 2, True))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal):

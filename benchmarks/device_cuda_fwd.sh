@@ -15,11 +15,5 @@ for causal in (False, True):
     t = time.time(); o, lse = cuda_fwd.forward(q, k, v, p); torch.cuda.synchronize()
     ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal)
     print("causal", causal, "first call", round(time.time() - t, 2), "s; max err", (o.float() - ref).abs().max().item(), "nan", o.isnan().any().item(), flush=True)
-    # the persistent variant, many tiles per CTA (a protocol bug hangs here, not later)
-    q, k, v = (torch.randn(4, 8, 2000, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
-    p = Problem(4, 8, 8, 2000, 2000, 128, 128, torch.bfloat16, torch.device("cuda"), scale=128 ** -0.5, causal=causal)
-    o, lse = cuda_fwd.forward(q, k, v, p, tile=cuda_fwd.Tile(128, 2, True, True)); torch.cuda.synchronize()
-    ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal)
-    print("persistent causal", causal, "max err", (o.float() - ref).abs().max().item(), flush=True)
 PY
 python3 backends/attnhub_hopper/cuda_check.py --out "$OUT" "$@"

@@ -41,22 +41,18 @@ _PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
 
 
 class Tile(tuple):
-    """One specialisation: key-block width, pipeline stages, ping-pong between the two
-    consumer warpgroups (FA3 §3.1), and a persistent grid (one CTA per SM taking tiles from
-    an atomic counter) instead of one CTA per tile."""
+    """One specialisation: key-block width, pipeline stages, and ping-pong between the two
+    consumer warpgroups (FA3 §3.1)."""
 
-    def __new__(cls, block_n: int, stages: int, pingpong: bool = False,
-                persistent: bool = False):
-        return super().__new__(cls, (block_n, stages, bool(pingpong), bool(persistent)))
+    def __new__(cls, block_n: int, stages: int, pingpong: bool = False):
+        return super().__new__(cls, (block_n, stages, bool(pingpong)))
 
     block_n = property(lambda self: self[0])
     stages = property(lambda self: self[1])
     pingpong = property(lambda self: self[2])
-    persistent = property(lambda self: self[3])
 
     def __str__(self):
-        return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
-                + ("-persistent" if self.persistent else ""))
+        return f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
 
 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
@@ -85,12 +81,10 @@ def enabled() -> bool:
     return os.environ.get("ATTNHUB_HOPPER_CUDA", "1") not in ("0", "")
 
 
-def smem_bytes(head_dim: int, block_n: int, stages: int, persistent: bool = False) -> int:
+def smem_bytes(head_dim: int, block_n: int, stages: int) -> int:
     q = 128 * head_dim * 2
     kv = block_n * head_dim * 2
-    o = q if persistent else 0  # the persistent kernel stages O in its own buffer
-    # + mbarriers and the tile slot, + alignment slack
-    return q + 2 * stages * kv + o + 8 * (3 + 4 * stages) + 1024
+    return q + 2 * stages * kv + 8 * (1 + 4 * stages) + 1024  # + alignment slack
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
@@ -105,7 +99,7 @@ def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
 def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
     return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_N={tile.block_n}", f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
-            f"-DPINGPONG={int(tile.pingpong)}", f"-DPERSISTENT={int(tile.persistent)}")
+            f"-DPINGPONG={int(tile.pingpong)}")
 
 
 def _aligned(t: torch.Tensor) -> bool:
@@ -159,7 +153,7 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     import cupy
     from cuda.bindings import driver as cu
 
-    smem = smem_bytes(head_dim, tile.block_n, tile.stages, tile.persistent)
+    smem = smem_bytes(head_dim, tile.block_n, tile.stages)
     if smem > _SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
                          f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
@@ -215,11 +209,6 @@ def _encode(ptr: int, shape: tuple, stride: tuple, e: int, bf16: bool, box_rows:
         cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _empty_o(q: torch.Tensor, B, H, S, D) -> torch.Tensor:
     """O in q's memory order (BSHD memory for a BSHD view), contiguous either way."""
     if q.stride(1) < q.stride(2):
@@ -249,21 +238,12 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     stream = cu.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
     # kernelParams: an array of pointers to each argument's bytes (the maps' 128-byte
     # storage, ctypes scalars for the rest), laid out as the kernel's signature.
-    n_m = math.ceil(Sq / 128)
-    n_tiles = n_m * Hq * B
-    if tile.persistent:
-        counter = torch.zeros(1, dtype=torch.int32, device=q.device)
-        grid = (min(n_tiles, _sm_count(dev)), 1, 1)
-    else:
-        counter, grid = None, (n_m, Hq, B)
     scalars = (ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
                ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
-               ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E),
-               ctypes.c_int(Hq), ctypes.c_int(n_m), ctypes.c_int(n_tiles),
-               ctypes.c_void_p(counter.data_ptr() if counter is not None else 0))
+               ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E))
     params = (ctypes.c_void_p * (len(maps) + len(scalars)))(
         *[m.getPtr() for m in maps], *[ctypes.addressof(x) for x in scalars])
-    _check(cu.cuLaunchKernel(func, *grid, 384, 1, 1, smem, stream,
+    _check(cu.cuLaunchKernel(func, math.ceil(Sq / 128), Hq, B, 384, 1, 1, smem, stream,
                              ctypes.addressof(params), 0))
     return o, lse
 

@@ -47,14 +47,14 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
-    assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages, tile.persistent) <= cuda_fwd._SMEM_LIMIT
+    assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages) <= cuda_fwd._SMEM_LIMIT
 
 
 def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
     assert cuda_fwd.default_tile(128, False, 2048).pingpong
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2)
-    assert all(cuda_fwd.smem_bytes(d, t.block_n, t.stages, t.persistent) <= cuda_fwd._SMEM_LIMIT
+    assert all(cuda_fwd.smem_bytes(d, t.block_n, t.stages) <= cuda_fwd._SMEM_LIMIT
                for d, _, t in cuda_fwd.shipped_tiles())
 
 

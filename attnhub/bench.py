@@ -35,6 +35,7 @@ Entry points: ``python benchmarks/fa_grid.py [--quick]`` and ``attnhub bench``, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -470,7 +471,7 @@ def _run_one(method, point, direction, q, k, v, do, ref, timer, device) -> dict:
             rec["reason"] = "relative L2 error vs float32 SDPA MATH: " + ", ".join(
                 f"{n}={e:.3g}" for n, e in bad.items())
         if method.name == "auto":
-            rec["chosen"] = _chosen(q, k, v, point.causal)
+            rec["chosen"] = _chosen(q, k, v, point.causal, training=direction == "bwd")
     except _Unsupported as exc:
         rec["reason"] = str(exc)
     except Exception as exc:  # recorded, never fatal: one method must not stop the grid
@@ -486,11 +487,16 @@ def _run_one(method, point, direction, q, k, v, do, ref, timer, device) -> dict:
     return rec
 
 
-def _chosen(q, k, v, causal) -> Optional[str]:
+def _chosen(q, k, v, causal, training: bool = False) -> Optional[str]:
+    """The backend auto-dispatch uses for this point: for the backward direction, the one it
+    picks for a training problem (inputs that require grad), as the timed call did."""
     import attnhub
 
     try:
-        return getattr(attnhub.explain(q, k, v, causal=causal), "chosen", None)
+        if training:
+            q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+        with torch.enable_grad() if training else contextlib.nullcontext():
+            return getattr(attnhub.explain(q, k, v, causal=causal), "chosen", None)
     except Exception:
         return None
 

@@ -310,3 +310,21 @@ def test_a_failing_point_set_up_is_recorded_and_the_run_goes_on(monkeypatch):
     for direction in ("fwd", "bwd"):
         assert status[True, direction][0] == "error"
         assert "point set-up failed: RuntimeError: CUDA error" in status[True, direction][1]
+
+
+@pytest.mark.parametrize("training", (False, True), ids=("fwd", "bwd"))
+def test_auto_choice_is_asked_for_the_timed_direction(monkeypatch, training):
+    """The backward row's "chosen" is dispatch's choice for a training problem (inputs that
+    require grad, grad mode on), not the forward's."""
+    seen = {}
+
+    def fake_explain(q, k, v, **kw):
+        seen["grad"] = torch.is_grad_enabled() and q.requires_grad and k.requires_grad
+        return type("E", (), {"chosen": "x"})()
+
+    monkeypatch.setattr(attnhub, "explain", fake_explain)
+    q = torch.randn(1, 2, 8, 16)
+    with torch.no_grad():
+        assert bench._chosen(q, q, q, True, training=training) == "x"
+    assert seen["grad"] is training
+    assert not q.requires_grad  # the caller's tensors are left alone

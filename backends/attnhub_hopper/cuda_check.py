@@ -160,7 +160,8 @@ def grid(log, quick):
                     except Exception as exc:
                         log(f"  cuda {tile} failed: {type(exc).__name__}: {str(exc)[-300:]}")
                 try:
-                    row["peers"]["triton-hopper"] = fl / _bench(lambda: ops.forward(q, k, v, p)) / 1e9
+                    ms = _bench(lambda: ops.forward(q, k, v, p))
+                    row["peers"]["triton-hopper"] = fl / ms / 1e9
                 except Exception as exc:
                     log(f"  triton failed: {exc}")
                 for name, key in (("CUDNN_ATTENTION", "cudnn"), ("FLASH_ATTENTION", "flash")):

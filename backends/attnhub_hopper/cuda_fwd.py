@@ -30,8 +30,8 @@ import torch
 
 from . import wgmma_ptx
 
-__all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "forward", "source", "options",
-           "smem_bytes", "nvcc_check", "enabled"]
+__all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "forward", "source",
+           "options", "smem_bytes", "nvcc_check", "enabled"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
 _LOG2E = 1.4426950408889634
@@ -149,7 +149,8 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 
 @functools.lru_cache(maxsize=None)
 def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
-    """(CUfunction, dynamic shared memory bytes) of one specialisation on one device."""
+    """(CuPy module, CUfunction, dynamic shared memory bytes) of one specialisation on one
+    device; the module is returned so the cache keeps it loaded."""
     import cupy
     from cuda.bindings import driver as cu
 
@@ -166,7 +167,7 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
         func = cu.CUfunction(fn.kernel.ptr)  # RawKernel -> cupy.cuda.Function
         _check(cu.cuFuncSetAttribute(
             func, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
-    return mod, func, smem  # the module is kept alive with the function
+    return mod, func, smem
 
 
 def _check(ret):

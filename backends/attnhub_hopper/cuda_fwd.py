@@ -140,6 +140,8 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return "softcap"
     if not problem.scale > 0:
         return f"scale {problem.scale} (needs a positive scale)"
+    if problem.batch > 65535 or problem.heads_q > 65535:  # the grid's y and z limits
+        return f"batch {problem.batch} / heads {problem.heads_q} above 65535"
     if not all(_aligned(t) for t in (q, k, v)):
         return "q/k/v strides or base not 16-byte aligned for TMA"
     if q.device.type != "cuda":

@@ -75,6 +75,7 @@ def test_wgmma_wrappers_list_every_accumulator():
     (dict(D=128, Dv=64), "head dims"),
     (dict(scale=-1.0), "scale"),
     (dict(dtype=torch.float32), "dtype"),
+    (dict(B=70000, Sq=1, Sk=1), "65535"),
 ])
 def test_unsupported_problems_give_reasons(change, needle):
     p = _problem(**change)

@@ -11,7 +11,8 @@
 3. Timing (triton.testing.do_bench medians): the FA grid (batch = 16384 // S, heads =
    2048 // D) for the CUDA kernel's tile variants, the Triton hopper-fa3 kernel, and SDPA
    cuDNN / flash in the same run.
-Writes cuda_fwd.json and cuda_fwd_log.txt under --out; prints a table last.
+Writes cuda_fwd.json, cuda_fwd.png and cuda_fwd_log.txt under --out; prints a table last.
+``--plot-from JSON`` only redraws the PNG of an earlier run.
 """
 
 from __future__ import annotations
@@ -190,12 +191,55 @@ def grid(log, quick):
     return rows
 
 
+def plot(json_path: str, png_path: str) -> None:
+    """TFLOP/s against seqlen, one panel per head dim x causal: the shipped CUDA tile, cuDNN,
+    SDPA-flash and the Triton hopper kernel, all from the same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path) as f:
+        data = json.load(f)
+    rows = data["grid"]
+    dims = sorted({r["D"] for r in rows})
+    fig, axes = plt.subplots(2, len(dims), figsize=(4.2 * len(dims), 7), squeeze=False)
+    for j, D in enumerate(dims):
+        for i, causal in enumerate((False, True)):
+            ax = axes[i][j]
+            sel = sorted((r for r in rows if r["D"] == D and r["causal"] == causal),
+                         key=lambda r: r["S"])
+            xs = [r["S"] for r in sel]
+            series = {"hopper-fa3 CUDA (shipped tile)": [r.get("default_tflops") for r in sel],
+                      "cuDNN (SDPA)": [r["peers"].get("cudnn") for r in sel],
+                      "SDPA flash (FA2)": [r["peers"].get("flash") for r in sel],
+                      "hopper-fa3 Triton": [r["peers"].get("triton-hopper") for r in sel]}
+            for name, ys in series.items():
+                ax.plot(xs, ys, marker="o", label=name)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [f"{x // 1024}k" for x in xs])
+            ax.set_title(f"d{D} {'causal' if causal else 'non-causal'}")
+            ax.set_xlabel("seqlen")
+            ax.set_ylabel("TFLOP/s")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{data['device']}, bf16 forward, {data['date']} (one run)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-grid", action="store_true")
+    ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     args = ap.parse_args()
+    if args.plot_from:
+        png = os.path.splitext(args.plot_from)[0] + ".png"
+        plot(args.plot_from, png)
+        print(f"wrote {png}")
+        return
     os.makedirs(args.out, exist_ok=True)
     import torch
     from attnhub_hopper.cuda_fwd import Tile
@@ -246,6 +290,8 @@ def main():
                 date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=rows)
     with open(os.path.join(args.out, "cuda_fwd.json"), "w") as f:
         json.dump(data, f, indent=1, default=str)
+    if rows:
+        plot(os.path.join(args.out, "cuda_fwd.json"), os.path.join(args.out, "cuda_fwd.png"))
     log(f"correctness: {n_ok}/{len(results)} passed")
     for row in rows:
         log(f"d{row['D']} s{row['S']:>5} {'c' if row['causal'] else 'n'} "

@@ -177,3 +177,16 @@ def test_cuda_forward_is_deterministic_and_used_by_the_backend():
     assert torch.equal(o, o1)  # the backend's forward is this kernel
     o.float().square().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (qg, kg, vg))
+
+
+def test_check_script_plots_a_results_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    from attnhub_hopper import cuda_check
+
+    rows = [dict(D=d, S=s, causal=c, default_tflops=500.0 + s / 1024,
+                 peers={"cudnn": 550.0, "flash": 300.0, "triton-hopper": 400.0})
+            for d in (64, 128) for s in (1024, 4096) for c in (False, True)]
+    js = tmp_path / "r.json"
+    js.write_text(__import__("json").dumps(dict(device="GPU", date="today", grid=rows)))
+    cuda_check.plot(str(js), str(tmp_path / "r.png"))
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

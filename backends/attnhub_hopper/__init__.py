@@ -86,7 +86,7 @@ class HopperFA3Backend(attnhub.Backend):
     def extra_info(self):
         from . import cuda_fwd
 
-        cuda = cuda_fwd._import_reason() if cuda_fwd.enabled() else "ATTNHUB_HOPPER_CUDA=0"
+        cuda = cuda_fwd.installed_reason()
         return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",
                 "forward": ("warp-specialised CUDA (fa3_fwd.cu) for dense d64/128/256 "
                             "without window/softcap, Triton otherwise") if cuda is None

@@ -28,6 +28,9 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
+# the Triton kernel's device check already has the poisoning, timing and SDPA-peer helpers
+from attnhub_hopper.device_check import _bench, _poison, _sdpa  # noqa: E402
+
 # (block_n, stages, pingpong) per head dim, timed on the grid next to the default tile
 # (cuda_fwd.default_tile); the correctness grid runs the defaults, the rest run on one
 # awkward shape each.
@@ -44,13 +47,6 @@ def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
 
     return Problem(B, Hq, Hk, Sq, Sk, D, D, dtype, torch.device("cuda"), scale=D ** -0.5,
                    causal=causal)
-
-
-def _poison(nbytes):
-    import torch
-
-    t = torch.full((nbytes // 4 + 4096,), float("nan"), device="cuda")
-    del t
 
 
 class _Cuda:
@@ -116,24 +112,6 @@ def run_case(c):
     except Exception as exc:
         return dict(id=cid, ok=False, error=f"{type(exc).__name__}: {exc}"[:1500],
                     tb=traceback.format_exc()[-1500:])
-
-
-def _bench(fn):
-    import triton
-
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-
-def _sdpa(name):
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    be = getattr(SDPBackend, name)
-
-    def run(q, k, v, causal):
-        with sdpa_kernel(be):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    return run
 
 
 def grid(log, quick):

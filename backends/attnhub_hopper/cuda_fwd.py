@@ -24,14 +24,14 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
 from . import wgmma_ptx
 
-__all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "forward", "source",
-           "options", "smem_bytes", "nvcc_check", "enabled"]
+__all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "installed_reason",
+           "forward", "source", "options", "smem_bytes", "nvcc_check", "enabled"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
 _LOG2E = 1.4426950408889634
@@ -40,16 +40,13 @@ _SMEM_LIMIT = 232448  # bytes of dynamic shared memory one block may use on sm90
 _PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
 
 
-class Tile(tuple):
+class Tile(NamedTuple):
     """One specialisation: key-block width, pipeline stages, and ping-pong between the two
     consumer warpgroups (FA3 §3.1)."""
 
-    def __new__(cls, block_n: int, stages: int, pingpong: bool = False):
-        return super().__new__(cls, (block_n, stages, bool(pingpong)))
-
-    block_n = property(lambda self: self[0])
-    stages = property(lambda self: self[1])
-    pingpong = property(lambda self: self[2])
+    block_n: int
+    stages: int
+    pingpong: bool = False
 
     def __str__(self):
         return f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
@@ -118,6 +115,23 @@ def _import_reason() -> Optional[str]:
         from cuda.bindings import driver  # noqa: F401
     except Exception as exc:
         return f"cuda.bindings is not importable ({exc}); pip install cuda-bindings"
+    return None
+
+
+def installed_reason() -> Optional[str]:
+    """Why the CUDA forward cannot run here, judged without importing CuPy (for listings,
+    which run for every backend at registry load): off, or a package not installed."""
+    import importlib.util
+
+    if not enabled():
+        return "ATTNHUB_HOPPER_CUDA=0"
+    for mod, pip_name in (("cupy", "cupy-cuda13x"), ("cuda.bindings", "cuda-bindings")):
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ImportError:  # the parent package is missing
+            found = False
+        if not found:
+            return f"{mod} is not installed; pip install {pip_name}"
     return None
 
 

@@ -15,6 +15,7 @@ import torch
 
 from attnhub.contract import Problem
 from attnhub_hopper import cuda_fwd, wgmma_ptx
+from attnhub_hopper.cuda_check import _Cuda  # the CUDA forward; poisons O/LSE memory first
 
 ON_SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 needs_sm90 = pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU")
@@ -105,6 +106,19 @@ def test_env_switch_turns_it_off(monkeypatch):
     assert cuda_fwd.unsupported_reason(q, k, v, p) == "ATTNHUB_HOPPER_CUDA=0"
 
 
+def test_listing_says_which_forward_without_importing_cupy(monkeypatch):
+    from attnhub_hopper import HopperFA3Backend
+
+    def boom():
+        raise AssertionError("extra_info imported CuPy")
+    monkeypatch.setattr(cuda_fwd, "_import_reason", boom)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    forward = HopperFA3Backend().extra_info()["forward"]
+    assert forward.startswith("Triton") and "cupy is not installed" in forward
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA", "0")
+    assert "ATTNHUB_HOPPER_CUDA=0" in HopperFA3Backend().extra_info()["forward"]
+
+
 # -- GPU ------------------------------------------------------------------------------------
 def _gpu_cases():
     out = []
@@ -118,19 +132,6 @@ def _gpu_cases():
             out.append(dict(D=D, causal=causal, Sq=777, Sk=777, Hq=4, Hk=1, layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, dtype=torch.float16))
     return out
-
-
-class _Cuda:
-    name = "hopper-fa3 (CUDA forward)"
-
-    def __init__(self, tile=None):
-        self.tile = tile
-
-    def forward(self, q, k, v, p):
-        assert cuda_fwd.unsupported_reason(q, k, v, p) is None
-        junk = torch.full((q.numel() * 2 + 4096,), float("nan"), device="cuda")
-        del junk  # leaves NaN in the blocks O and LSE will reuse: unwritten shows up
-        return cuda_fwd.forward(q, k, v, p, tile=self.tile)
 
 
 @needs_sm90

@@ -11,6 +11,11 @@
 3. Timing (triton.testing.do_bench medians): the FA grid (batch = 16384 // S, heads =
    2048 // D) for the CUDA kernel's tile variants, the Triton hopper-fa3 kernel, and SDPA
    cuDNN / flash in the same run.
+4. ``--fp8``: the FP8 (e4m3) kernel instead: the FP8 accuracy rule (fp8_rule.check_fp8,
+   against an fp64 reference and FlashAttention-3's own rounding) on quantize_fp8 inputs over
+   d128/d256, causal and not, awkward shapes, GQA, BSHD, both tiles, plus determinism; then
+   TFLOP/s at d128/d256, 2k-16k, against the Triton FP8 kernel and, for scale, bf16 cuDNN
+   and SDPA-flash on the same shapes, all in the same run (writes cuda_fp8.json / _log.txt).
 Writes cuda_fwd.json, cuda_fwd.png and cuda_fwd_log.txt under --out; prints a table last.
 ``--plot-from JSON`` only redraws the PNG of an earlier run.
 """
@@ -169,9 +174,232 @@ def grid(log, quick):
     return rows
 
 
+# -- FP8 ----------------------------------------------------------------------------------
+FP8_TILES = {128: [(128, 2, False), (128, 2, True), (128, 3, False), (128, 2, False, True)],
+             256: [(128, 2, True), (128, 2, False), (128, 2, True, True),
+                   (128, 2, False, True)]}
+
+
+def fp8_cases(quick):
+    out = []
+    for D in (128, 256):
+        for causal in (False, True):
+            for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
+                out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk, B=2, Hq=4, Hk=4))
+            out.append(dict(D=D, causal=causal, Sq=1024, Sk=1100, B=2, Hq=8, Hk=2))
+            out.append(dict(D=D, causal=causal, Sq=777, Sk=777, B=1, Hq=4, Hk=1,
+                            layout="bshd"))
+            # V not sequence-major: copied once into the layout the TMA reads
+            out.append(dict(D=D, causal=causal, Sq=500, Sk=640, B=2, Hq=4, Hk=2,
+                            v_layout="natural"))
+            for tile in FP8_TILES[D]:
+                out.append(dict(D=D, causal=causal, Sq=1000, Sk=1031, B=2, Hq=4, Hk=2,
+                                tile=tile))
+    return out[::3] if quick else out
+
+
+def run_fp8_case(c):
+    import torch
+    from attnhub.contract import Problem
+    from attnhub.fp8 import quantize_fp8
+    from attnhub.testing.tolerance import random_inputs
+    from attnhub_hopper.cuda_fwd import Tile
+    from attnhub_hopper.fp8_rule import check_fp8
+
+    cid = (f"fp8 d{c['D']} s{c['Sq']}x{c['Sk']} h{c['Hq']}/{c['Hk']} "
+           f"{'causal' if c['causal'] else 'full'} {c.get('layout', 'bhsd')}"
+           + (f" v-{c['v_layout']}" if c.get("v_layout") else "")
+           + (f" tile{c['tile']}" if c.get("tile") else ""))
+    try:
+        torch.manual_seed(zlib.crc32(cid.encode()))
+        p0 = _problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], torch.bfloat16,
+                      c["causal"])
+        q, k, v = random_inputs(p0, layout=c.get("layout", "bhsd"))
+        f = quantize_fp8(q, k, v)
+        q8, k8 = f.q, f.k
+        if c.get("layout") == "bshd":  # BSHD storage for q and k too
+            q8, k8 = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q8, k8))
+        p = Problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], c["D"],
+                    torch.float8_e4m3fn, torch.device("cuda"), scale=c["D"] ** -0.5,
+                    causal=c["causal"], q_descale=f.q_descale, k_descale=f.k_descale,
+                    v_descale=f.v_descale)
+        be = _Cuda(Tile(*c["tile"]) if c.get("tile") else None)
+        v8 = f.v.contiguous() if c.get("v_layout") == "natural" else f.v
+        ok, info = check_fp8(be, q8, k8, v8, p)
+        o1, l1 = be.forward(q8, k8, v8, p)
+        o2, l2 = be.forward(q8, k8, v8, p)
+        same = bool(torch.equal(o1, o2) and torch.equal(l1, l2))
+        return dict(id=cid, ok=ok and same, deterministic=same, **info)
+    except Exception as exc:
+        return dict(id=cid, ok=False, error=f"{type(exc).__name__}: {exc}"[:1500],
+                    tb=traceback.format_exc()[-1500:])
+
+
+def fp8_grid(log, quick):
+    import torch
+    from attnhub.contract import Problem
+    from attnhub_hopper import cuda_fwd, ops
+    from attnhub_hopper.cuda_fwd import Tile
+
+    rows = []
+    seqs = (2048, 4096, 8192, 16384) if not quick else (16384,)
+    for D in (256, 128):
+        for S in seqs:
+            for causal in (False, True):
+                B, H = 16384 // S, 2048 // D
+                p = Problem(B, H, H, S, S, D, D, torch.float8_e4m3fn, torch.device("cuda"),
+                            scale=D ** -0.5, causal=causal)
+                x = [torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
+                     for _ in range(3)]
+                q8, k8 = (t.to(torch.float8_e4m3fn) for t in x[:2])
+                v8 = ops._seq_major(x[2].to(torch.float8_e4m3fn))  # as quantize_fp8 stores it
+                fl = p.flops()
+                row = dict(D=D, S=S, causal=causal, B=B, H=H, cuda={}, peers={})
+                for tile in FP8_TILES[D]:
+                    try:
+                        ms = _bench(lambda: cuda_fwd.forward(q8, k8, v8, p, tile=Tile(*tile)))
+                        row["cuda"][str(Tile(*tile))] = fl / ms / 1e9
+                    except Exception as exc:
+                        log(f"  cuda fp8 {tile} failed: {type(exc).__name__}: "
+                            f"{str(exc)[-300:]}")
+                row["v_relayout_us"] = _bench(lambda: cuda_fwd._fp8_v(v8, 0)) * 1e3
+                try:
+                    row["peers"]["triton-fp8"] = fl / _bench(lambda: ops.forward(q8, k8, v8, p)) / 1e9
+                except Exception as exc:
+                    log(f"  triton fp8 failed: {exc}")
+                for name, key in (("CUDNN_ATTENTION", "cudnn-bf16"),
+                                  ("FLASH_ATTENTION", "flash-bf16")):
+                    try:
+                        fn = _sdpa(name)
+                        row["peers"][key] = fl / _bench(lambda: fn(*x, causal)) / 1e9
+                    except Exception as exc:
+                        log(f"  {key} failed: {exc}")
+                row["default_tile"] = str(cuda_fwd.default_tile(D, causal, S, fp8=True))
+                row["default_tflops"] = row["cuda"].get(row["default_tile"])
+                tr = row["peers"].get("triton-fp8")
+                row["x_triton_fp8"] = row["default_tflops"] / tr if tr and row["default_tflops"] else None
+                rows.append(row)
+                log(f"fp8 d{D} s{S:>5} {'causal' if causal else 'full  '} "
+                    + " ".join(f"{k_}:{v_:.0f}" for k_, v_ in row["cuda"].items())
+                    + f" | triton-fp8 {tr or 0:.0f} cudnn-bf16 "
+                    f"{row['peers'].get('cudnn-bf16', 0):.0f} flash-bf16 "
+                    f"{row['peers'].get('flash-bf16', 0):.0f} | V pass "
+                    f"{row['v_relayout_us']:.0f} us")
+                del x, q8, k8, v8
+    return rows
+
+
+def fp8_v_checks(log):
+    """fp8_v.cu against fp8_v_reference: sequence-major and natural layouts, ragged Sk,
+    a misaligned view; outputs poisoned first."""
+    import torch
+    from attnhub_hopper import cuda_fwd
+
+    out = []
+    for B, H, S, D, how in ((2, 3, 4096, 128, "seq-major"), (1, 2, 1000, 256, "seq-major"),
+                            (2, 2, 77, 128, "natural"), (1, 1, 1, 256, "natural"),
+                            (2, 2, 300, 128, "offset")):
+        x = torch.randint(0, 256, (B, H, S + 1, D), dtype=torch.uint8, device="cuda")
+        v = x[:, :, 1:] if how == "offset" else x[:, :, :S]
+        if how == "seq-major":
+            v = v.transpose(-1, -2).contiguous().transpose(-1, -2)
+        v = v.view(torch.float8_e4m3fn)
+        _poison(B * H * D * (S + 32))
+        ok = bool(torch.equal(cuda_fwd._fp8_v(v, 0), cuda_fwd.fp8_v_reference(v)))
+        out.append(dict(shape=(B, H, S, D), layout=how, ok=ok))
+        log(f"fp8 V layout {how} {(B, H, S, D)}: {'ok' if ok else 'MISMATCH'}")
+    return out
+
+
+def fp8_score_error(log):
+    """How exact are FP8 tensor-core scores?  Max |S - S_fp64| * scale of torch._scaled_mm
+    (cuBLAS FP8, with and without fast accumulation), against this kernel's and the Triton
+    kernel's LSE error with one key (where LSE is the score itself)."""
+    import torch
+    from attnhub.contract import Problem
+    from attnhub.fp8 import quantize_fp8
+    from attnhub_hopper import cuda_fwd, ops
+
+    out = []
+    for D in (128, 256):
+        torch.manual_seed(D)
+        Sq = 4096
+        q, k, v = (torch.randn(1, 1, n, D, device="cuda") for n in (Sq, 16, 16))
+        f = quantize_fp8(q, k, v)
+        qd, kd = f.q_descale.item(), f.k_descale.item()
+        ref = (f.q[0, 0].double() @ f.k[0, 0].double().T) * qd * kd * D ** -0.5
+        row = dict(D=D)
+        one = torch.ones((), device="cuda")
+        for fast in (False, True):
+            s = torch._scaled_mm(f.q[0, 0], f.k[0, 0].T, one, one, out_dtype=torch.float32,
+                                 use_fast_accum=fast)
+            row[f"scaled_mm_fast{int(fast)}"] = ((s.double() * qd * kd * D ** -0.5 - ref)
+                                                 .abs().max().item())
+        p = Problem(1, 1, 1, Sq, 1, D, D, torch.float8_e4m3fn, torch.device("cuda"),
+                    scale=D ** -0.5, q_descale=f.q_descale, k_descale=f.k_descale,
+                    v_descale=f.v_descale)
+        k1, v1 = f.k[:, :, :1], f.v[:, :, :1]
+        for name, fn in (("cuda", cuda_fwd.forward), ("triton", ops.forward)):
+            _, lse = fn(f.q, k1, v1, p)
+            row[f"{name}_lse_1key"] = (lse[0, 0].double() - ref[:, 0]).abs().max().item()
+        out.append(row)
+        log("fp8 score error " + " ".join(f"{k_}={v_:.2e}" if isinstance(v_, float)
+                                         else f"{k_}={v_}" for k_, v_ in row.items()))
+    return out
+
+
+def main_fp8(args, log):
+    import torch
+    from attnhub_hopper import cuda_fwd
+    from attnhub_hopper.cuda_fwd import Tile
+
+    t0 = time.time()
+    builds = []
+    for D in (128, 256):
+        for tile in FP8_TILES[D]:
+            for causal in (False, True):
+                try:
+                    cuda_fwd._kernel(0, D, Tile(*tile), causal, torch.float8_e4m3fn)
+                    builds.append(dict(D=D, tile=tile, causal=causal, ok=True))
+                except Exception as exc:
+                    builds.append(dict(D=D, tile=tile, causal=causal, ok=False,
+                                       error=str(exc)[-2000:]))
+                    log(f"build fp8 d{D} {tile} causal={causal} FAILED: {str(exc)[-2000:]}")
+    log(f"fp8 builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
+    try:
+        score = fp8_score_error(log)
+    except Exception as exc:
+        score = dict(error=f"{type(exc).__name__}: {exc}")
+        log(f"fp8 score error probe failed: {traceback.format_exc()[-1500:]}")
+    layout = fp8_v_checks(log)
+    results = []
+    for c in fp8_cases(args.quick):
+        r = run_fp8_case(c)
+        results.append(r)
+        log(("ok   " if r["ok"] else "FAIL ") + f"{r['id']}: "
+            + (r.get("error") or f"o_err {r.get('o_err', 0):.3e} baseline "
+               f"{r.get('baseline_err', 0):.3e} lse_err {r.get('lse_err', 0):.2e} "
+               f"det={r.get('deterministic')}") + (f"\n{r['tb']}" if r.get("tb") else ""))
+    n_ok = sum(r["ok"] for r in results)
+    log(f"fp8 correctness: {n_ok}/{len(results)} passed")
+    from attnhub_hopper.device_check import fp8_rmse
+
+    rmse = fp8_rmse(log, forward=cuda_fwd.forward)
+    rows = [] if args.no_grid else fp8_grid(log, args.quick)
+    data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                date=time.strftime("%Y-%m-%d"), builds=builds, v_layout=layout,
+                score_error=score, rmse=rmse, cases=results, grid=rows)
+    with open(os.path.join(args.out, "cuda_fp8.json"), "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    if rows:
+        plot(os.path.join(args.out, "cuda_fp8.json"), os.path.join(args.out, "cuda_fp8.png"))
+    log(f"fp8 correctness: {n_ok}/{len(results)} passed")
+
+
 def plot(json_path: str, png_path: str) -> None:
     """TFLOP/s against seqlen, one panel per head dim x causal: the shipped CUDA tile, cuDNN,
-    SDPA-flash and the Triton hopper kernel, all from the same run."""
+    SDPA-flash and the Triton hopper kernel, all from the same run (for an FP8 run: the
+    FP8 kernels against bf16 cuDNN / SDPA-flash on the same shapes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,6 +408,7 @@ def plot(json_path: str, png_path: str) -> None:
     with open(json_path) as f:
         data = json.load(f)
     rows = data["grid"]
+    fp8 = any("triton-fp8" in r["peers"] for r in rows)
     dims = sorted({r["D"] for r in rows})
     fig, axes = plt.subplots(2, len(dims), figsize=(4.2 * len(dims), 7), squeeze=False)
     for j, D in enumerate(dims):
@@ -188,10 +417,18 @@ def plot(json_path: str, png_path: str) -> None:
             sel = sorted((r for r in rows if r["D"] == D and r["causal"] == causal),
                          key=lambda r: r["S"])
             xs = [r["S"] for r in sel]
-            series = {"hopper-fa3 CUDA (shipped tile)": [r.get("default_tflops") for r in sel],
-                      "cuDNN (SDPA)": [r["peers"].get("cudnn") for r in sel],
-                      "SDPA flash (FA2)": [r["peers"].get("flash") for r in sel],
-                      "hopper-fa3 Triton": [r["peers"].get("triton-hopper") for r in sel]}
+            if fp8:
+                series = {
+                    "hopper-fa3 CUDA FP8 (shipped tile)": [r.get("default_tflops") for r in sel],
+                    "hopper-fa3 Triton FP8": [r["peers"].get("triton-fp8") for r in sel],
+                    "cuDNN bf16 (SDPA)": [r["peers"].get("cudnn-bf16") for r in sel],
+                    "SDPA flash bf16 (FA2)": [r["peers"].get("flash-bf16") for r in sel]}
+            else:
+                series = {
+                    "hopper-fa3 CUDA (shipped tile)": [r.get("default_tflops") for r in sel],
+                    "cuDNN (SDPA)": [r["peers"].get("cudnn") for r in sel],
+                    "SDPA flash (FA2)": [r["peers"].get("flash") for r in sel],
+                    "hopper-fa3 Triton": [r["peers"].get("triton-hopper") for r in sel]}
             for name, ys in series.items():
                 ax.plot(xs, ys, marker="o", label=name)
             ax.set_xscale("log", base=2)
@@ -201,7 +438,8 @@ def plot(json_path: str, png_path: str) -> None:
             ax.set_ylabel("TFLOP/s")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{data['device']}, bf16 forward, {data['date']} (one run)")
+    what = "FP8 (e4m3) forward" if fp8 else "bf16 forward"
+    fig.suptitle(f"{data['device']}, {what}, {data['date']} (one run)")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
 
@@ -211,6 +449,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-grid", action="store_true")
+    ap.add_argument("--fp8", action="store_true", help="the FP8 kernel's checks and timing")
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     args = ap.parse_args()
     if args.plot_from:
@@ -222,7 +461,8 @@ def main():
     import torch
     from attnhub_hopper.cuda_fwd import Tile
 
-    logf = open(os.path.join(args.out, "cuda_fwd_log.txt"), "w")
+    logf = open(os.path.join(args.out, "cuda_fp8_log.txt" if args.fp8 else "cuda_fwd_log.txt"),
+                "w")
 
     def log(msg):
         print(msg, flush=True)
@@ -234,6 +474,8 @@ def main():
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} "
         f"{time.strftime('%Y-%m-%d %H:%M')}")
     log(f"import: {cuda_fwd._import_reason() or 'ok'}")
+    if args.fp8:
+        return main_fp8(args, log)
     t0 = time.time()
     builds = []
     for D, tiles in VARIANTS.items():

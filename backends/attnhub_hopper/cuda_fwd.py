@@ -8,7 +8,11 @@ kernel is launched on torch's current stream with ``cuLaunchKernel``.
 What it covers (everything else goes to the Triton kernel in ``kernels.py``, with the
 reason in :func:`unsupported_reason`): dense (B, H, S, D) fp16/bf16 inputs, head dim 64,
 128 or 256 for both QK and V, causal or not (bottom-right), GQA/MQA, BHSD or BSHD strides
-(16-byte aligned), no sliding window, no softcap, positive scale.
+(16-byte aligned), no sliding window, no softcap, positive scale; and the same in FP8
+(e4m3 Q/K/V with FlashAttention-3's (B, Hk) descales, bf16 O) at head dim 128 or 256.  FP8
+V is read with its keys permuted (:func:`key_order`): either copied once into that order
+before the launch (``fp8_v.cu``) or, for short problems (``Tile.v_smem``), permuted by the
+kernel in shared memory.
 
 ``ATTNHUB_HOPPER_CUDA=0`` turns it off.  :func:`nvcc_check` compiles the same source with
 ``nvcc`` for sm_90a (the CPU CI does this) and returns ptxas's resource report.
@@ -34,6 +38,7 @@ __all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "insta
            "forward", "source", "options", "smem_bytes", "nvcc_check", "enabled"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
+_V_SRC = pathlib.Path(__file__).with_name("fp8_v.cu")
 _LOG2E = 1.4426950408889634
 _SMEM_LIMIT = 232448  # bytes of dynamic shared memory one block may use on sm90
 
@@ -41,21 +46,31 @@ _PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
 
 
 class Tile(NamedTuple):
-    """One specialisation: key-block width, pipeline stages, and ping-pong between the two
-    consumer warpgroups (FA3 §3.1)."""
+    """One specialisation: key-block width, pipeline stages, ping-pong between the two
+    consumer warpgroups (FA3 §3.1), and (FP8 only) V's keys permuted in shared memory by
+    the producer warps rather than by a pass over V before the launch."""
 
     block_n: int
     stages: int
     pingpong: bool = False
+    v_smem: bool = False
 
     def __str__(self):
-        return f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
+        return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
+                + ("-vs" if self.v_smem else ""))
 
 
-def default_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
+def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2 and 4): ping-pong
     pays at d64 everywhere and at d128 below 8k keys; wide key blocks pay at long sequences;
-    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)."""
+    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise).
+    FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
+    d256 (+1-4 %) except causal from 8k keys, and cost 1-8 % at d128; permuting V in
+    shared memory beat the 30 us pass over V only for causal problems up to 4k keys
+    (NOTES.md, FP8 runs 2-4)."""
+    if fp8:
+        pp = head_dim == 256 and not (causal and seqlen_k >= 8192)
+        return Tile(128, 2, pp, causal and seqlen_k <= 4096)
     if head_dim == 64:
         short = seqlen_k <= 1024 or (causal and seqlen_k < 8192)
         return Tile(128 if short else 192, 2, True)
@@ -66,11 +81,11 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
     return Tile(80, 2)
 
 
-def shipped_tiles() -> set:
+def shipped_tiles(fp8: bool = False) -> set:
     """Every (head dim, causal, tile) :func:`default_tile` can return."""
-    return {(d, c, default_tile(d, c, s)) for d in (64, 128, 256) for c in (False, True)
+    dims = (128, 256) if fp8 else (64, 128, 256)
+    return {(d, c, default_tile(d, c, s, fp8)) for d in dims for c in (False, True)
             for s in (1024, 4096, 16384)}
-
 
 
 
@@ -78,25 +93,38 @@ def enabled() -> bool:
     return os.environ.get("ATTNHUB_HOPPER_CUDA", "1") not in ("0", "")
 
 
-def smem_bytes(head_dim: int, block_n: int, stages: int) -> int:
-    q = 128 * head_dim * 2
-    kv = block_n * head_dim * 2
-    return q + 2 * stages * kv + 8 * (1 + 4 * stages) + 1024  # + alignment slack
+_FP8 = getattr(torch, "float8_e4m3fn", None)
+_WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
+
+
+def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False) -> int:
+    """Dynamic shared memory of a specialisation (FP8 counts V_SMEM_PERMUTE's barriers
+    either way)."""
+    e = 1 if fp8 else 2
+    q = 128 * head_dim * e
+    kv = block_n * head_dim * e
+    o = 128 * head_dim * 2 if fp8 else 0  # FP8: O staged in its own buffer
+    bars = 8 * (1 + (5 if fp8 else 4) * stages)
+    return q + 2 * stages * kv + o + bars + 1024  # + alignment slack
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
     """The full translation unit: typedefs, generated wgmma wrappers, ``fa3_fwd.cu``."""
-    name = {torch.bfloat16: "bf16", torch.float16: "f16"}.get(dtype)
+    name = _WGMMA_TYPES.get(dtype)
     if name is None:
-        raise TypeError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
+        raise TypeError(f"dtype must be torch.float16, torch.bfloat16 or "
+                        f"torch.float8_e4m3fn, got {dtype}")
     return (_PRELUDE + wgmma_ptx.header([block_n], [head_dim], name) + "\n"
             + _SRC.read_text())
 
 
 def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
+    fp8 = dtype == _FP8
     return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_N={tile.block_n}", f"-DSTAGES={tile.stages}",
-            f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
-            f"-DPINGPONG={int(tile.pingpong)}")
+            f"-DCAUSAL={int(bool(causal))}",
+            f"-DIS_BF16={int(fp8 or dtype == torch.bfloat16)}",  # FP8's O is bf16
+            f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
+            f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}")
 
 
 def _aligned(t: torch.Tensor) -> bool:
@@ -142,10 +170,14 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
     if problem.is_varlen:
         return "varlen (cu_seqlens) inputs"
     if problem.is_fp8:
-        return "fp8 inputs"
-    if problem.dtype not in (torch.float16, torch.bfloat16):
+        if problem.dtype != _FP8 or problem.out_dtype != torch.bfloat16:
+            return f"fp8 dtype {problem.dtype} -> {problem.out_dtype} (needs e4m3 -> bf16)"
+        if problem.head_dim != problem.head_dim_v or problem.head_dim not in (128, 256):
+            return (f"fp8 head dims {problem.head_dim}/{problem.head_dim_v} "
+                    "(needs equal head dims of 128 or 256)")
+    elif problem.dtype not in (torch.float16, torch.bfloat16):
         return f"dtype {problem.dtype}"
-    if problem.head_dim != problem.head_dim_v or problem.head_dim not in (64, 128, 256):
+    elif problem.head_dim != problem.head_dim_v or problem.head_dim not in (64, 128, 256):
         return (f"head dims {problem.head_dim}/{problem.head_dim_v} "
                 "(needs equal head dims of 64, 128 or 256)")
     if problem.window is not None:
@@ -156,8 +188,10 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return f"scale {problem.scale} (needs a positive scale)"
     if problem.batch > 65535 or problem.heads_q > 65535:  # the grid's y and z limits
         return f"batch {problem.batch} / heads {problem.heads_q} above 65535"
-    if not all(_aligned(t) for t in (q, k, v)):
-        return "q/k/v strides or base not 16-byte aligned for TMA"
+    # an FP8 v is copied into the kernel's layout, so only q and k are read in place
+    if not all(_aligned(t) for t in ((q, k) if problem.is_fp8 else (q, k, v))):
+        return ("q/k strides or base not 16-byte aligned for TMA" if problem.is_fp8
+                else "q/k/v strides or base not 16-byte aligned for TMA")
     if q.device.type != "cuda":
         return "not a CUDA tensor"
     return _import_reason()
@@ -170,7 +204,7 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     import cupy
     from cuda.bindings import driver as cu
 
-    smem = smem_bytes(head_dim, tile.block_n, tile.stages)
+    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8)
     if smem > _SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
                          f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
@@ -197,71 +231,162 @@ def _check(ret):
 
 
 def _tensor_map(t: torch.Tensor, box_rows: int):
-    """A 4-D TMA map over the (D, S, H, B) view of a (B, H, S, D) tensor, 128B swizzle.
-    A map holds only the address, sizes and strides, so maps are reused for tensors that
-    share all three (a training step's layers do)."""
+    """A 4-D TMA map over the (D, S, H, B) view of a (B, H, S, D) tensor, 128B swizzle,
+    boxes of 128 bytes by ``box_rows``.  A map holds only the address, sizes and strides,
+    so maps are reused for tensors that share all three (a training step's layers do)."""
     return _encode(t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.element_size(),
-                   t.dtype == torch.bfloat16, box_rows)
+                   str(t.dtype), box_rows)
 
 
 @functools.lru_cache(maxsize=512)
-def _encode(ptr: int, shape: tuple, stride: tuple, e: int, bf16: bool, box_rows: int):
+def _encode(ptr: int, shape: tuple, stride: tuple, e: int, dtype: str, box_rows: int):
     from cuda.bindings import driver as cu
 
     B, H, S, D = shape
     strides = []
     for n, s in ((S, stride[2]), (H, stride[1]), (B, stride[0])):
-        if n == 1:  # a size-1 dim may carry any stride; TMA wants a 16-byte multiple
-            s = D
-        strides.append(s * e)
-    dt = (cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 if bf16
-          else cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16)
+        # a size-1 dim may carry any stride; TMA wants a 16-byte multiple: repeat the last
+        strides.append(s * e if n != 1 else (strides[-1] if strides else 16))
+    types = cu.CUtensorMapDataType
+    dt = {"torch.bfloat16": types.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+          "torch.float16": types.CU_TENSOR_MAP_DATA_TYPE_FLOAT16}.get(
+        dtype, types.CU_TENSOR_MAP_DATA_TYPE_UINT8)  # e4m3 and its uint8 views
     u64, u32 = cu.cuuint64_t, cu.cuuint32_t
     return _check(cu.cuTensorMapEncodeTiled(
         dt, 4, ptr, [u64(x) for x in (D, S, H, B)], [u64(x) for x in strides],
-        [u32(64), u32(box_rows), u32(1), u32(1)], [u32(1)] * 4,
+        [u32(128 // e), u32(box_rows), u32(1), u32(1)], [u32(1)] * 4,
         cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
         cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
         cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
         cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
 
 
-def _empty_o(q: torch.Tensor, B, H, S, D) -> torch.Tensor:
+def _empty_o(q: torch.Tensor, B, H, S, D, dtype) -> torch.Tensor:
     """O in q's memory order (BSHD memory for a BSHD view), contiguous either way."""
     if q.stride(1) < q.stride(2):
-        return torch.empty(B, S, H, D, dtype=q.dtype, device=q.device).transpose(1, 2)
-    return torch.empty(B, H, S, D, dtype=q.dtype, device=q.device)
+        return torch.empty(B, S, H, D, dtype=dtype, device=q.device).transpose(1, 2)
+    return torch.empty(B, H, S, D, dtype=dtype, device=q.device)
+
+
+def key_order() -> torch.Tensor:
+    """The order of V's keys the FP8 kernel reads: for each position of a 16-key chunk,
+    the key it holds.  The thread that owns S columns {2q, 2q+1, 8+2q, 9+2q} (and 16 +
+    those) of a k32 step packs them as e4m3 A-register positions {4q .. 4q+3} (and 16 +
+    those), so position 4q + 2a + e holds key 8a + 2q + e (the tests check this against an
+    emulation of the register layouts)."""
+    pos = torch.arange(16)
+    e, a, q = pos % 2, (pos // 2) % 2, pos // 4
+    return 8 * a + 2 * q + e
+
+
+def fp8_v_reference(v: torch.Tensor) -> torch.Tensor:
+    """What :func:`_fp8_v` computes, in torch (any device): (B, Hk, Dv, Sk') uint8, keys
+    contiguous and permuted within each 16-key chunk by :func:`key_order`, Sk' = Sk rounded
+    up to 32 with zero keys."""
+    B, H, S, D = v.shape
+    vt = v.view(torch.uint8).transpose(-1, -2)
+    vt = torch.nn.functional.pad(vt, (0, -S % 32))
+    return vt.reshape(B, H, D, -1, 16)[..., key_order().to(v.device)].reshape(B, H, D, -1)
+
+
+@functools.lru_cache(maxsize=None)
+def _v_kernel(device_index: int):
+    import cupy
+    from cuda.bindings import driver as cu
+
+    with cupy.cuda.Device(device_index):
+        mod = cupy.RawModule(code=_V_SRC.read_text(), options=("-std=c++17",),
+                             backend="nvrtc")
+        return mod, cu.CUfunction(mod.get_function("attnhub_fp8_v_layout").kernel.ptr)
+
+
+def _fp8_v(v: torch.Tensor, device_index: int) -> torch.Tensor:
+    """V for the FP8 kernel (see :func:`fp8_v_reference`) by ``fp8_v.cu``: one pass over V
+    from any layout, 16-byte loads for sequence-major V (how quantize_fp8 stores it);
+    30 us for 8 x 16k x 256 on the H100."""
+    B, H, S, D = v.shape
+    skp = -(-S // 32) * 32
+    out = torch.empty(B, H, D, skp, dtype=torch.uint8, device=v.device)
+    rows = B * H * D
+    threads = rows * (skp // 32)
+    _, func = _v_kernel(device_index)
+    _launch(func, (-(-threads // 256), 1, 1), 256, 0, v.device, (), (
+        ctypes.c_void_p(v.data_ptr()), ctypes.c_void_p(out.data_ptr()),
+        ctypes.c_longlong(v.stride(0)), ctypes.c_longlong(v.stride(1)),
+        ctypes.c_longlong(v.stride(3)), ctypes.c_longlong(v.stride(2)), ctypes.c_int(H),
+        ctypes.c_int(D), ctypes.c_int(S), ctypes.c_int(skp), ctypes.c_longlong(rows)))
+    return out
+
+
+def _fp8_vt(v: torch.Tensor) -> torch.Tensor:
+    """For ``Tile.v_smem``: the (B, Hk, Dv, Sk) view of an FP8 V that the kernel's TMA
+    reads, keys contiguous, rows 16-byte aligned.  quantize_fp8's V (sequence-major
+    storage) is used in place; anything else is copied once, rows padded to 16 bytes (keys
+    past Sk are never read: the TMA map ends at Sk and fills zeros)."""
+    vt = v.view(torch.uint8).transpose(-1, -2)
+    if _aligned(vt):
+        return vt
+    B, H, D, S = vt.shape
+    buf = torch.empty(B, H, D, S + (-S % 16), dtype=torch.uint8, device=v.device)
+    return buf[..., :S].copy_(vt)
+
+
+def _descale_ptrs(problem, B, Hk, device):
+    """q/k/v descales as (B, Hk) contiguous float32 tensors and their addresses; None stays
+    a null pointer (the kernel reads it as 1).  Anything broadcastable to (B, Hk) is
+    accepted, as in the Triton kernel."""
+    keep, ptrs = [], []
+    for t in (problem.q_descale, problem.k_descale, problem.v_descale):
+        if t is None:
+            ptrs.append(0)
+            continue
+        t = t.to(device=device, dtype=torch.float32).expand(B, Hk).contiguous()
+        keep.append(t)
+        ptrs.append(t.data_ptr())
+    return keep, ptrs
+
+
+def _launch(func, grid, block, smem, device, maps, scalars):
+    """cuLaunchKernel on torch's current stream.  kernelParams is an array of pointers to
+    each argument's bytes (the maps' 128-byte storage, then ctypes scalars), laid out as
+    the kernel's signature."""
+    from cuda.bindings import driver as cu
+
+    stream = cu.CUstream(torch.cuda.current_stream(device).cuda_stream)
+    params = (ctypes.c_void_p * (len(maps) + len(scalars)))(
+        *[m.getPtr() for m in maps], *[ctypes.addressof(x) for x in scalars])
+    _check(cu.cuLaunchKernel(func, *grid, block, 1, 1, smem, stream,
+                             ctypes.addressof(params), 0))
 
 
 def forward(q, k, v, problem, tile: Optional[Tile] = None):
     """``(O, LSE)`` of a dense problem :func:`unsupported_reason` accepted."""
-    from cuda.bindings import driver as cu
-
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
-    o = _empty_o(q, B, Hq, Sq, D)
+    fp8 = q.dtype == _FP8
+    o = _empty_o(q, B, Hq, Sq, D, torch.bfloat16 if fp8 else q.dtype)
     lse = torch.empty(B, Hq, Sq, dtype=torch.float32, device=q.device)
     if o.numel() == 0:
         return o, lse.fill_(float("-inf"))
     if Sk == 0:
         return o.zero_(), lse.fill_(float("-inf"))
     causal = bool(problem.causal)
-    tile = tile or default_tile(D, causal, Sk)
+    tile = Tile(*(tile or default_tile(D, causal, Sk, fp8)))
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    tile = Tile(*tile)
     _, func, smem = _kernel(dev, D, tile, causal, q.dtype)
-    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), _tensor_map(v, tile.block_n),
-            _tensor_map(o, 64))
-    stream = cu.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
-    # kernelParams: an array of pointers to each argument's bytes (the maps' 128-byte
-    # storage, ctypes scalars for the rest), laid out as the kernel's signature.
-    scalars = (ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
-               ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
-               ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E))
-    params = (ctypes.c_void_p * (len(maps) + len(scalars)))(
-        *[m.getPtr() for m in maps], *[ctypes.addressof(x) for x in scalars])
-    _check(cu.cuLaunchKernel(func, math.ceil(Sq / 128), Hq, B, 384, 1, 1, smem, stream,
-                             ctypes.addressof(params), 0))
+    keep, ds_ptrs = [], [0, 0, 0]
+    if fp8:
+        keep, ds_ptrs = _descale_ptrs(problem, B, Hk, q.device)  # alive until the launch
+        vt = _fp8_vt(v) if tile.v_smem else _fp8_v(v, dev)
+        vmap = _tensor_map(vt, D)  # boxes of 128 keys by all Dv rows
+    else:
+        vmap = _tensor_map(v, tile.block_n)
+    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), vmap, _tensor_map(o, 64))
+    _launch(func, (math.ceil(Sq / 128), Hq, B), 384, smem, q.device, maps, (
+        ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
+        ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
+        ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E),
+        *[ctypes.c_void_p(x) for x in ds_ptrs]))
     return o, lse
 
 

@@ -354,14 +354,17 @@ def time_fp8(log):
     return out
 
 
-def fp8_rmse(log):
+def fp8_rmse(log, forward=None):
     """RMSE against fp64 on inputs with outlier channels (2 of D channels of Q and K
     scaled x10, the FA3 paper's "outlier features"): quantize_fp8 (block scales +
-    Hadamard) vs plain per-tensor FP8, both through this kernel; bf16 for scale."""
+    Hadamard) vs plain per-tensor FP8, both through ``forward`` (default: this Triton
+    kernel; cuda_check passes the CUDA one); bf16 for scale."""
     import torch
     from attnhub.fp8 import E4M3_MAX, quantize_fp8
     from attnhub.reference import attention_dense
     from attnhub_hopper import ops
+
+    forward = forward or ops.forward
 
     out = []
     for D in (128, 256):
@@ -381,7 +384,7 @@ def fp8_rmse(log):
         def rmse(q8, k8, v8, qd, kd, vd):
             p = _problem(B, H, H, S, S, D, dtype="float8_e4m3fn", scale=scale,
                          q_descale=qd, k_descale=kd, v_descale=vd)
-            o, _ = ops.forward(q8, k8, v8, p)
+            o, _ = forward(q8, k8, v8, p)
             return (o.double() - ref).pow(2).mean().sqrt().item()
 
         def per_tensor(x):
@@ -393,7 +396,7 @@ def fp8_rmse(log):
         block = rmse(*quantize_fp8(q, k, v, hadamard=False))
         had = rmse(*quantize_fp8(q, k, v))
         pb = _problem(B, H, H, S, S, D, scale=scale)
-        ob, _ = ops.forward(q, k, v, pb)
+        ob, _ = forward(q, k, v, pb)
         bf = (ob.double() - ref).pow(2).mean().sqrt().item()
         row = dict(D=D, S=S, per_tensor=plain, block=block, block_hadamard=had, bf16=bf,
                    ratio=had / plain)

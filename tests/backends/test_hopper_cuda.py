@@ -5,6 +5,9 @@ tile, with no local-memory spills and without ptxas serialising the wgmma pipeli
 warning that silently costs the overlap); the generated wgmma wrappers; which problems the
 CUDA path refuses and why.  On an sm90 GPU: the tolerance rule on awkward shapes, every
 tile, both layouts and dtypes, determinism, and the path through ``attnhub.attention``.
+FP8 (e4m3): the same compile checks; that V's key order (``fp8_v.cu``) and the kernel's
+packing of P into e4m3 A registers compute P·V (an emulation of the register layouts);
+on the GPU the FP8 rule over the check script's cases and the V layout kernel.
 """
 
 import re
@@ -15,7 +18,7 @@ import torch
 
 from attnhub.contract import Problem
 from attnhub_hopper import cuda_fwd, wgmma_ptx
-from attnhub_hopper.cuda_check import _Cuda  # the CUDA forward; poisons O/LSE memory first
+from attnhub_hopper.cuda_check import _Cuda, fp8_cases  # _Cuda poisons O/LSE memory first
 
 ON_SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 needs_sm90 = pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU")
@@ -51,6 +54,94 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages) <= cuda_fwd._SMEM_LIMIT
 
 
+FP8 = torch.float8_e4m3fn
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("shipped", sorted(cuda_fwd.shipped_tiles(fp8=True)),
+                         ids=lambda k: f"d{k[0]}-{'causal' if k[1] else 'full'}-{k[2]}")
+def test_nvcc_compiles_fp8_for_sm90a(shipped):
+    D, causal, tile = shipped
+    report = cuda_fwd.nvcc_check(D, tile, causal, FP8)
+    assert not re.search(r"C751\d", report), report
+    spill = int(re.search(r"(\d+) bytes spill stores", report).group(1))
+    # d256 causal holds O (128), S (64) and P (16 registers) of 240; ptxas spills a word or
+    # four of the mask's limits (NOTES.md, FP8).  Anything more is a regression.
+    assert spill <= (32 if (D, causal) == (256, True) else 0), report
+    assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages, fp8=True) <= cuda_fwd._SMEM_LIMIT
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+def test_nvcc_compiles_the_fp8_v_layout_kernel(tmp_path):
+    import subprocess
+
+    res = subprocess.run([NVCC, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-Xptxas",
+                          "-v", "-o", str(tmp_path / "v.cubin"), str(cuda_fwd._V_SRC)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "0 bytes spill stores" in res.stderr, res.stderr
+
+
+def test_fp8_key_order_matches_the_register_packing():
+    """Emulate one warp: S accumulator fragments (m64nNk16 layout: rows r, r+8, columns
+    8c + 2q + e), packed as fa3_fwd.cu's pack_p does into k32 e4m3 A registers (a0: row r,
+    columns 4q..4q+3; a1: row r+8; a2, a3: columns + 16); against V with the keys of each
+    16-key chunk in key_order (the producer's in-place permutation), that is P·V."""
+    g = torch.Generator().manual_seed(0)
+    P, V = torch.randn(16, 32, generator=g), torch.randn(32, 8, generator=g)
+    A = torch.zeros(16, 32)
+    for lane in range(32):
+        q, r = lane % 4, lane // 4
+        s = [0.0] * 16
+        for c in range(4):
+            for e in range(2):
+                s[4 * c + e] = P[r, 8 * c + 2 * q + e]
+                s[4 * c + 2 + e] = P[r + 8, 8 * c + 2 * q + e]
+        regs = [(s[0], s[1], s[4], s[5]), (s[2], s[3], s[6], s[7]),
+                (s[8], s[9], s[12], s[13]), (s[10], s[11], s[14], s[15])]
+        for (row, col), vals in zip(((r, 4 * q), (r + 8, 4 * q), (r, 16 + 4 * q),
+                                     (r + 8, 16 + 4 * q)), regs):
+            A[row, col:col + 4] = torch.tensor(vals)
+    order = cuda_fwd.key_order()
+    assert sorted(order.tolist()) == list(range(16))
+    order = torch.cat([order, 16 + order])
+    torch.testing.assert_close(A @ V[order], P @ V)
+    assert not torch.allclose(A @ V, P @ V)  # the order matters
+
+
+def test_fp8_v_reference_layout():
+    v = torch.randint(0, 256, (2, 3, 70, 128), dtype=torch.uint8)
+    out = cuda_fwd.fp8_v_reference(v.view(FP8))
+    assert out.shape == (2, 3, 128, 96) and out.dtype == torch.uint8 and out.is_contiguous()
+    order = cuda_fwd.key_order()
+    vt = v.transpose(-1, -2)
+    assert torch.equal(out[..., 48:64], vt[..., 48:64][..., order])
+    tail = torch.nn.functional.pad(vt[..., 64:], (0, 10))  # keys 64-69, then zero keys
+    assert torch.equal(out[..., 64:80], tail[..., order])
+    assert int((out[..., 80:] != 0).sum()) == 0
+
+
+def test_fp8_v_is_read_in_place_when_sequence_major():
+    from attnhub.fp8 import quantize_fp8
+
+    x = torch.randn(1, 2, 64, 128)
+    f = quantize_fp8(x, x, x)  # V stored sequence-major, 64 keys = 64-byte rows
+    vt = cuda_fwd._fp8_vt(f.v)
+    assert vt.data_ptr() == f.v.data_ptr() and vt.shape == (1, 2, 128, 64)
+    v = torch.randint(0, 256, (2, 3, 70, 128), dtype=torch.uint8).view(FP8)  # BHSD, 70 keys
+    vt = cuda_fwd._fp8_vt(v)
+    assert vt.stride() == (3 * 128 * 80, 128 * 80, 80, 1)  # rows padded to 16 bytes
+    assert torch.equal(vt, v.view(torch.uint8).transpose(-1, -2))
+
+
+def test_fp8_problems_the_cuda_kernel_refuses():
+    p = _problem(D=64, dtype=FP8)
+    q, k, v = (torch.zeros(1, 2, 64, 64, dtype=FP8) for _ in range(3))
+    assert "fp8 head dims" in cuda_fwd.unsupported_reason(q, k, v, p)
+    p = _problem(D=128, dtype=FP8)
+    q, k, v = (torch.zeros(1, 2, 64, 128, dtype=FP8) for _ in range(3))
+    assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
+
+
 def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
     assert cuda_fwd.default_tile(128, False, 2048).pingpong
@@ -65,6 +156,9 @@ def test_wgmma_wrappers_list_every_accumulator():
     # 88 accumulators for the n176 product, then descriptors and the scale flag
     assert "%87}" in text and '"+f"(d[87])' in text and '"=f"(d[87])' in text
     assert "p, 1, 1, 1;" in text  # rs: B (V) read N-major
+    fp8 = wgmma_ptx.header([128], [256], "e4m3")
+    assert "m64n128k32.f32.e4m3.e4m3" in fp8 and "m64n256k32.f32.e4m3.e4m3" in fp8
+    assert "p, 1, 1, 1" not in fp8 and "p, 1, 1;" in fp8  # FP8 takes no transpose flags
     with pytest.raises(ValueError, match="dtype"):
         wgmma_ptx.header([64], [64], "fp8")
 
@@ -178,6 +272,29 @@ def test_cuda_forward_is_deterministic_and_used_by_the_backend():
     assert torch.equal(o, o1)  # the backend's forward is this kernel
     o.float().square().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (qg, kg, vg))
+
+
+def _fp8_case_id(c):
+    return "-".join(f"{k}{v}" for k, v in c.items())
+
+
+@needs_sm90
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", fp8_cases(False), ids=_fp8_case_id)
+def test_cuda_fp8_forward_rule(case):
+    from attnhub_hopper.cuda_check import run_fp8_case
+
+    res = run_fp8_case(case)  # FP8 rule (fp8_rule.check_fp8), poisoned outputs, rerun
+    assert res["ok"], res
+
+
+@needs_sm90
+@pytest.mark.gpu
+def test_fp8_v_layout_kernel_matches_the_reference():
+    from attnhub_hopper.cuda_check import fp8_v_checks
+
+    res = fp8_v_checks(lambda msg: None)
+    assert all(r["ok"] for r in res), res
 
 
 def test_check_script_plots_a_results_json(tmp_path):

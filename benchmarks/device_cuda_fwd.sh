@@ -9,6 +9,12 @@ timeout 90 python3 - <<'PY' || { echo "SMOKE FAILED rc=$?"; exit 1; }
 import torch, time, torch.nn.functional as F
 from attnhub.contract import Problem
 from attnhub_hopper import cuda_fwd
+for causal in (False, True):  # the persistent kernel first, alone (a hang ends here)
+    q, k, v = (torch.randn(2, 4, 1000, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    p = Problem(2, 4, 4, 1000, 1000, 128, 128, torch.bfloat16, torch.device("cuda"), scale=128 ** -0.5, causal=causal)
+    t = time.time(); o, lse = cuda_fwd.forward(q, k, v, p, tile=cuda_fwd.Tile(128, 2, True, False, True)); torch.cuda.synchronize()
+    ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal)
+    print("persistent causal", causal, "first call", round(time.time() - t, 2), "s; max err", (o.float() - ref).abs().max().item(), flush=True)
 for causal in (False, True):
     q, k, v = (torch.randn(2, 4, 1000, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     p = Problem(2, 4, 4, 1000, 1000, 128, 128, torch.bfloat16, torch.device("cuda"), scale=128 ** -0.5, causal=causal)

@@ -40,10 +40,19 @@ from attnhub_hopper.device_check import _bench, _poison, _sdpa  # noqa: E402
 # (cuda_fwd.default_tile); the correctness grid runs the defaults, the rest run on one
 # awkward shape each.
 VARIANTS = {
-    64: [(192, 2, True), (128, 2, True), (192, 2, False)],
-    128: [(128, 2, True), (176, 2, False), (128, 2, False), (176, 2, True)],
+    64: [(192, 2, True), (128, 2, True), (192, 2, False), (192, 2, True, False, True),
+         (128, 2, True, False, True)],
+    128: [(128, 2, True), (176, 2, False), (128, 2, False), (176, 2, True),
+          (128, 2, True, False, True), (128, 2, False, False, True)],
     256: [(80, 2, False), (80, 2, True), (64, 2, True)],
 }
+# the persistent kernel (one CTA per SM, tiles from an atomic counter) on shapes that give a
+# CTA many tiles, tiles with no key block (causal, Sq > Sk), GQA and ragged ends
+PERSISTENT_CASES = [dict(Sq=2000, Sk=2000, B=4, Hq=8, Hk=8),
+                    dict(Sq=1500, Sk=200, B=4, Hq=16, Hk=4),
+                    dict(Sq=113, Sk=203, B=2, Hq=4, Hk=4),
+                    dict(Sq=4096, Sk=1, B=2, Hq=4, Hk=4),
+                    dict(Sq=1, Sk=4096, B=2, Hq=4, Hk=2)]
 
 
 def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
@@ -89,6 +98,9 @@ def cases(quick):
             for tile in VARIANTS[D][1:]:
                 out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
                                 tile=tile))
+            for tile in (t for t in VARIANTS[D] if len(t) > 4 and t[4]):
+                for shape in PERSISTENT_CASES:
+                    out.append(dict(D=D, causal=causal, tile=tile, **shape))
     if quick:
         out = out[::3]
     return out
@@ -264,7 +276,8 @@ def fp8_grid(log, quick):
                             f"{str(exc)[-300:]}")
                 row["v_relayout_us"] = _bench(lambda: cuda_fwd._fp8_v(v8, 0)) * 1e3
                 try:
-                    row["peers"]["triton-fp8"] = fl / _bench(lambda: ops.forward(q8, k8, v8, p)) / 1e9
+                    ms = _bench(lambda: ops.forward(q8, k8, v8, p))
+                    row["peers"]["triton-fp8"] = fl / ms / 1e9
                 except Exception as exc:
                     log(f"  triton fp8 failed: {exc}")
                 for name, key in (("CUDNN_ATTENTION", "cudnn-bf16"),
@@ -277,7 +290,8 @@ def fp8_grid(log, quick):
                 row["default_tile"] = str(cuda_fwd.default_tile(D, causal, S, fp8=True))
                 row["default_tflops"] = row["cuda"].get(row["default_tile"])
                 tr = row["peers"].get("triton-fp8")
-                row["x_triton_fp8"] = row["default_tflops"] / tr if tr and row["default_tflops"] else None
+                dft = row["default_tflops"]
+                row["x_triton_fp8"] = dft / tr if tr and dft else None
                 rows.append(row)
                 log(f"fp8 d{D} s{S:>5} {'causal' if causal else 'full  '} "
                     + " ".join(f"{k_}:{v_:.0f}" for k_, v_ in row["cuda"].items())

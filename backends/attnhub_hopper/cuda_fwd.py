@@ -47,34 +47,43 @@ _PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
 
 class Tile(NamedTuple):
     """One specialisation: key-block width, pipeline stages, ping-pong between the two
-    consumer warpgroups (FA3 §3.1), and (FP8 only) V's keys permuted in shared memory by
-    the producer warps rather than by a pass over V before the launch."""
+    consumer warpgroups (FA3 §3.1), (FP8 only) V's keys permuted in shared memory by the
+    producer warps rather than by a pass over V before the launch, and a persistent grid
+    (one CTA per SM taking tiles from an atomic counter) instead of one CTA per tile."""
 
     block_n: int
     stages: int
     pingpong: bool = False
     v_smem: bool = False
+    persistent: bool = False
 
     def __str__(self):
         return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
-                + ("-vs" if self.v_smem else ""))
+                + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else ""))
 
 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
-    """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2 and 4): ping-pong
+    """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6): ping-pong
     pays at d64 everywhere and at d128 below 8k keys; wide key blocks pay at long sequences;
-    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise).
+    the persistent grid pays at short ones (d64 up to 2k keys, 4k causal; d128 up to 1k);
+    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
+    and has no shared memory for the persistent kernel's O buffer.
     FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
-    d256 (+1-4 %) except causal from 8k keys, and cost 1-8 % at d128; permuting V in
+    d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
-    (NOTES.md, FP8 runs 2-4)."""
+    (NOTES.md, FP8 runs 2-7)."""
     if fp8:
-        pp = head_dim == 256 and not (causal and seqlen_k >= 8192)
-        return Tile(128, 2, pp, causal and seqlen_k <= 4096)
+        short = seqlen_k <= 4096
+        return Tile(128, 2, head_dim == 256 and short, causal and short)
     if head_dim == 64:
-        short = seqlen_k <= 1024 or (causal and seqlen_k < 8192)
-        return Tile(128 if short else 192, 2, True)
+        if seqlen_k <= 1024 or (causal and seqlen_k <= 2048):
+            return Tile(128, 2, True, persistent=True)
+        if seqlen_k <= 2048 or (causal and seqlen_k <= 4096):
+            return Tile(192, 2, True, persistent=True)
+        return Tile(128 if causal and seqlen_k < 8192 else 192, 2, True)
     if head_dim == 128:
+        if seqlen_k <= 1024:
+            return Tile(128, 2, causal, persistent=True)
         if seqlen_k < 8192:
             return Tile(128, 2, True)
         return Tile(128, 2) if causal else Tile(176, 2)
@@ -85,7 +94,7 @@ def shipped_tiles(fp8: bool = False) -> set:
     """Every (head dim, causal, tile) :func:`default_tile` can return."""
     dims = (128, 256) if fp8 else (64, 128, 256)
     return {(d, c, default_tile(d, c, s, fp8)) for d in dims for c in (False, True)
-            for s in (1024, 4096, 16384)}
+            for s in (1024, 2048, 4096, 8192, 16384)}
 
 
 
@@ -97,14 +106,14 @@ _FP8 = getattr(torch, "float8_e4m3fn", None)
 _WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
 
 
-def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False) -> int:
-    """Dynamic shared memory of a specialisation (FP8 counts V_SMEM_PERMUTE's barriers
-    either way)."""
+def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
+               persistent: bool = False) -> int:
+    """Dynamic shared memory of a specialisation."""
     e = 1 if fp8 else 2
     q = 128 * head_dim * e
     kv = block_n * head_dim * e
-    o = 128 * head_dim * 2 if fp8 else 0  # FP8: O staged in its own buffer
-    bars = 8 * (1 + (5 if fp8 else 4) * stages)
+    o = 128 * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
+    bars = 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
     return q + 2 * stages * kv + o + bars + 1024  # + alignment slack
 
 
@@ -124,7 +133,8 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DCAUSAL={int(bool(causal))}",
             f"-DIS_BF16={int(fp8 or dtype == torch.bfloat16)}",  # FP8's O is bf16
             f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
-            f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}")
+            f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
+            f"-DPERSISTENT={int(tile.persistent)}")
 
 
 def _aligned(t: torch.Tensor) -> bool:
@@ -201,13 +211,13 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     """(CuPy module, CUfunction, dynamic shared memory bytes) of one specialisation on one
     device; the module is returned so the cache keeps it loaded."""
-    import cupy
-    from cuda.bindings import driver as cu
-
-    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8)
+    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent)
     if smem > _SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
                          f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
+    import cupy
+    from cuda.bindings import driver as cu
+
     with cupy.cuda.Device(device_index):
         mod = cupy.RawModule(code=source(head_dim, tile.block_n, dtype),
                              options=("-arch=sm_90a", "-std=c++17")
@@ -259,6 +269,11 @@ def _encode(ptr: int, shape: tuple, stride: tuple, e: int, dtype: str, box_rows:
         cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
         cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
         cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 def _empty_o(q: torch.Tensor, B, H, S, D, dtype) -> torch.Tensor:
@@ -372,6 +387,9 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         return o.zero_(), lse.fill_(float("-inf"))
     causal = bool(problem.causal)
     tile = Tile(*(tile or default_tile(D, causal, Sk, fp8)))
+    if tile.persistent and tile.v_smem:
+        raise ValueError(f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V "
+                         "already permuted (v_smem=False)")
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     _, func, smem = _kernel(dev, D, tile, causal, q.dtype)
     keep, ds_ptrs = [], [0, 0, 0]
@@ -382,11 +400,20 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     else:
         vmap = _tensor_map(v, tile.block_n)
     maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), vmap, _tensor_map(o, 64))
-    _launch(func, (math.ceil(Sq / 128), Hq, B), 384, smem, q.device, maps, (
+    n_m = math.ceil(Sq / 128)
+    n_tiles = n_m * Hq * B
+    counter = None
+    if tile.persistent:  # tiles after the first wave come from this counter
+        counter = torch.zeros(1, dtype=torch.int32, device=q.device)
+        grid = (min(n_tiles, _sm_count(dev)), 1, 1)
+    else:
+        grid = (n_m, Hq, B)
+    _launch(func, grid, 384, smem, q.device, maps, (
         ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
         ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E),
-        *[ctypes.c_void_p(x) for x in ds_ptrs]))
+        *[ctypes.c_void_p(x) for x in ds_ptrs], ctypes.c_int(Hq), ctypes.c_int(n_m),
+        ctypes.c_int(n_tiles), ctypes.c_void_p(0 if counter is None else counter.data_ptr())))
     return o, lse
 
 

@@ -59,19 +59,25 @@
 #define V_SMEM_PERMUTE 0
 #endif
 #define PERMUTE_V (IS_FP8 && V_SMEM_PERMUTE)
+#ifndef PERSISTENT  // 1: one CTA per SM takes tiles from an atomic counter (see the kernel)
+#define PERSISTENT 0
+#endif
 
 #define BLOCK_M 128
 #define NUM_THREADS 384
 #if IS_FP8
-#define ELT 1                             // bytes per Q/K/V element
-#define P_REGS (BLOCK_N / 8)              // P as e4m3: 4 per register
-#define O_BYTES (BLOCK_M * HEAD_DIM * 2)  // O's own staging buffer
+#define ELT 1                 // bytes per Q/K/V element
+#define P_REGS (BLOCK_N / 8)  // P as e4m3: 4 per register
 #define P_BIAS 8.f
 #else
 #define ELT 2
 #define P_REGS (BLOCK_N / 4)
-#define O_BYTES 0                         // O reuses the Q tile
 #define P_BIAS 0.f
+#endif
+#if IS_FP8 || PERSISTENT  // O staged in its own buffer (FP8: Q is half its size;
+#define O_BYTES (BLOCK_M * HEAD_DIM * 2)  // persistent: Q is released before the epilogue)
+#else
+#define O_BYTES 0  // O reuses the Q tile
 #endif
 #define ROW_BYTES (HEAD_DIM * ELT)
 #define D_CHUNKS (ROW_BYTES / 128)  // 128-byte swizzle chunks of a Q/K row
@@ -94,6 +100,7 @@
 
 static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be 64, 128 or 256");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N must be a multiple of 16, <= 256");
+static_assert(!(PERSISTENT && PERMUTE_V), "the persistent kernel takes V already permuted");
 #if IS_FP8
 static_assert(BLOCK_N == 128, "FP8: the transposed V tile is one 128-byte swizzle row of keys");
 static_assert(HEAD_DIM >= 128, "FP8: a Q/K row must fill a 128-byte swizzle chunk");
@@ -163,6 +170,11 @@ __device__ __forceinline__ void st_shared_v4(u32 addr, uint4 v) {
 __device__ __forceinline__ void st_shared_u32(u32 addr, u32 v) {
   asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
 }
+__device__ __forceinline__ u32 ld_shared_u32(u32 addr) {
+  u32 v;
+  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
@@ -211,13 +223,23 @@ __device__ __forceinline__ u64 make_desc(u32 addr, u32 lbo, u32 sbo) {
 }
 
 // ---- the kernel ---------------------------------------------------------------------------
+// PERSISTENT = 0: one CTA per tile, grid (m blocks, heads, batch), the longest causal tiles
+// first; the hardware's block scheduler balances them.
+// PERSISTENT = 1: one CTA per SM.  The producer takes tile after tile from *tile_counter
+// (zeroed by the launcher; tiles in (batch, head)-major order, m blocks from the last, so
+// concurrent CTAs share K/V in L2) and hands each to the consumers with its Q: the tile
+// index goes into shared memory (TILE_SLOT) before the Q barrier's arrival publishes it,
+// and an index >= n_tiles ends the loop.  The consumers release Q (BAR_QE) once a tile's
+// last S product is done, so the next tile's Q and K/V load during the last P·V and the
+// epilogue; O is staged in its own buffer.  The K/V ring position runs on across tiles.
 extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     attnhub_fa3_fwd(const __grid_constant__ TmaDesc tm_q, const __grid_constant__ TmaDesc tm_k,
                     const __grid_constant__ TmaDesc tm_v, const __grid_constant__ TmaDesc tm_o,
                     float* __restrict__ lse, long long lse_sb, long long lse_sh, int group,
                     int seqlen_q, int seqlen_k, float scale_log2_in,
                     const float* __restrict__ q_descale, const float* __restrict__ k_descale,
-                    const float* __restrict__ v_descale) {  // FP8: (B, Hk) or null (1)
+                    const float* __restrict__ v_descale,  // FP8: (B, Hk) or null (1)
+                    int heads_q, int n_mblocks, int n_tiles, int* __restrict__ tile_counter) {
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sQ = base + SQ_OFF, sK = base + SK_OFF, sV = base + SV_OFF, bars = base + BAR_OFF;
@@ -226,27 +248,51 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #define BAR_VF(s) (bars + 8u * (1u + STAGES + (s)))
 #define BAR_KE(s) (bars + 8u * (1u + 2u * STAGES + (s)))
 #define BAR_VE(s) (bars + 8u * (1u + 3u * STAGES + (s)))
+#define BAR_VR(s) (bars + 8u * (1u + 4u * STAGES + (s)))  // V tile permuted (PERMUTE_V)
+#define BAR_QE (bars + 8u * (1u + 5u * STAGES))           // Q released (PERSISTENT)
+#define TILE_SLOT (bars + 8u * (2u + 5u * STAGES))        // the tile index (PERSISTENT)
 #if PERMUTE_V
-#define BAR_VR(s) (bars + 8u * (1u + 4u * STAGES + (s)))  // V tile permuted: ready for P·V
 #define BAR_VUSE(s) BAR_VR(s)
 #else
 #define BAR_VUSE(s) BAR_VF(s)
 #endif
+#if IS_FP8 || PERSISTENT
+  const u32 sO = base + SO_OFF;
+#else
+  const u32 sO = sQ;
+#endif
+#if !PERSISTENT
+  (void)heads_q, (void)n_mblocks, (void)n_tiles, (void)tile_counter;
+#endif
 
   const int tid = threadIdx.x;
   const int wg = tid / 128;
-  const int m_block = gridDim.x - 1 - blockIdx.x;  // longest (causal) tiles first
-  const int head = blockIdx.y, batch = blockIdx.z;
-  const int kv_head = head / group;
-  const int m0 = m_block * BLOCK_M;
   const int offset = seqlen_k - seqlen_q;  // bottom-right alignment of the causal mask
-
   (void)offset;
-  int n_end = seqlen_k;
-#if CAUSAL
-  n_end = min(n_end, m0 + BLOCK_M + offset);
+
+  struct TileC {
+    int m0, head, batch, n_blocks;
+  };
+  auto decode = [&](int t) {
+    TileC c;
+#if PERSISTENT
+    const int bh = t / n_mblocks;
+    c.m0 = (n_mblocks - 1 - t % n_mblocks) * BLOCK_M;
+    c.head = bh % heads_q;
+    c.batch = bh / heads_q;
+#else
+    (void)t;
+    c.m0 = (gridDim.x - 1 - blockIdx.x) * BLOCK_M;  // longest (causal) tiles first
+    c.head = blockIdx.y;
+    c.batch = blockIdx.z;
 #endif
-  const int n_blocks = n_end > 0 ? (n_end + BLOCK_N - 1) / BLOCK_N : 0;
+    int n_end = seqlen_k;
+#if CAUSAL
+    n_end = min(n_end, c.m0 + BLOCK_M + offset);
+#endif
+    c.n_blocks = n_end > 0 ? (n_end + BLOCK_N - 1) / BLOCK_N : 0;
+    return c;
+  };
 
   if (tid == 0) {
     mbar_init(BAR_Q, 1);
@@ -260,6 +306,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       mbar_init(BAR_VR(s), 3);  // one arrival per permuting producer warp
 #endif
     }
+#if PERSISTENT
+    mbar_init(BAR_QE, 8);
+#endif
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_q) : "memory");
     asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_k) : "memory");
@@ -271,38 +320,63 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   if (wg == 0) {
     // ---------------- producer ----------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
-    if (tid == 0 && n_blocks > 0) {
-      mbar_expect_tx(BAR_Q, Q_BYTES);
+    if (tid == 0) {
+      int g = 0;  // key blocks loaded so far (the ring's position)
+#if PERSISTENT
+      int t = blockIdx.x;
+      for (int q_iter = 0;; ++q_iter) {
+        mbar_wait(BAR_QE, (q_iter & 1) ^ 1);  // the consumers are done with the last Q
+        st_shared_u32(TILE_SLOT, (u32)t);
+        if (t >= n_tiles) {  // no more work: publish the end marker and stop
+          mbar_expect_tx(BAR_Q, 0);
+          break;
+        }
+        const TileC c = decode(t);
+        if (c.n_blocks == 0) mbar_expect_tx(BAR_Q, 0);  // nothing to load; O = 0
+#else
+      {
+        const TileC c = decode(0);
+#endif
+        if (c.n_blocks > 0) {
+          const int kv_head = c.head / group;
+          mbar_expect_tx(BAR_Q, Q_BYTES);
 #pragma unroll
-      for (int c = 0; c < D_CHUNKS; ++c)
-        tma_load_4d(sQ + c * (BLOCK_M * 128), &tm_q, BAR_Q, c * CHUNK_ELTS, m0, head, batch);
-      for (int it = 0; it < n_blocks; ++it) {
-        const int nb = n_blocks - 1 - it;
-        const u32 s = it % STAGES;
-        const u32 ph = ((it / STAGES) & 1) ^ 1;
-        mbar_wait(BAR_KE(s), ph);
-        mbar_expect_tx(BAR_KF(s), KV_BYTES);
+          for (int ch = 0; ch < D_CHUNKS; ++ch)
+            tma_load_4d(sQ + ch * (BLOCK_M * 128), &tm_q, BAR_Q, ch * CHUNK_ELTS, c.m0, c.head,
+                        c.batch);
+          for (int it = 0; it < c.n_blocks; ++it, ++g) {
+            const int nb = c.n_blocks - 1 - it;
+            const u32 s = g % STAGES;
+            const u32 ph = ((g / STAGES) & 1) ^ 1;
+            mbar_wait(BAR_KE(s), ph);
+            mbar_expect_tx(BAR_KF(s), KV_BYTES);
 #pragma unroll
-        for (int c = 0; c < D_CHUNKS; ++c)
-          tma_load_4d(sK + s * KV_BYTES + c * (BLOCK_N * 128), &tm_k, BAR_KF(s),
-                      c * CHUNK_ELTS, nb * BLOCK_N, kv_head, batch);
-        mbar_wait(BAR_VE(s), ph);
-        mbar_expect_tx(BAR_VF(s), KV_BYTES);
+            for (int ch = 0; ch < D_CHUNKS; ++ch)
+              tma_load_4d(sK + s * KV_BYTES + ch * (BLOCK_N * 128), &tm_k, BAR_KF(s),
+                          ch * CHUNK_ELTS, nb * BLOCK_N, kv_head, c.batch);
+            mbar_wait(BAR_VE(s), ph);
+            mbar_expect_tx(BAR_VF(s), KV_BYTES);
 #if IS_FP8  // the transposed V: HEAD_DIM rows of BLOCK_N (= 128) keys
-        tma_load_4d(sV + s * KV_BYTES, &tm_v, BAR_VF(s), nb * BLOCK_N, 0, kv_head, batch);
+            tma_load_4d(sV + s * KV_BYTES, &tm_v, BAR_VF(s), nb * BLOCK_N, 0, kv_head, c.batch);
 #else
 #pragma unroll
-        for (int c = 0; c < D_CHUNKS; ++c)
-          tma_load_4d(sV + s * KV_BYTES + c * (BLOCK_N * 128), &tm_v, BAR_VF(s), c * 64,
-                      nb * BLOCK_N, kv_head, batch);
+            for (int ch = 0; ch < D_CHUNKS; ++ch)
+              tma_load_4d(sV + s * KV_BYTES + ch * (BLOCK_N * 128), &tm_v, BAR_VF(s), ch * 64,
+                          nb * BLOCK_N, kv_head, c.batch);
+#endif
+          }
+        }
+#if PERSISTENT
+        t = (int)gridDim.x + atomicAdd(tile_counter, 1);
 #endif
       }
     }
 #if PERMUTE_V
-    else if (tid >= 32 && n_blocks > 0) {
+    else if (tid >= 32) {
       // Keys 4q..4q+3 of each 16-byte chunk become keys {2q, 2q+1, 8+2q, 9+2q}: output word
       // q takes bytes (2q % 4, +1) of words q/2 and 2 + q/2.  Chunks move whole under the
       // 128B swizzle, so every chunk gets the same permutation wherever it sits.
+      const int n_blocks = decode(0).n_blocks;
       for (int it = 0; it < n_blocks; ++it) {
         const u32 s = it % STAGES, ph = (it / STAGES) & 1;
         const u32 vb = sV + s * KV_BYTES;
@@ -329,28 +403,18 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int ctid = tid - 128 * wg;  // 0..127
   const int warp = ctid / 32, lane = ctid % 32;
   const int r_loc = warp * 16 + lane / 4;  // this thread's rows: r_loc and r_loc + 8
-  const int row0 = m0 + cw * 64 + r_loc;   // global query index of the first row
-  const int wg_row_first = m0 + cw * 64;
-  (void)wg_row_first;
   const u32 sQw = sQ + cw * (64 * 128);
-#if IS_FP8
-  const u32 sOw = base + SO_OFF + cw * (64 * 128);  // same layout as a 16-bit Q tile
-  const int ds_i = batch * (gridDim.y / group) + kv_head;
-  const float scale_log2 = scale_log2_in * (q_descale ? q_descale[ds_i] : 1.f) *
-                           (k_descale ? k_descale[ds_i] : 1.f);
-#else
-  const u32 sOw = sQw;
-  const float scale_log2 = scale_log2_in;
+  const u32 sOw = sO + cw * (64 * 128);  // 16-bit rows, the same layout as a 16-bit Q tile
+#if !IS_FP8
   (void)q_descale, (void)k_descale, (void)v_descale;
 #endif
 
   float o[HEAD_DIM / 2];
-#pragma unroll
-  for (int i = 0; i < HEAD_DIM / 2; ++i) o[i] = 0.f;
-  float m_r[2] = {NEG_INF, NEG_INF};
-  float l_r[2] = {0.f, 0.f};
+  float m_r[2], l_r[2];
   u32 p[P_REGS];
   float s_acc[BLOCK_N / 2];
+  int m0 = 0;                          // the current tile's first query row
+  float scale_log2 = scale_log2_in;    // FP8: times this tile's q/k descales
 
   auto release = [&](u32 bar) {
     __syncwarp();
@@ -391,7 +455,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     const int n0 = nb * BLOCK_N;
     const bool need = (n0 + BLOCK_N > seqlen_k)
 #if CAUSAL
-                      || (n0 + BLOCK_N - 1 > wg_row_first + offset)
+                      || (n0 + BLOCK_N - 1 > m0 + cw * 64 + offset)
 #endif
         ;
     if (!need) return;
@@ -399,7 +463,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     // constant against one register per row: nothing per column to hoist and spill).
     const int lim_k = seqlen_k - n0 - 2 * (lane % 4);
 #if CAUSAL
-    const int lim_c = row0 + offset + 1 - n0 - 2 * (lane % 4);
+    const int lim_c = m0 + cw * 64 + r_loc + offset + 1 - n0 - 2 * (lane % 4);
     const int lim0 = min(lim_k, lim_c), lim1 = min(lim_k, lim_c + 8);
 #else
     const int lim0 = lim_k, lim1 = lim_k;
@@ -471,118 +535,168 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   };
 
   // Ping-pong (FA3 §3.1): named barriers 3 and 4 hand the tensor cores from one consumer
-  // warpgroup to the other, so one's softmax runs under the other's products.  Each
-  // warpgroup takes n_blocks + 1 turns; warpgroup 1 grants warpgroup 0 the first and skips
-  // its own last hand-over, so every arrival meets a sync.
+  // warpgroup to the other, so one's softmax runs under the other's products.  Warpgroup 1
+  // grants warpgroup 0 its first turn, every turn ends with a hand-over, and warpgroup 0
+  // takes one last (empty) turn before it exits, so every arrival meets a sync whatever
+  // tiles and key blocks this CTA saw.
 #if PINGPONG
 #define PP_TURN() asm volatile("bar.sync %0, 256;" ::"r"(3 + cw) : "memory")
 #define PP_PASS() asm volatile("bar.arrive %0, 256;" ::"r"(4 - cw) : "memory")
+  if (cw == 1) PP_PASS();
 #else
 #define PP_TURN()
 #define PP_PASS()
 #endif
-  if (n_blocks > 0) {
-    mbar_wait(BAR_Q, 0);
-#if PINGPONG
-    if (cw == 1) PP_PASS();
-#endif
-    {  // first key block: S, softmax
-      mbar_wait(BAR_KF(0), 0);
-      PP_TURN();
-      issue_s(0);
-      PP_PASS();
-      wgmma_wait<0>();
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
-      release(BAR_KE(0));
-      mask(n_blocks - 1);
-      float a0, a1;
-      softmax(a0, a1);
-      pack_p();
-    }
-    for (int it = 1; it < n_blocks; ++it) {
-      const u32 s = it % STAGES, ph = (it / STAGES) & 1;
-      const u32 sp = (it - 1) % STAGES, php = ((it - 1) / STAGES) & 1;
-      mbar_wait(BAR_KF(s), ph);
-      mbar_wait(BAR_VUSE(sp), php);
-      PP_TURN();
-      issue_s(s);
-      issue_pv(sp);
-      PP_PASS();
-      wgmma_wait<1>();  // S of this block done; P·V of the previous one may still run
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
-      release(BAR_KE(s));
-      mask(n_blocks - 1 - it);
-      float a0, a1;
-      softmax(a0, a1);
-      wgmma_wait<0>();
-#pragma unroll
-      for (int i = 0; i < HEAD_DIM / 2; ++i) fence_reg(o[i]);
-#pragma unroll
-      for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
-      release(BAR_VE(sp));
-#pragma unroll
-      for (int j = 0; j < HEAD_DIM / 8; ++j) {
-        o[4 * j] *= a0;
-        o[4 * j + 1] *= a0;
-        o[4 * j + 2] *= a1;
-        o[4 * j + 3] *= a1;
-      }
-      pack_p();
-    }
-    {  // last P·V
-      const int it = n_blocks - 1;
-      const u32 s = it % STAGES, ph = (it / STAGES) & 1;
-      mbar_wait(BAR_VUSE(s), ph);
-      PP_TURN();
-      issue_pv(s);
-#if PINGPONG
-      if (cw == 0) PP_PASS();
-#endif
-      wgmma_wait<0>();
-#pragma unroll
-      for (int i = 0; i < HEAD_DIM / 2; ++i) fence_reg(o[i]);
-      release(BAR_VE(s));
-    }
-  }
 
-  // ---------------- epilogue ----------------
-  float l0 = l_r[0], l1 = l_r[1];
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-#if IS_FP8  // read here, not kept in a register through the loop
-  const float o_scale = v_descale ? v_descale[batch * (gridDim.y / group) + kv_head] : 1.f;
+  int g = 0;  // key blocks consumed so far (the ring's position, as the producer's)
+#if PERSISTENT
+  for (int q_iter = 0;; ++q_iter) {
+    mbar_wait(BAR_Q, q_iter & 1);
+    const int t = (int)ld_shared_u32(TILE_SLOT);
+    if (t >= n_tiles) break;
+    const TileC c = decode(t);
 #else
-  const float o_scale = 1.f;
+  {
+    const TileC c = decode(0);
 #endif
-  const float inv0 = l0 > 0.f ? o_scale / l0 : 0.f, inv1 = l1 > 0.f ? o_scale / l1 : 0.f;
-  if (lane % 4 == 0) {
-    float* lrow = lse + batch * lse_sb + head * lse_sh;
-    if (row0 < seqlen_q)
-      lrow[row0] = l0 > 0.f ? (m_r[0] + fast_log2(l0) - P_BIAS) * LN2 : NEG_INF;
-    if (row0 + 8 < seqlen_q)
-      lrow[row0 + 8] = l1 > 0.f ? (m_r[1] + fast_log2(l1) - P_BIAS) * LN2 : NEG_INF;
-  }
-  // O tile into this warpgroup's staging rows (16-bit, swizzled as the TMA map expects:
-  // the Q tile's rows, or under FP8 O's own buffer), then TMA store.
-  const u32 sw = (u32)(r_loc % 8);
+    m0 = c.m0;
+    const int n_blocks = c.n_blocks;
+#if IS_FP8
+    const int ds_i = c.batch * (heads_q / group) + c.head / group;
+    scale_log2 = scale_log2_in * (q_descale ? q_descale[ds_i] : 1.f) *
+                 (k_descale ? k_descale[ds_i] : 1.f);
+#endif
 #pragma unroll
-  for (int j = 0; j < HEAD_DIM / 8; ++j) {
-    const u32 chunk_base = sOw + (j / 8) * (BLOCK_M * 128) + ((((u32)(j % 8)) ^ sw) * 16) +
-                           4 * (lane % 4);
-    st_shared_u32(chunk_base + r_loc * 128, pack2(o[4 * j] * inv0, o[4 * j + 1] * inv0));
-    st_shared_u32(chunk_base + (r_loc + 8) * 128, pack2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1));
-  }
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  asm volatile("bar.sync %0, 128;" ::"r"(cw + 1) : "memory");
-  if (ctid == 0) {
+    for (int i = 0; i < HEAD_DIM / 2; ++i) o[i] = 0.f;
+    m_r[0] = m_r[1] = NEG_INF;
+    l_r[0] = l_r[1] = 0.f;
+
+    if (n_blocks > 0) {
+#if !PERSISTENT
+      mbar_wait(BAR_Q, 0);
+#endif
+      {  // first key block: S, softmax
+        const u32 s = g % STAGES, ph = (g / STAGES) & 1;
+        mbar_wait(BAR_KF(s), ph);
+        PP_TURN();
+        issue_s(s);
+        PP_PASS();
+        wgmma_wait<0>();
 #pragma unroll
-    for (int c = 0; c < HEAD_DIM / 64; ++c)
-      tma_store_4d(&tm_o, sOw + c * (BLOCK_M * 128), c * 64, m0 + cw * 64, head, batch);
-    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+        for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
+        release(BAR_KE(s));
+#if PERSISTENT
+        if (n_blocks == 1) release(BAR_QE);  // Q is free: the next tile's may load
+#endif
+        mask(n_blocks - 1);
+        float a0, a1;
+        softmax(a0, a1);
+        pack_p();
+      }
+      for (int it = 1; it < n_blocks; ++it) {
+        const int gc = g + it;
+        const u32 s = gc % STAGES, ph = (gc / STAGES) & 1;
+        const u32 sp = (gc - 1) % STAGES, php = ((gc - 1) / STAGES) & 1;
+        mbar_wait(BAR_KF(s), ph);
+        mbar_wait(BAR_VUSE(sp), php);
+        PP_TURN();
+        issue_s(s);
+        issue_pv(sp);
+        PP_PASS();
+        wgmma_wait<1>();  // S of this block done; P·V of the previous one may still run
+#pragma unroll
+        for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
+        release(BAR_KE(s));
+#if PERSISTENT
+        if (it == n_blocks - 1) release(BAR_QE);
+#endif
+        mask(n_blocks - 1 - it);
+        float a0, a1;
+        softmax(a0, a1);
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 2; ++i) fence_reg(o[i]);
+#pragma unroll
+        for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
+        release(BAR_VE(sp));
+#pragma unroll
+        for (int j = 0; j < HEAD_DIM / 8; ++j) {
+          o[4 * j] *= a0;
+          o[4 * j + 1] *= a0;
+          o[4 * j + 2] *= a1;
+          o[4 * j + 3] *= a1;
+        }
+        pack_p();
+      }
+      {  // last P·V
+        const int gc = g + n_blocks - 1;
+        const u32 s = gc % STAGES, ph = (gc / STAGES) & 1;
+        mbar_wait(BAR_VUSE(s), ph);
+        PP_TURN();
+        issue_pv(s);
+        PP_PASS();
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 2; ++i) fence_reg(o[i]);
+        release(BAR_VE(s));
+      }
+      g += n_blocks;
+    }
+#if PERSISTENT
+    else {
+      release(BAR_QE);  // a tile with no key block: nothing was loaded
+    }
+#endif
+
+    // ---------------- epilogue ----------------
+    float l0 = l_r[0], l1 = l_r[1];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#if IS_FP8  // read here, not kept in a register through the loop
+    const float o_scale =
+        v_descale ? v_descale[c.batch * (heads_q / group) + c.head / group] : 1.f;
+#else
+    const float o_scale = 1.f;
+#endif
+    const float inv0 = l0 > 0.f ? o_scale / l0 : 0.f, inv1 = l1 > 0.f ? o_scale / l1 : 0.f;
+    const int row0 = m0 + cw * 64 + r_loc;  // global query index of the first row
+    if (lane % 4 == 0) {
+      float* lrow = lse + c.batch * lse_sb + c.head * lse_sh;
+      if (row0 < seqlen_q)
+        lrow[row0] = l0 > 0.f ? (m_r[0] + fast_log2(l0) - P_BIAS) * LN2 : NEG_INF;
+      if (row0 + 8 < seqlen_q)
+        lrow[row0 + 8] = l1 > 0.f ? (m_r[1] + fast_log2(l1) - P_BIAS) * LN2 : NEG_INF;
+    }
+#if PERSISTENT
+    // the previous tile's TMA store must have read this warpgroup's O buffer
+    if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+    asm volatile("bar.sync %0, 128;" ::"r"(cw + 1) : "memory");
+#endif
+    // O tile into this warpgroup's staging rows (16-bit, swizzled as the TMA map expects:
+    // the Q tile's rows, or O's own buffer), then a TMA store.
+    const u32 sw = (u32)(r_loc % 8);
+#pragma unroll
+    for (int j = 0; j < HEAD_DIM / 8; ++j) {
+      const u32 chunk_base = sOw + (j / 8) * (BLOCK_M * 128) + ((((u32)(j % 8)) ^ sw) * 16) +
+                             4 * (lane % 4);
+      st_shared_u32(chunk_base + r_loc * 128, pack2(o[4 * j] * inv0, o[4 * j + 1] * inv0));
+      st_shared_u32(chunk_base + (r_loc + 8) * 128,
+                    pack2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1));
+    }
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("bar.sync %0, 128;" ::"r"(cw + 1) : "memory");
+    if (ctid == 0) {
+#pragma unroll
+      for (int ch = 0; ch < HEAD_DIM / 64; ++ch)
+        tma_store_4d(&tm_o, sOw + ch * (BLOCK_M * 128), ch * 64, m0 + cw * 64, c.head,
+                     c.batch);
+      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    }
   }
+  if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+#if PINGPONG
+  if (cw == 0) PP_TURN();  // absorbs warpgroup 1's last hand-over
+#endif
 }

@@ -146,6 +146,12 @@ def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
     assert cuda_fwd.default_tile(128, False, 2048).pingpong
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2)
+    # the persistent grid at short sequences, never at d256 (no room for its O buffer)
+    assert cuda_fwd.default_tile(64, True, 2048).persistent
+    assert not cuda_fwd.default_tile(64, False, 8192).persistent
+    assert not any(t.persistent for d, _, t in cuda_fwd.shipped_tiles() if d == 256)
+    with pytest.raises(ValueError, match="shared memory"):
+        cuda_fwd._kernel(0, 256, cuda_fwd.Tile(80, 2, persistent=True), False, torch.bfloat16)
     assert all(cuda_fwd.smem_bytes(d, t.block_n, t.stages) <= cuda_fwd._SMEM_LIMIT
                for d, _, t in cuda_fwd.shipped_tiles())
 
@@ -245,7 +251,9 @@ def test_cuda_forward_tolerance(case):
 @needs_sm90
 @pytest.mark.gpu
 @pytest.mark.parametrize("D,tile", [(64, (128, 2, True)), (64, (192, 2, False)),
+                                    (64, (192, 2, True, False, True)),
                                     (128, (176, 2)), (128, (176, 2, True)),
+                                    (128, (128, 2, False, False, True)),
                                     (256, (64, 2, True)), (256, (80, 2, True))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))

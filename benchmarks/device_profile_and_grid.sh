@@ -8,14 +8,6 @@ source benchmarks/device_setup.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv
 # Fixed per-head-dim configs: autotuning every grid key would not fit the lease.
 export ATTNHUB_TRITON_AUTOTUNE=0
-SECTIONS="--section SpeedOfLight --section ComputeWorkloadAnalysis --section Occupancy
-          --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis"
-prof() {  # name, args...
-    local name=$1; shift
-    timeout ${NCU_SECONDS:-60} ncu --clock-control none --profile-from-start off $SECTIONS \
-        python3 benchmarks/ncu_profile.py "$@" > "$OUT/ncu_$name.txt" 2>&1
-    echo "ncu $name rc=$?"; grep -E "Context [0-9]+, Stream|Duration|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|^\["  "$OUT/ncu_$name.txt" | head -40
-}
 if [ -z "${SKIP_CHECKS:-}" ]; then
     timeout 90 python3 benchmarks/fp8_api_check.py 2>&1 | tee "$OUT/fp8_api_check.txt" | tail -8
     timeout 80 python3 benchmarks/hf_compile_gpu.py --backends torch-sdpa-efficient \
@@ -23,9 +15,9 @@ if [ -z "${SKIP_CHECKS:-}" ]; then
     timeout 60 attnhub check torch-sdpa-efficient --device cuda --quick > "$OUT/check_efficient.txt" 2>&1
     echo "check efficient rc=$?"; tail -3 "$OUT/check_efficient.txt"
 fi
-[ -z "${SKIP_FWD128:-}" ] && prof fwd_d128_16k --d 128 --s 16384
-prof bwd_d128_16k --d 128 --s 16384 --backward --impls triton-fa2,cudnn,flash
-prof fwd_d64_16k --d 64 --s 16384 --impls triton-fa2,hopper-fa3,cudnn
+[ -z "${SKIP_FWD128:-}" ] && ncu_prof fwd_d128_16k --d 128 --s 16384
+ncu_prof bwd_d128_16k --d 128 --s 16384 --backward --impls triton-fa2,cudnn,flash
+ncu_prof fwd_d64_16k --d 64 --s 16384 --impls triton-fa2,hopper-fa3,cudnn
 timeout -s INT ${BENCH_SECONDS:-400} python3 benchmarks/fa_grid.py --dtypes bf16 fp16 \
     --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient \
     --warmup 10 --rep 40 --quiet --out "$OUT" 2>&1 | tee "$OUT/fa_grid_log.txt" | tail -40

@@ -8,3 +8,17 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . \
     -e plugins/attnhub-torch-sdpa 2>&1 | tail -3
+
+# ncu_prof NAME ARGS...: Nsight Compute over benchmarks/ncu_profile.py ARGS (its profiled
+# ranges only), the report in $OUT/ncu_NAME.txt and a few headline lines printed.
+NCU_SECTIONS=${NCU_SECTIONS:-"--section SpeedOfLight --section ComputeWorkloadAnalysis
+    --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats
+    --section MemoryWorkloadAnalysis"}
+ncu_prof() {
+    local name=$1; shift
+    timeout ${NCU_SECONDS:-90} ncu --clock-control none --profile-from-start off $NCU_SECTIONS \
+        python3 benchmarks/ncu_profile.py "$@" > "$OUT/ncu_$name.txt" 2>&1
+    echo "ncu $name rc=$?"
+    grep -E "Context [0-9]+, Stream|Duration|Compute \(SM\) Throughput|Waves Per SM|Issue Slots Busy|Registers Per Thread|Achieved Occupancy|^\[" \
+        "$OUT/ncu_$name.txt" | head -40
+}

@@ -362,23 +362,34 @@ def fp8_score_error(log):
     return out
 
 
-def main_fp8(args, log):
-    import torch
+def build_all(log, tiles_per_dim, dtypes):
+    """Build every (head dim, tile, causal, dtype) specialisation; one record each."""
     from attnhub_hopper import cuda_fwd
     from attnhub_hopper.cuda_fwd import Tile
 
-    t0 = time.time()
     builds = []
-    for D in (128, 256):
-        for tile in FP8_TILES[D]:
+    for D, tiles in tiles_per_dim.items():
+        for tile in tiles:
             for causal in (False, True):
-                try:
-                    cuda_fwd._kernel(0, D, Tile(*tile), causal, torch.float8_e4m3fn)
-                    builds.append(dict(D=D, tile=tile, causal=causal, ok=True))
-                except Exception as exc:
-                    builds.append(dict(D=D, tile=tile, causal=causal, ok=False,
-                                       error=str(exc)[-2000:]))
-                    log(f"build fp8 d{D} {tile} causal={causal} FAILED: {str(exc)[-2000:]}")
+                for dt in dtypes:
+                    rec = dict(D=D, tile=tile, causal=causal, dtype=str(dt))
+                    t = time.time()
+                    try:
+                        cuda_fwd._kernel(0, D, Tile(*tile), causal, dt)
+                        builds.append(dict(rec, ok=True, s=time.time() - t))
+                    except Exception as exc:
+                        builds.append(dict(rec, ok=False, error=str(exc)[-2000:]))
+                        log(f"build d{D} {tile} causal={causal} {dt} FAILED: "
+                            f"{str(exc)[-2000:]}")
+    return builds
+
+
+def main_fp8(args, log):
+    import torch
+    from attnhub_hopper import cuda_fwd
+
+    t0 = time.time()
+    builds = build_all(log, FP8_TILES, (torch.float8_e4m3fn,))
     log(f"fp8 builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
     try:
         score = fp8_score_error(log)
@@ -473,7 +484,6 @@ def main():
         return
     os.makedirs(args.out, exist_ok=True)
     import torch
-    from attnhub_hopper.cuda_fwd import Tile
 
     logf = open(os.path.join(args.out, "cuda_fp8_log.txt" if args.fp8 else "cuda_fwd_log.txt"),
                 "w")
@@ -491,20 +501,7 @@ def main():
     if args.fp8:
         return main_fp8(args, log)
     t0 = time.time()
-    builds = []
-    for D, tiles in VARIANTS.items():
-        for tile in tiles:
-            for causal in (False, True):
-                for dt in (torch.bfloat16, torch.float16):
-                    t = time.time()
-                    try:
-                        cuda_fwd._kernel(0, D, Tile(*tile), causal, dt)
-                        builds.append(dict(D=D, tile=tile, causal=causal, dtype=str(dt),
-                                           ok=True, s=time.time() - t))
-                    except Exception as exc:
-                        builds.append(dict(D=D, tile=tile, causal=causal, dtype=str(dt),
-                                           ok=False, error=str(exc)[-2000:]))
-                        log(f"build d{D} {tile} causal={causal} {dt} FAILED: {str(exc)[-2000:]}")
+    builds = build_all(log, VARIANTS, (torch.bfloat16, torch.float16))
     log(f"builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
 
     results = []

@@ -211,6 +211,9 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     """(CuPy module, CUfunction, dynamic shared memory bytes) of one specialisation on one
     device; the module is returned so the cache keeps it loaded."""
+    if tile.persistent and tile.v_smem and dtype == _FP8:
+        raise ValueError(f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V "
+                         "already permuted (v_smem=False)")
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent)
     if smem > _SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
@@ -387,9 +390,6 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         return o.zero_(), lse.fill_(float("-inf"))
     causal = bool(problem.causal)
     tile = Tile(*(tile or default_tile(D, causal, Sk, fp8)))
-    if tile.persistent and tile.v_smem:
-        raise ValueError(f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V "
-                         "already permuted (v_smem=False)")
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     _, func, smem = _kernel(dev, D, tile, causal, q.dtype)
     keep, ds_ptrs = [], [0, 0, 0]

@@ -39,6 +39,7 @@ __all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "insta
 
 _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
 _V_SRC = pathlib.Path(__file__).with_name("fp8_v.cu")
+_COMMON = pathlib.Path(__file__).with_name("fa3_common.cuh")  # PTX helpers fwd/bwd share
 _LOG2E = 1.4426950408889634
 _SMEM_LIMIT = 232448  # bytes of dynamic shared memory one block may use on sm90
 
@@ -118,13 +119,14 @@ def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
-    """The full translation unit: typedefs, generated wgmma wrappers, ``fa3_fwd.cu``."""
+    """The full translation unit: typedefs, generated wgmma wrappers, the shared PTX
+    helpers (``fa3_common.cuh``), ``fa3_fwd.cu``."""
     name = _WGMMA_TYPES.get(dtype)
     if name is None:
         raise TypeError(f"dtype must be torch.float16, torch.bfloat16 or "
                         f"torch.float8_e4m3fn, got {dtype}")
     return (_PRELUDE + wgmma_ptx.header([block_n], [head_dim], name) + "\n"
-            + _SRC.read_text())
+            + _COMMON.read_text() + "\n" + _SRC.read_text())
 
 
 def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

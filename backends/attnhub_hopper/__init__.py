@@ -9,7 +9,9 @@ TMA tensor descriptors, two consumer warpgroups per 128-row tile, software-pipel
 QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA with
 FlashAttention-3's descales (see ``kernels.py`` for the kernel, ``NOTES.md`` for what was
 tried and measured).  Backward by recomputation from (O, LSE) through the ``triton-fa2``
-kernels when installed.
+kernels when installed; a warp-specialised CUDA backward (``fa3_bwd.cu``, ``cuda_bwd.py``)
+for dense d64/d128 is written and compile-checked but opt-in (``ATTNHUB_HOPPER_CUDA_BWD=1``)
+until it has passed its device check (``cuda_bwd_check.py``).
 
     q8, k8, v8, qd, kd, vd = attnhub.quantize_fp8(q, k, v)
     o = attnhub.attention(q8, k8, v8, q_descale=qd, k_descale=kd, v_descale=vd)  # bf16
@@ -77,6 +79,10 @@ class HopperFA3Backend(attnhub.Backend):
         return ops.forward(q, k, v, problem)
 
     def backward(self, do, q, k, v, o, lse, problem):
+        from . import cuda_bwd
+
+        if cuda_bwd.unsupported_reason(q, k, v, problem) is None:  # opt-in until checked
+            return cuda_bwd.backward(do, q, k, v, o, lse, problem)
         try:
             from attnhub_triton.ops import flash_backward
         except ImportError:  # triton-fa2 not installed: the reference recomputation
@@ -84,10 +90,15 @@ class HopperFA3Backend(attnhub.Backend):
         return flash_backward(do, q, k, v, o, lse, problem)
 
     def extra_info(self):
-        from . import cuda_fwd
+        from . import cuda_bwd, cuda_fwd
 
         cuda = cuda_fwd.installed_reason()
         return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",
                 "forward": ("warp-specialised CUDA (fa3_fwd.cu) for dense d64/128/256 "
                             "without window/softcap, Triton otherwise") if cuda is None
-                else f"Triton (CUDA forward off: {cuda})"}
+                else f"Triton (CUDA forward off: {cuda})",
+                "backward": ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128 without "
+                             "window/softcap, triton-fa2's otherwise"
+                             if cuda is None and cuda_bwd.enabled() else
+                             "triton-fa2's kernels (the CUDA backward, fa3_bwd.cu, is opt-in "
+                             "with ATTNHUB_HOPPER_CUDA_BWD=1 until its device check passes)")}

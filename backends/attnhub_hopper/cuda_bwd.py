@@ -1,0 +1,233 @@
+"""The warp-specialised CUDA backward of ``hopper-fa3`` (``fa3_bwd.cu``): build and launch.
+
+Same machinery as :mod:`cuda_fwd` (NVRTC through CuPy, TMA maps from ``cuda.bindings``,
+``cuLaunchKernel`` on torch's stream).  Three steps per call:
+
+1. :func:`prepare` (torch): log2-LSE (``+inf`` for rows with no keys and for padding, so
+   their probabilities are 0) and Δ = rowsum(dO∘O) in float32, padded to whole query blocks;
+   a zeroed float32 dQ accumulator.
+2. the kernel: one CTA per (128-key block, KV head, batch) computes dK, dV for its keys over
+   every query head of the group and adds its share of dQ into the accumulator with bulk
+   reductions in L2 (not bitwise deterministic, like FlashAttention-3's).
+3. :func:`dq_from_accum` (torch): the accumulator, stored in the consumer threads' register
+   order, becomes dQ·scale in q's dtype and memory order.
+
+What it covers (the Triton backward of ``triton-fa2`` takes the rest, with the reason in
+:func:`unsupported_reason`): dense fp16/bf16, head dim 64 or 128 for both QK and V, causal
+or not (bottom-right), MHA/GQA/MQA, 16-byte-aligned BHSD/BSHD strides, no window, no
+softcap, not under ``torch.use_deterministic_algorithms(True)``.
+
+**Status: compiled and inspected (SASS, registers, spills) on the CPU only; it has not run
+on a GPU yet**, so it is off unless ``ATTNHUB_HOPPER_CUDA_BWD=1``.  ``cuda_check.py --bwd``
+is the device check that must pass before the default flips (NOTES.md, "CUDA backward").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+from typing import Optional
+
+import torch
+
+from . import cuda_fwd, wgmma_ptx
+
+__all__ = ["block_m_for", "unsupported_reason", "enabled", "backward", "prepare",
+           "dq_from_accum", "source", "options", "smem_bytes", "nvcc_check"]
+
+_SRC = pathlib.Path(__file__).with_name("fa3_bwd.cu")
+_LOG2E = 1.4426950408889634
+BLOCK_N = 128  # keys per CTA (two consumer warpgroups of 64)
+STAGES = 2
+
+
+def enabled() -> bool:
+    """Off by default until the device check has passed (see the module docstring)."""
+    return (os.environ.get("ATTNHUB_HOPPER_CUDA_BWD", "0") not in ("0", "")
+            and cuda_fwd.enabled())
+
+
+def block_m_for(head_dim: int) -> int:
+    """Queries per block: what fits the consumers' 240 registers with dK, dV, Sᵀ and dPᵀ
+    live at once (d64: 32 + 32 + 64 + 64; d128: 64 + 64 + 32 + 32)."""
+    if head_dim not in (64, 128):
+        raise ValueError(f"head_dim must be 64 or 128 for the CUDA backward, got {head_dim}")
+    return 128 if head_dim == 64 else 64
+
+
+def _dq_n(head_dim: int) -> int:
+    """dQ columns per consumer warpgroup: 128-query blocks split dQ's rows between the two
+    warpgroups, 64-query blocks its columns."""
+    return head_dim if block_m_for(head_dim) == 128 else head_dim // 2
+
+
+def smem_bytes(head_dim: int, stages: int = STAGES) -> int:
+    bm = block_m_for(head_dim)
+    kv = 2 * BLOCK_N * head_dim * 2
+    q_do = 2 * stages * bm * head_dim * 2
+    ds = 2 * bm * BLOCK_N * 2  # double-buffered dS
+    dq = 2 * 64 * _dq_n(head_dim) * 4
+    rows = stages * bm * 8
+    bars = 8 * (1 + 3 * stages)
+    return kv + q_do + ds + dq + rows + bars + 1024  # + alignment slack
+
+
+def source(head_dim: int, dtype: torch.dtype) -> str:
+    name = {torch.bfloat16: "bf16", torch.float16: "f16"}.get(dtype)
+    if name is None:
+        raise TypeError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
+    bm = block_m_for(head_dim)
+    return (cuda_fwd._PRELUDE
+            + wgmma_ptx.header([bm], [head_dim], name, sst_widths=[_dq_n(head_dim)]) + "\n"
+            + cuda_fwd._COMMON.read_text() + "\n" + _SRC.read_text())
+
+
+def options(head_dim: int, causal: bool, dtype, stages: int = STAGES) -> tuple:
+    return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_M={block_m_for(head_dim)}",
+            f"-DDQ_N={_dq_n(head_dim)}", f"-DSTAGES={stages}", f"-DCAUSAL={int(bool(causal))}",
+            f"-DIS_BF16={int(dtype == torch.bfloat16)}")
+
+
+def unsupported_reason(q, k, v, problem) -> Optional[str]:
+    """Why the CUDA backward cannot run this problem (None: it can)."""
+    if not enabled():
+        return ("off (ATTNHUB_HOPPER_CUDA_BWD=1 turns it on; it has not passed its device "
+                "check yet)")
+    if problem.is_varlen:
+        return "varlen (cu_seqlens) inputs"
+    if problem.is_fp8:
+        return "fp8 (no FP8 backward)"
+    if problem.dtype not in (torch.float16, torch.bfloat16):
+        return f"dtype {problem.dtype}"
+    if problem.head_dim != problem.head_dim_v or problem.head_dim not in (64, 128):
+        return (f"head dims {problem.head_dim}/{problem.head_dim_v} "
+                "(needs equal head dims of 64 or 128)")
+    if problem.window is not None:
+        return "sliding window"
+    if problem.softcap is not None:
+        return "softcap"
+    if not problem.scale > 0:
+        return f"scale {problem.scale} (needs a positive scale)"
+    if problem.batch > 65535 or problem.heads_kv > 65535:
+        return f"batch {problem.batch} / KV heads {problem.heads_kv} above 65535"
+    if torch.are_deterministic_algorithms_enabled():
+        return "deterministic algorithms requested (dQ is summed by L2 reductions)"
+    if not all(cuda_fwd._aligned(t) for t in (q, k, v)):
+        return "q/k/v strides or base not 16-byte aligned for TMA"
+    if q.device.type != "cuda":
+        return "not a CUDA tensor"
+    return cuda_fwd._import_reason()
+
+
+def prepare(do: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, block_m: int):
+    """``(lse2, delta)``, both (B, H, n_m·block_m) float32 contiguous: LSE·log2(e) with
+    ``+inf`` where LSE is ``-inf`` (a row with no visible key) and on the padding rows, and
+    Δ = rowsum(dO∘O) with 0 on the padding."""
+    B, H, S, _ = o.shape
+    pad = -S % block_m
+    lse2 = torch.where(torch.isneginf(lse), torch.full_like(lse, math.inf), lse * _LOG2E)
+    lse2 = torch.nn.functional.pad(lse2.float(), (0, pad), value=math.inf)
+    delta = torch.einsum("bhsd,bhsd->bhs", do.float(), o.float())
+    delta = torch.nn.functional.pad(delta, (0, pad), value=0.0)
+    return lse2.contiguous(), delta.contiguous()
+
+
+def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float) -> torch.Tensor:
+    """dQ (shape, dtype and memory order of ``q``) from the kernel's float32 accumulator
+    (B, H, n_m, 2, 64·dq_n): warpgroup w's share of query block m is stored in its threads'
+    register order, element (j, h, e) of thread t = 32·warp + lane at ((2j + h)·128 + t)·2
+    + e, for row 16·warp + lane/4 + 8h and column 8j + 2·(lane % 4) + e of its 64 × dq_n
+    tile (rows 64w.. of a 128-query block, or columns dq_n·w.. of a 64-query block)."""
+    B, H, S, D = q.shape
+    bm = block_m_for(D)
+    n = _dq_n(D)
+    n_m = acc.shape[2]
+    t = acc.view(B, H, n_m, 2, n // 8, 2, 4, 8, 4, 2)  # w, j, h, warp, lane/4, lane%4, e
+    t = t.permute(0, 1, 2, 3, 6, 5, 7, 4, 8, 9).reshape(B, H, n_m, 2, 64, n)
+    if bm == 128:  # warpgroup w: rows 64w..
+        t = t.reshape(B, H, n_m * 128, D)
+    else:  # warpgroup w: columns n·w..
+        t = t.permute(0, 1, 2, 4, 3, 5).reshape(B, H, n_m * 64, D)
+    out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
+    return out.copy_(t[:, :, :S].mul_(scale))
+
+
+def _tma_input(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if TMA can address it, else a contiguous copy (an upstream dO can be
+    an expanded or odd-strided view)."""
+    if cuda_fwd._aligned(t) and all(s > 0 or n == 1 for s, n in zip(t.stride(), t.shape)):
+        return t
+    return t.contiguous()
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(device_index: int, head_dim: int, causal: bool, dtype):
+    smem = smem_bytes(head_dim)
+    if smem > cuda_fwd._SMEM_LIMIT:
+        raise ValueError(f"hopper-fa3 CUDA backward d{head_dim} needs {smem} bytes of "
+                         f"shared memory (limit {cuda_fwd._SMEM_LIMIT})")
+    import cupy
+    from cuda.bindings import driver as cu
+
+    with cupy.cuda.Device(device_index):
+        mod = cupy.RawModule(code=source(head_dim, dtype),
+                             options=("-arch=sm_90a", "-std=c++17")
+                             + options(head_dim, causal, dtype),
+                             backend="nvrtc")
+        func = cu.CUfunction(mod.get_function("attnhub_fa3_bwd").kernel.ptr)
+        cuda_fwd._check(cu.cuFuncSetAttribute(
+            func, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
+    return mod, func, smem
+
+
+def backward(do, q, k, v, o, lse, problem):
+    """``(dq, dk, dv)`` shaped like ``(q, k, v)`` for a problem :func:`unsupported_reason`
+    accepted."""
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    dk = cuda_fwd._empty_o(k, B, Hk, Sk, D, k.dtype)
+    dv = cuda_fwd._empty_o(v, B, Hk, Sk, D, v.dtype)
+    if Sq == 0 or Sk == 0 or B == 0 or Hq == 0:
+        return torch.zeros_like(q), dk.zero_(), dv.zero_()
+    bm = block_m_for(D)
+    n_m = math.ceil(Sq / bm)
+    scale = float(problem.scale)
+    do = _tma_input(do)
+    lse2, delta = prepare(do, o, lse, bm)
+    acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
+    dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
+    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype)
+    tm = cuda_fwd._tensor_map
+    maps = (tm(q, bm), tm(k, BLOCK_N), tm(v, BLOCK_N), tm(do, bm), tm(dk, 64), tm(dv, 64))
+    cuda_fwd._launch(func, (math.ceil(Sk / BLOCK_N), Hk, B), 384, smem, q.device, maps, (
+        ctypes.c_void_p(lse2.data_ptr()), ctypes.c_void_p(delta.data_ptr()),
+        ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
+        ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
+        ctypes.c_int(n_m)))
+    return dq_from_accum(acc, q, scale), dk, dv
+
+
+def nvcc_check(head_dim: int, causal: bool, dtype, nvcc: Optional[str] = None,
+               cubin: Optional[str] = None) -> str:
+    """Compile with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report (and keeps the cubin
+    at ``cubin`` if given).  Raises RuntimeError with the compiler output on failure."""
+    nvcc = nvcc or shutil.which("nvcc")
+    if nvcc is None:
+        raise FileNotFoundError("nvcc not found on PATH")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = pathlib.Path(tmp, "fa3_bwd_full.cu")
+        src.write_text(source(head_dim, dtype))
+        out = cubin or str(pathlib.Path(tmp, "out.cubin"))
+        cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
+               "-Xptxas", "-v", *options(head_dim, causal, dtype), "-o", out, str(src)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        report = res.stdout + res.stderr
+        if res.returncode != 0:
+            raise RuntimeError(f"nvcc failed ({' '.join(cmd)}):\n{report}")
+        return report

@@ -1,0 +1,284 @@
+"""Check and time the warp-specialised CUDA backward (``fa3_bwd.cu``) on an H100 in one call.
+
+    python backends/attnhub_hopper/cuda_bwd_check.py --out $OUT [--quick] [--no-grid]
+
+1. Builds the four specialisations (d64/d128 × causal, bf16) and the fp16 ones.
+2. Correctness: the tolerance rule for dQ, dK, dV (attnhub.testing.tolerance.compare_backward:
+   within 2× torch's own low-precision error against the fp64/fp32 reference) on fresh random
+   inputs, O and LSE from the CUDA forward, NaN-poisoned memory before every call, over d64 and
+   d128, causal and not, (Sq, Sk) in (113, 203), (1023, 1024), (1, 4096), (4096, 1),
+   (300, 100), GQA, MQA with BSHD, fp16; plus a rerun: dK, dV must be bit-identical (no
+   atomics), dQ may differ by the order of its L2 reductions (reported).
+3. Timing (triton.testing.do_bench medians) on the FA grid (batch = 16384 // S, heads =
+   2048 // D, d64/d128, 1k-16k, causal and not): this kernel (prep + kernel + dQ conversion,
+   i.e. what a caller pays), triton-fa2's backward, and SDPA cuDNN / flash / efficient
+   backward through autograd (``o.backward(do)``, as attnhub.bench times it), all in the same
+   run.  Backward FLOPs = 2.5 × forward (4·B·H·S²·D, halved when causal).
+Writes cuda_bwd.json, cuda_bwd.png, cuda_bwd_log.txt under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+
+from attnhub_hopper.device_check import _bench, _poison  # noqa: E402
+
+GRID_S = (1024, 2048, 4096, 8192, 16384)
+
+
+def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
+    import torch
+    from attnhub.contract import Problem
+
+    return Problem(B, Hq, Hk, Sq, Sk, D, D, dtype, torch.device("cuda"), scale=D ** -0.5,
+                   causal=causal)
+
+
+def cases(quick: bool) -> list:
+    import torch
+
+    out = []
+    for D in (64, 128):
+        for causal in (False, True):
+            for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
+                out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk, B=2, Hq=4, Hk=4))
+            out.append(dict(D=D, causal=causal, Sq=1024, Sk=1100, B=2, Hq=8, Hk=2))
+            out.append(dict(D=D, causal=causal, Sq=2000, Sk=2000, B=2, Hq=8, Hk=8))
+            out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, B=2, Hq=16, Hk=4))
+            out.append(dict(D=D, causal=causal, Sq=777, Sk=777, B=1, Hq=4, Hk=1,
+                            layout="bshd"))
+            out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
+                            dtype=torch.float16))
+    return out[::3] if quick else out
+
+
+def case_id(c) -> str:
+    dt = str(c.get("dtype", "torch.bfloat16"))[6:]
+    return (f"d{c['D']} s{c['Sq']}x{c['Sk']} b{c['B']} h{c['Hq']}/{c['Hk']} "
+            f"{'causal' if c['causal'] else 'full'} {dt} {c.get('layout', 'bhsd')}")
+
+
+def run_case(c) -> dict:
+    """The tolerance rule on one case, NaN-poisoned memory, and the rerun comparison."""
+    import torch
+    from attnhub.testing.tolerance import compare_backward, random_inputs
+    from attnhub_hopper import cuda_bwd, cuda_fwd
+
+    cid = case_id(c)
+    try:
+        torch.manual_seed(zlib.crc32(cid.encode()))
+        dtype = c.get("dtype", torch.bfloat16)
+        p = _problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], dtype, c["causal"])
+        q, k, v = random_inputs(p, layout=c.get("layout", "bhsd"))
+        why = cuda_bwd.unsupported_reason(q, k, v, p)
+        if why:
+            raise RuntimeError(f"CUDA backward refused: {why}")
+        o, lse = cuda_fwd.forward(q, k, v, p)
+        do = torch.randn_like(o)
+        _poison(8 * q.numel() + 8 * k.numel())
+        g1 = cuda_bwd.backward(do, q, k, v, o, lse, p)
+        res = compare_backward(g1, do, q, k, v, p)
+        _poison(8 * q.numel() + 8 * k.numel())
+        g2 = cuda_bwd.backward(do, q, k, v, o, lse, p)
+        kv_same = bool(torch.equal(g1[1], g2[1]) and torch.equal(g1[2], g2[2]))
+        dq_diff = float((g1[0].float() - g2[0].float()).abs().max())
+        shapes = all(g.shape == t.shape and g.dtype == t.dtype for g, t in zip(g1, (q, k, v)))
+        ok = all(r.ok for r in res) and kv_same and shapes
+        return dict(id=cid, ok=ok, dkdv_deterministic=kv_same, dq_rerun_max_diff=dq_diff,
+                    report=[str(r) for r in res])
+    except Exception as exc:
+        return dict(id=cid, ok=False, error=f"{type(exc).__name__}: {exc}"[:1500],
+                    tb=traceback.format_exc()[-1500:])
+
+
+def build_all(log) -> list:
+    import torch
+    from attnhub_hopper import cuda_bwd
+
+    out = []
+    for dtype in (torch.bfloat16, torch.float16):
+        for D in (64, 128):
+            for causal in (False, True):
+                t0 = time.time()
+                try:
+                    cuda_bwd._kernel(torch.cuda.current_device(), D, causal, dtype)
+                    out.append(dict(D=D, causal=causal, dtype=str(dtype), ok=True,
+                                    s=round(time.time() - t0, 2)))
+                except Exception as exc:
+                    log(f"BUILD FAIL d{D} causal={causal} {dtype}: {exc}"[:3000])
+                    out.append(dict(D=D, causal=causal, dtype=str(dtype), ok=False,
+                                    error=str(exc)[:1500]))
+    return out
+
+
+def _sdpa_bwd(backend_name, q, k, v, do, causal):
+    """Time of SDPA's backward alone through autograd (the graph is kept between reps)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+    with sdpa_kernel(getattr(SDPBackend, backend_name)):
+        o = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+    o.backward(do, retain_graph=True)
+    import triton
+
+    return triton.testing.do_bench(lambda: o.backward(do, retain_graph=True), warmup=25,
+                                   rep=100, grad_to_none=[qg, kg, vg], return_mode="median")
+
+
+def grid(log, quick) -> list:
+    import torch
+    from attnhub_hopper import cuda_bwd, cuda_fwd
+
+    try:
+        from attnhub_triton.ops import flash_backward
+    except ImportError:
+        flash_backward = None
+    rows = []
+    for D in (64, 128):
+        for S in ((4096, 16384) if quick else GRID_S):
+            for causal in (False, True):
+                B, H = 16384 // S, 2048 // D
+                p = _problem(B, H, H, S, S, D, torch.bfloat16, causal)
+                q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
+                           for _ in range(3))
+                o, lse = cuda_fwd.forward(q, k, v, p)
+                do = torch.randn_like(o)
+                flops = 2.5 * 4 * B * H * S * S * D / (2 if causal else 1)
+                tf = lambda ms: flops / ms / 1e9  # noqa: E731
+                row = dict(D=D, S=S, causal=causal, B=B, H=H, peers={})
+                try:
+                    row["default_tflops"] = tf(_bench(
+                        lambda: cuda_bwd.backward(do, q, k, v, o, lse, p)))
+                except Exception as exc:
+                    row["default_tflops"] = None
+                    row["error"] = str(exc)[:500]
+                if flash_backward is not None:
+                    try:
+                        row["peers"]["triton-fa2"] = tf(_bench(
+                            lambda: flash_backward(do, q, k, v, o, lse, p)))
+                    except Exception as exc:
+                        log(f"triton-fa2 d{D} s{S}: {exc}"[:300])
+                for name, be in (("cudnn", "CUDNN_ATTENTION"), ("flash", "FLASH_ATTENTION"),
+                                 ("efficient", "EFFICIENT_ATTENTION")):
+                    try:
+                        row["peers"][name] = tf(_sdpa_bwd(be, q, k, v, do, causal))
+                    except Exception as exc:
+                        log(f"{name} d{D} s{S}: {exc}"[:300])
+                cu = row["peers"].get("cudnn")
+                fl = row["peers"].get("flash")
+                ours = row["default_tflops"]
+                row["x_cudnn"] = ours / cu if ours and cu else None
+                row["x_flash"] = ours / fl if ours and fl else None
+                rows.append(row)
+                peers = " ".join(f"{n} {t:.0f}" for n, t in row["peers"].items())
+                log(f"d{D} s{S:>5} {'causal' if causal else 'full  '} cuda-bwd "
+                    f"{ours or 0:.0f} | {peers} | x cudnn {row['x_cudnn'] or 0:.3f}")
+                del q, k, v, o, lse, do
+                torch.cuda.empty_cache()
+    return rows
+
+
+def plot(json_path: str, png_path: str) -> None:
+    """Backward TFLOP/s against seqlen, one panel per head dim × causal, same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path) as f:
+        data = json.load(f)
+    rows = data["grid"]
+    dims = sorted({r["D"] for r in rows})
+    fig, axes = plt.subplots(2, len(dims), figsize=(4.6 * len(dims), 7), squeeze=False)
+    for j, D in enumerate(dims):
+        for i, causal in enumerate((False, True)):
+            ax = axes[i][j]
+            sel = sorted((r for r in rows if r["D"] == D and r["causal"] == causal),
+                         key=lambda r: r["S"])
+            xs = [r["S"] for r in sel]
+            series = {"hopper-fa3 CUDA backward": [r.get("default_tflops") for r in sel]}
+            for key, label in (("cudnn", "cuDNN (SDPA)"), ("flash", "SDPA flash (FA2)"),
+                               ("efficient", "SDPA efficient"), ("triton-fa2", "triton-fa2")):
+                series[label] = [r["peers"].get(key) for r in sel]
+            for name, ys in series.items():
+                ax.plot(xs, [y if y is not None else float("nan") for y in ys], marker="o",
+                        label=name)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [f"{x // 1024}k" for x in xs])
+            ax.set_title(f"d{D} {'causal' if causal else 'non-causal'} backward")
+            ax.set_xlabel("seqlen")
+            ax.set_ylabel("TFLOP/s")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{data['device']}, bf16 backward, {data['date']} (one run)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-grid", action="store_true")
+    ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
+    args = ap.parse_args()
+    if args.plot_from:
+        png = os.path.splitext(args.plot_from)[0] + ".png"
+        plot(args.plot_from, png)
+        print(f"wrote {png}")
+        return
+    os.environ["ATTNHUB_HOPPER_CUDA_BWD"] = "1"  # what this script checks
+    os.makedirs(args.out, exist_ok=True)
+    import torch
+
+    logf = open(os.path.join(args.out, "cuda_bwd_log.txt"), "w")
+
+    def log(msg):
+        print(msg, flush=True)
+        logf.write(msg + "\n")
+        logf.flush()
+
+    from attnhub_hopper import cuda_fwd
+
+    log(f"{torch.cuda.get_device_name()} torch {torch.__version__} "
+        f"{time.strftime('%Y-%m-%d %H:%M')}")
+    log(f"import: {cuda_fwd._import_reason() or 'ok'}")
+    t0 = time.time()
+    builds = build_all(log)
+    log(f"builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
+    results = []
+    for c in cases(args.quick):
+        r = run_case(c)
+        results.append(r)
+        if not r["ok"]:
+            log(f"FAIL {r['id']}: {r.get('error') or r.get('report')} "
+                f"dkdv_det={r.get('dkdv_deterministic')}\n{r.get('tb', '')}")
+    n_ok = sum(r["ok"] for r in results)
+    log(f"correctness: {n_ok}/{len(results)} passed")
+    for r in results[:6]:
+        log(f"  {r['id']}: {r.get('report')} dq rerun diff {r.get('dq_rerun_max_diff')}")
+    rows = [] if args.no_grid or n_ok < len(results) else grid(log, args.quick)
+    data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=rows)
+    js = os.path.join(args.out, "cuda_bwd.json")
+    with open(js, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    if rows:
+        plot(js, os.path.join(args.out, "cuda_bwd.png"))
+    log(f"correctness: {n_ok}/{len(results)} passed"
+        + ("" if rows or args.no_grid else " (grid skipped: fix correctness first)"))
+
+
+if __name__ == "__main__":
+    main()

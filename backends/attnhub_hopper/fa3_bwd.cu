@@ -1,0 +1,420 @@
+// hopper-fa3: FlashAttention backward for sm90a, warp-specialised (attnhub).
+//
+// Recomputation from (q, k, v, O, LSE) as the contract says (FA2 Algorithm 2, FA3 §3 for
+// the Hopper structure), no S×S buffer.  One CTA = one 128-key block of one (batch, KV
+// head); it walks the query blocks that see those keys, for every query head of the KV
+// head's group (GQA/MQA, as FA2 does), and accumulates dK, dV in registers; dQ is summed
+// across CTAs in a float32 buffer by bulk reductions in L2.  384 threads:
+//   warpgroup 0    producer: one thread loads K and V once, then per query block Q, dO
+//                  (TMA, 128B swizzle) and that block's log2-LSE and Δ rows (bulk copies)
+//                  into a STAGES-deep ring; setmaxnreg.dec frees its registers.
+//   warpgroups 1,2 consumers: 64 keys each.  Per query block (BLOCK_M queries), with the
+//                  products transposed so that key rows are wgmma's M ("SdP_swapAB"):
+//                    Sᵀ  = K_w·Qᵀ      wgmma SS (both K-major)           64 × BLOCK_M
+//                    dPᵀ = V_w·dOᵀ     wgmma SS                          64 × BLOCK_M
+//                    Pᵀ  = exp2(Sᵀ·scale·log2e − LSE·log2e), causal/Sk mask
+//                    dSᵀ = Pᵀ ∘ (dPᵀ − Δ)
+//                    dV_w += Pᵀ·dO     wgmma RS (Pᵀ from the accumulator registers)
+//                    dK_w += dSᵀ·Q     wgmma RS
+//                    dS → shared memory, transposed by stmatrix.trans into a K-major
+//                    (query rows, key columns) 128B-swizzled tile; both warpgroups' halves
+//                    meet at a named barrier;
+//                    dQ_part = dS·K    wgmma SS, K read N-major:
+//                      BLOCK_M = 128: warpgroup w takes query rows 64w.., all of d;
+//                      BLOCK_M = 64:  warpgroup w takes head-dim columns (d/2)w.., all rows;
+//                    dQ_part → shared memory (float32) → cp.reduce.async.bulk .add.f32
+//                    into dq_accum (the host converts it: cuda_bwd.dq_from_accum).
+//                  After the last query block dK·scale and dV go out through the K and V
+//                  tiles' shared memory and TMA stores.
+// Rows past Sq need no mask: Q and dO arrive zero-filled and the host pads log2-LSE with
+// +inf (P = 0) and Δ with 0; fully-masked rows (LSE = -inf) get +inf too, so their
+// gradients are 0.  Keys past Sk and the causal triangle (bottom-right) are masked to P = 0.
+//
+// Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, or 128 with BLOCK_M 64: the
+// register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block), BLOCK_M,
+// DQ_N, STAGES, CAUSAL, IS_BF16.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
+// wgmma_rs_n<HEAD_DIM> come from wgmma_ptx.py, the helpers from fa3_common.cuh.
+// Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (128
+// rows), dk, dv (64 rows; one per warpgroup).
+
+#ifndef HEAD_DIM
+#define HEAD_DIM 128
+#endif
+#ifndef BLOCK_M  // literal numbers: they name the wgmma wrappers
+#if HEAD_DIM == 64
+#define BLOCK_M 128
+#else
+#define BLOCK_M 64
+#endif
+#endif
+#ifndef DQ_N  // dQ columns per consumer warpgroup
+#if BLOCK_M == 128
+#define DQ_N HEAD_DIM
+#else
+#define DQ_N 64
+#endif
+#endif
+#ifndef STAGES
+#define STAGES 2
+#endif
+#ifndef CAUSAL
+#define CAUSAL 0
+#endif
+
+#define BLOCK_N 128
+#define NUM_THREADS 384
+#define ROW_BYTES (HEAD_DIM * 2)
+#define D_CHUNKS (ROW_BYTES / 128)  // 128-byte swizzle chunks of a row
+#define Q_BYTES (BLOCK_M * ROW_BYTES)
+#define KV_BYTES (BLOCK_N * ROW_BYTES)
+#define DS_BYTES (BLOCK_M * BLOCK_N * 2)
+#define DQ_SPLIT_ROWS (BLOCK_M == 128)  // else the warpgroups split dQ's columns
+#define DQ_WG_FLOATS (64 * DQ_N)  // one warpgroup's share of a query block's dQ
+#define ROWS_BYTES (BLOCK_M * 8)  // log2-LSE and Δ of one query block (float32 each)
+#define SK_OFF 0
+#define SV_OFF (SK_OFF + KV_BYTES)
+#define SQ_OFF (SV_OFF + KV_BYTES)
+#define SDO_OFF (SQ_OFF + STAGES * Q_BYTES)
+#define SDS_OFF (SDO_OFF + STAGES * Q_BYTES)
+#define SDQ_OFF (SDS_OFF + 2 * DS_BYTES)
+#define SL_OFF (SDQ_OFF + 2 * DQ_WG_FLOATS * 4)
+#define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
+
+#define WGMMA_S CAT(wgmma_ss_n, BLOCK_M)
+#define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_M), _init)
+#define WGMMA_KV CAT(wgmma_rs_n, HEAD_DIM)
+#define WGMMA_DQ CAT(wgmma_sst_n, DQ_N)
+#define WGMMA_DQ_INIT CAT(CAT(wgmma_sst_n, DQ_N), _init)
+
+static_assert((HEAD_DIM == 64 && BLOCK_M == 128) || (HEAD_DIM == 128 && BLOCK_M == 64),
+              "supported: d64 with 128-query blocks, d128 with 64-query blocks");
+static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warpgroups split "
+              "dQ's rows (128-query blocks) or its columns (64-query blocks)");
+static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
+
+// ---- helpers only the backward uses --------------------------------------------------------
+__device__ __forceinline__ float2 ld_shared_f2(u32 addr) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_shared_f2(u32 addr, float a, float b) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(addr), "f"(a), "f"(b) : "memory");
+}
+// Four 8×8 16-bit matrices from the accumulator fragment layout (thread t: row t/4,
+// columns 2(t%4), +1 in each register), each stored transposed: thread t names the
+// address of row t%8 of matrix t/8.
+__device__ __forceinline__ void stmatrix_x4_trans(u32 addr, u32 r0, u32 r1, u32 r2, u32 r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(
+                   addr),
+               "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u32 bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(dst),
+      "l"((u64)src), "r"(bytes), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
+                   (u64)dst),
+               "r"(src), "r"(bytes)
+               : "memory");
+}
+
+// ---- the kernel ---------------------------------------------------------------------------
+// Grid (key blocks, KV heads, batch); query head hq reads KV head hq / group.
+// lse2, delta: (B, Hq, n_mblocks * BLOCK_M) float32, contiguous (log2-LSE, +inf where a row
+// has no keys or is padding; Δ = rowsum(dO∘O), 0 on padding).  dq_accum: (B, Hq, n_mblocks,
+// 2, DQ_WG_FLOATS) float32, zeroed.
+extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
+    attnhub_fa3_bwd(const __grid_constant__ TmaDesc tm_q, const __grid_constant__ TmaDesc tm_k,
+                    const __grid_constant__ TmaDesc tm_v, const __grid_constant__ TmaDesc tm_do,
+                    const __grid_constant__ TmaDesc tm_dk, const __grid_constant__ TmaDesc tm_dv,
+                    const float* __restrict__ lse2, const float* __restrict__ delta,
+                    float* __restrict__ dq_accum, int group, int seqlen_q, int seqlen_k,
+                    float scale_log2, float scale, int n_mblocks) {
+  extern __shared__ unsigned char smem_raw[];
+  const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const u32 sK = base + SK_OFF, sV = base + SV_OFF, sQ = base + SQ_OFF, sDO = base + SDO_OFF;
+  const u32 sDS = base + SDS_OFF, sDQ = base + SDQ_OFF, sL = base + SL_OFF;
+  const u32 bars = base + BAR_OFF;
+#define BAR_KV (bars)
+#define BAR_QF(s) (bars + 8u * (1u + (s)))               // Q and log2-LSE of stage s landed
+#define BAR_DF(s) (bars + 8u * (1u + STAGES + (s)))      // dO and Δ landed
+#define BAR_E(s) (bars + 8u * (1u + 2u * STAGES + (s)))  // stage s free again
+
+  const int tid = threadIdx.x;
+  const int wg = tid / 128;
+  const int n0 = blockIdx.x * BLOCK_N;
+  const int kv_head = blockIdx.y, batch = blockIdx.z;
+  const int offset = seqlen_k - seqlen_q;  // bottom-right alignment of the causal mask
+  (void)offset;
+  // The query blocks that see this key block: all, or (causal) from the first query whose
+  // last visible key reaches n0.
+  int m_first = 0;
+#if CAUSAL
+  m_first = max(0, n0 - offset) / BLOCK_M;
+#endif
+  const int n_mb = max(0, n_mblocks - m_first);
+  const int n_iter = n_mb * group;  // (query head of the group, query block) pairs
+  // iteration it: query head kv_head * group + it / n_mb, query block m_first + it % n_mb;
+  // returns the block's index in lse2 / delta / dq_accum (in BLOCK_M rows)
+  auto row_block = [&](int it, int& hq, int& mb) {
+    hq = kv_head * group + it / n_mb;
+    mb = m_first + it % n_mb;
+    return ((long long)batch * gridDim.y * group + hq) * n_mblocks + mb;
+  };
+
+  if (tid == 0) {
+    mbar_init(BAR_KV, 1);
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(BAR_QF(s), 1);
+      mbar_init(BAR_DF(s), 1);
+      mbar_init(BAR_E(s), 8);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_q) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_k) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_v) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_do) : "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---------------- producer ----------------
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (tid == 0) {
+      mbar_expect_tx(BAR_KV, 2 * KV_BYTES);
+#pragma unroll
+      for (int ch = 0; ch < D_CHUNKS; ++ch) {
+        tma_load_4d(sK + ch * (BLOCK_N * 128), &tm_k, BAR_KV, ch * 64, n0, kv_head, batch);
+        tma_load_4d(sV + ch * (BLOCK_N * 128), &tm_v, BAR_KV, ch * 64, n0, kv_head, batch);
+      }
+      for (int i = 0; i < n_iter; ++i) {
+        int hq, mb;
+        const long long rows = row_block(i, hq, mb) * BLOCK_M;
+        const u32 s = i % STAGES;
+        const u32 ph = ((i / STAGES) & 1) ^ 1;
+        mbar_wait(BAR_E(s), ph);
+        mbar_expect_tx(BAR_QF(s), Q_BYTES + BLOCK_M * 4);
+#pragma unroll
+        for (int ch = 0; ch < D_CHUNKS; ++ch)
+          tma_load_4d(sQ + s * Q_BYTES + ch * (BLOCK_M * 128), &tm_q, BAR_QF(s), ch * 64,
+                      mb * BLOCK_M, hq, batch);
+        bulk_load(sL + s * ROWS_BYTES, lse2 + rows, BLOCK_M * 4, BAR_QF(s));
+        mbar_expect_tx(BAR_DF(s), Q_BYTES + BLOCK_M * 4);
+#pragma unroll
+        for (int ch = 0; ch < D_CHUNKS; ++ch)
+          tma_load_4d(sDO + s * Q_BYTES + ch * (BLOCK_M * 128), &tm_do, BAR_DF(s), ch * 64,
+                      mb * BLOCK_M, hq, batch);
+        bulk_load(sL + s * ROWS_BYTES + BLOCK_M * 4, delta + rows, BLOCK_M * 4, BAR_DF(s));
+      }
+    }
+    return;
+  }
+
+  // ---------------- consumers ----------------
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+  const int cw = wg - 1;            // consumer warpgroup 0/1: keys n0 + 64 cw ..
+  const int ctid = tid - 128 * wg;  // 0..127
+  const int warp = ctid / 32, lane = ctid % 32;
+  const int r_loc = warp * 16 + lane / 4;  // this thread's key rows: r_loc and r_loc + 8
+  const int qc = 2 * (lane % 4);           // and query columns 8j + qc + {0, 1}
+  const int key0 = n0 + cw * 64 + r_loc;
+  const u32 sKw = sK + cw * (64 * 128), sVw = sV + cw * (64 * 128);
+  const u32 sDQw = sDQ + cw * (DQ_WG_FLOATS * 4);
+
+  float dv[HEAD_DIM / 2], dk[HEAD_DIM / 2];
+#pragma unroll
+  for (int i = 0; i < HEAD_DIM / 2; ++i) dv[i] = dk[i] = 0.f;
+  float s_acc[BLOCK_M / 2], dp_acc[BLOCK_M / 2], dq[DQ_N / 2];
+  u32 pp[BLOCK_M / 4], pd[BLOCK_M / 4];
+
+  // Sᵀ or dPᵀ of one query block: A = 64 rows of K (or V), B = the Q (or dO) tile.
+  auto issue_sdp = [&](float(&acc)[BLOCK_M / 2], u32 sa, u32 sb) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < ROW_BYTES / 32; ++kk) {  // one k-step = 32 bytes of the row
+      const u64 da = make_desc(sa + (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32, 16, 1024);
+      const u64 db = make_desc(sb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
+      if (kk == 0)
+        WGMMA_S_INIT(acc, da, db, 0);
+      else
+        WGMMA_S(acc, da, db, 1);
+    }
+    wgmma_commit();
+  };
+  // acc (64 keys × HEAD_DIM) += a (the accumulator layout of a 64 × BLOCK_M product, as
+  // 16-bit pairs) · the tile at sb (BLOCK_M rows, read N-major)
+  auto issue_kv = [&](float(&acc)[HEAD_DIM / 2], const u32(&a)[BLOCK_M / 4], u32 sb) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BLOCK_M / 16; ++kk) {
+      const u64 db = make_desc(sb + kk * (16 * 128), BLOCK_M * 128, 1024);
+      WGMMA_KV(acc, a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3], db, 1);
+    }
+    wgmma_commit();
+  };
+
+  mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
+  for (int i = 0; i < n_iter; ++i) {
+    int hq, mb;
+    const long long blk = row_block(i, hq, mb);
+    (void)hq;
+    const int m0 = mb * BLOCK_M;
+    const u32 s = i % STAGES, ph = (i / STAGES) & 1;
+    const u32 sQs = sQ + s * Q_BYTES, sDOs = sDO + s * Q_BYTES;
+    const u32 sLs = sL + s * ROWS_BYTES;
+    const u32 sDSb = sDS + (i & 1) * DS_BYTES;  // double-buffered: one barrier per block
+
+    mbar_wait(BAR_QF(s), ph);
+    issue_sdp(s_acc, sKw, sQs);
+    mbar_wait(BAR_DF(s), ph);
+    issue_sdp(dp_acc, sVw, sDOs);
+    wgmma_wait<1>();  // Sᵀ done
+#pragma unroll
+    for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(s_acc[r]);
+
+    // Pᵀ = exp2(S·scale·log2e − log2-LSE[query]), 0 where masked
+    bool need = n0 + BLOCK_N > seqlen_k;
+#if CAUSAL
+    need = need || (n0 + BLOCK_N - 1 > m0 + offset);
+#endif
+#pragma unroll
+    for (int j = 0; j < BLOCK_M / 8; ++j) {
+      const float2 l = ld_shared_f2(sLs + (8 * j + qc) * 4);
+      s_acc[4 * j] = fast_exp2(fmaf(s_acc[4 * j], scale_log2, -l.x));
+      s_acc[4 * j + 1] = fast_exp2(fmaf(s_acc[4 * j + 1], scale_log2, -l.y));
+      s_acc[4 * j + 2] = fast_exp2(fmaf(s_acc[4 * j + 2], scale_log2, -l.x));
+      s_acc[4 * j + 3] = fast_exp2(fmaf(s_acc[4 * j + 3], scale_log2, -l.y));
+    }
+    if (need) {
+      // key row kr is kept for query column 8j + e when kr < Sk and (causal)
+      // kr <= m0 + 8j + qc + e + offset, i.e. 8j + e >= lim.
+#if CAUSAL
+      const int lim0 = key0 - m0 - qc - offset, lim1 = lim0 + 8;
+#else
+      const int lim0 = -BLOCK_M, lim1 = -BLOCK_M;
+#endif
+      const bool dead0 = key0 >= seqlen_k, dead1 = key0 + 8 >= seqlen_k;
+#pragma unroll
+      for (int j = 0; j < BLOCK_M / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (dead0 || 8 * j + e < lim0) s_acc[4 * j + e] = 0.f;
+          if (dead1 || 8 * j + e < lim1) s_acc[4 * j + 2 + e] = 0.f;
+        }
+      }
+    }
+    wgmma_wait<0>();  // dPᵀ done
+#pragma unroll
+    for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
+    // dSᵀ = Pᵀ ∘ (dPᵀ − Δ[query])
+#pragma unroll
+    for (int j = 0; j < BLOCK_M / 8; ++j) {
+      const float2 dl = ld_shared_f2(sLs + BLOCK_M * 4 + (8 * j + qc) * 4);
+      dp_acc[4 * j] = s_acc[4 * j] * (dp_acc[4 * j] - dl.x);
+      dp_acc[4 * j + 1] = s_acc[4 * j + 1] * (dp_acc[4 * j + 1] - dl.y);
+      dp_acc[4 * j + 2] = s_acc[4 * j + 2] * (dp_acc[4 * j + 2] - dl.x);
+      dp_acc[4 * j + 3] = s_acc[4 * j + 3] * (dp_acc[4 * j + 3] - dl.y);
+    }
+#pragma unroll
+    for (int r = 0; r < BLOCK_M / 4; ++r) {
+      pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
+      pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
+    }
+    issue_kv(dv, pp, sDOs);  // dV += Pᵀ·dO
+    issue_kv(dk, pd, sQs);   // dK += dSᵀ·Q
+
+    // dS (query rows, key columns; this warpgroup's 64 keys = one 128-byte chunk) for dQ.
+    // Matrix t/8 of an x4 store: queries 16jj + 8(t/16) .., keys 16 warp + 8((t/8) % 2) ..
+    {
+      const int mi = lane / 8, rr = lane % 8;
+      const u32 unit = 2 * warp + (mi % 2);  // 16-byte unit of keys within the row
+#pragma unroll
+      for (int jj = 0; jj < BLOCK_M / 16; ++jj) {
+        const u32 query = 16 * jj + 8 * (mi / 2) + rr;
+        stmatrix_x4_trans(sDSb + cw * (BLOCK_M * 128) + query * 128 + ((unit ^ rr) << 4),
+                          pd[4 * jj], pd[4 * jj + 1], pd[4 * jj + 2], pd[4 * jj + 3]);
+      }
+    }
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // for the wgmma reads
+    asm volatile("bar.sync 1, 256;" ::: "memory");                  // both halves written
+
+    // dQ_part = dS·K over the 128 keys
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
+      const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) +
+                                   (DQ_SPLIT_ROWS ? cw * (64 * 128) : 0) + (kk % 4) * 32,
+                               16, 1024);
+      const u64 db = make_desc(sK + (DQ_SPLIT_ROWS ? 0 : cw * (BLOCK_N * 128)) + kk * (16 * 128),
+                               BLOCK_N * 128, 1024);
+      if (kk == 0)
+        WGMMA_DQ_INIT(dq, da, db, 0);
+      else
+        WGMMA_DQ(dq, da, db, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+#pragma unroll
+    for (int r = 0; r < HEAD_DIM / 2; ++r) {
+      fence_reg(dv[r]);
+      fence_reg(dk[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < DQ_N / 2; ++r) fence_reg(dq[r]);
+#pragma unroll
+    for (int r = 0; r < BLOCK_M / 4; ++r) {
+      fence_reg(pp[r]);
+      fence_reg(pd[r]);
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(BAR_E(s));  // Q, dO, rows of stage s no longer read
+
+    // dQ_part → this warpgroup's float32 buffer (register order: element (j, h, e) of
+    // thread ctid at ((2j + h) * 128 + ctid) * 2 + e, conflict-free) → L2 reduction.
+    if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+    asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
+#pragma unroll
+    for (int j = 0; j < DQ_N / 8; ++j) {
+      st_shared_f2(sDQw + ((2 * j) * 128 + ctid) * 8, dq[4 * j], dq[4 * j + 1]);
+      st_shared_f2(sDQw + ((2 * j + 1) * 128 + ctid) * 8, dq[4 * j + 2], dq[4 * j + 3]);
+    }
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
+    if (ctid == 0) {
+      bulk_reduce_add_f32(dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS, sDQw, DQ_WG_FLOATS * 4);
+      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    }
+  }
+
+  // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
+  // Both warpgroups' products that read K (the dQ product reads all 128 rows) are done.
+  asm volatile("bar.sync 4, 256;" ::: "memory");
+  const u32 sw = (u32)(r_loc % 8);
+#pragma unroll
+  for (int j = 0; j < HEAD_DIM / 8; ++j) {
+    const u32 off = (j / 8) * (BLOCK_N * 128) + ((((u32)(j % 8)) ^ sw) * 16) + 4 * (lane % 4);
+    st_shared_u32(sKw + off + r_loc * 128, pack2(dk[4 * j] * scale, dk[4 * j + 1] * scale));
+    st_shared_u32(sKw + off + (r_loc + 8) * 128,
+                  pack2(dk[4 * j + 2] * scale, dk[4 * j + 3] * scale));
+    st_shared_u32(sVw + off + r_loc * 128, pack2(dv[4 * j], dv[4 * j + 1]));
+    st_shared_u32(sVw + off + (r_loc + 8) * 128, pack2(dv[4 * j + 2], dv[4 * j + 3]));
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
+  if (ctid == 0) {
+#pragma unroll
+    for (int ch = 0; ch < D_CHUNKS; ++ch) {
+      tma_store_4d(&tm_dk, sKw + ch * (BLOCK_N * 128), ch * 64, n0 + cw * 64, kv_head, batch);
+      tma_store_4d(&tm_dv, sVw + ch * (BLOCK_N * 128), ch * 64, n0 + cw * 64, kv_head, batch);
+    }
+    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+  }
+}

@@ -1,0 +1,261 @@
+"""hopper-fa3's warp-specialised CUDA backward (``fa3_bwd.cu``, host side ``cuda_bwd.py``).
+
+On the CPU: the source compiles for sm_90a (no spills, no serialised wgmma pipeline); the
+host's pre-pass (``prepare``) and its decoding of the dQ accumulator (``dq_from_accum``)
+against the kernel's store formula written out per thread; and an emulation of the
+kernel's block schedule in torch (which query blocks a key block visits, when it masks,
+the +inf log2-LSE padding, P and dS rounded to 16 bits, GQA iterations, dQ summed through
+the accumulator layout) held to the tolerance rule against the fp64 reference, which
+checks the schedule's arithmetic though not the PTX.  On an sm90 GPU: the tolerance rule
+on the kernel itself (``cuda_bwd_check.py`` runs the same on the device).
+"""
+
+import math
+import re
+import shutil
+
+import pytest
+import torch
+
+from attnhub.contract import Problem
+from attnhub.testing.tolerance import compare_backward, random_inputs
+from attnhub_hopper import cuda_bwd
+
+ON_SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+NVCC = shutil.which("nvcc")
+LOG2E = 1.4426950408889634
+
+
+def _problem(B=1, Hq=2, Hk=2, Sq=64, Sk=64, D=128, dtype=torch.bfloat16, device="cpu", **kw):
+    return Problem(B, Hq, Hk, Sq, Sk, D, D, dtype, torch.device(device),
+                   scale=kw.pop("scale", D ** -0.5), **kw)
+
+
+# -- compile ---------------------------------------------------------------------------------
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("D", (64, 128))
+@pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
+@pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16), ids=("bf16", "fp16"))
+def test_nvcc_compiles_for_sm90a(D, causal, dtype):
+    report = cuda_bwd.nvcc_check(D, causal, dtype)
+    assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
+    assert not re.search(r"C751\d", report), report  # ptxas serialised the wgmma pipeline
+    assert cuda_bwd.smem_bytes(D) <= 232448
+
+
+def test_only_register_feasible_tiles_are_offered():
+    assert (cuda_bwd.block_m_for(64), cuda_bwd.block_m_for(128)) == (128, 64)
+    with pytest.raises(ValueError, match="head_dim must be 64 or 128"):
+        cuda_bwd.block_m_for(256)
+
+
+# -- host pre/post-processing ----------------------------------------------------------------
+def _thread_store_index(dq_n: int) -> torch.Tensor:
+    """For each (row, col) of a warpgroup's 64 × dq_n tile, the float index its thread
+    stores it at, written out as the kernel does: thread ctid = 32 warp + lane holds rows
+    16 warp + lane/4 (+8 for h = 1), columns 8j + 2 (lane % 4) + e, and stores element
+    (j, h, e) at ((2j + h) * 128 + ctid) * 2 + e."""
+    idx = torch.empty(64, dq_n, dtype=torch.long)
+    for ctid in range(128):
+        warp, lane = divmod(ctid, 32)
+        for j in range(dq_n // 8):
+            for h in range(2):
+                for e in range(2):
+                    row = 16 * warp + lane // 4 + 8 * h
+                    col = 8 * j + 2 * (lane % 4) + e
+                    idx[row, col] = ((2 * j + h) * 128 + ctid) * 2 + e
+    assert sorted(idx.flatten().tolist()) == list(range(64 * dq_n))  # a permutation
+    return idx
+
+
+def _store_tile(acc_slot: torch.Tensor, tile: torch.Tensor, idx: torch.Tensor):
+    acc_slot[idx.flatten()] += tile.flatten()
+
+
+@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 300), (128, 64), (64, 1)])
+@pytest.mark.parametrize("layout", ("bhsd", "bshd"))
+def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, layout):
+    B, H = 2, 3
+    bm = cuda_bwd.block_m_for(D)
+    n = cuda_bwd._dq_n(D)
+    n_m = math.ceil(Sq / bm)
+    dq_true = torch.randn(B, H, n_m * bm, D)
+    idx = _thread_store_index(n)
+    acc = torch.zeros(B, H, n_m, 2, 64 * n)
+    for b in range(B):
+        for h in range(H):
+            for mb in range(n_m):
+                blk = dq_true[b, h, mb * bm:(mb + 1) * bm]
+                for w in range(2):
+                    tile = blk[64 * w:64 * w + 64] if bm == 128 else blk[:, n * w:n * w + n]
+                    _store_tile(acc[b, h, mb, w], tile, idx)
+    q = torch.empty(B, H, Sq, D, dtype=torch.bfloat16)
+    if layout == "bshd":
+        q = torch.empty(B, Sq, H, D, dtype=torch.bfloat16).transpose(1, 2)
+    dq = cuda_bwd.dq_from_accum(acc, q, 0.5)
+    assert dq.shape == q.shape and dq.dtype == q.dtype and dq.stride() == q.stride()
+    torch.testing.assert_close(dq.float(), (dq_true[:, :, :Sq] * 0.5).bfloat16().float())
+
+
+def test_prepare_pads_and_neutralises_empty_rows():
+    o = torch.randn(1, 2, 70, 64, dtype=torch.bfloat16)
+    do = torch.randn_like(o)
+    lse = torch.randn(1, 2, 70)
+    lse[0, 1, 5] = -math.inf  # a row that sees no key
+    lse2, delta = cuda_bwd.prepare(do, o, lse, 64)
+    assert lse2.shape == delta.shape == (1, 2, 128) and lse2.is_contiguous()
+    torch.testing.assert_close(lse2[0, 0, :70], lse[0, 0] * LOG2E)
+    assert lse2[0, 1, 5] == math.inf and (lse2[..., 70:] == math.inf).all()
+    torch.testing.assert_close(delta[..., :70], (do.double() * o.double()).sum(-1).float())
+    assert (delta[..., 70:] == 0).all()
+
+
+# -- the kernel's block schedule, emulated ---------------------------------------------------
+def emulate(q, k, v, o, lse, do, p):
+    """The kernel's arithmetic per CTA (key block, KV head, batch), in torch: Sᵀ, dPᵀ in
+    float32 from 16-bit inputs; P from the padded log2-LSE; the mask applied only where the
+    kernel's ``need`` says (and asserted to be a no-op elsewhere); query blocks from the
+    kernel's ``m_first`` (those before it asserted fully masked); P and dS rounded to the
+    input dtype for the dV, dK, dQ products; dQ summed through the accumulator's layout."""
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    group, BN = Hq // Hk, cuda_bwd.BLOCK_N
+    bm, n = cuda_bwd.block_m_for(D), cuda_bwd._dq_n(D)
+    n_m, n_n = math.ceil(Sq / bm), math.ceil(Sk / BN)
+    offset, causal = Sk - Sq, p.causal
+    sl2 = p.scale * LOG2E
+    lse2, delta = cuda_bwd.prepare(do, o, lse, bm)
+    pad_q = lambda t: torch.nn.functional.pad(t.float(), (0, 0, 0, n_m * bm - Sq))  # noqa: E731
+    pad_k = lambda t: torch.nn.functional.pad(t.float(), (0, 0, 0, n_n * BN - Sk))  # noqa: E731
+    qp, dop, kp, vp = pad_q(q), pad_q(do), pad_k(k), pad_k(v)
+    acc = torch.zeros(B, Hq, n_m, 2, 64 * n)
+    idx = _thread_store_index(n)
+    dk = torch.zeros(B, Hk, n_n * BN, D)
+    dv = torch.zeros_like(dk)
+    keys_all = torch.arange(BN)[:, None]
+    queries_all = torch.arange(bm)[None, :]
+    for b in range(B):
+        for kvh in range(Hk):
+            for nb in range(n_n):
+                n0 = nb * BN
+                m_first = max(0, n0 - offset) // bm if causal else 0
+                n_mb = max(0, n_m - m_first)
+                keys = n0 + keys_all
+                for mb in range(m_first):  # skipped blocks: nothing visible there
+                    qs = mb * bm + queries_all
+                    assert not ((keys < Sk) & (qs < Sq) & (keys <= qs + offset)).any()
+                kt, vt = kp[b, kvh, n0:n0 + BN], vp[b, kvh, n0:n0 + BN]
+                dK, dV = torch.zeros(BN, D), torch.zeros(BN, D)
+                for it in range(n_mb * group):
+                    hq, mb = kvh * group + it // n_mb, m_first + it % n_mb
+                    m0 = mb * bm
+                    qt, dot = qp[b, hq, m0:m0 + bm], dop[b, hq, m0:m0 + bm]
+                    st, dpt = kt @ qt.T, vt @ dot.T
+                    pt = torch.exp2(st * sl2 - lse2[b, hq, m0:m0 + bm][None, :])
+                    keep = keys < Sk
+                    if causal:
+                        keep = keep & (keys <= m0 + queries_all + offset)
+                    need = n0 + BN > Sk or (causal and n0 + BN - 1 > m0 + offset)
+                    if need:
+                        pt = torch.where(keep, pt, 0.0)
+                    else:
+                        assert keep.all()
+                    dst = pt * (dpt - delta[b, hq, m0:m0 + bm][None, :])
+                    pr, dsr = pt.to(q.dtype).float(), dst.to(q.dtype).float()
+                    dV += pr @ dot
+                    dK += dsr @ qt
+                    dq_part = dsr.T @ kt  # (bm, D)
+                    for w in range(2):
+                        tile = (dq_part[64 * w:64 * w + 64] if bm == 128
+                                else dq_part[:, n * w:n * w + n])
+                        _store_tile(acc[b, hq, mb, w], tile, idx)
+                dk[b, kvh, n0:n0 + BN] = dK * p.scale
+                dv[b, kvh, n0:n0 + BN] = dV
+    dq = cuda_bwd.dq_from_accum(acc, q, p.scale)
+    return dq, dk[:, :, :Sk].to(q.dtype), dv[:, :, :Sk].to(q.dtype)
+
+
+_CASES = [dict(D=64, Sq=113, Sk=203), dict(D=128, Sq=113, Sk=203),
+          dict(D=64, Sq=300, Sk=100, causal=True), dict(D=128, Sq=300, Sk=100, causal=True),
+          dict(D=128, Sq=100, Sk=300, causal=True), dict(D=64, Sq=200, Sk=200, causal=True),
+          dict(D=128, Sq=1, Sk=260), dict(D=64, Sq=260, Sk=1, causal=True),
+          dict(D=128, Sq=130, Sk=130, Hq=4, Hk=1, causal=True),
+          dict(D=64, Sq=150, Sk=140, Hq=4, Hk=2, dtype=torch.float16)]
+
+
+@pytest.mark.parametrize("case", _CASES, ids=lambda c: "-".join(
+    f"{k}{v}" for k, v in c.items() if k != "dtype") + ("-fp16" if "dtype" in c else ""))
+def test_emulated_schedule_meets_the_tolerance_rule(case):
+    from attnhub import reference
+
+    case = dict(case)
+    p = _problem(B=1, Hq=case.pop("Hq", 2), Hk=case.pop("Hk", 2), **case)
+    q, k, v = random_inputs(p)
+    o, lse = reference.forward(q, k, v, p, compute_dtype=torch.float32)
+    o = o.to(p.dtype)
+    do = torch.randn_like(o)
+    grads = emulate(q, k, v, o, lse, do, p)
+    results = compare_backward(grads, do, q, k, v, p)
+    assert all(r.ok for r in results), "\n".join(map(str, results))
+
+
+def test_emulation_catches_a_wrong_mask():
+    """The check above can fail: drop the causal mask and it does."""
+    from attnhub import reference
+
+    p = _problem(Sq=200, Sk=200, D=64, causal=True)
+    q, k, v = random_inputs(p)
+    o, lse = reference.forward(q, k, v, p, compute_dtype=torch.float32)
+    do = torch.randn_like(o).to(p.dtype)
+    grads = emulate(q, k, v, o.to(p.dtype), lse, do, _problem(Sq=200, Sk=200, D=64))
+    assert not all(r.ok for r in compare_backward(grads, do, q, k, v, p))
+
+
+# -- which problems it takes ------------------------------------------------------------------
+def test_off_until_its_device_check_passes(monkeypatch):
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
+    p = _problem()
+    q, k, v = random_inputs(p)
+    assert "ATTNHUB_HOPPER_CUDA_BWD=1" in cuda_bwd.unsupported_reason(q, k, v, p)
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(D=256), "64 or 128"), (dict(window=(16, 0)), "window"),
+    (dict(softcap=30.0), "softcap"), (dict(dtype=torch.float32), "dtype"),
+])
+def test_unsupported_problems_give_reasons(monkeypatch, change, needle):
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    p = _problem(**change)
+    q, k, v = random_inputs(p)
+    assert needle in cuda_bwd.unsupported_reason(q, k, v, p)
+
+
+def test_deterministic_mode_is_refused(monkeypatch):
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    p = _problem()
+    q, k, v = random_inputs(p)
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert "deterministic" in cuda_bwd.unsupported_reason(q, k, v, p)
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    assert "not a CUDA tensor" in cuda_bwd.unsupported_reason(q, k, v, p)
+
+
+# -- GPU ---------------------------------------------------------------------------------------
+def _gpu_cases():
+    from attnhub_hopper.cuda_bwd_check import cases
+
+    return cases(quick=False)
+
+
+@pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU")
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", _gpu_cases() if ON_SM90 else [], ids=str)
+def test_cuda_backward_tolerance(case, monkeypatch):
+    from attnhub_hopper.cuda_bwd_check import run_case
+
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    res = run_case(case)
+    assert res["ok"], res

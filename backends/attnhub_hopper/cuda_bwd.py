@@ -32,19 +32,42 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
 from . import cuda_fwd, wgmma_ptx
 
-__all__ = ["block_m_for", "unsupported_reason", "enabled", "backward", "prepare",
-           "dq_from_accum", "source", "options", "smem_bytes", "nvcc_check"]
+__all__ = ["BwdTile", "DEFAULT_TILE", "VARIANTS", "tiles_for", "block_m_for", "unsupported_reason", "enabled",
+           "backward", "prepare", "dq_from_accum", "source", "options", "smem_bytes",
+           "nvcc_check"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_bwd.cu")
 _LOG2E = 1.4426950408889634
 BLOCK_N = 128  # keys per CTA (two consumer warpgroups of 64)
-STAGES = 2
+
+
+class BwdTile(NamedTuple):
+    """One specialisation beyond (head dim, causal, dtype): the depth of the Q/dO ring, and
+    how dQ reaches the accumulator: shared memory + one bulk L2 reduction per warpgroup and
+    query block (``dq_atomic=False``), or 8-byte ``red.global.add`` straight from the
+    registers (no staging buffer, no barriers; more L2 requests)."""
+
+    stages: int = 2
+    dq_atomic: bool = False
+
+    def __str__(self):
+        return f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
+
+
+DEFAULT_TILE = BwdTile()  # unmeasured: the device check times the others against it
+VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False))
+
+
+def tiles_for(head_dim: int) -> list:
+    """The variants whose shared memory fits at ``head_dim`` (d64 has no room for three
+    stages with the dQ staging buffer)."""
+    return [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT]
 
 
 def enabled() -> bool:
@@ -67,14 +90,14 @@ def _dq_n(head_dim: int) -> int:
     return head_dim if block_m_for(head_dim) == 128 else head_dim // 2
 
 
-def smem_bytes(head_dim: int, stages: int = STAGES) -> int:
+def smem_bytes(head_dim: int, tile: BwdTile = DEFAULT_TILE) -> int:
     bm = block_m_for(head_dim)
     kv = 2 * BLOCK_N * head_dim * 2
-    q_do = 2 * stages * bm * head_dim * 2
+    q_do = 2 * tile.stages * bm * head_dim * 2
     ds = 2 * bm * BLOCK_N * 2  # double-buffered dS
-    dq = 2 * 64 * _dq_n(head_dim) * 4
-    rows = stages * bm * 8
-    bars = 8 * (1 + 3 * stages)
+    dq = 0 if tile.dq_atomic else 2 * 64 * _dq_n(head_dim) * 4
+    rows = tile.stages * bm * 8
+    bars = 8 * (1 + 3 * tile.stages)
     return kv + q_do + ds + dq + rows + bars + 1024  # + alignment slack
 
 
@@ -88,10 +111,11 @@ def source(head_dim: int, dtype: torch.dtype) -> str:
             + cuda_fwd._COMMON.read_text() + "\n" + _SRC.read_text())
 
 
-def options(head_dim: int, causal: bool, dtype, stages: int = STAGES) -> tuple:
+def options(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE) -> tuple:
     return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_M={block_m_for(head_dim)}",
-            f"-DDQ_N={_dq_n(head_dim)}", f"-DSTAGES={stages}", f"-DCAUSAL={int(bool(causal))}",
-            f"-DIS_BF16={int(dtype == torch.bfloat16)}")
+            f"-DDQ_N={_dq_n(head_dim)}", f"-DSTAGES={tile.stages}",
+            f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
+            f"-DDQ_ATOMIC={int(tile.dq_atomic)}")
 
 
 def unsupported_reason(q, k, v, problem) -> Optional[str]:
@@ -167,18 +191,19 @@ def _tma_input(t: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(device_index: int, head_dim: int, causal: bool, dtype):
-    smem = smem_bytes(head_dim)
+def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
+            tile: BwdTile = DEFAULT_TILE):
+    smem = smem_bytes(head_dim, tile)
     if smem > cuda_fwd._SMEM_LIMIT:
-        raise ValueError(f"hopper-fa3 CUDA backward d{head_dim} needs {smem} bytes of "
-                         f"shared memory (limit {cuda_fwd._SMEM_LIMIT})")
+        raise ValueError(f"hopper-fa3 CUDA backward d{head_dim} {tile} needs {smem} bytes "
+                         f"of shared memory (limit {cuda_fwd._SMEM_LIMIT})")
     import cupy
     from cuda.bindings import driver as cu
 
     with cupy.cuda.Device(device_index):
         mod = cupy.RawModule(code=source(head_dim, dtype),
                              options=("-arch=sm_90a", "-std=c++17")
-                             + options(head_dim, causal, dtype),
+                             + options(head_dim, causal, dtype, tile),
                              backend="nvrtc")
         func = cu.CUfunction(mod.get_function("attnhub_fa3_bwd").kernel.ptr)
         cuda_fwd._check(cu.cuFuncSetAttribute(
@@ -186,7 +211,7 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype):
     return mod, func, smem
 
 
-def backward(do, q, k, v, o, lse, problem):
+def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None):
     """``(dq, dk, dv)`` shaped like ``(q, k, v)`` for a problem :func:`unsupported_reason`
     accepted."""
     B, Hq, Sq, D = q.shape
@@ -202,7 +227,8 @@ def backward(do, q, k, v, o, lse, problem):
     lse2, delta = prepare(do, o, lse, bm)
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype)
+    tile = BwdTile(*(tile or DEFAULT_TILE))
+    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile)
     tm = cuda_fwd._tensor_map
     maps = (tm(q, bm), tm(k, BLOCK_N), tm(v, BLOCK_N), tm(do, bm), tm(dk, 64), tm(dv, 64))
     cuda_fwd._launch(func, (math.ceil(Sk / BLOCK_N), Hk, B), 384, smem, q.device, maps, (
@@ -213,8 +239,8 @@ def backward(do, q, k, v, o, lse, problem):
     return dq_from_accum(acc, q, scale), dk, dv
 
 
-def nvcc_check(head_dim: int, causal: bool, dtype, nvcc: Optional[str] = None,
-               cubin: Optional[str] = None) -> str:
+def nvcc_check(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE,
+               nvcc: Optional[str] = None, cubin: Optional[str] = None) -> str:
     """Compile with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report (and keeps the cubin
     at ``cubin`` if given).  Raises RuntimeError with the compiler output on failure."""
     nvcc = nvcc or shutil.which("nvcc")
@@ -225,7 +251,7 @@ def nvcc_check(head_dim: int, causal: bool, dtype, nvcc: Optional[str] = None,
         src.write_text(source(head_dim, dtype))
         out = cubin or str(pathlib.Path(tmp, "out.cubin"))
         cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
-               "-Xptxas", "-v", *options(head_dim, causal, dtype), "-o", out, str(src)]
+               "-Xptxas", "-v", *options(head_dim, causal, dtype, tile), "-o", out, str(src)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         report = res.stdout + res.stderr
         if res.returncode != 0:

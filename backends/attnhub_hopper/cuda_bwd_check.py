@@ -2,16 +2,19 @@
 
     python backends/attnhub_hopper/cuda_bwd_check.py --out $OUT [--quick] [--no-grid]
 
-1. Builds the four specialisations (d64/d128 × causal, bf16) and the fp16 ones.
+1. Builds every specialisation: d64/d128 × causal × bf16/fp16 × the variants that fit
+   (cuda_bwd.tiles_for: Q/dO ring depth 2 or 3, dQ by smem + bulk reduction or by
+   red.global.add from registers).
 2. Correctness: the tolerance rule for dQ, dK, dV (attnhub.testing.tolerance.compare_backward:
    within 2× torch's own low-precision error against the fp64/fp32 reference) on fresh random
    inputs, O and LSE from the CUDA forward, NaN-poisoned memory before every call, over d64 and
    d128, causal and not, (Sq, Sk) in (113, 203), (1023, 1024), (1, 4096), (4096, 1),
-   (300, 100), GQA, MQA with BSHD, fp16; plus a rerun: dK, dV must be bit-identical (no
-   atomics), dQ may differ by the order of its L2 reductions (reported).
+   (300, 100), GQA, MQA with BSHD, fp16 (default variant), and every other variant on two
+   awkward shapes; plus a rerun: dK, dV must be bit-identical (no atomics), dQ may differ by
+   the order of its L2 reductions (reported).
 3. Timing (triton.testing.do_bench medians) on the FA grid (batch = 16384 // S, heads =
-   2048 // D, d64/d128, 1k-16k, causal and not): this kernel (prep + kernel + dQ conversion,
-   i.e. what a caller pays), triton-fa2's backward, and SDPA cuDNN / flash / efficient
+   2048 // D, d64/d128, 1k-16k, causal and not): this kernel's variants (prep + kernel + dQ
+   conversion, i.e. what a caller pays), triton-fa2's backward, and SDPA cuDNN / flash / efficient
    backward through autograd (``o.backward(do)``, as attnhub.bench times it), all in the same
    run.  Backward FLOPs = 2.5 × forward (4·B·H·S²·D, halved when causal).
 Writes cuda_bwd.json, cuda_bwd.png, cuda_bwd_log.txt under --out.
@@ -45,6 +48,7 @@ def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
 
 def cases(quick: bool) -> list:
     import torch
+    from attnhub_hopper import cuda_bwd
 
     out = []
     for D in (64, 128):
@@ -58,13 +62,19 @@ def cases(quick: bool) -> list:
                             layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
                             dtype=torch.float16))
+            for tile in cuda_bwd.tiles_for(D)[1:]:
+                out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
+                                tile=tuple(tile)))
+                out.append(dict(D=D, causal=causal, Sq=113, Sk=203, B=2, Hq=4, Hk=4,
+                                tile=tuple(tile)))
     return out[::3] if quick else out
 
 
 def case_id(c) -> str:
     dt = str(c.get("dtype", "torch.bfloat16"))[6:]
     return (f"d{c['D']} s{c['Sq']}x{c['Sk']} b{c['B']} h{c['Hq']}/{c['Hk']} "
-            f"{'causal' if c['causal'] else 'full'} {dt} {c.get('layout', 'bhsd')}")
+            f"{'causal' if c['causal'] else 'full'} {dt} {c.get('layout', 'bhsd')}"
+            + (f" tile {c['tile']}" if c.get("tile") else ""))
 
 
 def run_case(c) -> dict:
@@ -84,11 +94,12 @@ def run_case(c) -> dict:
             raise RuntimeError(f"CUDA backward refused: {why}")
         o, lse = cuda_fwd.forward(q, k, v, p)
         do = torch.randn_like(o)
+        tile = cuda_bwd.BwdTile(*c["tile"]) if c.get("tile") else None
         _poison(8 * q.numel() + 8 * k.numel())
-        g1 = cuda_bwd.backward(do, q, k, v, o, lse, p)
+        g1 = cuda_bwd.backward(do, q, k, v, o, lse, p, tile)
         res = compare_backward(g1, do, q, k, v, p)
         _poison(8 * q.numel() + 8 * k.numel())
-        g2 = cuda_bwd.backward(do, q, k, v, o, lse, p)
+        g2 = cuda_bwd.backward(do, q, k, v, o, lse, p, tile)
         kv_same = bool(torch.equal(g1[1], g2[1]) and torch.equal(g1[2], g2[2]))
         dq_diff = float((g1[0].float() - g2[0].float()).abs().max())
         shapes = all(g.shape == t.shape and g.dtype == t.dtype for g, t in zip(g1, (q, k, v)))
@@ -104,20 +115,25 @@ def build_all(log) -> list:
     import torch
     from attnhub_hopper import cuda_bwd
 
-    out = []
-    for dtype in (torch.bfloat16, torch.float16):
-        for D in (64, 128):
-            for causal in (False, True):
-                t0 = time.time()
-                try:
-                    cuda_bwd._kernel(torch.cuda.current_device(), D, causal, dtype)
-                    out.append(dict(D=D, causal=causal, dtype=str(dtype), ok=True,
-                                    s=round(time.time() - t0, 2)))
-                except Exception as exc:
-                    log(f"BUILD FAIL d{D} causal={causal} {dtype}: {exc}"[:3000])
-                    out.append(dict(D=D, causal=causal, dtype=str(dtype), ok=False,
-                                    error=str(exc)[:1500]))
-    return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [(D, causal, dtype, tile) for dtype in (torch.bfloat16, torch.float16)
+             for D in (64, 128) for causal in (False, True) for tile in cuda_bwd.tiles_for(D)]
+    dev = torch.cuda.current_device()
+
+    def one(spec):
+        D, causal, dtype, tile = spec
+        t0 = time.time()
+        rec = dict(D=D, causal=causal, dtype=str(dtype), tile=str(tile))
+        try:
+            cuda_bwd._kernel(dev, D, causal, dtype, tile)
+            return dict(rec, ok=True, s=round(time.time() - t0, 2))
+        except Exception as exc:
+            log(f"BUILD FAIL {rec}: {exc}"[:3000])
+            return dict(rec, ok=False, error=str(exc)[:1500])
+
+    with ThreadPoolExecutor(8) as ex:  # NVRTC releases the GIL
+        return list(ex.map(one, specs))
 
 
 def _sdpa_bwd(backend_name, q, k, v, do, causal):
@@ -156,13 +172,15 @@ def grid(log, quick) -> list:
                 do = torch.randn_like(o)
                 flops = 2.5 * 4 * B * H * S * S * D / (2 if causal else 1)
                 tf = lambda ms: flops / ms / 1e9  # noqa: E731
-                row = dict(D=D, S=S, causal=causal, B=B, H=H, peers={})
-                try:
-                    row["default_tflops"] = tf(_bench(
-                        lambda: cuda_bwd.backward(do, q, k, v, o, lse, p)))
-                except Exception as exc:
-                    row["default_tflops"] = None
-                    row["error"] = str(exc)[:500]
+                row = dict(D=D, S=S, causal=causal, B=B, H=H, peers={}, variants={})
+                for tile in cuda_bwd.tiles_for(D):
+                    try:
+                        row["variants"][str(tile)] = tf(_bench(
+                            lambda: cuda_bwd.backward(do, q, k, v, o, lse, p, tile)))
+                    except Exception as exc:
+                        row["variants"][str(tile)] = None
+                        row.setdefault("errors", {})[str(tile)] = str(exc)[:500]
+                row["default_tflops"] = row["variants"].get(str(cuda_bwd.DEFAULT_TILE))
                 if flash_backward is not None:
                     try:
                         row["peers"]["triton-fa2"] = tf(_bench(
@@ -182,8 +200,9 @@ def grid(log, quick) -> list:
                 row["x_flash"] = ours / fl if ours and fl else None
                 rows.append(row)
                 peers = " ".join(f"{n} {t:.0f}" for n, t in row["peers"].items())
-                log(f"d{D} s{S:>5} {'causal' if causal else 'full  '} cuda-bwd "
-                    f"{ours or 0:.0f} | {peers} | x cudnn {row['x_cudnn'] or 0:.3f}")
+                variants = " ".join(f"{n} {t or 0:.0f}" for n, t in row["variants"].items())
+                log(f"d{D} s{S:>5} {'causal' if causal else 'full  '} cuda-bwd [{variants}]"
+                    f" | {peers} | default x cudnn {row['x_cudnn'] or 0:.3f}")
                 del q, k, v, o, lse, do
                 torch.cuda.empty_cache()
     return rows
@@ -207,7 +226,8 @@ def plot(json_path: str, png_path: str) -> None:
             sel = sorted((r for r in rows if r["D"] == D and r["causal"] == causal),
                          key=lambda r: r["S"])
             xs = [r["S"] for r in sel]
-            series = {"hopper-fa3 CUDA backward": [r.get("default_tflops") for r in sel]}
+            series = {f"hopper-fa3 CUDA backward {v}": [r["variants"].get(v) for r in sel]
+                      for v in sorted({v for r in sel for v in r.get("variants", {})})}
             for key, label in (("cudnn", "cuDNN (SDPA)"), ("flash", "SDPA flash (FA2)"),
                                ("efficient", "SDPA efficient"), ("triton-fa2", "triton-fa2")):
                 series[label] = [r["peers"].get(key) for r in sel]

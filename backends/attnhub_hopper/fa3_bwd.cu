@@ -32,7 +32,7 @@
 //
 // Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, or 128 with BLOCK_M 64: the
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block), BLOCK_M,
-// DQ_N, STAGES, CAUSAL, IS_BF16.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
+// DQ_N, STAGES, CAUSAL, IS_BF16, DQ_ATOMIC.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
 // wgmma_rs_n<HEAD_DIM> come from wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (128
 // rows), dk, dv (64 rows; one per warpgroup).
@@ -60,6 +60,9 @@
 #ifndef CAUSAL
 #define CAUSAL 0
 #endif
+#ifndef DQ_ATOMIC  // 1: dQ by red.global.add.v2.f32 from registers, not smem + bulk reduce
+#define DQ_ATOMIC 0
+#endif
 
 #define BLOCK_N 128
 #define NUM_THREADS 384
@@ -77,7 +80,7 @@
 #define SDO_OFF (SQ_OFF + STAGES * Q_BYTES)
 #define SDS_OFF (SDO_OFF + STAGES * Q_BYTES)
 #define SDQ_OFF (SDS_OFF + 2 * DS_BYTES)
-#define SL_OFF (SDQ_OFF + 2 * DQ_WG_FLOATS * 4)
+#define SL_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : 2 * DQ_WG_FLOATS * 4))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
 
 #define WGMMA_S CAT(wgmma_ss_n, BLOCK_M)
@@ -116,6 +119,10 @@ __device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u
           "r"(dst),
       "l"((u64)src), "r"(bytes), "r"(bar)
       : "memory");
+}
+__device__ __forceinline__ void red_add_f2(float* dst, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"((u64)dst), "f"(a), "f"(b)
+               : "memory");
 }
 __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 bytes) {
   asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
@@ -227,6 +234,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int key0 = n0 + cw * 64 + r_loc;
   const u32 sKw = sK + cw * (64 * 128), sVw = sV + cw * (64 * 128);
   const u32 sDQw = sDQ + cw * (DQ_WG_FLOATS * 4);
+  (void)sDQw;
 
   float dv[HEAD_DIM / 2], dk[HEAD_DIM / 2];
 #pragma unroll
@@ -376,8 +384,21 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     __syncwarp();
     if (lane == 0) mbar_arrive(BAR_E(s));  // Q, dO, rows of stage s no longer read
 
-    // dQ_part → this warpgroup's float32 buffer (register order: element (j, h, e) of
-    // thread ctid at ((2j + h) * 128 + ctid) * 2 + e, conflict-free) → L2 reduction.
+    // dQ_part → dq_accum in the threads' register order: element (j, h, e) of thread ctid
+    // at ((2j + h) * 128 + ctid) * 2 + e of this warpgroup's share.
+#if DQ_ATOMIC
+    // straight from registers, 8-byte vector reductions (coalesced: a warp's 32 pairs are
+    // 256 contiguous bytes)
+    {
+      float* g = dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 2 * ctid;
+#pragma unroll
+      for (int j = 0; j < DQ_N / 8; ++j) {
+        red_add_f2(g + (2 * j) * 256, dq[4 * j], dq[4 * j + 1]);
+        red_add_f2(g + (2 * j + 1) * 256, dq[4 * j + 2], dq[4 * j + 3]);
+      }
+    }
+#else
+    // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
     if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
     asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
 #pragma unroll
@@ -391,6 +412,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       bulk_reduce_add_f32(dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS, sDQw, DQ_WG_FLOATS * 4);
       asm volatile("cp.async.bulk.commit_group;" ::: "memory");
     }
+#endif
   }
 
   // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------

@@ -33,14 +33,21 @@ def _problem(B=1, Hq=2, Hk=2, Sq=64, Sk=64, D=128, dtype=torch.bfloat16, device=
 
 # -- compile ---------------------------------------------------------------------------------
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
-@pytest.mark.parametrize("D", (64, 128))
+@pytest.mark.parametrize("D,tile", [(D, t) for D in (64, 128) for t in cuda_bwd.tiles_for(D)],
+                         ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
-@pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16), ids=("bf16", "fp16"))
-def test_nvcc_compiles_for_sm90a(D, causal, dtype):
-    report = cuda_bwd.nvcc_check(D, causal, dtype)
+def test_nvcc_compiles_for_sm90a(D, tile, causal):
+    dtype = torch.float16 if tile.stages == 3 else torch.bfloat16  # both dtypes, half each
+    report = cuda_bwd.nvcc_check(D, causal, dtype, tile)
     assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
     assert not re.search(r"C751\d", report), report  # ptxas serialised the wgmma pipeline
-    assert cuda_bwd.smem_bytes(D) <= 232448
+
+
+def test_variants_that_do_not_fit_are_left_out():
+    assert cuda_bwd.BwdTile(3, False) in cuda_bwd.tiles_for(128)
+    assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes
+    assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in (64, 128)
+               for t in cuda_bwd.tiles_for(D))
 
 
 def test_only_register_feasible_tiles_are_offered():
@@ -259,3 +266,17 @@ def test_cuda_backward_tolerance(case, monkeypatch):
     monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
     res = run_case(case)
     assert res["ok"], res
+
+
+def test_check_script_plots_a_results_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    from attnhub_hopper import cuda_bwd_check
+
+    rows = [dict(D=d, S=s, causal=c, default_tflops=400.0 + s / 1024,
+                 variants={"s2": 400.0 + s / 1024, "s2-atomic": None},
+                 peers={"cudnn": 500.0, "flash": 300.0, "triton-fa2": 320.0})
+            for d in (64, 128) for s in (1024, 4096) for c in (False, True)]
+    js = tmp_path / "r.json"
+    js.write_text(__import__("json").dumps(dict(device="GPU", date="today", grid=rows)))
+    cuda_bwd_check.plot(str(js), str(tmp_path / "r.png"))
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -48,26 +48,33 @@ BLOCK_N = 128  # keys per CTA (two consumer warpgroups of 64)
 
 
 class BwdTile(NamedTuple):
-    """One specialisation beyond (head dim, causal, dtype): the depth of the Q/dO ring, and
-    how dQ reaches the accumulator: shared memory + one bulk L2 reduction per warpgroup and
+    """One specialisation beyond (head dim, causal, dtype): the depth of the Q/dO ring; how
+    dQ reaches the accumulator: shared memory + one bulk L2 reduction per warpgroup and
     query block (``dq_atomic=False``), or 8-byte ``red.global.add`` straight from the
-    registers (no staging buffer, no barriers; more L2 requests)."""
+    registers (no staging buffer, no barriers; more L2 requests); and whether dV's product
+    is issued as soon as P is ready, under the wait for dPᵀ and the dS arithmetic
+    (``early_dv``; keeps P in float32 and 16 bits at once)."""
 
     stages: int = 2
     dq_atomic: bool = False
+    early_dv: bool = False
 
     def __str__(self):
-        return f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
+        return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
+                + ("-early" if self.early_dv else ""))
 
 
 DEFAULT_TILE = BwdTile()  # unmeasured: the device check times the others against it
-VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False))
+VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
+            BwdTile(2, False, True), BwdTile(3, True, True))
 
 
 def tiles_for(head_dim: int) -> list:
-    """The variants whose shared memory fits at ``head_dim`` (d64 has no room for three
-    stages with the dQ staging buffer)."""
-    return [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT]
+    """The variants that build cleanly at ``head_dim``: shared memory within the limit (d64
+    has no room for three stages with the dQ staging buffer) and no spills (``early_dv`` at
+    d64 holds Sᵀ and dPᵀ at 64 registers each plus P in 16 bits: ptxas spills 12-32 bytes)."""
+    return [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
+            and not (t.early_dv and head_dim == 64)]
 
 
 def enabled() -> bool:
@@ -115,7 +122,7 @@ def options(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE) ->
     return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_M={block_m_for(head_dim)}",
             f"-DDQ_N={_dq_n(head_dim)}", f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
-            f"-DDQ_ATOMIC={int(tile.dq_atomic)}")
+            f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}")
 
 
 def unsupported_reason(q, k, v, problem) -> Optional[str]:

@@ -32,7 +32,7 @@
 //
 // Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, or 128 with BLOCK_M 64: the
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block), BLOCK_M,
-// DQ_N, STAGES, CAUSAL, IS_BF16, DQ_ATOMIC.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
+// DQ_N, STAGES, CAUSAL, IS_BF16, DQ_ATOMIC, EARLY_DV.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
 // wgmma_rs_n<HEAD_DIM> come from wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (128
 // rows), dk, dv (64 rows; one per warpgroup).
@@ -62,6 +62,9 @@
 #endif
 #ifndef DQ_ATOMIC  // 1: dQ by red.global.add.v2.f32 from registers, not smem + bulk reduce
 #define DQ_ATOMIC 0
+#endif
+#ifndef EARLY_DV  // 1: issue dV += Pᵀ·dO before waiting for dPᵀ (more overlap, more registers)
+#define EARLY_DV 0
 #endif
 
 #define BLOCK_N 128
@@ -318,7 +321,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         }
       }
     }
+#if EARLY_DV  // dV's product runs while this thread waits for dPᵀ and computes dS
+#pragma unroll
+    for (int r = 0; r < BLOCK_M / 4; ++r) pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
+    issue_kv(dv, pp, sDOs);  // dV += Pᵀ·dO
+    wgmma_wait<1>();         // dPᵀ done (groups retire in order); dV may still run
+#else
     wgmma_wait<0>();  // dPᵀ done
+#endif
 #pragma unroll
     for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
     // dSᵀ = Pᵀ ∘ (dPᵀ − Δ[query])
@@ -330,12 +340,17 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       dp_acc[4 * j + 2] = s_acc[4 * j + 2] * (dp_acc[4 * j + 2] - dl.x);
       dp_acc[4 * j + 3] = s_acc[4 * j + 3] * (dp_acc[4 * j + 3] - dl.y);
     }
+#if EARLY_DV
+#pragma unroll
+    for (int r = 0; r < BLOCK_M / 4; ++r) pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
+#else
 #pragma unroll
     for (int r = 0; r < BLOCK_M / 4; ++r) {
       pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
       pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
     }
     issue_kv(dv, pp, sDOs);  // dV += Pᵀ·dO
+#endif
     issue_kv(dk, pd, sQs);   // dK += dSᵀ·Q
 
     // dS (query rows, key columns; this warpgroup's 64 keys = one 128-byte chunk) for dQ.

@@ -46,6 +46,8 @@ def test_nvcc_compiles_for_sm90a(D, tile, causal):
 def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(3, False) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes
+    assert cuda_bwd.BwdTile(2, False, True) in cuda_bwd.tiles_for(128)
+    assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
     assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in (64, 128)
                for t in cuda_bwd.tiles_for(D))
 

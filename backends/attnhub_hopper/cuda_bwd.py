@@ -3,14 +3,14 @@
 Same machinery as :mod:`cuda_fwd` (NVRTC through CuPy, TMA maps from ``cuda.bindings``,
 ``cuLaunchKernel`` on torch's stream).  Three steps per call:
 
-1. :func:`prepare` (torch): log2-LSE (``+inf`` for rows with no keys and for padding, so
-   their probabilities are 0) and Δ = rowsum(dO∘O) in float32, padded to whole query blocks;
-   a zeroed float32 dQ accumulator.
+1. :func:`prepare` (one Triton pass, ``bwd_host.py``): log2-LSE (``+inf`` for rows with no
+   keys and for padding, so their probabilities are 0) and Δ = rowsum(dO∘O) in float32,
+   padded to whole query blocks; a zeroed float32 dQ accumulator.
 2. the kernel: one CTA per (128-key block, KV head, batch) computes dK, dV for its keys over
-   every query head of the group and adds its share of dQ into the accumulator with bulk
-   reductions in L2 (not bitwise deterministic, like FlashAttention-3's).
-3. :func:`dq_from_accum` (torch): the accumulator, stored in the consumer threads' register
-   order, becomes dQ·scale in q's dtype and memory order.
+   every query head of the group and adds its share of dQ into the accumulator by L2
+   reductions (not bitwise deterministic, like FlashAttention-3's).
+3. :func:`dq_from_accum` (one Triton pass): the accumulator, stored in the consumer
+   threads' register order, becomes dQ·scale in q's dtype and memory order.
 
 What it covers (the Triton backward of ``triton-fa2`` takes the rest, with the reason in
 :func:`unsupported_reason`): dense fp16/bf16, head dim 64 or 128 for both QK and V, causal
@@ -159,7 +159,14 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 def prepare(do: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, block_m: int):
     """``(lse2, delta)``, both (B, H, n_m·block_m) float32 contiguous: LSE·log2(e) with
     ``+inf`` where LSE is ``-inf`` (a row with no visible key) and on the padding rows, and
-    Δ = rowsum(dO∘O) with 0 on the padding."""
+    Δ = rowsum(dO∘O) with 0 on the padding.  One Triton pass on CUDA tensors
+    (``bwd_host._prep``), torch elsewhere."""
+    if o.is_cuda:
+        return _prepare_triton(do, o, lse, block_m)
+    return _prepare_torch(do, o, lse, block_m)
+
+
+def _prepare_torch(do, o, lse, block_m):
     B, H, S, _ = o.shape
     pad = -S % block_m
     lse2 = torch.where(torch.isneginf(lse), torch.full_like(lse, math.inf), lse * _LOG2E)
@@ -169,12 +176,32 @@ def prepare(do: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, block_m: int):
     return lse2.contiguous(), delta.contiguous()
 
 
+def _prepare_triton(do, o, lse, block_m):
+    from . import bwd_host
+
+    B, H, S, D = o.shape
+    n_m = math.ceil(S / block_m)
+    lse2 = torch.empty(B, H, n_m * block_m, dtype=torch.float32, device=o.device)
+    delta = torch.empty_like(lse2)
+    bwd_host._prep[(n_m, B * H)](
+        o, do, lse, lse2, delta, *o.stride(), *do.stride(), *lse.stride(),
+        H, S, n_m * block_m, HEAD_DIM=D, BLOCK=block_m)
+    return lse2, delta
+
+
 def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float) -> torch.Tensor:
     """dQ (shape, dtype and memory order of ``q``) from the kernel's float32 accumulator
     (B, H, n_m, 2, 64·dq_n): warpgroup w's share of query block m is stored in its threads'
     register order, element (j, h, e) of thread t = 32·warp + lane at ((2j + h)·128 + t)·2
     + e, for row 16·warp + lane/4 + 8h and column 8j + 2·(lane % 4) + e of its 64 × dq_n
-    tile (rows 64w.. of a 128-query block, or columns dq_n·w.. of a 64-query block)."""
+    tile (rows 64w.. of a 128-query block, or columns dq_n·w.. of a 64-query block).  One
+    Triton pass on CUDA tensors (``bwd_host._dq_convert``), torch elsewhere."""
+    if acc.is_cuda:
+        return _dq_from_accum_triton(acc, q, scale)
+    return _dq_from_accum_torch(acc, q, scale)
+
+
+def _dq_from_accum_torch(acc, q, scale):
     B, H, S, D = q.shape
     bm = block_m_for(D)
     n = _dq_n(D)
@@ -187,6 +214,18 @@ def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float) -> torch.Ten
         t = t.permute(0, 1, 2, 4, 3, 5).reshape(B, H, n_m * 64, D)
     out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
     return out.copy_(t[:, :, :S].mul_(scale))
+
+
+def _dq_from_accum_triton(acc, q, scale):
+    from . import bwd_host
+
+    B, H, S, D = q.shape
+    bm = block_m_for(D)
+    out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
+    bwd_host._dq_convert[(acc.shape[2] * 2, B * H)](
+        acc, out, *out.stride(), H, S, float(scale),
+        BLOCK_M=bm, DQ_N=_dq_n(D), SPLIT_ROWS=bm == 128)
+    return out
 
 
 def _tma_input(t: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,38 @@ def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, layout):
     torch.testing.assert_close(dq.float(), (dq_true[:, :, :Sq] * 0.5).bfloat16().float())
 
 
+@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 70), (128, 64)])
+@pytest.mark.parametrize("layout", ("bhsd", "bshd"))
+def test_triton_host_passes_match_the_torch_ones(D, Sq, layout):
+    """bwd_host's two Triton kernels (run by the interpreter here) against the torch
+    formulations, on strided inputs, with a row that sees no key."""
+    B, H = 2, 3
+    bm = cuda_bwd.block_m_for(D)
+
+    def make(dtype=torch.bfloat16):
+        if layout == "bshd":
+            return torch.randn(B, Sq, H, D).to(dtype).transpose(1, 2)
+        return torch.randn(B, H, Sq, D).to(dtype)
+    o, do = make(), make()
+    lse = torch.randn(B, H, Sq)
+    lse[1, 2, Sq // 2] = -math.inf
+    l_t, d_t = cuda_bwd._prepare_torch(do, o, lse, bm)
+    l_k, d_k = cuda_bwd._prepare_triton(do, o, lse, bm)
+    assert l_k.shape == l_t.shape and l_k.is_contiguous()
+    torch.testing.assert_close(l_k, l_t)
+    torch.testing.assert_close(d_k, d_t, rtol=1e-5, atol=1e-4)
+    n_m = math.ceil(Sq / bm)
+    acc = torch.randn(B, H, n_m, 2, 64 * cuda_bwd._dq_n(D))
+    for q in (make(torch.float32), make()):
+        a = cuda_bwd._dq_from_accum_torch(acc, q, 0.125)
+        b = cuda_bwd._dq_from_accum_triton(acc, q, 0.125)
+        assert b.shape == q.shape and b.stride() == q.stride() and b.dtype == q.dtype
+        if q.dtype == torch.float32:  # the gather itself: exact
+            assert torch.equal(a, b)
+        else:  # the interpreter truncates float32 -> bf16 (the GPU rounds): one ulp
+            torch.testing.assert_close(b.float(), a.float(), rtol=2 ** -7, atol=0)
+
+
 def test_prepare_pads_and_neutralises_empty_rows():
     o = torch.randn(1, 2, 70, 64, dtype=torch.bfloat16)
     do = torch.randn_like(o)

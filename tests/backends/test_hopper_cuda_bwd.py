@@ -314,3 +314,27 @@ def test_check_script_plots_a_results_json(tmp_path):
     js.write_text(__import__("json").dumps(dict(device="GPU", date="today", grid=rows)))
     cuda_bwd_check.plot(str(js), str(tmp_path / "r.png"))
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU")
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
+def test_backend_backward_runs_the_cuda_kernel_when_enabled(causal, monkeypatch):
+    """Through attnhub.attention: with ATTNHUB_HOPPER_CUDA_BWD=1 hopper-fa3's backward is
+    this kernel (the gradients equal cuda_bwd.backward's dK/dV bit for bit) and meets the
+    tolerance rule."""
+    import attnhub
+    from attnhub_hopper import cuda_fwd
+
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    p = _problem(B=2, Hq=8, Hk=2, Sq=1000, Sk=1000, D=128, device="cuda", causal=causal)
+    q, k, v = random_inputs(p)
+    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+    o = attnhub.attention(qg, kg, vg, causal=causal, backend="hopper-fa3")
+    do = torch.randn_like(o)
+    o.backward(do)
+    o2, lse = cuda_fwd.forward(q, k, v, p)
+    _, dk, dv = cuda_bwd.backward(do, q, k, v, o2, lse, p)
+    assert torch.equal(kg.grad, dk) and torch.equal(vg.grad, dv)
+    results = compare_backward((qg.grad, kg.grad, vg.grad), do, q, k, v, p)
+    assert all(r.ok for r in results), "\n".join(map(str, results))

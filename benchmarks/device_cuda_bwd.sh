@@ -1,31 +1,32 @@
 #!/bin/bash
-# One device call for the CUDA backward (fa3_bwd.cu): a smoke test under a 90 s timeout (a
-# hang ends there) that prints each gradient's error separately (dV wrong: the P/dO path;
-# dK: dS; dQ only: the stmatrix transpose, the dS·K product or the accumulator decoding),
+# One device call for the CUDA backward (fa3_bwd.cu): a smoke test of the tracing build (a
+# hang is reported after 15 s with the phase every role of every CTA reached, from pinned
+# memory; the whole smoke ends in 120 s) that prints each gradient's error separately (dV
+# wrong: the P/dO path; dK: dS; dQ only: the stmatrix transpose, the dS·K product or the
+# accumulator decoding),
 # then cuda_bwd_check.py (tolerance grid, then timing against SDPA cuDNN / flash /
 # efficient and triton-fa2 in the same run).
 #   bash benchmarks/device_cuda_bwd.sh [cuda_bwd_check.py args...]
 source benchmarks/device_setup.sh
 export ATTNHUB_HOPPER_CUDA_BWD=1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
-timeout 90 python3 - <<'PY' || { echo "SMOKE FAILED rc=$?"; exit 1; }
+timeout 120 python3 - <<'PY' || { echo "SMOKE FAILED rc=$?"; exit 1; }
 import time
 import torch
 import torch.nn.functional as F
 from attnhub.contract import Problem
-from attnhub_hopper import cuda_bwd, cuda_fwd
+from attnhub_hopper.cuda_bwd_check import run_traced
 
+# the tracing build first: a hang is reported (which phase each role of each CTA reached)
+# after 15 s instead of ending in the timeout
 for D in (128, 64):
     for causal in (False, True):
         S = 300
         p = Problem(1, 2, 2, S, S, D, D, torch.bfloat16, torch.device("cuda"),
                     scale=D ** -0.5, causal=causal)
         q, k, v = (torch.randn(1, 2, S, D, device="cuda").bfloat16() for _ in range(3))
-        o, lse = cuda_fwd.forward(q, k, v, p)
-        do = torch.randn_like(o)
         t = time.time()
-        dq, dk, dv = cuda_bwd.backward(do, q, k, v, o, lse, p)
-        torch.cuda.synchronize()
+        o, do, (dq, dk, dv) = run_traced(q, k, v, p)
         qf, kf, vf = (x.float().requires_grad_() for x in (q, k, v))
         F.scaled_dot_product_attention(qf, kf, vf, is_causal=causal).backward(do.float())
         errs = {n: round((g.float() - r.grad).abs().max().item(), 4)

@@ -118,8 +118,9 @@ def source(head_dim: int, dtype: torch.dtype) -> str:
             + cuda_fwd._COMMON.read_text() + "\n" + _SRC.read_text())
 
 
-def options(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE) -> tuple:
-    return (f"-DHEAD_DIM={head_dim}", f"-DBLOCK_M={block_m_for(head_dim)}",
+def options(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE,
+            trace: bool = False) -> tuple:
+    return (f"-DBWD_TRACE={int(trace)}", f"-DHEAD_DIM={head_dim}", f"-DBLOCK_M={block_m_for(head_dim)}",
             f"-DDQ_N={_dq_n(head_dim)}", f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}")
@@ -238,7 +239,7 @@ def _tma_input(t: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
-            tile: BwdTile = DEFAULT_TILE):
+            tile: BwdTile = DEFAULT_TILE, trace: bool = False):
     smem = smem_bytes(head_dim, tile)
     if smem > cuda_fwd._SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA backward d{head_dim} {tile} needs {smem} bytes "
@@ -249,7 +250,7 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
     with cupy.cuda.Device(device_index):
         mod = cupy.RawModule(code=source(head_dim, dtype),
                              options=("-arch=sm_90a", "-std=c++17")
-                             + options(head_dim, causal, dtype, tile),
+                             + options(head_dim, causal, dtype, tile, trace),
                              backend="nvrtc")
         func = cu.CUfunction(mod.get_function("attnhub_fa3_bwd").kernel.ptr)
         cuda_fwd._check(cu.cuFuncSetAttribute(
@@ -257,9 +258,11 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
     return mod, func, smem
 
 
-def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None):
+def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
+             trace: Optional[torch.Tensor] = None):
     """``(dq, dk, dv)`` shaped like ``(q, k, v)`` for a problem :func:`unsupported_reason`
-    accepted."""
+    accepted.  ``trace``: a pinned int32 host tensor of 4 per CTA, to run the tracing build
+    (``BWD_TRACE``, see fa3_bwd.cu) for debugging."""
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
     dk = cuda_fwd._empty_o(k, B, Hk, Sk, D, k.dtype)
@@ -274,19 +277,20 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None):
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     tile = BwdTile(*(tile or DEFAULT_TILE))
-    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile)
+    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile, trace is not None)
     tm = cuda_fwd._tensor_map
     maps = (tm(q, bm), tm(k, BLOCK_N), tm(v, BLOCK_N), tm(do, bm), tm(dk, 64), tm(dv, 64))
     cuda_fwd._launch(func, (math.ceil(Sk / BLOCK_N), Hk, B), 384, smem, q.device, maps, (
         ctypes.c_void_p(lse2.data_ptr()), ctypes.c_void_p(delta.data_ptr()),
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
-        ctypes.c_int(n_m)))
+        ctypes.c_int(n_m), ctypes.c_void_p(0 if trace is None else trace.data_ptr())))
     return dq_from_accum(acc, q, scale), dk, dv
 
 
 def nvcc_check(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE,
-               nvcc: Optional[str] = None, cubin: Optional[str] = None) -> str:
+               nvcc: Optional[str] = None, cubin: Optional[str] = None,
+               trace: bool = False) -> str:
     """Compile with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report (and keeps the cubin
     at ``cubin`` if given).  Raises RuntimeError with the compiler output on failure."""
     nvcc = nvcc or shutil.which("nvcc")
@@ -297,7 +301,8 @@ def nvcc_check(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE,
         src.write_text(source(head_dim, dtype))
         out = cubin or str(pathlib.Path(tmp, "out.cubin"))
         cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
-               "-Xptxas", "-v", *options(head_dim, causal, dtype, tile), "-o", out, str(src)]
+               "-Xptxas", "-v", *options(head_dim, causal, dtype, tile, trace), "-o", out,
+               str(src)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         report = res.stdout + res.stderr
         if res.returncode != 0:

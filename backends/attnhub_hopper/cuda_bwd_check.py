@@ -111,6 +111,60 @@ def run_case(c) -> dict:
                     tb=traceback.format_exc()[-1500:])
 
 
+_PHASES = {  # fa3_bwd.cu's trace values: 16 * block + phase
+    "producer": {14: "K/V issued", 1: "stage free, Q/dO issued", 2: "all loads issued"},
+    "consumer": {15: "K/V landed", 1: "Q landed", 2: "dO landed", 3: "S done",
+                 4: "dS stored", 5: "past the dS barrier", 6: "products retired",
+                 7: "at the epilogue barrier", 8: "past the epilogue barrier",
+                 9: "stores issued"}}
+
+
+def describe_trace(values, role: str) -> str:
+    """Counts of (block, phase) over CTAs for one role's trace slot (fa3_bwd.cu)."""
+    from collections import Counter
+
+    names = _PHASES[role]
+
+    def name(v):
+        if v < 0:
+            return "not started"
+        it, ph = divmod(v, 16)
+        return names.get(v, f"block {it}: {names.get(ph, ph)}")
+    return ", ".join(f"{name(v)} x{n}" for v, n in sorted(Counter(values).items()))
+
+
+def run_traced(q, k, v, p, tile=None, timeout_s: float = 15.0, log=print):
+    """One backward with the tracing build, on a side stream, polled for ``timeout_s``.
+    Returns the gradients; if the launch has not finished by then, logs where every role
+    of every CTA stopped (from pinned host memory the kernel writes through) and exits the
+    process (a hung kernel cannot be cancelled)."""
+    import math
+
+    import torch
+    from attnhub_hopper import cuda_bwd, cuda_fwd
+
+    o, lse = cuda_fwd.forward(q, k, v, p)
+    do = torch.randn_like(o)
+    n_cta = math.ceil(k.shape[2] / cuda_bwd.BLOCK_N) * k.shape[1] * k.shape[0]
+    trace = torch.full((n_cta * 4,), -1, dtype=torch.int32).pin_memory()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        grads = cuda_bwd.backward(do, q, k, v, o, lse, p, tile, trace=trace)
+    t0 = time.time()
+    while not stream.query():
+        if time.time() - t0 > timeout_s:
+            tr = trace.view(n_cta, 4).tolist()
+            log(f"HANG after {timeout_s:.0f} s ({n_cta} CTAs):")
+            for slot, role in ((0, "producer"), (1, "consumer"), (2, "consumer")):
+                log(f"  {role} {slot}: {describe_trace([r[slot] for r in tr], role)}")
+            sys.stdout.flush()
+            os._exit(3)
+        time.sleep(0.05)
+    torch.cuda.current_stream().wait_stream(stream)
+    return o, do, grads
+
+
 def build_all(log) -> list:
     import torch
     from attnhub_hopper import cuda_bwd

@@ -63,6 +63,9 @@
 #ifndef DQ_ATOMIC  // 1: dQ by red.global.add.v2.f32 from registers, not smem + bulk reduce
 #define DQ_ATOMIC 0
 #endif
+#ifndef BWD_TRACE  // 1: progress of every role into trace[] (a debugging build, see below)
+#define BWD_TRACE 0
+#endif
 #ifndef EARLY_DV  // 1: issue dV += Pᵀ·dO before waiting for dPᵀ (more overlap, more registers)
 #define EARLY_DV 0
 #endif
@@ -134,6 +137,29 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 byt
                : "memory");
 }
 
+// BWD_TRACE=1: each role writes its progress to trace[4 * cta + slot] (slot 0 producer, 1-2
+// the consumer warpgroups) as 16 * iteration + phase, with a system-scope fence, so a host
+// polling pinned memory sees where a hung launch stopped (cuda_bwd_check.run_traced).
+// Producer: 14 K/V issued, 16 i + 1 stage free for block i, 16 n + 2 done.  Consumers:
+// 15 K/V landed, then per block i: 1 Q landed, 2 dO landed, 3 Sᵀ done, 4 dS stored,
+// 5 past the dS barrier, 6 products retired; 16 n + 7 before the epilogue barrier, + 8 past
+// it, + 9 stores issued.
+#if BWD_TRACE
+#define TRACE(slot, v)                                                                       \
+  do {                                                                                       \
+    if (trace) {                                                                             \
+      *(volatile int*)(trace + 4 * (blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y *       \
+                                                                         blockIdx.z)) +     \
+                       (slot)) = (v);                                                        \
+      __threadfence_system();                                                                \
+    }                                                                                        \
+  } while (0)
+#else
+#define TRACE(slot, v) \
+  do {                 \
+  } while (0)
+#endif
+
 // ---- the kernel ---------------------------------------------------------------------------
 // Grid (key blocks, KV heads, batch); query head hq reads KV head hq / group.
 // lse2, delta: (B, Hq, n_mblocks * BLOCK_M) float32, contiguous (log2-LSE, +inf where a row
@@ -145,7 +171,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                     const __grid_constant__ TmaDesc tm_dk, const __grid_constant__ TmaDesc tm_dv,
                     const float* __restrict__ lse2, const float* __restrict__ delta,
                     float* __restrict__ dq_accum, int group, int seqlen_q, int seqlen_k,
-                    float scale_log2, float scale, int n_mblocks) {
+                    float scale_log2, float scale, int n_mblocks, int* __restrict__ trace) {
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sK = base + SK_OFF, sV = base + SV_OFF, sQ = base + SQ_OFF, sDO = base + SDO_OFF;
@@ -162,6 +188,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int kv_head = blockIdx.y, batch = blockIdx.z;
   const int offset = seqlen_k - seqlen_q;  // bottom-right alignment of the causal mask
   (void)offset;
+  (void)trace;
   // The query blocks that see this key block: all, or (causal) from the first query whose
   // last visible key reaches n0.
   int m_first = 0;
@@ -204,12 +231,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         tma_load_4d(sK + ch * (BLOCK_N * 128), &tm_k, BAR_KV, ch * 64, n0, kv_head, batch);
         tma_load_4d(sV + ch * (BLOCK_N * 128), &tm_v, BAR_KV, ch * 64, n0, kv_head, batch);
       }
+      TRACE(0, 14);
       for (int i = 0; i < n_iter; ++i) {
         int hq, mb;
         const long long rows = row_block(i, hq, mb) * BLOCK_M;
         const u32 s = i % STAGES;
         const u32 ph = ((i / STAGES) & 1) ^ 1;
         mbar_wait(BAR_E(s), ph);
+        TRACE(0, 16 * i + 1);
         mbar_expect_tx(BAR_QF(s), Q_BYTES + BLOCK_M * 4);
 #pragma unroll
         for (int ch = 0; ch < D_CHUNKS; ++ch)
@@ -223,6 +252,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                       mb * BLOCK_M, hq, batch);
         bulk_load(sL + s * ROWS_BYTES + BLOCK_M * 4, delta + rows, BLOCK_M * 4, BAR_DF(s));
       }
+      TRACE(0, 16 * n_iter + 2);
     }
     return;
   }
@@ -272,21 +302,30 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   };
 
   mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
+  const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
+  (void)tr;
+#define CTRACE(it, ph) \
+  if (tr) TRACE(1 + cw, 16 * (it) + (ph))
+  CTRACE(0, 15);
   for (int i = 0; i < n_iter; ++i) {
     int hq, mb;
     const long long blk = row_block(i, hq, mb);
     (void)hq;
     const int m0 = mb * BLOCK_M;
+    (void)m0;  // the causal mask's
     const u32 s = i % STAGES, ph = (i / STAGES) & 1;
     const u32 sQs = sQ + s * Q_BYTES, sDOs = sDO + s * Q_BYTES;
     const u32 sLs = sL + s * ROWS_BYTES;
     const u32 sDSb = sDS + (i & 1) * DS_BYTES;  // double-buffered: one barrier per block
 
     mbar_wait(BAR_QF(s), ph);
+    CTRACE(i, 1);
     issue_sdp(s_acc, sKw, sQs);
     mbar_wait(BAR_DF(s), ph);
+    CTRACE(i, 2);
     issue_sdp(dp_acc, sVw, sDOs);
     wgmma_wait<1>();  // Sᵀ done
+    CTRACE(i, 3);
 #pragma unroll
     for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(s_acc[r]);
 
@@ -366,7 +405,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
     }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // for the wgmma reads
+    CTRACE(i, 4);
     asm volatile("bar.sync 1, 256;" ::: "memory");                  // both halves written
+    CTRACE(i, 5);
 
     // dQ_part = dS·K over the 128 keys
     wgmma_fence();
@@ -398,6 +439,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
     __syncwarp();
     if (lane == 0) mbar_arrive(BAR_E(s));  // Q, dO, rows of stage s no longer read
+    CTRACE(i, 6);
 
     // dQ_part → dq_accum in the threads' register order: element (j, h, e) of thread ctid
     // at ((2j + h) * 128 + ctid) * 2 + e of this warpgroup's share.
@@ -432,7 +474,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 
   // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
   // Both warpgroups' products that read K (the dQ product reads all 128 rows) are done.
+  CTRACE(n_iter, 7);
   asm volatile("bar.sync 4, 256;" ::: "memory");
+  CTRACE(n_iter, 8);
   const u32 sw = (u32)(r_loc % 8);
 #pragma unroll
   for (int j = 0; j < HEAD_DIM / 8; ++j) {
@@ -454,4 +498,5 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     asm volatile("cp.async.bulk.commit_group;" ::: "memory");
     asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
   }
+  CTRACE(n_iter, 9);
 }

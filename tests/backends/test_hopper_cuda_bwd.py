@@ -52,6 +52,21 @@ def test_variants_that_do_not_fit_are_left_out():
                for t in cuda_bwd.tiles_for(D))
 
 
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+def test_the_tracing_build_compiles_without_spills():
+    report = cuda_bwd.nvcc_check(128, True, torch.bfloat16, trace=True)
+    assert "0 bytes spill stores" in report, report
+
+
+def test_trace_values_are_described_per_role():
+    from attnhub_hopper.cuda_bwd_check import describe_trace
+
+    assert describe_trace([-1, 15, 16 * 3 + 5, 16 * 3 + 5], "consumer") == (
+        "not started x1, K/V landed x1, block 3: past the dS barrier x2")
+    assert describe_trace([14, 16 * 2 + 1], "producer") == (
+        "K/V issued x1, block 2: stage free, Q/dO issued x1")
+
+
 def test_only_register_feasible_tiles_are_offered():
     assert (cuda_bwd.block_m_for(64), cuda_bwd.block_m_for(128)) == (128, 64)
     with pytest.raises(ValueError, match="head_dim must be 64 or 128"):

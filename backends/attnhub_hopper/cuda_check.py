@@ -41,9 +41,13 @@ from attnhub_hopper.device_check import _bench, _poison, _sdpa  # noqa: E402
 # awkward shape each.
 VARIANTS = {
     64: [(192, 2, True), (128, 2, True), (192, 2, False), (192, 2, True, False, True),
-         (128, 2, True, False, True)],
+         (128, 2, True, False, True),
+         # exp2 of 1 or 2 of every 4 column groups by the FMA-pipe cubic (Tile.poly)
+         (192, 2, True, False, False, 1), (192, 2, True, False, False, 2),
+         (128, 2, True, False, True, 1)],
     128: [(128, 2, True), (176, 2, False), (128, 2, False), (176, 2, True),
-          (128, 2, True, False, True), (128, 2, False, False, True)],
+          (128, 2, True, False, True), (128, 2, False, False, True),
+          (128, 2, True, False, False, 1), (176, 2, False, False, False, 1)],
     256: [(80, 2, False), (80, 2, True), (64, 2, True)],
 }
 # the persistent kernel (one CTA per SM, tiles from an atomic counter) on shapes that give a
@@ -187,9 +191,10 @@ def grid(log, quick):
 
 
 # -- FP8 ----------------------------------------------------------------------------------
-FP8_TILES = {128: [(128, 2, False), (128, 2, True), (128, 3, False), (128, 2, False, True)],
+FP8_TILES = {128: [(128, 2, False), (128, 2, True), (128, 3, False), (128, 2, False, True),
+                   (128, 2, False, False, False, 1), (128, 2, False, False, False, 2)],
              256: [(128, 2, True), (128, 2, False), (128, 2, True, True),
-                   (128, 2, False, True)]}
+                   (128, 2, False, True), (128, 2, False, False, False, 1)]}
 
 
 def fp8_cases(quick):

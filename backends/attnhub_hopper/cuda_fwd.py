@@ -44,23 +44,30 @@ _LOG2E = 1.4426950408889634
 _SMEM_LIMIT = 232448  # bytes of dynamic shared memory one block may use on sm90
 
 _PRELUDE = "typedef unsigned int u32;\ntypedef unsigned long long u64;\n"
+# exp2_poly's cubic for 2^f on [-0.5, 0.5] (c0..c3; fa3_fwd.cu spells them out), fitted for
+# minimax relative error: 7.5e-5 in float32 (tests/backends/test_hopper_cuda.py)
+POLY_COEFFS = (0.9999280572, 0.6932609677, 0.2426111251, 0.0551716685)
 
 
 class Tile(NamedTuple):
     """One specialisation: key-block width, pipeline stages, ping-pong between the two
     consumer warpgroups (FA3 §3.1), (FP8 only) V's keys permuted in shared memory by the
-    producer warps rather than by a pass over V before the launch, and a persistent grid
-    (one CTA per SM taking tiles from an atomic counter) instead of one CTA per tile."""
+    producer warps rather than by a pass over V before the launch, a persistent grid
+    (one CTA per SM taking tiles from an atomic counter) instead of one CTA per tile, and
+    ``poly`` of every 4 groups of 8 score columns exponentiated by a cubic on the FMA pipe
+    instead of the MUFU unit (``exp2_poly`` in fa3_fwd.cu; 0-3)."""
 
     block_n: int
     stages: int
     pingpong: bool = False
     v_smem: bool = False
     persistent: bool = False
+    poly: int = 0
 
     def __str__(self):
         return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
-                + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else ""))
+                + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else "")
+                + (f"-poly{self.poly}" if self.poly else ""))
 
 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
@@ -136,7 +143,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DIS_BF16={int(fp8 or dtype == torch.bfloat16)}",  # FP8's O is bf16
             f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
-            f"-DPERSISTENT={int(tile.persistent)}")
+            f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}")
 
 
 def _aligned(t: torch.Tensor) -> bool:

@@ -142,6 +142,47 @@ def test_fp8_problems_the_cuda_kernel_refuses():
     assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
 
 
+def _exp2_poly_f32(x: torch.Tensor) -> torch.Tensor:
+    """fa3_fwd.cu's exp2_poly, operation by operation in float32 (fmaf as a float64 product
+    and sum rounded once to float32, exact for these operands up to the double rounding)."""
+    c0, c1, c2, c3 = (torch.tensor(c, dtype=torch.float32) for c in cuda_fwd.POLY_COEFFS)
+    magic = torch.tensor(12582912.0, dtype=torch.float32)
+    j = x + magic
+    f = x - (j - magic)
+
+    def fma(a, b, c):
+        return (a.double() * b.double() + c.double()).float()
+    p = fma(fma(fma(c3.expand_as(f), f, c2.expand_as(f)), f, c1.expand_as(f)), f,
+            c0.expand_as(f))
+    y = (p.view(torch.int32) + (j.view(torch.int32) << 23)).view(torch.float32)
+    return torch.where(x < -125.0, torch.zeros_like(y), y)
+
+
+def test_the_fma_pipe_exp2_is_accurate_and_matches_the_source():
+    """Tile.poly's cubic: relative error below 1e-4 over the softmax's range (scores minus
+    the row max, up to +8 with the FP8 bias), exactly 0 below -125 (masked scores), NaN
+    kept; and the coefficients spelled out in fa3_fwd.cu are POLY_COEFFS."""
+    x = torch.linspace(-125.0, 8.0, 2_000_001, dtype=torch.float32)
+    y = _exp2_poly_f32(x)
+    rel = (y.double() / torch.exp2(x.double()) - 1).abs().max().item()
+    assert rel < 1e-4, rel
+    edge = _exp2_poly_f32(torch.tensor([-float("inf"), -200.0, -125.5, float("nan")]))
+    assert edge[:3].tolist() == [0.0, 0.0, 0.0] and edge[3].isnan()
+    src = cuda_fwd._SRC.read_text()
+    body = src[src.index("float exp2_poly"):src.index("#define EXP2_COL")]
+    found = sorted(float(m) for m in re.findall(r"(\d\.\d{6,})f", body))
+    assert found == sorted(cuda_fwd.POLY_COEFFS), found
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("D,tile,dtype", [(64, cuda_fwd.Tile(192, 2, True, poly=1), torch.bfloat16),
+                                          (128, cuda_fwd.Tile(128, 2, True, poly=2), torch.float16),
+                                          (128, cuda_fwd.Tile(128, 2, poly=1), FP8)], ids=str)
+def test_nvcc_compiles_the_poly_exp2_tiles(D, tile, dtype):
+    report = cuda_fwd.nvcc_check(D, tile, True, dtype)
+    assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
+
+
 def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
     assert cuda_fwd.default_tile(128, False, 2048).pingpong

@@ -19,7 +19,7 @@ from attnhub_hopper.cuda_bwd_check import run_traced
 
 # the tracing build first: a hang is reported (which phase each role of each CTA reached)
 # after 15 s instead of ending in the timeout
-for D in (128, 64):
+for D in (128, 64, 256):
     for causal in (False, True):
         S = 300
         p = Problem(1, 2, 2, S, S, D, D, torch.bfloat16, torch.device("cuda"),

@@ -10,7 +10,7 @@ QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA w
 FlashAttention-3's descales (see ``kernels.py`` for the kernel, ``NOTES.md`` for what was
 tried and measured).  Backward by recomputation from (O, LSE) through the ``triton-fa2``
 kernels when installed; a warp-specialised CUDA backward (``fa3_bwd.cu``, ``cuda_bwd.py``)
-for dense d64/d128 is written and compile-checked but opt-in (``ATTNHUB_HOPPER_CUDA_BWD=1``)
+for dense d64/d128/d256 is written and compile-checked but opt-in (``ATTNHUB_HOPPER_CUDA_BWD=1``)
 until it has passed its device check (``cuda_bwd_check.py``).
 
     q8, k8, v8, qd, kd, vd = attnhub.quantize_fp8(q, k, v)
@@ -97,7 +97,7 @@ class HopperFA3Backend(attnhub.Backend):
                 "forward": ("warp-specialised CUDA (fa3_fwd.cu) for dense d64/128/256 "
                             "without window/softcap, Triton otherwise") if cuda is None
                 else f"Triton (CUDA forward off: {cuda})",
-                "backward": ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128 without "
+                "backward": ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128/256 without "
                              "window/softcap, triton-fa2's otherwise"
                              if cuda is None and cuda_bwd.enabled() else
                              "triton-fa2's kernels (the CUDA backward, fa3_bwd.cu, is opt-in "

@@ -13,7 +13,7 @@ Same machinery as :mod:`cuda_fwd` (NVRTC through CuPy, TMA maps from ``cuda.bind
    threads' register order, becomes dQ·scale in q's dtype and memory order.
 
 What it covers (the Triton backward of ``triton-fa2`` takes the rest, with the reason in
-:func:`unsupported_reason`): dense fp16/bf16, head dim 64 or 128 for both QK and V, causal
+:func:`unsupported_reason`): dense fp16/bf16, head dim 64, 128 or 256 for both QK and V, causal
 or not (bottom-right), MHA/GQA/MQA, 16-byte-aligned BHSD/BSHD strides, no window, no
 softcap, not under ``torch.use_deterministic_algorithms(True)``.
 
@@ -38,13 +38,13 @@ import torch
 
 from . import cuda_fwd, wgmma_ptx
 
-__all__ = ["BwdTile", "DEFAULT_TILE", "VARIANTS", "tiles_for", "block_m_for", "unsupported_reason", "enabled",
-           "backward", "prepare", "dq_from_accum", "source", "options", "smem_bytes",
-           "nvcc_check"]
+__all__ = ["BwdTile", "VARIANTS", "default_tile", "tiles_for", "block_m_for", "block_n_for",
+           "unsupported_reason", "enabled", "backward", "prepare", "dq_from_accum", "source",
+           "options", "smem_bytes", "nvcc_check"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_bwd.cu")
 _LOG2E = 1.4426950408889634
-BLOCK_N = 128  # keys per CTA (two consumer warpgroups of 64)
+HEAD_DIMS = (64, 128, 256)
 
 
 class BwdTile(NamedTuple):
@@ -64,17 +64,26 @@ class BwdTile(NamedTuple):
                 + ("-early" if self.early_dv else ""))
 
 
-DEFAULT_TILE = BwdTile()  # unmeasured: the device check times the others against it
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
-            BwdTile(2, False, True), BwdTile(3, True, True))
+            BwdTile(2, False, True), BwdTile(3, True, True), BwdTile(1, True))
 
 
 def tiles_for(head_dim: int) -> list:
     """The variants that build cleanly at ``head_dim``: shared memory within the limit (d64
-    has no room for three stages with the dQ staging buffer) and no spills (``early_dv`` at
-    d64 holds Sᵀ and dPᵀ at 64 registers each plus P in 16 bits: ptxas spills 12-32 bytes)."""
-    return [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
-            and not (t.early_dv and head_dim == 64)]
+    has no room for three stages with the dQ staging buffer; d256 room for one stage and
+    no staging buffer), no spills (``early_dv`` at d64 holds Sᵀ and dPᵀ at 64 registers
+    each plus P in 16 bits: ptxas spills 12-32 bytes), and d256's layout (SPLIT_D in
+    fa3_bwd.cu: dQ by atomics, no early dV).  A single-stage ring only where nothing deeper
+    fits."""
+    ok = [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
+          and not (t.early_dv and head_dim in (64, 256))
+          and (head_dim != 256 or t.dq_atomic)]
+    return [t for t in ok if t.stages > 1] or ok
+
+
+def default_tile(head_dim: int) -> BwdTile:
+    """The first variant that fits (none measured yet): s2 at d64/d128, s1-atomic at d256."""
+    return tiles_for(head_dim)[0]
 
 
 def enabled() -> bool:
@@ -84,11 +93,24 @@ def enabled() -> bool:
 
 
 def block_m_for(head_dim: int) -> int:
-    """Queries per block: what fits the consumers' 240 registers with dK, dV, Sᵀ and dPᵀ
-    live at once (d64: 32 + 32 + 64 + 64; d128: 64 + 64 + 32 + 32)."""
-    if head_dim not in (64, 128):
-        raise ValueError(f"head_dim must be 64 or 128 for the CUDA backward, got {head_dim}")
+    """Queries per block: what fits the consumers' 240 registers (d64: dK 32 + dV 32 + Sᵀ 64
+    + dPᵀ 64; d128: 64 + 64 + 32 + 32; d256, head dim split between the warpgroups: 64 +
+    64 + 32 + 32)."""
+    if head_dim not in HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {HEAD_DIMS} for the CUDA backward, "
+                         f"got {head_dim}")
     return 128 if head_dim == 64 else 64
+
+
+def block_n_for(head_dim: int) -> int:
+    """Keys per CTA: 128 (64 per consumer warpgroup), or at d256 64 shared by both."""
+    block_m_for(head_dim)  # validates
+    return 64 if head_dim == 256 else 128
+
+
+def _kv_n(head_dim: int) -> int:
+    """dK / dV columns a consumer warpgroup holds (d256: half the head dim)."""
+    return head_dim // 2 if head_dim == 256 else head_dim
 
 
 def _dq_n(head_dim: int) -> int:
@@ -97,15 +119,17 @@ def _dq_n(head_dim: int) -> int:
     return head_dim if block_m_for(head_dim) == 128 else head_dim // 2
 
 
-def smem_bytes(head_dim: int, tile: BwdTile = DEFAULT_TILE) -> int:
-    bm = block_m_for(head_dim)
-    kv = 2 * BLOCK_N * head_dim * 2
+def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
+    tile = tile or default_tile(head_dim)
+    bm, bn = block_m_for(head_dim), block_n_for(head_dim)
+    kv = 2 * bn * head_dim * 2
     q_do = 2 * tile.stages * bm * head_dim * 2
-    ds = 2 * bm * BLOCK_N * 2  # double-buffered dS
+    ds = 2 * bm * bn * 2  # double-buffered dS
     dq = 0 if tile.dq_atomic else 2 * 64 * _dq_n(head_dim) * 4
+    swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
     rows = tile.stages * bm * 8
     bars = 8 * (1 + 3 * tile.stages)
-    return kv + q_do + ds + dq + rows + bars + 1024  # + alignment slack
+    return kv + q_do + ds + dq + swap + rows + bars + 1024  # + alignment slack
 
 
 def source(head_dim: int, dtype: torch.dtype) -> str:
@@ -114,14 +138,16 @@ def source(head_dim: int, dtype: torch.dtype) -> str:
         raise TypeError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
     bm = block_m_for(head_dim)
     return (cuda_fwd._PRELUDE
-            + wgmma_ptx.header([bm], [head_dim], name, sst_widths=[_dq_n(head_dim)]) + "\n"
-            + cuda_fwd._COMMON.read_text() + "\n" + _SRC.read_text())
+            + wgmma_ptx.header([bm], [_kv_n(head_dim)], name, sst_widths=[_dq_n(head_dim)])
+            + "\n" + cuda_fwd._COMMON.read_text() + "\n" + _SRC.read_text())
 
 
-def options(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE,
+def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             trace: bool = False) -> tuple:
-    return (f"-DBWD_TRACE={int(trace)}", f"-DHEAD_DIM={head_dim}", f"-DBLOCK_M={block_m_for(head_dim)}",
-            f"-DDQ_N={_dq_n(head_dim)}", f"-DSTAGES={tile.stages}",
+    tile = tile or default_tile(head_dim)
+    return (f"-DBWD_TRACE={int(trace)}", f"-DHEAD_DIM={head_dim}",
+            f"-DBLOCK_M={block_m_for(head_dim)}", f"-DDQ_N={_dq_n(head_dim)}",
+            f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}")
 
@@ -137,9 +163,9 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return "fp8 (no FP8 backward)"
     if problem.dtype not in (torch.float16, torch.bfloat16):
         return f"dtype {problem.dtype}"
-    if problem.head_dim != problem.head_dim_v or problem.head_dim not in (64, 128):
+    if problem.head_dim != problem.head_dim_v or problem.head_dim not in HEAD_DIMS:
         return (f"head dims {problem.head_dim}/{problem.head_dim_v} "
-                "(needs equal head dims of 64 or 128)")
+                "(needs equal head dims of 64, 128 or 256)")
     if problem.window is not None:
         return "sliding window"
     if problem.softcap is not None:
@@ -239,7 +265,8 @@ def _tma_input(t: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
-            tile: BwdTile = DEFAULT_TILE, trace: bool = False):
+            tile: Optional[BwdTile] = None, trace: bool = False):
+    tile = tile or default_tile(head_dim)
     smem = smem_bytes(head_dim, tile)
     if smem > cuda_fwd._SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA backward d{head_dim} {tile} needs {smem} bytes "
@@ -276,11 +303,12 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     lse2, delta = prepare(do, o, lse, bm)
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    tile = BwdTile(*(tile or DEFAULT_TILE))
+    tile = BwdTile(*(tile or default_tile(D)))
     _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile, trace is not None)
     tm = cuda_fwd._tensor_map
-    maps = (tm(q, bm), tm(k, BLOCK_N), tm(v, BLOCK_N), tm(do, bm), tm(dk, 64), tm(dv, 64))
-    cuda_fwd._launch(func, (math.ceil(Sk / BLOCK_N), Hk, B), 384, smem, q.device, maps, (
+    bn = block_n_for(D)
+    maps = (tm(q, bm), tm(k, bn), tm(v, bn), tm(do, bm), tm(dk, 64), tm(dv, 64))
+    cuda_fwd._launch(func, (math.ceil(Sk / bn), Hk, B), 384, smem, q.device, maps, (
         ctypes.c_void_p(lse2.data_ptr()), ctypes.c_void_p(delta.data_ptr()),
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
@@ -288,7 +316,7 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     return dq_from_accum(acc, q, scale), dk, dv
 
 
-def nvcc_check(head_dim: int, causal: bool, dtype, tile: BwdTile = DEFAULT_TILE,
+def nvcc_check(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
                nvcc: Optional[str] = None, cubin: Optional[str] = None,
                trace: bool = False) -> str:
     """Compile with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report (and keeps the cubin

@@ -2,21 +2,21 @@
 
     python backends/attnhub_hopper/cuda_bwd_check.py --out $OUT [--quick] [--no-grid]
 
-1. Builds every specialisation: d64/d128 × causal × bf16/fp16 × the variants that fit
-   (cuda_bwd.tiles_for: Q/dO ring depth 2 or 3, dQ by smem + bulk reduction or by
-   red.global.add from registers).
+1. Builds every specialisation: d64/d128/d256 × causal × bf16/fp16 × the variants that
+   fit (cuda_bwd.tiles_for: Q/dO ring depth 1-3, dQ by smem + bulk reduction or by
+   red.global.add from registers, early dV).
 2. Correctness: the tolerance rule for dQ, dK, dV (attnhub.testing.tolerance.compare_backward:
    within 2× torch's own low-precision error against the fp64/fp32 reference) on fresh random
-   inputs, O and LSE from the CUDA forward, NaN-poisoned memory before every call, over d64 and
-   d128, causal and not, (Sq, Sk) in (113, 203), (1023, 1024), (1, 4096), (4096, 1),
+   inputs, O and LSE from the CUDA forward, NaN-poisoned memory before every call, over d64,
+   d128 and d256, causal and not, (Sq, Sk) in (113, 203), (1023, 1024), (1, 4096), (4096, 1),
    (300, 100), GQA, MQA with BSHD, fp16 (default variant), and every other variant on two
    awkward shapes; plus a rerun: dK, dV must be bit-identical (no atomics), dQ may differ by
    the order of its L2 reductions (reported).
 3. Timing (triton.testing.do_bench medians) on the FA grid (batch = 16384 // S, heads =
-   2048 // D, d64/d128, 1k-16k, causal and not): this kernel's variants (prep + kernel + dQ
-   conversion, i.e. what a caller pays), triton-fa2's backward, and SDPA cuDNN / flash / efficient
-   backward through autograd (``o.backward(do)``, as attnhub.bench times it), all in the same
-   run.  Backward FLOPs = 2.5 × forward (4·B·H·S²·D, halved when causal).
+   2048 // D, d64/d128/d256, 1k-16k, causal and not): this kernel's variants (prep + kernel
+   + dQ conversion, i.e. what a caller pays), triton-fa2's backward, and SDPA cuDNN /
+   flash / efficient backward through autograd (``o.backward(do)``, as attnhub.bench times
+   it), all in the same run.  Backward FLOPs = 2.5 × forward (4·B·H·S²·D, halved when causal).
 Writes cuda_bwd.json, cuda_bwd.png, cuda_bwd_log.txt under --out.
 """
 
@@ -51,7 +51,7 @@ def cases(quick: bool) -> list:
     from attnhub_hopper import cuda_bwd
 
     out = []
-    for D in (64, 128):
+    for D in cuda_bwd.HEAD_DIMS:
         for causal in (False, True):
             for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
                 out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk, B=2, Hq=4, Hk=4))
@@ -145,7 +145,8 @@ def run_traced(q, k, v, p, tile=None, timeout_s: float = 15.0, log=print):
 
     o, lse = cuda_fwd.forward(q, k, v, p)
     do = torch.randn_like(o)
-    n_cta = math.ceil(k.shape[2] / cuda_bwd.BLOCK_N) * k.shape[1] * k.shape[0]
+    bn = cuda_bwd.block_n_for(q.shape[-1])
+    n_cta = math.ceil(k.shape[2] / bn) * k.shape[1] * k.shape[0]
     trace = torch.full((n_cta * 4,), -1, dtype=torch.int32).pin_memory()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -172,7 +173,8 @@ def build_all(log) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     specs = [(D, causal, dtype, tile) for dtype in (torch.bfloat16, torch.float16)
-             for D in (64, 128) for causal in (False, True) for tile in cuda_bwd.tiles_for(D)]
+             for D in cuda_bwd.HEAD_DIMS for causal in (False, True)
+             for tile in cuda_bwd.tiles_for(D)]
     dev = torch.cuda.current_device()
 
     def one(spec):
@@ -215,7 +217,7 @@ def grid(log, quick) -> list:
     except ImportError:
         flash_backward = None
     rows = []
-    for D in (64, 128):
+    for D in cuda_bwd.HEAD_DIMS:
         for S in ((4096, 16384) if quick else GRID_S):
             for causal in (False, True):
                 B, H = 16384 // S, 2048 // D
@@ -234,7 +236,7 @@ def grid(log, quick) -> list:
                     except Exception as exc:
                         row["variants"][str(tile)] = None
                         row.setdefault("errors", {})[str(tile)] = str(exc)[:500]
-                row["default_tflops"] = row["variants"].get(str(cuda_bwd.DEFAULT_TILE))
+                row["default_tflops"] = row["variants"].get(str(cuda_bwd.default_tile(D)))
                 if flash_backward is not None:
                     try:
                         row["peers"]["triton-fa2"] = tf(_bench(

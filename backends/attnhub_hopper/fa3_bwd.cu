@@ -30,12 +30,13 @@
 // +inf (P = 0) and Δ with 0; fully-masked rows (LSE = -inf) get +inf too, so their
 // gradients are 0.  Keys past Sk and the causal triangle (bottom-right) are masked to P = 0.
 //
-// Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, or 128 with BLOCK_M 64: the
-// register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block), BLOCK_M,
-// DQ_N, STAGES, CAUSAL, IS_BF16, DQ_ATOMIC, EARLY_DV.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
-// wgmma_rs_n<HEAD_DIM> come from wgmma_ptx.py, the helpers from fa3_common.cuh.
-// Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (128
-// rows), dk, dv (64 rows; one per warpgroup).
+// Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, 128 or 256 with BLOCK_M 64: the
+// register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
+// the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
+// IS_BF16, DQ_ATOMIC, EARLY_DV, BWD_TRACE.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
+// wgmma_rs_n<KV_N> come from wgmma_ptx.py, the helpers from fa3_common.cuh.
+// Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
+// rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 128
@@ -50,6 +51,8 @@
 #ifndef DQ_N  // dQ columns per consumer warpgroup
 #if BLOCK_M == 128
 #define DQ_N HEAD_DIM
+#elif HEAD_DIM == 256
+#define DQ_N 128
 #else
 #define DQ_N 64
 #endif
@@ -70,7 +73,18 @@
 #define EARLY_DV 0
 #endif
 
+// SPLIT_D (d256): dK + dV of 64 keys would take 256 registers per thread, so both
+// warpgroups own the same 64 keys and split dK, dV and dQ along the head dim (FA3's layout
+// for d256).  Warpgroup 0 computes Sᵀ and P, warpgroup 1 dPᵀ; they swap P and dPᵀ through
+// shared memory in register order, and both form dSᵀ.
+#define SPLIT_D (HEAD_DIM == 256)
+#if SPLIT_D
+#define BLOCK_N 64
+#define KV_N 128  // dK, dV columns per warpgroup (a literal: it names wgmma_rs_n128)
+#else
 #define BLOCK_N 128
+#define KV_N HEAD_DIM
+#endif
 #define NUM_THREADS 384
 #define ROW_BYTES (HEAD_DIM * 2)
 #define D_CHUNKS (ROW_BYTES / 128)  // 128-byte swizzle chunks of a row
@@ -86,17 +100,22 @@
 #define SDO_OFF (SQ_OFF + STAGES * Q_BYTES)
 #define SDS_OFF (SDO_OFF + STAGES * Q_BYTES)
 #define SDQ_OFF (SDS_OFF + 2 * DS_BYTES)
-#define SL_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : 2 * DQ_WG_FLOATS * 4))
+#define SX_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : 2 * DQ_WG_FLOATS * 4))
+#define X_BYTES (64 * BLOCK_M * 4)  // SPLIT_D: P or dPᵀ of one block, float32, register order
+#define SL_OFF (SX_OFF + (SPLIT_D ? 2 * X_BYTES : 0))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
 
 #define WGMMA_S CAT(wgmma_ss_n, BLOCK_M)
 #define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_M), _init)
-#define WGMMA_KV CAT(wgmma_rs_n, HEAD_DIM)
+#define WGMMA_KV CAT(wgmma_rs_n, KV_N)
 #define WGMMA_DQ CAT(wgmma_sst_n, DQ_N)
 #define WGMMA_DQ_INIT CAT(CAT(wgmma_sst_n, DQ_N), _init)
 
-static_assert((HEAD_DIM == 64 && BLOCK_M == 128) || (HEAD_DIM == 128 && BLOCK_M == 64),
-              "supported: d64 with 128-query blocks, d128 with 64-query blocks");
+static_assert((HEAD_DIM == 64 && BLOCK_M == 128) || (HEAD_DIM == 128 && BLOCK_M == 64) ||
+                  (HEAD_DIM == 256 && BLOCK_M == 64),
+              "supported: d64 with 128-query blocks, d128 and d256 with 64-query blocks");
+static_assert(!SPLIT_D || (DQ_ATOMIC && !EARLY_DV),
+              "d256: dQ by red.global.add (no room for a staging buffer), no early dV");
 static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warpgroups split "
               "dQ's rows (128-query blocks) or its columns (64-query blocks)");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
@@ -105,6 +124,19 @@ static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunk
 __device__ __forceinline__ float2 ld_shared_f2(u32 addr) {
   float2 v;
   asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_shared_f4(u32 addr, float a, float b, float c, float d) {
+  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(addr), "f"(a), "f"(b), "f"(c),
+               "f"(d)
+               : "memory");
+}
+__device__ __forceinline__ float4 ld_shared_f4(u32 addr) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(addr)
+               : "memory");
   return v;
 }
 __device__ __forceinline__ void st_shared_f2(u32 addr, float a, float b) {
@@ -160,6 +192,11 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 byt
   } while (0)
 #endif
 
+template <int N>
+struct IntC {  // a compile-time int that converts to one
+  __device__ constexpr operator int() const { return N; }
+};
+
 // ---- the kernel ---------------------------------------------------------------------------
 // Grid (key blocks, KV heads, batch); query head hq reads KV head hq / group.
 // lse2, delta: (B, Hq, n_mblocks * BLOCK_M) float32, contiguous (log2-LSE, +inf where a row
@@ -176,6 +213,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sK = base + SK_OFF, sV = base + SV_OFF, sQ = base + SQ_OFF, sDO = base + SDO_OFF;
   const u32 sDS = base + SDS_OFF, sDQ = base + SDQ_OFF, sL = base + SL_OFF;
+  const u32 sX = base + SX_OFF;  // SPLIT_D's P / dPᵀ swap
+  (void)sX;
   const u32 bars = base + BAR_OFF;
 #define BAR_KV (bars)
 #define BAR_QF(s) (bars + 8u * (1u + (s)))               // Q and log2-LSE of stage s landed
@@ -259,244 +298,333 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 
   // ---------------- consumers ----------------
   asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
-  const int cw = wg - 1;            // consumer warpgroup 0/1: keys n0 + 64 cw ..
-  const int ctid = tid - 128 * wg;  // 0..127
-  const int warp = ctid / 32, lane = ctid % 32;
-  const int r_loc = warp * 16 + lane / 4;  // this thread's key rows: r_loc and r_loc + 8
-  const int qc = 2 * (lane % 4);           // and query columns 8j + qc + {0, 1}
-  const int key0 = n0 + cw * 64 + r_loc;
-  const u32 sKw = sK + cw * (64 * 128), sVw = sV + cw * (64 * 128);
-  const u32 sDQw = sDQ + cw * (DQ_WG_FLOATS * 4);
-  (void)sDQw;
+  // The consumer body, instantiated per warpgroup under SPLIT_D (its two roles differ: with
+  // the index a run-time value ptxas cannot prove the wgmma issue warpgroup-uniform and
+  // serialises every product, C7512) and called with the run-time index otherwise.
+  auto consumer = [&](auto cw_) {
+    const int cw = cw_;  // consumer warpgroup 0/1: keys n0 + 64 cw .. (SPLIT_D: head-dim
+                         // columns KV_N cw .. of dK, dV, dQ)
+    const int ctid = tid - 128 * wg;  // 0..127
+    const int warp = ctid / 32, lane = ctid % 32;
+    const int r_loc = warp * 16 + lane / 4;  // this thread's key rows: r_loc and r_loc + 8
+    const int qc = 2 * (lane % 4);           // and query columns 8j + qc + {0, 1}
+    const int key0 = n0 + (SPLIT_D ? 0 : cw * 64) + r_loc;
+    const u32 row_off = SPLIT_D ? 0 : cw * (64 * 128);  // this warpgroup's key rows
+    const u32 sKw = sK + row_off, sVw = sV + row_off;
+    // byte offset of this warpgroup's dK/dV columns in a Q / dO tile (SPLIT_D: chunks 2cw..)
+    const u32 kv_col = SPLIT_D ? cw * (KV_N / 64) * (BLOCK_M * 128) : 0;
+    const u32 sDQw = sDQ + cw * (DQ_WG_FLOATS * 4);
+    (void)sDQw;
 
-  float dv[HEAD_DIM / 2], dk[HEAD_DIM / 2];
+    float dv[KV_N / 2], dk[KV_N / 2];
 #pragma unroll
-  for (int i = 0; i < HEAD_DIM / 2; ++i) dv[i] = dk[i] = 0.f;
-  float s_acc[BLOCK_M / 2], dp_acc[BLOCK_M / 2], dq[DQ_N / 2];
-  u32 pp[BLOCK_M / 4], pd[BLOCK_M / 4];
+    for (int i = 0; i < KV_N / 2; ++i) dv[i] = dk[i] = 0.f;
+    float s_acc[BLOCK_M / 2], dp_acc[BLOCK_M / 2], dq[DQ_N / 2];
+    u32 pp[BLOCK_M / 4], pd[BLOCK_M / 4];
 
-  // Sᵀ or dPᵀ of one query block: A = 64 rows of K (or V), B = the Q (or dO) tile.
-  auto issue_sdp = [&](float(&acc)[BLOCK_M / 2], u32 sa, u32 sb) {
-    wgmma_fence();
+    // Sᵀ or dPᵀ of one query block: A = 64 rows of K (or V), B = the Q (or dO) tile.
+    auto issue_sdp = [&](float(&acc)[BLOCK_M / 2], u32 sa, u32 sb) {
+      wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < ROW_BYTES / 32; ++kk) {  // one k-step = 32 bytes of the row
-      const u64 da = make_desc(sa + (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32, 16, 1024);
-      const u64 db = make_desc(sb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
-      if (kk == 0)
-        WGMMA_S_INIT(acc, da, db, 0);
-      else
-        WGMMA_S(acc, da, db, 1);
-    }
-    wgmma_commit();
-  };
-  // acc (64 keys × HEAD_DIM) += a (the accumulator layout of a 64 × BLOCK_M product, as
-  // 16-bit pairs) · the tile at sb (BLOCK_M rows, read N-major)
-  auto issue_kv = [&](float(&acc)[HEAD_DIM / 2], const u32(&a)[BLOCK_M / 4], u32 sb) {
-    wgmma_fence();
+      for (int kk = 0; kk < ROW_BYTES / 32; ++kk) {  // one k-step = 32 bytes of the row
+        const u64 da = make_desc(sa + (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32, 16, 1024);
+        const u64 db = make_desc(sb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
+        if (kk == 0)
+          WGMMA_S_INIT(acc, da, db, 0);
+        else
+          WGMMA_S(acc, da, db, 1);
+      }
+      wgmma_commit();
+    };
+    // acc (64 keys × KV_N) += a (the accumulator layout of a 64 × BLOCK_M product, as
+    // 16-bit pairs) · the tile at sb (BLOCK_M rows, read N-major)
+    auto issue_kv = [&](float(&acc)[KV_N / 2], const u32(&a)[BLOCK_M / 4], u32 sb) {
+      wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BLOCK_M / 16; ++kk) {
-      const u64 db = make_desc(sb + kk * (16 * 128), BLOCK_M * 128, 1024);
-      WGMMA_KV(acc, a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3], db, 1);
-    }
-    wgmma_commit();
-  };
+      for (int kk = 0; kk < BLOCK_M / 16; ++kk) {
+        const u64 db = make_desc(sb + kk * (16 * 128), BLOCK_M * 128, 1024);
+        WGMMA_KV(acc, a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3], db, 1);
+      }
+      wgmma_commit();
+    };
 
-  mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
-  const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
-  (void)tr;
+    mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
+    const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
+    (void)tr;
 #define CTRACE(it, ph) \
-  if (tr) TRACE(1 + cw, 16 * (it) + (ph))
-  CTRACE(0, 15);
-  for (int i = 0; i < n_iter; ++i) {
-    int hq, mb;
-    const long long blk = row_block(i, hq, mb);
-    (void)hq;
-    const int m0 = mb * BLOCK_M;
-    (void)m0;  // the causal mask's
-    const u32 s = i % STAGES, ph = (i / STAGES) & 1;
-    const u32 sQs = sQ + s * Q_BYTES, sDOs = sDO + s * Q_BYTES;
-    const u32 sLs = sL + s * ROWS_BYTES;
-    const u32 sDSb = sDS + (i & 1) * DS_BYTES;  // double-buffered: one barrier per block
+    if (tr) TRACE(1 + cw, 16 * (it) + (ph))
+    CTRACE(0, 15);
+    for (int i = 0; i < n_iter; ++i) {
+      int hq, mb;
+      const long long blk = row_block(i, hq, mb);
+      (void)hq;
+      const int m0 = mb * BLOCK_M;
+      (void)m0;  // the causal mask's
+      const u32 s = i % STAGES, ph = (i / STAGES) & 1;
+      const u32 sQs = sQ + s * Q_BYTES, sDOs = sDO + s * Q_BYTES;
+      const u32 sLs = sL + s * ROWS_BYTES;
+      const u32 sDSb = sDS + (i & 1) * DS_BYTES;  // double-buffered: one barrier per block
 
-    mbar_wait(BAR_QF(s), ph);
-    CTRACE(i, 1);
-    issue_sdp(s_acc, sKw, sQs);
-    mbar_wait(BAR_DF(s), ph);
-    CTRACE(i, 2);
-    issue_sdp(dp_acc, sVw, sDOs);
-    wgmma_wait<1>();  // Sᵀ done
-    CTRACE(i, 3);
+      mbar_wait(BAR_QF(s), ph);
+      CTRACE(i, 1);
+#if SPLIT_D  // warpgroup 0: Sᵀ; warpgroup 1: dPᵀ
+      if (cw == 0) issue_sdp(s_acc, sKw, sQs);
+      mbar_wait(BAR_DF(s), ph);
+      CTRACE(i, 2);
+      if (cw == 1) issue_sdp(dp_acc, sVw, sDOs);
+      wgmma_wait<0>();
+      CTRACE(i, 3);
+      if (cw == 0) {
 #pragma unroll
-    for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(s_acc[r]);
-
-    // Pᵀ = exp2(S·scale·log2e − log2-LSE[query]), 0 where masked
-    bool need = n0 + BLOCK_N > seqlen_k;
-#if CAUSAL
-    need = need || (n0 + BLOCK_N - 1 > m0 + offset);
-#endif
+        for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(s_acc[r]);
+      } else {
 #pragma unroll
-    for (int j = 0; j < BLOCK_M / 8; ++j) {
-      const float2 l = ld_shared_f2(sLs + (8 * j + qc) * 4);
-      s_acc[4 * j] = fast_exp2(fmaf(s_acc[4 * j], scale_log2, -l.x));
-      s_acc[4 * j + 1] = fast_exp2(fmaf(s_acc[4 * j + 1], scale_log2, -l.y));
-      s_acc[4 * j + 2] = fast_exp2(fmaf(s_acc[4 * j + 2], scale_log2, -l.x));
-      s_acc[4 * j + 3] = fast_exp2(fmaf(s_acc[4 * j + 3], scale_log2, -l.y));
-    }
-    if (need) {
-      // key row kr is kept for query column 8j + e when kr < Sk and (causal)
-      // kr <= m0 + 8j + qc + e + offset, i.e. 8j + e >= lim.
-#if CAUSAL
-      const int lim0 = key0 - m0 - qc - offset, lim1 = lim0 + 8;
+        for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
+      }
 #else
-      const int lim0 = -BLOCK_M, lim1 = -BLOCK_M;
+      issue_sdp(s_acc, sKw, sQs);
+      mbar_wait(BAR_DF(s), ph);
+      CTRACE(i, 2);
+      issue_sdp(dp_acc, sVw, sDOs);
+      wgmma_wait<1>();  // Sᵀ done
+      CTRACE(i, 3);
+#pragma unroll
+      for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(s_acc[r]);
 #endif
-      const bool dead0 = key0 >= seqlen_k, dead1 = key0 + 8 >= seqlen_k;
+
+      // Pᵀ = exp2(S·scale·log2e − log2-LSE[query]), 0 where masked (SPLIT_D: warpgroup 0)
+      if (!SPLIT_D || cw == 0) {
+        bool need = n0 + BLOCK_N > seqlen_k;
+#if CAUSAL
+        need = need || (n0 + BLOCK_N - 1 > m0 + offset);
+#endif
 #pragma unroll
-      for (int j = 0; j < BLOCK_M / 8; ++j) {
+        for (int j = 0; j < BLOCK_M / 8; ++j) {
+          const float2 l = ld_shared_f2(sLs + (8 * j + qc) * 4);
+          s_acc[4 * j] = fast_exp2(fmaf(s_acc[4 * j], scale_log2, -l.x));
+          s_acc[4 * j + 1] = fast_exp2(fmaf(s_acc[4 * j + 1], scale_log2, -l.y));
+          s_acc[4 * j + 2] = fast_exp2(fmaf(s_acc[4 * j + 2], scale_log2, -l.x));
+          s_acc[4 * j + 3] = fast_exp2(fmaf(s_acc[4 * j + 3], scale_log2, -l.y));
+        }
+        if (need) {
+          // key row kr is kept for query column 8j + e when kr < Sk and (causal)
+          // kr <= m0 + 8j + qc + e + offset, i.e. 8j + e >= lim.
+#if CAUSAL
+          const int lim0 = key0 - m0 - qc - offset, lim1 = lim0 + 8;
+#else
+          const int lim0 = -BLOCK_M, lim1 = -BLOCK_M;
+#endif
+          const bool dead0 = key0 >= seqlen_k, dead1 = key0 + 8 >= seqlen_k;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (dead0 || 8 * j + e < lim0) s_acc[4 * j + e] = 0.f;
-          if (dead1 || 8 * j + e < lim1) s_acc[4 * j + 2 + e] = 0.f;
+          for (int j = 0; j < BLOCK_M / 8; ++j) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              if (dead0 || 8 * j + e < lim0) s_acc[4 * j + e] = 0.f;
+              if (dead1 || 8 * j + e < lim1) s_acc[4 * j + 2 + e] = 0.f;
+            }
+          }
         }
       }
-    }
-#if EARLY_DV  // dV's product runs while this thread waits for dPᵀ and computes dS
+#if SPLIT_D
+      {  // swap through shared memory, in register order (conflict-free 16-byte accesses)
+        const u32 mine = sX + cw * X_BYTES + ctid * 16;
+        const u32 theirs = sX + (1 - cw) * X_BYTES + ctid * 16;
+        if (cw == 0) {
 #pragma unroll
-    for (int r = 0; r < BLOCK_M / 4; ++r) pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
-    issue_kv(dv, pp, sDOs);  // dV += Pᵀ·dO
-    wgmma_wait<1>();         // dPᵀ done (groups retire in order); dV may still run
+          for (int r = 0; r < BLOCK_M / 2; r += 4)
+            st_shared_f4(mine + r * 512, s_acc[r], s_acc[r + 1], s_acc[r + 2], s_acc[r + 3]);
+        } else {
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 2; r += 4)
+            st_shared_f4(mine + r * 512, dp_acc[r], dp_acc[r + 1], dp_acc[r + 2], dp_acc[r + 3]);
+        }
+        asm volatile("bar.sync 5, 256;" ::: "memory");
+        if (cw == 0) {
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 2; r += 4) {
+            const float4 x = ld_shared_f4(theirs + r * 512);
+            dp_acc[r] = x.x, dp_acc[r + 1] = x.y, dp_acc[r + 2] = x.z, dp_acc[r + 3] = x.w;
+          }
+        } else {
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 2; r += 4) {
+            const float4 x = ld_shared_f4(theirs + r * 512);
+            s_acc[r] = x.x, s_acc[r + 1] = x.y, s_acc[r + 2] = x.z, s_acc[r + 3] = x.w;
+          }
+        }
+      }
+#elif EARLY_DV  // dV's product runs while this thread waits for dPᵀ and computes dS
+#pragma unroll
+      for (int r = 0; r < BLOCK_M / 4; ++r) pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
+      issue_kv(dv, pp, sDOs + kv_col);  // dV += Pᵀ·dO
+      wgmma_wait<1>();  // dPᵀ done (groups retire in order); dV may still run
 #else
-    wgmma_wait<0>();  // dPᵀ done
+      wgmma_wait<0>();  // dPᵀ done
 #endif
 #pragma unroll
-    for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
-    // dSᵀ = Pᵀ ∘ (dPᵀ − Δ[query])
+      for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
+      // dSᵀ = Pᵀ ∘ (dPᵀ − Δ[query])
 #pragma unroll
-    for (int j = 0; j < BLOCK_M / 8; ++j) {
-      const float2 dl = ld_shared_f2(sLs + BLOCK_M * 4 + (8 * j + qc) * 4);
-      dp_acc[4 * j] = s_acc[4 * j] * (dp_acc[4 * j] - dl.x);
-      dp_acc[4 * j + 1] = s_acc[4 * j + 1] * (dp_acc[4 * j + 1] - dl.y);
-      dp_acc[4 * j + 2] = s_acc[4 * j + 2] * (dp_acc[4 * j + 2] - dl.x);
-      dp_acc[4 * j + 3] = s_acc[4 * j + 3] * (dp_acc[4 * j + 3] - dl.y);
-    }
+      for (int j = 0; j < BLOCK_M / 8; ++j) {
+        const float2 dl = ld_shared_f2(sLs + BLOCK_M * 4 + (8 * j + qc) * 4);
+        dp_acc[4 * j] = s_acc[4 * j] * (dp_acc[4 * j] - dl.x);
+        dp_acc[4 * j + 1] = s_acc[4 * j + 1] * (dp_acc[4 * j + 1] - dl.y);
+        dp_acc[4 * j + 2] = s_acc[4 * j + 2] * (dp_acc[4 * j + 2] - dl.x);
+        dp_acc[4 * j + 3] = s_acc[4 * j + 3] * (dp_acc[4 * j + 3] - dl.y);
+      }
 #if EARLY_DV
 #pragma unroll
-    for (int r = 0; r < BLOCK_M / 4; ++r) pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
+      for (int r = 0; r < BLOCK_M / 4; ++r) pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
 #else
 #pragma unroll
-    for (int r = 0; r < BLOCK_M / 4; ++r) {
-      pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
-      pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
-    }
-    issue_kv(dv, pp, sDOs);  // dV += Pᵀ·dO
-#endif
-    issue_kv(dk, pd, sQs);   // dK += dSᵀ·Q
-
-    // dS (query rows, key columns; this warpgroup's 64 keys = one 128-byte chunk) for dQ.
-    // Matrix t/8 of an x4 store: queries 16jj + 8(t/16) .., keys 16 warp + 8((t/8) % 2) ..
-    {
-      const int mi = lane / 8, rr = lane % 8;
-      const u32 unit = 2 * warp + (mi % 2);  // 16-byte unit of keys within the row
-#pragma unroll
-      for (int jj = 0; jj < BLOCK_M / 16; ++jj) {
-        const u32 query = 16 * jj + 8 * (mi / 2) + rr;
-        stmatrix_x4_trans(sDSb + cw * (BLOCK_M * 128) + query * 128 + ((unit ^ rr) << 4),
-                          pd[4 * jj], pd[4 * jj + 1], pd[4 * jj + 2], pd[4 * jj + 3]);
+      for (int r = 0; r < BLOCK_M / 4; ++r) {
+        pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
+        pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
       }
-    }
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // for the wgmma reads
-    CTRACE(i, 4);
-    asm volatile("bar.sync 1, 256;" ::: "memory");                  // both halves written
-    CTRACE(i, 5);
+      issue_kv(dv, pp, sDOs + kv_col);  // dV += Pᵀ·dO
+#endif
+      issue_kv(dk, pd, sQs + kv_col);  // dK += dSᵀ·Q
 
-    // dQ_part = dS·K over the 128 keys
-    wgmma_fence();
+      // dS (query rows, key columns; this warpgroup's 64 keys = one 128-byte chunk) for dQ.
+      // Matrix t/8 of an x4 store: queries 16jj + 8(t/16) .., keys 16 warp + 8((t/8) % 2) ..
+      // (SPLIT_D: both warpgroups hold the same dS; warpgroup 0 stores it)
+      if (!SPLIT_D || cw == 0) {
+        const int mi = lane / 8, rr = lane % 8;
+        const u32 unit = 2 * warp + (mi % 2);  // 16-byte unit of keys within the row
 #pragma unroll
-    for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
-      const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) +
-                                   (DQ_SPLIT_ROWS ? cw * (64 * 128) : 0) + (kk % 4) * 32,
-                               16, 1024);
-      const u64 db = make_desc(sK + (DQ_SPLIT_ROWS ? 0 : cw * (BLOCK_N * 128)) + kk * (16 * 128),
-                               BLOCK_N * 128, 1024);
-      if (kk == 0)
-        WGMMA_DQ_INIT(dq, da, db, 0);
-      else
-        WGMMA_DQ(dq, da, db, 1);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
+        for (int jj = 0; jj < BLOCK_M / 16; ++jj) {
+          const u32 query = 16 * jj + 8 * (mi / 2) + rr;
+          stmatrix_x4_trans(sDSb + (SPLIT_D ? 0 : cw * (BLOCK_M * 128)) + query * 128 +
+                                ((unit ^ rr) << 4),
+                            pd[4 * jj], pd[4 * jj + 1], pd[4 * jj + 2], pd[4 * jj + 3]);
+        }
+      }
+#if SPLIT_D
+      // dV, dK retired: stage s (Q, dO, rows) is free, so its next load overlaps the dQ product
+      wgmma_wait<0>();
 #pragma unroll
-    for (int r = 0; r < HEAD_DIM / 2; ++r) {
-      fence_reg(dv[r]);
-      fence_reg(dk[r]);
-    }
+      for (int r = 0; r < KV_N / 2; ++r) {
+        fence_reg(dv[r]);
+        fence_reg(dk[r]);
+      }
 #pragma unroll
-    for (int r = 0; r < DQ_N / 2; ++r) fence_reg(dq[r]);
-#pragma unroll
-    for (int r = 0; r < BLOCK_M / 4; ++r) {
-      fence_reg(pp[r]);
-      fence_reg(pd[r]);
-    }
-    __syncwarp();
-    if (lane == 0) mbar_arrive(BAR_E(s));  // Q, dO, rows of stage s no longer read
-    CTRACE(i, 6);
+      for (int r = 0; r < BLOCK_M / 4; ++r) {
+        fence_reg(pp[r]);
+        fence_reg(pd[r]);
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(BAR_E(s));
+#endif
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // for the wgmma reads
+      CTRACE(i, 4);
+      asm volatile("bar.sync 1, 256;" ::: "memory");                  // both halves written
+      CTRACE(i, 5);
 
-    // dQ_part → dq_accum in the threads' register order: element (j, h, e) of thread ctid
-    // at ((2j + h) * 128 + ctid) * 2 + e of this warpgroup's share.
+      // dQ_part = dS·K over the BLOCK_N keys
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
+        const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) +
+                                     (DQ_SPLIT_ROWS ? cw * (64 * 128) : 0) + (kk % 4) * 32,
+                                 16, 1024);
+        const u64 db = make_desc(sK + (DQ_SPLIT_ROWS ? 0 : cw * (DQ_N / 64) * (BLOCK_N * 128)) +
+                                     kk * (16 * 128),
+                                 BLOCK_N * 128, 1024);
+        if (kk == 0)
+          WGMMA_DQ_INIT(dq, da, db, 0);
+        else
+          WGMMA_DQ(dq, da, db, 1);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+#pragma unroll
+      for (int r = 0; r < DQ_N / 2; ++r) fence_reg(dq[r]);
+#if !SPLIT_D
+#pragma unroll
+      for (int r = 0; r < KV_N / 2; ++r) {
+        fence_reg(dv[r]);
+        fence_reg(dk[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < BLOCK_M / 4; ++r) {
+        fence_reg(pp[r]);
+        fence_reg(pd[r]);
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(BAR_E(s));  // Q, dO, rows of stage s no longer read
+#endif
+      CTRACE(i, 6);
+
+      // dQ_part → dq_accum in the threads' register order: element (j, h, e) of thread ctid
+      // at ((2j + h) * 128 + ctid) * 2 + e of this warpgroup's share.
 #if DQ_ATOMIC
-    // straight from registers, 8-byte vector reductions (coalesced: a warp's 32 pairs are
-    // 256 contiguous bytes)
-    {
-      float* g = dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 2 * ctid;
+      // straight from registers, 8-byte vector reductions (coalesced: a warp's 32 pairs are
+      // 256 contiguous bytes)
+      {
+        float* g = dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 2 * ctid;
+#pragma unroll
+        for (int j = 0; j < DQ_N / 8; ++j) {
+          red_add_f2(g + (2 * j) * 256, dq[4 * j], dq[4 * j + 1]);
+          red_add_f2(g + (2 * j + 1) * 256, dq[4 * j + 2], dq[4 * j + 3]);
+        }
+      }
+#else
+      // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
+      if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
 #pragma unroll
       for (int j = 0; j < DQ_N / 8; ++j) {
-        red_add_f2(g + (2 * j) * 256, dq[4 * j], dq[4 * j + 1]);
-        red_add_f2(g + (2 * j + 1) * 256, dq[4 * j + 2], dq[4 * j + 3]);
+        st_shared_f2(sDQw + ((2 * j) * 128 + ctid) * 8, dq[4 * j], dq[4 * j + 1]);
+        st_shared_f2(sDQw + ((2 * j + 1) * 128 + ctid) * 8, dq[4 * j + 2], dq[4 * j + 3]);
       }
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
+      if (ctid == 0) {
+        bulk_reduce_add_f32(dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS, sDQw, DQ_WG_FLOATS * 4);
+        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+      }
+#endif
     }
-#else
-    // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
-    if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-    asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
+
+    // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
+    // Both warpgroups' products that read K (the dQ product reads all its rows) are done.
+    // A warpgroup's dK/dV tile: its 64 key rows (SPLIT_D: all 64 rows, its KV_N columns =
+    // chunks cw·KV_N/64 ..) of the K / V tile.
+    CTRACE(n_iter, 7);
+    asm volatile("bar.sync 4, 256;" ::: "memory");
+    CTRACE(n_iter, 8);
+    const int ch0 = SPLIT_D ? cw * (KV_N / 64) : 0;  // first 64-column chunk of this tile
+    const u32 sKe = sKw + ch0 * (BLOCK_N * 128), sVe = sVw + ch0 * (BLOCK_N * 128);
+    const int row0 = n0 + (SPLIT_D ? 0 : cw * 64);
+    const u32 sw = (u32)(r_loc % 8);
 #pragma unroll
-    for (int j = 0; j < DQ_N / 8; ++j) {
-      st_shared_f2(sDQw + ((2 * j) * 128 + ctid) * 8, dq[4 * j], dq[4 * j + 1]);
-      st_shared_f2(sDQw + ((2 * j + 1) * 128 + ctid) * 8, dq[4 * j + 2], dq[4 * j + 3]);
+    for (int j = 0; j < KV_N / 8; ++j) {
+      const u32 off = (j / 8) * (BLOCK_N * 128) + ((((u32)(j % 8)) ^ sw) * 16) + 4 * (lane % 4);
+      st_shared_u32(sKe + off + r_loc * 128, pack2(dk[4 * j] * scale, dk[4 * j + 1] * scale));
+      st_shared_u32(sKe + off + (r_loc + 8) * 128,
+                    pack2(dk[4 * j + 2] * scale, dk[4 * j + 3] * scale));
+      st_shared_u32(sVe + off + r_loc * 128, pack2(dv[4 * j], dv[4 * j + 1]));
+      st_shared_u32(sVe + off + (r_loc + 8) * 128, pack2(dv[4 * j + 2], dv[4 * j + 3]));
     }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
     if (ctid == 0) {
-      bulk_reduce_add_f32(dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS, sDQw, DQ_WG_FLOATS * 4);
+#pragma unroll
+      for (int ch = 0; ch < KV_N / 64; ++ch) {
+        tma_store_4d(&tm_dk, sKe + ch * (BLOCK_N * 128), (ch0 + ch) * 64, row0, kv_head, batch);
+        tma_store_4d(&tm_dv, sVe + ch * (BLOCK_N * 128), (ch0 + ch) * 64, row0, kv_head, batch);
+      }
       asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+      asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
     }
+    CTRACE(n_iter, 9);
+  };
+#if SPLIT_D
+  if (wg == 1)
+    consumer(IntC<0>{});
+  else
+    consumer(IntC<1>{});
+#else
+  consumer(wg - 1);
 #endif
-  }
-
-  // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
-  // Both warpgroups' products that read K (the dQ product reads all 128 rows) are done.
-  CTRACE(n_iter, 7);
-  asm volatile("bar.sync 4, 256;" ::: "memory");
-  CTRACE(n_iter, 8);
-  const u32 sw = (u32)(r_loc % 8);
-#pragma unroll
-  for (int j = 0; j < HEAD_DIM / 8; ++j) {
-    const u32 off = (j / 8) * (BLOCK_N * 128) + ((((u32)(j % 8)) ^ sw) * 16) + 4 * (lane % 4);
-    st_shared_u32(sKw + off + r_loc * 128, pack2(dk[4 * j] * scale, dk[4 * j + 1] * scale));
-    st_shared_u32(sKw + off + (r_loc + 8) * 128,
-                  pack2(dk[4 * j + 2] * scale, dk[4 * j + 3] * scale));
-    st_shared_u32(sVw + off + r_loc * 128, pack2(dv[4 * j], dv[4 * j + 1]));
-    st_shared_u32(sVw + off + (r_loc + 8) * 128, pack2(dv[4 * j + 2], dv[4 * j + 3]));
-  }
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
-  if (ctid == 0) {
-#pragma unroll
-    for (int ch = 0; ch < D_CHUNKS; ++ch) {
-      tma_store_4d(&tm_dk, sKw + ch * (BLOCK_N * 128), ch * 64, n0 + cw * 64, kv_head, batch);
-      tma_store_4d(&tm_dv, sVw + ch * (BLOCK_N * 128), ch * 64, n0 + cw * 64, kv_head, batch);
-    }
-    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-  }
-  CTRACE(n_iter, 9);
 }

@@ -33,7 +33,8 @@ def _problem(B=1, Hq=2, Hk=2, Sq=64, Sk=64, D=128, dtype=torch.bfloat16, device=
 
 # -- compile ---------------------------------------------------------------------------------
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
-@pytest.mark.parametrize("D,tile", [(D, t) for D in (64, 128) for t in cuda_bwd.tiles_for(D)],
+@pytest.mark.parametrize("D,tile", [(D, t) for D in cuda_bwd.HEAD_DIMS
+                                    for t in cuda_bwd.tiles_for(D)],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_nvcc_compiles_for_sm90a(D, tile, causal):
@@ -48,7 +49,8 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes
     assert cuda_bwd.BwdTile(2, False, True) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
-    assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in (64, 128)
+    assert cuda_bwd.tiles_for(256) == [cuda_bwd.BwdTile(1, True)]  # one stage, atomic dQ
+    assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in cuda_bwd.HEAD_DIMS
                for t in cuda_bwd.tiles_for(D))
 
 
@@ -68,9 +70,10 @@ def test_trace_values_are_described_per_role():
 
 
 def test_only_register_feasible_tiles_are_offered():
-    assert (cuda_bwd.block_m_for(64), cuda_bwd.block_m_for(128)) == (128, 64)
-    with pytest.raises(ValueError, match="head_dim must be 64 or 128"):
-        cuda_bwd.block_m_for(256)
+    assert [cuda_bwd.block_m_for(d) for d in (64, 128, 256)] == [128, 64, 64]
+    assert [cuda_bwd.block_n_for(d) for d in (64, 128, 256)] == [128, 128, 64]
+    with pytest.raises(ValueError, match="head_dim must be one of"):
+        cuda_bwd.block_m_for(96)
 
 
 # -- host pre/post-processing ----------------------------------------------------------------
@@ -96,7 +99,7 @@ def _store_tile(acc_slot: torch.Tensor, tile: torch.Tensor, idx: torch.Tensor):
     acc_slot[idx.flatten()] += tile.flatten()
 
 
-@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 300), (128, 64), (64, 1)])
+@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 300), (128, 64), (64, 1), (256, 100)])
 @pytest.mark.parametrize("layout", ("bhsd", "bshd"))
 def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, layout):
     B, H = 2, 3
@@ -121,7 +124,7 @@ def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, layout):
     torch.testing.assert_close(dq.float(), (dq_true[:, :, :Sq] * 0.5).bfloat16().float())
 
 
-@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 70), (128, 64)])
+@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 70), (128, 64), (256, 70)])
 @pytest.mark.parametrize("layout", ("bhsd", "bshd"))
 def test_triton_host_passes_match_the_torch_ones(D, Sq, layout):
     """bwd_host's two Triton kernels (run by the interpreter here) against the torch
@@ -175,7 +178,7 @@ def emulate(q, k, v, o, lse, do, p):
     input dtype for the dV, dK, dQ products; dQ summed through the accumulator's layout."""
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
-    group, BN = Hq // Hk, cuda_bwd.BLOCK_N
+    group, BN = Hq // Hk, cuda_bwd.block_n_for(D)
     bm, n = cuda_bwd.block_m_for(D), cuda_bwd._dq_n(D)
     n_m, n_n = math.ceil(Sq / bm), math.ceil(Sk / BN)
     offset, causal = Sk - Sq, p.causal
@@ -236,7 +239,9 @@ _CASES = [dict(D=64, Sq=113, Sk=203), dict(D=128, Sq=113, Sk=203),
           dict(D=128, Sq=100, Sk=300, causal=True), dict(D=64, Sq=200, Sk=200, causal=True),
           dict(D=128, Sq=1, Sk=260), dict(D=64, Sq=260, Sk=1, causal=True),
           dict(D=128, Sq=130, Sk=130, Hq=4, Hk=1, causal=True),
-          dict(D=64, Sq=150, Sk=140, Hq=4, Hk=2, dtype=torch.float16)]
+          dict(D=64, Sq=150, Sk=140, Hq=4, Hk=2, dtype=torch.float16),
+          dict(D=256, Sq=113, Sk=203), dict(D=256, Sq=150, Sk=70, causal=True),
+          dict(D=256, Sq=100, Sk=130, Hq=4, Hk=1, causal=True)]
 
 
 @pytest.mark.parametrize("case", _CASES, ids=lambda c: "-".join(
@@ -276,7 +281,7 @@ def test_off_until_its_device_check_passes(monkeypatch):
 
 
 @pytest.mark.parametrize("change,needle", [
-    (dict(D=256), "64 or 128"), (dict(window=(16, 0)), "window"),
+    (dict(D=96), "64, 128 or 256"), (dict(window=(16, 0)), "window"),
     (dict(softcap=30.0), "softcap"), (dict(dtype=torch.float32), "dtype"),
 ])
 def test_unsupported_problems_give_reasons(monkeypatch, change, needle):

@@ -358,3 +358,26 @@ def test_backend_backward_runs_the_cuda_kernel_when_enabled(causal, monkeypatch)
     assert torch.equal(kg.grad, dk) and torch.equal(vg.grad, dv)
     results = compare_backward((qg.grad, kg.grad, vg.grad), do, q, k, v, p)
     assert all(r.ok for r in results), "\n".join(map(str, results))
+
+
+def test_backend_routes_to_the_cuda_backward_only_when_it_can_run(monkeypatch):
+    """HopperFA3Backend.backward: the CUDA kernel when cuda_bwd.unsupported_reason is None,
+    triton-fa2's (or the reference) otherwise; extra_info says which."""
+    from attnhub_hopper import HopperFA3Backend
+
+    calls = []
+    monkeypatch.setattr(cuda_bwd, "backward", lambda *a: calls.append("cuda") or "cuda")
+    be = HopperFA3Backend()
+    p = _problem(Sq=16, Sk=16, D=64)
+    q, k, v = random_inputs(p)
+    from attnhub import reference
+
+    o, lse = reference.forward(q, k, v, p, compute_dtype=torch.float32)
+    o = o.to(p.dtype)
+    monkeypatch.setattr(cuda_bwd, "unsupported_reason", lambda *a: None)
+    assert be.backward(o, q, k, v, o, lse, p) == "cuda" and calls == ["cuda"]
+    monkeypatch.setattr(cuda_bwd, "unsupported_reason", lambda *a: "off")
+    grads = be.backward(torch.randn_like(o), q, k, v, o, lse, p)
+    assert calls == ["cuda"] and len(grads) == 3 and grads[0].shape == q.shape
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
+    assert "opt-in" in be.extra_info()["backward"]

@@ -6,20 +6,21 @@ Same machinery as :mod:`cuda_fwd` (NVRTC through CuPy, TMA maps from ``cuda.bind
 1. :func:`prepare` (one Triton pass, ``bwd_host.py``): log2-LSE (``+inf`` for rows with no
    keys and for padding, so their probabilities are 0) and Δ = rowsum(dO∘O) in float32,
    padded to whole query blocks; a zeroed float32 dQ accumulator.
-2. the kernel: one CTA per (128-key block, KV head, batch) computes dK, dV for its keys over
-   every query head of the group and adds its share of dQ into the accumulator by L2
-   reductions (not bitwise deterministic, like FlashAttention-3's).
+2. the kernel: one CTA per (128-key block, or 64 at d256; KV head; batch) computes dK, dV
+   for its keys over every query head of the group and adds its share of dQ into the
+   accumulator by L2 reductions (not bitwise deterministic, like FlashAttention-3's).
 3. :func:`dq_from_accum` (one Triton pass): the accumulator, stored in the consumer
    threads' register order, becomes dQ·scale in q's dtype and memory order.
 
 What it covers (the Triton backward of ``triton-fa2`` takes the rest, with the reason in
-:func:`unsupported_reason`): dense fp16/bf16, head dim 64, 128 or 256 for both QK and V, causal
-or not (bottom-right), MHA/GQA/MQA, 16-byte-aligned BHSD/BSHD strides, no window, no
+:func:`unsupported_reason`): dense fp16/bf16, head dim 64, 128 or 256 for both QK and V,
+causal or not (bottom-right), MHA/GQA/MQA, 16-byte-aligned BHSD/BSHD strides, no window, no
 softcap, not under ``torch.use_deterministic_algorithms(True)``.
 
 **Status: compiled and inspected (SASS, registers, spills) on the CPU only; it has not run
-on a GPU yet**, so it is off unless ``ATTNHUB_HOPPER_CUDA_BWD=1``.  ``cuda_check.py --bwd``
-is the device check that must pass before the default flips (NOTES.md, "CUDA backward").
+on a GPU yet**, so it is off unless ``ATTNHUB_HOPPER_CUDA_BWD=1``.  ``cuda_bwd_check.py``
+(``benchmarks/device_cuda_bwd.sh``) is the device check that must pass before the default
+flips (NOTES.md, "CUDA backward").
 """
 
 from __future__ import annotations
@@ -267,10 +268,11 @@ def _tma_input(t: torch.Tensor) -> torch.Tensor:
 def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
             tile: Optional[BwdTile] = None, trace: bool = False):
     tile = tile or default_tile(head_dim)
+    if tile not in tiles_for(head_dim):
+        raise ValueError(f"hopper-fa3 CUDA backward: tile {tile!r} does not build at head dim "
+                         f"{head_dim} (shared memory, spills or layout); use one of "
+                         f"{[repr(t) for t in tiles_for(head_dim)]}")
     smem = smem_bytes(head_dim, tile)
-    if smem > cuda_fwd._SMEM_LIMIT:
-        raise ValueError(f"hopper-fa3 CUDA backward d{head_dim} {tile} needs {smem} bytes "
-                         f"of shared memory (limit {cuda_fwd._SMEM_LIMIT})")
     import cupy
     from cuda.bindings import driver as cu
 

@@ -44,6 +44,11 @@ def test_nvcc_compiles_for_sm90a(D, tile, causal):
     assert not re.search(r"C751\d", report), report  # ptxas serialised the wgmma pipeline
 
 
+def test_a_tile_that_does_not_build_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="does not build at head dim 256.*BwdTile"):
+        cuda_bwd._kernel(0, 256, False, torch.bfloat16, cuda_bwd.BwdTile(2, False))
+
+
 def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(3, False) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes

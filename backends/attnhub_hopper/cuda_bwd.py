@@ -41,7 +41,7 @@ from . import cuda_fwd, wgmma_ptx
 
 __all__ = ["BwdTile", "VARIANTS", "default_tile", "tiles_for", "block_m_for", "block_n_for",
            "unsupported_reason", "enabled", "backward", "prepare", "dq_from_accum", "source",
-           "options", "smem_bytes", "nvcc_check"]
+           "options", "nvrtc_options", "smem_bytes", "nvcc_check"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_bwd.cu")
 _LOG2E = 1.4426950408889634
@@ -151,6 +151,15 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}")
+
+
+def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
+                  trace: bool = False) -> tuple:
+    """NVRTC's options (CuPy on the device; the CPU tests pass the same).  NVRTC 13.0 takes
+    the generic lambda fa3_bwd.cu instantiates per warpgroup for a host function unless
+    told that unannotated functions are device code (nvcc needs no flag)."""
+    return (("-arch=sm_90a", "-std=c++17", "-default-device")
+            + options(head_dim, causal, dtype, tile, trace))
 
 
 def unsupported_reason(q, k, v, problem) -> Optional[str]:
@@ -278,8 +287,7 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
 
     with cupy.cuda.Device(device_index):
         mod = cupy.RawModule(code=source(head_dim, dtype),
-                             options=("-arch=sm_90a", "-std=c++17")
-                             + options(head_dim, causal, dtype, tile, trace),
+                             options=nvrtc_options(head_dim, causal, dtype, tile, trace),
                              backend="nvrtc")
         func = cu.CUfunction(mod.get_function("attnhub_fa3_bwd").kernel.ptr)
         cuda_fwd._check(cu.cuFuncSetAttribute(

@@ -35,7 +35,9 @@ import torch
 from . import wgmma_ptx
 
 __all__ = ["Tile", "default_tile", "shipped_tiles", "unsupported_reason", "installed_reason",
-           "forward", "source", "options", "smem_bytes", "nvcc_check", "enabled"]
+           "forward", "source", "options", "nvrtc_options", "smem_bytes", "nvcc_check",
+           "nvrtc_compile",
+           "nvrtc_library", "enabled"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_fwd.cu")
 _V_SRC = pathlib.Path(__file__).with_name("fp8_v.cu")
@@ -146,6 +148,12 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}")
 
 
+def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
+    """NVRTC's options for one specialisation (what CuPy compiles with on the device; the
+    CPU tests pass the same to NVRTC)."""
+    return ("-arch=sm_90a", "-std=c++17") + options(head_dim, tile, causal, dtype)
+
+
 def _aligned(t: torch.Tensor) -> bool:
     e = t.element_size()
     return (t.data_ptr() % 16 == 0 and t.stride(-1) == 1
@@ -232,8 +240,7 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
 
     with cupy.cuda.Device(device_index):
         mod = cupy.RawModule(code=source(head_dim, tile.block_n, dtype),
-                             options=("-arch=sm_90a", "-std=c++17")
-                             + options(head_dim, tile, causal, dtype),
+                             options=nvrtc_options(head_dim, tile, causal, dtype),
                              backend="nvrtc")
         fn = mod.get_function("attnhub_fa3_fwd")
         func = cu.CUfunction(fn.kernel.ptr)  # RawKernel -> cupy.cuda.Function
@@ -444,3 +451,52 @@ def nvcc_check(head_dim: int, tile: Tile, causal: bool, dtype,
         if res.returncode != 0:
             raise RuntimeError(f"nvcc failed ({' '.join(cmd)}):\n{report}")
         return report
+
+
+@functools.lru_cache(maxsize=None)
+def nvrtc_library() -> Optional[str]:
+    """Path of a libnvrtc to check the sources with on a machine without a GPU: the
+    ``nvidia-cuda-nvrtc`` wheel's (the dev extra pins the device's CUDA 13.0), else the
+    system's; None if neither is there."""
+    import ctypes.util
+    import glob
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except (ImportError, ValueError):
+        spec = None
+    for root in (spec.submodule_search_locations if spec else []) or []:
+        found = sorted(glob.glob(os.path.join(root, "cu*", "lib", "libnvrtc.so*")))
+        if found:
+            return found[0]
+    return ctypes.util.find_library("nvrtc")
+
+
+def nvrtc_compile(src: str, opts) -> str:
+    """Compile a translation unit with NVRTC, the compiler CuPy runs on the device (through
+    ctypes, no GPU needed); returns NVRTC's log.  Raises RuntimeError with the log when it
+    fails, FileNotFoundError without a libnvrtc (pip install nvidia-cuda-nvrtc)."""
+    path = nvrtc_library()
+    if path is None:
+        raise FileNotFoundError("no libnvrtc found; pip install 'nvidia-cuda-nvrtc==13.0.88'")
+    # libnvrtc dlopens its builtins by name: load the wheel's copy first, globally
+    for builtins in sorted(pathlib.Path(path).parent.glob("libnvrtc-builtins.so*")):
+        ctypes.CDLL(str(builtins), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    prog = ctypes.c_void_p()
+    if lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"attnhub.cu", 0, None, None):
+        raise RuntimeError("nvrtcCreateProgram failed")
+    try:
+        args = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
+        rc = lib.nvrtcCompileProgram(prog, len(opts), args)
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(prog, log)
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    text = log.value.decode(errors="replace")
+    if rc:
+        raise RuntimeError(f"NVRTC failed ({' '.join(opts)}):\n{text}")
+    return text

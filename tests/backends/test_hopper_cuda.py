@@ -183,6 +183,23 @@ def test_nvcc_compiles_the_poly_exp2_tiles(D, tile, dtype):
     assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
 
 
+@pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
+                    "nvidia-cuda-nvrtc")
+@pytest.mark.parametrize("spec", sorted(
+    {(D, c, t, torch.bfloat16) for D, c, t in cuda_fwd.shipped_tiles()}
+    | {(D, c, t, FP8) for D, c, t in cuda_fwd.shipped_tiles(fp8=True)}
+    | {(64, True, cuda_fwd.Tile(192, 2, True, poly=1), torch.float16),
+       (128, False, cuda_fwd.Tile(128, 2, poly=2), FP8)}, key=str), ids=str)
+def test_nvrtc_accepts_the_source(spec):
+    """NVRTC, not nvcc, compiles the kernels on the device (through CuPy): its front end
+    must accept every shipped specialisation and the poly variants."""
+    D, causal, tile, dtype = spec
+    log = cuda_fwd.nvrtc_compile(cuda_fwd.source(D, tile.block_n, dtype),
+                                 cuda_fwd.nvrtc_options(D, tile, causal, dtype)
+                                 + ("--ptxas-options=-v",))
+    assert "Used" in log and not re.search(r"C751\d", log), log
+
+
 def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
     assert cuda_fwd.default_tile(128, False, 2048).pingpong

@@ -19,7 +19,7 @@ import torch
 
 from attnhub.contract import Problem
 from attnhub.testing.tolerance import compare_backward, random_inputs
-from attnhub_hopper import cuda_bwd
+from attnhub_hopper import cuda_bwd, cuda_fwd
 
 ON_SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 NVCC = shutil.which("nvcc")
@@ -57,6 +57,25 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.tiles_for(256) == [cuda_bwd.BwdTile(1, True)]  # one stage, atomic dQ
     assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in cuda_bwd.HEAD_DIMS
                for t in cuda_bwd.tiles_for(D))
+
+
+@pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
+                    "nvidia-cuda-nvrtc")
+@pytest.mark.parametrize("D,tile,trace", [(D, t, False) for D in cuda_bwd.HEAD_DIMS
+                                          for t in cuda_bwd.tiles_for(D)]
+                         + [(128, cuda_bwd.BwdTile(), True),
+                            (256, cuda_bwd.BwdTile(1, True), True)],
+                         ids=str)
+def test_nvrtc_accepts_the_source(D, tile, trace):
+    """NVRTC (what CuPy compiles with on the device; 13.0 there, pinned in the dev extra)
+    builds every variant, causal, and the tracing builds, with no spills and no serialised
+    wgmma.  (NVRTC 13.0 rejected the per-warpgroup generic lambda that nvcc and NVRTC 13.5
+    accept; this test is what caught it.)"""
+    dtype = torch.float16 if tile.stages == 3 else torch.bfloat16
+    log = cuda_fwd.nvrtc_compile(cuda_bwd.source(D, dtype),
+                                 cuda_bwd.nvrtc_options(D, True, dtype, tile, trace)
+                                 + ("--ptxas-options=-v",))
+    assert "0 bytes spill stores" in log and not re.search(r"C751\d", log), log
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")

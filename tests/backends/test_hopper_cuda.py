@@ -312,7 +312,9 @@ def test_cuda_forward_tolerance(case):
                                     (64, (192, 2, True, False, True)),
                                     (128, (176, 2)), (128, (176, 2, True)),
                                     (128, (128, 2, False, False, True)),
-                                    (256, (64, 2, True)), (256, (80, 2, True))],
+                                    (256, (64, 2, True)), (256, (80, 2, True)),
+                                    (64, (192, 2, True, False, False, 1)),
+                                    (128, (128, 2, True, False, False, 2))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal):

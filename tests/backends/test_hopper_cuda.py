@@ -200,6 +200,12 @@ def test_nvrtc_accepts_the_source(spec):
     assert "Used" in log and not re.search(r"C751\d", log), log
 
 
+@pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
+                    "nvidia-cuda-nvrtc")
+def test_nvrtc_accepts_the_fp8_v_layout_kernel():
+    cuda_fwd.nvrtc_compile(cuda_fwd._V_SRC.read_text(), ["-std=c++17"])  # as _v_kernel does
+
+
 def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
     assert cuda_fwd.default_tile(128, False, 2048).pingpong

@@ -562,8 +562,13 @@ def environment(device: torch.device, infos: Optional[list] = None) -> dict:
         if torch.backends.cudnn.is_available():
             env["cudnn"] = _cudnn_text(torch.backends.cudnn.version())
     infos = _backend_infos() if infos is None else infos
+    # extra: which kernels a backend runs (hopper-fa3: CUDA or Triton forward/backward), and
+    # the ATTNHUB_* switches that chose them, so a results file says what was timed
     env["backends"] = [dict(name=i.name, version=i.version, origin=i.origin, status=i.status,
-                            reason=i.reason) for i in infos]
+                            reason=i.reason, extra=dict(getattr(i, "extra", None) or {}))
+                       for i in infos]
+    env["attnhub_env"] = {k: v for k, v in sorted(os.environ.items())
+                          if k.startswith("ATTNHUB_")}
     return env
 
 

@@ -93,12 +93,16 @@ class HopperFA3Backend(attnhub.Backend):
         from . import cuda_bwd, cuda_fwd
 
         cuda = cuda_fwd.installed_reason()
+        if not cuda_bwd.enabled():
+            backward = ("triton-fa2's kernels (the CUDA backward, fa3_bwd.cu, is opt-in with "
+                        "ATTNHUB_HOPPER_CUDA_BWD=1 until its device check passes)")
+        elif cuda is not None:
+            backward = f"triton-fa2's kernels (CUDA backward unavailable: {cuda})"
+        else:
+            backward = ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128/256 without "
+                        "window/softcap, triton-fa2's otherwise")
         return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",
                 "forward": ("warp-specialised CUDA (fa3_fwd.cu) for dense d64/128/256 "
                             "without window/softcap, Triton otherwise") if cuda is None
                 else f"Triton (CUDA forward off: {cuda})",
-                "backward": ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128/256 without "
-                             "window/softcap, triton-fa2's otherwise"
-                             if cuda is None and cuda_bwd.enabled() else
-                             "triton-fa2's kernels (the CUDA backward, fa3_bwd.cu, is opt-in "
-                             "with ATTNHUB_HOPPER_CUDA_BWD=1 until its device check passes)")}
+                "backward": backward}

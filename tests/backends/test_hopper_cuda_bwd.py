@@ -405,3 +405,8 @@ def test_backend_routes_to_the_cuda_backward_only_when_it_can_run(monkeypatch):
     assert calls == ["cuda"] and len(grads) == 3 and grads[0].shape == q.shape
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
     assert "opt-in" in be.extra_info()["backward"]
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
+    assert "unavailable: cupy is not installed" in be.extra_info()["backward"]
+    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
+    assert be.extra_info()["backward"].startswith("warp-specialised CUDA")

@@ -41,7 +41,7 @@ __all__ = [
 
 #: Version of this contract.  Backends declare ``requires_api`` as a packaging specifier
 #: against it (e.g. ``">=1,<2"``).  Bump the minor for additions, the major for breaks.
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"  # 1.1: Backend.cache_tag
 
 #: Statuses a backend can have in :class:`BackendInfo`.
 STATUSES = ("available", "unavailable", "broken", "incompatible", "disabled")
@@ -306,6 +306,14 @@ class Backend(abc.ABC):
     def extra_info(self) -> dict[str, Any]:
         """Free-form facts shown by ``attnhub list-backends --json`` (devices found, ...)."""
         return {}
+
+    def cache_tag(self) -> str:
+        """What, beyond ``name@version``, decides which kernels run (a switch read from the
+        environment, an optional dependency found or not).  It is part of the dispatch
+        cache's keys, so a correctness verdict or a timing earned by one configuration is
+        never reused for another.  Empty by default; keep it short and cheap (plugin API
+        1.1)."""
+        return ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,7 +101,13 @@ def _hot_key(problem: Problem, pin, restriction) -> tuple:
 
 
 def _bk(backend: Backend) -> str:
-    return f"{backend.name}@{backend.version}"
+    """A backend's identity in the cache keys: name, version and its ``cache_tag()`` (the
+    configuration that picks its kernels)."""
+    try:
+        tag = str(getattr(backend, "cache_tag", lambda: "")() or "")
+    except Exception as exc:  # noqa: BLE001 - a broken hook must not reuse others' verdicts
+        tag = f"cache_tag-raised-{type(exc).__name__}"
+    return f"{backend.name}@{backend.version}" + (f"#{tag}" if tag else "")
 
 
 # -- support ----------------------------------------------------------------------------------

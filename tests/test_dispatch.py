@@ -214,3 +214,46 @@ def test_timing_counts_the_backward_when_gradients_are_needed():
     assert with_grad.requires_grad and not without_grad.requires_grad
     assert dispatch._time_backend(backend, q, k, v, with_grad) >= 0.03
     assert dispatch._time_backend(backend, q, k, v, without_grad) < 0.03
+
+
+def test_cache_keys_follow_the_backends_cache_tag(monkeypatch):
+    """A verdict or timing earned by one configuration of a backend (its cache_tag: which
+    kernels an environment switch selects) is never looked up for another."""
+    import attnhub
+
+    class Tagged(attnhub.Backend):
+        name, version = "tagged", "1.0"
+        capabilities = attnhub.Capabilities()
+        tag = "fwd-a"
+
+        def cache_tag(self):
+            return self.tag
+
+        def forward(self, q, k, v, problem):  # never called here
+            raise AssertionError
+
+    b = Tagged()
+    first = dispatch._bk(b)
+    b.tag = "fwd-b"
+    assert first == "tagged@1.0#fwd-a" and dispatch._bk(b) == "tagged@1.0#fwd-b"
+    b.tag = ""
+    assert dispatch._bk(b) == "tagged@1.0"  # untagged keys are what they always were
+
+    def broken():
+        raise RuntimeError("no")
+    b.cache_tag = broken
+    assert dispatch._bk(b) == "tagged@1.0#cache_tag-raised-RuntimeError"
+
+
+def test_hopper_fa3_cache_tag_follows_its_switches(monkeypatch):
+    pytest.importorskip("attnhub_hopper")
+    from attnhub_hopper import HopperFA3Backend, cuda_fwd
+
+    be = HopperFA3Backend()
+    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
+    assert be.cache_tag() == "fwd-cuda+bwd-triton"
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    assert be.cache_tag() == "fwd-cuda+bwd-cuda"
+    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
+    assert be.cache_tag() == "fwd-triton+bwd-triton"

@@ -89,6 +89,15 @@ class HopperFA3Backend(attnhub.Backend):
             return reference.backward(do, q, k, v, o, lse, problem)
         return flash_backward(do, q, k, v, o, lse, problem)
 
+    def cache_tag(self):
+        """Which forward and backward run (CUDA or Triton): ATTNHUB_HOPPER_CUDA,
+        ATTNHUB_HOPPER_CUDA_BWD and CuPy's presence change the kernels behind one version."""
+        from . import cuda_bwd, cuda_fwd
+
+        cuda = cuda_fwd.installed_reason() is None
+        return (f"fwd-{'cuda' if cuda else 'triton'}"
+                f"+bwd-{'cuda' if cuda and cuda_bwd.enabled() else 'triton'}")
+
     def extra_info(self):
         from . import cuda_bwd, cuda_fwd
 

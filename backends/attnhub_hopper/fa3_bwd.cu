@@ -483,9 +483,10 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
       issue_kv(dv, pp, sDOs + kv_col);  // dV += Pᵀ·dO
 #endif
-      issue_kv(dk, pd, sQs + kv_col);  // dK += dSᵀ·Q
 
-      // dS (query rows, key columns; this warpgroup's 64 keys = one 128-byte chunk) for dQ.
+      // dS (query rows, key columns; this warpgroup's 64 keys = one 128-byte chunk) for dQ,
+      // stored before dK's product, which takes pd as its A operand, is issued: an in-flight
+      // wgmma's A registers may not be touched, read or written, before its wait_group.
       // Matrix t/8 of an x4 store: queries 16jj + 8(t/16) .., keys 16 warp + 8((t/8) % 2) ..
       // (SPLIT_D: both warpgroups hold the same dS; warpgroup 0 stores it)
       if (!SPLIT_D || cw == 0) {
@@ -499,6 +500,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                             pd[4 * jj], pd[4 * jj + 1], pd[4 * jj + 2], pd[4 * jj + 3]);
         }
       }
+      issue_kv(dk, pd, sQs + kv_col);  // dK += dSᵀ·Q
 #if SPLIT_D
       // dV, dK retired: stage s (Q, dO, rows) is free, so its next load overlaps the dQ product
       wgmma_wait<0>();

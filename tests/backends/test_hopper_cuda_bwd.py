@@ -410,3 +410,16 @@ def test_backend_routes_to_the_cuda_backward_only_when_it_can_run(monkeypatch):
     assert "unavailable: cupy is not installed" in be.extra_info()["backward"]
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
     assert be.extra_info()["backward"].startswith("warp-specialised CUDA")
+
+
+def test_ds_is_stored_before_the_product_that_reads_its_registers():
+    """PTX leaves touching an in-flight wgmma's A registers before its wait_group undefined
+    (ptxas does not warn): dS is stored from pd after dV's product (A = pp) is issued and
+    before dK's (A = pd), in every path of the loop."""
+    src = cuda_bwd._SRC.read_text()
+    loop = src[src.index("for (int i = 0; i < n_iter; ++i)"):src.index("epilogue: dK")]
+    dv = loop.rindex("issue_kv(dv, pp")
+    st = loop.index("stmatrix_x4_trans(")
+    dk = loop.index("issue_kv(dk, pd")
+    assert dv < st < dk and loop.count("issue_kv(dk, pd") == 1
+    assert loop.count("stmatrix_x4_trans(") == 1

@@ -348,6 +348,24 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       wgmma_commit();
     };
 
+    // After the wait that retires the dV and dK products: keep their accumulators and A
+    // registers (written by the wgmma, read by it until now) ordered after the wait, then
+    // hand stage s (Q, dO, the LSE/Δ rows) back to the producer.
+    auto retire_kv = [&](u32 s) {
+#pragma unroll
+      for (int r = 0; r < KV_N / 2; ++r) {
+        fence_reg(dv[r]);
+        fence_reg(dk[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < BLOCK_M / 4; ++r) {
+        fence_reg(pp[r]);
+        fence_reg(pd[r]);
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(BAR_E(s));
+    };
+
     mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
     const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
     (void)tr;
@@ -504,18 +522,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if SPLIT_D
       // dV, dK retired: stage s (Q, dO, rows) is free, so its next load overlaps the dQ product
       wgmma_wait<0>();
-#pragma unroll
-      for (int r = 0; r < KV_N / 2; ++r) {
-        fence_reg(dv[r]);
-        fence_reg(dk[r]);
-      }
-#pragma unroll
-      for (int r = 0; r < BLOCK_M / 4; ++r) {
-        fence_reg(pp[r]);
-        fence_reg(pd[r]);
-      }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(BAR_E(s));
+      retire_kv(s);
 #endif
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // for the wgmma reads
       CTRACE(i, 4);
@@ -542,18 +549,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #pragma unroll
       for (int r = 0; r < DQ_N / 2; ++r) fence_reg(dq[r]);
 #if !SPLIT_D
-#pragma unroll
-      for (int r = 0; r < KV_N / 2; ++r) {
-        fence_reg(dv[r]);
-        fence_reg(dk[r]);
-      }
-#pragma unroll
-      for (int r = 0; r < BLOCK_M / 4; ++r) {
-        fence_reg(pp[r]);
-        fence_reg(pd[r]);
-      }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(BAR_E(s));  // Q, dO, rows of stage s no longer read
+      retire_kv(s);
 #endif
       CTRACE(i, 6);
 

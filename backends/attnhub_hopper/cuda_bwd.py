@@ -282,16 +282,9 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
                          f"{head_dim} (shared memory, spills or layout); use one of "
                          f"{[repr(t) for t in tiles_for(head_dim)]}")
     smem = smem_bytes(head_dim, tile)
-    import cupy
-    from cuda.bindings import driver as cu
-
-    with cupy.cuda.Device(device_index):
-        mod = cupy.RawModule(code=source(head_dim, dtype),
-                             options=nvrtc_options(head_dim, causal, dtype, tile, trace),
-                             backend="nvrtc")
-        func = cu.CUfunction(mod.get_function("attnhub_fa3_bwd").kernel.ptr)
-        cuda_fwd._check(cu.cuFuncSetAttribute(
-            func, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
+    mod, func = cuda_fwd._build(device_index, source(head_dim, dtype),
+                                nvrtc_options(head_dim, causal, dtype, tile, trace),
+                                "attnhub_fa3_bwd", smem)
     return mod, func, smem
 
 

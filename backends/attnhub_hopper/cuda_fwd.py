@@ -235,18 +235,25 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     if smem > _SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
                          f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
+    mod, func = _build(device_index, source(head_dim, tile.block_n, dtype),
+                       nvrtc_options(head_dim, tile, causal, dtype), "attnhub_fa3_fwd", smem)
+    return mod, func, smem
+
+
+def _build(device_index: int, code: str, opts: tuple, name: str, smem: int = 0):
+    """(CuPy module, CUfunction ``name``) compiled by NVRTC on one device, allowed ``smem``
+    bytes of dynamic shared memory; the module is returned so a cache keeps it loaded."""
     import cupy
     from cuda.bindings import driver as cu
 
     with cupy.cuda.Device(device_index):
-        mod = cupy.RawModule(code=source(head_dim, tile.block_n, dtype),
-                             options=nvrtc_options(head_dim, tile, causal, dtype),
-                             backend="nvrtc")
-        fn = mod.get_function("attnhub_fa3_fwd")
-        func = cu.CUfunction(fn.kernel.ptr)  # RawKernel -> cupy.cuda.Function
-        _check(cu.cuFuncSetAttribute(
-            func, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
-    return mod, func, smem
+        mod = cupy.RawModule(code=code, options=tuple(opts), backend="nvrtc")
+        func = cu.CUfunction(mod.get_function(name).kernel.ptr)  # RawKernel -> CUfunction
+        if smem:
+            _check(cu.cuFuncSetAttribute(
+                func, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem))
+    return mod, func
 
 
 def _check(ret):
@@ -325,13 +332,7 @@ def fp8_v_reference(v: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _v_kernel(device_index: int):
-    import cupy
-    from cuda.bindings import driver as cu
-
-    with cupy.cuda.Device(device_index):
-        mod = cupy.RawModule(code=_V_SRC.read_text(), options=("-std=c++17",),
-                             backend="nvrtc")
-        return mod, cu.CUfunction(mod.get_function("attnhub_fp8_v_layout").kernel.ptr)
+    return _build(device_index, _V_SRC.read_text(), ("-std=c++17",), "attnhub_fp8_v_layout")
 
 
 def _fp8_v(v: torch.Tensor, device_index: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
-from attnhub_hopper.device_check import _bench, _poison  # noqa: E402
+from attnhub_hopper.device_check import _bench, _poison, plot_only, tee_log  # noqa: E402
 
 GRID_S = (1024, 2048, 4096, 8192, 16384)
 
@@ -310,20 +310,12 @@ def main():
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     args = ap.parse_args()
     if args.plot_from:
-        png = os.path.splitext(args.plot_from)[0] + ".png"
-        plot(args.plot_from, png)
-        print(f"wrote {png}")
-        return
+        return plot_only(plot, args.plot_from)
     os.environ["ATTNHUB_HOPPER_CUDA_BWD"] = "1"  # what this script checks
     os.makedirs(args.out, exist_ok=True)
     import torch
 
-    logf = open(os.path.join(args.out, "cuda_bwd_log.txt"), "w")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = tee_log(os.path.join(args.out, "cuda_bwd_log.txt"))
 
     from attnhub_hopper import cuda_fwd
 

@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
 # the Triton kernel's device check already has the poisoning, timing and SDPA-peer helpers
-from attnhub_hopper.device_check import _bench, _poison, _sdpa  # noqa: E402
+from attnhub_hopper.device_check import _bench, _poison, _sdpa, plot_only, tee_log  # noqa: E402
 
 # (block_n, stages, pingpong) per head dim, timed on the grid next to the default tile
 # (cuda_fwd.default_tile); the correctness grid runs the defaults, the rest run on one
@@ -483,20 +483,11 @@ def main():
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     args = ap.parse_args()
     if args.plot_from:
-        png = os.path.splitext(args.plot_from)[0] + ".png"
-        plot(args.plot_from, png)
-        print(f"wrote {png}")
-        return
+        return plot_only(plot, args.plot_from)
     os.makedirs(args.out, exist_ok=True)
     import torch
 
-    logf = open(os.path.join(args.out, "cuda_fp8_log.txt" if args.fp8 else "cuda_fwd_log.txt"),
-                "w")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = tee_log(os.path.join(args.out, "cuda_fp8_log.txt" if args.fp8 else "cuda_fwd_log.txt"))
 
     from attnhub_hopper import cuda_fwd
 

@@ -58,6 +58,25 @@ def _problem(B, Hq, Hk, Sq, Sk, D, Dv=None, dtype="bfloat16", **kw):
                    scale=kw.pop("scale", D ** -0.5), **kw)
 
 
+def tee_log(path: str):
+    """``log(msg)``: print and append to ``path``, flushed per line (a run killed by its
+    time limit keeps what it logged)."""
+    f = open(path, "w")
+
+    def log(msg):
+        print(msg, flush=True)
+        f.write(msg + "\n")
+        f.flush()
+    return log
+
+
+def plot_only(plot, json_path: str) -> None:
+    """The device scripts' ``--plot-from``: redraw the PNG next to a results JSON."""
+    png = os.path.splitext(json_path)[0] + ".png"
+    plot(json_path, png)
+    print(f"wrote {png}")
+
+
 def _poison(nbytes: int):
     """Leave NaN-filled blocks in the caching allocator so outputs that are not fully
     written show up as NaN."""
@@ -439,12 +458,7 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of: checks,grid,bwd,fp8,rmse")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    logf = open(os.path.join(args.out, "hopper_log.txt"), "w")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = tee_log(os.path.join(args.out, "hopper_log.txt"))
 
     import torch
     import triton

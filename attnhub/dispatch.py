@@ -317,8 +317,9 @@ def _no_backend_error(problem: Problem) -> NotImplementedError:
         if info.status != "available":
             lines.append(f"  - {info.name}: {info.status}: {info.reason}")
             continue
-        why = reasons(registry.get_backend(info.name), problem)
-        verdict = _verdicts.get(f"{info.name}@{info.version}|{class_key(problem)}")
+        backend = registry.get_backend(info.name)
+        why = reasons(backend, problem)
+        verdict = _verdicts.get(f"{_bk(backend)}|{class_key(problem)}")
         if not why and verdict and not verdict[0]:
             why = [f"failed its self-check: {verdict[1]}"]
         lines.append(f"  - {info.name}: " + ("; ".join(why) or "excluded"))

@@ -257,3 +257,31 @@ def test_hopper_fa3_cache_tag_follows_its_switches(monkeypatch):
     assert be.cache_tag() == "fwd-cuda+bwd-cuda"
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
     assert be.cache_tag() == "fwd-triton+bwd-triton"
+
+
+def test_no_backend_error_reports_a_tagged_backends_failed_self_check(monkeypatch):
+    """The error's self-check lookup uses the same key as the check (with cache_tag)."""
+    import types
+
+    import attnhub
+    from attnhub import registry
+    from attnhub.contract import Problem
+
+    class Tagged(attnhub.Backend):
+        name, version = "tagged", "1.0"
+        capabilities = attnhub.Capabilities()
+
+        def cache_tag(self):
+            return "cfg-b"
+
+        def forward(self, q, k, v, problem):
+            raise AssertionError
+
+    b = Tagged()
+    p = Problem(1, 2, 2, 8, 8, 16, 16, torch.float32, torch.device("cpu"), scale=0.25)
+    info = types.SimpleNamespace(name="tagged", version="1.0", status="available", reason="")
+    monkeypatch.setattr(registry, "list_backends", lambda: [info])
+    monkeypatch.setattr(registry, "get_backend", lambda name: b)
+    monkeypatch.setitem(dispatch._verdicts, f"{dispatch._bk(b)}|{dispatch.class_key(p)}",
+                        (False, "wrong LSE"))
+    assert "tagged: failed its self-check: wrong LSE" in str(dispatch._no_backend_error(p))

@@ -76,10 +76,15 @@ def tiles_for(head_dim: int) -> list:
     each plus P in 16 bits: ptxas spills 12-32 bytes), and d256's layout (SPLIT_D in
     fa3_bwd.cu: dQ by atomics, no early dV).  A single-stage ring only where nothing deeper
     fits."""
+    return list(_tiles(head_dim))
+
+
+@functools.lru_cache(maxsize=None)
+def _tiles(head_dim: int) -> tuple:
     ok = [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
           and not (t.early_dv and head_dim in (64, 256))
           and (head_dim != 256 or t.dq_atomic)]
-    return [t for t in ok if t.stages > 1] or ok
+    return tuple([t for t in ok if t.stages > 1] or ok)
 
 
 def default_tile(head_dim: int) -> BwdTile:

@@ -27,21 +27,23 @@ def _prep(O, DO, LSE, LSE2, DELTA,
           so_b, so_h, so_s, so_d, sd_b, sd_h, sd_s, sd_d, sl_b, sl_h, sl_s,
           H, seqlen_q, rows_pad,
           HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    # grid (query blocks, H, B): B * H may pass the 65535 limit of a grid's y dimension
     pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2).to(tl.int64)
+    bh = b * H + h
     rows = pid_m * BLOCK + tl.arange(0, BLOCK)
-    cols = tl.arange(0, HEAD_DIM)
     live = rows < seqlen_q
-    o = tl.load(O + b * so_b + h * so_h + rows[:, None] * so_s + cols[None, :] * so_d,
+    rows64 = rows.to(tl.int64)  # rows * stride passes 2**31 on long BSHD sequences
+    cols = tl.arange(0, HEAD_DIM)
+    o = tl.load(O + b * so_b + h * so_h + rows64[:, None] * so_s + cols[None, :] * so_d,
                 mask=live[:, None], other=0.0).to(tl.float32)
-    do = tl.load(DO + b * sd_b + h * sd_h + rows[:, None] * sd_s + cols[None, :] * sd_d,
+    do = tl.load(DO + b * sd_b + h * sd_h + rows64[:, None] * sd_s + cols[None, :] * sd_d,
                  mask=live[:, None], other=0.0).to(tl.float32)
     delta = tl.sum(o * do, axis=1)
-    lse = tl.load(LSE + b * sl_b + h * sl_h + rows * sl_s, mask=live, other=float("-inf"))
+    lse = tl.load(LSE + b * sl_b + h * sl_h + rows64 * sl_s, mask=live, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)
-    out = bh.to(tl.int64) * rows_pad + rows
+    out = bh * rows_pad + rows64
     tl.store(LSE2 + out, lse2)
     tl.store(DELTA + out, tl.where(live, delta, 0.0))
 
@@ -49,11 +51,11 @@ def _prep(O, DO, LSE, LSE2, DELTA,
 @triton.jit
 def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
                 BLOCK_M: tl.constexpr, DQ_N: tl.constexpr, SPLIT_ROWS: tl.constexpr):
-    # program (w-tile, b*h): tile t = mb * 2 + w of query block mb
+    # program (w-tile, h, b): tile t = mb * 2 + w of query block mb
     t = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2).to(tl.int64)
+    bh = b * H + h
     mb = t // 2
     w = t % 2
     n_tiles = tl.num_programs(0)
@@ -65,7 +67,7 @@ def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
     hh = (row % 16) // 8
     lane = (row % 8) * 4 + (col % 8) // 2
     idx = ((2 * (col // 8) + hh) * 128 + warp * 32 + lane) * 2 + col % 2
-    base = (bh.to(tl.int64) * n_tiles + t) * (64 * DQ_N)
+    base = (bh * n_tiles + t) * (64 * DQ_N)
     acc = tl.load(ACC + base + idx)
     if SPLIT_ROWS:  # warpgroup w: rows 64 w .. of the block, every column
         q_row = mb * BLOCK_M + w * 64 + row

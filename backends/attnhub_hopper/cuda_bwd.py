@@ -187,8 +187,8 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return "softcap"
     if not problem.scale > 0:
         return f"scale {problem.scale} (needs a positive scale)"
-    if problem.batch > 65535 or problem.heads_kv > 65535:
-        return f"batch {problem.batch} / KV heads {problem.heads_kv} above 65535"
+    if problem.batch > 65535 or problem.heads_q > 65535:  # grid y and z dimensions
+        return f"batch {problem.batch} / heads {problem.heads_q} above 65535"
     if torch.are_deterministic_algorithms_enabled():
         return "deterministic algorithms requested (dQ is summed by L2 reductions)"
     if not all(cuda_fwd._aligned(t) for t in (q, k, v)):
@@ -225,7 +225,7 @@ def _prepare_triton(do, o, lse, block_m):
     n_m = math.ceil(S / block_m)
     lse2 = torch.empty(B, H, n_m * block_m, dtype=torch.float32, device=o.device)
     delta = torch.empty_like(lse2)
-    bwd_host._prep[(n_m, B * H)](
+    bwd_host._prep[(n_m, H, B)](
         o, do, lse, lse2, delta, *o.stride(), *do.stride(), *lse.stride(),
         H, S, n_m * block_m, HEAD_DIM=D, BLOCK=block_m)
     return lse2, delta
@@ -264,7 +264,7 @@ def _dq_from_accum_triton(acc, q, scale):
     B, H, S, D = q.shape
     bm = block_m_for(D)
     out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
-    bwd_host._dq_convert[(acc.shape[2] * 2, B * H)](
+    bwd_host._dq_convert[(acc.shape[2] * 2, H, B)](
         acc, out, *out.stride(), H, S, float(scale),
         BLOCK_M=bm, DQ_N=_dq_n(D), SPLIT_ROWS=bm == 128)
     return out

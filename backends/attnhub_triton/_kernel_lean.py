@@ -1,6 +1,10 @@
-"""The lean FlashAttention-2 forward: the common case only, in as few registers as possible.
+"""The lean FlashAttention-2 kernels: the common case only, in as few registers as possible.
 
     forward    grid (cdiv(Sq, BLOCK_M), Hq, B)   O, LSE for BLOCK_M query rows
+    bwd dK/dV  grid (cdiv(Sk, BLOCK_N), Hk, B)   dK, dV for BLOCK_N keys, summed over the
+                                                 query heads of the group (the split
+                                                 backward's second kernel; Δ comes from
+                                                 the general dQ kernel, which runs first)
 
 The general forward (``_kernels._attn_fwd``) carries windows, softcap, varlen, padded and
 unequal head dims and a pointer-load fallback in one function; at head dim 128 it needs
@@ -13,6 +17,11 @@ kernel handles what most calls are:
 * D == Dv, a power of two (64 or 128: the host decides), 16-bit inputs, ``sm_scale > 0``;
 * no mask, or causal aligned bottom-right (``off = Sk - Sq``: query row ``i`` sees key
   ``j`` when ``j <= i + off``); GQA/MQA by ``hq // group``.
+
+The point is occupancy: one warpgroup (4 warps) per program and few enough registers and
+shared memory that two programs share an SM, so one program's softmax (or dS arithmetic)
+overlaps the other's matmuls -- what FlashAttention-3 gets from ping-pong scheduling,
+here left to the warp schedulers.
 
 Key blocks come in two loops: those every row sees in full (no mask), then the masked
 ones -- the causal diagonal and a partial last block.  Softmax in base 2 with the scale
@@ -124,3 +133,115 @@ def _attn_fwd_lean(
     o_desc.store([m0, 0], (acc / l_safe[:, None]).to(O.dtype.element_ty))
     lse = tl.where(empty, float("-inf"), (m_i + tl.log2(l_safe)) * _LN2)
     tl.store(LSE + b * stride_lb + hq * stride_lh + offs_m, lse, mask=offs_m < seqlen_q)
+
+
+# -- backward: dK and dV ---------------------------------------------------------------------
+
+@triton.jit
+def _lean_dkdv_blocks(dk, dv, k, v, q_desc, do_desc, LSEb, DELTAb, lo, hi, offs_n, off,
+                      q_len, k_len, s_mul,
+                      BLOCK_M: tl.constexpr, MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr):
+    """dV += Pᵀ dO and dK (unscaled) += dSᵀ Q over the query blocks starting in [lo, hi),
+    in transposed form (key rows are the matmuls' M: dK and dV stay in the accumulators)."""
+    for m0 in tl.range(lo, hi, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        q = q_desc.load([m0, 0])
+        if MASKED:  # rows past the end: LSE = +inf makes their P exactly 0
+            lse = tl.load(LSEb + offs_m, mask=offs_m < q_len, other=float("inf"))
+            delta = tl.load(DELTAb + offs_m, mask=offs_m < q_len, other=0.0)
+        else:
+            lse = tl.load(LSEb + offs_m)
+            delta = tl.load(DELTAb + offs_m)
+        lse2 = tl.where(lse == float("-inf"), float("inf"), lse * _LOG2E)  # empty rows: P = 0
+        qk_t = tl.dot(k, tl.trans(q))  # (BLOCK_N, BLOCK_M)
+        if MASKED:
+            ok = offs_n[:, None] < k_len
+            if IS_CAUSAL:
+                ok = ok & (offs_n[:, None] <= offs_m[None, :] + off)
+            p_t = tl.where(ok, tl.exp2(qk_t * s_mul - lse2[None, :]), 0.0)
+        else:
+            p_t = tl.exp2(qk_t * s_mul - lse2[None, :])
+        do = do_desc.load([m0, 0])
+        dv = tl.dot(p_t.to(do.dtype), do, dv)
+        dp_t = tl.dot(v, tl.trans(do))
+        ds_t = (p_t * (dp_t - delta[None, :])).to(q.dtype)
+        dk = tl.dot(ds_t, q, dk)
+    return dk, dv
+
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def _attn_bwd_dkdv_lean(
+    Q, K, V, DO, LSE, DELTA, DK, DV,
+    stride_qb, stride_qh, stride_qs,
+    stride_kb, stride_kh, stride_ks,
+    stride_vb, stride_vh, stride_vs,
+    stride_dob, stride_doh, stride_dos,
+    stride_dkb, stride_dkh, stride_dks,
+    stride_dvb, stride_dvh, stride_dvs,
+    stride_lb, stride_lh,  # LSE and DELTA share a layout
+    seqlen_q, seqlen_k, group, sm_scale,
+    bucket_q, bucket_k,  # autotuning key only
+    HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """The lean forward's case, backward: Q, K, V, dO, dK, dV through descriptors.
+
+    Key rows past Sk (a partial last block) hold zeros from TMA; whatever their dK/dV
+    rows accumulate stays in those rows (every product is row-wise in the keys) and the
+    descriptor store drops them, so only query rows need masks."""
+    tl.static_assert(HEAD_DIM >= 16 and (HEAD_DIM & (HEAD_DIM - 1)) == 0)
+    tl.static_assert(BLOCK_M % 16 == 0 and BLOCK_N % 16 == 0)
+    pid_n = tl.program_id(0)
+    hk = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2).to(tl.int64)
+    n0 = pid_n * BLOCK_N
+    k_desc = _make_desc(K + b * stride_kb + hk * stride_kh, seqlen_k, stride_ks, HEAD_DIM,
+                        BLOCK_N, HEAD_DIM, True)
+    v_desc = _make_desc(V + b * stride_vb + hk * stride_vh, seqlen_k, stride_vs, HEAD_DIM,
+                        BLOCK_N, HEAD_DIM, True)
+    dk_desc = _make_desc(DK + b * stride_dkb + hk * stride_dkh, seqlen_k, stride_dks,
+                         HEAD_DIM, BLOCK_N, HEAD_DIM, True)
+    dv_desc = _make_desc(DV + b * stride_dvb + hk * stride_dvh, seqlen_k, stride_dvs,
+                         HEAD_DIM, BLOCK_N, HEAD_DIM, True)
+    k = k_desc.load([n0, 0])
+    v = v_desc.load([n0, 0])
+    s_mul = sm_scale * _LOG2E
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+
+    # Query blocks: [full_lo, full_hi) see every key of this block (no mask), [lo, full_lo)
+    # and [full_hi, seqlen_q) are masked.  Causal, bottom-right: row i sees key j when
+    # j <= i + off, so rows >= n0 - off see some of these keys, rows >= n_last - off all.
+    off = seqlen_k - seqlen_q
+    lo = 0
+    full_lo = 0
+    full_hi = seqlen_q // BLOCK_M * BLOCK_M
+    if IS_CAUSAL:
+        n_last = tl.minimum(n0 + BLOCK_N, seqlen_k) - 1
+        # clamp before dividing (Triton's // truncates)
+        lo = tl.minimum(tl.maximum(n0 - off, 0) // BLOCK_M * BLOCK_M, seqlen_q)
+        full_lo = tl.minimum((tl.maximum(n_last - off, 0) + BLOCK_M - 1) // BLOCK_M * BLOCK_M,
+                             seqlen_q)
+        full_hi = tl.maximum(full_hi, full_lo)
+
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    # GQA: this program owns kv head hk and sums over its query heads (no races on dK/dV).
+    for g in range(0, group):
+        hq = hk * group + g
+        q_desc = _make_desc(Q + b * stride_qb + hq * stride_qh, seqlen_q, stride_qs,
+                            HEAD_DIM, BLOCK_M, HEAD_DIM, True)
+        do_desc = _make_desc(DO + b * stride_dob + hq * stride_doh, seqlen_q, stride_dos,
+                             HEAD_DIM, BLOCK_M, HEAD_DIM, True)
+        LSEb = LSE + b * stride_lb + hq * stride_lh
+        DELTAb = DELTA + b * stride_lb + hq * stride_lh
+        dk, dv = _lean_dkdv_blocks(dk, dv, k, v, q_desc, do_desc, LSEb, DELTAb,
+                                   full_lo, full_hi, offs_n, off, seqlen_q, seqlen_k, s_mul,
+                                   BLOCK_M, False, IS_CAUSAL)
+        dk, dv = _lean_dkdv_blocks(dk, dv, k, v, q_desc, do_desc, LSEb, DELTAb,
+                                   lo, full_lo, offs_n, off, seqlen_q, seqlen_k, s_mul,
+                                   BLOCK_M, True, IS_CAUSAL)
+        dk, dv = _lean_dkdv_blocks(dk, dv, k, v, q_desc, do_desc, LSEb, DELTAb,
+                                   full_hi, seqlen_q, offs_n, off, seqlen_q, seqlen_k, s_mul,
+                                   BLOCK_M, True, IS_CAUSAL)
+    dk_desc.store([n0, 0], (dk * sm_scale).to(DK.dtype.element_ty))
+    dv_desc.store([n0, 0], dv.to(DV.dtype.element_ty))

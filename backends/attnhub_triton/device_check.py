@@ -3,6 +3,7 @@
     python backends/attnhub_triton/device_check.py [--out DIR] [--skip-tests] [--skip-bench]
     python backends/attnhub_triton/device_check.py --bwd [--test-select atomic]
     python backends/attnhub_triton/device_check.py --lean [--warp-spec] [--budget S]
+    python backends/attnhub_triton/device_check.py --lean-bwd [--budget S]
 
 Phases (each guarded, logs under --out):
   1. tests   the ``-m gpu`` selection of tests/backends/test_triton_fa2.py in parallel
@@ -22,6 +23,11 @@ both dtypes, every timed config, the backward from its O/LSE), registers and spi
 compiled forward, then TFLOP/s of the lean configs (LEAN_SWEEP) vs the general forward vs
 SDPA cuDNN and flash at LEAN_POINTS, one process; --warp-spec adds the lean kernel with
 ``warp_specialize`` in a subprocess.
+
+With --lean-bwd (ATTNHUB_TRITON_AUTOTUNE=0), the same for the split backward's lean dK/dV
+kernel (LEAN_BWD_SWEEP) and the 4-warp dQ tiles (DQ_SWEEP): compile jobs in a pool,
+correctness with NaN-poisoned gradients, registers/spills, then the split backward's
+TFLOP/s with each of them vs the default kernels vs SDPA cuDNN and flash (LEAN_BWD_POINTS).
 
 With --bwd, phases 2-4 give way to the backward-variant check: the tests (filtered by
 --test-select) and the compilation of every kernel timed below run side by side, then
@@ -761,6 +767,212 @@ def print_lean_table(result):
             f"{ratio(lean[_cfg_label(LEAN_SWEEP[d][0])], r.get('cudnn'))}")
 
 
+# -- 6. the lean dK/dV kernel and 4-warp dQ tiles (--lean-bwd) ---------------------------------
+
+# Lean dK/dV configs timed per head dim; the first is ops._DEFAULTS["lean_dkdv"].
+LEAN_BWD_SWEEP = {
+    64: [_lcfg(64, 64, 4, 2), _lcfg(64, 64, 4, 3), _lcfg(32, 64, 4, 2), _lcfg(32, 64, 4, 3)],
+    128: [_lcfg(64, 64, 4, 2), _lcfg(32, 64, 4, 2), _lcfg(32, 64, 4, 3), _lcfg(64, 64, 4, 3)],
+}
+# dQ tiles timed next to the default (ops._DEFAULTS["dq"], 128x64 w8): one warpgroup per
+# program, two programs per SM (ptxas, Triton 3.9: d128 188 registers, 0 spills, 99 KB).
+DQ_SWEEP = {64: [_lcfg(64, 64, 4, 2)], 128: [_lcfg(64, 64, 4, 2), _lcfg(64, 64, 4, 3)]}
+LEAN_BWD_POINTS = [(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in (False, True)]
+
+
+def _lean_bwd_compile_job(job):
+    """Worker: compile the split backward with a pinned lean dK/dV and/or dQ config."""
+    d, causal, lean_cfg, dq_cfg = job
+    os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_LEAN_BWD="1")
+    import torch
+    from attnhub_triton import ops
+    ops.FORCED_CONFIGS.clear()
+    if lean_cfg is not None:
+        ops.FORCED_CONFIGS["lean_dkdv"] = lean_cfg
+    if dq_cfg is not None:
+        ops.FORCED_CONFIGS["dq"] = dq_cfg
+    p = _bench_problem(d, 1024, causal, device=DEVICE, batch=1, heads=2)
+    q, k, v = (torch.randn(1, 2, 1024, d, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
+    t = time.time()
+    try:
+        o, lse = ops.flash_forward(q, k, v, p)
+        ops.flash_backward(torch.randn_like(o), q, k, v, o, lse, p, variant="split")
+        torch.cuda.synchronize()
+        return job, time.time() - t, None
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        return job, time.time() - t, f"{type(e).__name__}: {str(e)[:300]}"
+
+
+def lean_bwd_jobs() -> list:
+    return [(d, c, lc, dc) for d in (64, 128) for c in (False, True)
+            for lc, dc in [(x, None) for x in LEAN_BWD_SWEEP[d]] + [(None, x) for x in DQ_SWEEP[d]]]
+
+
+def lean_bwd_check(out: str, deadline: float) -> dict:
+    """The lean dK/dV kernel and the 4-warp dQ tiles on the GPU: correctness (tolerance
+    rule, NaN-poisoned gradients, awkward shapes, both dtypes, every timed config), their
+    registers and spills, then the split backward's TFLOP/s with each against the default
+    kernels, SDPA cuDNN and flash (same process, do_bench medians)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from triton.testing import do_bench
+    from attnhub.testing.tolerance import check_backward, random_inputs
+    from attnhub_triton import TritonFA2Backend, _kernel_lean, _kernels, ops
+
+    os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_BWD="split")
+    backend = TritonFA2Backend()
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "triton": __import__("triton").__version__, "date": time.strftime("%F %T"),
+              "checks": [], "resources": {}, "bench": []}
+
+    def save():
+        with open(os.path.join(out, "lean_bwd.json"), "w") as f:
+            json.dump(result, f, indent=1, default=str)
+
+    routes = []
+    launch = ops._launch
+
+    def spy(kind, *a, **kw):
+        routes.append(kind)
+        return launch(kind, *a, **kw)
+
+    ops._launch = spy
+    empty_like_layout = ops._empty_like_layout
+    ops._empty_like_layout = lambda *a, **kw: empty_like_layout(*a, **kw).fill_(float("nan"))
+
+    def run_checked(p, q, k, v, lean, forced, name):
+        os.environ["ATTNHUB_TRITON_LEAN_BWD"] = lean
+        ops.FORCED_CONFIGS.clear()
+        ops.FORCED_CONFIGS.update(forced)
+        fns = (_kernel_lean._attn_bwd_dkdv_lean, _kernels._attn_bwd_dq, _kernels._attn_bwd_dkdv)
+        before = {fn: set(_compiled(fn)) for fn in fns}
+        routes.clear()
+        try:
+            comps = check_backward(backend, q, k, v, p)
+            row = {"case": name, "routes": sorted(set(routes)), "ok": all(c.ok for c in comps),
+                   "errors": [str(c) for c in comps]}
+        except Exception as e:  # noqa: BLE001
+            row = {"case": name, "routes": sorted(set(routes)), "ok": False,
+                   "errors": [f"{type(e).__name__}: {str(e)[:300]}"]}
+        finally:
+            ops.FORCED_CONFIGS.clear()
+        try:
+            for fn in fns:
+                for key, kern in _compiled(fn).items():
+                    if key not in before[fn]:
+                        label = f"{fn.__name__} {p.dtype} d{p.head_dim} causal={p.causal} " + \
+                            (" ".join(f"{kk}={_cfg_label(c)}" for kk, c in forced.items())
+                             or "default")
+                        result["resources"][label] = _resources(
+                            kern, int(getattr(kern.metadata, "num_warps", 4)))
+        except Exception as e:  # noqa: BLE001
+            result["resources"]["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        result["checks"].append(row)
+        log(f"[check] {'ok ' if row['ok'] else 'FAIL'} {name} routes={row['routes']}")
+        if not row["ok"]:
+            for e in row["errors"]:
+                log("      ", e)
+        return row
+
+    # 1. correctness
+    for d in (64, 128):
+        for dtype in (torch.bfloat16, torch.float16):
+            for sq, sk, heads, causal, layout, batch in LEAN_SHAPES:
+                p = _problem(d, sq, sk, heads, causal, dtype, batch)
+                torch.manual_seed(0)
+                q, k, v = random_inputs(p, layout=layout)
+                run_checked(p, q, k, v, "1", {}, f"{str(dtype)[6:]} d{d} {sq}x{sk} {heads} "
+                            f"causal={causal} {layout}")
+        for sq, sk, causal in ((203, 113, True), (113, 203, False), (1023, 1024, True)):
+            p = _problem(d, sq, sk, "gqa", causal, torch.bfloat16, 2)
+            torch.manual_seed(1)
+            q, k, v = random_inputs(p, layout="bshd")
+            for c in LEAN_BWD_SWEEP[d][1:]:
+                run_checked(p, q, k, v, "1", {"lean_dkdv": c},
+                            f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd lean {_cfg_label(c)}")
+            for c in DQ_SWEEP[d]:
+                run_checked(p, q, k, v, "0", {"dq": c},
+                            f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd dq {_cfg_label(c)}")
+    ops._empty_like_layout = empty_like_layout
+    ops._launch = launch
+    save()
+    log(f"[check] {sum(r['ok'] for r in result['checks'])}/{len(result['checks'])} ok")
+    for label, r in result["resources"].items():
+        log(f"[ptxas] {label}: {r}")
+
+    # 2. speed: the split backward with each variant
+    def timed(fn):
+        return do_bench(fn, warmup=20, rep=100, return_mode="median")
+
+    for d, s, causal in LEAN_BWD_POINTS:
+        if time.time() > deadline:
+            log("[bench] out of time")
+            break
+        p = _bench_problem(d, s, causal, device=DEVICE)
+        shape = (p.batch, p.heads_q, s, d)
+        q, k, v, do = (torch.randn(shape, device=DEVICE, dtype=torch.bfloat16) for _ in range(4))
+        o, lse = ops.flash_forward(q, k, v, p)
+        tfl = p.flops("bwd") / 1e12
+        row = {"d": d, "s": s, "causal": causal}
+
+        def bwd_tflops(name, lean, forced, ref=None):
+            os.environ["ATTNHUB_TRITON_LEAN_BWD"] = lean
+            ops.FORCED_CONFIGS.clear()
+            ops.FORCED_CONFIGS.update(forced)
+            try:
+                grads = ops.flash_backward(do, q, k, v, o, lse, p)
+                if ref is not None:
+                    row[f"diff {name}"] = max((a.float() - b.float()).abs().max().item()
+                                              for a, b in zip(grads, ref))
+                row[name] = tfl / (timed(lambda: ops.flash_backward(do, q, k, v, o, lse, p))
+                                   * 1e-3)
+                return grads
+            except Exception as e:  # noqa: BLE001
+                row[name] = None
+                log(f"[bench] {name}: {type(e).__name__}: {str(e)[:200]}")
+            finally:
+                ops.FORCED_CONFIGS.clear()
+
+        ref = bwd_tflops("general", "0", {})
+        for c in LEAN_BWD_SWEEP[d]:
+            bwd_tflops(f"lean {_cfg_label(c)}", "1", {"lean_dkdv": c}, ref)
+        for c in DQ_SWEEP[d]:
+            bwd_tflops(f"dq {_cfg_label(c)}", "0", {"dq": c}, ref)
+            bwd_tflops(f"dq {_cfg_label(c)} + lean", "1", {"dq": c}, ref)
+        for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                           ("flash", SDPBackend.FLASH_ATTENTION)):
+            try:
+                qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+                with sdpa_kernel(kind):
+                    og = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+                    row[name] = tfl / (timed(lambda: torch.autograd.grad(
+                        og, (qg, kg, vg), do, retain_graph=True)) * 1e-3)
+                del qg, kg, vg, og
+            except Exception as e:  # noqa: BLE001 - a peer that does not run here
+                row[name] = None
+                row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+        result["bench"].append(row)
+        log("[bench]", json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
+                                   for k, x in row.items()}))
+        del q, k, v, do, o, lse
+        torch.cuda.empty_cache()
+        save()
+    return result
+
+
+def print_lean_bwd_table(result):
+    log("\nBackward TFLOP/s (bf16, split variant), batch=16384//S, heads=2048//D, one process")
+    for r in result.get("bench", []):
+        cells = {k: v for k, v in r.items() if isinstance(v, float) and not k.startswith("diff")}
+        best = max((v for k, v in cells.items() if k not in ("cudnn", "flash")), default=None)
+        ratio = lambda a, b: f"{a / b:.2f}" if a and b else "n/a"  # noqa: E731
+        log(f"d{r['d']} S={r['s']} causal={r['causal']}: " +
+            " ".join(f"[{k}]={v:.0f}" for k, v in cells.items()) +
+            f" | best/cudnn={ratio(best, r.get('cudnn'))} best/flash={ratio(best, r.get('flash'))}"
+            f" best/general={ratio(best, r.get('general'))}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/attnhub_triton_check"))
@@ -773,6 +985,8 @@ def main():
     ap.add_argument("--test-select", default="", help="-k expression AND-ed to every shard")
     ap.add_argument("--budget", type=float, default=270, help="seconds for --bwd/--lean in all")
     ap.add_argument("--lean", action="store_true", help="the lean-forward check instead")
+    ap.add_argument("--lean-bwd", action="store_true",
+                    help="the lean dK/dV and 4-warp dQ check instead")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     import torch
@@ -780,6 +994,24 @@ def main():
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
     summary = {}
     t = time.time()
+    if args.lean_bwd:
+        deadline = t + args.budget
+        try:
+            summary["warm"] = warm_cache(args.workers, lean_bwd_jobs(), _lean_bwd_compile_job)
+        except Exception as e:  # noqa: BLE001
+            log("[warm] failed:", repr(e)[:300])
+        log(f"[warm] {time.time() - t:.0f}s")
+        result = {}
+        try:
+            result = lean_bwd_check(args.out, deadline - 30)
+        except Exception:  # noqa: BLE001
+            import traceback
+            log("[lean-bwd] failed:", traceback.format_exc()[-2000:])
+        print_lean_bwd_table(result)
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1, default=str)
+        log(f"[lean-bwd] total {time.time() - t:.0f}s")
+        return
     if args.lean:
         deadline = t + args.budget
         try:

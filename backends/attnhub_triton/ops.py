@@ -17,6 +17,8 @@ Forward kernels: the common case -- dense, no window, no softcap, causal or not,
 in {64, 128}, fp16/bf16, ``scale > 0``, tensors TMA can read, on sm90 (or the
 interpreter) -- can go to the lean kernel (``_kernel_lean.py``: 4 warps, two programs per
 SM); everything else, and every call with ``ATTNHUB_TRITON_LEAN=0``, to the general one.
+The split backward's dK/dV pass has a lean kernel for the same case too
+(``ATTNHUB_TRITON_LEAN_BWD``, off by default until timed on a GPU).
 
 Outputs follow the inputs' memory order: a BSHD view in gives a BSHD view out, so no copy
 is made on either side.  K/V are never repeated for GQA: kernels index head ``hq // group``.
@@ -35,6 +37,8 @@ Environment knobs (read per call):
     ATTNHUB_TRITON_AUTOTUNE=0   use the fixed per-head-dim configs below instead of autotuning
     ATTNHUB_TRITON_LEAN=0|1     the lean forward (above): 0 never, 1 wherever it applies;
                                 unset: where it was measured to win (``LEAN_DEFAULT``)
+    ATTNHUB_TRITON_LEAN_BWD=0|1 the lean dK/dV kernel of the split backward: 0 never, 1
+                                wherever it applies; unset: ``LEAN_BWD_DEFAULT`` (empty)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
     ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
@@ -251,6 +255,23 @@ def _keep_lean(conf, args) -> bool:
     return (conf.num_stages * bn * 2 * d + bm * d) * es <= _SMEM_BYTES  # K, V stages and Q
 
 
+# The lean dK/dV kernel (split backward): one warpgroup per program, 64 keys (its wgmma M),
+# 32 or 64 query rows per step.  ptxas (Triton 3.9, sm90, NOTES.md): d64 0 spills (174-255
+# registers); d128 64x64 255 registers + 200-350 B of stack, 32x64 + 64-120 B; either way
+# two programs fit an SM where the general kernel's 64x128 w8 fits one.
+_LEAN_DKDV_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": 64}, num_warps=4, num_stages=s)
+    for bm in (32, 64)
+    for s in (2, 3)
+]
+
+
+def _keep_lean_dkdv(conf, args) -> bool:
+    bm, s = conf.kwargs["BLOCK_M"], conf.num_stages
+    d, es = args["HEAD_DIM"], args["Q"].element_size()
+    return (s * bm * 2 * d + 64 * 2 * d) * es <= _SMEM_BYTES  # Q/dO stages, K and V
+
+
 def _pruner(keep):
     def prune(configs, named_args, **kwargs):
         args = {**named_args, **kwargs}
@@ -292,6 +313,9 @@ _TUNED_DKDVQ = triton.autotune(_DKDVQ_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_
 _TUNED_LEAN = triton.autotune(
     _LEAN_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "bucket_q", "bucket_k"], do_bench=_bench,
     prune_configs_by={"early_config_prune": _pruner(_keep_lean)})(_kl._attn_fwd_lean)
+_TUNED_LEAN_DKDV = triton.autotune(
+    _LEAN_DKDV_CONFIGS, key=["HEAD_DIM", "IS_CAUSAL", "bucket_q", "bucket_k"], do_bench=_bench,
+    prune_configs_by={"early_config_prune": _pruner(_keep_lean_dkdv)})(_kl._attn_bwd_dkdv_lean)
 
 # kind -> (kernel, autotuned kernel).  "dkdvq" is dK/dV + atomic dQ (the atomic variant).
 _KERNELS = {
@@ -300,12 +324,13 @@ _KERNELS = {
     "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
     "dkdvq": (_k._attn_bwd_dkdv, _TUNED_DKDVQ),
     "lean": (_kl._attn_fwd_lean, _TUNED_LEAN),
+    "lean_dkdv": (_kl._attn_bwd_dkdv_lean, _TUNED_LEAN_DKDV),
 }
 
 #: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
 #: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
 INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": (16, 16),
-                    "lean": (32, 16)}
+                    "lean": (32, 16), "lean_dkdv": (16, 32)}
 
 # Fixed configs when not autotuning: (BLOCK_M, BLOCK_N, num_warps, num_stages) per kernel,
 # by padded head dim.  For dkdv(q) BLOCK_N is the key block, BLOCK_M the query step.
@@ -317,6 +342,7 @@ _DEFAULTS = {
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2)},  # best or tied in the lean sweep
+    "lean_dkdv": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2)},  # not yet timed (NOTES.md)
 }
 # float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
 _FP32 = {
@@ -332,7 +358,7 @@ def _fixed_config(kind: str, meta: dict, bucket_q: int):
     if _interpreting():
         bm, bn = INTERPRET_BLOCKS[kind]
         return {"BLOCK_M": bm, "BLOCK_N": bn}, 1, 1
-    d = meta["HEAD_DIM"] if kind == "lean" else max(meta["BLOCK_D"], meta["BLOCK_DV"])
+    d = meta["HEAD_DIM"] if kind.startswith("lean") else max(meta["BLOCK_D"], meta["BLOCK_DV"])
     fp32 = meta.get("DOT_PRECISION", "tf32") != "tf32"
     table = _FP32[kind] if fp32 else _DEFAULTS[kind]
     bm, bn, w, s = table[min(t for t in table if t >= d)]
@@ -350,7 +376,8 @@ def candidate_configs(kind: str, problem, tma: bool = True) -> list:
     """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
     configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "dq": (_DQ_CONFIGS, _keep_dq),
                      "dkdv": (_DKDV_CONFIGS, _keep_dkdv), "dkdvq": (_DKDVQ_CONFIGS, _keep_dkdvq),
-                     "lean": (_LEAN_CONFIGS, _keep_lean)}[kind]
+                     "lean": (_LEAN_CONFIGS, _keep_lean),
+                     "lean_dkdv": (_LEAN_DKDV_CONFIGS, _keep_lean_dkdv)}[kind]
     args = {"BLOCK_D": _pow2(problem.head_dim), "BLOCK_DV": _pow2(problem.head_dim_v),
             "HEAD_DIM": problem.head_dim,
             "Q": torch.empty(0, dtype=problem.dtype), "USE_TMA": tma,
@@ -466,9 +493,10 @@ class _Launch:
         device = args[0].device
         if meta is None:
             meta = dict(self.meta, USE_TMA=_tma_ok(device, tma_tensors), **extra_meta)
-        if (kind == "lean" or meta["USE_TMA"] or meta.get("DQ_TMA")) and device.type == "cuda":
+        if (kind.startswith("lean") or meta["USE_TMA"] or meta.get("DQ_TMA")) \
+                and device.type == "cuda":
             _ensure_allocator()
-        if kind in ("dkdv", "dkdvq"):
+        if kind in ("dkdv", "dkdvq", "lean_dkdv"):
             grid = lambda m: (triton.cdiv(self.seqlen_k, m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
         else:
             grid = lambda m: (triton.cdiv(self.seqlen_q, m["BLOCK_M"]), self.heads_q, self.batch)  # noqa: E731
@@ -493,20 +521,43 @@ class _nullcontext:
 LEAN_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
 
 
-def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
-    """Whether the lean forward takes this call: the case it handles (module docstring),
-    switched on by ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT``."""
-    mode = os.environ.get("ATTNHUB_TRITON_LEAN", "auto")
+#: Where the lean dK/dV kernel is the split backward's default (ATTNHUB_TRITON_LEAN_BWD
+#: unset), by (head dim, causal): nowhere until a device run has timed it (NOTES.md).
+LEAN_BWD_DEFAULT: dict = {}
+
+
+def _lean_case(call, q, k, v, tensors, scale, left, right, softcap) -> bool:
+    """The case the lean kernels handle (``_kernel_lean`` docstring): dense, no window or
+    softcap, D == Dv in {64, 128}, 16-bit, ``scale > 0``, sm90 (or the interpreter), and
+    every tensor in ``tensors`` readable by TMA."""
     d = q.shape[-1]
-    if mode == "0" or call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0:
+    if call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0:
         return False
     if d not in (64, 128) or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16):
         return False
     if q.device.type == "cuda" and _capability(q.device)[0] != 9:  # tuned on sm90 only
         return False
-    if not _tma_ok(q.device, (q, k, v, o)):
-        return False
-    return mode == "1" or LEAN_DEFAULT.get((d, right == 0), False)
+    return _tma_ok(q.device, tensors)
+
+
+def _lean_mode(variable: str, default: dict, d: int, causal: bool) -> bool:
+    mode = os.environ.get(variable, "auto")
+    return mode == "1" or (mode != "0" and default.get((d, causal), False))
+
+
+def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
+    """Whether the lean forward takes this call: the case it handles, switched on by
+    ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT``."""
+    return (_lean_mode("ATTNHUB_TRITON_LEAN", LEAN_DEFAULT, q.shape[-1], right == 0)
+            and _lean_case(call, q, k, v, (q, k, v, o), scale, left, right, softcap))
+
+
+def _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap) -> bool:
+    """Whether the lean dK/dV kernel takes the split backward's second pass: the lean
+    case (dO, dK and dV TMA-readable too), switched on by ATTNHUB_TRITON_LEAN_BWD=1, or,
+    unset, by ``LEAN_BWD_DEFAULT``."""
+    return (_lean_mode("ATTNHUB_TRITON_LEAN_BWD", LEAN_BWD_DEFAULT, q.shape[-1], right == 0)
+            and _lean_case(call, q, k, v, (q, k, v, do, dk, dv), scale, left, right, softcap))
 
 
 def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
@@ -593,6 +644,13 @@ def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_
                 *call.strides(o), *call.strides(do), *call.strides(dq),
                 *call.lse_strides(lse), *call.scalars)
         call.run("dq", args, (k, v))  # writes Δ too
+        if _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap):
+            args = (q, k, v, do, lse, delta, dk, dv, *q.stride()[:3], *k.stride()[:3],
+                    *v.stride()[:3], *do.stride()[:3], *dk.stride()[:3], *dv.stride()[:3],
+                    *call.lse_strides(lse), call.seqlen_q, call.seqlen_k,
+                    call.heads_q // call.heads_k, float(scale), call.bucket_q, call.bucket_k)
+            call.run("lean_dkdv", args, meta=dict(HEAD_DIM=q.shape[-1], IS_CAUSAL=right == 0))
+            return dq, dk, dv
         dq_acc, kind = dq, "dkdv"  # dq_acc: unused by the dK/dV kernel here
     else:
         _delta(call, o, do, delta, cu_q)

@@ -201,6 +201,24 @@ def test_cpu_lean_forward(kw, layout, blocks, lean, launches, monkeypatch):
     assert forwards == {"lean" if lean == "1" else "fwd"}, launches
 
 
+@needs_interpreter
+@pytest.mark.parametrize("kw,layout,blocks", [
+    pytest.param(kw, layout, blocks, id=case_id(make_problem(**kw), layout, "lean-dkdv" + (
+        f"-m{blocks[1]}n{blocks[0]}" if blocks else ""))) for kw, layout, blocks in LEAN_CASES])
+def test_cpu_lean_backward(kw, layout, blocks, launches, monkeypatch):
+    """The lean dK/dV kernel (ATTNHUB_TRITON_LEAN_BWD=1) as the split backward's second pass,
+    against the reference.  Its interpreter tiles (16 query rows x 32 keys) put two query
+    blocks on each causal diagonal; one case swaps them (one key block per two steps)."""
+    if blocks:
+        monkeypatch.setitem(ops.INTERPRET_BLOCKS, "lean_dkdv", blocks[::-1])
+    p = make_problem(**kw)
+    torch.manual_seed(0)
+    q, k, v = random_inputs(p, layout=layout)
+    with env(ATTNHUB_TRITON_LEAN_BWD="1", ATTNHUB_TRITON_BWD="split"):
+        assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+    assert launches[-2:] == ["dq", "lean_dkdv"], launches
+
+
 LEAN_NOT_ELIGIBLE = [  # one reason each; tiny, the route is what is tested
     dict(d=40, causal=True),  # head dim not 64/128
     dict(d=64, dv=32),  # Dv != D
@@ -231,6 +249,33 @@ def test_cpu_lean_route(kw, launches, monkeypatch):
         launches.clear()
         ops.flash_forward(q, k, v, p)
         assert launches == ["lean" if on else "fwd"]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kw", [pytest.param(kw, id=case_id(make_problem(**kw)))
+                                for kw in LEAN_NOT_ELIGIBLE])
+def test_cpu_lean_backward_route(kw, launches, monkeypatch):
+    """The backward's route: outside the lean case the general dK/dV kernel runs even when
+    the lean one is forced on; the atomic variant never takes it; an eligible problem
+    follows LEAN_BWD_DEFAULT when ATTNHUB_TRITON_LEAN_BWD is unset (empty: general)."""
+    def backward(p, variant="split"):
+        q, k, v = random_inputs(p)
+        o, lse = ops.flash_forward(q, k, v, p)
+        launches.clear()
+        ops.flash_backward(torch.randn_like(o), q, k, v, o, lse, p, variant=variant)
+        return launches[-1]
+
+    with env(ATTNHUB_TRITON_LEAN_BWD="1"):
+        assert backward(make_problem(**dict(kw, sq=16, sk=16))) == "dkdv"
+        eligible = make_problem(d=64, sq=16, sk=16, causal=True)
+        assert backward(eligible) == "lean_dkdv"
+        assert backward(eligible, "atomic") == "dkdvq"
+    monkeypatch.delenv("ATTNHUB_TRITON_LEAN_BWD", raising=False)
+    assert backward(eligible) == "dkdv"
+    monkeypatch.setitem(ops.LEAN_BWD_DEFAULT, (64, True), True)
+    assert backward(eligible) == "lean_dkdv"
+    with env(ATTNHUB_TRITON_LEAN_BWD="0"):
+        assert backward(eligible) == "dkdv"
 
 
 @needs_interpreter
@@ -373,9 +418,10 @@ def test_gpu_every_autotune_candidate(kw, monkeypatch):
     p = make_problem(**kw)
     torch.manual_seed(0)
     q, k, v = random_inputs(p)
-    for kind in ("fwd", "lean", "dq", "dkdv", "dkdvq"):
+    for kind in ("fwd", "lean", "dq", "dkdv", "dkdvq", "lean_dkdv"):
         monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic" if kind == "dkdvq" else "split")
         monkeypatch.setenv("ATTNHUB_TRITON_LEAN", "0" if kind == "fwd" else "1")
+        monkeypatch.setenv("ATTNHUB_TRITON_LEAN_BWD", "1" if kind == "lean_dkdv" else "0")
         for config in ops.candidate_configs(kind, p):
             monkeypatch.setattr(ops, "FORCED_CONFIGS", {kind: config})
             print(kind, config)

@@ -256,9 +256,9 @@ def _keep_lean(conf, args) -> bool:
 
 
 # The lean dK/dV kernel (split backward): one warpgroup per program, 64 keys (its wgmma M),
-# 32 or 64 query rows per step.  ptxas (Triton 3.9, sm90, NOTES.md): d64 0 spills (174-255
-# registers); d128 64x64 255 registers + 200-350 B of stack, 32x64 + 64-120 B; either way
-# two programs fit an SM where the general kernel's 64x128 w8 fits one.
+# 32 or 64 query rows per step.  ptxas (Triton 3.9, sm90, ``sm90_report``): d64 0 spills
+# (169-255 registers); d128 255 registers + 208-312 B of stack at 64x64 s2, 64-120 B at
+# 32x64; two programs per SM where the general kernel's 64x128 w8 fits one.
 _LEAN_DKDV_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": 64}, num_warps=4, num_stages=s)
     for bm in (32, 64)
@@ -267,9 +267,10 @@ _LEAN_DKDV_CONFIGS = [
 
 
 def _keep_lean_dkdv(conf, args) -> bool:
+    """Configs that leave room for a second program on the SM (the kernel's point)."""
     bm, s = conf.kwargs["BLOCK_M"], conf.num_stages
     d, es = args["HEAD_DIM"], args["Q"].element_size()
-    return (s * bm * 2 * d + 64 * 2 * d) * es <= _SMEM_BYTES  # Q/dO stages, K and V
+    return (s * bm * 2 * d + 64 * 2 * d) * es <= _SMEM_BYTES // 2  # Q/dO stages, K and V
 
 
 def _pruner(keep):

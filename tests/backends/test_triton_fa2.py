@@ -219,6 +219,30 @@ def test_cpu_lean_backward(kw, layout, blocks, launches, monkeypatch):
     assert launches[-2:] == ["dq", "lean_dkdv"], launches
 
 
+def _ptxas() -> bool:
+    import triton
+    return os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
+                                       "bin", "ptxas"))
+
+
+@pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
+def test_sm90_lean_dkdv_leaves_room_for_two_programs():
+    """Every lean dK/dV candidate, compiled for sm90 with Triton's own ptxas (no GPU
+    needed), fits two programs per SM by registers and shared memory -- the kernel's
+    reason to exist -- and at head dim 64 spills nothing.  Causal: the larger variant."""
+    jobs = []
+    for d in (64, 128):
+        p = make_problem(d=d, sq=4096, sk=4096, causal=True, dtype=BF16)
+        for kwargs, w, st in ops.candidate_configs("lean_dkdv", p):
+            jobs.append(("lean_dkdv", dict(HEAD_DIM=d, IS_CAUSAL=True, **kwargs), w, st))
+    assert len(jobs) >= 6, jobs
+    from attnhub_triton import sm90_report
+    for job, r in zip(jobs, sm90_report.report_subprocess(jobs)):
+        assert r["programs_per_sm"] >= 2, (job, r)
+        if job[1]["HEAD_DIM"] == 64:
+            assert r["spill_bytes"] == 0, (job, r)
+
+
 LEAN_NOT_ELIGIBLE = [  # one reason each; tiny, the route is what is tested
     dict(d=40, causal=True),  # head dim not 64/128
     dict(d=64, dv=32),  # Dv != D

@@ -14,7 +14,8 @@ kernel handles what most calls are:
 * dense ``(B, H, S, D)`` tensors with any strides whose rows suit TMA (BHSD, BSHD, ...),
   one descriptor per (sequence, head) for Q, K, V and O: the hardware checks the bounds,
   zero-fills rows past the end on loads and drops them on stores;
-* D == Dv, a power of two (64 or 128: the host decides), 16-bit inputs, ``sm_scale > 0``;
+* D == Dv, a power of two (the host decides: 64, 128 or 256 forward, 64 or 128 backward),
+  16-bit inputs, ``sm_scale > 0``;
 * no mask, or causal aligned bottom-right (``off = Sk - Sq``: query row ``i`` sees key
   ``j`` when ``j <= i + off``); GQA/MQA by ``hq // group``.
 

@@ -2,7 +2,7 @@
 
     python backends/attnhub_triton/device_check.py [--out DIR] [--skip-tests] [--skip-bench]
     python backends/attnhub_triton/device_check.py --bwd [--test-select atomic]
-    python backends/attnhub_triton/device_check.py --lean [--warp-spec] [--budget S]
+    python backends/attnhub_triton/device_check.py --lean [--warp-spec] [--budget S] [--dims 256]
     python backends/attnhub_triton/device_check.py --lean-bwd [--budget S]
 
 Phases (each guarded, logs under --out):
@@ -491,8 +491,10 @@ LEAN_SWEEP = {
     64: [_lcfg(128, 64, 4, 3), _lcfg(128, 64, 4, 2), _lcfg(128, 128, 4, 2), _lcfg(128, 128, 4, 3)],
     128: [_lcfg(128, 64, 4, 2), _lcfg(128, 64, 4, 3), _lcfg(128, 32, 4, 4), _lcfg(64, 64, 4, 2),
           _lcfg(128, 64, 8, 3)],
+    256: [_lcfg(64, 32, 4, 2), _lcfg(128, 64, 8, 2)],  # added 2026-12-05, not yet timed
 }
-LEAN_POINTS = [(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in (False, True)]
+LEAN_DIMS = [64, 128, 256]  # --dims narrows it
+LEAN_POINTS = [(s, c) for s in (2048, 16384) for c in (False, True)]  # per head dim
 # Correctness shapes: (Sq, Sk, heads "mha"/"gqa"/"mqa", causal, layout, batch)
 LEAN_SHAPES = [(113, 203, "gqa", False, "bhsd", 2), (113, 203, "gqa", True, "bshd", 1),
                (203, 113, "mha", True, "bhsd", 2), (1023, 1024, "gqa", True, "bshd", 1),
@@ -541,7 +543,7 @@ def _lean_compile_job(job):
 
 def lean_jobs() -> list:
     jobs = []
-    for d in (64, 128):
+    for d in LEAN_DIMS:
         for causal in (False, True):
             jobs += [("bfloat16", d, causal, 256, "1", c, False) for c in LEAN_SWEEP[d][1:]]
             for dt in ("bfloat16", "float16"):
@@ -645,7 +647,7 @@ def lean_check(out: str, deadline: float) -> dict:
 
     # 1. correctness: default configs over awkward shapes, both dtypes; every timed config
     #    on two ragged shapes; the backward from the lean O/LSE on two.
-    for d in (64, 128):
+    for d in LEAN_DIMS:
         for dtype in (torch.bfloat16, torch.float16):
             for sq, sk, heads, causal, layout, batch in LEAN_SHAPES:
                 p = _problem(d, sq, sk, heads, causal, dtype, batch)
@@ -676,7 +678,7 @@ def lean_check(out: str, deadline: float) -> dict:
     def timed(fn):
         return do_bench(fn, warmup=25, rep=150, return_mode="median")
 
-    for d, s, causal in LEAN_POINTS:
+    for d, s, causal in [(d, s, c) for d in LEAN_DIMS for s, c in LEAN_POINTS]:
         if time.time() > deadline:
             log("[bench] out of time")
             break
@@ -987,7 +989,10 @@ def main():
     ap.add_argument("--lean", action="store_true", help="the lean-forward check instead")
     ap.add_argument("--lean-bwd", action="store_true",
                     help="the lean dK/dV and 4-warp dQ check instead")
+    ap.add_argument("--dims", type=int, nargs="+", help="--lean: these head dims only")
     args = ap.parse_args()
+    if args.dims:
+        LEAN_DIMS[:] = args.dims
     os.makedirs(args.out, exist_ok=True)
     import torch
     import triton

@@ -14,7 +14,7 @@ Both go through the custom ops ``torch.ops.attnhub_triton.fwd`` / ``.bwd`` (with
 implementations), so ``torch.compile(fullgraph=True)`` traces them as single nodes.
 
 Forward kernels: the common case -- dense, no window, no softcap, causal or not, D == Dv
-in {64, 128}, fp16/bf16, ``scale > 0``, tensors TMA can read, on sm90 (or the
+in {64, 128, 256}, fp16/bf16, ``scale > 0``, tensors TMA can read, on sm90 (or the
 interpreter) -- can go to the lean kernel (``_kernel_lean.py``: 4 warps, two programs per
 SM); everything else, and every call with ``ATTNHUB_TRITON_LEAN=0``, to the general one.
 The split backward's dK/dV pass has a lean kernel for the same case too
@@ -240,15 +240,22 @@ _LEAN_CONFIGS = [
     for bn in (64, 128)
     for s in (2, 3)
     for ws in (False, True)
+] + [  # head dim 256 only (ptxas, Triton 3.9, sm90: sm90_report): 64x32 w4 s2 178 registers,
+    # 96 KB, two programs per SM; 128x64 w8 s2 205-208 registers, 192 KB, one (the general
+    # kernel's tile: 254-255 registers + 24 B of stack)
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": False}, num_warps=w, num_stages=2)
+    for bm, bn, w in ((64, 32, 4), (128, 64, 8))
 ]
 
 
 def _keep_lean(conf, args) -> bool:
     bm, bn, ws = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"], conf.kwargs["WARP_SPEC"]
     d, es = args["HEAD_DIM"], args["Q"].element_size()
+    if (d == 256) != (bn == 32 or conf.num_warps == 8):  # the d256 list above, only there
+        return False
     if ws and not (_warp_spec_ok(dict(args, USE_TMA=True)) and bm == 128):
         return False
-    if (bm == 64) != (args["bucket_q"] <= 64):
+    if d < 256 and (bm == 64) != (args["bucket_q"] <= 64):
         return False
     if d == 128 and bn == 128:  # ptxas (3.9, sm90): 255 registers + 560 B of stack
         return False
@@ -342,7 +349,8 @@ _DEFAULTS = {
     "dq": {64: (128, 64, 8, 2), 128: (128, 64, 8, 2), 256: (128, 32, 8, 2)},
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
-    "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2)},  # best or tied in the lean sweep
+    "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2),  # best or tied in the lean sweep
+             256: (64, 32, 4, 2)},  # not yet timed: two programs per SM (sm90_report)
     "lean_dkdv": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2)},  # not yet timed (NOTES.md)
 }
 # float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
@@ -519,6 +527,7 @@ class _nullcontext:
 #: Where the lean forward is the default (ATTNHUB_TRITON_LEAN unset), by (head dim, causal).
 #: H100 run of 2026-11-23 (NOTES.md, "Lean forward"), fixed configs, against the general
 #: forward: d128 +5..17 % at S = 2k and 16k; d64 -1 % (noise) at 2k, +5..6 % at 16k.
+#: d256 (added 2026-12-05, 64x32 tiles, two programs per SM) is off until timed.
 LEAN_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
 
 
@@ -527,14 +536,14 @@ LEAN_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, T
 LEAN_BWD_DEFAULT: dict = {}
 
 
-def _lean_case(call, q, k, v, tensors, scale, left, right, softcap) -> bool:
+def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> bool:
     """The case the lean kernels handle (``_kernel_lean`` docstring): dense, no window or
-    softcap, D == Dv in {64, 128}, 16-bit, ``scale > 0``, sm90 (or the interpreter), and
+    softcap, D == Dv in ``dims``, 16-bit, ``scale > 0``, sm90 (or the interpreter), and
     every tensor in ``tensors`` readable by TMA."""
     d = q.shape[-1]
     if call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0:
         return False
-    if d not in (64, 128) or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16):
+    if d not in dims or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16):
         return False
     if q.device.type == "cuda" and _capability(q.device)[0] != 9:  # tuned on sm90 only
         return False
@@ -550,7 +559,8 @@ def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
     """Whether the lean forward takes this call: the case it handles, switched on by
     ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT``."""
     return (_lean_mode("ATTNHUB_TRITON_LEAN", LEAN_DEFAULT, q.shape[-1], right == 0)
-            and _lean_case(call, q, k, v, (q, k, v, o), scale, left, right, softcap))
+            and _lean_case(call, q, k, v, (q, k, v, o), scale, left, right, softcap,
+                           (64, 128, 256)))
 
 
 def _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap) -> bool:
@@ -558,7 +568,8 @@ def _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap) -> boo
     case (dO, dK and dV TMA-readable too), switched on by ATTNHUB_TRITON_LEAN_BWD=1, or,
     unset, by ``LEAN_BWD_DEFAULT``."""
     return (_lean_mode("ATTNHUB_TRITON_LEAN_BWD", LEAN_BWD_DEFAULT, q.shape[-1], right == 0)
-            and _lean_case(call, q, k, v, (q, k, v, do, dk, dv), scale, left, right, softcap))
+            and _lean_case(call, q, k, v, (q, k, v, do, dk, dv), scale, left, right, softcap,
+                           (64, 128)))  # d256: dK + dV alone would be 256 registers
 
 
 def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):

@@ -174,6 +174,7 @@ LEAN_CASES = [  # (problem kwargs, layout, interpreter blocks or None)
     (dict(d=128, sq=45, sk=61, heads="gqa", causal=True), "bshd", (16, 32)),
     (dict(d=64, sq=1, sk=64, heads="mqa", causal=True), "bhsd", None),
     (dict(d=64, sq=64, sk=1, heads="gqa", causal=True), "bhsd", None),
+    (dict(d=256, sq=45, sk=61, heads="gqa", causal=True), "bshd", None),  # forward only
 ]
 
 
@@ -204,7 +205,8 @@ def test_cpu_lean_forward(kw, layout, blocks, lean, launches, monkeypatch):
 @needs_interpreter
 @pytest.mark.parametrize("kw,layout,blocks", [
     pytest.param(kw, layout, blocks, id=case_id(make_problem(**kw), layout, "lean-dkdv" + (
-        f"-m{blocks[1]}n{blocks[0]}" if blocks else ""))) for kw, layout, blocks in LEAN_CASES])
+        f"-m{blocks[1]}n{blocks[0]}" if blocks else "")))
+    for kw, layout, blocks in LEAN_CASES if kw["d"] != 256])
 def test_cpu_lean_backward(kw, layout, blocks, launches, monkeypatch):
     """The lean dK/dV kernel (ATTNHUB_TRITON_LEAN_BWD=1) as the split backward's second pass,
     against the reference.  Its interpreter tiles (16 query rows x 32 keys) put two query
@@ -226,20 +228,24 @@ def _ptxas() -> bool:
 
 
 @pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
-def test_sm90_lean_dkdv_leaves_room_for_two_programs():
-    """Every lean dK/dV candidate, compiled for sm90 with Triton's own ptxas (no GPU
-    needed), fits two programs per SM by registers and shared memory -- the kernel's
-    reason to exist -- and at head dim 64 spills nothing.  Causal: the larger variant."""
+def test_sm90_lean_kernels_leave_room_for_two_programs():
+    """Every lean dK/dV candidate and the d256 lean forward's default tile, compiled for
+    sm90 with Triton's own ptxas (no GPU needed), fit two programs per SM by registers and
+    shared memory -- the reason these tiles exist -- and spill nothing except the dK/dV
+    tiles at head dim 128.  Causal: the larger variant."""
     jobs = []
     for d in (64, 128):
         p = make_problem(d=d, sq=4096, sk=4096, causal=True, dtype=BF16)
         for kwargs, w, st in ops.candidate_configs("lean_dkdv", p):
             jobs.append(("lean_dkdv", dict(HEAD_DIM=d, IS_CAUSAL=True, **kwargs), w, st))
     assert len(jobs) >= 6, jobs
+    bm, bn, w, st = ops._DEFAULTS["lean"][256]
+    jobs.append(("lean", dict(HEAD_DIM=256, IS_CAUSAL=True, BLOCK_M=bm, BLOCK_N=bn,
+                              WARP_SPEC=False), w, st))
     from attnhub_triton import sm90_report
     for job, r in zip(jobs, sm90_report.report_subprocess(jobs)):
         assert r["programs_per_sm"] >= 2, (job, r)
-        if job[1]["HEAD_DIM"] == 64:
+        if job[1]["HEAD_DIM"] != 128:
             assert r["spill_bytes"] == 0, (job, r)
 
 
@@ -293,6 +299,7 @@ def test_cpu_lean_backward_route(kw, launches, monkeypatch):
         assert backward(make_problem(**dict(kw, sq=16, sk=16))) == "dkdv"
         eligible = make_problem(d=64, sq=16, sk=16, causal=True)
         assert backward(eligible) == "lean_dkdv"
+        assert backward(make_problem(d=256, sq=16, sk=16, causal=True)) == "dkdv"  # fwd only
         assert backward(eligible, "atomic") == "dkdvq"
     monkeypatch.delenv("ATTNHUB_TRITON_LEAN_BWD", raising=False)
     assert backward(eligible) == "dkdv"

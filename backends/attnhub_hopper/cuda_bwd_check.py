@@ -77,6 +77,30 @@ def case_id(c) -> str:
             + (f" tile {c['tile']}" if c.get("tile") else ""))
 
 
+HANG_S = 20.0  # a launch not finished after this long is a hang (the largest case: ~50 ms)
+_STATE: dict = {}  # what main() has so far, written out if a hang ends the process
+
+
+def _wait_or_exit(label: str, timeout_s: float = HANG_S) -> None:
+    """Poll the current stream (the backward is queued, not finished); if it does not
+    drain in ``timeout_s``, log which case hung, write the results so far and exit: a hung
+    kernel cannot be cancelled, and polling keeps the rest of the run's log."""
+    import torch
+
+    stream = torch.cuda.current_stream()
+    t0 = time.time()
+    while not stream.query():
+        if time.time() - t0 > timeout_s:
+            log = _STATE.get("log", print)
+            log(f"HANG: {label} did not finish in {timeout_s:.0f} s; rerun it with "
+                "cuda_bwd_check.run_traced to see which barrier")
+            if "write" in _STATE:
+                _STATE["write"]()
+            sys.stdout.flush()
+            os._exit(3)
+        time.sleep(0.01)
+
+
 def run_case(c) -> dict:
     """The tolerance rule on one case, NaN-poisoned memory, and the rerun comparison."""
     import torch
@@ -97,9 +121,11 @@ def run_case(c) -> dict:
         tile = cuda_bwd.BwdTile(*c["tile"]) if c.get("tile") else None
         _poison(8 * q.numel() + 8 * k.numel())
         g1 = cuda_bwd.backward(do, q, k, v, o, lse, p, tile)
+        _wait_or_exit(cid)
         res = compare_backward(g1, do, q, k, v, p)
         _poison(8 * q.numel() + 8 * k.numel())
         g2 = cuda_bwd.backward(do, q, k, v, o, lse, p, tile)
+        _wait_or_exit(cid + " (rerun)")
         kv_same = bool(torch.equal(g1[1], g2[1]) and torch.equal(g1[2], g2[2]))
         dq_diff = float((g1[0].float() - g2[0].float()).abs().max())
         shapes = all(g.shape == t.shape and g.dtype == t.dtype for g, t in zip(g1, (q, k, v)))
@@ -208,7 +234,26 @@ def _sdpa_bwd(backend_name, q, k, v, do, causal):
                                    rep=100, grad_to_none=[qg, kg, vg], return_mode="median")
 
 
-def grid(log, quick) -> list:
+def passed_tiles(results) -> dict:
+    """{head dim: [tiles]} whose every correctness case passed (``None`` = the default
+    tile's cases: those without a ``tile``), so that one failing variant or head dim does
+    not cost the timing of the rest."""
+    from attnhub_hopper import cuda_bwd
+
+    out = {}
+    for D in cuda_bwd.HEAD_DIMS:
+        mine = [r for r in results if r["case"]["D"] == D]
+        ok = {}
+        for r in mine:
+            t = r["case"].get("tile")
+            key = cuda_bwd.default_tile(D) if t is None else cuda_bwd.BwdTile(*t)
+            ok[key] = ok.get(key, True) and r["ok"]
+        out[D] = [t for t in cuda_bwd.tiles_for(D) if ok.get(t, False)]
+    return out
+
+
+def grid(log, quick, tiles=None) -> list:
+    """The timing grid; ``tiles`` ({D: [tiles]}, default: every variant) limits what runs."""
     import torch
     from attnhub_hopper import cuda_bwd, cuda_fwd
 
@@ -218,6 +263,10 @@ def grid(log, quick) -> list:
         flash_backward = None
     rows = []
     for D in cuda_bwd.HEAD_DIMS:
+        timed_tiles = cuda_bwd.tiles_for(D) if tiles is None else tiles.get(D, [])
+        if not timed_tiles:
+            log(f"d{D}: no variant passed the correctness cases; not timed")
+            continue
         for S in ((4096, 16384) if quick else GRID_S):
             for causal in (False, True):
                 B, H = 16384 // S, 2048 // D
@@ -229,8 +278,10 @@ def grid(log, quick) -> list:
                 flops = 2.5 * 4 * B * H * S * S * D / (2 if causal else 1)
                 tf = lambda ms: flops / ms / 1e9  # noqa: E731
                 row = dict(D=D, S=S, causal=causal, B=B, H=H, peers={}, variants={})
-                for tile in cuda_bwd.tiles_for(D):
+                for tile in timed_tiles:
                     try:
+                        cuda_bwd.backward(do, q, k, v, o, lse, p, tile)
+                        _wait_or_exit(f"grid d{D} s{S} causal={causal} {tile}")
                         row["variants"][str(tile)] = tf(_bench(
                             lambda: cuda_bwd.backward(do, q, k, v, o, lse, p, tile)))
                     except Exception as exc:
@@ -326,8 +377,17 @@ def main():
     builds = build_all(log)
     log(f"builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
     results = []
+    data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=[])
+    js = os.path.join(args.out, "cuda_bwd.json")
+
+    def write():
+        with open(js, "w") as f:
+            json.dump(data, f, indent=1, default=str)
+
+    _STATE.update(log=log, write=write)
     for c in cases(args.quick):
-        r = run_case(c)
+        r = dict(run_case(c), case={k: (str(v) if k == "dtype" else v) for k, v in c.items()})
         results.append(r)
         if not r["ok"]:
             log(f"FAIL {r['id']}: {r.get('error') or r.get('report')} "
@@ -336,16 +396,17 @@ def main():
     log(f"correctness: {n_ok}/{len(results)} passed")
     for r in results[:6]:
         log(f"  {r['id']}: {r.get('report')} dq rerun diff {r.get('dq_rerun_max_diff')}")
-    rows = [] if args.no_grid or n_ok < len(results) else grid(log, args.quick)
-    data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
-                date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=rows)
-    js = os.path.join(args.out, "cuda_bwd.json")
-    with open(js, "w") as f:
-        json.dump(data, f, indent=1, default=str)
+    write()
+    tiles = passed_tiles(results)
+    log("timed (every correctness case passed): "
+        + "; ".join(f"d{D} {[str(t) for t in ts]}" for D, ts in tiles.items()))
+    rows = [] if args.no_grid else grid(log, args.quick, tiles)
+    data["grid"] = rows
+    write()
     if rows:
         plot(js, os.path.join(args.out, "cuda_bwd.png"))
-    log(f"correctness: {n_ok}/{len(results)} passed"
-        + ("" if rows or args.no_grid else " (grid skipped: fix correctness first)"))
+    log(f"correctness: {n_ok}/{len(results)} passed; timed only the variants whose cases "
+        "all passed")
 
 
 if __name__ == "__main__":

@@ -129,13 +129,30 @@ def run_case(c):
         o2, l2 = be.forward(q, k, v, p)
         same = bool(torch.equal(o1, o2) and torch.equal(l1, l2))
         ok = all(r.ok for r in res) and same
-        return dict(id=cid, ok=ok, deterministic=same, report=[str(r) for r in res])
+        return dict(id=cid, ok=ok, D=c["D"], tile=c.get("tile"), deterministic=same,
+                    report=[str(r) for r in res])
     except Exception as exc:
-        return dict(id=cid, ok=False, error=f"{type(exc).__name__}: {exc}"[:1500],
+        return dict(id=cid, ok=False, D=c["D"], tile=c.get("tile"),
+                    error=f"{type(exc).__name__}: {exc}"[:1500],
                     tb=traceback.format_exc()[-1500:])
 
 
-def grid(log, quick):
+def checked_tiles(results) -> set:
+    """(D, str(Tile)) of the variants whose own cases ran and all passed: only these may be
+    called the best of a grid point (every variant is still timed)."""
+    from attnhub_hopper.cuda_fwd import Tile
+
+    ok = {}
+    for r in results:
+        if r.get("tile"):
+            key = (r["D"], str(Tile(*r["tile"])))
+            ok[key] = ok.get(key, True) and r["ok"]
+    return {key for key, good in ok.items() if good}
+
+
+def grid(log, quick, checked=None):
+    """The timing grid.  ``checked`` (from :func:`checked_tiles`): variants outside it are
+    timed but marked, and never reported as a point's best."""
     import torch
     from attnhub_hopper import cuda_fwd, ops
     from attnhub_hopper.cuda_fwd import Tile
@@ -170,7 +187,12 @@ def grid(log, quick):
                         row["peers"][key] = fl / _bench(lambda: fn(q, k, v, causal)) / 1e9
                     except Exception as exc:
                         log(f"  {key} failed: {exc}")
-                best = max(row["cuda"], key=row["cuda"].get) if row["cuda"] else None
+                if checked is not None:
+                    row["unchecked"] = [t for t in row["cuda"] if (D, t) not in checked
+                                        and t != row["default_tile"]]
+                eligible = {t: x for t, x in row["cuda"].items()
+                            if t not in row.get("unchecked", ())}
+                best = max(eligible, key=eligible.get) if eligible else None
                 row["best"] = best
                 row["best_tflops"] = row["cuda"].get(best)
                 cu = row["peers"].get("cudnn")
@@ -512,7 +534,8 @@ def main():
     for r in results[:6]:
         log(f"  {r['id']}: {r.get('report')}")
 
-    rows = [] if args.no_grid else grid(log, args.quick)
+    checked = checked_tiles(results)
+    rows = [] if args.no_grid else grid(log, args.quick, checked)
     data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                 date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=rows)
     with open(os.path.join(args.out, "cuda_fwd.json"), "w") as f:

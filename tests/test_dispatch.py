@@ -1,5 +1,6 @@
 """Auto-dispatch: fastest *correct* backend, self-checks, fallback, persistence."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -257,6 +258,23 @@ def test_hopper_fa3_cache_tag_follows_its_switches(monkeypatch):
     assert be.cache_tag() == "fwd-cuda+bwd-cuda"
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
     assert be.cache_tag() == "fwd-triton+bwd-triton"
+    if importlib.util.find_spec("attnhub_triton") is not None:  # its backward's switches
+        monkeypatch.setenv("ATTNHUB_TRITON_LEAN_BWD", "1")
+        assert be.cache_tag() == "fwd-triton+bwd-triton[lean_bwd=1]"
+
+
+def test_triton_fa2_cache_tag_follows_its_switches(monkeypatch):
+    pytest.importorskip("attnhub_triton")
+    from attnhub_triton import TritonFA2Backend, ops
+
+    be = TritonFA2Backend()
+    for name in ops._KERNEL_SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    assert be.cache_tag() == ""
+    monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic")
+    monkeypatch.setenv("ATTNHUB_TRITON_LEAN_BWD", "1")
+    assert be.cache_tag() == "bwd=atomic,lean_bwd=1"
+    assert dispatch._bk(be) == f"triton-fa2@{be.version}#bwd=atomic,lean_bwd=1"
 
 
 def test_no_backend_error_reports_a_tagged_backends_failed_self_check(monkeypatch):

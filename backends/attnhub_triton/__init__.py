@@ -97,5 +97,20 @@ class TritonFA2Backend(attnhub.Backend):
         from . import ops
         return ops.flash_backward(do, q, k, v, o, lse, problem)
 
+    def cache_tag(self):
+        """The ATTNHUB_TRITON_* switches that are set: they choose the kernels and tiles
+        behind one version (``ops.kernel_tag``)."""
+        from . import ops
+        return ops.kernel_tag()
+
     def extra_info(self):
-        return {"interpreter": _INTERPRET}
+        from . import ops
+        lean = sorted(f"d{d}{' causal' if c else ''}" for (d, c), on in ops.LEAN_DEFAULT.items()
+                      if on)
+        lean_bwd = sorted(f"d{d}{' causal' if c else ''}"
+                          for (d, c), on in ops.LEAN_BWD_DEFAULT.items() if on)
+        return {"interpreter": _INTERPRET,
+                "switches": ops.kernel_tag() or "none set",
+                "lean forward by default": ", ".join(lean) or "nowhere",
+                "lean dK/dV by default": ", ".join(lean_bwd) or
+                "nowhere (ATTNHUB_TRITON_LEAN_BWD=1 turns it on; not yet timed on a GPU)"}

@@ -524,6 +524,20 @@ class _nullcontext:
 # -- the two passes ----------------------------------------------------------------------------
 
 
+# The switches above that choose kernels or tiles (TRITON_INTERPRET is fixed at import).
+_KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON_LEAN_BWD",
+                    "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
+                    "ATTNHUB_TRITON_WARP_SPEC")
+
+
+def kernel_tag() -> str:
+    """The kernel switches that are set, e.g. ``"bwd=atomic,lean_bwd=1"`` (empty when none
+    is): part of the dispatch cache key (``Backend.cache_tag``), so a verdict or a timing
+    earned by one set of kernels is not reused for another."""
+    return ",".join(f"{name[len('ATTNHUB_TRITON_'):].lower()}={os.environ[name]}"
+                    for name in _KERNEL_SWITCHES if os.environ.get(name))
+
+
 #: Where the lean forward is the default (ATTNHUB_TRITON_LEAN unset), by (head dim, causal).
 #: H100 run of 2026-11-23 (NOTES.md, "Lean forward"), fixed configs, against the general
 #: forward: d128 +5..17 % at S = 2k and 16k; d64 -1 % (noise) at 2k, +5..6 % at 16k.

@@ -774,7 +774,7 @@ def print_lean_table(result):
 # Lean dK/dV configs timed per head dim; the first is ops._DEFAULTS["lean_dkdv"].
 LEAN_BWD_SWEEP = {
     64: [_lcfg(64, 64, 4, 2), _lcfg(64, 64, 4, 3), _lcfg(32, 64, 4, 2), _lcfg(32, 64, 4, 3)],
-    128: [_lcfg(64, 64, 4, 2), _lcfg(32, 64, 4, 2), _lcfg(32, 64, 4, 3)],  # 64x64 s3: 130 KB
+    128: [_lcfg(32, 64, 4, 2), _lcfg(64, 64, 4, 2), _lcfg(32, 64, 4, 3)],  # 64x64 s3: 130 KB
 }
 # dQ tiles timed next to the default (ops._DEFAULTS["dq"], 128x64 w8): one warpgroup per
 # program, two programs per SM (ptxas, Triton 3.9: d128 188 registers, 0 spills, 99 KB).

@@ -264,8 +264,9 @@ def _keep_lean(conf, args) -> bool:
 
 # The lean dK/dV kernel (split backward): one warpgroup per program, 64 keys (its wgmma M),
 # 32 or 64 query rows per step.  ptxas (Triton 3.9, sm90, ``sm90_report``): d64 0 spills
-# (169-255 registers); d128 255 registers + 208-312 B of stack at 64x64 s2, 64-120 B at
-# 32x64; two programs per SM where the general kernel's 64x128 w8 fits one.
+# (169-255 registers); d128 255 registers, 32x64 s2 with its 64-96 B of stack outside the
+# loops, 64x64 s2 with 25-82 local loads per loop; two programs per SM where the general
+# kernel's 64x128 w8 fits one.
 _LEAN_DKDV_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": 64}, num_warps=4, num_stages=s)
     for bm in (32, 64)
@@ -351,7 +352,8 @@ _DEFAULTS = {
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2),  # best or tied in the lean sweep
              256: (64, 32, 4, 2)},  # not yet timed: two programs per SM (sm90_report)
-    "lean_dkdv": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2)},  # not yet timed (NOTES.md)
+    # not yet timed (NOTES.md); d128: 32 query rows, the tile without spills in its loops
+    "lean_dkdv": {64: (64, 64, 4, 2), 128: (32, 64, 4, 2)},
 }
 # float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
 _FP32 = {

@@ -36,6 +36,10 @@ class Resources:
     spill_bytes: int  # ptxas stack frame: local memory the kernel spills into
     smem: int
     num_warps: int
+    # local-memory loads/stores (LDL/STL) between the first and the last HGMMA in the SASS:
+    # roughly the main loops' spills (the prologue's and epilogue's run once per program)
+    loop_ldl: int = 0
+    loop_stl: int = 0
 
     @property
     def programs_per_sm(self) -> int:
@@ -83,12 +87,18 @@ def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int) -> Resou
         f.flush()
         usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
                                text=True, check=True).stdout
+        sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True,
+                              check=True).stdout
+    code = [line for line in sass.splitlines() if re.match(r"\s*/\*[0-9a-f]{4,}\*/", line)]
+    mma = [i for i, line in enumerate(code) if "HGMMA" in line]
+    body = code[mma[0]:mma[-1] + 1] if mma else []
     regs = int(re.search(r"REG:(\d+)", usage).group(1))
     stack = int(re.search(r"STACK:(\d+)", usage).group(1))
     config = " ".join(f"{k}={v}" for k, v in constexprs.items() if k.startswith("BLOCK_")
                       or k in ("IS_CAUSAL", "HAS_RIGHT"))
     return Resources(fn.__name__, f"{config} w{num_warps} s{num_stages}", regs, stack,
-                     int(kernel.metadata.shared), num_warps)
+                     int(kernel.metadata.shared), num_warps,
+                     sum(" LDL" in line for line in body), sum(" STL" in line for line in body))
 
 
 _GENERAL = dict(HAS_LEFT=False, SOFTCAP=False, VARLEN=False, USE_TMA=True,
@@ -155,7 +165,8 @@ def main(argv=None) -> None:
         return
     for r in rows:
         print(f"{r['kernel']:<22} {r['config']:<58} regs {r['regs']:>3}  spill {r['spill_bytes']:>4} B"
-              f"  smem {r['smem'] // 1024:>3} KB  programs/SM {r['programs_per_sm']}")
+              f" (loop LDL/STL {r['loop_ldl']}/{r['loop_stl']})  smem {r['smem'] // 1024:>3} KB"
+              f"  programs/SM {r['programs_per_sm']}")
 
 
 if __name__ == "__main__":

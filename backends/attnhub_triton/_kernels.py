@@ -5,7 +5,8 @@ Every kernel sees one (query or key) block of one head of one sequence::
     forward    grid (cdiv(max Sq, BLOCK_M), Hq, B)   O, LSE for BLOCK_M query rows
 
     backward, "split" (deterministic, 7 matmuls per block pair):
-    bwd dQ     grid (cdiv(max Sq, BLOCK_M), Hq, B)   Δ = rowsum(dO∘O) and dQ for BLOCK_M rows
+    bwd dQ     grid (cdiv(max Sq, BLOCK_M), Hq, B)   Δ = rowsum(dO∘O) (or, DELTA_IN, the
+                                                     Δ pre-pass's) and dQ for BLOCK_M rows
     bwd dK/dV  grid (cdiv(max Sk, BLOCK_N), Hk, B)   dK, dV for BLOCK_N keys, summed over the
                                                      query heads of the group (no atomics)
 
@@ -341,7 +342,7 @@ def _attn_bwd_dq(
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, SOFTCAP: tl.constexpr,
     VARLEN: tl.constexpr, USE_TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DELTA_IN: tl.constexpr,
 ):
     tl.static_assert(BLOCK_D >= HEAD_DIM and BLOCK_DV >= HEAD_DIM_V)
     pid_m = tl.program_id(0)
@@ -367,7 +368,9 @@ def _attn_bwd_dq(
     Vb = V + bb * stride_vb + hk * stride_vh + k_start * stride_vs
     row = bb * stride_lb + hq64 * stride_lh + q_start
 
-    # Δ = rowsum(dO ∘ O), stored for the dK/dV kernel.
+    # Δ = rowsum(dO ∘ O), stored for the dK/dV kernel (or, DELTA_IN, read: the pre-pass
+    # wrote it; its computation here costs the prologue 0.8k-4.7k SASS instructions and,
+    # at D = 256, ~1000 spill loads/stores: sm90_report).
     offs_m = m0 + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -375,10 +378,13 @@ def _attn_bwd_dq(
                    True, BLOCK_D != HEAD_DIM)
     do = _load_tile(DOb, offs_m, offs_dv, stride_dos, stride_dod, q_len, HEAD_DIM_V,
                     True, BLOCK_DV != HEAD_DIM_V)
-    o = _load_tile(Ob, offs_m, offs_dv, stride_os, stride_od, q_len, HEAD_DIM_V,
-                   True, BLOCK_DV != HEAD_DIM_V)
-    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
-    tl.store(DELTA + row + offs_m, delta, mask=offs_m < q_len)
+    if DELTA_IN:  # written by the _attn_bwd_delta pre-pass
+        delta = tl.load(DELTA + row + offs_m, mask=offs_m < q_len, other=0.0)
+    else:
+        o = _load_tile(Ob, offs_m, offs_dv, stride_os, stride_od, q_len, HEAD_DIM_V,
+                       True, BLOCK_DV != HEAD_DIM_V)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+        tl.store(DELTA + row + offs_m, delta, mask=offs_m < q_len)
     lse = tl.load(LSE + row + offs_m, mask=offs_m < q_len, other=float("inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * _LOG2E)  # empty rows: P = 0
 

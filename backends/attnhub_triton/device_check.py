@@ -25,7 +25,8 @@ SDPA cuDNN and flash at LEAN_POINTS, one process; --warp-spec adds the lean kern
 ``warp_specialize`` in a subprocess.
 
 With --lean-bwd (ATTNHUB_TRITON_AUTOTUNE=0), the same for the split backward's lean dK/dV
-kernel (LEAN_BWD_SWEEP) and the 4-warp dQ tiles (DQ_SWEEP): compile jobs in a pool,
+kernel (LEAN_BWD_SWEEP), the 4-warp dQ tiles (DQ_SWEEP) and the Δ pre-pass
+(ATTNHUB_TRITON_DELTA_PREPASS=1, d64-d256): compile jobs in a pool,
 correctness with NaN-poisoned gradients, registers/spills, then the split backward's
 TFLOP/s with each of them vs the default kernels vs SDPA cuDNN and flash (LEAN_BWD_POINTS).
 
@@ -779,13 +780,19 @@ LEAN_BWD_SWEEP = {
 # dQ tiles timed next to the default (ops._DEFAULTS["dq"], 128x64 w8): one warpgroup per
 # program, two programs per SM (ptxas, Triton 3.9: d128 188 registers, 0 spills, 99 KB).
 DQ_SWEEP = {64: [_lcfg(64, 64, 4, 2)], 128: [_lcfg(64, 64, 4, 2), _lcfg(64, 64, 4, 3)]}
-LEAN_BWD_POINTS = [(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in (False, True)]
+# (the Δ pre-pass, ATTNHUB_TRITON_DELTA_PREPASS=1, is timed at every point, d256 included:
+# it takes up to 4.7k SASS instructions and ~1000 spill loads/stores off each dQ program)
+LEAN_BWD_POINTS = ([(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in (False, True)]
+                   + [(256, s, c) for s in (1024, 16384) for c in (False, True)]
+                   + [(128, 1024, False)])
 
 
 def _lean_bwd_compile_job(job):
-    """Worker: compile the split backward with a pinned lean dK/dV and/or dQ config."""
-    d, causal, lean_cfg, dq_cfg = job
-    os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_LEAN_BWD="1")
+    """Worker: compile the split backward with a pinned lean dK/dV and/or dQ config (and
+    with ``prepass``, Δ in its own pass)."""
+    d, causal, lean_cfg, dq_cfg, prepass = job
+    os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_LEAN_BWD="1",
+                      ATTNHUB_TRITON_DELTA_PREPASS="1" if prepass else "0")
     import torch
     from attnhub_triton import ops
     ops.FORCED_CONFIGS.clear()
@@ -806,8 +813,11 @@ def _lean_bwd_compile_job(job):
 
 
 def lean_bwd_jobs() -> list:
-    return [(d, c, lc, dc) for d in (64, 128) for c in (False, True)
-            for lc, dc in [(x, None) for x in LEAN_BWD_SWEEP[d]] + [(None, x) for x in DQ_SWEEP[d]]]
+    return ([(d, c, lc, dc, False) for d in (64, 128) for c in (False, True)
+             for lc, dc in [(x, None) for x in LEAN_BWD_SWEEP[d]]
+             + [(None, x) for x in DQ_SWEEP[d]]]
+            + [(d, c, None, None, pre) for d in (64, 128, 256) for c in (False, True)
+               for pre in (False, True)])
 
 
 def lean_bwd_check(out: str, deadline: float) -> dict:
@@ -843,8 +853,9 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
     empty_like_layout = ops._empty_like_layout
     ops._empty_like_layout = lambda *a, **kw: empty_like_layout(*a, **kw).fill_(float("nan"))
 
-    def run_checked(p, q, k, v, lean, forced, name):
+    def run_checked(p, q, k, v, lean, forced, name, prepass="0"):
         os.environ["ATTNHUB_TRITON_LEAN_BWD"] = lean
+        os.environ["ATTNHUB_TRITON_DELTA_PREPASS"] = prepass
         ops.FORCED_CONFIGS.clear()
         ops.FORCED_CONFIGS.update(forced)
         fns = (_kernel_lean._attn_bwd_dkdv_lean, _kernels._attn_bwd_dq, _kernels._attn_bwd_dkdv)
@@ -896,6 +907,13 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
             for c in DQ_SWEEP[d]:
                 run_checked(p, q, k, v, "0", {"dq": c},
                             f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd dq {_cfg_label(c)}")
+    for d in (64, 128, 256):  # the Δ pre-pass, general kernels
+        for sq, sk, heads, causal, layout, batch in LEAN_SHAPES[::2]:
+            p = _problem(d, sq, sk, heads, causal, torch.bfloat16, batch)
+            torch.manual_seed(2)
+            q, k, v = random_inputs(p, layout=layout)
+            run_checked(p, q, k, v, "0", {}, f"bf16 d{d} {sq}x{sk} {heads} causal={causal} "
+                        f"{layout} delta-prepass", prepass="1")
     ops._empty_like_layout = empty_like_layout
     ops._launch = launch
     save()
@@ -918,8 +936,9 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
         tfl = p.flops("bwd") / 1e12
         row = {"d": d, "s": s, "causal": causal}
 
-        def bwd_tflops(name, lean, forced, ref=None):
+        def bwd_tflops(name, lean, forced, ref=None, prepass="0"):
             os.environ["ATTNHUB_TRITON_LEAN_BWD"] = lean
+            os.environ["ATTNHUB_TRITON_DELTA_PREPASS"] = prepass
             ops.FORCED_CONFIGS.clear()
             ops.FORCED_CONFIGS.update(forced)
             try:
@@ -937,9 +956,12 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
                 ops.FORCED_CONFIGS.clear()
 
         ref = bwd_tflops("general", "0", {})
-        for c in LEAN_BWD_SWEEP[d]:
+        bwd_tflops("general + delta prepass", "0", {}, ref, prepass="1")
+        for c in LEAN_BWD_SWEEP.get(d, []):
             bwd_tflops(f"lean {_cfg_label(c)}", "1", {"lean_dkdv": c}, ref)
-        for c in DQ_SWEEP[d]:
+        if d in LEAN_BWD_SWEEP:
+            bwd_tflops("lean default + delta prepass", "1", {}, ref, prepass="1")
+        for c in DQ_SWEEP.get(d, []):
             bwd_tflops(f"dq {_cfg_label(c)}", "0", {"dq": c}, ref)
             bwd_tflops(f"dq {_cfg_label(c)} + lean", "1", {"dq": c}, ref)
         for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),

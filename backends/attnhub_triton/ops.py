@@ -39,6 +39,8 @@ Environment knobs (read per call):
                                 unset: where it was measured to win (``LEAN_DEFAULT``)
     ATTNHUB_TRITON_LEAN_BWD=0|1 the lean dK/dV kernel of the split backward: 0 never, 1
                                 wherever it applies; unset: ``LEAN_BWD_DEFAULT`` (empty)
+    ATTNHUB_TRITON_DELTA_PREPASS=0|1   split backward: Δ in its own pass (1) or in the
+                                dQ kernel (0); unset: ``DELTA_PREPASS`` (empty: in the dQ kernel)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
     ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
@@ -528,6 +530,7 @@ class _nullcontext:
 
 # The switches above that choose kernels or tiles (TRITON_INTERPRET is fixed at import).
 _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON_LEAN_BWD",
+                    "ATTNHUB_TRITON_DELTA_PREPASS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
                     "ATTNHUB_TRITON_WARP_SPEC")
 
@@ -656,6 +659,20 @@ def _delta(call, o, do, delta, cu_q) -> None:
                                  VARLEN=call.varlen, BLOCK_M=bm, num_warps=4, num_stages=1)
 
 
+#: Where the split backward computes Δ in its own pre-pass (``_attn_bwd_delta``) instead of
+#: in the dQ kernel's prologue (ATTNHUB_TRITON_DELTA_PREPASS unset), by padded head dim:
+#: nowhere until timed.  The pre-pass costs a launch and a read of O and dO; it saves the
+#: dQ kernel 0.8k (d64), 1.8k (d128), 4.7k SASS instructions + ~1000 spill loads/stores
+#: (d256) per program -- a third of its instructions at S = 1k (NOTES.md, sm90_report).
+DELTA_PREPASS: dict = {}
+
+
+def _use_delta_prepass(call) -> bool:
+    mode = os.environ.get("ATTNHUB_TRITON_DELTA_PREPASS", "auto")
+    d = max(call.meta["BLOCK_D"], call.meta["BLOCK_DV"])
+    return mode == "1" or (mode != "0" and DELTA_PREPASS.get(d, False))
+
+
 def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk,
               variant):
     call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
@@ -671,7 +688,10 @@ def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_
         args = (q, k, v, o, do, lse, delta, dq, cu_q, cu_k, *common,
                 *call.strides(o), *call.strides(do), *call.strides(dq),
                 *call.lse_strides(lse), *call.scalars)
-        call.run("dq", args, (k, v))  # writes Δ too
+        prepass = _use_delta_prepass(call)
+        if prepass:
+            _delta(call, o, do, delta, cu_q)
+        call.run("dq", args, (k, v), DELTA_IN=prepass)  # writes Δ too unless DELTA_IN
         if _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap):
             args = (q, k, v, do, lse, delta, dk, dv, *q.stride()[:3], *k.stride()[:3],
                     *v.stride()[:3], *do.stride()[:3], *dk.stride()[:3], *dv.stride()[:3],

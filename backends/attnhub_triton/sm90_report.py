@@ -102,7 +102,7 @@ def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int) -> Resou
 
 
 _GENERAL = dict(HAS_LEFT=False, SOFTCAP=False, VARLEN=False, USE_TMA=True,
-                DOT_PRECISION="tf32", DQ_ATOMIC=False, DQ_TMA=False)
+                DOT_PRECISION="tf32", DQ_ATOMIC=False, DQ_TMA=False, DELTA_IN=False)
 
 
 def jobs(head_dims=(64, 128), kinds=("dq", "dkdv", "lean_dkdv")) -> list:

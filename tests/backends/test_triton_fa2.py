@@ -164,6 +164,42 @@ def test_cpu_block_shapes_and_load_paths(tma, blocks, monkeypatch, bwd_variant):
         check(make_problem(d=64, sq=45, sk=61, heads="gqa", window=(20, 4), dtype=F32))
 
 
+DELTA_PREPASS_CASES = [  # Dv != D, rows with no key, varlen with an empty sequence, fp32
+    (dict(d=32, dv=48, sq=29, sk=45, causal=True), "bshd"),
+    (dict(d=40, sq=53, sk=37, heads="gqa", causal=True), "bhsd"),
+    (dict(d=40, heads="gqa", causal=True, lens=[(5, 30), (0, 9), (40, 40), (17, 0)]), "varlen"),
+    (dict(d=59, sq=40, sk=40, heads="mqa", window=(7, 3), softcap=3.0, dtype=F32), "bshd"),
+]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kw,layout", [
+    pytest.param(kw, lay, id=case_id(make_problem(**kw), lay, "delta-prepass"))
+    for kw, lay in DELTA_PREPASS_CASES])
+def test_cpu_split_backward_with_delta_prepass(kw, layout, monkeypatch):
+    """ATTNHUB_TRITON_DELTA_PREPASS=1: the split backward reads Δ from the pre-pass
+    (_attn_bwd_delta) instead of computing it in the dQ kernel -- same results."""
+    passes = []
+    delta = ops._delta
+    monkeypatch.setattr(ops, "_delta", lambda *a: passes.append(1) or delta(*a))
+    with env(ATTNHUB_TRITON_DELTA_PREPASS="1", ATTNHUB_TRITON_BWD="split"):
+        check(make_problem(**kw), "bhsd" if layout == "varlen" else layout)
+    assert passes, "the pre-pass did not run"
+
+
+def test_delta_prepass_switch(monkeypatch):
+    """The switch, else DELTA_PREPASS by padded head dim (empty: Δ in the dQ kernel)."""
+    p = make_problem(d=40, sq=16, sk=16)
+    q, k, v = random_inputs(p)
+    call = ops._Launch(q, k, v, p.scale, -1, -1, 0.0, None, None, 0, 0)
+    monkeypatch.delenv("ATTNHUB_TRITON_DELTA_PREPASS", raising=False)
+    assert not ops._use_delta_prepass(call)
+    monkeypatch.setitem(ops.DELTA_PREPASS, 64, True)  # d40 pads to 64
+    assert ops._use_delta_prepass(call)
+    monkeypatch.setenv("ATTNHUB_TRITON_DELTA_PREPASS", "0")
+    assert not ops._use_delta_prepass(call)
+
+
 # The lean forward (_kernel_lean.py): dense, no window/softcap, D == Dv in {64, 128}, fp16
 # here (bf16 is refused on the CPU).  Each case runs with it on and off; the default tiles
 # (32x16) put several key blocks on a causal diagonal, one case swaps them.

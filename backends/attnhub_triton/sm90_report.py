@@ -7,8 +7,10 @@ Triton compiles for ``GPUTarget("cuda", 90, 32)`` with its bundled ptxas, and it
 cuobjdump reads the cubin's resource usage.  Programs per SM follow from 65,536 registers
 (allocated per warp in units of 256) and 227 KB of shared memory (plus 1 KB per program
 reserved by the driver).  This is what NOTES.md's register tables come from; the GPU's own
-numbers (device_check.py's ``_resources``) may differ where the device's Triton version
-does (3.6 there, this machine's here).
+numbers (device_check.py's ``_resources``) differ where the device's Triton version does:
+to see the device's, put its version first on the path (``pip install --target
+/tmp/t36site triton==3.6.0`` and ``PYTHONPATH=/tmp/t36site``); with 3.6 this reproduces
+the device's record of the lean forward (255 registers, 40/56 B of stack at d128).
 
 Run it with ``TRITON_INTERPRET`` unset: under the interpreter ``@triton.jit`` makes
 functions the compiler cannot take (:func:`report_subprocess` takes care of that).
@@ -163,6 +165,8 @@ def main(argv=None) -> None:
     if args.json:
         print(json.dumps(rows))
         return
+    import triton
+    print(f"Triton {triton.__version__} ({os.path.dirname(triton.__file__)}), sm90, bf16")
     for r in rows:
         print(f"{r['kernel']:<22} {r['config']:<58} regs {r['regs']:>3}  spill {r['spill_bytes']:>4} B"
               f" (loop LDL/STL {r['loop_ldl']}/{r['loop_stl']})  smem {r['smem'] // 1024:>3} KB"

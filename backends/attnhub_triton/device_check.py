@@ -303,10 +303,29 @@ def bwd_jobs() -> list:
     return jobs
 
 
-def bench_bwd(out: str, deadline: float) -> dict:
+def _sdpa_backward_peers(row: dict, q, k, v, do, causal: bool, tflop: float, timed) -> None:
+    """row["cudnn"], row["flash"]: TFLOP/s of SDPA's cuDNN and flash backward through
+    autograd on the same inputs (None, with the error, where a peer does not run)."""
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                       ("flash", SDPBackend.FLASH_ATTENTION)):
+        try:
+            qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+            with sdpa_kernel(kind):
+                og = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+                row[name] = tflop / (timed(lambda: torch.autograd.grad(
+                    og, (qg, kg, vg), do, retain_graph=True)) * 1e-3)
+            del qg, kg, vg, og
+        except Exception as e:  # noqa: BLE001 - a peer that does not run here
+            row[name] = None
+            row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def bench_bwd(out: str, deadline: float) -> dict:
+    import torch
     from triton.testing import do_bench
     from attnhub_triton import ops
 
@@ -398,18 +417,7 @@ def bench_bwd(out: str, deadline: float) -> dict:
                 row["max_abs_grad"] = max(y.float().abs().max().item() for y in sp)
                 row["dq_run_to_run"] = (a1[0].float() - a2[0].float()).abs().max().item()
                 del a1, a2, sp
-                for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),
-                                   ("flash", SDPBackend.FLASH_ATTENTION)):
-                    try:
-                        qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
-                        with sdpa_kernel(kind):
-                            og = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
-                            row[name] = tfl / (timed(lambda: torch.autograd.grad(
-                                og, (qg, kg, vg), do, retain_graph=True)) * 1e-3)
-                        del qg, kg, vg, og
-                    except Exception as e:  # noqa: BLE001 - a peer that does not run here
-                        row[name] = None
-                        row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+                _sdpa_backward_peers(row, q, k, v, do, causal, tfl, timed)
                 result["grid"].append(row)
                 log("[grid]", json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
                                           for k, x in row.items()}))
@@ -826,8 +834,6 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
     registers and spills, then the split backward's TFLOP/s with each against the default
     kernels, SDPA cuDNN and flash (same process, do_bench medians)."""
     import torch
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     from triton.testing import do_bench
     from attnhub.testing.tolerance import check_backward, random_inputs
     from attnhub_triton import TritonFA2Backend, _kernel_lean, _kernels, ops
@@ -964,18 +970,7 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
         for c in DQ_SWEEP.get(d, []):
             bwd_tflops(f"dq {_cfg_label(c)}", "0", {"dq": c}, ref)
             bwd_tflops(f"dq {_cfg_label(c)} + lean", "1", {"dq": c}, ref)
-        for name, kind in (("cudnn", SDPBackend.CUDNN_ATTENTION),
-                           ("flash", SDPBackend.FLASH_ATTENTION)):
-            try:
-                qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
-                with sdpa_kernel(kind):
-                    og = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
-                    row[name] = tfl / (timed(lambda: torch.autograd.grad(
-                        og, (qg, kg, vg), do, retain_graph=True)) * 1e-3)
-                del qg, kg, vg, og
-            except Exception as e:  # noqa: BLE001 - a peer that does not run here
-                row[name] = None
-                row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+        _sdpa_backward_peers(row, q, k, v, do, causal, tfl, timed)
         result["bench"].append(row)
         log("[bench]", json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
                                    for k, x in row.items()}))
@@ -1021,44 +1016,31 @@ def main():
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
     summary = {}
     t = time.time()
-    if args.lean_bwd:
+    if args.lean_bwd or args.lean:
+        name = "lean-bwd" if args.lean_bwd else "lean"
         deadline = t + args.budget
+        jobs, job_fn, check, margin, table = (
+            (lean_bwd_jobs(), _lean_bwd_compile_job, lean_bwd_check, 30, print_lean_bwd_table)
+            if args.lean_bwd else
+            (lean_jobs(), _lean_compile_job, lean_check, 45, print_lean_table))
         try:
-            summary["warm"] = warm_cache(args.workers, lean_bwd_jobs(), _lean_bwd_compile_job)
+            summary["warm"] = warm_cache(args.workers, jobs, job_fn)
         except Exception as e:  # noqa: BLE001
             log("[warm] failed:", repr(e)[:300])
         log(f"[warm] {time.time() - t:.0f}s")
         result = {}
         try:
-            result = lean_bwd_check(args.out, deadline - 30)
+            result = check(args.out, deadline - margin)
         except Exception:  # noqa: BLE001
             import traceback
-            log("[lean-bwd] failed:", traceback.format_exc()[-2000:])
-        print_lean_bwd_table(result)
-        with open(os.path.join(args.out, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1, default=str)
-        log(f"[lean-bwd] total {time.time() - t:.0f}s")
-        return
-    if args.lean:
-        deadline = t + args.budget
-        try:
-            summary["warm"] = warm_cache(args.workers, lean_jobs(), _lean_compile_job)
-        except Exception as e:  # noqa: BLE001
-            log("[warm] failed:", repr(e)[:300])
-        log(f"[warm] {time.time() - t:.0f}s")
-        result = {}
-        try:
-            result = lean_check(args.out, deadline - 45)
-        except Exception:  # noqa: BLE001
-            import traceback
-            log("[lean] failed:", traceback.format_exc()[-2000:])
-        print_lean_table(result)
-        if args.warp_spec and deadline - time.time() > 25:
+            log(f"[{name}] failed:", traceback.format_exc()[-2000:])
+        table(result)
+        if args.lean and args.warp_spec and deadline - time.time() > 25:
             summary["warp_spec"] = run_ws_snippet(LEAN_WS_SNIPPET, deadline - time.time() - 5)
             log(f"[ws] {summary['warp_spec']}")
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1, default=str)
-        log(f"[lean] total {time.time() - t:.0f}s")
+        log(f"[{name}] total {time.time() - t:.0f}s")
         return
     if args.bwd:
         deadline = t + args.budget

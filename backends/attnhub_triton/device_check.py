@@ -980,6 +980,34 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
     return result
 
 
+def plot_lean_bwd(json_path: str, png_path: str) -> None:
+    """Bars per grid point: every timed split-backward variant next to cuDNN and flash."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path) as f:
+        data = json.load(f)
+    rows = data["bench"]
+    names = [k for k in dict.fromkeys(k for r in rows for k in r)
+             if k not in ("d", "s", "causal") and not k.startswith("diff")
+             and not k.endswith("_error")]
+    fig, ax = plt.subplots(figsize=(max(10, 1.3 * len(rows)), 5.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ax.bar([j + i * width for j in range(len(rows))],
+               [r.get(name) or 0 for r in rows], width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))],
+                  [f"d{r['d']} {r['s'] // 1024}k{' c' if r['causal'] else ''}" for r in rows])
+    ax.set_ylabel("backward TFLOP/s")
+    ax.set_title(f"triton-fa2 split backward variants, {data['device']}, bf16, {data['date']}"
+                 " (one process)")
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+
+
 def print_lean_bwd_table(result):
     log("\nBackward TFLOP/s (bf16, split variant), batch=16384//S, heads=2048//D, one process")
     for r in result.get("bench", []):

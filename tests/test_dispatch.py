@@ -257,9 +257,9 @@ def test_hopper_fa3_cache_tag_follows_its_switches(monkeypatch):
         from attnhub_triton import ops
         for name in ops._KERNEL_SWITCHES:
             monkeypatch.delenv(name, raising=False)
-    assert be.cache_tag() == "fwd-cuda+bwd-triton"
-    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
     assert be.cache_tag() == "fwd-cuda+bwd-cuda"
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "0")
+    assert be.cache_tag() == "fwd-cuda+bwd-triton"
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
     assert be.cache_tag() == "fwd-triton+bwd-triton"
     if importlib.util.find_spec("attnhub_triton") is not None:  # its backward's switches

@@ -9,9 +9,9 @@ TMA tensor descriptors, two consumer warpgroups per 128-row tile, software-pipel
 QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA with
 FlashAttention-3's descales (see ``kernels.py`` for the kernel, ``NOTES.md`` for what was
 tried and measured).  Backward by recomputation from (O, LSE) through the ``triton-fa2``
-kernels when installed; a warp-specialised CUDA backward (``fa3_bwd.cu``, ``cuda_bwd.py``)
-for dense d64/d128/d256 is written and compile-checked but opt-in (``ATTNHUB_HOPPER_CUDA_BWD=1``)
-until it has passed its device check (``cuda_bwd_check.py``).
+kernels when installed, except for dense d64/d128/d256 without window/softcap: those run
+the warp-specialised CUDA backward (``fa3_bwd.cu``, ``cuda_bwd.py``; ``ATTNHUB_HOPPER_CUDA_BWD=0``
+turns it off).
 
     q8, k8, v8, qd, kd, vd = attnhub.quantize_fp8(q, k, v)
     o = attnhub.attention(q8, k8, v8, q_descale=qd, k_descale=kd, v_descale=vd)  # bf16
@@ -81,7 +81,7 @@ class HopperFA3Backend(attnhub.Backend):
     def backward(self, do, q, k, v, o, lse, problem):
         from . import cuda_bwd
 
-        if cuda_bwd.unsupported_reason(q, k, v, problem) is None:  # opt-in until checked
+        if cuda_bwd.unsupported_reason(q, k, v, problem) is None:
             return cuda_bwd.backward(do, q, k, v, o, lse, problem)
         try:
             from attnhub_triton.ops import flash_backward
@@ -113,8 +113,8 @@ class HopperFA3Backend(attnhub.Backend):
 
         cuda = cuda_fwd.installed_reason()
         if not cuda_bwd.enabled():
-            backward = ("triton-fa2's kernels (the CUDA backward, fa3_bwd.cu, is opt-in with "
-                        "ATTNHUB_HOPPER_CUDA_BWD=1 until its device check passes)")
+            backward = ("triton-fa2's kernels (the CUDA backward, fa3_bwd.cu, is off: "
+                        "ATTNHUB_HOPPER_CUDA_BWD=0 or the CUDA forward is off)")
         elif cuda is not None:
             backward = f"triton-fa2's kernels (CUDA backward unavailable: {cuda})"
         else:

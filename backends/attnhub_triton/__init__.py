@@ -112,5 +112,4 @@ class TritonFA2Backend(attnhub.Backend):
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
                 "lean forward by default": ", ".join(lean) or "nowhere",
-                "lean dK/dV by default": ", ".join(lean_bwd) or
-                "nowhere (ATTNHUB_TRITON_LEAN_BWD=1 turns it on; not yet timed on a GPU)"}
+                "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere"}

@@ -18,7 +18,7 @@ in {64, 128, 256}, fp16/bf16, ``scale > 0``, tensors TMA can read, on sm90 (or t
 interpreter) -- can go to the lean kernel (``_kernel_lean.py``: 4 warps, two programs per
 SM); everything else, and every call with ``ATTNHUB_TRITON_LEAN=0``, to the general one.
 The split backward's dK/dV pass has a lean kernel for the same case too
-(``ATTNHUB_TRITON_LEAN_BWD``, off by default until timed on a GPU).
+(``ATTNHUB_TRITON_LEAN_BWD``; the default at d64, where it was measured to win).
 
 Outputs follow the inputs' memory order: a BSHD view in gives a BSHD view out, so no copy
 is made on either side.  K/V are never repeated for GQA: kernels index head ``hq // group``.
@@ -38,7 +38,7 @@ Environment knobs (read per call):
     ATTNHUB_TRITON_LEAN=0|1     the lean forward (above): 0 never, 1 wherever it applies;
                                 unset: where it was measured to win (``LEAN_DEFAULT``)
     ATTNHUB_TRITON_LEAN_BWD=0|1 the lean dK/dV kernel of the split backward: 0 never, 1
-                                wherever it applies; unset: ``LEAN_BWD_DEFAULT`` (empty)
+                                wherever it applies; unset: ``LEAN_BWD_DEFAULT`` (d64)
     ATTNHUB_TRITON_DELTA_PREPASS=0|1   split backward: Δ in its own pass (1) or in the
                                 dQ kernel (0); unset: ``DELTA_PREPASS`` (empty: in the dQ kernel)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
@@ -349,13 +349,16 @@ INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": 
 # the backward ones were timed as fixed configs in run 3.
 _DEFAULTS = {
     "fwd": {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (128, 64, 8, 2)},
-    "dq": {64: (128, 64, 8, 2), 128: (128, 64, 8, 2), 256: (128, 32, 8, 2)},
+    # dq d64/d128: one warpgroup per program, two per SM -- H100 2026-12-05 (NOTES.md, "Lean
+    # dK/dV and 4-warp dQ"): +5..10 % of the whole backward over 128x64 w8 at every point
+    "dq": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2), 256: (128, 32, 8, 2)},
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2),  # best or tied in the lean sweep
              256: (64, 32, 4, 2)},  # not yet timed: two programs per SM (sm90_report)
-    # not yet timed (NOTES.md); d128: 32 query rows, the tile without spills in its loops
-    "lean_dkdv": {64: (64, 64, 4, 2), 128: (32, 64, 4, 2)},
+    # d64: timed best or tied (H100 2026-12-05); d128 (not a default route): 64x64 s2 was
+    # its best tile there (the spill-free 32x64 lost 5..21 %: N = 32 wgmma)
+    "lean_dkdv": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2)},
 }
 # float32 inputs (3-pass tf32 dots, twice the bytes): small tiles, never autotuned.
 _FP32 = {
@@ -546,13 +549,16 @@ def kernel_tag() -> str:
 #: Where the lean forward is the default (ATTNHUB_TRITON_LEAN unset), by (head dim, causal).
 #: H100 run of 2026-11-23 (NOTES.md, "Lean forward"), fixed configs, against the general
 #: forward: d128 +5..17 % at S = 2k and 16k; d64 -1 % (noise) at 2k, +5..6 % at 16k.
-#: d256 (added 2026-12-05, 64x32 tiles, two programs per SM) is off until timed.
+#: d256 (64x32 tiles, two programs per SM) lost 9..20 % to the general forward on the H100
+#: (2026-12-05), 128x64 w8 -9..+1 %: off.
 LEAN_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
 
 
 #: Where the lean dK/dV kernel is the split backward's default (ATTNHUB_TRITON_LEAN_BWD
-#: unset), by (head dim, causal): nowhere until a device run has timed it (NOTES.md).
-LEAN_BWD_DEFAULT: dict = {}
+#: unset), by (head dim, causal).  H100 2026-12-05 (NOTES.md), fixed configs: with the
+#: 64x64 w4 dQ tile +7..11 % at d64 over the general kernel; at d128 it loses (32x64: -5..-21 %,
+#: 64x64: -7..+3 %), so d128 keeps the general kernel.
+LEAN_BWD_DEFAULT: dict = {(64, False): True, (64, True): True}
 
 
 def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> bool:
@@ -661,7 +667,7 @@ def _delta(call, o, do, delta, cu_q) -> None:
 
 #: Where the split backward computes Δ in its own pre-pass (``_attn_bwd_delta``) instead of
 #: in the dQ kernel's prologue (ATTNHUB_TRITON_DELTA_PREPASS unset), by padded head dim:
-#: nowhere until timed.  The pre-pass costs a launch and a read of O and dO; it saves the
+#: nowhere -- the H100 run of 2026-12-05 measured -3..+2 % at d64-d256 (noise).  The pre-pass costs a launch and a read of O and dO; it saves the
 #: dQ kernel 0.8k (d64), 1.8k (d128), 4.7k SASS instructions + ~1000 spill loads/stores
 #: (d256) per program -- a third of its instructions at S = 1k (NOTES.md, sm90_report).
 DELTA_PREPASS: dict = {}

@@ -297,11 +297,15 @@ def test_emulation_catches_a_wrong_mask():
 
 
 # -- which problems it takes ------------------------------------------------------------------
-def test_off_until_its_device_check_passes(monkeypatch):
+def test_on_by_default_and_off_with_its_switch(monkeypatch):
+    monkeypatch.setattr(cuda_fwd, "enabled", lambda: True)
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
+    assert cuda_bwd.enabled()
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "0")
+    assert not cuda_bwd.enabled()
     p = _problem()
     q, k, v = random_inputs(p)
-    assert "ATTNHUB_HOPPER_CUDA_BWD=1" in cuda_bwd.unsupported_reason(q, k, v, p)
+    assert "ATTNHUB_HOPPER_CUDA_BWD=0" in cuda_bwd.unsupported_reason(q, k, v, p)
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -403,9 +407,9 @@ def test_backend_routes_to_the_cuda_backward_only_when_it_can_run(monkeypatch):
     monkeypatch.setattr(cuda_bwd, "unsupported_reason", lambda *a: "off")
     grads = be.backward(torch.randn_like(o), q, k, v, o, lse, p)
     assert calls == ["cuda"] and len(grads) == 3 and grads[0].shape == q.shape
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "0")
+    assert "is off" in be.extra_info()["backward"]
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
-    assert "opt-in" in be.extra_info()["backward"]
-    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
     assert "unavailable: cupy is not installed" in be.extra_info()["backward"]
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)

@@ -70,8 +70,12 @@ def _signature(fn, constexprs: dict) -> tuple[dict, dict]:
     return sig, consts
 
 
-def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int) -> Resources:
-    """Compile ``fn`` (a ``@triton.jit`` function) for sm90 with bf16 tensors."""
+def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int,
+                 types: dict | None = None) -> Resources:
+    """Compile ``fn`` (a ``@triton.jit`` function) for sm90 with bf16 tensors; ``types``
+    overrides the argument types guessed from their names (``{"H": "i32"}``).  It also
+    catches what Triton's interpreter lets through (e.g. a non-constexpr global read in a
+    kernel)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -79,6 +83,7 @@ def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int) -> Resou
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError(f"{fn!r} is not a JITFunction: unset TRITON_INTERPRET")
     sig, consts = _signature(fn, constexprs)
+    sig.update({k: v for k, v in (types or {}).items() if k in sig and k not in constexprs})
     kernel = triton.compile(ASTSource(fn, sig, constexprs=consts),
                             target=GPUTarget("cuda", 90, 32),
                             options=dict(num_warps=num_warps, num_stages=num_stages))

@@ -355,7 +355,7 @@ _DEFAULTS = {
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2),  # best or tied in the lean sweep
-             256: (64, 32, 4, 2)},  # not yet timed: two programs per SM (sm90_report)
+             256: (64, 32, 4, 2)},  # only with ATTNHUB_TRITON_LEAN=1: it lost (NOTES.md)
     # d64: timed best or tied (H100 2026-12-05); d128 (not a default route): 64x64 s2 was
     # its best tile there (the spill-free 32x64 lost 5..21 %: N = 32 wgmma)
     "lean_dkdv": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2)},

@@ -586,6 +586,32 @@ def _resources(kernel, warps: int) -> dict:
     return {"regs": regs, "spills": spills, "smem": smem, "ctas_per_sm": min(by_regs, by_smem)}
 
 
+def _check_session(out: str, filename: str):
+    """What the --lean and --lean-bwd checks share: the result record, its writer
+    (``out/filename``), and a spy on ``ops._launch`` that lists the kernel kinds launched.
+    Returns (result, save, routes, the original launch -- to restore when done)."""
+    import torch
+    from attnhub_triton import ops
+
+    result = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE,
+              "torch": torch.__version__, "triton": __import__("triton").__version__,
+              "date": time.strftime("%F %T"), "checks": [], "resources": {}, "bench": []}
+
+    def save():
+        with open(os.path.join(out, filename), "w") as f:
+            json.dump(result, f, indent=1, default=str)
+
+    routes = []
+    launch = ops._launch
+
+    def spy(kind, *a, **kw):
+        routes.append(kind)
+        return launch(kind, *a, **kw)
+
+    ops._launch = spy
+    return result, save, routes, launch
+
+
 def lean_check(out: str, deadline: float) -> dict:
     """Correctness of the lean forward on the GPU, then its speed next to the general
     forward, SDPA cuDNN and SDPA flash (same process, do_bench medians)."""
@@ -598,22 +624,7 @@ def lean_check(out: str, deadline: float) -> dict:
 
     os.environ["ATTNHUB_TRITON_AUTOTUNE"] = "0"
     backend = TritonFA2Backend()
-    result = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE,
-              "torch": torch.__version__, "triton": __import__("triton").__version__,
-              "date": time.strftime("%F %T"), "checks": [], "resources": {}, "bench": []}
-
-    def save():
-        with open(os.path.join(out, "lean.json"), "w") as f:
-            json.dump(result, f, indent=1, default=str)
-
-    routes = []
-    launch = ops._launch
-
-    def spy(kind, *a, **kw):
-        routes.append(kind)
-        return launch(kind, *a, **kw)
-
-    ops._launch = spy
+    result, save, routes, launch = _check_session(out, "lean.json")
     out_shapes = ops._out_shapes
     ops._out_shapes = lambda q, v, varlen: tuple(  # poisoned outputs: unwritten -> NaN
         t.fill_(float("nan")) for t in out_shapes(q, v, varlen))
@@ -840,22 +851,7 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
 
     os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_BWD="split")
     backend = TritonFA2Backend()
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "triton": __import__("triton").__version__, "date": time.strftime("%F %T"),
-              "checks": [], "resources": {}, "bench": []}
-
-    def save():
-        with open(os.path.join(out, "lean_bwd.json"), "w") as f:
-            json.dump(result, f, indent=1, default=str)
-
-    routes = []
-    launch = ops._launch
-
-    def spy(kind, *a, **kw):
-        routes.append(kind)
-        return launch(kind, *a, **kw)
-
-    ops._launch = spy
+    result, save, routes, launch = _check_session(out, "lean_bwd.json")
     empty_like_layout = ops._empty_like_layout
     ops._empty_like_layout = lambda *a, **kw: empty_like_layout(*a, **kw).fill_(float("nan"))
 

@@ -55,19 +55,31 @@ class BwdTile(NamedTuple):
     query block (``dq_atomic=False``), or 8-byte ``red.global.add`` straight from the
     registers (no staging buffer, no barriers; more L2 requests); and whether dV's product
     is issued as soon as P is ready, under the wait for dPᵀ and the dS arithmetic
-    (``early_dv``; keeps P in float32 and 16 bits at once)."""
+    (``early_dv``; keeps P in float32 and 16 bits at once).  Two schedule changes for d64 and
+    d128: ``early_release`` hands the Q/dO stage back to the producer as soon as dV's and
+    dK's products retire, not after dQ's too; ``s_ahead`` issues the next query block's Sᵀ
+    right after this block's dQ product, so that it runs under the dQ hand-off (shared
+    memory, barriers, the bulk reduction) and the next block starts at dPᵀ."""
 
     stages: int = 2
     dq_atomic: bool = False
     early_dv: bool = False
+    early_release: bool = False
+    s_ahead: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
-                + ("-early" if self.early_dv else ""))
+                + ("-early" if self.early_dv else "")
+                + ("-release" if self.early_release else "")
+                + ("-ahead" if self.s_ahead else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
-            BwdTile(2, False, True), BwdTile(3, True, True), BwdTile(1, True))
+            BwdTile(2, False, True), BwdTile(3, True, True), BwdTile(1, True),
+            BwdTile(2, early_release=True), BwdTile(2, s_ahead=True),
+            BwdTile(2, early_release=True, s_ahead=True),
+            BwdTile(3, True, early_release=True, s_ahead=True),
+            BwdTile(2, False, True, s_ahead=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -84,7 +96,7 @@ def tiles_for(head_dim: int) -> list:
 def _tiles(head_dim: int) -> tuple:
     ok = [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
           and not (t.early_dv and head_dim in (64, 256))
-          and (head_dim != 256 or t.dq_atomic)]
+          and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
     return tuple([t for t in ok if t.stages > 1] or ok)
 
 
@@ -156,7 +168,8 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DBLOCK_M={block_m_for(head_dim)}", f"-DDQ_N={_dq_n(head_dim)}",
             f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
-            f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}")
+            f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}",
+            f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,

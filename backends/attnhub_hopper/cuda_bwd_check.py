@@ -1,6 +1,7 @@
 """Check and time the warp-specialised CUDA backward (``fa3_bwd.cu``) on an H100 in one call.
 
     python backends/attnhub_hopper/cuda_bwd_check.py --out $OUT [--quick] [--no-grid]
+        [--dims 128,64] [--tiles s2-ahead,s2-release]
 
 1. Builds every specialisation: d64/d128/d256 × causal × bf16/fp16 × the variants that
    fit (cuda_bwd.tiles_for: Q/dO ring depth 1-3, dQ by smem + bulk reduction or by
@@ -36,6 +37,25 @@ sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 from attnhub_hopper.device_check import _bench, _poison, plot_only, tee_log  # noqa: E402
 
 GRID_S = (1024, 2048, 4096, 8192, 16384)
+_SELECT = {"dims": None, "tiles": None}  # --dims / --tiles (None: all)
+
+
+def selected_tiles(D: int) -> list:
+    """cuda_bwd.tiles_for(D) limited to --tiles (by name, e.g. ``s2-ahead``); the default
+    tile always stays (it is what the variants are compared with)."""
+    from attnhub_hopper import cuda_bwd
+
+    names = _SELECT["tiles"]
+    default = cuda_bwd.default_tile(D)
+    return [t for t in cuda_bwd.tiles_for(D) if names is None or t == default
+            or str(t) in names]
+
+
+def selected_dims() -> tuple:
+    from attnhub_hopper import cuda_bwd
+
+    dims = _SELECT["dims"]
+    return tuple(D for D in cuda_bwd.HEAD_DIMS if dims is None or D in dims)
 
 
 def _problem(B, Hq, Hk, Sq, Sk, D, dtype, causal):
@@ -51,7 +71,7 @@ def cases(quick: bool) -> list:
     from attnhub_hopper import cuda_bwd
 
     out = []
-    for D in cuda_bwd.HEAD_DIMS:
+    for D in selected_dims():
         for causal in (False, True):
             for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
                 out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk, B=2, Hq=4, Hk=4))
@@ -62,11 +82,18 @@ def cases(quick: bool) -> list:
                             layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
                             dtype=torch.float16))
-            for tile in cuda_bwd.tiles_for(D)[1:]:
+            for tile in selected_tiles(D):
+                if tile == cuda_bwd.default_tile(D):
+                    continue
                 out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
                                 tile=tuple(tile)))
                 out.append(dict(D=D, causal=causal, Sq=113, Sk=203, B=2, Hq=4, Hk=4,
                                 tile=tuple(tile)))
+                if tile.s_ahead or tile.early_release:  # one block per CTA; many per CTA
+                    out.append(dict(D=D, causal=causal, Sq=1, Sk=4096, B=2, Hq=4, Hk=4,
+                                    tile=tuple(tile)))
+                    out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, B=2, Hq=16, Hk=4,
+                                    tile=tuple(tile)))
     return out[::3] if quick else out
 
 
@@ -199,8 +226,8 @@ def build_all(log) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     specs = [(D, causal, dtype, tile) for dtype in (torch.bfloat16, torch.float16)
-             for D in cuda_bwd.HEAD_DIMS for causal in (False, True)
-             for tile in cuda_bwd.tiles_for(D)]
+             for D in selected_dims() for causal in (False, True)
+             for tile in selected_tiles(D)]
     dev = torch.cuda.current_device()
 
     def one(spec):
@@ -241,14 +268,14 @@ def passed_tiles(results) -> dict:
     from attnhub_hopper import cuda_bwd
 
     out = {}
-    for D in cuda_bwd.HEAD_DIMS:
+    for D in selected_dims():
         mine = [r for r in results if r["case"]["D"] == D]
         ok = {}
         for r in mine:
             t = r["case"].get("tile")
             key = cuda_bwd.default_tile(D) if t is None else cuda_bwd.BwdTile(*t)
             ok[key] = ok.get(key, True) and r["ok"]
-        out[D] = [t for t in cuda_bwd.tiles_for(D) if ok.get(t, False)]
+        out[D] = [t for t in selected_tiles(D) if ok.get(t, False)]
     return out
 
 
@@ -262,8 +289,8 @@ def grid(log, quick, tiles=None) -> list:
     except ImportError:
         flash_backward = None
     rows = []
-    for D in cuda_bwd.HEAD_DIMS:
-        timed_tiles = cuda_bwd.tiles_for(D) if tiles is None else tiles.get(D, [])
+    for D in selected_dims():
+        timed_tiles = selected_tiles(D) if tiles is None else tiles.get(D, [])
         if not timed_tiles:
             log(f"d{D}: no variant passed the correctness cases; not timed")
             continue
@@ -359,7 +386,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-grid", action="store_true")
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
+    ap.add_argument("--dims", type=lambda x: [int(d) for d in x.split(",")],
+                    help="head dims to check and time, e.g. 128,64 (default: all)")
+    ap.add_argument("--tiles", type=lambda x: x.split(","),
+                    help="variants by name, e.g. s2-ahead,s2-release (the default tile "
+                         "always runs; default: every variant that builds)")
     args = ap.parse_args()
+    _SELECT.update(dims=args.dims, tiles=args.tiles)
     if args.plot_from:
         return plot_only(plot, args.plot_from)
     os.environ["ATTNHUB_HOPPER_CUDA_BWD"] = "1"  # what this script checks

@@ -33,7 +33,7 @@
 // Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, 128 or 256 with BLOCK_M 64: the
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
-// IS_BF16, DQ_ATOMIC, EARLY_DV, BWD_TRACE.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
+// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, BWD_TRACE.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>,
 // wgmma_rs_n<KV_N> come from wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
 // rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
@@ -71,6 +71,12 @@
 #endif
 #ifndef EARLY_DV  // 1: issue dV += Pᵀ·dO before waiting for dPᵀ (more overlap, more registers)
 #define EARLY_DV 0
+#endif
+#ifndef EARLY_RELEASE  // 1: hand the Q/dO stage back once dV, dK retire, not after dQ too
+#define EARLY_RELEASE 0
+#endif
+#ifndef S_AHEAD  // 1: a block's dQ goes out (shared memory, barriers, bulk reduction) after
+#define S_AHEAD 0  // the next block's Sᵀ is issued, so the tensor cores work under it
 #endif
 
 // SPLIT_D (d256): dK + dV of 64 keys would take 256 registers per thread, so both
@@ -114,8 +120,9 @@
 static_assert((HEAD_DIM == 64 && BLOCK_M == 128) || (HEAD_DIM == 128 && BLOCK_M == 64) ||
                   (HEAD_DIM == 256 && BLOCK_M == 64),
               "supported: d64 with 128-query blocks, d128 and d256 with 64-query blocks");
-static_assert(!SPLIT_D || (DQ_ATOMIC && !EARLY_DV),
-              "d256: dQ by red.global.add (no room for a staging buffer), no early dV");
+static_assert(!SPLIT_D || (DQ_ATOMIC && !EARLY_DV && !EARLY_RELEASE && !S_AHEAD),
+              "d256: dQ by red.global.add (no room for a staging buffer), no early dV, "
+              "the stage released before dQ already, Sᵀ by warpgroup 0 alone");
 static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warpgroups split "
               "dQ's rows (128-query blocks) or its columns (64-query blocks)");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
@@ -157,6 +164,13 @@ __device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u
           "r"(dst),
       "l"((u64)src), "r"(bytes), "r"(bar)
       : "memory");
+}
+// x + 0 as an instruction ptxas keeps (exact but for -0 → +0): a copy of an accumulator
+// value that no wgmma defines (a plain mov is coalesced away)
+__device__ __forceinline__ float copy_f32(float x) {
+  float y;
+  asm volatile("add.f32 %0, %1, 0f00000000;" : "=f"(y) : "f"(x));
+  return y;
 }
 __device__ __forceinline__ void red_add_f2(float* dst, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"((u64)dst), "f"(a), "f"(b)
@@ -366,6 +380,43 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       if (lane == 0) mbar_arrive(BAR_E(s));
     };
 
+    // dQ_part of query block blk (in dq) → dq_accum, in the threads' register order:
+    // element (j, h, e) of thread ctid at ((2j + h) * 128 + ctid) * 2 + e of this
+    // warpgroup's share.
+    auto dq_out = [&](long long blk, const float(&dq)[DQ_N / 2]) {
+#if DQ_ATOMIC
+      // straight from registers, 8-byte vector reductions (coalesced: a warp's 32 pairs are
+      // 256 contiguous bytes)
+      {
+        float* g = dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 2 * ctid;
+#pragma unroll
+        for (int j = 0; j < DQ_N / 8; ++j) {
+          red_add_f2(g + (2 * j) * 256, dq[4 * j], dq[4 * j + 1]);
+          red_add_f2(g + (2 * j + 1) * 256, dq[4 * j + 2], dq[4 * j + 3]);
+        }
+      }
+#else
+      // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
+      if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
+#pragma unroll
+      for (int j = 0; j < DQ_N / 8; ++j) {
+        st_shared_f2(sDQw + ((2 * j) * 128 + ctid) * 8, dq[4 * j], dq[4 * j + 1]);
+        st_shared_f2(sDQw + ((2 * j + 1) * 128 + ctid) * 8, dq[4 * j + 2], dq[4 * j + 3]);
+      }
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
+      if (ctid == 0) {
+        bulk_reduce_add_f32(dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS, sDQw, DQ_WG_FLOATS * 4);
+        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+      }
+#endif
+    };
+    long long blk_prev = 0;  // S_AHEAD: the block whose dQ waits in dq_prev
+    float dq_prev[S_AHEAD ? DQ_N / 2 : 1];
+    (void)blk_prev;
+    (void)dq_prev;
+
     mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
     const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
     (void)tr;
@@ -401,6 +452,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
 #else
       issue_sdp(s_acc, sKw, sQs);
+#if S_AHEAD  // the previous block's dQ goes out under this block's Sᵀ
+      if (i > 0) dq_out(blk_prev, dq_prev);
+#endif
       mbar_wait(BAR_DF(s), ph);
       CTRACE(i, 2);
       issue_sdp(dp_acc, sVw, sDOs);
@@ -545,44 +599,32 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           WGMMA_DQ(dq, da, db, 1);
       }
       wgmma_commit();
+#if EARLY_RELEASE  // groups retire in order: dV and dK are done, dQ may still run
+      wgmma_wait<1>();
+      retire_kv(s);
+#endif
       wgmma_wait<0>();
 #pragma unroll
       for (int r = 0; r < DQ_N / 2; ++r) fence_reg(dq[r]);
-#if !SPLIT_D
+#if !SPLIT_D && !EARLY_RELEASE
       retire_kv(s);
 #endif
       CTRACE(i, 6);
 
-      // dQ_part → dq_accum in the threads' register order: element (j, h, e) of thread ctid
-      // at ((2j + h) * 128 + ctid) * 2 + e of this warpgroup's share.
-#if DQ_ATOMIC
-      // straight from registers, 8-byte vector reductions (coalesced: a warp's 32 pairs are
-      // 256 contiguous bytes)
-      {
-        float* g = dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 2 * ctid;
+#if S_AHEAD
+      // copied into registers no wgmma defines: read under the next block's Sᵀ, dq itself
+      // makes ptxas wait for that Sᵀ (it cannot tell, across the loop, that its wgmma retired)
+      blk_prev = blk;
 #pragma unroll
-        for (int j = 0; j < DQ_N / 8; ++j) {
-          red_add_f2(g + (2 * j) * 256, dq[4 * j], dq[4 * j + 1]);
-          red_add_f2(g + (2 * j + 1) * 256, dq[4 * j + 2], dq[4 * j + 3]);
-        }
-      }
+      for (int r = 0; r < DQ_N / 2; ++r) dq_prev[r] = copy_f32(dq[r]);
 #else
-      // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
-      if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
-#pragma unroll
-      for (int j = 0; j < DQ_N / 8; ++j) {
-        st_shared_f2(sDQw + ((2 * j) * 128 + ctid) * 8, dq[4 * j], dq[4 * j + 1]);
-        st_shared_f2(sDQw + ((2 * j + 1) * 128 + ctid) * 8, dq[4 * j + 2], dq[4 * j + 3]);
-      }
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
-      if (ctid == 0) {
-        bulk_reduce_add_f32(dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS, sDQw, DQ_WG_FLOATS * 4);
-        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-      }
+      dq_out(blk, dq);
 #endif
     }
+
+#if S_AHEAD
+    if (n_iter > 0) dq_out(blk_prev, dq_prev);
+#endif
 
     // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
     // Both warpgroups' products that read K (the dQ product reads all its rows) are done.

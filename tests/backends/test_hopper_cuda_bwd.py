@@ -55,6 +55,11 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(2, False, True) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
     assert cuda_bwd.tiles_for(256) == [cuda_bwd.BwdTile(1, True)]  # one stage, atomic dQ
+    # the schedule variants (early stage release, Sᵀ ahead of the dQ hand-off) at d64/d128
+    for D in (64, 128):
+        assert cuda_bwd.BwdTile(2, s_ahead=True) in cuda_bwd.tiles_for(D)
+        assert cuda_bwd.BwdTile(2, early_release=True) in cuda_bwd.tiles_for(D)
+    assert str(cuda_bwd.BwdTile(2, early_release=True, s_ahead=True)) == "s2-release-ahead"
     assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in cuda_bwd.HEAD_DIMS
                for t in cuda_bwd.tiles_for(D))
 

@@ -253,11 +253,14 @@ def test_hopper_fa3_cache_tag_follows_its_switches(monkeypatch):
     be = HopperFA3Backend()
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
+    monkeypatch.delenv("ATTNHUB_HOPPER_BWD_TILE", raising=False)
     if importlib.util.find_spec("attnhub_triton") is not None:  # e.g. AUTOTUNE=0 on a GPU run
         from attnhub_triton import ops
         for name in ops._KERNEL_SWITCHES:
             monkeypatch.delenv(name, raising=False)
     assert be.cache_tag() == "fwd-cuda+bwd-cuda"
+    monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2-ahead")  # another backward variant
+    assert be.cache_tag() == "fwd-cuda+bwd-cuda[s2-ahead]"
     monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "0")
     assert be.cache_tag() == "fwd-cuda+bwd-triton"
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")

@@ -40,7 +40,7 @@ import torch
 
 from . import cuda_fwd, wgmma_ptx
 
-__all__ = ["BwdTile", "VARIANTS", "default_tile", "tiles_for", "block_m_for", "block_n_for",
+__all__ = ["BwdTile", "VARIANTS", "default_tile", "tile_override", "tiles_for", "block_m_for", "block_n_for",
            "unsupported_reason", "enabled", "backward", "prepare", "dq_from_accum", "source",
            "options", "nvrtc_options", "smem_bytes", "nvcc_check"]
 
@@ -101,8 +101,29 @@ def _tiles(head_dim: int) -> tuple:
 
 
 def default_tile(head_dim: int) -> BwdTile:
-    """The first variant that fits (none measured yet): s2 at d64/d128, s1-atomic at d256."""
-    return tiles_for(head_dim)[0]
+    """The shipped variant: the first that fits (s2 at d64/d128, s1-atomic at d256; NOTES.md
+    has the measurements).  ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks
+    another one at every head dim where it builds, for experiments and profiles."""
+    tiles = tiles_for(head_dim)
+    name = tile_override()
+    if name:
+        for t in tiles:
+            if str(t) == name:
+                return t
+    return tiles[0]
+
+
+def tile_override() -> Optional[str]:
+    """ATTNHUB_HOPPER_BWD_TILE, checked against the variants' names (ValueError if it names
+    none at any head dim)."""
+    name = os.environ.get("ATTNHUB_HOPPER_BWD_TILE", "").strip()
+    if not name:
+        return None
+    names = {str(t) for D in HEAD_DIMS for t in tiles_for(D)}
+    if name not in names:
+        raise ValueError(f"ATTNHUB_HOPPER_BWD_TILE={name!r} names no backward variant; "
+                         f"use one of {sorted(names)} or unset it")
+    return name
 
 
 def enabled() -> bool:

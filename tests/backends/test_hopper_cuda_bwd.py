@@ -64,6 +64,17 @@ def test_variants_that_do_not_fit_are_left_out():
                for t in cuda_bwd.tiles_for(D))
 
 
+def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
+    monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2-ahead")
+    assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, s_ahead=True)
+    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(1, True)  # not built there: shipped
+    monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s9-fast")
+    with pytest.raises(ValueError, match="ATTNHUB_HOPPER_BWD_TILE='s9-fast'.*s2-ahead"):
+        cuda_bwd.default_tile(128)
+    monkeypatch.delenv("ATTNHUB_HOPPER_BWD_TILE")
+    assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2)
+
+
 @pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
                     "nvidia-cuda-nvrtc")
 @pytest.mark.parametrize("D,tile,trace", [(D, t, False) for D in cuda_bwd.HEAD_DIMS

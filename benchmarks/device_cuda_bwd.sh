@@ -7,7 +7,7 @@
 # then cuda_bwd_check.py (tolerance grid, then timing against SDPA cuDNN / flash /
 # efficient and triton-fa2 in the same run, of the variants whose cases all passed; a
 # launch that hangs there ends the run after 20 s, naming the case, results so far saved).
-#   bash benchmarks/device_cuda_bwd.sh [cuda_bwd_check.py args...]
+#   [SMOKE_DIMS=128,64 SMOKE_TILES=s2-ahead,...] bash benchmarks/device_cuda_bwd.sh [cuda_bwd_check.py args...]
 source benchmarks/device_setup.sh
 export ATTNHUB_HOPPER_CUDA_BWD=1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
@@ -23,8 +23,12 @@ from attnhub_hopper.cuda_bwd_check import run_traced
 # the tracing build of every variant first (built in parallel: NVRTC releases the GIL): a
 # hang is reported (which phase each role of each CTA reached) after 15 s instead of
 # ending in the timeout
-specs = [(D, causal, tile) for D in (128, 64, 256) for tile in cuda_bwd.tiles_for(D)
-         for causal in (False, True)]
+# SMOKE_DIMS=128,64 / SMOKE_TILES=s2-ahead,... limit it (e.g. to variants not yet run)
+import os
+dims = [int(d) for d in os.environ.get("SMOKE_DIMS", "128,64,256").split(",")]
+names = os.environ.get("SMOKE_TILES")
+specs = [(D, causal, tile) for D in dims for tile in cuda_bwd.tiles_for(D)
+         if not names or str(tile) in names.split(",") for causal in (False, True)]
 t = time.time()
 with ThreadPoolExecutor(8) as ex:
     list(ex.map(lambda s: cuda_bwd._kernel(torch.cuda.current_device(), s[0], s[1],

@@ -40,8 +40,8 @@ import torch
 
 from . import cuda_fwd, wgmma_ptx
 
-__all__ = ["BwdTile", "VARIANTS", "default_tile", "tile_override", "tiles_for", "block_m_for", "block_n_for",
-           "unsupported_reason", "enabled", "backward", "prepare", "dq_from_accum", "source",
+__all__ = ["BwdTile", "VARIANTS", "default_tile", "tile_override", "tiles_for", "block_m_for",
+           "block_n_for", "unsupported_reason", "enabled", "backward", "prepare", "dq_from_accum", "source",
            "options", "nvrtc_options", "smem_bytes", "nvcc_check"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_bwd.cu")

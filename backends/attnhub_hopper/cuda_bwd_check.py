@@ -393,6 +393,11 @@ def main():
                          "always runs; default: every variant that builds)")
     args = ap.parse_args()
     _SELECT.update(dims=args.dims, tiles=args.tiles)
+    unknown = set(args.tiles or ()) - {str(t) for D in selected_dims()
+                                       for t in selected_tiles(D)}
+    if unknown or not selected_dims():
+        ap.error(f"--tiles {sorted(unknown)} / --dims {args.dims}: no such variant or head dim "
+                 "(see cuda_bwd.tiles_for)")
     if args.plot_from:
         return plot_only(plot, args.plot_from)
     os.environ["ATTNHUB_HOPPER_CUDA_BWD"] = "1"  # what this script checks

@@ -366,6 +366,23 @@ def test_cuda_backward_tolerance(case, monkeypatch):
     assert res["ok"], res
 
 
+def test_check_script_selects_dims_and_variants(monkeypatch):
+    """--dims / --tiles limit the device check to what a run is for; the shipped tile
+    stays (the variants are compared with it) and the schedule variants get the cases
+    with one and with many query blocks per CTA."""
+    from attnhub_hopper import cuda_bwd_check
+
+    monkeypatch.setitem(cuda_bwd_check._SELECT, "dims", [128])
+    monkeypatch.setitem(cuda_bwd_check._SELECT, "tiles", ["s2-ahead"])
+    assert cuda_bwd_check.selected_dims() == (128,)
+    assert [str(t) for t in cuda_bwd_check.selected_tiles(128)] == ["s2", "s2-ahead"]
+    cs = cuda_bwd_check.cases(quick=False)
+    assert {c["D"] for c in cs} == {128}
+    ahead = [(c["Sq"], c["Sk"]) for c in cs if c.get("tile") == tuple(cuda_bwd.BwdTile(
+        2, s_ahead=True))]
+    assert (1, 4096) in ahead and (1500, 200) in ahead and len(ahead) == 8  # 4 × causal
+
+
 def test_check_script_plots_a_results_json(tmp_path):
     pytest.importorskip("matplotlib")
     from attnhub_hopper import cuda_bwd_check

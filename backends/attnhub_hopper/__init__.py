@@ -92,15 +92,16 @@ class HopperFA3Backend(attnhub.Backend):
     def cache_tag(self):
         """Which forward and backward run (CUDA or Triton): ATTNHUB_HOPPER_CUDA,
         ATTNHUB_HOPPER_CUDA_BWD, ATTNHUB_HOPPER_BWD_TILE and CuPy's presence change the
-        kernels behind one version;
-        on triton-fa2's backward, so do its switches (``[bwd=atomic]`` etc. when set)."""
+        kernels behind one version; on triton-fa2's backward, so do its switches
+        (``[bwd=atomic]`` etc. when set)."""
         from . import cuda_bwd, cuda_fwd
 
         cuda = cuda_fwd.installed_reason() is None
         tag = (f"fwd-{'cuda' if cuda else 'triton'}"
                f"+bwd-{'cuda' if cuda and cuda_bwd.enabled() else 'triton'}")
-        if tag.endswith("cuda") and cuda_bwd.tile_override():
-            tag += f"[{cuda_bwd.tile_override()}]"
+        variant = cuda_bwd.tile_override()
+        if tag.endswith("cuda") and variant:
+            tag += f"[{variant}]"
         if tag.endswith("triton"):
             try:
                 from attnhub_triton.ops import kernel_tag

@@ -667,9 +667,10 @@ def _delta(call, o, do, delta, cu_q) -> None:
 
 #: Where the split backward computes Δ in its own pre-pass (``_attn_bwd_delta``) instead of
 #: in the dQ kernel's prologue (ATTNHUB_TRITON_DELTA_PREPASS unset), by padded head dim:
-#: nowhere -- the H100 run of 2026-12-05 measured -3..+2 % at d64-d256 (noise).  The pre-pass costs a launch and a read of O and dO; it saves the
-#: dQ kernel 0.8k (d64), 1.8k (d128), 4.7k SASS instructions + ~1000 spill loads/stores
-#: (d256) per program -- a third of its instructions at S = 1k (NOTES.md, sm90_report).
+#: nowhere -- the H100 run of 2026-12-05 measured -3..+2 % at d64-d256 (noise).  The
+#: pre-pass costs a launch and a read of O and dO; it saves the dQ kernel 0.8k (d64), 1.8k
+#: (d128), 4.7k SASS instructions + ~1000 spill loads/stores (d256) per program -- a third
+#: of its instructions at S = 1k (NOTES.md, sm90_report).
 DELTA_PREPASS: dict = {}
 
 

@@ -112,4 +112,6 @@ class TritonFA2Backend(attnhub.Backend):
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
                 "lean forward by default": ", ".join(lean) or "nowhere",
-                "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere"}
+                "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere",
+                "two-part dK/dV by default": ", ".join(
+                    f"d{d}" for d, on in sorted(ops.DKDV_PARTS.items()) if on) or "nowhere"}

@@ -501,9 +501,10 @@ def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb, LSEb, DEL
                  BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_M: tl.constexpr,
                  HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, SOFTCAP: tl.constexpr,
                  USE_TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, MASKED: tl.constexpr,
-                 DQ_ATOMIC: tl.constexpr, DQ_TMA: tl.constexpr):
+                 DQ_ATOMIC: tl.constexpr, DQ_TMA: tl.constexpr, PART: tl.constexpr):
     """dV += Pᵀ dO and dK (unscaled) += dSᵀ Q over query blocks, in transposed form;
-    with DQ_ATOMIC also DQ (unscaled) += dS K, added into memory per query block."""
+    with DQ_ATOMIC also DQ (unscaled) += dS K, added into memory per query block.
+    PART 1: dV only (Sᵀ, dV); PART 2: dK only (Sᵀ, dPᵀ, dK); 0: both."""
     for it in tl.range(0, n_blocks):
         m0 = _block_start(it, start1, n1, start2, BLOCK_M, MASKED)
         offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -523,17 +524,19 @@ def _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb, LSEb, DEL
         p_t = tl.exp2(s - lse2[None, :])
         do = _load_block(do_desc, DOb, m0, q_len, stride_dos, stride_dod,
                          BLOCK_M, BLOCK_DV, HEAD_DIM_V, MASKED, USE_TMA)
-        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
-        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
-        ds_t = p_t * (dp_t - delta[None, :])
-        if SOFTCAP:
-            ds_t = ds_t * (1.0 - t * t)
-        ds_t = ds_t.to(q.dtype)
-        dk = tl.dot(ds_t, q, dk, input_precision=DOT_PRECISION)
-        if DQ_ATOMIC:  # the fifth matmul: this key block's share of dQ for these rows
-            dq = tl.dot(tl.trans(ds_t), k, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_D)
-            _add_dq(dq_desc, DQb, dq, m0, offs_m, q_len, stride_dqs, stride_dqd,
-                    HEAD_DIM, BLOCK_D, MASKED, DQ_TMA)
+        if PART != 2:
+            dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
+        if PART != 1:
+            dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+            ds_t = p_t * (dp_t - delta[None, :])
+            if SOFTCAP:
+                ds_t = ds_t * (1.0 - t * t)
+            ds_t = ds_t.to(q.dtype)
+            dk = tl.dot(ds_t, q, dk, input_precision=DOT_PRECISION)
+            if DQ_ATOMIC:  # the fifth matmul: this key block's share of dQ for these rows
+                dq = tl.dot(tl.trans(ds_t), k, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_D)
+                _add_dq(dq_desc, DQb, dq, m0, offs_m, q_len, stride_dqs, stride_dqd,
+                        HEAD_DIM, BLOCK_D, MASKED, DQ_TMA)
     return dk, dv
 
 
@@ -557,8 +560,14 @@ def _attn_bwd_dkdv(
     VARLEN: tl.constexpr, USE_TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
     DQ_ATOMIC: tl.constexpr, DQ_TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PART: tl.constexpr = 0,
 ):
+    """dK and dV for one key block (and, with DQ_ATOMIC, its share of dQ).  PART splits the
+    work in two launches of one accumulator each: 1 writes dV only (Sᵀ, dV: K is the only
+    register operand), 2 writes dK only (Sᵀ, dPᵀ, dK).  One more Sᵀ product than PART 0,
+    but half the accumulator registers, which lets d256 take 64-query steps (NOTES.md)."""
     tl.static_assert(BLOCK_D >= HEAD_DIM and BLOCK_DV >= HEAD_DIM_V)
+    tl.static_assert(PART == 0 or not DQ_ATOMIC)
     pid_n = tl.program_id(0)
     hk = tl.program_id(1)
     b = tl.program_id(2)
@@ -580,8 +589,11 @@ def _attn_bwd_dkdv(
     offs_dv = tl.arange(0, BLOCK_DV)
     k = _load_tile(Kb, offs_n, offs_d, stride_ks, stride_kd, k_len, HEAD_DIM,
                    True, BLOCK_D != HEAD_DIM)
-    v = _load_tile(Vb, offs_n, offs_dv, stride_vs, stride_vd, k_len, HEAD_DIM_V,
-                   True, BLOCK_DV != HEAD_DIM_V)
+    if PART != 1:
+        v = _load_tile(Vb, offs_n, offs_dv, stride_vs, stride_vd, k_len, HEAD_DIM_V,
+                       True, BLOCK_DV != HEAD_DIM_V)
+    else:  # the dV part never reads V
+        v = k
     if SOFTCAP:
         s_mul = sm_scale / softcap
         s_out = softcap * _LOG2E
@@ -597,8 +609,15 @@ def _attn_bwd_dkdv(
     n_before = tl.cdiv(full_lo - lo, BLOCK_M)
     n_edge = n_before + tl.cdiv(hi - full_hi, BLOCK_M)
 
-    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    # the accumulator a part does not write stays a one-element placeholder
+    if PART != 1:
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    else:
+        dk = tl.zeros([1, 1], dtype=tl.float32)
+    if PART != 2:
+        dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    else:
+        dv = tl.zeros([1, 1], dtype=tl.float32)
     # GQA: this program owns kv head hk and sums over its query heads -- no races on dK/dV
     # (dQ rows of one query head get added by every key block: atomics, with DQ_ATOMIC).
     for g in range(0, group):
@@ -617,7 +636,7 @@ def _attn_bwd_dkdv(
                               s_mul, s_out, win_left, win_right,
                               HEAD_DIM, HEAD_DIM_V, BLOCK_D, BLOCK_DV, BLOCK_M,
                               HAS_LEFT, HAS_RIGHT, SOFTCAP, USE_TMA, DOT_PRECISION, False,
-                              DQ_ATOMIC, DQ_TMA)
+                              DQ_ATOMIC, DQ_TMA, PART)
         dk, dv = _dkdv_blocks(dk, dv, k, v, q_desc, do_desc, dq_desc, Qb, DOb, DQb,
                               LSE + row, DELTA + row,
                               stride_qs, stride_qd, stride_dos, stride_dod, stride_dqs, stride_dqd,
@@ -625,10 +644,12 @@ def _attn_bwd_dkdv(
                               s_mul, s_out, win_left, win_right,
                               HEAD_DIM, HEAD_DIM_V, BLOCK_D, BLOCK_DV, BLOCK_M,
                               HAS_LEFT, HAS_RIGHT, SOFTCAP, USE_TMA, DOT_PRECISION, True,
-                              DQ_ATOMIC, DQ_TMA)
-    dk = dk * sm_scale
+                              DQ_ATOMIC, DQ_TMA, PART)
     n_ok = offs_n[:, None] < k_len
-    tl.store(DKb + offs_n[:, None] * stride_dks + offs_d[None, :] * stride_dkd,
-             dk.to(DK.dtype.element_ty), mask=n_ok & (offs_d[None, :] < HEAD_DIM))
-    tl.store(DVb + offs_n[:, None] * stride_dvs + offs_dv[None, :] * stride_dvd,
-             dv.to(DV.dtype.element_ty), mask=n_ok & (offs_dv[None, :] < HEAD_DIM_V))
+    if PART != 1:
+        dk = dk * sm_scale
+        tl.store(DKb + offs_n[:, None] * stride_dks + offs_d[None, :] * stride_dkd,
+                 dk.to(DK.dtype.element_ty), mask=n_ok & (offs_d[None, :] < HEAD_DIM))
+    if PART != 2:
+        tl.store(DVb + offs_n[:, None] * stride_dvs + offs_dv[None, :] * stride_dvd,
+                 dv.to(DV.dtype.element_ty), mask=n_ok & (offs_dv[None, :] < HEAD_DIM_V))

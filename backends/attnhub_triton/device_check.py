@@ -3,7 +3,7 @@
     python backends/attnhub_triton/device_check.py [--out DIR] [--skip-tests] [--skip-bench]
     python backends/attnhub_triton/device_check.py --bwd [--test-select atomic]
     python backends/attnhub_triton/device_check.py --lean [--warp-spec] [--budget S] [--dims 256]
-    python backends/attnhub_triton/device_check.py --lean-bwd [--budget S]
+    python backends/attnhub_triton/device_check.py --lean-bwd [--budget S] [--families parts]
 
 Phases (each guarded, logs under --out):
   1. tests   the ``-m gpu`` selection of tests/backends/test_triton_fa2.py in parallel
@@ -25,8 +25,9 @@ SDPA cuDNN and flash at LEAN_POINTS, one process; --warp-spec adds the lean kern
 ``warp_specialize`` in a subprocess.
 
 With --lean-bwd (ATTNHUB_TRITON_AUTOTUNE=0), the same for the split backward's lean dK/dV
-kernel (LEAN_BWD_SWEEP), the 4-warp dQ tiles (DQ_SWEEP) and the Δ pre-pass
-(ATTNHUB_TRITON_DELTA_PREPASS=1, d64-d256): compile jobs in a pool,
+kernel (LEAN_BWD_SWEEP), the 4-warp dQ tiles (DQ_SWEEP), the Δ pre-pass
+(ATTNHUB_TRITON_DELTA_PREPASS=1, d64-d256) and the two-part dK/dV pass (PARTS_SWEEP,
+ATTNHUB_TRITON_DKDV_PARTS=1, d128/d256); --families picks some of them: compile jobs in a pool,
 correctness with NaN-poisoned gradients, registers/spills, then the split backward's
 TFLOP/s with each of them vs the default kernels vs SDPA cuDNN and flash (LEAN_BWD_POINTS).
 
@@ -801,6 +802,14 @@ LEAN_BWD_SWEEP = {
 DQ_SWEEP = {64: [_lcfg(64, 64, 4, 2)], 128: [_lcfg(64, 64, 4, 2), _lcfg(64, 64, 4, 3)]}
 # (the Δ pre-pass, ATTNHUB_TRITON_DELTA_PREPASS=1, is timed at every point, d256 included:
 # it takes up to 4.7k SASS instructions and ~1000 spill loads/stores off each dQ program)
+# The two-part dK/dV pass (ATTNHUB_TRITON_DKDV_PARTS=1: dV, then dK, one accumulator per
+# program), tiles per head dim, the first ops._DEFAULTS["dv_part"/"dk_part"].  ptxas (Triton
+# 3.6, sm90): d256 64x64 w8 245 / 255 + 8 B registers, no loop spills (the one-launch 32x64
+# w8: 255 + 32 B, 1-2 loop LDL); d128 64x128 w8 218-240 / 248-255, no loop spills (the one-
+# launch tile: 255 + 120-184 B, 24-37 loop LDL).
+PARTS_SWEEP = {256: [_lcfg(64, 64, 8, 2), _lcfg(32, 64, 8, 2)], 128: [_lcfg(64, 128, 8, 2)]}
+# --families: which of the above the --lean-bwd check builds, checks and times
+BWD_FAMILIES = ["lean", "dq", "prepass", "parts"]
 LEAN_BWD_POINTS = ([(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in (False, True)]
                    + [(256, s, c) for s in (1024, 16384) for c in (False, True)]
                    + [(128, 1024, False)])
@@ -808,10 +817,12 @@ LEAN_BWD_POINTS = ([(d, s, c) for d in (64, 128) for s in (2048, 16384) for c in
 
 def _lean_bwd_compile_job(job):
     """Worker: compile the split backward with a pinned lean dK/dV and/or dQ config (and
-    with ``prepass``, Δ in its own pass)."""
-    d, causal, lean_cfg, dq_cfg, prepass = job
+    with ``prepass``, Δ in its own pass; with a ``parts_cfg``, the two-part dK/dV pass)."""
+    d, causal, lean_cfg, dq_cfg, prepass = job[:5]
+    parts_cfg = job[5] if len(job) > 5 else None
     os.environ.update(ATTNHUB_TRITON_AUTOTUNE="0", ATTNHUB_TRITON_LEAN_BWD="1",
-                      ATTNHUB_TRITON_DELTA_PREPASS="1" if prepass else "0")
+                      ATTNHUB_TRITON_DELTA_PREPASS="1" if prepass else "0",
+                      ATTNHUB_TRITON_DKDV_PARTS="1" if parts_cfg else "0")
     import torch
     from attnhub_triton import ops
     ops.FORCED_CONFIGS.clear()
@@ -819,6 +830,8 @@ def _lean_bwd_compile_job(job):
         ops.FORCED_CONFIGS["lean_dkdv"] = lean_cfg
     if dq_cfg is not None:
         ops.FORCED_CONFIGS["dq"] = dq_cfg
+    if parts_cfg is not None:
+        ops.FORCED_CONFIGS.update(dv_part=parts_cfg, dk_part=parts_cfg)
     p = _bench_problem(d, 1024, causal, device=DEVICE, batch=1, heads=2)
     q, k, v = (torch.randn(1, 2, 1024, d, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
     t = time.time()
@@ -832,11 +845,17 @@ def _lean_bwd_compile_job(job):
 
 
 def lean_bwd_jobs() -> list:
-    return ([(d, c, lc, dc, False) for d in (64, 128) for c in (False, True)
-             for lc, dc in [(x, None) for x in LEAN_BWD_SWEEP[d]]
-             + [(None, x) for x in DQ_SWEEP[d]]]
-            + [(d, c, None, None, pre) for d in (64, 128, 256) for c in (False, True)
-               for pre in (False, True)])
+    fam = set(BWD_FAMILIES)
+    jobs = [(d, c, lc, dc, False) for d in (64, 128) for c in (False, True)
+            for lc, dc in [(x, None) for x in LEAN_BWD_SWEEP[d] if "lean" in fam]
+            + [(None, x) for x in DQ_SWEEP[d] if "dq" in fam]]
+    dims = (64, 128, 256) if fam - {"parts"} else tuple(PARTS_SWEEP)
+    jobs += [(d, c, None, None, pre) for d in dims for c in (False, True)
+             for pre in (False, True) if pre and "prepass" in fam or not pre]
+    if "parts" in fam:  # the one-launch reference tile is in the list above
+        jobs += [(d, c, None, None, False, x) for d, xs in PARTS_SWEEP.items()
+                 for c in (False, True) for x in xs]
+    return jobs
 
 
 def lean_bwd_check(out: str, deadline: float) -> dict:
@@ -855,9 +874,10 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
     empty_like_layout = ops._empty_like_layout
     ops._empty_like_layout = lambda *a, **kw: empty_like_layout(*a, **kw).fill_(float("nan"))
 
-    def run_checked(p, q, k, v, lean, forced, name, prepass="0"):
+    def run_checked(p, q, k, v, lean, forced, name, prepass="0", parts="0"):
         os.environ["ATTNHUB_TRITON_LEAN_BWD"] = lean
         os.environ["ATTNHUB_TRITON_DELTA_PREPASS"] = prepass
+        os.environ["ATTNHUB_TRITON_DKDV_PARTS"] = parts
         ops.FORCED_CONFIGS.clear()
         ops.FORCED_CONFIGS.update(forced)
         fns = (_kernel_lean._attn_bwd_dkdv_lean, _kernels._attn_bwd_dq, _kernels._attn_bwd_dkdv)
@@ -890,9 +910,10 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
                 log("      ", e)
         return row
 
+    fam = set(BWD_FAMILIES)
     # 1. correctness
-    for d in (64, 128):
-        for dtype in (torch.bfloat16, torch.float16):
+    for d in (64, 128) if "lean" in fam or "dq" in fam else ():
+        for dtype in (torch.bfloat16, torch.float16) if "lean" in fam else ():
             for sq, sk, heads, causal, layout, batch in LEAN_SHAPES:
                 p = _problem(d, sq, sk, heads, causal, dtype, batch)
                 torch.manual_seed(0)
@@ -903,19 +924,29 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
             p = _problem(d, sq, sk, "gqa", causal, torch.bfloat16, 2)
             torch.manual_seed(1)
             q, k, v = random_inputs(p, layout="bshd")
-            for c in LEAN_BWD_SWEEP[d][1:]:
+            for c in LEAN_BWD_SWEEP[d][1:] if "lean" in fam else ():
                 run_checked(p, q, k, v, "1", {"lean_dkdv": c},
                             f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd lean {_cfg_label(c)}")
-            for c in DQ_SWEEP[d]:
+            for c in DQ_SWEEP[d] if "dq" in fam else ():
                 run_checked(p, q, k, v, "0", {"dq": c},
                             f"bf16 d{d} {sq}x{sk} gqa causal={causal} bshd dq {_cfg_label(c)}")
-    for d in (64, 128, 256):  # the Δ pre-pass, general kernels
+    for d in (64, 128, 256) if "prepass" in fam else ():  # the Δ pre-pass, general kernels
         for sq, sk, heads, causal, layout, batch in LEAN_SHAPES[::2]:
             p = _problem(d, sq, sk, heads, causal, torch.bfloat16, batch)
             torch.manual_seed(2)
             q, k, v = random_inputs(p, layout=layout)
             run_checked(p, q, k, v, "0", {}, f"bf16 d{d} {sq}x{sk} {heads} causal={causal} "
                         f"{layout} delta-prepass", prepass="1")
+    for d, configs in PARTS_SWEEP.items() if "parts" in fam else ():  # two-part dK/dV
+        for n, (sq, sk, heads, causal, layout, batch) in enumerate(LEAN_SHAPES):
+            for dtype in (torch.bfloat16, torch.float16) if n < 2 else (torch.bfloat16,):
+                p = _problem(d, sq, sk, heads, causal, dtype, batch)
+                torch.manual_seed(3)
+                q, k, v = random_inputs(p, layout=layout)
+                for c in configs:
+                    run_checked(p, q, k, v, "0", {"dv_part": c, "dk_part": c},
+                                f"{str(dtype)[6:]} d{d} {sq}x{sk} {heads} causal={causal} "
+                                f"{layout} parts {_cfg_label(c)}", parts="1")
     ops._empty_like_layout = empty_like_layout
     ops._launch = launch
     save()
@@ -927,7 +958,9 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
     def timed(fn):
         return do_bench(fn, warmup=20, rep=100, return_mode="median")
 
-    for d, s, causal in LEAN_BWD_POINTS:
+    points = [x for x in LEAN_BWD_POINTS
+              if fam & {"lean", "dq", "prepass"} or x[0] in PARTS_SWEEP]
+    for d, s, causal in points:
         if time.time() > deadline:
             log("[bench] out of time")
             break
@@ -938,9 +971,10 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
         tfl = p.flops("bwd") / 1e12
         row = {"d": d, "s": s, "causal": causal}
 
-        def bwd_tflops(name, lean, forced, ref=None, prepass="0"):
+        def bwd_tflops(name, lean, forced, ref=None, prepass="0", parts="0"):
             os.environ["ATTNHUB_TRITON_LEAN_BWD"] = lean
             os.environ["ATTNHUB_TRITON_DELTA_PREPASS"] = prepass
+            os.environ["ATTNHUB_TRITON_DKDV_PARTS"] = parts
             ops.FORCED_CONFIGS.clear()
             ops.FORCED_CONFIGS.update(forced)
             try:
@@ -958,14 +992,19 @@ def lean_bwd_check(out: str, deadline: float) -> dict:
                 ops.FORCED_CONFIGS.clear()
 
         ref = bwd_tflops("general", "0", {})
-        bwd_tflops("general + delta prepass", "0", {}, ref, prepass="1")
-        for c in LEAN_BWD_SWEEP.get(d, []):
+        if "prepass" in fam:
+            bwd_tflops("general + delta prepass", "0", {}, ref, prepass="1")
+        for c in LEAN_BWD_SWEEP.get(d, []) if "lean" in fam else ():
             bwd_tflops(f"lean {_cfg_label(c)}", "1", {"lean_dkdv": c}, ref)
-        if d in LEAN_BWD_SWEEP:
+        if d in LEAN_BWD_SWEEP and {"lean", "prepass"} <= fam:
             bwd_tflops("lean default + delta prepass", "1", {}, ref, prepass="1")
-        for c in DQ_SWEEP.get(d, []):
+        for c in DQ_SWEEP.get(d, []) if "dq" in fam else ():
             bwd_tflops(f"dq {_cfg_label(c)}", "0", {"dq": c}, ref)
-            bwd_tflops(f"dq {_cfg_label(c)} + lean", "1", {"dq": c}, ref)
+            if "lean" in fam:
+                bwd_tflops(f"dq {_cfg_label(c)} + lean", "1", {"dq": c}, ref)
+        for c in PARTS_SWEEP.get(d, []) if "parts" in fam else ():
+            bwd_tflops(f"parts {_cfg_label(c)}", "0", {"dv_part": c, "dk_part": c}, ref,
+                       parts="1")
         _sdpa_backward_peers(row, q, k, v, do, causal, tfl, timed)
         result["bench"].append(row)
         log("[bench]", json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
@@ -1031,7 +1070,14 @@ def main():
     ap.add_argument("--lean-bwd", action="store_true",
                     help="the lean dK/dV and 4-warp dQ check instead")
     ap.add_argument("--dims", type=int, nargs="+", help="--lean: these head dims only")
+    ap.add_argument("--families", default=",".join(BWD_FAMILIES),
+                    help="--lean-bwd: which of lean,dq,prepass,parts to check and time")
     args = ap.parse_args()
+    families = args.families.split(",")
+    if not families or set(families) - set(BWD_FAMILIES):
+        ap.error(f"--families {args.families!r}: a comma-separated subset of "
+                 f"{','.join(BWD_FAMILIES)}")
+    BWD_FAMILIES[:] = families
     if args.dims:
         LEAN_DIMS[:] = args.dims
     os.makedirs(args.out, exist_ok=True)

@@ -41,6 +41,9 @@ Environment knobs (read per call):
                                 wherever it applies; unset: ``LEAN_BWD_DEFAULT`` (d64)
     ATTNHUB_TRITON_DELTA_PREPASS=0|1   split backward: Δ in its own pass (1) or in the
                                 dQ kernel (0); unset: ``DELTA_PREPASS`` (empty: in the dQ kernel)
+    ATTNHUB_TRITON_DKDV_PARTS=0|1   split backward, general dK/dV kernel: two launches, dV
+                                then dK, one accumulator each (1); unset: ``DKDV_PARTS``
+                                (empty: one launch)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
     ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
@@ -212,6 +215,19 @@ def _keep_dkdv(conf, args) -> bool:
     return (s * bm * (d + dv) + bn * (d + dv)) * es <= _SMEM_BYTES
 
 
+# The dK/dV kernel in two parts (PART 1: dV, PART 2: dK; ATTNHUB_TRITON_DKDV_PARTS): one
+# accumulator per program.  At d256 that is what lets 64-query steps fit (ptxas, Triton 3.6,
+# sm90: 64x64 w8 dV 245 registers, dK 255 + 8 B of stack, no loop spills; NOTES.md).
+def _keep_dkdv_part(conf, args) -> bool:
+    bm, bn = conf.kwargs["BLOCK_M"], conf.kwargs["BLOCK_N"]
+    d, dv, es = args["BLOCK_D"], args["BLOCK_DV"], args["Q"].element_size()
+    if d <= 128 and dv <= 128:
+        return _keep_dkdv(conf, args)
+    if bm < 32 or bn != 64 or conf.num_warps != 8:
+        return False
+    return (conf.num_stages * bm * (d + dv) + bn * (d + dv)) * es <= _SMEM_BYTES
+
+
 # The atomic variant (dK/dV kernel + dQ per query step): two warpgroups, wide key blocks
 # (dQ atomic traffic = Sq·D·4 bytes per key block).  H100 sweep (NOTES.md): 64x128 best at
 # D <= 128 (32x128 -12..25 %, 32x64 -50..57 %), 32x64 at D = 256 (32x32, mma.sync: -45 %).
@@ -317,6 +333,10 @@ _TUNED_DKDV = triton.autotune(_DKDV_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_be
                               prune_configs_by={"early_config_prune": _pruner(_keep_dkdv)})(_k._attn_bwd_dkdv)
 # The atomic variant: same kernel with DQ_ATOMIC; DQ is zeroed before each timed candidate
 # and once more before the real run (the candidates add into it).
+_TUNED_DV_PART = triton.autotune(_DKDV_CONFIGS, key=_KEY, do_bench=_bench,
+                                 prune_configs_by={"early_config_prune": _pruner(_keep_dkdv_part)})(_k._attn_bwd_dkdv)
+_TUNED_DK_PART = triton.autotune(_DKDV_CONFIGS, key=_KEY, do_bench=_bench,
+                                 prune_configs_by={"early_config_prune": _pruner(_keep_dkdv_part)})(_k._attn_bwd_dkdv)
 _TUNED_DKDVQ = triton.autotune(_DKDVQ_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_bench,
                                reset_to_zero=["DQ"],
                                prune_configs_by={"early_config_prune": _pruner(_keep_dkdvq)})(_k._attn_bwd_dkdv)
@@ -334,6 +354,8 @@ _KERNELS = {
     "dq": (_k._attn_bwd_dq, _TUNED_DQ),
     "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
     "dkdvq": (_k._attn_bwd_dkdv, _TUNED_DKDVQ),
+    "dv_part": (_k._attn_bwd_dkdv, _TUNED_DV_PART),  # _attn_bwd_dkdv with PART=1
+    "dk_part": (_k._attn_bwd_dkdv, _TUNED_DK_PART),  # ... PART=2
     "lean": (_kl._attn_fwd_lean, _TUNED_LEAN),
     "lean_dkdv": (_kl._attn_bwd_dkdv_lean, _TUNED_LEAN_DKDV),
 }
@@ -341,6 +363,7 @@ _KERNELS = {
 #: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
 #: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
 INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": (16, 16),
+                    "dv_part": (16, 16), "dk_part": (16, 16),
                     "lean": (32, 16), "lean_dkdv": (16, 32)}
 
 # Fixed configs when not autotuning: (BLOCK_M, BLOCK_N, num_warps, num_stages) per kernel,
@@ -354,6 +377,10 @@ _DEFAULTS = {
     "dq": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2), 256: (128, 32, 8, 2)},
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
+    # the two-part dK/dV (not a default anywhere yet): d256 64-query steps (ptxas above);
+    # d64/d128 the one-kernel tile
+    "dv_part": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (64, 64, 8, 2)},
+    "dk_part": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (64, 64, 8, 2)},
     "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2),  # best or tied in the lean sweep
              256: (64, 32, 4, 2)},  # only with ATTNHUB_TRITON_LEAN=1: it lost (NOTES.md)
     # d64: timed best or tied (H100 2026-12-05); d128 (not a default route): 64x64 s2 was
@@ -366,6 +393,8 @@ _FP32 = {
     "dq": {128: (64, 32, 4, 1), 256: (32, 32, 4, 1)},
     "dkdv": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
     "dkdvq": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
+    "dv_part": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
+    "dk_part": {128: (32, 32, 8, 2), 256: (32, 32, 8, 1)},
 }
 
 
@@ -392,6 +421,8 @@ def candidate_configs(kind: str, problem, tma: bool = True) -> list:
     """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
     configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "dq": (_DQ_CONFIGS, _keep_dq),
                      "dkdv": (_DKDV_CONFIGS, _keep_dkdv), "dkdvq": (_DKDVQ_CONFIGS, _keep_dkdvq),
+                     "dv_part": (_DKDV_CONFIGS, _keep_dkdv_part),
+                     "dk_part": (_DKDV_CONFIGS, _keep_dkdv_part),
                      "lean": (_LEAN_CONFIGS, _keep_lean),
                      "lean_dkdv": (_LEAN_DKDV_CONFIGS, _keep_lean_dkdv)}[kind]
     args = {"BLOCK_D": _pow2(problem.head_dim), "BLOCK_DV": _pow2(problem.head_dim_v),
@@ -512,7 +543,7 @@ class _Launch:
         if (kind.startswith("lean") or meta["USE_TMA"] or meta.get("DQ_TMA")) \
                 and device.type == "cuda":
             _ensure_allocator()
-        if kind in ("dkdv", "dkdvq", "lean_dkdv"):
+        if kind in ("dkdv", "dkdvq", "dv_part", "dk_part", "lean_dkdv"):
             grid = lambda m: (triton.cdiv(self.seqlen_k, m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
         else:
             grid = lambda m: (triton.cdiv(self.seqlen_q, m["BLOCK_M"]), self.heads_q, self.batch)  # noqa: E731
@@ -533,7 +564,7 @@ class _nullcontext:
 
 # The switches above that choose kernels or tiles (TRITON_INTERPRET is fixed at import).
 _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON_LEAN_BWD",
-                    "ATTNHUB_TRITON_DELTA_PREPASS",
+                    "ATTNHUB_TRITON_DELTA_PREPASS", "ATTNHUB_TRITON_DKDV_PARTS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
                     "ATTNHUB_TRITON_WARP_SPEC")
 
@@ -674,6 +705,18 @@ def _delta(call, o, do, delta, cu_q) -> None:
 DELTA_PREPASS: dict = {}
 
 
+#: Where the split backward's dK/dV pass runs as two launches, dV then dK, one accumulator
+#: each (ATTNHUB_TRITON_DKDV_PARTS unset), by padded head dim: nowhere yet -- the d256 lead
+#: of NOTES.md (64-query steps; +10..25 % predicted, one more Sᵀ product) is not measured.
+DKDV_PARTS: dict = {}
+
+
+def _use_dkdv_parts(call) -> bool:
+    mode = os.environ.get("ATTNHUB_TRITON_DKDV_PARTS", "auto")
+    d = max(call.meta["BLOCK_D"], call.meta["BLOCK_DV"])
+    return mode == "1" or (mode != "0" and DKDV_PARTS.get(d, False))
+
+
 def _use_delta_prepass(call) -> bool:
     mode = os.environ.get("ATTNHUB_TRITON_DELTA_PREPASS", "auto")
     d = max(call.meta["BLOCK_D"], call.meta["BLOCK_DV"])
@@ -717,6 +760,10 @@ def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_
     args = (q, k, v, do, lse, delta, dk, dv, dq_acc, cu_q, cu_k, *common,
             *call.strides(do), *call.strides(dk), *call.strides(dv), *call.strides(dq_acc),
             *call.lse_strides(lse), *call.scalars)
+    if kind == "dkdv" and _use_dkdv_parts(call):
+        call.run("dv_part", args, (q, do), DQ_ATOMIC=False, DQ_TMA=False, PART=1)
+        call.run("dk_part", args, (q, do), DQ_ATOMIC=False, DQ_TMA=False, PART=2)
+        return dq, dk, dv
     use_tma = _tma_ok(q.device, (q, do))
     call.run(kind, args, (q, do), DQ_ATOMIC=kind == "dkdvq",
              DQ_TMA=kind == "dkdvq" and _dq_reduce_tma(use_tma, q.device, dq_acc))

@@ -102,7 +102,7 @@ def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int,
     regs = int(re.search(r"REG:(\d+)", usage).group(1))
     stack = int(re.search(r"STACK:(\d+)", usage).group(1))
     config = " ".join(f"{k}={v}" for k, v in constexprs.items() if k.startswith("BLOCK_")
-                      or k in ("IS_CAUSAL", "HAS_RIGHT"))
+                      or k in ("IS_CAUSAL", "HAS_RIGHT") or (k == "PART" and v))
     return Resources(fn.__name__, f"{config} w{num_warps} s{num_stages}", regs, stack,
                      int(kernel.metadata.shared), num_warps,
                      sum(" LDL" in line for line in body), sum(" STL" in line for line in body))
@@ -110,6 +110,9 @@ def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int,
 
 _GENERAL = dict(HAS_LEFT=False, SOFTCAP=False, VARLEN=False, USE_TMA=True,
                 DOT_PRECISION="tf32", DQ_ATOMIC=False, DQ_TMA=False, DELTA_IN=False)
+
+
+_PARTS = {"dv_part": 1, "dk_part": 2}  # the two-part dK/dV pass: _attn_bwd_dkdv's PART
 
 
 def jobs(head_dims=(64, 128), kinds=("dq", "dkdv", "lean_dkdv")) -> list:
@@ -130,7 +133,8 @@ def jobs(head_dims=(64, 128), kinds=("dq", "dkdv", "lean_dkdv")) -> list:
                         consts = dict(HEAD_DIM=d, IS_CAUSAL=causal, BLOCK_M=bm, BLOCK_N=bn)
                     else:
                         consts = dict(_GENERAL, HEAD_DIM=d, HEAD_DIM_V=d, BLOCK_D=d,
-                                      BLOCK_DV=d, HAS_RIGHT=causal, BLOCK_M=bm, BLOCK_N=bn)
+                                      BLOCK_DV=d, HAS_RIGHT=causal, BLOCK_M=bm, BLOCK_N=bn,
+                                      PART=_PARTS.get(kind, 0))
                     out.append((kind, consts, w, s))
     return out
 

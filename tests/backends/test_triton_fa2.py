@@ -187,6 +187,36 @@ def test_cpu_split_backward_with_delta_prepass(kw, layout, monkeypatch):
     assert passes, "the pre-pass did not run"
 
 
+@needs_interpreter
+@pytest.mark.parametrize("kw,layout", [
+    pytest.param(kw, lay, id=case_id(make_problem(**kw), lay, "dkdv-parts"))
+    for kw, lay in DELTA_PREPASS_CASES])
+def test_cpu_split_backward_in_two_parts(kw, layout, launches, monkeypatch):
+    """ATTNHUB_TRITON_DKDV_PARTS=1: the dK/dV pass as two launches of _attn_bwd_dkdv, dV
+    (PART 1) then dK (PART 2), one accumulator each -- same results, and each part writes
+    only its own gradient (outputs are allocated NaN-filled here, so a gradient a part
+    leaves unwritten fails the comparison)."""
+    empty_like_layout = ops._empty_like_layout
+    monkeypatch.setattr(ops, "_empty_like_layout",
+                        lambda *a, **kw: empty_like_layout(*a, **kw).fill_(float("nan")))
+    with env(ATTNHUB_TRITON_DKDV_PARTS="1", ATTNHUB_TRITON_BWD="split"):
+        check(make_problem(**kw), "bhsd" if layout == "varlen" else layout)
+    assert "dv_part" in launches and "dk_part" in launches and "dkdv" not in launches, launches
+
+
+def test_dkdv_parts_switch(monkeypatch):
+    """The switch, else DKDV_PARTS by padded head dim (empty: one dK/dV launch)."""
+    p = make_problem(d=200, sq=16, sk=16)
+    q, k, v = random_inputs(p)
+    call = ops._Launch(q, k, v, p.scale, -1, -1, 0.0, None, None, 0, 0)
+    monkeypatch.delenv("ATTNHUB_TRITON_DKDV_PARTS", raising=False)
+    assert not ops._use_dkdv_parts(call)
+    monkeypatch.setitem(ops.DKDV_PARTS, 256, True)  # d200 pads to 256
+    assert ops._use_dkdv_parts(call)
+    monkeypatch.setenv("ATTNHUB_TRITON_DKDV_PARTS", "0")
+    assert not ops._use_dkdv_parts(call)
+
+
 def test_delta_prepass_switch(monkeypatch):
     """The switch, else DELTA_PREPASS by padded head dim (empty: Δ in the dQ kernel)."""
     p = make_problem(d=40, sq=16, sk=16)
@@ -492,10 +522,11 @@ def test_gpu_every_autotune_candidate(kw, monkeypatch):
     p = make_problem(**kw)
     torch.manual_seed(0)
     q, k, v = random_inputs(p)
-    for kind in ("fwd", "lean", "dq", "dkdv", "dkdvq", "lean_dkdv"):
+    for kind in ("fwd", "lean", "dq", "dkdv", "dkdvq", "lean_dkdv", "dv_part", "dk_part"):
         monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic" if kind == "dkdvq" else "split")
         monkeypatch.setenv("ATTNHUB_TRITON_LEAN", "0" if kind == "fwd" else "1")
         monkeypatch.setenv("ATTNHUB_TRITON_LEAN_BWD", "1" if kind == "lean_dkdv" else "0")
+        monkeypatch.setenv("ATTNHUB_TRITON_DKDV_PARTS", "1" if kind.endswith("_part") else "0")
         for config in ops.candidate_configs(kind, p):
             monkeypatch.setattr(ops, "FORCED_CONFIGS", {kind: config})
             print(kind, config)

@@ -26,7 +26,7 @@ LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function reads must 
 def _prep(O, DO, LSE, LSE2, DELTA,
           so_b, so_h, so_s, so_d, sd_b, sd_h, sd_s, sd_d, sl_b, sl_h, sl_s,
           H, seqlen_q, rows_pad,
-          HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+          HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, VEC: tl.constexpr = False):
     # grid (query blocks, H, B): B * H may pass the 65535 limit of a grid's y dimension
     pid_m = tl.program_id(0)
     h = tl.program_id(1).to(tl.int64)
@@ -43,14 +43,20 @@ def _prep(O, DO, LSE, LSE2, DELTA,
     delta = tl.sum(o * do, axis=1)
     lse = tl.load(LSE + b * sl_b + h * sl_h + rows64 * sl_s, mask=live, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)
-    out = bh * rows_pad + rows64
+    if VEC:  # fa3_bwd.cu's VEC_IO layout: row 8j + 2p + e at p·(BLOCK/4 + 4) + 2j + e
+        r = tl.arange(0, BLOCK)
+        pos = ((r % 8) // 2) * (BLOCK // 4 + 4) + (r // 8) * 2 + r % 2
+        out = bh * rows_pad + pid_m * (BLOCK + 16) + pos
+    else:
+        out = bh * rows_pad + rows64
     tl.store(LSE2 + out, lse2)
     tl.store(DELTA + out, tl.where(live, delta, 0.0))
 
 
 @triton.jit
 def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
-                BLOCK_M: tl.constexpr, DQ_N: tl.constexpr, SPLIT_ROWS: tl.constexpr):
+                BLOCK_M: tl.constexpr, DQ_N: tl.constexpr, SPLIT_ROWS: tl.constexpr,
+                VEC: tl.constexpr = False):
     # program (w-tile, h, b): tile t = mb * 2 + w of query block mb
     t = tl.program_id(0)
     h = tl.program_id(1).to(tl.int64)
@@ -66,7 +72,10 @@ def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
     warp = row // 16
     hh = (row % 16) // 8
     lane = (row % 8) * 4 + (col % 8) // 2
-    idx = ((2 * (col // 8) + hh) * 128 + warp * 32 + lane) * 2 + col % 2
+    if VEC:  # fa3_bwd.cu's VEC_IO staging order: (j * 128 + thread) * 4 + 2 h + e
+        idx = ((col // 8) * 128 + warp * 32 + lane) * 4 + hh * 2 + col % 2
+    else:
+        idx = ((2 * (col // 8) + hh) * 128 + warp * 32 + lane) * 2 + col % 2
     base = (bh * n_tiles + t) * (64 * DQ_N)
     acc = tl.load(ACC + base + idx)
     if SPLIT_ROWS:  # warpgroup w: rows 64 w .. of the block, every column

@@ -59,19 +59,24 @@ class BwdTile(NamedTuple):
     d128: ``early_release`` hands the Q/dO stage back to the producer as soon as dV's and
     dK's products retire, not after dQ's too; ``s_ahead`` issues the next query block's Sᵀ
     right after this block's dQ product, so that it runs under the dQ hand-off (shared
-    memory, barriers, the bulk reduction) and the next block starts at dPᵀ."""
+    memory, barriers, the bulk reduction) and the next block starts at dPᵀ.  ``vec_io``
+    (staging-buffer dQ only) halves the shared-memory instructions of the per-row log2-LSE /
+    Δ reads and the dQ staging stores with 16-byte accesses; the host lays the rows out
+    permuted for it (:func:`prepare`) and reads dQ back in its order (:func:`dq_from_accum`)."""
 
     stages: int = 2
     dq_atomic: bool = False
     early_dv: bool = False
     early_release: bool = False
     s_ahead: bool = False
+    vec_io: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
                 + ("-early" if self.early_dv else "")
                 + ("-release" if self.early_release else "")
-                + ("-ahead" if self.s_ahead else ""))
+                + ("-ahead" if self.s_ahead else "")
+                + ("-vec" if self.vec_io else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -79,15 +84,16 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(2, early_release=True), BwdTile(2, s_ahead=True),
             BwdTile(2, early_release=True, s_ahead=True),
             BwdTile(3, True, early_release=True, s_ahead=True),
-            BwdTile(2, False, True, s_ahead=True))
+            BwdTile(2, False, True, s_ahead=True),
+            BwdTile(2, vec_io=True), BwdTile(2, early_release=True, vec_io=True))
 
 
 def tiles_for(head_dim: int) -> list:
     """The variants that build cleanly at ``head_dim``: shared memory within the limit (d64
     has no room for three stages with the dQ staging buffer; d256 room for one stage and
     no staging buffer), no spills (``early_dv`` at d64 holds Sᵀ and dPᵀ at 64 registers
-    each plus P in 16 bits: ptxas spills 12-32 bytes), and d256's layout (SPLIT_D in
-    fa3_bwd.cu: dQ by atomics, no early dV).  A single-stage ring only where nothing deeper
+    each plus P in 16 bits: ptxas spills 12-32 bytes; ``vec_io`` there: 40 bytes), and
+    d256's layout (SPLIT_D in fa3_bwd.cu: dQ by atomics, no early dV).  A single-stage ring only where nothing deeper
     fits."""
     return list(_tiles(head_dim))
 
@@ -96,21 +102,31 @@ def tiles_for(head_dim: int) -> list:
 def _tiles(head_dim: int) -> tuple:
     ok = [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
           and not (t.early_dv and head_dim in (64, 256))
+          and not (t.vec_io and (t.dq_atomic or head_dim != 128))
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
     return tuple([t for t in ok if t.stages > 1] or ok)
 
 
+#: Where the shipped backward variant is not the first that fits, by head dim.  d128:
+#: s2-release (the Q/dO stage goes back to the producer once dV and dK retire), three H100
+#: runs of 2026-12-05 (``hopper_fa3_cuda_bwd_h100_2026-12-05_run2..4``): +1.4 % geometric
+#: mean over s2 across 30 (point, run) pairs, −5..+6 % each; at d64 it lost (−1.7 %).
+MEASURED_DEFAULTS = {128: BwdTile(2, early_release=True)}
+
+
 def default_tile(head_dim: int) -> BwdTile:
-    """The shipped variant: the first that fits (s2 at d64/d128, s1-atomic at d256; NOTES.md
-    has the measurements).  ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks
-    another one at every head dim where it builds, for experiments and profiles."""
+    """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2 at d64,
+    s2-release at d128, s1-atomic at d256; NOTES.md has the measurements).
+    ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
+    dim where it builds, for experiments and profiles."""
     tiles = tiles_for(head_dim)
     name = tile_override()
     if name:
         for t in tiles:
             if str(t) == name:
                 return t
-    return tiles[0]
+    measured = MEASURED_DEFAULTS.get(head_dim)
+    return measured if measured in tiles else tiles[0]
 
 
 def tile_override() -> Optional[str]:
@@ -159,6 +175,12 @@ def _dq_n(head_dim: int) -> int:
     return head_dim if block_m_for(head_dim) == 128 else head_dim // 2
 
 
+def rows_per_block(block_m: int, vec_io: bool = False) -> int:
+    """Floats per query block in the log2-LSE and Δ buffers: ``block_m``, or with ``vec_io``
+    the permuted layout of fa3_bwd.cu (row 8j + 2p + e at p·(block_m/4 + 4) + 2j + e)."""
+    return 4 * (block_m // 4 + 4) if vec_io else block_m
+
+
 def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     tile = tile or default_tile(head_dim)
     bm, bn = block_m_for(head_dim), block_n_for(head_dim)
@@ -167,7 +189,7 @@ def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     ds = 2 * bm * bn * 2  # double-buffered dS
     dq = 0 if tile.dq_atomic else 2 * 64 * _dq_n(head_dim) * 4
     swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
-    rows = tile.stages * bm * 8
+    rows = tile.stages * rows_per_block(bm, tile.vec_io) * 8
     bars = 8 * (1 + 3 * tile.stages)
     return kv + q_do + ds + dq + swap + rows + bars + 1024  # + alignment slack
 
@@ -190,7 +212,8 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}",
-            f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}")
+            f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
+            f"-DVEC_IO={int(tile.vec_io)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
@@ -232,58 +255,79 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
     return cuda_fwd._import_reason()
 
 
-def prepare(do: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, block_m: int):
-    """``(lse2, delta)``, both (B, H, n_m·block_m) float32 contiguous: LSE·log2(e) with
-    ``+inf`` where LSE is ``-inf`` (a row with no visible key) and on the padding rows, and
-    Δ = rowsum(dO∘O) with 0 on the padding.  One Triton pass on CUDA tensors
-    (``bwd_host._prep``), torch elsewhere."""
+def prepare(do: torch.Tensor, o: torch.Tensor, lse: torch.Tensor, block_m: int,
+            vec_io: bool = False):
+    """``(lse2, delta)``, both (B, H, n_m·rows_per_block) float32 contiguous: LSE·log2(e)
+    with ``+inf`` where LSE is ``-inf`` (a row with no visible key) and on the padding rows,
+    and Δ = rowsum(dO∘O) with 0 on the padding; with ``vec_io`` each block's rows permuted
+    as :func:`rows_per_block` says (its 16 padding floats are never read).  One Triton pass
+    on CUDA tensors (``bwd_host._prep``), torch elsewhere."""
     if o.is_cuda:
-        return _prepare_triton(do, o, lse, block_m)
-    return _prepare_torch(do, o, lse, block_m)
+        return _prepare_triton(do, o, lse, block_m, vec_io)
+    return _prepare_torch(do, o, lse, block_m, vec_io)
 
 
-def _prepare_torch(do, o, lse, block_m):
+def _permute_rows(x: torch.Tensor, block_m: int) -> torch.Tensor:
+    """(B, H, n_m·block_m) → the VEC_IO layout: row 8j + 2p + e of a block at
+    p·(block_m/4 + 4) + 2j + e, 4 padding floats per p (zeros here; never read, and left
+    unwritten by the Triton pass)."""
+    B, H, n = x.shape
+    t = x.view(B, H, n // block_m, block_m // 8, 4, 2).permute(0, 1, 2, 4, 3, 5)
+    t = t.reshape(B, H, n // block_m, 4, block_m // 4)
+    return torch.nn.functional.pad(t, (0, 4), value=0.0).reshape(B, H, -1)
+
+
+def _prepare_torch(do, o, lse, block_m, vec_io=False):
     B, H, S, _ = o.shape
     pad = -S % block_m
     lse2 = torch.where(torch.isneginf(lse), torch.full_like(lse, math.inf), lse * _LOG2E)
     lse2 = torch.nn.functional.pad(lse2.float(), (0, pad), value=math.inf)
     delta = torch.einsum("bhsd,bhsd->bhs", do.float(), o.float())
     delta = torch.nn.functional.pad(delta, (0, pad), value=0.0)
+    if vec_io:
+        lse2, delta = _permute_rows(lse2, block_m), _permute_rows(delta, block_m)
     return lse2.contiguous(), delta.contiguous()
 
 
-def _prepare_triton(do, o, lse, block_m):
+def _prepare_triton(do, o, lse, block_m, vec_io=False):
     from . import bwd_host
 
     B, H, S, D = o.shape
     n_m = math.ceil(S / block_m)
-    lse2 = torch.empty(B, H, n_m * block_m, dtype=torch.float32, device=o.device)
+    rpb = rows_per_block(block_m, vec_io)
+    lse2 = torch.empty(B, H, n_m * rpb, dtype=torch.float32, device=o.device)
     delta = torch.empty_like(lse2)
     bwd_host._prep[(n_m, H, B)](
         o, do, lse, lse2, delta, *o.stride(), *do.stride(), *lse.stride(),
-        H, S, n_m * block_m, HEAD_DIM=D, BLOCK=block_m)
+        H, S, n_m * rpb, HEAD_DIM=D, BLOCK=block_m, VEC=vec_io)
     return lse2, delta
 
 
-def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float) -> torch.Tensor:
+def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float,
+                  vec_io: bool = False) -> torch.Tensor:
     """dQ (shape, dtype and memory order of ``q``) from the kernel's float32 accumulator
     (B, H, n_m, 2, 64·dq_n): warpgroup w's share of query block m is stored in its threads'
     register order, element (j, h, e) of thread t = 32·warp + lane at ((2j + h)·128 + t)·2
     + e, for row 16·warp + lane/4 + 8h and column 8j + 2·(lane % 4) + e of its 64 × dq_n
-    tile (rows 64w.. of a 128-query block, or columns dq_n·w.. of a 64-query block).  One
-    Triton pass on CUDA tensors (``bwd_host._dq_convert``), torch elsewhere."""
+    tile (rows 64w.. of a 128-query block, or columns dq_n·w.. of a 64-query block);
+    ``vec_io``: at (j·128 + t)·4 + 2h + e.  One Triton pass on CUDA tensors
+    (``bwd_host._dq_convert``), torch elsewhere."""
     if acc.is_cuda:
-        return _dq_from_accum_triton(acc, q, scale)
-    return _dq_from_accum_torch(acc, q, scale)
+        return _dq_from_accum_triton(acc, q, scale, vec_io)
+    return _dq_from_accum_torch(acc, q, scale, vec_io)
 
 
-def _dq_from_accum_torch(acc, q, scale):
+def _dq_from_accum_torch(acc, q, scale, vec_io=False):
     B, H, S, D = q.shape
     bm = block_m_for(D)
     n = _dq_n(D)
     n_m = acc.shape[2]
-    t = acc.view(B, H, n_m, 2, n // 8, 2, 4, 8, 4, 2)  # w, j, h, warp, lane/4, lane%4, e
-    t = t.permute(0, 1, 2, 3, 6, 5, 7, 4, 8, 9).reshape(B, H, n_m, 2, 64, n)
+    if vec_io:  # w, j, warp, lane/4, lane%4, h, e
+        t = acc.view(B, H, n_m, 2, n // 8, 4, 8, 4, 2, 2)
+        t = t.permute(0, 1, 2, 3, 5, 8, 6, 4, 7, 9).reshape(B, H, n_m, 2, 64, n)
+    else:  # w, j, h, warp, lane/4, lane%4, e
+        t = acc.view(B, H, n_m, 2, n // 8, 2, 4, 8, 4, 2)
+        t = t.permute(0, 1, 2, 3, 6, 5, 7, 4, 8, 9).reshape(B, H, n_m, 2, 64, n)
     if bm == 128:  # warpgroup w: rows 64w..
         t = t.reshape(B, H, n_m * 128, D)
     else:  # warpgroup w: columns n·w..
@@ -292,7 +336,7 @@ def _dq_from_accum_torch(acc, q, scale):
     return out.copy_(t[:, :, :S].mul_(scale))
 
 
-def _dq_from_accum_triton(acc, q, scale):
+def _dq_from_accum_triton(acc, q, scale, vec_io=False):
     from . import bwd_host
 
     B, H, S, D = q.shape
@@ -300,7 +344,7 @@ def _dq_from_accum_triton(acc, q, scale):
     out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
     bwd_host._dq_convert[(acc.shape[2] * 2, H, B)](
         acc, out, *out.stride(), H, S, float(scale),
-        BLOCK_M=bm, DQ_N=_dq_n(D), SPLIT_ROWS=bm == 128)
+        BLOCK_M=bm, DQ_N=_dq_n(D), SPLIT_ROWS=bm == 128, VEC=vec_io)
     return out
 
 
@@ -342,10 +386,10 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     n_m = math.ceil(Sq / bm)
     scale = float(problem.scale)
     do = _tma_input(do)
-    lse2, delta = prepare(do, o, lse, bm)
+    tile = BwdTile(*(tile or default_tile(D)))
+    lse2, delta = prepare(do, o, lse, bm, tile.vec_io)
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    tile = BwdTile(*(tile or default_tile(D)))
     _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile, trace is not None)
     tm = cuda_fwd._tensor_map
     bn = block_n_for(D)
@@ -355,7 +399,7 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
         ctypes.c_int(n_m), ctypes.c_void_p(0 if trace is None else trace.data_ptr())))
-    return dq_from_accum(acc, q, scale), dk, dv
+    return dq_from_accum(acc, q, scale, tile.vec_io), dk, dv
 
 
 def nvcc_check(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,

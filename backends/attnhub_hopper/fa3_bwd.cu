@@ -79,6 +79,9 @@
 #ifndef S_AHEAD  // 1: a block's dQ goes out (shared memory, barriers, bulk reduction) after
 #define S_AHEAD 0  // the next block's Sᵀ is issued, so the tensor cores work under it
 #endif
+#ifndef VEC_IO  // 1: 16-byte shared-memory accesses for the per-row log2-LSE / Δ reads and
+#define VEC_IO 0  // the dQ staging stores (half the instructions on the MIO queue; below)
+#endif
 
 // SPLIT_D (d256): dK + dV of 64 keys would take 256 registers per thread, so both
 // warpgroups own the same 64 keys and split dK, dV and dQ along the head dim (FA3's layout
@@ -100,7 +103,13 @@
 #define DS_BYTES (BLOCK_M * BLOCK_N * 2)
 #define DQ_SPLIT_ROWS (BLOCK_M == 128)  // else the warpgroups split dQ's columns
 #define DQ_WG_FLOATS (64 * DQ_N)  // one warpgroup's share of a query block's dQ
-#define ROWS_BYTES (BLOCK_M * 8)  // log2-LSE and Δ of one query block (float32 each)
+// log2-LSE and Δ of one query block (float32 each).  VEC_IO: the host writes each block's
+// rows permuted so that a thread's 2·BLOCK_M/8 values are contiguous: row 8j + 2p + e at
+// p·L_STRIDE + 2j + e (p = lane % 4, the thread's query-column pair), 4 floats of padding
+// per p keeping the four 16-byte reads of a quarter-warp on distinct banks.
+#define L_STRIDE (BLOCK_M / 4 + 4)
+#define ROWS_PER_BLOCK (VEC_IO ? 4 * L_STRIDE : BLOCK_M)
+#define ROWS_BYTES (ROWS_PER_BLOCK * 8)
 #define SK_OFF 0
 #define SV_OFF (SK_OFF + KV_BYTES)
 #define SQ_OFF (SV_OFF + KV_BYTES)
@@ -126,6 +135,7 @@ static_assert(!SPLIT_D || (DQ_ATOMIC && !EARLY_DV && !EARLY_RELEASE && !S_AHEAD)
               "the stage released before dQ already, Sᵀ by warpgroup 0 alone");
 static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warpgroups split "
               "dQ's rows (128-query blocks) or its columns (64-query blocks)");
+static_assert(!VEC_IO || !DQ_ATOMIC, "VEC_IO: the dQ staging buffer's 16-byte stores");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 
 // ---- helpers only the backward uses --------------------------------------------------------
@@ -288,23 +298,24 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       TRACE(0, 14);
       for (int i = 0; i < n_iter; ++i) {
         int hq, mb;
-        const long long rows = row_block(i, hq, mb) * BLOCK_M;
+        const long long rows = row_block(i, hq, mb) * ROWS_PER_BLOCK;
         const u32 s = i % STAGES;
         const u32 ph = ((i / STAGES) & 1) ^ 1;
         mbar_wait(BAR_E(s), ph);
         TRACE(0, 16 * i + 1);
-        mbar_expect_tx(BAR_QF(s), Q_BYTES + BLOCK_M * 4);
+        mbar_expect_tx(BAR_QF(s), Q_BYTES + ROWS_PER_BLOCK * 4);
 #pragma unroll
         for (int ch = 0; ch < D_CHUNKS; ++ch)
           tma_load_4d(sQ + s * Q_BYTES + ch * (BLOCK_M * 128), &tm_q, BAR_QF(s), ch * 64,
                       mb * BLOCK_M, hq, batch);
-        bulk_load(sL + s * ROWS_BYTES, lse2 + rows, BLOCK_M * 4, BAR_QF(s));
-        mbar_expect_tx(BAR_DF(s), Q_BYTES + BLOCK_M * 4);
+        bulk_load(sL + s * ROWS_BYTES, lse2 + rows, ROWS_PER_BLOCK * 4, BAR_QF(s));
+        mbar_expect_tx(BAR_DF(s), Q_BYTES + ROWS_PER_BLOCK * 4);
 #pragma unroll
         for (int ch = 0; ch < D_CHUNKS; ++ch)
           tma_load_4d(sDO + s * Q_BYTES + ch * (BLOCK_M * 128), &tm_do, BAR_DF(s), ch * 64,
                       mb * BLOCK_M, hq, batch);
-        bulk_load(sL + s * ROWS_BYTES + BLOCK_M * 4, delta + rows, BLOCK_M * 4, BAR_DF(s));
+        bulk_load(sL + s * ROWS_BYTES + ROWS_PER_BLOCK * 4, delta + rows, ROWS_PER_BLOCK * 4,
+                  BAR_DF(s));
       }
       TRACE(0, 16 * n_iter + 2);
     }
@@ -323,6 +334,17 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     const int warp = ctid / 32, lane = ctid % 32;
     const int r_loc = warp * 16 + lane / 4;  // this thread's key rows: r_loc and r_loc + 8
     const int qc = 2 * (lane % 4);           // and query columns 8j + qc + {0, 1}
+    // The log2-LSE (or Δ) values of query columns 8j + qc, +1 from a block's rows at sl:
+    // VEC_IO reads those of j and j + 1 (j even) in one 16-byte access, (x, y) and (z, w).
+#if VEC_IO
+    auto row_quad = [&](u32 sl, int j) {
+      return ld_shared_f4(sl + ((qc / 2) * L_STRIDE + 2 * j) * 4);
+    };
+#define ROW_PAIR(sl, j, q4) \
+  ((j) % 2 ? make_float2((q4).z, (q4).w) : make_float2((q4).x, (q4).y))
+#else
+#define ROW_PAIR(sl, j, q4) ld_shared_f2((sl) + (8 * (j) + qc) * 4)
+#endif
     const int key0 = n0 + (SPLIT_D ? 0 : cw * 64) + r_loc;
     const u32 row_off = SPLIT_D ? 0 : cw * (64 * 128);  // this warpgroup's key rows
     const u32 sKw = sK + row_off, sVw = sV + row_off;
@@ -400,11 +422,18 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
       if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
       asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
+#if VEC_IO  // element (j, h, e) at (j * 128 + ctid) * 4 + 2h + e
+#pragma unroll
+      for (int j = 0; j < DQ_N / 8; ++j)
+        st_shared_f4(sDQw + (j * 128 + ctid) * 16, dq[4 * j], dq[4 * j + 1], dq[4 * j + 2],
+                     dq[4 * j + 3]);
+#else
 #pragma unroll
       for (int j = 0; j < DQ_N / 8; ++j) {
         st_shared_f2(sDQw + ((2 * j) * 128 + ctid) * 8, dq[4 * j], dq[4 * j + 1]);
         st_shared_f2(sDQw + ((2 * j + 1) * 128 + ctid) * 8, dq[4 * j + 2], dq[4 * j + 3]);
       }
+#endif
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
       asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
       if (ctid == 0) {
@@ -471,9 +500,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if CAUSAL
         need = need || (n0 + BLOCK_N - 1 > m0 + offset);
 #endif
+        float4 l4;  // VEC_IO: the values of j, j + 1, read at even j
+        (void)l4;
 #pragma unroll
         for (int j = 0; j < BLOCK_M / 8; ++j) {
-          const float2 l = ld_shared_f2(sLs + (8 * j + qc) * 4);
+#if VEC_IO
+          if (j % 2 == 0) l4 = row_quad(sLs, j);
+#endif
+          const float2 l = ROW_PAIR(sLs, j, l4);
           s_acc[4 * j] = fast_exp2(fmaf(s_acc[4 * j], scale_log2, -l.x));
           s_acc[4 * j + 1] = fast_exp2(fmaf(s_acc[4 * j + 1], scale_log2, -l.y));
           s_acc[4 * j + 2] = fast_exp2(fmaf(s_acc[4 * j + 2], scale_log2, -l.x));
@@ -537,9 +571,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #pragma unroll
       for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
       // dSᵀ = Pᵀ ∘ (dPᵀ − Δ[query])
+      float4 d4;  // VEC_IO: as l4 above
+      (void)d4;
 #pragma unroll
       for (int j = 0; j < BLOCK_M / 8; ++j) {
-        const float2 dl = ld_shared_f2(sLs + BLOCK_M * 4 + (8 * j + qc) * 4);
+#if VEC_IO
+        if (j % 2 == 0) d4 = row_quad(sLs + ROWS_PER_BLOCK * 4, j);
+#endif
+        const float2 dl = ROW_PAIR(sLs + ROWS_PER_BLOCK * 4, j, d4);
         dp_acc[4 * j] = s_acc[4 * j] * (dp_acc[4 * j] - dl.x);
         dp_acc[4 * j + 1] = s_acc[4 * j + 1] * (dp_acc[4 * j + 1] - dl.y);
         dp_acc[4 * j + 2] = s_acc[4 * j + 2] * (dp_acc[4 * j + 2] - dl.x);

@@ -72,6 +72,10 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     with pytest.raises(ValueError, match="ATTNHUB_HOPPER_BWD_TILE='s9-fast'.*s2-ahead"):
         cuda_bwd.default_tile(128)
     monkeypatch.delenv("ATTNHUB_HOPPER_BWD_TILE")
+    # the shipped ones: s2-release measured ahead at d128 only (H100, 2026-12-05, NOTES.md)
+    assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, early_release=True)
+    assert cuda_bwd.default_tile(64) == cuda_bwd.BwdTile(2)
+    monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2")  # the override reaches s2 at d128
     assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2)
 
 
@@ -117,11 +121,11 @@ def test_only_register_feasible_tiles_are_offered():
 
 
 # -- host pre/post-processing ----------------------------------------------------------------
-def _thread_store_index(dq_n: int) -> torch.Tensor:
+def _thread_store_index(dq_n: int, vec_io: bool = False) -> torch.Tensor:
     """For each (row, col) of a warpgroup's 64 × dq_n tile, the float index its thread
     stores it at, written out as the kernel does: thread ctid = 32 warp + lane holds rows
     16 warp + lane/4 (+8 for h = 1), columns 8j + 2 (lane % 4) + e, and stores element
-    (j, h, e) at ((2j + h) * 128 + ctid) * 2 + e."""
+    (j, h, e) at ((2j + h) * 128 + ctid) * 2 + e (VEC_IO: (j * 128 + ctid) * 4 + 2h + e)."""
     idx = torch.empty(64, dq_n, dtype=torch.long)
     for ctid in range(128):
         warp, lane = divmod(ctid, 32)
@@ -130,7 +134,8 @@ def _thread_store_index(dq_n: int) -> torch.Tensor:
                 for e in range(2):
                     row = 16 * warp + lane // 4 + 8 * h
                     col = 8 * j + 2 * (lane % 4) + e
-                    idx[row, col] = ((2 * j + h) * 128 + ctid) * 2 + e
+                    idx[row, col] = ((j * 128 + ctid) * 4 + 2 * h + e if vec_io
+                                     else ((2 * j + h) * 128 + ctid) * 2 + e)
     assert sorted(idx.flatten().tolist()) == list(range(64 * dq_n))  # a permutation
     return idx
 
@@ -139,15 +144,17 @@ def _store_tile(acc_slot: torch.Tensor, tile: torch.Tensor, idx: torch.Tensor):
     acc_slot[idx.flatten()] += tile.flatten()
 
 
-@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 300), (128, 64), (64, 1), (256, 100)])
+@pytest.mark.parametrize("D,Sq,vec", [(64, 300, False), (128, 300, False), (128, 64, False),
+                                      (64, 1, False), (256, 100, False), (64, 300, True),
+                                      (128, 300, True), (128, 64, True)])
 @pytest.mark.parametrize("layout", ("bhsd", "bshd"))
-def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, layout):
+def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, vec, layout):
     B, H = 2, 3
     bm = cuda_bwd.block_m_for(D)
     n = cuda_bwd._dq_n(D)
     n_m = math.ceil(Sq / bm)
     dq_true = torch.randn(B, H, n_m * bm, D)
-    idx = _thread_store_index(n)
+    idx = _thread_store_index(n, vec)
     acc = torch.zeros(B, H, n_m, 2, 64 * n)
     for b in range(B):
         for h in range(H):
@@ -159,16 +166,18 @@ def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, layout):
     q = torch.empty(B, H, Sq, D, dtype=torch.bfloat16)
     if layout == "bshd":
         q = torch.empty(B, Sq, H, D, dtype=torch.bfloat16).transpose(1, 2)
-    dq = cuda_bwd.dq_from_accum(acc, q, 0.5)
+    dq = cuda_bwd.dq_from_accum(acc, q, 0.5, vec)
     assert dq.shape == q.shape and dq.dtype == q.dtype and dq.stride() == q.stride()
     torch.testing.assert_close(dq.float(), (dq_true[:, :, :Sq] * 0.5).bfloat16().float())
 
 
-@pytest.mark.parametrize("D,Sq", [(64, 300), (128, 70), (128, 64), (256, 70)])
+@pytest.mark.parametrize("D,Sq,vec", [(64, 300, False), (128, 70, False), (128, 64, False),
+                                      (256, 70, False), (64, 300, True), (128, 70, True)])
 @pytest.mark.parametrize("layout", ("bhsd", "bshd"))
-def test_triton_host_passes_match_the_torch_ones(D, Sq, layout):
+def test_triton_host_passes_match_the_torch_ones(D, Sq, vec, layout):
     """bwd_host's two Triton kernels (run by the interpreter here) against the torch
-    formulations, on strided inputs, with a row that sees no key."""
+    formulations, on strided inputs, with a row that sees no key (``vec``: the VEC_IO
+    layouts; the rows' padding floats are never read and not compared)."""
     B, H = 2, 3
     bm = cuda_bwd.block_m_for(D)
 
@@ -179,16 +188,20 @@ def test_triton_host_passes_match_the_torch_ones(D, Sq, layout):
     o, do = make(), make()
     lse = torch.randn(B, H, Sq)
     lse[1, 2, Sq // 2] = -math.inf
-    l_t, d_t = cuda_bwd._prepare_torch(do, o, lse, bm)
-    l_k, d_k = cuda_bwd._prepare_triton(do, o, lse, bm)
+    l_t, d_t = cuda_bwd._prepare_torch(do, o, lse, bm, vec)
+    l_k, d_k = cuda_bwd._prepare_triton(do, o, lse, bm, vec)
     assert l_k.shape == l_t.shape and l_k.is_contiguous()
-    torch.testing.assert_close(l_k, l_t)
-    torch.testing.assert_close(d_k, d_t, rtol=1e-5, atol=1e-4)
     n_m = math.ceil(Sq / bm)
+    read = torch.ones(B, H, n_m, 4, bm // 4 + 4, dtype=torch.bool)  # the kernel's reads
+    if vec:
+        read[..., bm // 4:] = False
+    read = read.reshape(B, H, -1) if vec else torch.ones_like(l_t, dtype=torch.bool)
+    torch.testing.assert_close(l_k[read], l_t[read])
+    torch.testing.assert_close(d_k[read], d_t[read], rtol=1e-5, atol=1e-4)
     acc = torch.randn(B, H, n_m, 2, 64 * cuda_bwd._dq_n(D))
     for q in (make(torch.float32), make()):
-        a = cuda_bwd._dq_from_accum_torch(acc, q, 0.125)
-        b = cuda_bwd._dq_from_accum_triton(acc, q, 0.125)
+        a = cuda_bwd._dq_from_accum_torch(acc, q, 0.125, vec)
+        b = cuda_bwd._dq_from_accum_triton(acc, q, 0.125, vec)
         assert b.shape == q.shape and b.stride() == q.stride() and b.dtype == q.dtype
         if q.dtype == torch.float32:  # the gather itself: exact
             assert torch.equal(a, b)
@@ -207,6 +220,26 @@ def test_prepare_pads_and_neutralises_empty_rows():
     assert lse2[0, 1, 5] == math.inf and (lse2[..., 70:] == math.inf).all()
     torch.testing.assert_close(delta[..., :70], (do.double() * o.double()).sum(-1).float())
     assert (delta[..., 70:] == 0).all()
+
+
+def test_vec_io_rows_layout_is_what_the_kernel_reads():
+    """VEC_IO: thread pair p = lane % 4 reads, with one 16-byte access per two j, the values
+    of query columns 8j + 2p, +1 at p·(BLOCK_M/4 + 4) + 2j (fa3_bwd.cu's row_quad)."""
+    for bm in (64, 128):
+        o = torch.randn(1, 1, 2 * bm - 5, 64, dtype=torch.bfloat16)
+        lse = torch.randn(1, 1, 2 * bm - 5)
+        plain, _ = cuda_bwd.prepare(torch.randn_like(o), o, lse, bm)
+        vec, _ = cuda_bwd.prepare(torch.randn_like(o), o, lse, bm, vec_io=True)
+        rpb = cuda_bwd.rows_per_block(bm, True)
+        assert vec.shape[-1] == 2 * rpb and rpb == bm + 16 and (rpb * 4) % 16 == 0
+        for mb in range(2):
+            for p in range(4):
+                for j in range(bm // 8):
+                    for e in range(2):
+                        got = vec[0, 0, mb * rpb + p * (bm // 4 + 4) + 2 * j + e]
+                        assert got == plain[0, 0, mb * bm + 8 * j + 2 * p + e]
+        src = cuda_bwd._SRC.read_text()
+        assert "((qc / 2) * L_STRIDE + 2 * j) * 4" in src and "#define L_STRIDE (BLOCK_M / 4 + 4)" in src
 
 
 # -- the kernel's block schedule, emulated ---------------------------------------------------
@@ -375,7 +408,7 @@ def test_check_script_selects_dims_and_variants(monkeypatch):
     monkeypatch.setitem(cuda_bwd_check._SELECT, "dims", [128])
     monkeypatch.setitem(cuda_bwd_check._SELECT, "tiles", ["s2-ahead"])
     assert cuda_bwd_check.selected_dims() == (128,)
-    assert [str(t) for t in cuda_bwd_check.selected_tiles(128)] == ["s2", "s2-ahead"]
+    assert [str(t) for t in cuda_bwd_check.selected_tiles(128)] == ["s2-release", "s2-ahead"]
     cs = cuda_bwd_check.cases(quick=False)
     assert {c["D"] for c in cs} == {128}
     ahead = [(c["Sq"], c["Sk"]) for c in cs if c.get("tile") == tuple(cuda_bwd.BwdTile(

@@ -108,9 +108,9 @@ def _tiles(head_dim: int) -> tuple:
 
 
 #: Where the shipped backward variant is not the first that fits, by head dim.  d128:
-#: s2-release (the Q/dO stage goes back to the producer once dV and dK retire), three H100
-#: runs of 2026-12-05 (``hopper_fa3_cuda_bwd_h100_2026-12-05_run2..4``): +1.4 % geometric
-#: mean over s2 across 30 (point, run) pairs, −5..+6 % each; at d64 it lost (−1.7 %).
+#: s2-release (the Q/dO stage goes back to the producer once dV and dK retire), four H100
+#: runs of 2026-12-05 (``hopper_fa3_cuda_bwd_h100_2026-12-05_run2..5``): +1.1 % geometric
+#: mean over s2 across 40 (point, run) pairs, −6..+6 % each; at d64 it lost (−1.7 %).
 MEASURED_DEFAULTS = {128: BwdTile(2, early_release=True)}
 
 

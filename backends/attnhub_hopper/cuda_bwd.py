@@ -62,7 +62,10 @@ class BwdTile(NamedTuple):
     memory, barriers, the bulk reduction) and the next block starts at dPᵀ.  ``vec_io``
     (staging-buffer dQ only) halves the shared-memory instructions of the per-row log2-LSE /
     Δ reads and the dQ staging stores with 16-byte accesses; the host lays the rows out
-    permuted for it (:func:`prepare`) and reads dQ back in its order (:func:`dq_from_accum`)."""
+    permuted for it (:func:`prepare`) and reads dQ back in its order (:func:`dq_from_accum`).
+    ``poly`` (0-4): of every 4 groups of 8 query columns, how many compute P's exp2 on the
+    FMA pipe (``exp2_poly``) instead of MUFU, whose instructions share the MIO queue with
+    the shared-memory traffic (the 2026-12-05 stall profile, NOTES.md)."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -70,13 +73,15 @@ class BwdTile(NamedTuple):
     early_release: bool = False
     s_ahead: bool = False
     vec_io: bool = False
+    poly: int = 0
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
                 + ("-early" if self.early_dv else "")
                 + ("-release" if self.early_release else "")
                 + ("-ahead" if self.s_ahead else "")
-                + ("-vec" if self.vec_io else ""))
+                + ("-vec" if self.vec_io else "")
+                + (f"-poly{self.poly}" if self.poly else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -85,7 +90,9 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(2, early_release=True, s_ahead=True),
             BwdTile(3, True, early_release=True, s_ahead=True),
             BwdTile(2, False, True, s_ahead=True),
-            BwdTile(2, vec_io=True), BwdTile(2, early_release=True, vec_io=True))
+            BwdTile(2, vec_io=True), BwdTile(2, early_release=True, vec_io=True),
+            BwdTile(2, poly=1), BwdTile(2, poly=2),
+            BwdTile(2, early_release=True, poly=1), BwdTile(2, early_release=True, poly=2))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -213,7 +220,7 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}",
             f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
-            f"-DVEC_IO={int(tile.vec_io)}")
+            f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,

@@ -33,7 +33,7 @@
 // Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, 128 or 256 with BLOCK_M 64: the
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
-// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, BWD_TRACE.  Wrappers
+// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, BWD_TRACE.  Wrappers
 // wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from wgmma_ptx.py, the
 // helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
@@ -78,6 +78,9 @@
 #endif
 #ifndef S_AHEAD  // 1: a block's dQ goes out (shared memory, barriers, bulk reduction) after
 #define S_AHEAD 0  // the next block's Sᵀ is issued, so the tensor cores work under it
+#endif
+#ifndef POLY_EXP  // of every 4 groups of 8 query columns, how many take P's exp2 on the FMA
+#define POLY_EXP 0  // pipe (exp2_poly, fa3_common.cuh) instead of MUFU
 #endif
 #ifndef VEC_IO  // 1: 16-byte shared-memory accesses for the per-row log2-LSE / Δ reads and
 #define VEC_IO 0  // the dQ staging stores (half the instructions on the MIO queue; below)
@@ -508,10 +511,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           if (j % 2 == 0) l4 = row_quad(sLs, j);
 #endif
           const float2 l = ROW_PAIR(sLs, j, l4);
-          s_acc[4 * j] = fast_exp2(fmaf(s_acc[4 * j], scale_log2, -l.x));
-          s_acc[4 * j + 1] = fast_exp2(fmaf(s_acc[4 * j + 1], scale_log2, -l.y));
-          s_acc[4 * j + 2] = fast_exp2(fmaf(s_acc[4 * j + 2], scale_log2, -l.x));
-          s_acc[4 * j + 3] = fast_exp2(fmaf(s_acc[4 * j + 3], scale_log2, -l.y));
+#define BWD_EXP2(x) ((j % 4) < POLY_EXP ? exp2_poly(x) : fast_exp2(x))
+          s_acc[4 * j] = BWD_EXP2(fmaf(s_acc[4 * j], scale_log2, -l.x));
+          s_acc[4 * j + 1] = BWD_EXP2(fmaf(s_acc[4 * j + 1], scale_log2, -l.y));
+          s_acc[4 * j + 2] = BWD_EXP2(fmaf(s_acc[4 * j + 2], scale_log2, -l.x));
+          s_acc[4 * j + 3] = BWD_EXP2(fmaf(s_acc[4 * j + 3], scale_log2, -l.y));
+#undef BWD_EXP2
         }
         if (need) {
           // key row kr is kept for query column 8j + e when kr < Sk and (causal)

@@ -117,3 +117,18 @@ __device__ __forceinline__ u64 make_desc(u32 addr, u32 lbo, u32 sbo) {
   return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo >> 4) & 0x3FFF) << 16) |
          ((u64)((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
+// 2^x on the FMA/ALU pipes, for POLY_EXP in the forward and the backward (FA4's offload of
+// the MUFU unit, which at d64 needs as many cycles for the softmax's exp2 as the tensor
+// cores need for both products): x rounded to
+// n + f, f in [-0.5, 0.5], by the 1.5 * 2^23 trick; a cubic for 2^f (max relative error
+// 7.5e-5 in float32 over [-125, 8], 30x finer than P's bf16 rounding; fitted in
+// cuda_fwd.POLY_COEFFS, checked by the CPU tests); n added to the exponent field.  x below
+// -125 (masked scores, -inf) gives exactly 0, as ex2 does; NaN stays NaN.
+__device__ __forceinline__ float exp2_poly(float x) {
+  const float j = x + 12582912.f;
+  const float f = x - (j - 12582912.f);
+  const float p = fmaf(fmaf(fmaf(0.0551716685f, f, 0.2426111251f), f, 0.6932609677f), f,
+                       0.9999280572f);
+  const float y = __int_as_float(__float_as_int(p) + (__float_as_int(j) << 23));
+  return x < -125.f ? 0.f : y;
+}

@@ -161,15 +161,16 @@ def _exp2_poly_f32(x: torch.Tensor) -> torch.Tensor:
 def test_the_fma_pipe_exp2_is_accurate_and_matches_the_source():
     """Tile.poly's cubic: relative error below 1e-4 over the softmax's range (scores minus
     the row max, up to +8 with the FP8 bias), exactly 0 below -125 (masked scores), NaN
-    kept; and the coefficients spelled out in fa3_fwd.cu are POLY_COEFFS."""
+    kept; and the coefficients spelled out in fa3_common.cuh are POLY_COEFFS."""
     x = torch.linspace(-125.0, 8.0, 2_000_001, dtype=torch.float32)
     y = _exp2_poly_f32(x)
     rel = (y.double() / torch.exp2(x.double()) - 1).abs().max().item()
     assert rel < 1e-4, rel
     edge = _exp2_poly_f32(torch.tensor([-float("inf"), -200.0, -125.5, float("nan")]))
     assert edge[:3].tolist() == [0.0, 0.0, 0.0] and edge[3].isnan()
-    src = cuda_fwd._SRC.read_text()
-    body = src[src.index("float exp2_poly"):src.index("#define EXP2_COL")]
+    src = cuda_fwd._COMMON.read_text()  # shared by fa3_fwd.cu and fa3_bwd.cu
+    body = src[src.index("float exp2_poly"):]
+    body = body[:body.index("\n}\n")]
     found = sorted(float(m) for m in re.findall(r"(\d\.\d{6,})f", body))
     assert found == sorted(cuda_fwd.POLY_COEFFS), found
 

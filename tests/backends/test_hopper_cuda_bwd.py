@@ -60,6 +60,13 @@ def test_variants_that_do_not_fit_are_left_out():
         assert cuda_bwd.BwdTile(2, s_ahead=True) in cuda_bwd.tiles_for(D)
         assert cuda_bwd.BwdTile(2, early_release=True) in cuda_bwd.tiles_for(D)
     assert str(cuda_bwd.BwdTile(2, early_release=True, s_ahead=True)) == "s2-release-ahead"
+    # 16-byte LSE/Δ/dQ accesses: d128 only (40 B of spills at d64), never with atomic dQ
+    assert cuda_bwd.BwdTile(2, vec_io=True) in cuda_bwd.tiles_for(128)
+    assert not any(t.vec_io for D in (64, 256) for t in cuda_bwd.tiles_for(D))
+    # exp2 partly on the FMA pipe: d64/d128 (d256's one tile stays as it is)
+    for D in (64, 128):
+        assert {t.poly for t in cuda_bwd.tiles_for(D)} == {0, 1, 2}
+    assert str(cuda_bwd.BwdTile(2, early_release=True, poly=2)) == "s2-release-poly2"
     assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in cuda_bwd.HEAD_DIMS
                for t in cuda_bwd.tiles_for(D))
 

@@ -711,16 +711,19 @@ DELTA_PREPASS: dict = {}
 DKDV_PARTS: dict = {}
 
 
-def _use_dkdv_parts(call) -> bool:
-    mode = os.environ.get("ATTNHUB_TRITON_DKDV_PARTS", "auto")
+def _padded_switch(variable: str, table: dict, call) -> bool:
+    """``variable`` = 1 (on) / 0 (off), else ``table`` by the call's padded head dim."""
+    mode = os.environ.get(variable, "auto")
     d = max(call.meta["BLOCK_D"], call.meta["BLOCK_DV"])
-    return mode == "1" or (mode != "0" and DKDV_PARTS.get(d, False))
+    return mode == "1" or (mode != "0" and table.get(d, False))
+
+
+def _use_dkdv_parts(call) -> bool:
+    return _padded_switch("ATTNHUB_TRITON_DKDV_PARTS", DKDV_PARTS, call)
 
 
 def _use_delta_prepass(call) -> bool:
-    mode = os.environ.get("ATTNHUB_TRITON_DELTA_PREPASS", "auto")
-    d = max(call.meta["BLOCK_D"], call.meta["BLOCK_DV"])
-    return mode == "1" or (mode != "0" and DELTA_PREPASS.get(d, False))
+    return _padded_switch("ATTNHUB_TRITON_DELTA_PREPASS", DELTA_PREPASS, call)
 
 
 def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk,

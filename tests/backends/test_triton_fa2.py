@@ -204,30 +204,20 @@ def test_cpu_split_backward_in_two_parts(kw, layout, launches, monkeypatch):
     assert "dv_part" in launches and "dk_part" in launches and "dkdv" not in launches, launches
 
 
-def test_dkdv_parts_switch(monkeypatch):
-    """The switch, else DKDV_PARTS by padded head dim (empty: one dK/dV launch)."""
-    p = make_problem(d=200, sq=16, sk=16)
+@pytest.mark.parametrize("variable,table,use,d,padded", [
+    ("ATTNHUB_TRITON_DKDV_PARTS", "DKDV_PARTS", "_use_dkdv_parts", 200, 256),
+    ("ATTNHUB_TRITON_DELTA_PREPASS", "DELTA_PREPASS", "_use_delta_prepass", 40, 64)])
+def test_split_backward_switches(variable, table, use, d, padded, monkeypatch):
+    """Each switch, else its table by padded head dim (both empty: off everywhere)."""
+    p = make_problem(d=d, sq=16, sk=16)
     q, k, v = random_inputs(p)
     call = ops._Launch(q, k, v, p.scale, -1, -1, 0.0, None, None, 0, 0)
-    monkeypatch.delenv("ATTNHUB_TRITON_DKDV_PARTS", raising=False)
-    assert not ops._use_dkdv_parts(call)
-    monkeypatch.setitem(ops.DKDV_PARTS, 256, True)  # d200 pads to 256
-    assert ops._use_dkdv_parts(call)
-    monkeypatch.setenv("ATTNHUB_TRITON_DKDV_PARTS", "0")
-    assert not ops._use_dkdv_parts(call)
-
-
-def test_delta_prepass_switch(monkeypatch):
-    """The switch, else DELTA_PREPASS by padded head dim (empty: Δ in the dQ kernel)."""
-    p = make_problem(d=40, sq=16, sk=16)
-    q, k, v = random_inputs(p)
-    call = ops._Launch(q, k, v, p.scale, -1, -1, 0.0, None, None, 0, 0)
-    monkeypatch.delenv("ATTNHUB_TRITON_DELTA_PREPASS", raising=False)
-    assert not ops._use_delta_prepass(call)
-    monkeypatch.setitem(ops.DELTA_PREPASS, 64, True)  # d40 pads to 64
-    assert ops._use_delta_prepass(call)
-    monkeypatch.setenv("ATTNHUB_TRITON_DELTA_PREPASS", "0")
-    assert not ops._use_delta_prepass(call)
+    monkeypatch.delenv(variable, raising=False)
+    assert not getattr(ops, use)(call)
+    monkeypatch.setitem(getattr(ops, table), padded, True)
+    assert getattr(ops, use)(call)
+    monkeypatch.setenv(variable, "0")
+    assert not getattr(ops, use)(call)
 
 
 # The lean forward (_kernel_lean.py): dense, no window/softcap, D == Dv in {64, 128}, fp16

@@ -565,7 +565,8 @@ def _attn_bwd_dkdv(
     """dK and dV for one key block (and, with DQ_ATOMIC, its share of dQ).  PART splits the
     work in two launches of one accumulator each: 1 writes dV only (Sᵀ, dV: K is the only
     register operand), 2 writes dK only (Sᵀ, dPᵀ, dK).  One more Sᵀ product than PART 0,
-    but half the accumulator registers, which lets d256 take 64-query steps (NOTES.md)."""
+    but half the accumulator registers, which lets d256 take 64-query steps.  Measured
+    slower on the H100 (d256 −2..−11 %, d128 −20..−23 %, NOTES.md): off by default."""
     tl.static_assert(BLOCK_D >= HEAD_DIM and BLOCK_DV >= HEAD_DIM_V)
     tl.static_assert(PART == 0 or not DQ_ATOMIC)
     pid_n = tl.program_id(0)

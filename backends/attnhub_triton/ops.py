@@ -377,7 +377,7 @@ _DEFAULTS = {
     "dq": {64: (64, 64, 4, 2), 128: (64, 64, 4, 2), 256: (128, 32, 8, 2)},
     "dkdv": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
     "dkdvq": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 64, 8, 2)},
-    # the two-part dK/dV (not a default anywhere yet): d256 64-query steps (ptxas above);
+    # the two-part dK/dV (not a default: measured slower, DKDV_PARTS): d256 64-query steps;
     # d64/d128 the one-kernel tile
     "dv_part": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (64, 64, 8, 2)},
     "dk_part": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (64, 64, 8, 2)},
@@ -706,8 +706,8 @@ DELTA_PREPASS: dict = {}
 
 
 #: Where the split backward's dK/dV pass runs as two launches, dV then dK, one accumulator
-#: each (ATTNHUB_TRITON_DKDV_PARTS unset), by padded head dim: nowhere yet -- the d256 lead
-#: of NOTES.md (64-query steps; +10..25 % predicted, one more Sᵀ product) is not measured.
+#: each (ATTNHUB_TRITON_DKDV_PARTS unset), by padded head dim: nowhere -- the H100 run of
+#: 2026-12-05 measured d256 (64-query steps) −2..−11 % and d128 −20..−23 % (NOTES.md).
 DKDV_PARTS: dict = {}
 
 

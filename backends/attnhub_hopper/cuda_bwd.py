@@ -65,7 +65,9 @@ class BwdTile(NamedTuple):
     permuted for it (:func:`prepare`) and reads dQ back in its order (:func:`dq_from_accum`).
     ``poly`` (0-4): of every 4 groups of 8 query columns, how many compute P's exp2 on the
     FMA pipe (``exp2_poly``) instead of MUFU, whose instructions share the MIO queue with
-    the shared-memory traffic (the 2026-12-05 stall profile, NOTES.md)."""
+    the shared-memory traffic (the 2026-12-05 stall profile, NOTES.md).  ``lpt`` (causal
+    problems; the same binary): CTAs take their key blocks longest first across windows of
+    (batch, head) pairs (:func:`sched_window`), so the last wave is not a few long CTAs."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -74,6 +76,7 @@ class BwdTile(NamedTuple):
     s_ahead: bool = False
     vec_io: bool = False
     poly: int = 0
+    lpt: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -81,7 +84,8 @@ class BwdTile(NamedTuple):
                 + ("-release" if self.early_release else "")
                 + ("-ahead" if self.s_ahead else "")
                 + ("-vec" if self.vec_io else "")
-                + (f"-poly{self.poly}" if self.poly else ""))
+                + (f"-poly{self.poly}" if self.poly else "")
+                + ("-lpt" if self.lpt else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -92,7 +96,9 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(2, False, True, s_ahead=True),
             BwdTile(2, vec_io=True), BwdTile(2, early_release=True, vec_io=True),
             BwdTile(2, poly=1), BwdTile(2, poly=2),
-            BwdTile(2, early_release=True, poly=1), BwdTile(2, early_release=True, poly=2))
+            BwdTile(2, early_release=True, poly=1), BwdTile(2, early_release=True, poly=2),
+            BwdTile(2, lpt=True), BwdTile(2, early_release=True, lpt=True),
+            BwdTile(1, True, lpt=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -180,6 +186,20 @@ def _dq_n(head_dim: int) -> int:
     """dQ columns per consumer warpgroup: 128-query blocks split dQ's rows between the two
     warpgroups, 64-query blocks its columns."""
     return head_dim if block_m_for(head_dim) == 128 else head_dim // 2
+
+
+#: The window's Q and dO bytes stay under this (about a third of the H100's 50 MB L2).
+SCHED_WINDOW_BYTES = 16 << 20
+
+
+def sched_window(batch: int, heads_k: int, group: int, seqlen_q: int, head_dim: int) -> int:
+    """``lpt``'s window: how many (batch, KV head) pairs take their key blocks together,
+    longest first (fa3_bwd.cu, ``sched_window``): as many as keep their Q and dO (``group``
+    query heads each) within SCHED_WINDOW_BYTES, at least 1, at most all of them.  A list
+    schedule of the FA grid's causal CTAs on 132 SMs gives 1.06 → 1.00-1.02 of the ideal
+    time at 1k-8k (d128; NOTES.md)."""
+    per_pair = 4 * seqlen_q * head_dim * group  # Q and dO, 2 bytes each
+    return max(1, min(batch * heads_k, SCHED_WINDOW_BYTES // max(per_pair, 1)))
 
 
 def rows_per_block(block_m: int, vec_io: bool = False) -> int:
@@ -401,11 +421,13 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     tm = cuda_fwd._tensor_map
     bn = block_n_for(D)
     maps = (tm(q, bm), tm(k, bn), tm(v, bn), tm(do, bm), tm(dk, 64), tm(dv, 64))
+    window = sched_window(B, Hk, Hq // Hk, Sq, D) if tile.lpt and problem.causal else 0
     cuda_fwd._launch(func, (math.ceil(Sk / bn), Hk, B), 384, smem, q.device, maps, (
         ctypes.c_void_p(lse2.data_ptr()), ctypes.c_void_p(delta.data_ptr()),
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
-        ctypes.c_int(n_m), ctypes.c_void_p(0 if trace is None else trace.data_ptr())))
+        ctypes.c_int(n_m), ctypes.c_int(window),
+        ctypes.c_void_p(0 if trace is None else trace.data_ptr())))
     return dq_from_accum(acc, q, scale, tile.vec_io), dk, dv
 
 

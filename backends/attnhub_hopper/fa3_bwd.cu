@@ -236,7 +236,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                     const __grid_constant__ TmaDesc tm_dk, const __grid_constant__ TmaDesc tm_dv,
                     const float* __restrict__ lse2, const float* __restrict__ delta,
                     float* __restrict__ dq_accum, int group, int seqlen_q, int seqlen_k,
-                    float scale_log2, float scale, int n_mblocks, int* __restrict__ trace) {
+                    float scale_log2, float scale, int n_mblocks, int sched_window,
+                    int* __restrict__ trace) {
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sK = base + SK_OFF, sV = base + SV_OFF, sQ = base + SQ_OFF, sDO = base + SDO_OFF;
@@ -251,8 +252,25 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 
   const int tid = threadIdx.x;
   const int wg = tid / 128;
-  const int n0 = blockIdx.x * BLOCK_N;
-  const int kv_head = blockIdx.y, batch = blockIdx.z;
+  // Which (key block, KV head, batch) this CTA takes.  sched_window = 0: the grid's own
+  // order (all key blocks of one head, then the next head: that head's Q/dO stays in L2).
+  // sched_window = W > 0 (causal: a key block's work falls with its index): CTAs in launch
+  // order walk windows of W (batch, head) pairs key block by key block, so every window's
+  // longest CTAs start first and the last wave is not a few long CTAs (NOTES.md); the host
+  // keeps W pairs' Q/dO within a third of L2.
+  int kb = blockIdx.x, kv_head = blockIdx.y, batch = blockIdx.z;
+  if (sched_window > 0) {
+    const int n_kb = gridDim.x, n_bh = gridDim.y * gridDim.z;
+    const int lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const int w0 = lin / (sched_window * n_kb) * sched_window;  // first pair of the window
+    const int wc = min(sched_window, n_bh - w0);                // pairs in this window
+    const int r = lin - w0 * n_kb;
+    const int bh = w0 + r % wc;
+    kb = r / wc;
+    kv_head = bh % gridDim.y;
+    batch = bh / gridDim.y;
+  }
+  const int n0 = kb * BLOCK_N;
   const int offset = seqlen_k - seqlen_q;  // bottom-right alignment of the causal mask
   (void)offset;
   (void)trace;

@@ -54,7 +54,8 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes
     assert cuda_bwd.BwdTile(2, False, True) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
-    assert cuda_bwd.tiles_for(256) == [cuda_bwd.BwdTile(1, True)]  # one stage, atomic dQ
+    assert cuda_bwd.tiles_for(256) == [cuda_bwd.BwdTile(1, True),  # one stage, atomic dQ
+                                       cuda_bwd.BwdTile(1, True, lpt=True)]
     # the schedule variants (early stage release, Sᵀ ahead of the dQ hand-off) at d64/d128
     for D in (64, 128):
         assert cuda_bwd.BwdTile(2, s_ahead=True) in cuda_bwd.tiles_for(D)
@@ -69,6 +70,53 @@ def test_variants_that_do_not_fit_are_left_out():
     assert str(cuda_bwd.BwdTile(2, early_release=True, poly=2)) == "s2-release-poly2"
     assert all(cuda_bwd.smem_bytes(D, t) <= 232448 for D in cuda_bwd.HEAD_DIMS
                for t in cuda_bwd.tiles_for(D))
+
+
+def _cta_order(n_kb: int, n_bh: int, window: int) -> list:
+    """fa3_bwd.cu's CTA remap (sched_window), line for line: (key block, pair) per launch
+    index."""
+    out = []
+    for lin in range(n_kb * n_bh):
+        if window == 0:
+            out.append((lin % n_kb, lin // n_kb))
+            continue
+        w0 = lin // (window * n_kb) * window
+        wc = min(window, n_bh - w0)
+        r = lin - w0 * n_kb
+        out.append((r // wc, w0 + r % wc))
+    return out
+
+
+@pytest.mark.parametrize("n_kb,n_bh,window", [(8, 256, 32), (16, 128, 16), (32, 64, 8),
+                                              (128, 16, 2), (7, 5, 2), (3, 10, 4), (5, 3, 1)])
+def test_lpt_order_is_a_permutation_longest_first_per_window(n_kb, n_bh, window):
+    """Every (key block, pair) exactly once; within a window of pairs, key blocks in
+    launch order never go down (causal: key block 0 has the most query blocks); windows
+    in pair order (one window's Q/dO in L2 at a time)."""
+    order = _cta_order(n_kb, n_bh, window)
+    assert sorted(order) == sorted((kb, bh) for kb in range(n_kb) for bh in range(n_bh))
+    for w0 in range(0, n_bh, window):
+        kbs = [kb for kb, bh in order if w0 <= bh < w0 + window]
+        assert kbs == sorted(kbs)
+    firsts = [order.index(next(x for x in order if x[1] == bh)) for bh in range(n_bh)]
+    assert firsts == sorted(firsts)
+    src = cuda_bwd._SRC.read_text()
+    for line in ("const int w0 = lin / (sched_window * n_kb) * sched_window;",
+                 "const int wc = min(sched_window, n_bh - w0);",
+                 "const int r = lin - w0 * n_kb;", "const int bh = w0 + r % wc;",
+                 "kb = r / wc;"):
+        assert line in src, line
+
+
+def test_sched_window_keeps_the_window_in_a_third_of_l2():
+    # FA grid, d128, causal: batch 16384 / S, 16 heads, no GQA
+    got = {S: cuda_bwd.sched_window(16384 // S, 16, 1, S, 128) for S in (1024, 4096, 16384)}
+    assert got == {1024: 32, 4096: 8, 16384: 2}
+    assert cuda_bwd.sched_window(1, 8, 1, 16384, 256) == 1  # one pair is more than 16 MB
+    assert cuda_bwd.sched_window(2, 2, 4, 512, 64) == 4  # all pairs fit: all of them
+    for B, Hk, g, S, D in ((4, 8, 2, 2048, 128), (1, 32, 1, 8192, 64)):
+        w = cuda_bwd.sched_window(B, Hk, g, S, D)
+        assert 1 <= w <= B * Hk and w * 4 * S * D * g <= cuda_bwd.SCHED_WINDOW_BYTES
 
 
 def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):

@@ -105,9 +105,22 @@ def cases(quick):
             for tile in (t for t in VARIANTS[D] if len(t) > 4 and t[4]):
                 for shape in PERSISTENT_CASES:
                     out.append(dict(D=D, causal=causal, tile=tile, **shape))
+        for tile in lpt_tiles(D):  # the shipped causal tiles with Tile.lpt's launch order
+            for shape in PERSISTENT_CASES + [dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2),
+                                             dict(Sq=777, Sk=777, B=3, Hq=5, Hk=5)]:
+                out.append(dict(D=D, causal=True, tile=tile, **shape))
     if quick:
         out = out[::3]
     return out
+
+
+def lpt_tiles(D) -> list:
+    """The shipped causal tiles of head dim D with ``lpt`` (as tuples): timed next to the
+    default at every causal grid point."""
+    from attnhub_hopper import cuda_fwd
+
+    return sorted({tuple(t._replace(lpt=True)) for d, c, t in cuda_fwd.shipped_tiles()
+                   if d == D and c})
 
 
 def run_case(c):
@@ -170,7 +183,10 @@ def grid(log, quick, checked=None):
                 row = dict(D=D, S=S, causal=causal, B=B, H=H, cuda={}, peers={})
                 row["default_tile"] = str(cuda_fwd.default_tile(D, causal, S))
                 row["default_tflops"] = fl / _bench(lambda: cuda_fwd.forward(q, k, v, p)) / 1e9
-                for tile in VARIANTS[D]:
+                tiles = list(VARIANTS[D])
+                if causal:  # the default's own tile in Tile.lpt's launch order
+                    tiles.append(tuple(cuda_fwd.default_tile(D, causal, S)._replace(lpt=True)))
+                for tile in tiles:
                     try:
                         ms = _bench(lambda: cuda_fwd.forward(q, k, v, p, tile=Tile(*tile)))
                         row["cuda"][str(Tile(*tile))] = fl / ms / 1e9

@@ -57,7 +57,9 @@ class Tile(NamedTuple):
     producer warps rather than by a pass over V before the launch, a persistent grid
     (one CTA per SM taking tiles from an atomic counter) instead of one CTA per tile, and
     ``poly`` of every 4 groups of 8 score columns exponentiated by a cubic on the FMA pipe
-    instead of the MUFU unit (``exp2_poly`` in fa3_fwd.cu; 0-3)."""
+    instead of the MUFU unit (``exp2_poly`` in fa3_common.cuh; 0-3), and ``lpt`` (causal
+    launches; the same binary): tiles longest first across windows of (batch, head) pairs
+    (:func:`sched_window`) instead of one pair after another."""
 
     block_n: int
     stages: int
@@ -65,11 +67,25 @@ class Tile(NamedTuple):
     v_smem: bool = False
     persistent: bool = False
     poly: int = 0
+    lpt: bool = False
 
     def __str__(self):
         return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
                 + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else "")
-                + (f"-poly{self.poly}" if self.poly else ""))
+                + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else ""))
+
+
+#: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
+SCHED_WINDOW_BYTES = 16 << 20
+
+
+def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: int,
+                 elem_bytes: int = 2) -> int:
+    """``Tile.lpt``'s window: how many (batch, query head) pairs take their tiles together,
+    longest first (fa3_fwd.cu's ``decode``): as many as keep their K and V (shared by
+    ``group`` query heads) within SCHED_WINDOW_BYTES, at least 1, at most all of them."""
+    per_pair = 2 * seqlen_k * head_dim * elem_bytes // max(group, 1)
+    return max(1, min(batch * heads_q, SCHED_WINDOW_BYTES // max(per_pair, 1)))
 
 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
@@ -430,7 +446,9 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E),
         *[ctypes.c_void_p(x) for x in ds_ptrs], ctypes.c_int(Hq), ctypes.c_int(n_m),
-        ctypes.c_int(n_tiles), ctypes.c_void_p(0 if counter is None else counter.data_ptr())))
+        ctypes.c_int(n_tiles), ctypes.c_void_p(0 if counter is None else counter.data_ptr()),
+        ctypes.c_int(sched_window(B, Hq, Hq // Hk, Sk, D, q.element_size())
+                     if tile.lpt and causal else 0)))
     return o, lse
 
 

@@ -135,7 +135,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                     int seqlen_q, int seqlen_k, float scale_log2_in,
                     const float* __restrict__ q_descale, const float* __restrict__ k_descale,
                     const float* __restrict__ v_descale,  // FP8: (B, Hk) or null (1)
-                    int heads_q, int n_mblocks, int n_tiles, int* __restrict__ tile_counter) {
+                    int heads_q, int n_mblocks, int n_tiles, int* __restrict__ tile_counter,
+                    int sched_window) {
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sQ = base + SQ_OFF, sK = base + SK_OFF, sV = base + SV_OFF, bars = base + BAR_OFF;
@@ -169,18 +170,37 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   struct TileC {
     int m0, head, batch, n_blocks;
   };
+  // Tile t (PERSISTENT) or this CTA's launch index: m blocks from the last (the longest
+  // causal tiles first) of one (batch, head) pair after another, so that concurrent CTAs
+  // share K/V in L2.  sched_window = W > 0 (causal): windows of W pairs, m block by m block,
+  // so every window's longest tiles start first and the last wave is not a few long tiles
+  // (the host keeps W pairs' K/V within a third of L2; NOTES.md).
   auto decode = [&](int t) {
     TileC c;
-#if PERSISTENT
-    const int bh = t / n_mblocks;
-    c.m0 = (n_mblocks - 1 - t % n_mblocks) * BLOCK_M;
-    c.head = bh % heads_q;
-    c.batch = bh / heads_q;
-#else
-    (void)t;
-    c.m0 = (gridDim.x - 1 - blockIdx.x) * BLOCK_M;  // longest (causal) tiles first
+#if !PERSISTENT && !CAUSAL  // equal tiles: the grid's own order
+    (void)t, (void)sched_window;
+    c.m0 = (gridDim.x - 1 - blockIdx.x) * BLOCK_M;
     c.head = blockIdx.y;
     c.batch = blockIdx.z;
+#else
+#if PERSISTENT
+    const int lin = t, n_mb = n_mblocks, n_pairs = n_tiles / n_mblocks, heads = heads_q;
+#else
+    (void)t;
+    const int lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const int n_mb = gridDim.x, n_pairs = gridDim.y * gridDim.z, heads = gridDim.y;
+#endif
+    int mi = lin % n_mb, bh = lin / n_mb;
+    if (CAUSAL && sched_window > 0 && lin < n_mb * n_pairs) {
+      const int w0 = lin / (sched_window * n_mb) * sched_window;  // first pair of the window
+      const int wc = min(sched_window, n_pairs - w0);             // pairs in this window
+      const int r = lin - w0 * n_mb;
+      bh = w0 + r % wc;
+      mi = r / wc;
+    }
+    c.m0 = (n_mb - 1 - mi) * BLOCK_M;
+    c.head = bh % heads;
+    c.batch = bh / heads;
 #endif
     int n_end = seqlen_k;
 #if CAUSAL

@@ -92,7 +92,8 @@ def _cta_order(n_kb: int, n_bh: int, window: int) -> list:
 def test_lpt_order_is_a_permutation_longest_first_per_window(n_kb, n_bh, window):
     """Every (key block, pair) exactly once; within a window of pairs, key blocks in
     launch order never go down (causal: key block 0 has the most query blocks); windows
-    in pair order (one window's Q/dO in L2 at a time)."""
+    in pair order (one window's Q/dO in L2 at a time).  The forward's ``decode``
+    (fa3_fwd.cu, ``Tile.lpt``) runs the same remap over (m block from the last, pair)."""
     order = _cta_order(n_kb, n_bh, window)
     assert sorted(order) == sorted((kb, bh) for kb in range(n_kb) for bh in range(n_bh))
     for w0 in range(0, n_bh, window):
@@ -106,6 +107,21 @@ def test_lpt_order_is_a_permutation_longest_first_per_window(n_kb, n_bh, window)
                  "const int r = lin - w0 * n_kb;", "const int bh = w0 + r % wc;",
                  "kb = r / wc;"):
         assert line in src, line
+    src = cuda_fwd._SRC.read_text()
+    for line in ("const int w0 = lin / (sched_window * n_mb) * sched_window;",
+                 "const int wc = min(sched_window, n_pairs - w0);",
+                 "const int r = lin - w0 * n_mb;", "bh = w0 + r % wc;", "mi = r / wc;",
+                 "c.m0 = (n_mb - 1 - mi) * BLOCK_M;"):
+        assert line in src, line
+
+
+def test_forward_sched_window_counts_kv_per_query_head():
+    # FA grid d128 causal 4k: 4 x 16 query heads; K+V of one head 2 MB -> 8 pairs in 16 MB
+    assert cuda_fwd.sched_window(4, 16, 1, 4096, 128) == 8
+    assert cuda_fwd.sched_window(4, 16, 4, 4096, 128) == 32  # GQA: 4 heads share K/V
+    assert cuda_fwd.sched_window(4, 16, 1, 4096, 128, elem_bytes=1) == 16  # FP8
+    assert cuda_fwd.sched_window(1, 8, 1, 16384, 256) == 1
+    assert str(cuda_fwd.Tile(128, 2, True, lpt=True)) == "n128s2-pp-lpt"
 
 
 def test_sched_window_keeps_the_window_in_a_third_of_l2():

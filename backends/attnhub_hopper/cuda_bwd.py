@@ -41,8 +41,8 @@ import torch
 from . import cuda_fwd, wgmma_ptx
 
 __all__ = ["BwdTile", "VARIANTS", "default_tile", "tile_override", "tiles_for", "block_m_for",
-           "block_n_for", "unsupported_reason", "enabled", "backward", "prepare", "dq_from_accum", "source",
-           "options", "nvrtc_options", "smem_bytes", "nvcc_check"]
+           "block_n_for", "unsupported_reason", "enabled", "backward", "prepare",
+           "dq_from_accum", "source", "options", "nvrtc_options", "smem_bytes", "nvcc_check"]
 
 _SRC = pathlib.Path(__file__).with_name("fa3_bwd.cu")
 _LOG2E = 1.4426950408889634
@@ -106,8 +106,8 @@ def tiles_for(head_dim: int) -> list:
     has no room for three stages with the dQ staging buffer; d256 room for one stage and
     no staging buffer), no spills (``early_dv`` at d64 holds Sᵀ and dPᵀ at 64 registers
     each plus P in 16 bits: ptxas spills 12-32 bytes; ``vec_io`` there: 40 bytes), and
-    d256's layout (SPLIT_D in fa3_bwd.cu: dQ by atomics, no early dV).  A single-stage ring only where nothing deeper
-    fits."""
+    d256's layout (SPLIT_D in fa3_bwd.cu: dQ by atomics, no early dV).  A single-stage ring
+    only where nothing deeper fits."""
     return list(_tiles(head_dim))
 
 
@@ -188,18 +188,13 @@ def _dq_n(head_dim: int) -> int:
     return head_dim if block_m_for(head_dim) == 128 else head_dim // 2
 
 
-#: The window's Q and dO bytes stay under this (about a third of the H100's 50 MB L2).
-SCHED_WINDOW_BYTES = 16 << 20
-
-
 def sched_window(batch: int, heads_k: int, group: int, seqlen_q: int, head_dim: int) -> int:
     """``lpt``'s window: how many (batch, KV head) pairs take their key blocks together,
     longest first (fa3_bwd.cu, ``sched_window``): as many as keep their Q and dO (``group``
-    query heads each) within SCHED_WINDOW_BYTES, at least 1, at most all of them.  A list
-    schedule of the FA grid's causal CTAs on 132 SMs gives 1.06 → 1.00-1.02 of the ideal
-    time at 1k-8k (d128; NOTES.md)."""
-    per_pair = 4 * seqlen_q * head_dim * group  # Q and dO, 2 bytes each
-    return max(1, min(batch * heads_k, SCHED_WINDOW_BYTES // max(per_pair, 1)))
+    query heads each) within ``cuda_fwd.SCHED_WINDOW_BYTES``, at least 1, at most all of
+    them.  A list schedule of the FA grid's causal CTAs on 132 SMs gives 1.06 → 1.00-1.02
+    of the ideal time at 1k-8k (d128; NOTES.md)."""
+    return cuda_fwd.window_pairs(batch * heads_k, 4 * seqlen_q * head_dim * group)
 
 
 def rows_per_block(block_m: int, vec_io: bool = False) -> int:
@@ -417,7 +412,8 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     lse2, delta = prepare(do, o, lse, bm, tile.vec_io)
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile, trace is not None)
+    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile._replace(lpt=False),
+                            trace is not None)  # lpt: the same binary, launched in another order
     tm = cuda_fwd._tensor_map
     bn = block_n_for(D)
     maps = (tm(q, bm), tm(k, bn), tm(v, bn), tm(do, bm), tm(dk, 64), tm(dv, 64))

@@ -79,13 +79,18 @@ class Tile(NamedTuple):
 SCHED_WINDOW_BYTES = 16 << 20
 
 
+def window_pairs(n_pairs: int, bytes_per_pair: int) -> int:
+    """How many of ``n_pairs`` (batch, head) pairs fit SCHED_WINDOW_BYTES (at least 1): the
+    window of the ``lpt`` launch orders, forward and backward."""
+    return max(1, min(n_pairs, SCHED_WINDOW_BYTES // max(bytes_per_pair, 1)))
+
+
 def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: int,
                  elem_bytes: int = 2) -> int:
     """``Tile.lpt``'s window: how many (batch, query head) pairs take their tiles together,
     longest first (fa3_fwd.cu's ``decode``): as many as keep their K and V (shared by
     ``group`` query heads) within SCHED_WINDOW_BYTES, at least 1, at most all of them."""
-    per_pair = 2 * seqlen_k * head_dim * elem_bytes // max(group, 1)
-    return max(1, min(batch * heads_q, SCHED_WINDOW_BYTES // max(per_pair, 1)))
+    return window_pairs(batch * heads_q, 2 * seqlen_k * head_dim * elem_bytes // max(group, 1))
 
 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
@@ -424,7 +429,7 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     causal = bool(problem.causal)
     tile = Tile(*(tile or default_tile(D, causal, Sk, fp8)))
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    _, func, smem = _kernel(dev, D, tile, causal, q.dtype)
+    _, func, smem = _kernel(dev, D, tile._replace(lpt=False), causal, q.dtype)  # lpt: same binary
     keep, ds_ptrs = [], [0, 0, 0]
     if fp8:
         keep, ds_ptrs = _descale_ptrs(problem, B, Hk, q.device)  # alive until the launch

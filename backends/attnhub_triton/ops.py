@@ -331,12 +331,11 @@ _TUNED_DQ = triton.autotune(_DQ_CONFIGS, key=_KEY, do_bench=_bench,
                             prune_configs_by={"early_config_prune": _pruner(_keep_dq)})(_k._attn_bwd_dq)
 _TUNED_DKDV = triton.autotune(_DKDV_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_bench,
                               prune_configs_by={"early_config_prune": _pruner(_keep_dkdv)})(_k._attn_bwd_dkdv)
+# The two-part dK/dV pass: one tuner for both parts, PART in its key.
+_TUNED_DKDV_PART = triton.autotune(_DKDV_CONFIGS, key=_KEY + ["PART"], do_bench=_bench,
+                                   prune_configs_by={"early_config_prune": _pruner(_keep_dkdv_part)})(_k._attn_bwd_dkdv)
 # The atomic variant: same kernel with DQ_ATOMIC; DQ is zeroed before each timed candidate
 # and once more before the real run (the candidates add into it).
-_TUNED_DV_PART = triton.autotune(_DKDV_CONFIGS, key=_KEY, do_bench=_bench,
-                                 prune_configs_by={"early_config_prune": _pruner(_keep_dkdv_part)})(_k._attn_bwd_dkdv)
-_TUNED_DK_PART = triton.autotune(_DKDV_CONFIGS, key=_KEY, do_bench=_bench,
-                                 prune_configs_by={"early_config_prune": _pruner(_keep_dkdv_part)})(_k._attn_bwd_dkdv)
 _TUNED_DKDVQ = triton.autotune(_DKDVQ_CONFIGS, key=_KEY + ["DQ_TMA"], do_bench=_bench,
                                reset_to_zero=["DQ"],
                                prune_configs_by={"early_config_prune": _pruner(_keep_dkdvq)})(_k._attn_bwd_dkdv)
@@ -354,8 +353,8 @@ _KERNELS = {
     "dq": (_k._attn_bwd_dq, _TUNED_DQ),
     "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
     "dkdvq": (_k._attn_bwd_dkdv, _TUNED_DKDVQ),
-    "dv_part": (_k._attn_bwd_dkdv, _TUNED_DV_PART),  # _attn_bwd_dkdv with PART=1
-    "dk_part": (_k._attn_bwd_dkdv, _TUNED_DK_PART),  # ... PART=2
+    "dv_part": (_k._attn_bwd_dkdv, _TUNED_DKDV_PART),  # _attn_bwd_dkdv with PART=1
+    "dk_part": (_k._attn_bwd_dkdv, _TUNED_DKDV_PART),  # ... PART=2
     "lean": (_kl._attn_fwd_lean, _TUNED_LEAN),
     "lean_dkdv": (_kl._attn_bwd_dkdv_lean, _TUNED_LEAN_DKDV),
 }

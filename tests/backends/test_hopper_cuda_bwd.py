@@ -132,7 +132,7 @@ def test_sched_window_keeps_the_window_in_a_third_of_l2():
     assert cuda_bwd.sched_window(2, 2, 4, 512, 64) == 4  # all pairs fit: all of them
     for B, Hk, g, S, D in ((4, 8, 2, 2048, 128), (1, 32, 1, 8192, 64)):
         w = cuda_bwd.sched_window(B, Hk, g, S, D)
-        assert 1 <= w <= B * Hk and w * 4 * S * D * g <= cuda_bwd.SCHED_WINDOW_BYTES
+        assert 1 <= w <= B * Hk and w * 4 * S * D * g <= cuda_fwd.SCHED_WINDOW_BYTES
 
 
 def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):

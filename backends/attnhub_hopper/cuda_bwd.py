@@ -120,16 +120,32 @@ def _tiles(head_dim: int) -> tuple:
     return tuple([t for t in ok if t.stages > 1] or ok)
 
 
-#: Where the shipped backward variant is not the first that fits, by head dim.  d128:
-#: s2-release (the Q/dO stage goes back to the producer once dV and dK retire), four H100
-#: runs of 2026-12-05 (``hopper_fa3_cuda_bwd_h100_2026-12-05_run2..5``): +1.1 % geometric
-#: mean over s2 across 40 (point, run) pairs, −6..+6 % each; at d64 it lost (−1.7 %).
-MEASURED_DEFAULTS = {128: BwdTile(2, early_release=True)}
+#: Where the shipped backward variant is not the first that fits, by (head dim, causal).
+#: H100 measurements of 2026-12-05 (NOTES.md has them all):
+#: - d128 causal: s2-release (the Q/dO stage goes back to the producer once dV and dK
+#:   retire), four grid runs (``hopper_fa3_cuda_bwd_h100_2026-12-05_run2..5``): +1.1 %
+#:   geometric mean over s2 across 40 (point, run) pairs, −6..+6 % each;
+#: - d128 non-causal: s2-poly1 (a quarter of P's exp2 on the FMA pipe), 4 interleaved
+#:   rounds (``ab_hopper_h100_2026-12-05_run2``): +0.0..+3.1 % over s2-release and
+#:   +0.1..+2.4 % over s2 at every point (medians); causal it lost to s2-release-lpt
+#:   (−6 % at 4k-8k);
+#: - d64: s2-poly1, +0.7..+3.9 % non-causal and −0.3..+2.2 % causal over s2
+#:   (``ab_hopper_h100_2026-12-05``); s2-release lost there (−1.7 %).
+MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, poly=1),
+                     (128, False): BwdTile(2, poly=1),
+                     (128, True): BwdTile(2, early_release=True)}
+
+#: Causal problems with queries in this range launch in ``BwdTile.lpt``'s order, by head
+#: dim: d128 +0.9 / +3.5 / +4.3 % at 2k / 4k / 8k, −0.4 % at 1k and +0.3 % at 16k (medians
+#: of 4 interleaved rounds, ``ab_hopper_h100_2026-12-05``).  d64 (−4.8..+1.8 %) and d256
+#: (−1.2..+2.0 %) keep the plain order.
+LPT_QUERIES = {128: (2048, 8192)}
 
 
-def default_tile(head_dim: int) -> BwdTile:
-    """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2 at d64,
-    s2-release at d128, s1-atomic at d256; NOTES.md has the measurements).
+def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
+    """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
+    d64 and d128 non-causal, s2-release at d128 causal, s1-atomic at d256; NOTES.md has
+    the measurements), in ``lpt`` order for causal problems with ``LPT_QUERIES`` queries.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""
     tiles = tiles_for(head_dim)
@@ -138,8 +154,12 @@ def default_tile(head_dim: int) -> BwdTile:
         for t in tiles:
             if str(t) == name:
                 return t
-    measured = MEASURED_DEFAULTS.get(head_dim)
-    return measured if measured in tiles else tiles[0]
+    measured = MEASURED_DEFAULTS.get((head_dim, bool(causal)))
+    tile = measured if measured in tiles else tiles[0]
+    lo, hi = LPT_QUERIES.get(head_dim, (1, 0))
+    if causal and lo <= seqlen_q <= hi:
+        tile = tile._replace(lpt=True)
+    return tile
 
 
 def tile_override() -> Optional[str]:
@@ -408,7 +428,7 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     n_m = math.ceil(Sq / bm)
     scale = float(problem.scale)
     do = _tma_input(do)
-    tile = BwdTile(*(tile or default_tile(D)))
+    tile = BwdTile(*(tile or default_tile(D, bool(problem.causal), Sq)))
     lse2, delta = prepare(do, o, lse, bm, tile.vec_io)
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()

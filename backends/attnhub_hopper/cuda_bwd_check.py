@@ -42,12 +42,13 @@ _SELECT = {"dims": None, "tiles": None}  # --dims / --tiles (None: all)
 
 def selected_tiles(D: int) -> list:
     """cuda_bwd.tiles_for(D) limited to --tiles (by name, e.g. ``s2-ahead``); the default
-    tile always stays (it is what the variants are compared with)."""
+    tiles (plain, and the causal ``lpt`` one where it ships) always stay: they are what the
+    variants are compared with."""
     from attnhub_hopper import cuda_bwd
 
     names = _SELECT["tiles"]
-    default = cuda_bwd.default_tile(D)
-    return [t for t in cuda_bwd.tiles_for(D) if names is None or t == default
+    defaults = {cuda_bwd.default_tile(D, c, s) for c in (False, True) for s in GRID_S}
+    return [t for t in cuda_bwd.tiles_for(D) if names is None or t in defaults
             or str(t) in names]
 
 
@@ -83,7 +84,7 @@ def cases(quick: bool) -> list:
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
                             dtype=torch.float16))
             for tile in selected_tiles(D):
-                if tile == cuda_bwd.default_tile(D):
+                if tile == cuda_bwd.default_tile(D, causal):
                     continue
                 out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
                                 tile=tuple(tile)))
@@ -273,7 +274,9 @@ def passed_tiles(results) -> dict:
         ok = {}
         for r in mine:
             t = r["case"].get("tile")
-            key = cuda_bwd.default_tile(D) if t is None else cuda_bwd.BwdTile(*t)
+            c = r["case"]  # a case without a tile ran the default for its own shape
+            key = (cuda_bwd.default_tile(D, c["causal"], c["Sq"]) if t is None
+                   else cuda_bwd.BwdTile(*t))
             ok[key] = ok.get(key, True) and r["ok"]
         out[D] = [t for t in selected_tiles(D) if ok.get(t, False)]
     return out
@@ -314,7 +317,8 @@ def grid(log, quick, tiles=None) -> list:
                     except Exception as exc:
                         row["variants"][str(tile)] = None
                         row.setdefault("errors", {})[str(tile)] = str(exc)[:500]
-                row["default_tflops"] = row["variants"].get(str(cuda_bwd.default_tile(D)))
+                row["default_tile"] = str(cuda_bwd.default_tile(D, causal, S))
+                row["default_tflops"] = row["variants"].get(row["default_tile"])
                 if flash_backward is not None:
                     try:
                         row["peers"]["triton-fa2"] = tf(_bench(

@@ -184,8 +184,9 @@ def grid(log, quick, checked=None):
                 row["default_tile"] = str(cuda_fwd.default_tile(D, causal, S))
                 row["default_tflops"] = fl / _bench(lambda: cuda_fwd.forward(q, k, v, p)) / 1e9
                 tiles = list(VARIANTS[D])
-                if causal:  # the default's own tile in Tile.lpt's launch order
-                    tiles.append(tuple(cuda_fwd.default_tile(D, causal, S)._replace(lpt=True)))
+                if causal:  # the default's own tile in the other launch order (Tile.lpt)
+                    dft_tile = cuda_fwd.default_tile(D, causal, S)
+                    tiles.append(tuple(dft_tile._replace(lpt=not dft_tile.lpt)))
                 for tile in tiles:
                     try:
                         ms = _bench(lambda: cuda_fwd.forward(q, k, v, p, tile=Tile(*tile)))

@@ -98,7 +98,8 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     pays at d64 everywhere and at d128 below 8k keys; wide key blocks pay at long sequences;
     the persistent grid pays at short ones (d64 up to 2k keys, 4k causal; d128 up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
-    and has no shared memory for the persistent kernel's O buffer.
+    and has no shared memory for the persistent kernel's O buffer.  Causal problems with
+    :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``).
     FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
     d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
@@ -106,6 +107,21 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     if fp8:
         short = seqlen_k <= 4096
         return Tile(128, 2, head_dim == 256 and short, causal and short)
+    tile = _bf16_tile(head_dim, causal, seqlen_k)
+    lo, hi = LPT_KEYS
+    return tile._replace(lpt=True) if causal and lo <= seqlen_k <= hi else tile
+
+
+#: Causal bf16/fp16 problems with keys in this range launch in Tile.lpt's order (longest
+#: tiles first).  H100, 2026-12-05: +0.1-5.0 % at 2k-8k (d256 +4-5 %, d128 +2-3 %), median
+#: of 4 interleaved rounds (``ab_hopper_h100_2026-12-05``), and +1.5-21 % in the grid run
+#: ``..._run11``; at 1k it lost up to 5 % (d64); at 16k it was +0.6..+1.8 % in the
+#: interleaved rounds but −8 % at d128 in both grid runs (10 and 11), so 16k keeps the
+#: plain order.  FP8 was not measured with it.
+LPT_KEYS = (2048, 8192)
+
+
+def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
     if head_dim == 64:
         if seqlen_k <= 1024 or (causal and seqlen_k <= 2048):
             return Tile(128, 2, True, persistent=True)

@@ -215,6 +215,14 @@ def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, True, 2048).persistent
     assert not cuda_fwd.default_tile(64, False, 8192).persistent
     assert not any(t.persistent for d, _, t in cuda_fwd.shipped_tiles() if d == 256)
+    # causal launches go longest-first with LPT_KEYS keys (bf16; FP8 was not measured)
+    lo, hi = cuda_fwd.LPT_KEYS
+    for d in (64, 128, 256):
+        assert cuda_fwd.default_tile(d, True, lo).lpt and cuda_fwd.default_tile(d, True, hi).lpt
+        assert not cuda_fwd.default_tile(d, True, lo - 1).lpt
+        assert not cuda_fwd.default_tile(d, True, hi + 1).lpt
+        assert not cuda_fwd.default_tile(d, False, lo).lpt
+        assert not cuda_fwd.default_tile(d, True, lo, fp8=True).lpt
     with pytest.raises(ValueError, match="shared memory"):
         cuda_fwd._kernel(0, 256, cuda_fwd.Tile(80, 2, persistent=True), False, torch.bfloat16)
     assert all(cuda_fwd.smem_bytes(d, t.block_n, t.stages) <= cuda_fwd._SMEM_LIMIT
@@ -383,3 +391,35 @@ def test_check_script_plots_a_results_json(tmp_path):
     js.write_text(__import__("json").dumps(dict(device="GPU", date="today", grid=rows)))
     cuda_check.plot(str(js), str(tmp_path / "r.png"))
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _ab_script():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "ab_hopper.py"
+    spec = importlib.util.spec_from_file_location("ab_hopper", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ab_script_names_pairs_and_tiles():
+    import argparse
+
+    ab = _ab_script()
+    assert ab.parse_pair("fwd:128:causal:default-plain,default-lpt") == (
+        "fwd", 128, True, "default-plain", "default-lpt")
+    assert ab.parse_pair("bwd:64:full:s2,s2-poly1")[2] is False
+    for bad in ("fwd:128:causal:default", "bwd:64:both:s2,s2-poly1", "up:64:full:s2,s2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--pair"):
+            ab.parse_pair(bad)
+    lo = cuda_fwd.LPT_KEYS[0]
+    assert ab._fwd_tile("default", 128, True, lo).lpt
+    assert not ab._fwd_tile("default-plain", 128, True, lo).lpt
+    assert ab._fwd_tile("default-lpt", 128, True, 1024).lpt
+    with pytest.raises(ValueError, match="default-lpt"):
+        ab._fwd_tile("n128s2", 128, True, lo)
+    assert str(ab._bwd_tile("s2-release-lpt", 128)) == "s2-release-lpt"
+    with pytest.raises(ValueError, match="s9"):
+        ab._bwd_tile("s9", 128)

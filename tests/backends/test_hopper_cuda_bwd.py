@@ -143,11 +143,25 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     with pytest.raises(ValueError, match="ATTNHUB_HOPPER_BWD_TILE='s9-fast'.*s2-ahead"):
         cuda_bwd.default_tile(128)
     monkeypatch.delenv("ATTNHUB_HOPPER_BWD_TILE")
-    # the shipped ones: s2-release measured ahead at d128 only (H100, 2026-12-05, NOTES.md)
-    assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, early_release=True)
-    assert cuda_bwd.default_tile(64) == cuda_bwd.BwdTile(2)
+    # the shipped ones (H100, 2026-12-05, NOTES.md): s2-poly1 at d64 and d128 non-causal,
+    # s2-release at d128 causal, in longest-first order with LPT_QUERIES queries
+    assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, poly=1)
+    assert cuda_bwd.default_tile(128, True) == cuda_bwd.BwdTile(2, early_release=True)
+    assert cuda_bwd.default_tile(64) == cuda_bwd.default_tile(64, True) == cuda_bwd.BwdTile(
+        2, poly=1)
+    lo, hi = cuda_bwd.LPT_QUERIES[128]
+    for s in (lo, hi):
+        assert cuda_bwd.default_tile(128, True, s) == cuda_bwd.BwdTile(2, early_release=True,
+                                                                       lpt=True)
+    for s in (lo - 1, hi + 1):
+        assert not cuda_bwd.default_tile(128, True, s).lpt
+    assert not cuda_bwd.default_tile(128, False, lo).lpt
+    assert not cuda_bwd.default_tile(64, True, lo).lpt
+    assert all(cuda_bwd.default_tile(D, c, s) in cuda_bwd.tiles_for(D)
+               for D in cuda_bwd.HEAD_DIMS for c in (False, True) for s in (1024, 4096))
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2")  # the override reaches s2 at d128
-    assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2)
+    assert cuda_bwd.default_tile(128) == cuda_bwd.default_tile(128, True, lo) == \
+        cuda_bwd.BwdTile(2)
 
 
 @pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
@@ -471,15 +485,16 @@ def test_cuda_backward_tolerance(case, monkeypatch):
 
 
 def test_check_script_selects_dims_and_variants(monkeypatch):
-    """--dims / --tiles limit the device check to what a run is for; the shipped tile
-    stays (the variants are compared with it) and the schedule variants get the cases
+    """--dims / --tiles limit the device check to what a run is for; the shipped tiles
+    stay (the variants are compared with it) and the schedule variants get the cases
     with one and with many query blocks per CTA."""
     from attnhub_hopper import cuda_bwd_check
 
     monkeypatch.setitem(cuda_bwd_check._SELECT, "dims", [128])
     monkeypatch.setitem(cuda_bwd_check._SELECT, "tiles", ["s2-ahead"])
     assert cuda_bwd_check.selected_dims() == (128,)
-    assert [str(t) for t in cuda_bwd_check.selected_tiles(128)] == ["s2-release", "s2-ahead"]
+    assert [str(t) for t in cuda_bwd_check.selected_tiles(128)] == [
+        "s2-release", "s2-ahead", "s2-poly1", "s2-release-lpt"]  # every shipped one too
     cs = cuda_bwd_check.cases(quick=False)
     assert {c["D"] for c in cs} == {128}
     ahead = [(c["Sq"], c["Sk"]) for c in cs if c.get("tile") == tuple(cuda_bwd.BwdTile(

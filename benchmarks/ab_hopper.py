@@ -1,0 +1,150 @@
+"""Interleaved A/B timing of hopper-fa3 CUDA variants whose effect is smaller than the
+run-to-run noise of one grid (±5 % per point, NOTES.md): every pair is timed in alternating
+rounds (A B A B ...) on the same inputs, with cuDNN in every round, and the JSON keeps every
+round so the spread is visible.  Correctness of the variants is checked by
+``device_cuda_fwd.sh`` / ``device_cuda_bwd.sh`` (run them first); this only times, and
+refuses a pair whose outputs differ from each other by more than bf16 rounding.
+
+    python benchmarks/ab_hopper.py --rounds 5 --out $OUT \
+        --pair fwd:128:causal:default,default-lpt --pair bwd:64:full:s2,s2-poly1
+
+A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
+shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt); backward any name
+``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...).  Sequence lengths: --seqs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+
+def _fwd_tile(name: str, D: int, causal: bool, S: int):
+    from attnhub_hopper import cuda_fwd
+
+    tile = cuda_fwd.default_tile(D, causal, S)
+    if name == "default":
+        return tile
+    if name in ("default-lpt", "default-plain"):
+        return tile._replace(lpt=name == "default-lpt")
+    raise ValueError(f"forward tile {name!r}: use 'default', 'default-lpt' or 'default-plain'")
+
+
+def _bwd_tile(name: str, D: int):
+    from attnhub_hopper import cuda_bwd
+
+    for t in cuda_bwd.tiles_for(D):
+        if str(t) == name:
+            return t
+    raise ValueError(f"backward tile {name!r} is not one of "
+                     f"{[str(t) for t in cuda_bwd.tiles_for(D)]} at d{D}")
+
+
+def parse_pair(text: str) -> tuple:
+    try:
+        direction, d, mode, names = text.split(":")
+        a, b = names.split(",")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--pair {text!r}: expected direction:head_dim:causal|full:A,B") from None
+    if direction not in ("fwd", "bwd") or mode not in ("causal", "full"):
+        raise argparse.ArgumentTypeError(f"--pair {text!r}: direction fwd|bwd, mode causal|full")
+    return direction, int(d), mode == "causal", a, b
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pair", type=parse_pair, action="append", required=True)
+    ap.add_argument("--seqs", default="1024,2048,4096,8192,16384")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--name", default="ab_hopper")
+    args = ap.parse_args()
+
+    import torch
+    import triton
+    from attnhub.contract import Problem
+    from attnhub_hopper import cuda_bwd, cuda_fwd
+    from attnhub_hopper.device_check import _sdpa
+
+    def bench(fn, grad_to_none=None):
+        return triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
+                                       return_mode="median")
+
+    log_lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        log_lines.append(msg)
+
+    log(f"{torch.cuda.get_device_name()} torch {torch.__version__} "
+        f"{time.strftime('%Y-%m-%d %H:%M')}")
+    rows = []
+    for direction, D, causal, a_name, b_name in args.pair:
+        for S in (int(s) for s in args.seqs.split(",")):
+            B, H = 16384 // S, 2048 // D
+            p = Problem(B, H, H, S, S, D, D, torch.bfloat16, torch.device("cuda"),
+                        scale=D ** -0.5, causal=causal)
+            q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
+                       for _ in range(3))
+            fl = 4 * B * H * S * S * D / (2 if causal else 1)
+            if direction == "fwd":
+                ta, tb = (_fwd_tile(n, D, causal, S) for n in (a_name, b_name))
+                fa = lambda t=ta: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
+                fb = lambda t=tb: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
+                sd = _sdpa("CUDNN_ATTENTION")
+                fc = lambda: sd(q, k, v, causal)  # noqa: E731
+                outs = (fa()[0], fb()[0])
+                grad_to_none = None
+            else:
+                fl *= 2.5
+                ta, tb = _bwd_tile(a_name, D), _bwd_tile(b_name, D)
+                o, lse = cuda_fwd.forward(q, k, v, p)
+                do = torch.randn_like(o)
+                fa = lambda t=ta: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
+                fb = lambda t=tb: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
+                qg, kg, vg = (x.detach().clone().requires_grad_() for x in (q, k, v))
+                with torch.nn.attention.sdpa_kernel(
+                        torch.nn.attention.SDPBackend.CUDNN_ATTENTION):
+                    oc = torch.nn.functional.scaled_dot_product_attention(
+                        qg, kg, vg, is_causal=causal)
+                fc = lambda: oc.backward(do, retain_graph=True)  # noqa: E731
+                grad_to_none = [qg, kg, vg]
+                outs = (fa()[0], fb()[0])  # dQ of each
+            diff = (outs[0].float() - outs[1].float()).abs().max().item()
+            scale_ = outs[0].float().abs().max().item()
+            if not math.isfinite(diff) or diff > 0.02 * max(scale_, 1e-3):
+                log(f"{direction} d{D} s{S} causal={causal}: {a_name} and {b_name} differ by "
+                    f"{diff:.3g} (max |x| {scale_:.3g}); not timed")
+                continue
+            ra, rb, rc = [], [], []
+            for _ in range(args.rounds):
+                ra.append(fl / bench(fa) / 1e9)
+                rb.append(fl / bench(fb) / 1e9)
+                rc.append(fl / bench(fc, grad_to_none) / 1e9)
+            med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+            ratio = math.exp(sum(math.log(y / x) for x, y in zip(ra, rb)) / len(ra))
+            row = dict(direction=direction, D=D, S=S, causal=causal, a=a_name, b=b_name,
+                       a_tflops=ra, b_tflops=rb, cudnn_tflops=rc, b_over_a=ratio,
+                       a_x_cudnn=med(ra) / med(rc), b_x_cudnn=med(rb) / med(rc))
+            rows.append(row)
+            log(f"{direction} d{D} s{S:>5} {'causal' if causal else 'full  '} "
+                f"{a_name} {med(ra):.0f} [{min(ra):.0f}-{max(ra):.0f}] "
+                f"{b_name} {med(rb):.0f} [{min(rb):.0f}-{max(rb):.0f}] "
+                f"cudnn {med(rc):.0f} | B/A {ratio:.3f} | A x cudnn {row['a_x_cudnn']:.3f} "
+                f"B x cudnn {row['b_x_cudnn']:.3f}")
+            del q, k, v
+            torch.cuda.empty_cache()
+    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                triton=triton.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
+                rounds=args.rounds, method="interleaved rounds, do_bench median rep=100")
+    with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    with open(os.path.join(args.out, f"{args.name}_log.txt"), "w") as f:
+        f.write("\n".join(log_lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

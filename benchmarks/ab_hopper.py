@@ -9,7 +9,8 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
         --pair fwd:128:causal:default,default-lpt --pair bwd:64:full:s2,s2-poly1
 
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
-shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt); backward any name
+shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt)
+or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...).  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -23,13 +24,18 @@ import time
 
 def _fwd_tile(name: str, D: int, causal: bool, S: int):
     from attnhub_hopper import cuda_fwd
+    from attnhub_hopper.cuda_check import VARIANTS
 
     tile = cuda_fwd.default_tile(D, causal, S)
     if name == "default":
         return tile
     if name in ("default-lpt", "default-plain"):
         return tile._replace(lpt=name == "default-lpt")
-    raise ValueError(f"forward tile {name!r}: use 'default', 'default-lpt' or 'default-plain'")
+    known = {str(cuda_fwd.Tile(*t)): cuda_fwd.Tile(*t) for t in VARIANTS.get(D, ())}
+    if name in known:  # a variant cuda_check.py checks (run it first)
+        return known[name]
+    raise ValueError(f"forward tile {name!r}: use 'default', 'default-lpt', 'default-plain' "
+                     f"or one of cuda_check.VARIANTS at d{D}: {sorted(known)}")
 
 
 def _bwd_tile(name: str, D: int):

@@ -418,8 +418,9 @@ def test_ab_script_names_pairs_and_tiles():
     assert ab._fwd_tile("default", 128, True, lo).lpt
     assert not ab._fwd_tile("default-plain", 128, True, lo).lpt
     assert ab._fwd_tile("default-lpt", 128, True, 1024).lpt
-    with pytest.raises(ValueError, match="default-lpt"):
-        ab._fwd_tile("n128s2", 128, True, lo)
+    assert ab._fwd_tile("n80s2-pp", 256, False, lo) == cuda_fwd.Tile(80, 2, True)
+    with pytest.raises(ValueError, match="default-lpt.*n80s2-pp"):
+        ab._fwd_tile("n96s2", 256, True, lo)
     assert str(ab._bwd_tile("s2-release-lpt", 128)) == "s2-release-lpt"
     with pytest.raises(ValueError, match="s9"):
         ab._bwd_tile("s9", 128)

@@ -114,10 +114,10 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
 
 #: Causal bf16/fp16 problems with keys in this range launch in Tile.lpt's order (longest
 #: tiles first).  H100, 2026-12-05: +0.1-5.0 % at 2k-8k (d256 +4-5 %, d128 +2-3 %), median
-#: of 4 interleaved rounds (``ab_hopper_h100_2026-12-05``), and +1.5-21 % in the grid run
-#: ``..._run11``; at 1k it lost up to 5 % (d64); at 16k it was +0.6..+1.8 % in the
-#: interleaved rounds but −8 % at d128 in both grid runs (10 and 11), so 16k keeps the
-#: plain order.  FP8 was not measured with it.
+#: of 4 interleaved rounds (``ab_hopper_h100_2026-12-05``); grid run ``..._run11``: d128 and
+#: d256 +1.5..+21 %, d64 −0.5..+1.6 %.  At 1k it lost up to 5 % (d64); at 16k it was
+#: +0.6..+1.8 % in the interleaved rounds but −6.5 % and −8 % at d128 in grid runs 10 and
+#: 11, so 16k keeps the plain order.  FP8 was not measured with it.
 LPT_KEYS = (2048, 8192)
 
 

@@ -247,9 +247,9 @@ def source(head_dim: int, dtype: torch.dtype) -> str:
 
 
 def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
-            trace: bool = False) -> tuple:
+            trace: bool = False, prof: bool = False) -> tuple:
     tile = tile or default_tile(head_dim)
-    return (f"-DBWD_TRACE={int(trace)}", f"-DHEAD_DIM={head_dim}",
+    return (f"-DBWD_TRACE={int(trace)}", f"-DBWD_PROF={int(prof)}", f"-DHEAD_DIM={head_dim}",
             f"-DBLOCK_M={block_m_for(head_dim)}", f"-DDQ_N={_dq_n(head_dim)}",
             f"-DSTAGES={tile.stages}",
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
@@ -259,12 +259,12 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
-                  trace: bool = False) -> tuple:
+                  trace: bool = False, prof: bool = False) -> tuple:
     """NVRTC's options (CuPy on the device; the CPU tests pass the same).  NVRTC 13.0 takes
     the generic lambda fa3_bwd.cu instantiates per warpgroup for a host function unless
     told that unannotated functions are device code (nvcc needs no flag)."""
     return (("-arch=sm_90a", "-std=c++17", "-default-device")
-            + options(head_dim, causal, dtype, tile, trace))
+            + options(head_dim, causal, dtype, tile, trace, prof))
 
 
 def unsupported_reason(q, k, v, problem) -> Optional[str]:
@@ -400,7 +400,7 @@ def _tma_input(t: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
-            tile: Optional[BwdTile] = None, trace: bool = False):
+            tile: Optional[BwdTile] = None, trace: bool = False, prof: bool = False):
     tile = tile or default_tile(head_dim)
     if tile not in tiles_for(head_dim):
         raise ValueError(f"hopper-fa3 CUDA backward: tile {tile!r} does not build at head dim "
@@ -408,16 +408,19 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
                          f"{[repr(t) for t in tiles_for(head_dim)]}")
     smem = smem_bytes(head_dim, tile)
     mod, func = cuda_fwd._build(device_index, source(head_dim, dtype),
-                                nvrtc_options(head_dim, causal, dtype, tile, trace),
+                                nvrtc_options(head_dim, causal, dtype, tile, trace, prof),
                                 "attnhub_fa3_bwd", smem)
     return mod, func, smem
 
 
 def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
-             trace: Optional[torch.Tensor] = None):
+             trace: Optional[torch.Tensor] = None, prof: Optional[torch.Tensor] = None):
     """``(dq, dk, dv)`` shaped like ``(q, k, v)`` for a problem :func:`unsupported_reason`
     accepted.  ``trace``: a pinned int32 host tensor of 4 per CTA, to run the tracing build
-    (``BWD_TRACE``, see fa3_bwd.cu) for debugging."""
+    (``BWD_TRACE``, see fa3_bwd.cu) for debugging.  ``prof``: an int32 CUDA tensor of
+    (CTAs, 2, PROF_STRIDE), to run the phase-profiling build (:func:`phase_profile`)."""
+    if trace is not None and prof is not None:
+        raise ValueError("backward: pass trace or prof, not both (they share one pointer)")
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
     dk = cuda_fwd._empty_o(k, B, Hk, Sk, D, k.dtype)
@@ -433,12 +436,18 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile._replace(lpt=False),
-                            trace is not None)  # lpt: the same binary, launched in another order
+                            trace is not None, prof is not None)  # lpt: the same binary
+    grid = (math.ceil(Sk / block_n_for(D)), Hk, B)
+    if prof is not None and (prof.dtype != torch.int32 or prof.device != q.device
+                             or prof.numel() < grid[0] * grid[1] * grid[2] * 2 * PROF_STRIDE):
+        raise ValueError(f"backward: prof must be an int32 tensor on {q.device} of at least "
+                         f"{grid[0] * grid[1] * grid[2]} CTAs × 2 × {PROF_STRIDE}")
+    trace = prof if prof is not None else trace
     tm = cuda_fwd._tensor_map
     bn = block_n_for(D)
     maps = (tm(q, bm), tm(k, bn), tm(v, bn), tm(do, bm), tm(dk, 64), tm(dv, 64))
     window = sched_window(B, Hk, Hq // Hk, Sq, D) if tile.lpt and problem.causal else 0
-    cuda_fwd._launch(func, (math.ceil(Sk / bn), Hk, B), 384, smem, q.device, maps, (
+    cuda_fwd._launch(func, grid, 384, smem, q.device, maps, (
         ctypes.c_void_p(lse2.data_ptr()), ctypes.c_void_p(delta.data_ptr()),
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
@@ -447,9 +456,35 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     return dq_from_accum(acc, q, scale, tile.vec_io), dk, dv
 
 
+#: fa3_bwd.cu's BWD_PROF slots, in order (PROF_SLOTS of them, then the block count).
+PROF_PHASES = ("kv_load", "q_wait", "s_issue_do_wait", "dp_issue_s_wait", "softmax_ds",
+               "ds_barrier", "dq_product", "dq_out", "epilogue_barrier", "dkdv_store")
+PROF_STRIDE = 16
+
+
+def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None) -> dict:
+    """Where a consumer warpgroup's cycles go, from one launch of the BWD_PROF build: per
+    phase (:data:`PROF_PHASES`) the share of all consumer cycles and the mean cycles per
+    query block, summed over every CTA and both warpgroups.  The build's own time is not
+    the kernel's (the clock reads); the split is what it is for."""
+    B, Hk, Sk, D = k.shape
+    n_cta = math.ceil(Sk / block_n_for(D)) * Hk * B
+    prof = torch.zeros(n_cta, 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
+    backward(do, q, k, v, o, lse, problem, tile, prof=prof)
+    if prof.is_cuda:
+        torch.cuda.synchronize(prof.device)
+    cyc = prof[:, :, :len(PROF_PHASES)].to(torch.int64) & 0xFFFFFFFF  # unsigned 32-bit sums
+    per = cyc.sum(dim=(0, 1)).tolist()
+    blocks = int(prof[:, :, len(PROF_PHASES)].to(torch.int64).sum())
+    total = sum(per) or 1
+    return {"blocks": blocks, "cycles": total,
+            "share": {n: c / total for n, c in zip(PROF_PHASES, per)},
+            "per_block": {n: c / max(blocks, 1) for n, c in zip(PROF_PHASES, per)}}
+
+
 def nvcc_check(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
                nvcc: Optional[str] = None, cubin: Optional[str] = None,
-               trace: bool = False) -> str:
+               trace: bool = False, prof: bool = False) -> str:
     """Compile with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report (and keeps the cubin
     at ``cubin`` if given).  Raises RuntimeError with the compiler output on failure."""
     nvcc = nvcc or shutil.which("nvcc")
@@ -460,7 +495,7 @@ def nvcc_check(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = Non
         src.write_text(source(head_dim, dtype))
         out = cubin or str(pathlib.Path(tmp, "out.cubin"))
         cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
-               "-Xptxas", "-v", *options(head_dim, causal, dtype, tile, trace), "-o", out,
+               "-Xptxas", "-v", *options(head_dim, causal, dtype, tile, trace, prof), "-o", out,
                str(src)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         report = res.stdout + res.stderr

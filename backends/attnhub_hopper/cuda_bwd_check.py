@@ -282,6 +282,33 @@ def passed_tiles(results) -> dict:
     return out
 
 
+def phases(log, tiles, seqs=(1024, 4096, 16384)) -> list:
+    """Where each consumer warpgroup's cycles go (cuda_bwd.phase_profile, the BWD_PROF
+    build) for the FA grid's shapes: the question before ping-pong (NOTES.md) is how much
+    of a block is the softmax/dS phase and how much the waits for the products."""
+    import torch
+    from attnhub_hopper import cuda_bwd, cuda_fwd
+
+    rows = []
+    for D in selected_dims():
+        for S in seqs:
+            for causal in (False, True):
+                B, H = 16384 // S, 2048 // D
+                p = _problem(B, H, H, S, S, D, torch.bfloat16, causal)
+                q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
+                           for _ in range(3))
+                o, lse = cuda_fwd.forward(q, k, v, p)
+                do = torch.randn_like(o)
+                for tile in tiles.get(D, []):
+                    prof = cuda_bwd.phase_profile(do, q, k, v, o, lse, p, tile)
+                    rows.append(dict(D=D, S=S, causal=causal, tile=str(tile), **prof))
+                    log(f"phases d{D} s{S:>5} {'causal' if causal else 'full  '} {tile}: "
+                        f"{prof['cycles'] / max(prof['blocks'], 1):.0f} cycles/block | "
+                        + " ".join(f"{n} {x:.1%}" for n, x in prof["share"].items() if x >= 0.005))
+                del q, k, v, o, do
+    return rows
+
+
 def grid(log, quick, tiles=None) -> list:
     """The timing grid; ``tiles`` ({D: [tiles]}, default: every variant) limits what runs."""
     import torch
@@ -392,6 +419,9 @@ def main():
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     ap.add_argument("--dims", type=lambda x: [int(d) for d in x.split(",")],
                     help="head dims to check and time, e.g. 128,64 (default: all)")
+    ap.add_argument("--phases", action="store_true",
+                    help="also the BWD_PROF phase split of the variants that passed (1k, 4k, "
+                         "16k; causal and not)")
     ap.add_argument("--tiles", type=lambda x: x.split(","),
                     help="variants by name, e.g. s2-ahead,s2-release (the default tile "
                          "always runs; default: every variant that builds)")
@@ -442,6 +472,9 @@ def main():
     tiles = passed_tiles(results)
     log("timed (every correctness case passed): "
         + "; ".join(f"d{D} {[str(t) for t in ts]}" for D, ts in tiles.items()))
+    if args.phases:
+        data["phases"] = phases(log, tiles)
+        write()
     rows = [] if args.no_grid else grid(log, args.quick, tiles)
     data["grid"] = rows
     write()

@@ -70,6 +70,9 @@
 #ifndef BWD_TRACE  // 1: progress of every role into trace[] (a debugging build, see below)
 #define BWD_TRACE 0
 #endif
+#ifndef BWD_PROF  // 1: SM cycles per phase of each consumer warpgroup into trace[] (below)
+#define BWD_PROF 0
+#endif
 #ifndef EARLY_DV  // 1: issue dV += Pᵀ·dO before waiting for dPᵀ (more overlap, more registers)
 #define EARLY_DV 0
 #endif
@@ -140,6 +143,7 @@ static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warp
               "dQ's rows (128-query blocks) or its columns (64-query blocks)");
 static_assert(!VEC_IO || !DQ_ATOMIC, "VEC_IO: the dQ staging buffer's 16-byte stores");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
+static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
 
 // ---- helpers only the backward uses --------------------------------------------------------
 __device__ __forceinline__ float2 ld_shared_f2(u32 addr) {
@@ -186,6 +190,12 @@ __device__ __forceinline__ float copy_f32(float x) {
   asm volatile("add.f32 %0, %1, 0f00000000;" : "=f"(y) : "f"(x));
   return y;
 }
+// the SM's cycle counter (BWD_PROF); volatile + memory: not moved across the waits it brackets
+__device__ __forceinline__ u32 clock32() {
+  u32 t;
+  asm volatile("mov.u32 %0, %%clock;" : "=r"(t)::"memory");
+  return t;
+}
 __device__ __forceinline__ void red_add_f2(float* dst, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"((u64)dst), "f"(a), "f"(b)
                : "memory");
@@ -204,6 +214,18 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 byt
 // 15 K/V landed, then per block i: 1 Q landed, 2 dO landed, 3 Sᵀ done, 4 dS stored,
 // 5 past the dS barrier, 6 products retired; 16 n + 7 before the epilogue barrier, + 8 past
 // it, + 9 stores issued.
+//
+// BWD_PROF=1 (a profiling build; its own time is not the kernel's): at the same points
+// every consumer thread reads %clock and adds the cycles since the previous point to slot
+// (phase, 15 → 0; slot 7 also after each block's dQ hand-off); thread 0 of each warpgroup
+// writes its slots to trace[(cta * 2 + warpgroup) * PROF_STRIDE + slot] (cta: the hardware
+// block index) and the number of blocks to slot PROF_SLOTS.  Slots (non-SPLIT_D): 0 K/V
+// landing, 1 Q wait, 2 Sᵀ issue (+ S_AHEAD's dQ hand-off) + dO wait, 3 dPᵀ issue + Sᵀ wait,
+// 4 P, dPᵀ wait, dS, dV/dK issue, dS store, 5 the dS barrier, 6 the dQ product and the
+// stage release, 7 dQ hand-off, 8 the epilogue barrier, 9 dK/dV stores
+// (cuda_bwd.PROF_PHASES names them).
+#define PROF_SLOTS 10
+#define PROF_STRIDE 16
 #if BWD_TRACE
 #define TRACE(slot, v)                                                                       \
   do {                                                                                       \
@@ -471,8 +493,27 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
     const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
     (void)tr;
-#define CTRACE(it, ph) \
-    if (tr) TRACE(1 + cw, 16 * (it) + (ph))
+#if BWD_PROF
+    u32 prof[PROF_SLOTS];
+#pragma unroll
+    for (int k = 0; k < PROF_SLOTS; ++k) prof[k] = 0;
+    u32 prof_t = clock32();
+#define PROF(k)                       \
+  do {                                \
+    const u32 t_ = clock32();         \
+    prof[k] += t_ - prof_t;           \
+    prof_t = t_;                      \
+  } while (0)
+#else
+#define PROF(k) \
+  do {          \
+  } while (0)
+#endif
+#define CTRACE(it, ph)                    \
+  do {                                    \
+    if (tr) TRACE(1 + cw, 16 * (it) + (ph)); \
+    PROF((ph) == 15 ? 0 : (ph));          \
+  } while (0)
     CTRACE(0, 15);
     for (int i = 0; i < n_iter; ++i) {
       int hq, mb;
@@ -683,6 +724,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #else
       dq_out(blk, dq);
 #endif
+      PROF(7);
     }
 
 #if S_AHEAD
@@ -721,6 +763,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
     }
     CTRACE(n_iter, 9);
+#if BWD_PROF
+    if (ctid == 0 && trace) {
+      const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+      int* out = trace + (2 * cta + cw) * PROF_STRIDE;
+#pragma unroll
+      for (int k = 0; k < PROF_SLOTS; ++k) out[k] = (int)prof[k];
+      out[PROF_SLOTS] = n_iter;
+    }
+#endif
   };
 #if SPLIT_D
   if (wg == 1)

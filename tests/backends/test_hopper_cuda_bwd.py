@@ -166,19 +166,21 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
 
 @pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
                     "nvidia-cuda-nvrtc")
-@pytest.mark.parametrize("D,tile,trace", [(D, t, False) for D in cuda_bwd.HEAD_DIMS
-                                          for t in cuda_bwd.tiles_for(D)]
-                         + [(128, cuda_bwd.BwdTile(), True),
-                            (256, cuda_bwd.BwdTile(1, True), True)],
+@pytest.mark.parametrize("D,tile,trace,prof", [(D, t, False, False) for D in cuda_bwd.HEAD_DIMS
+                                               for t in cuda_bwd.tiles_for(D)]
+                         + [(128, cuda_bwd.BwdTile(), True, False),
+                            (256, cuda_bwd.BwdTile(1, True), True, False),
+                            (128, cuda_bwd.BwdTile(2, poly=1), False, True),
+                            (256, cuda_bwd.BwdTile(1, True), False, True)],
                          ids=str)
-def test_nvrtc_accepts_the_source(D, tile, trace):
+def test_nvrtc_accepts_the_source(D, tile, trace, prof):
     """NVRTC (what CuPy compiles with on the device; 13.0 there, pinned in the dev extra)
-    builds every variant, causal, and the tracing builds, with no spills and no serialised
-    wgmma.  (NVRTC 13.0 rejected the per-warpgroup generic lambda that nvcc and NVRTC 13.5
-    accept; this test is what caught it.)"""
+    builds every variant, causal, and the tracing and phase-profiling builds, with no spills
+    and no serialised wgmma.  (NVRTC 13.0 rejected the per-warpgroup generic lambda that
+    nvcc and NVRTC 13.5 accept; this test is what caught it.)"""
     dtype = torch.float16 if tile.stages == 3 else torch.bfloat16
     log = cuda_fwd.nvrtc_compile(cuda_bwd.source(D, dtype),
-                                 cuda_bwd.nvrtc_options(D, True, dtype, tile, trace)
+                                 cuda_bwd.nvrtc_options(D, True, dtype, tile, trace, prof)
                                  + ("--ptxas-options=-v",))
     assert "0 bytes spill stores" in log and not re.search(r"C751\d", log), log
 
@@ -187,6 +189,51 @@ def test_nvrtc_accepts_the_source(D, tile, trace):
 def test_the_tracing_build_compiles_without_spills():
     report = cuda_bwd.nvcc_check(128, True, torch.bfloat16, trace=True)
     assert "0 bytes spill stores" in report, report
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("D,causal", [(64, False), (128, False), (128, True), (256, True)])
+def test_the_phase_profiling_build_compiles_without_spills(D, causal):
+    """BWD_PROF adds ten cycle counters per consumer thread; the shipped tile must still
+    fit (a spilling profile would measure the spills)."""
+    report = cuda_bwd.nvcc_check(D, causal, torch.bfloat16, cuda_bwd.default_tile(D, causal),
+                                 prof=True)
+    assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
+    with pytest.raises(RuntimeError, match="share the trace pointer"):
+        cuda_bwd.nvcc_check(128, False, torch.bfloat16, trace=True, prof=True)
+
+
+def test_phase_profile_names_every_slot_of_the_kernel():
+    text = cuda_bwd._SRC.read_text()
+    slots = int(re.search(r"#define PROF_SLOTS (\d+)", text).group(1))
+    stride = int(re.search(r"#define PROF_STRIDE (\d+)", text).group(1))
+    assert len(cuda_bwd.PROF_PHASES) == slots and cuda_bwd.PROF_STRIDE == stride > slots
+    q = torch.zeros(1, 1, 8, 128)
+    p = _problem(1, 1, 1, 8, 8, 128)
+    with pytest.raises(ValueError, match="trace or prof"):
+        cuda_bwd.backward(q, q, q, q, q, q[..., 0], p, trace=q, prof=q)
+
+
+def test_phase_profile_sums_unsigned_slots_over_ctas_and_warpgroups(monkeypatch):
+    """The kernel's slots are unsigned 32-bit sums in an int32 tensor: a slot past 2³¹
+    reads negative and must count as its unsigned value; shares add up to 1."""
+    def fake_backward(do, q, k, v, o, lse, problem, tile, prof):
+        n = len(cuda_bwd.PROF_PHASES)
+        prof.zero_()
+        prof[:, :, 1] = 100  # q_wait
+        prof[:, :, 4] = 300  # softmax_ds
+        prof[0, 0, 6] = -(2 ** 31)  # dq_product: 2³¹ cycles, unsigned
+        prof[:, :, n] = 5  # blocks
+
+    monkeypatch.setattr(cuda_bwd, "backward", fake_backward)
+    q = torch.zeros(2, 4, 300, 128)  # 3 key blocks of 128 × 4 heads × 2 = 24 CTAs
+    out = cuda_bwd.phase_profile(q, q, q, q, q, q[..., 0], _problem(2, 4, 4, 300, 300, 128))
+    assert out["blocks"] == 24 * 2 * 5
+    assert out["cycles"] == 24 * 2 * 400 + 2 ** 31
+    # each warpgroup's slot sums its 5 blocks: per block and warpgroup 300 / 5, 100 / 5
+    assert out["per_block"]["softmax_ds"] == 60 and out["per_block"]["q_wait"] == 20
+    assert out["share"]["dq_product"] == pytest.approx(2 ** 31 / out["cycles"])
+    assert sum(out["share"].values()) == pytest.approx(1.0)
 
 
 def test_trace_values_are_described_per_role():

@@ -470,14 +470,19 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None) 
     B, Hk, Sk, D = k.shape
     n_cta = math.ceil(Sk / block_n_for(D)) * Hk * B
     prof = torch.zeros(n_cta, 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
-    backward(do, q, k, v, o, lse, problem, tile, prof=prof)
+    got = backward(do, q, k, v, o, lse, problem, tile, prof=prof)
     if prof.is_cuda:
         torch.cuda.synchronize(prof.device)
+    # the profiled build must compute what the plain one does (dK, dV bit for bit; dQ up to
+    # the order of its L2 reductions)
+    plain = backward(do, q, k, v, o, lse, problem, tile)
+    diff = {n: float((a.float() - b.float()).abs().max()) if a is not None and a.numel() else 0.0
+            for n, a, b in zip(("dq", "dk", "dv"), got or (None,) * 3, plain or (None,) * 3)}
     cyc = prof[:, :, :len(PROF_PHASES)].to(torch.int64) & 0xFFFFFFFF  # unsigned 32-bit sums
     per = cyc.sum(dim=(0, 1)).tolist()
     blocks = int(prof[:, :, len(PROF_PHASES)].to(torch.int64).sum())
     total = sum(per) or 1
-    return {"blocks": blocks, "cycles": total,
+    return {"blocks": blocks, "cycles": total, "max_diff_vs_plain": diff,
             "share": {n: c / total for n, c in zip(PROF_PHASES, per)},
             "per_block": {n: c / max(blocks, 1) for n, c in zip(PROF_PHASES, per)}}
 

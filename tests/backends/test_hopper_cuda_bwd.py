@@ -217,13 +217,16 @@ def test_phase_profile_names_every_slot_of_the_kernel():
 def test_phase_profile_sums_unsigned_slots_over_ctas_and_warpgroups(monkeypatch):
     """The kernel's slots are unsigned 32-bit sums in an int32 tensor: a slot past 2³¹
     reads negative and must count as its unsigned value; shares add up to 1."""
-    def fake_backward(do, q, k, v, o, lse, problem, tile, prof):
+    def fake_backward(do, q, k, v, o, lse, problem, tile, prof=None):
+        if prof is None:  # the plain build, compared with the profiled one
+            return q + 1, k, v
         n = len(cuda_bwd.PROF_PHASES)
         prof.zero_()
         prof[:, :, 1] = 100  # q_wait
         prof[:, :, 4] = 300  # softmax_ds
         prof[0, 0, 6] = -(2 ** 31)  # dq_product: 2³¹ cycles, unsigned
         prof[:, :, n] = 5  # blocks
+        return q, k, v
 
     monkeypatch.setattr(cuda_bwd, "backward", fake_backward)
     q = torch.zeros(2, 4, 300, 128)  # 3 key blocks of 128 × 4 heads × 2 = 24 CTAs
@@ -234,6 +237,7 @@ def test_phase_profile_sums_unsigned_slots_over_ctas_and_warpgroups(monkeypatch)
     assert out["per_block"]["softmax_ds"] == 60 and out["per_block"]["q_wait"] == 20
     assert out["share"]["dq_product"] == pytest.approx(2 ** 31 / out["cycles"])
     assert sum(out["share"].values()) == pytest.approx(1.0)
+    assert out["max_diff_vs_plain"] == {"dq": 1.0, "dk": 0.0, "dv": 0.0}
 
 
 def test_trace_values_are_described_per_role():

@@ -96,7 +96,7 @@ def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6): ping-pong
     pays at d64 everywhere and at d128 below 8k keys; wide key blocks pay at long sequences;
-    the persistent grid pays at short ones (d64 up to 2k keys, 4k causal; d128 up to 1k);
+    the persistent grid pays at short ones (d64 up to 4k keys; d128 up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``).
@@ -125,7 +125,7 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
     if head_dim == 64:
         if seqlen_k <= 1024 or (causal and seqlen_k <= 2048):
             return Tile(128, 2, True, persistent=True)
-        if seqlen_k <= 2048 or (causal and seqlen_k <= 4096):
+        if seqlen_k <= 4096:  # non-causal 4k: +4.9 % (ab_hopper_h100_2026-12-05_run3)
             return Tile(192, 2, True, persistent=True)
         return Tile(128 if causal and seqlen_k < 8192 else 192, 2, True)
     if head_dim == 128:

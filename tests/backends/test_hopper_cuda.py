@@ -213,6 +213,7 @@ def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2)
     # the persistent grid at short sequences, never at d256 (no room for its O buffer)
     assert cuda_fwd.default_tile(64, True, 2048).persistent
+    assert cuda_fwd.default_tile(64, False, 4096).persistent  # interleaved A/B: +4.9 %
     assert not cuda_fwd.default_tile(64, False, 8192).persistent
     assert not any(t.persistent for d, _, t in cuda_fwd.shipped_tiles() if d == 256)
     # causal launches go longest-first with LPT_KEYS keys (bf16; FP8 was not measured)

@@ -67,7 +67,11 @@ class BwdTile(NamedTuple):
     FMA pipe (``exp2_poly``) instead of MUFU, whose instructions share the MIO queue with
     the shared-memory traffic (the 2026-12-05 stall profile, NOTES.md).  ``lpt`` (causal
     problems; the same binary): CTAs take their key blocks longest first across windows of
-    (batch, head) pairs (:func:`sched_window`), so the last wave is not a few long CTAs."""
+    (batch, head) pairs (:func:`sched_window`), so the last wave is not a few long CTAs.
+    ``dq_db`` (staging-buffer dQ, where shared memory allows: d128) gives each warpgroup two
+    staging buffers used by alternate blocks, so a block's dQ stores wait only for the
+    reduction of two blocks back, not the previous one (the hand-off was 12-14 % of a
+    d128 block in the 2026-12-05 phase profile)."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -77,6 +81,7 @@ class BwdTile(NamedTuple):
     vec_io: bool = False
     poly: int = 0
     lpt: bool = False
+    dq_db: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -85,7 +90,7 @@ class BwdTile(NamedTuple):
                 + ("-ahead" if self.s_ahead else "")
                 + ("-vec" if self.vec_io else "")
                 + (f"-poly{self.poly}" if self.poly else "")
-                + ("-lpt" if self.lpt else ""))
+                + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -98,7 +103,10 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(2, poly=1), BwdTile(2, poly=2),
             BwdTile(2, early_release=True, poly=1), BwdTile(2, early_release=True, poly=2),
             BwdTile(2, lpt=True), BwdTile(2, early_release=True, lpt=True),
-            BwdTile(1, True, lpt=True))
+            BwdTile(1, True, lpt=True),
+            BwdTile(2, dq_db=True), BwdTile(2, poly=1, dq_db=True),
+            BwdTile(2, early_release=True, dq_db=True),
+            BwdTile(2, early_release=True, lpt=True, dq_db=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -116,6 +124,7 @@ def _tiles(head_dim: int) -> tuple:
     ok = [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
           and not (t.early_dv and head_dim in (64, 256))
           and not (t.vec_io and (t.dq_atomic or head_dim != 128))
+          and not (t.dq_db and t.dq_atomic)
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
     return tuple([t for t in ok if t.stages > 1] or ok)
 
@@ -229,10 +238,10 @@ def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     kv = 2 * bn * head_dim * 2
     q_do = 2 * tile.stages * bm * head_dim * 2
     ds = 2 * bm * bn * 2  # double-buffered dS
-    dq = 0 if tile.dq_atomic else 2 * 64 * _dq_n(head_dim) * 4
+    dq = 0 if tile.dq_atomic else (4 if tile.dq_db else 2) * 64 * _dq_n(head_dim) * 4
     swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
     rows = tile.stages * rows_per_block(bm, tile.vec_io) * 8
-    bars = 8 * (1 + 3 * tile.stages)
+    bars = 8 * (1 + 3 * tile.stages) + 2 * PROF_STRIDE * 4  # + BWD_PROF's slots
     return kv + q_do + ds + dq + swap + rows + bars + 1024  # + alignment slack
 
 
@@ -255,7 +264,8 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DCAUSAL={int(bool(causal))}", f"-DIS_BF16={int(dtype == torch.bfloat16)}",
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}",
             f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
-            f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}")
+            f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
+            f"-DDQ_DB={int(tile.dq_db)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
@@ -458,7 +468,8 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
 
 #: fa3_bwd.cu's BWD_PROF slots, in order (PROF_SLOTS of them, then the block count).
 PROF_PHASES = ("kv_load", "q_wait", "s_issue_do_wait", "dp_issue_s_wait", "softmax_ds",
-               "ds_barrier", "dq_product", "dq_out", "epilogue_barrier", "dkdv_store")
+               "ds_barrier", "dq_product", "dq_out", "epilogue_barrier", "dkdv_store",
+               "dq_out_wait")
 PROF_STRIDE = 16
 
 

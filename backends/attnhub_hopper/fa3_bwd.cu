@@ -33,9 +33,9 @@
 // Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, 128 or 256 with BLOCK_M 64: the
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
-// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, BWD_TRACE.  Wrappers
-// wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from wgmma_ptx.py, the
-// helpers from fa3_common.cuh.
+// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, DQ_DB, BWD_TRACE,
+// BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
+// wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
 // rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
 
@@ -85,6 +85,9 @@
 #ifndef POLY_EXP  // of every 4 groups of 8 query columns, how many take P's exp2 on the FMA
 #define POLY_EXP 0  // pipe (exp2_poly, fa3_common.cuh) instead of MUFU
 #endif
+#ifndef DQ_DB  // 1: two dQ staging buffers per warpgroup, used by alternate blocks, so a
+#define DQ_DB 0  // block's staging stores wait only for the reduction of two blocks back
+#endif
 #ifndef VEC_IO  // 1: 16-byte shared-memory accesses for the per-row log2-LSE / Δ reads and
 #define VEC_IO 0  // the dQ staging stores (half the instructions on the MIO queue; below)
 #endif
@@ -122,10 +125,11 @@
 #define SDO_OFF (SQ_OFF + STAGES * Q_BYTES)
 #define SDS_OFF (SDO_OFF + STAGES * Q_BYTES)
 #define SDQ_OFF (SDS_OFF + 2 * DS_BYTES)
-#define SX_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : 2 * DQ_WG_FLOATS * 4))
+#define SX_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : (DQ_DB ? 4 : 2) * DQ_WG_FLOATS * 4))
 #define X_BYTES (64 * BLOCK_M * 4)  // SPLIT_D: P or dPᵀ of one block, float32, register order
 #define SL_OFF (SX_OFF + (SPLIT_D ? 2 * X_BYTES : 0))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
+#define PROF_OFF (BAR_OFF + 8 * (1 + 3 * STAGES))  // BWD_PROF's slots, 2 × PROF_STRIDE u32
 
 #define WGMMA_S CAT(wgmma_ss_n, BLOCK_M)
 #define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_M), _init)
@@ -142,6 +146,7 @@ static_assert(!SPLIT_D || (DQ_ATOMIC && !EARLY_DV && !EARLY_RELEASE && !S_AHEAD)
 static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warpgroups split "
               "dQ's rows (128-query blocks) or its columns (64-query blocks)");
 static_assert(!VEC_IO || !DQ_ATOMIC, "VEC_IO: the dQ staging buffer's 16-byte stores");
+static_assert(!DQ_DB || !DQ_ATOMIC, "DQ_DB: double-buffers the dQ staging buffer");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
 
@@ -216,15 +221,17 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 byt
 // it, + 9 stores issued.
 //
 // BWD_PROF=1 (a profiling build; its own time is not the kernel's): at the same points
-// every consumer thread reads %clock and adds the cycles since the previous point to slot
-// (phase, 15 → 0; slot 7 also after each block's dQ hand-off); thread 0 of each warpgroup
-// writes its slots to trace[(cta * 2 + warpgroup) * PROF_STRIDE + slot] (cta: the hardware
-// block index) and the number of blocks to slot PROF_SLOTS.  Slots (non-SPLIT_D): 0 K/V
-// landing, 1 Q wait, 2 Sᵀ issue (+ S_AHEAD's dQ hand-off) + dO wait, 3 dPᵀ issue + Sᵀ wait,
-// 4 P, dPᵀ wait, dS, dV/dK issue, dS store, 5 the dS barrier, 6 the dQ product and the
-// stage release, 7 dQ hand-off, 8 the epilogue barrier, 9 dK/dV stores
+// thread 0 of each consumer warpgroup reads %clock and adds the cycles since the previous
+// point to a slot in shared memory (PROF_OFF): slot = phase (15 → 0; slot 7 also after each
+// block's dQ hand-off).  At the end it writes its slots to
+// trace[(cta * 2 + warpgroup) * PROF_STRIDE + slot] (cta: the hardware block index) and
+// the number of blocks to slot PROF_SLOTS.  Slots (non-SPLIT_D): 0 K/V landing, 1 Q wait,
+// 2 Sᵀ issue (+ S_AHEAD's dQ hand-off) + dO wait, 3 dPᵀ issue + Sᵀ wait, 4 P, dPᵀ wait,
+// dS, dV/dK issue, dS store, 5 the dS barrier, 6 the dQ product and the stage release,
+// 7 dQ hand-off, 8 the epilogue barrier, 9 dK/dV stores, 10 (staged dQ, non-S_AHEAD) the
+// hand-off's wait for its staging buffer and that barrier, taken out of 7
 // (cuda_bwd.PROF_PHASES names them).
-#define PROF_SLOTS 10
+#define PROF_SLOTS 11
 #define PROF_STRIDE 16
 #if BWD_TRACE
 #define TRACE(slot, v)                                                                       \
@@ -393,8 +400,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     const u32 sKw = sK + row_off, sVw = sV + row_off;
     // byte offset of this warpgroup's dK/dV columns in a Q / dO tile (SPLIT_D: chunks 2cw..)
     const u32 kv_col = SPLIT_D ? cw * (KV_N / 64) * (BLOCK_M * 128) : 0;
-    const u32 sDQw = sDQ + cw * (DQ_WG_FLOATS * 4);
-    (void)sDQw;
+    // this warpgroup's dQ staging buffer (DQ_DB: two, alternating by block; dq_n counts the
+    // blocks handed off)
+    const u32 sDQw0 = sDQ + (DQ_DB ? 2 * cw : cw) * (DQ_WG_FLOATS * 4);
+    int dq_n = 0;
+    (void)sDQw0;
+    (void)dq_n;
 
     float dv[KV_N / 2], dk[KV_N / 2];
 #pragma unroll
@@ -446,6 +457,28 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       if (lane == 0) mbar_arrive(BAR_E(s));
     };
 
+#if BWD_PROF  // thread 0 of the warpgroup counts, all in shared memory: no live registers
+  // (the last clock reading in slot PROF_STRIDE - 1; the address from bars, live anyway)
+#define PROF_ADDR(k) (bars + (PROF_OFF - BAR_OFF) + cw * (PROF_STRIDE * 4u) + 4u * (k))
+    if (ctid == 0) {
+#pragma unroll
+      for (int k = 0; k < PROF_SLOTS; ++k) st_shared_u32(PROF_ADDR(k), 0u);
+      st_shared_u32(PROF_ADDR(PROF_STRIDE - 1), clock32());
+    }
+#define PROF(k)                                                        \
+  do {                                                                 \
+    if (ctid == 0) {                                                   \
+      const u32 t_ = clock32();                                        \
+      const u32 dt_ = t_ - ld_shared_u32(PROF_ADDR(PROF_STRIDE - 1));  \
+      st_shared_u32(PROF_ADDR(k), ld_shared_u32(PROF_ADDR(k)) + dt_);  \
+      st_shared_u32(PROF_ADDR(PROF_STRIDE - 1), t_);                   \
+    }                                                                  \
+  } while (0)
+#else
+#define PROF(k) \
+  do {          \
+  } while (0)
+#endif
     // dQ_part of query block blk (in dq) → dq_accum, in the threads' register order:
     // element (j, h, e) of thread ctid at ((2j + h) * 128 + ctid) * 2 + e of this
     // warpgroup's share.
@@ -463,8 +496,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
 #else
       // through this warpgroup's shared buffer (conflict-free) and one bulk L2 reduction
+      const u32 sDQw = sDQw0 + (DQ_DB ? (dq_n & 1) * (DQ_WG_FLOATS * 4) : 0);
+      ++dq_n;
+#if DQ_DB  // the reduction of the previous block (other buffer) may still be reading
+      if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 1;" ::: "memory");
+#else
       if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // the last reduction read it
+#endif
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // that reduction read it
+      PROF(10);
 #if VEC_IO  // element (j, h, e) at (j * 128 + ctid) * 4 + 2h + e
 #pragma unroll
       for (int j = 0; j < DQ_N / 8; ++j)
@@ -493,22 +533,6 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
     const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
     (void)tr;
-#if BWD_PROF
-    u32 prof[PROF_SLOTS];
-#pragma unroll
-    for (int k = 0; k < PROF_SLOTS; ++k) prof[k] = 0;
-    u32 prof_t = clock32();
-#define PROF(k)                       \
-  do {                                \
-    const u32 t_ = clock32();         \
-    prof[k] += t_ - prof_t;           \
-    prof_t = t_;                      \
-  } while (0)
-#else
-#define PROF(k) \
-  do {          \
-  } while (0)
-#endif
 #define CTRACE(it, ph)                    \
   do {                                    \
     if (tr) TRACE(1 + cw, 16 * (it) + (ph)); \
@@ -768,7 +792,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
       int* out = trace + (2 * cta + cw) * PROF_STRIDE;
 #pragma unroll
-      for (int k = 0; k < PROF_SLOTS; ++k) out[k] = (int)prof[k];
+      for (int k = 0; k < PROF_SLOTS; ++k) out[k] = (int)ld_shared_u32(PROF_ADDR(k));
       out[PROF_SLOTS] = n_iter;
     }
 #endif

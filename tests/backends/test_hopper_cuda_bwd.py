@@ -207,7 +207,8 @@ def test_phase_profile_names_every_slot_of_the_kernel():
     text = cuda_bwd._SRC.read_text()
     slots = int(re.search(r"#define PROF_SLOTS (\d+)", text).group(1))
     stride = int(re.search(r"#define PROF_STRIDE (\d+)", text).group(1))
-    assert len(cuda_bwd.PROF_PHASES) == slots and cuda_bwd.PROF_STRIDE == stride > slots
+    # the last word of a warpgroup's slots holds the previous clock reading
+    assert len(cuda_bwd.PROF_PHASES) == slots and cuda_bwd.PROF_STRIDE == stride > slots + 1
     q = torch.zeros(1, 1, 8, 128)
     p = _problem(1, 1, 1, 8, 8, 128)
     with pytest.raises(ValueError, match="trace or prof"):

@@ -71,7 +71,10 @@ class BwdTile(NamedTuple):
     ``dq_db`` (staging-buffer dQ, where shared memory allows: d128) gives each warpgroup two
     staging buffers used by alternate blocks, so a block's dQ stores wait only for the
     reduction of two blocks back, not the previous one (the hand-off was 12-14 % of a
-    d128 block in the 2026-12-05 phase profile)."""
+    d128 block in the 2026-12-05 phase profile).  ``red_v4`` (atomic dQ): 16-byte
+    ``red.global.add.v4.f32`` in ``vec_io``'s element order instead of 8-byte ones, half
+    the instructions (d256: the hand-off was 28 % of a block, lg_throttle 2.96 stalls per
+    issue against cuDNN's 0)."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -82,6 +85,7 @@ class BwdTile(NamedTuple):
     poly: int = 0
     lpt: bool = False
     dq_db: bool = False
+    red_v4: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -90,7 +94,8 @@ class BwdTile(NamedTuple):
                 + ("-ahead" if self.s_ahead else "")
                 + ("-vec" if self.vec_io else "")
                 + (f"-poly{self.poly}" if self.poly else "")
-                + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else ""))
+                + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else "")
+                + ("-v4" if self.red_v4 else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -106,7 +111,9 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(1, True, lpt=True),
             BwdTile(2, dq_db=True), BwdTile(2, poly=1, dq_db=True),
             BwdTile(2, early_release=True, dq_db=True),
-            BwdTile(2, early_release=True, lpt=True, dq_db=True))
+            BwdTile(2, early_release=True, lpt=True, dq_db=True),
+            BwdTile(1, True, red_v4=True), BwdTile(1, True, lpt=True, red_v4=True),
+            BwdTile(2, True, red_v4=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -124,7 +131,7 @@ def _tiles(head_dim: int) -> tuple:
     ok = [t for t in VARIANTS if smem_bytes(head_dim, t) <= cuda_fwd._SMEM_LIMIT
           and not (t.early_dv and head_dim in (64, 256))
           and not (t.vec_io and (t.dq_atomic or head_dim != 128))
-          and not (t.dq_db and t.dq_atomic)
+          and not (t.dq_db and t.dq_atomic) and not (t.red_v4 and not t.dq_atomic)
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
     return tuple([t for t in ok if t.stages > 1] or ok)
 
@@ -265,7 +272,7 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}",
             f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
             f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
-            f"-DDQ_DB={int(tile.dq_db)}")
+            f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
@@ -362,8 +369,8 @@ def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float,
     register order, element (j, h, e) of thread t = 32·warp + lane at ((2j + h)·128 + t)·2
     + e, for row 16·warp + lane/4 + 8h and column 8j + 2·(lane % 4) + e of its 64 × dq_n
     tile (rows 64w.. of a 128-query block, or columns dq_n·w.. of a 64-query block);
-    ``vec_io``: at (j·128 + t)·4 + 2h + e.  One Triton pass on CUDA tensors
-    (``bwd_host._dq_convert``), torch elsewhere."""
+    ``vec_io`` (also ``red_v4``'s order): at (j·128 + t)·4 + 2h + e.  One Triton pass on
+    CUDA tensors (``bwd_host._dq_convert``), torch elsewhere."""
     if acc.is_cuda:
         return _dq_from_accum_triton(acc, q, scale, vec_io)
     return _dq_from_accum_torch(acc, q, scale, vec_io)
@@ -463,7 +470,7 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
         ctypes.c_int(n_m), ctypes.c_int(window),
         ctypes.c_void_p(0 if trace is None else trace.data_ptr())))
-    return dq_from_accum(acc, q, scale, tile.vec_io), dk, dv
+    return dq_from_accum(acc, q, scale, tile.vec_io or tile.red_v4), dk, dv
 
 
 #: fa3_bwd.cu's BWD_PROF slots, in order (PROF_SLOTS of them, then the block count).

@@ -33,8 +33,8 @@
 // Build-time constants (-D): HEAD_DIM (64 with BLOCK_M 128, 128 or 256 with BLOCK_M 64: the
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
-// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, DQ_DB, BWD_TRACE,
-// BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
+// IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, DQ_DB, RED_V4,
+// BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
 // wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
 // rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
@@ -84,6 +84,9 @@
 #endif
 #ifndef POLY_EXP  // of every 4 groups of 8 query columns, how many take P's exp2 on the FMA
 #define POLY_EXP 0  // pipe (exp2_poly, fa3_common.cuh) instead of MUFU
+#endif
+#ifndef RED_V4  // 1 (dQ by atomics): 16-byte red.global.add.v4.f32 in VEC_IO's element order,
+#define RED_V4 0  // half the reduction instructions of .v2 (d256's lg_throttle stalls)
 #endif
 #ifndef DQ_DB  // 1: two dQ staging buffers per warpgroup, used by alternate blocks, so a
 #define DQ_DB 0  // block's staging stores wait only for the reduction of two blocks back
@@ -147,6 +150,7 @@ static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warp
               "dQ's rows (128-query blocks) or its columns (64-query blocks)");
 static_assert(!VEC_IO || !DQ_ATOMIC, "VEC_IO: the dQ staging buffer's 16-byte stores");
 static_assert(!DQ_DB || !DQ_ATOMIC, "DQ_DB: double-buffers the dQ staging buffer");
+static_assert(!RED_V4 || DQ_ATOMIC, "RED_V4: the atomic dQ path's vector width");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
 
@@ -203,6 +207,11 @@ __device__ __forceinline__ u32 clock32() {
 }
 __device__ __forceinline__ void red_add_f2(float* dst, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"((u64)dst), "f"(a), "f"(b)
+               : "memory");
+}
+__device__ __forceinline__ void red_add_f4(float* dst, float a, float b, float c, float d) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"((u64)dst), "f"(a), "f"(b),
+               "f"(c), "f"(d)
                : "memory");
 }
 __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, u32 src, u32 bytes) {
@@ -483,7 +492,16 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     // element (j, h, e) of thread ctid at ((2j + h) * 128 + ctid) * 2 + e of this
     // warpgroup's share.
     auto dq_out = [&](long long blk, const float(&dq)[DQ_N / 2]) {
-#if DQ_ATOMIC
+#if DQ_ATOMIC && RED_V4
+      // straight from registers, 16-byte vector reductions, element (j, h, e) at
+      // (j * 128 + ctid) * 4 + 2h + e (a warp's are 512 contiguous bytes)
+      {
+        float* g = dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 4 * ctid;
+#pragma unroll
+        for (int j = 0; j < DQ_N / 8; ++j)
+          red_add_f4(g + j * 512, dq[4 * j], dq[4 * j + 1], dq[4 * j + 2], dq[4 * j + 3]);
+      }
+#elif DQ_ATOMIC
       // straight from registers, 8-byte vector reductions (coalesced: a warp's 32 pairs are
       // 256 contiguous bytes)
       {

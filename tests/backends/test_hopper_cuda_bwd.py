@@ -11,6 +11,7 @@ on the kernel itself (``cuda_bwd_check.py`` runs the same on the device).
 """
 
 import math
+import pathlib
 import re
 import shutil
 
@@ -54,8 +55,14 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes
     assert cuda_bwd.BwdTile(2, False, True) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
-    assert cuda_bwd.tiles_for(256) == [cuda_bwd.BwdTile(1, True),  # one stage, atomic dQ
-                                       cuda_bwd.BwdTile(1, True, lpt=True)]
+    assert cuda_bwd.tiles_for(256) == [  # one stage, atomic dQ (8- or 16-byte reductions)
+        cuda_bwd.BwdTile(1, True), cuda_bwd.BwdTile(1, True, lpt=True),
+        cuda_bwd.BwdTile(1, True, red_v4=True), cuda_bwd.BwdTile(1, True, lpt=True, red_v4=True)]
+    # two dQ staging buffers: d128 only (d64 is 56 bytes short), never with atomic dQ
+    assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_db] == [
+        "s2-db", "s2-poly1-db", "s2-release-db", "s2-release-lpt-db"]
+    assert not any(t.dq_db for D in (64, 256) for t in cuda_bwd.tiles_for(D))
+    assert cuda_bwd.smem_bytes(64, cuda_bwd.BwdTile(2, dq_db=True)) > 232448
     # the schedule variants (early stage release, Sᵀ ahead of the dQ hand-off) at d64/d128
     for D in (64, 128):
         assert cuda_bwd.BwdTile(2, s_ahead=True) in cuda_bwd.tiles_for(D)
@@ -283,7 +290,8 @@ def _store_tile(acc_slot: torch.Tensor, tile: torch.Tensor, idx: torch.Tensor):
 
 @pytest.mark.parametrize("D,Sq,vec", [(64, 300, False), (128, 300, False), (128, 64, False),
                                       (64, 1, False), (256, 100, False), (64, 300, True),
-                                      (128, 300, True), (128, 64, True)])
+                                      (128, 300, True), (128, 64, True),
+                                      (256, 100, True)])  # red_v4's order at d256
 @pytest.mark.parametrize("layout", ("bhsd", "bshd"))
 def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, vec, layout):
     B, H = 2, 3
@@ -663,3 +671,16 @@ def test_host_passes_compile_for_sm90():
     res = subprocess.run([sys.executable, "-c", _SM90_HOST_PASSES], env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "compiled" in res.stdout, res.stderr[-3000:]
+
+
+def test_red_v4_writes_the_vec_io_order_and_backward_decodes_it_so():
+    """red_v4's atomics put element (j, h, e) of thread ctid at (j·128 + ctid)·4 + 2h + e,
+    the order ``dq_from_accum(vec_io=True)`` decodes (the test above); the kernel's address
+    and the host's choice of decoder say the same."""
+    src = cuda_bwd._SRC.read_text()
+    assert "dq_accum + (blk * 2 + cw) * DQ_WG_FLOATS + 4 * ctid;" in src
+    assert "red_add_f4(g + j * 512, dq[4 * j], dq[4 * j + 1], dq[4 * j + 2], dq[4 * j + 3]);" in src
+    assert "dq_from_accum(acc, q, scale, tile.vec_io or tile.red_v4)" in (
+        pathlib.Path(cuda_bwd.__file__).read_text())
+    assert all(t.dq_atomic for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
+               if t.red_v4)

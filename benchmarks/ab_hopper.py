@@ -71,9 +71,8 @@ def main() -> None:
 
     import torch
     import triton
-    from attnhub.contract import Problem
     from attnhub_hopper import cuda_bwd, cuda_fwd
-    from attnhub_hopper.device_check import _sdpa
+    from attnhub_hopper.device_check import _sdpa, fa_point
 
     def bench(fn, grad_to_none=None):
         return triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
@@ -90,11 +89,8 @@ def main() -> None:
     rows = []
     for direction, D, causal, a_name, b_name in args.pair:
         for S in (int(s) for s in args.seqs.split(",")):
-            B, H = 16384 // S, 2048 // D
-            p = Problem(B, H, H, S, S, D, D, torch.bfloat16, torch.device("cuda"),
-                        scale=D ** -0.5, causal=causal)
-            q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
-                       for _ in range(3))
+            p, q, k, v = fa_point(D, S, causal)
+            B, H = q.shape[:2]
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
             if direction == "fwd":
                 ta, tb = (_fwd_tile(n, D, causal, S) for n in (a_name, b_name))

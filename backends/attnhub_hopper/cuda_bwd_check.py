@@ -34,7 +34,8 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
-from attnhub_hopper.device_check import _bench, _poison, plot_only, tee_log  # noqa: E402
+from attnhub_hopper.device_check import (_bench, _poison, fa_point, plot_only,  # noqa: E402
+                                         tee_log)
 
 GRID_S = (1024, 2048, 4096, 8192, 16384)
 _SELECT = {"dims": None, "tiles": None}  # --dims / --tiles (None: all)
@@ -282,10 +283,11 @@ def passed_tiles(results) -> dict:
     return out
 
 
-def phases(log, tiles, seqs=(1024, 4096, 16384)) -> list:
+def phases(log, tiles=None, seqs=(1024, 4096, 16384)) -> list:
     """Where each consumer warpgroup's cycles go (cuda_bwd.phase_profile, the BWD_PROF
     build) for the FA grid's shapes: the question before ping-pong (NOTES.md) is how much
-    of a block is the softmax/dS phase and how much the waits for the products."""
+    of a block is the softmax/dS phase and how much the waits for the products.
+    ``tiles`` ({D: [tiles]}); None: the shipped tile of each point."""
     import torch
     from attnhub_hopper import cuda_bwd, cuda_fwd
 
@@ -293,18 +295,18 @@ def phases(log, tiles, seqs=(1024, 4096, 16384)) -> list:
     for D in selected_dims():
         for S in seqs:
             for causal in (False, True):
-                B, H = 16384 // S, 2048 // D
-                p = _problem(B, H, H, S, S, D, torch.bfloat16, causal)
-                q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
-                           for _ in range(3))
+                p, q, k, v = fa_point(D, S, causal)
                 o, lse = cuda_fwd.forward(q, k, v, p)
                 do = torch.randn_like(o)
-                for tile in tiles.get(D, []):
+                for tile in (tiles.get(D, []) if tiles is not None
+                             else [cuda_bwd.default_tile(D, causal, S)]):
                     prof = cuda_bwd.phase_profile(do, q, k, v, o, lse, p, tile)
                     rows.append(dict(D=D, S=S, causal=causal, tile=str(tile), **prof))
+                    shares = " ".join(f"{n} {x:.1%}" for n, x in prof["share"].items()
+                                      if x >= 0.005)
                     log(f"phases d{D} s{S:>5} {'causal' if causal else 'full  '} {tile}: "
                         f"{prof['cycles'] / max(prof['blocks'], 1):.0f} cycles/block | "
-                        + " ".join(f"{n} {x:.1%}" for n, x in prof["share"].items() if x >= 0.005))
+                        f"vs plain build {prof['max_diff_vs_plain']} | {shares}")
                 del q, k, v, o, do
     return rows
 
@@ -326,10 +328,8 @@ def grid(log, quick, tiles=None) -> list:
             continue
         for S in ((4096, 16384) if quick else GRID_S):
             for causal in (False, True):
-                B, H = 16384 // S, 2048 // D
-                p = _problem(B, H, H, S, S, D, torch.bfloat16, causal)
-                q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
-                           for _ in range(3))
+                p, q, k, v = fa_point(D, S, causal)
+                B, H = q.shape[:2]
                 o, lse = cuda_fwd.forward(q, k, v, p)
                 do = torch.randn_like(o)
                 flops = 2.5 * 4 * B * H * S * S * D / (2 if causal else 1)

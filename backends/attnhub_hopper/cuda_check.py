@@ -34,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
 # the Triton kernel's device check already has the poisoning, timing and SDPA-peer helpers
-from attnhub_hopper.device_check import _bench, _poison, _sdpa, plot_only, tee_log  # noqa: E402
+from attnhub_hopper.device_check import (_bench, _poison, _sdpa, fa_point,  # noqa: E402
+                                         plot_only, tee_log)
 
 # (block_n, stages, pingpong) per head dim, timed on the grid next to the default tile
 # (cuda_fwd.default_tile); the correctness grid runs the defaults, the rest run on one
@@ -166,7 +167,6 @@ def checked_tiles(results) -> set:
 def grid(log, quick, checked=None):
     """The timing grid.  ``checked`` (from :func:`checked_tiles`): variants outside it are
     timed but marked, and never reported as a point's best."""
-    import torch
     from attnhub_hopper import cuda_fwd, ops
     from attnhub_hopper.cuda_fwd import Tile
 
@@ -175,10 +175,8 @@ def grid(log, quick, checked=None):
     for D in (64, 128, 256):
         for S in seqs:
             for causal in (False, True):
-                B, H = 16384 // S, 2048 // D
-                p = _problem(B, H, H, S, S, D, torch.bfloat16, causal)
-                q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16)
-                           for _ in range(3))
+                p, q, k, v = fa_point(D, S, causal)
+                B, H = q.shape[:2]
                 fl = p.flops()
                 row = dict(D=D, S=S, causal=causal, B=B, H=H, cuda={}, peers={})
                 row["default_tile"] = str(cuda_fwd.default_tile(D, causal, S))

@@ -11,7 +11,8 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
 shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt)
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
-``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...).  Sequence lengths: --seqs.
+``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
+``plain`` or ``lpt`` (TRI_VARIANTS: the kernel switches each sets).  Sequence lengths: --seqs.
 """
 from __future__ import annotations
 
@@ -38,6 +39,30 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
                      f"or one of cuda_check.VARIANTS at d{D}: {sorted(known)}")
 
 
+#: triton-fa2 forward variants for ``tri`` pairs: the kernel switches each one sets while it
+#: runs (ops reads them per call).
+TRI_VARIANTS = {"plain": {"ATTNHUB_TRITON_LPT": "0"}, "lpt": {"ATTNHUB_TRITON_LPT": "1"}}
+
+
+def _tri_forward(name: str, q, k, v, p):
+    if name not in TRI_VARIANTS:
+        raise ValueError(f"triton-fa2 variant {name!r}: use one of {sorted(TRI_VARIANTS)}")
+    from attnhub_triton.ops import flash_forward
+
+    def run():
+        saved = {key: os.environ.get(key) for key in TRI_VARIANTS[name]}
+        os.environ.update(TRI_VARIANTS[name])
+        try:
+            return flash_forward(q, k, v, p)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return run
+
+
 def _bwd_tile(name: str, D: int):
     from attnhub_hopper import cuda_bwd
 
@@ -55,8 +80,9 @@ def parse_pair(text: str) -> tuple:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--pair {text!r}: expected direction:head_dim:causal|full:A,B") from None
-    if direction not in ("fwd", "bwd") or mode not in ("causal", "full"):
-        raise argparse.ArgumentTypeError(f"--pair {text!r}: direction fwd|bwd, mode causal|full")
+    if direction not in ("fwd", "bwd", "tri") or mode not in ("causal", "full"):
+        raise argparse.ArgumentTypeError(
+            f"--pair {text!r}: direction fwd|bwd|tri (triton-fa2 forward), mode causal|full")
     return direction, int(d), mode == "causal", a, b
 
 
@@ -92,7 +118,13 @@ def main() -> None:
             p, q, k, v = fa_point(D, S, causal)
             B, H = q.shape[:2]
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
-            if direction == "fwd":
+            if direction == "tri":  # triton-fa2's forward, each name an environment
+                fa, fb = (_tri_forward(n, q, k, v, p) for n in (a_name, b_name))
+                sd = _sdpa("CUDNN_ATTENTION")
+                fc = lambda: sd(q, k, v, causal)  # noqa: E731
+                outs = (fa()[0], fb()[0])
+                grad_to_none = None
+            elif direction == "fwd":
                 ta, tb = (_fwd_tile(n, D, causal, S) for n in (a_name, b_name))
                 fa = lambda t=ta: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
                 fb = lambda t=tb: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731

@@ -41,7 +41,28 @@ _LN2 = tl.constexpr(0.6931471805599453)  # ln 2: the base-2 LSE back to natural 
 # Per-call ints kept out of Triton's specialisation key: (113, 203) and (1024, 1024)
 # share one compiled kernel.
 _RUNTIME_INTS = ["seqlen_q", "seqlen_k", "group", "bucket_q", "bucket_k", "stride_lb",
-                 "stride_lh"]
+                 "stride_lh", "sched_window"]
+
+
+@triton.jit
+def _lpt_order(pid_m, hq, b, n_m, n_h, n_b, sched_window):
+    """(query block, head, batch) of the program launched as (pid_m, hq, b), longest causal
+    block first.  sched_window = 0: within each head, in the grid's head order.  W > 0 (the
+    hopper-fa3 kernels' Tile.lpt order, NOTES.md): programs in launch order walk windows of
+    W (batch, head) pairs one block rank at a time, so each window's longest blocks start
+    together and the last wave is not the tail of the last heads; W pairs' K and V stay
+    within a third of L2 (the host picks W)."""
+    if sched_window > 0:
+        n_bh = n_h * n_b
+        lin = pid_m + n_m * (hq + n_h * b)
+        w0 = lin // (sched_window * n_m) * sched_window  # first pair of the window
+        wc = tl.minimum(sched_window, n_bh - w0)  # pairs in this window
+        r = lin - w0 * n_m
+        bh = w0 + r % wc
+        pid_m = r // wc
+        hq = bh % n_h
+        b = bh // n_h
+    return n_m - 1 - pid_m, hq, b
 
 
 @triton.jit
@@ -85,6 +106,7 @@ def _attn_fwd_lean(
     stride_lb, stride_lh,
     seqlen_q, seqlen_k, group, sm_scale,
     bucket_q, bucket_k,  # autotuning key only
+    sched_window,  # causal: > 0 launches longest first across windows of (batch, head) pairs
     HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WARP_SPEC: tl.constexpr,
 ):
@@ -92,9 +114,11 @@ def _attn_fwd_lean(
     tl.static_assert(BLOCK_M % 16 == 0 and BLOCK_N % 16 == 0)
     pid_m = tl.program_id(0)
     hq = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
+    b = tl.program_id(2)
     if IS_CAUSAL:  # start the blocks with the most keys first
-        pid_m = tl.num_programs(0) - 1 - pid_m
+        pid_m, hq, b = _lpt_order(pid_m, hq, b, tl.num_programs(0), tl.num_programs(1),
+                                  tl.num_programs(2), sched_window)
+    b = b.to(tl.int64)
     m0 = pid_m * BLOCK_M
     hk = (hq // group).to(tl.int64)
     hq = hq.to(tl.int64)

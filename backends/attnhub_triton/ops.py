@@ -45,6 +45,8 @@ Environment knobs (read per call):
                                 then dK, one accumulator each (1); unset: ``DKDV_PARTS``
                                 (empty: one launch)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
+    ATTNHUB_TRITON_LPT=1        lean causal forward: longest blocks first across L2-sized
+                                windows of (batch, head) pairs (not yet measured; off)
     ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
                                 fixed config, no autotuning
@@ -565,7 +567,7 @@ class _nullcontext:
 _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON_LEAN_BWD",
                     "ATTNHUB_TRITON_DELTA_PREPASS", "ATTNHUB_TRITON_DKDV_PARTS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
-                    "ATTNHUB_TRITON_WARP_SPEC")
+                    "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT")
 
 
 def kernel_tag() -> str:
@@ -574,6 +576,26 @@ def kernel_tag() -> str:
     earned by one set of kernels is not reused for another."""
     return ",".join(f"{name[len('ATTNHUB_TRITON_'):].lower()}={os.environ[name]}"
                     for name in _KERNEL_SWITCHES if os.environ.get(name))
+
+
+#: The window of the lean forward's longest-first causal order (``_lpt_order``): the (batch,
+#: head) pairs whose K and V fit in this many bytes (a third of the H100's 50 MB L2, as
+#: hopper-fa3's Tile.lpt).
+LPT_WINDOW_BYTES = 16 << 20
+
+
+def lpt_window(call, q) -> int:
+    """``sched_window`` for a causal lean forward: 0 (the grid's head order, the default) unless
+    ATTNHUB_TRITON_LPT=1, then as many (batch, query head) pairs as keep their K and V
+    (shared by a group's query heads) within LPT_WINDOW_BYTES, at least 1.  Not measured
+    on a GPU yet; hopper-fa3's CUDA kernel gained 2-5 % at 2k-8k causal from the same
+    order (NOTES.md)."""
+    if os.environ.get("ATTNHUB_TRITON_LPT", "0") != "1":
+        return 0
+    pairs = call.batch * call.heads_q
+    group = max(call.heads_q // call.heads_k, 1)
+    per_pair = max(2 * call.seqlen_k * q.shape[-1] * q.element_size() // group, 1)
+    return max(1, min(pairs, LPT_WINDOW_BYTES // per_pair))
 
 
 #: Where the lean forward is the default (ATTNHUB_TRITON_LEAN unset), by (head dim, causal).
@@ -637,7 +659,8 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
     if _use_lean(call, q, k, v, o, scale, left, right, softcap):
         args = (q, k, v, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3],
                 *o.stride()[:3], *call.lse_strides(lse), call.seqlen_q, call.seqlen_k,
-                call.heads_q // call.heads_k, float(scale), call.bucket_q, call.bucket_k)
+                call.heads_q // call.heads_k, float(scale), call.bucket_q, call.bucket_k,
+                lpt_window(call, q) if right == 0 else 0)
         call.run("lean", args, meta=dict(HEAD_DIM=q.shape[-1], IS_CAUSAL=right == 0))
         return o, lse
     args = (q, k, v, o, lse, cu_q, cu_k,

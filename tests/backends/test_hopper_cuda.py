@@ -10,6 +10,7 @@ packing of P into e4m3 A registers compute P·V (an emulation of the register la
 on the GPU the FP8 rule over the check script's cases and the V layout kernel.
 """
 
+import os
 import re
 import shutil
 
@@ -412,6 +413,9 @@ def test_ab_script_names_pairs_and_tiles():
     assert ab.parse_pair("fwd:128:causal:default-plain,default-lpt") == (
         "fwd", 128, True, "default-plain", "default-lpt")
     assert ab.parse_pair("bwd:64:full:s2,s2-poly1")[2] is False
+    assert ab.parse_pair("tri:128:causal:plain,lpt")[0] == "tri"
+    with pytest.raises(ValueError, match="lpt"):
+        ab._tri_forward("fast", None, None, None, None)
     for bad in ("fwd:128:causal:default", "bwd:64:both:s2,s2-poly1", "up:64:full:s2,s2"):
         with pytest.raises(argparse.ArgumentTypeError, match="--pair"):
             ab.parse_pair(bad)
@@ -425,3 +429,22 @@ def test_ab_script_names_pairs_and_tiles():
     assert str(ab._bwd_tile("s2-release-lpt", 128)) == "s2-release-lpt"
     with pytest.raises(ValueError, match="s9"):
         ab._bwd_tile("s9", 128)
+
+
+def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch):
+    """A ``tri`` pair's variant sets its kernel switches for its own call and restores the
+    environment after (the other side of the pair must not inherit them)."""
+    pytest.importorskip("triton")
+    ab = _ab_script()
+    seen = []
+    monkeypatch.setattr("attnhub_triton.ops.flash_forward",
+                        lambda q, k, v, p: seen.append(os.environ.get("ATTNHUB_TRITON_LPT")))
+    monkeypatch.setenv("ATTNHUB_TRITON_LPT", "7")
+    p = Problem(1, 2, 2, 8, 8, 64, 64, torch.float16, torch.device("cpu"), scale=0.125,
+                causal=True)
+    ab._tri_forward("lpt", None, None, None, p)()
+    ab._tri_forward("plain", None, None, None, p)()
+    assert seen == ["1", "0"] and os.environ["ATTNHUB_TRITON_LPT"] == "7"
+    monkeypatch.delenv("ATTNHUB_TRITON_LPT")
+    ab._tri_forward("lpt", None, None, None, p)()
+    assert "ATTNHUB_TRITON_LPT" not in os.environ

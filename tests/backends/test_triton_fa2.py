@@ -26,6 +26,10 @@ from attnhub.contract import Problem  # noqa: E402
 from attnhub.testing.tolerance import assert_matches_reference, random_inputs  # noqa: E402
 from attnhub_triton import TritonFA2Backend  # noqa: E402
 from attnhub_triton import ops  # noqa: E402
+from attnhub_triton._kernel_lean import _lpt_order  # noqa: E402
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 BACKEND = TritonFA2Backend()
 CUDA = torch.cuda.is_available()
@@ -256,6 +260,77 @@ def test_cpu_lean_forward(kw, layout, blocks, lean, launches, monkeypatch):
         assert_matches_reference(BACKEND, q, k, v, p, backward=lean == "1")
     forwards = {kind for kind in launches if kind in ("fwd", "lean")}
     assert forwards == {"lean" if lean == "1" else "fwd"}, launches
+
+
+@needs_interpreter
+@pytest.mark.parametrize("window_bytes", [1, 3 * 2 * 203 * 64 * 2 // 2])  # W = 1; W = 3 or 2
+@pytest.mark.parametrize("kw,layout", [
+    (dict(d=64, sq=113, sk=203, heads="gqa", causal=True, batch=2), "bshd"),
+    (dict(d=64, sq=203, sk=113, causal=True, batch=3), "bhsd")])  # Sq > Sk: keyless rows
+def test_cpu_lean_forward_in_the_longest_first_window_order(kw, layout, window_bytes,
+                                                            launches, monkeypatch):
+    """ATTNHUB_TRITON_LPT=1 (causal lean forward, programs remapped across windows of
+    (batch, head) pairs): the same answers, with windows of one pair and of several (3 of
+    the first case's 8 pairs, the last window partial; 2 of the second's 12)."""
+    monkeypatch.setattr(ops, "LPT_WINDOW_BYTES", window_bytes)
+    p = make_problem(**kw)
+    torch.manual_seed(0)
+    q, k, v = random_inputs(p, layout=layout)
+    with env(ATTNHUB_TRITON_LEAN="1", ATTNHUB_TRITON_LPT="1"):
+        assert_matches_reference(BACKEND, q, k, v, p, backward=False)
+    assert "lean" in launches
+
+
+@triton.jit
+def _lpt_probe(out, window):
+    """Where _lpt_order sends each program: (block, head, batch) at its launch index."""
+    m, h, b = _lpt_order(tl.program_id(0), tl.program_id(1), tl.program_id(2),
+                         tl.num_programs(0), tl.num_programs(1), tl.num_programs(2), window)
+    lin = tl.program_id(0) + tl.num_programs(0) * (tl.program_id(1) + tl.num_programs(1)
+                                                   * tl.program_id(2))
+    tl.store(out + 3 * lin, m)
+    tl.store(out + 3 * lin + 1, h)
+    tl.store(out + 3 * lin + 2, b)
+
+
+@needs_interpreter
+def test_lpt_order_is_a_permutation_longest_first_per_window():
+    """_lpt_order, run for every program of a (5 blocks, 3 heads, 2 batches) grid: each
+    (block, head, batch) exactly once; programs in launch order take windows of W pairs
+    whole, block ranks descending within a window."""
+    n_m, n_h, n_b = 5, 3, 2
+    for window in (0, 1, 2, 4, 6):
+        out = torch.full((n_m * n_h * n_b, 3), -1, dtype=torch.int32)
+        _lpt_probe[(n_m, n_h, n_b)](out, window)
+        got = [tuple(r) for r in out.tolist()]
+        assert sorted(got) == sorted((m, h, b) for m in range(n_m) for h in range(n_h)
+                                     for b in range(n_b)), window
+        if window == 0:  # each head's blocks longest first, heads in grid order
+            assert [g[0] for g in got[:n_m]] == list(range(n_m - 1, -1, -1))
+            continue
+        for w0 in range(0, n_h * n_b, window):  # window by window, in launch order
+            wc = min(window, n_h * n_b - w0)
+            chunk = got[w0 * n_m:(w0 + wc) * n_m]
+            assert {h + n_h * b for _, h, b in chunk} == set(range(w0, w0 + wc))
+            ranks = [m for m, _, _ in chunk]
+            assert ranks == sorted(ranks, reverse=True)  # longest (last) block first
+
+
+def test_lpt_window_is_off_by_default_and_fits_the_byte_budget(monkeypatch):
+    class Call:
+        batch, heads_q, heads_k, seqlen_k = 4, 16, 4, 8192
+
+    q = torch.empty(1, 1, 1, 128, dtype=torch.float16)
+    monkeypatch.delenv("ATTNHUB_TRITON_LPT", raising=False)
+    assert ops.lpt_window(Call, q) == 0
+    monkeypatch.setenv("ATTNHUB_TRITON_LPT", "1")
+    per_pair = 2 * 8192 * 128 * 2 // 4  # K and V, shared by the group's 4 query heads
+    assert ops.lpt_window(Call, q) == ops.LPT_WINDOW_BYTES // per_pair == 16
+    monkeypatch.setattr(ops, "LPT_WINDOW_BYTES", 1)
+    assert ops.lpt_window(Call, q) == 1  # never 0 when on
+    monkeypatch.setattr(ops, "LPT_WINDOW_BYTES", 1 << 40)
+    assert ops.lpt_window(Call, q) == 4 * 16  # never more than every pair
+    assert "ATTNHUB_TRITON_LPT" in ops._KERNEL_SWITCHES  # part of the dispatch cache key
 
 
 @needs_interpreter

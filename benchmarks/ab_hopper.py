@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+from unittest import mock
 
 
 def _fwd_tile(name: str, D: int, causal: bool, S: int):
@@ -50,16 +51,8 @@ def _tri_forward(name: str, q, k, v, p):
     from attnhub_triton.ops import flash_forward
 
     def run():
-        saved = {key: os.environ.get(key) for key in TRI_VARIANTS[name]}
-        os.environ.update(TRI_VARIANTS[name])
-        try:
+        with mock.patch.dict(os.environ, TRI_VARIANTS[name]):  # restored after the call
             return flash_forward(q, k, v, p)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
     return run
 
 

@@ -79,14 +79,61 @@ def parse_pair(text: str) -> tuple:
     return direction, int(d), mode == "causal", a, b
 
 
+def plot(json_path: str, png_path: str) -> None:
+    """B ÷ A per pair against seqlen: every round's ratio as a dot, the median of the rounds as
+    a line (the number a decision rests on), 1.0 dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path) as f:
+        data = json.load(f)
+    pairs = []
+    for r in data["rows"]:
+        key = (r["direction"], r["D"], r["causal"], r["a"], r["b"])
+        if key not in pairs:
+            pairs.append(key)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], pairs):
+        sel = sorted((r for r in data["rows"] if (r["direction"], r["D"], r["causal"], r["a"],
+                                                   r["b"]) == key), key=lambda r: r["S"])
+        xs = [r["S"] for r in sel]
+        for r in sel:
+            ratios = [b / a for a, b in zip(r["a_tflops"], r["b_tflops"])]
+            ax.scatter([r["S"]] * len(ratios), ratios, s=10, color="grey")
+        med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+        ax.plot(xs, [med(r["b_tflops"]) / med(r["a_tflops"]) for r in sel], marker="o")
+        ax.axhline(1.0, linestyle="--", color="black", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{x // 1024}k" for x in xs])
+        direction, D, causal, a, b = key
+        ax.set_title(f"{direction} d{D} {'causal' if causal else 'full'}\n{b} ÷ {a}", fontsize=9)
+        ax.set_xlabel("seqlen")
+    axes[0][0].set_ylabel("B ÷ A (median of rounds; dots: rounds)")
+    fig.suptitle(f"{data['meta']['device']}, {data['meta']['date']}, interleaved rounds",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pair", type=parse_pair, action="append", required=True)
+    ap.add_argument("--pair", type=parse_pair, action="append")
+    ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     ap.add_argument("--seqs", default="1024,2048,4096,8192,16384")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--name", default="ab_hopper")
     args = ap.parse_args()
+    if args.plot_from:
+        png = os.path.splitext(args.plot_from)[0] + ".png"
+        plot(args.plot_from, png)
+        print(f"wrote {png}")
+        return
+    if not args.pair:
+        ap.error("--pair is required (or --plot-from)")
 
     import torch
     import triton
@@ -171,6 +218,9 @@ def main() -> None:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
     with open(os.path.join(args.out, f"{args.name}_log.txt"), "w") as f:
         f.write("\n".join(log_lines) + "\n")
+    if rows:
+        plot(os.path.join(args.out, f"{args.name}.json"),
+             os.path.join(args.out, f"{args.name}.png"))
 
 
 if __name__ == "__main__":

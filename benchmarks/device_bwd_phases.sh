@@ -16,6 +16,7 @@ with open(os.path.join(os.environ["OUT"], "bwd_phases.json"), "w") as f:
     json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                    date=time.strftime("%Y-%m-%d %H:%M"), rows=rows), f, indent=1)
 PY
+python3 backends/attnhub_hopper/cuda_bwd_check.py --plot-phases-from "$OUT/bwd_phases.json"
 if [ $# -gt 0 ]; then
   timeout 150 python3 benchmarks/ab_hopper.py --out "$OUT" "$@" 2>&1 | tail -30
 fi

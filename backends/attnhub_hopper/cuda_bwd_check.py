@@ -373,6 +373,38 @@ def grid(log, quick, tiles=None) -> list:
     return rows
 
 
+def plot_phases(json_path: str, png_path: str) -> None:
+    """The BWD_PROF split (``phases`` rows, from ``--phases`` or device_bwd_phases.sh) as
+    stacked bars: one bar per (head dim, seqlen, causal, tile), shares of consumer cycles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from attnhub_hopper.cuda_bwd import PROF_PHASES
+
+    with open(json_path) as f:
+        data = json.load(f)
+    rows = data.get("rows") or data.get("phases") or []
+    labels = [f"d{r['D']} {r['S'] // 1024}k {'c' if r['causal'] else 'n'}\n{r['tile']}"
+              for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(rows)), 4.8))
+    bottom = [0.0] * len(rows)
+    for name in PROF_PHASES:
+        vals = [r["share"].get(name, 0.0) for r in rows]
+        if not any(vals):
+            continue
+        ax.bar(range(len(rows)), vals, bottom=bottom, label=name)
+        bottom = [b + x for b, x in zip(bottom, vals)]
+    ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("share of consumer cycles")
+    ax.set_title(f"hopper-fa3 backward phases (BWD_PROF), {data.get('device', '')} "
+                 f"{data.get('date', '')}", fontsize=10)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
 def plot(json_path: str, png_path: str) -> None:
     """Backward TFLOP/s against seqlen, one panel per head dim × causal, same run."""
     import matplotlib
@@ -417,6 +449,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-grid", action="store_true")
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
+    ap.add_argument("--plot-phases-from", metavar="JSON",
+                    help="only draw the phase-split PNG of a --phases / bwd_phases JSON")
     ap.add_argument("--dims", type=lambda x: [int(d) for d in x.split(",")],
                     help="head dims to check and time, e.g. 128,64 (default: all)")
     ap.add_argument("--phases", action="store_true",
@@ -434,6 +468,8 @@ def main():
                  "(see cuda_bwd.tiles_for)")
     if args.plot_from:
         return plot_only(plot, args.plot_from)
+    if args.plot_phases_from:
+        return plot_only(plot_phases, args.plot_phases_from)
     os.environ["ATTNHUB_HOPPER_CUDA_BWD"] = "1"  # what this script checks
     os.makedirs(args.out, exist_ok=True)
     import torch
@@ -475,6 +511,7 @@ def main():
     if args.phases:
         data["phases"] = phases(log, tiles)
         write()
+        plot_phases(js, os.path.join(args.out, "cuda_bwd_phases.png"))
     rows = [] if args.no_grid else grid(log, args.quick, tiles)
     data["grid"] = rows
     write()

@@ -448,3 +448,16 @@ def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch
     monkeypatch.delenv("ATTNHUB_TRITON_LPT")
     ab._tri_forward("lpt", None, None, None, p)()
     assert "ATTNHUB_TRITON_LPT" not in os.environ
+
+
+def test_ab_script_plots_its_rounds(tmp_path):
+    pytest.importorskip("matplotlib")
+    ab = _ab_script()
+    rows = [dict(direction="fwd", D=128, S=s, causal=True, a="default-plain", b="default-lpt",
+                 a_tflops=[500.0, 510.0, 505.0], b_tflops=[515.0, 520.0, 500.0])
+            for s in (2048, 4096)]
+    js = tmp_path / "ab.json"
+    js.write_text(__import__("json").dumps(dict(meta=dict(device="GPU", date="today"),
+                                                rows=rows)))
+    ab.plot(str(js), str(tmp_path / "ab.png"))
+    assert (tmp_path / "ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

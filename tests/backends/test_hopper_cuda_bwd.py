@@ -576,6 +576,20 @@ def test_check_script_plots_a_results_json(tmp_path):
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_check_script_plots_a_phase_split(tmp_path):
+    pytest.importorskip("matplotlib")
+    from attnhub_hopper import cuda_bwd_check
+
+    share = {n: 1 / len(cuda_bwd.PROF_PHASES) for n in cuda_bwd.PROF_PHASES}
+    rows = [dict(D=128, S=s, causal=c, tile="s2-poly1", share=share) for s in (1024, 4096)
+            for c in (False, True)]
+    for key in ("rows", "phases"):  # device_bwd_phases.sh's file; --phases' cuda_bwd.json
+        js = tmp_path / f"{key}.json"
+        js.write_text(__import__("json").dumps({"device": "GPU", "date": "today", key: rows}))
+        cuda_bwd_check.plot_phases(str(js), str(tmp_path / f"{key}.png"))
+        assert (tmp_path / f"{key}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU")
 @pytest.mark.gpu
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))

@@ -138,11 +138,9 @@ def main() -> None:
     import torch
     import triton
     from attnhub_hopper import cuda_bwd, cuda_fwd
+    from attnhub_hopper.cuda_bwd_check import sdpa_bwd_fn
+    from attnhub_hopper.device_check import _bench as bench
     from attnhub_hopper.device_check import _sdpa, fa_point
-
-    def bench(fn, grad_to_none=None):
-        return triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
-                                       return_mode="median")
 
     log_lines = []
 
@@ -158,35 +156,25 @@ def main() -> None:
             p, q, k, v = fa_point(D, S, causal)
             B, H = q.shape[:2]
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
-            if direction == "tri":  # triton-fa2's forward, each name an environment
-                fa, fb = (_tri_forward(n, q, k, v, p) for n in (a_name, b_name))
-                sd = _sdpa("CUDNN_ATTENTION")
-                fc = lambda: sd(q, k, v, causal)  # noqa: E731
-                outs = (fa()[0], fb()[0])
-                grad_to_none = None
-            elif direction == "fwd":
-                ta, tb = (_fwd_tile(n, D, causal, S) for n in (a_name, b_name))
-                fa = lambda t=ta: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
-                fb = lambda t=tb: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
-                sd = _sdpa("CUDNN_ATTENTION")
-                fc = lambda: sd(q, k, v, causal)  # noqa: E731
-                outs = (fa()[0], fb()[0])
-                grad_to_none = None
-            else:
+            if direction == "bwd":
                 fl *= 2.5
                 ta, tb = _bwd_tile(a_name, D), _bwd_tile(b_name, D)
                 o, lse = cuda_fwd.forward(q, k, v, p)
                 do = torch.randn_like(o)
                 fa = lambda t=ta: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
                 fb = lambda t=tb: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
-                qg, kg, vg = (x.detach().clone().requires_grad_() for x in (q, k, v))
-                with torch.nn.attention.sdpa_kernel(
-                        torch.nn.attention.SDPBackend.CUDNN_ATTENTION):
-                    oc = torch.nn.functional.scaled_dot_product_attention(
-                        qg, kg, vg, is_causal=causal)
-                fc = lambda: oc.backward(do, retain_graph=True)  # noqa: E731
-                grad_to_none = [qg, kg, vg]
-                outs = (fa()[0], fb()[0])  # dQ of each
+                fc, grad_to_none = sdpa_bwd_fn("CUDNN_ATTENTION", q, k, v, do, causal)
+            else:
+                if direction == "tri":  # triton-fa2's forward, each name an environment
+                    fa, fb = (_tri_forward(n, q, k, v, p) for n in (a_name, b_name))
+                else:
+                    ta, tb = (_fwd_tile(n, D, causal, S) for n in (a_name, b_name))
+                    fa = lambda t=ta: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
+                    fb = lambda t=tb: cuda_fwd.forward(q, k, v, p, tile=t)  # noqa: E731
+                sd = _sdpa("CUDNN_ATTENTION")
+                fc = lambda: sd(q, k, v, causal)  # noqa: E731
+                grad_to_none = None
+            outs = (fa()[0], fb()[0])  # O, or dQ, of each
             diff = (outs[0].float() - outs[1].float()).abs().max().item()
             scale_ = outs[0].float().abs().max().item()
             if not math.isfinite(diff) or diff > 0.02 * max(scale_, 1e-3):

@@ -172,8 +172,8 @@ def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdT
                 return t
     measured = MEASURED_DEFAULTS.get((head_dim, bool(causal)))
     tile = measured if measured in tiles else tiles[0]
-    lo, hi = LPT_QUERIES.get(head_dim, (1, 0))
-    if causal and lo <= seqlen_q <= hi:
+    lpt = LPT_QUERIES.get(head_dim)
+    if causal and lpt and lpt[0] <= seqlen_q <= lpt[1]:
         tile = tile._replace(lpt=True)
     return tile
 
@@ -454,14 +454,14 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile._replace(lpt=False),
                             trace is not None, prof is not None)  # lpt: the same binary
-    grid = (math.ceil(Sk / block_n_for(D)), Hk, B)
+    bn = block_n_for(D)
+    grid = (math.ceil(Sk / bn), Hk, B)
     if prof is not None and (prof.dtype != torch.int32 or prof.device != q.device
-                             or prof.numel() < grid[0] * grid[1] * grid[2] * 2 * PROF_STRIDE):
+                             or prof.numel() < math.prod(grid) * 2 * PROF_STRIDE):
         raise ValueError(f"backward: prof must be an int32 tensor on {q.device} of at least "
-                         f"{grid[0] * grid[1] * grid[2]} CTAs × 2 × {PROF_STRIDE}")
+                         f"{math.prod(grid)} CTAs × 2 × {PROF_STRIDE}")
     trace = prof if prof is not None else trace
     tm = cuda_fwd._tensor_map
-    bn = block_n_for(D)
     maps = (tm(q, bm), tm(k, bn), tm(v, bn), tm(do, bm), tm(dk, 64), tm(dv, 64))
     window = sched_window(B, Hk, Hq // Hk, Sq, D) if tile.lpt and problem.causal else 0
     cuda_fwd._launch(func, grid, 384, smem, q.device, maps, (
@@ -489,13 +489,11 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None) 
     n_cta = math.ceil(Sk / block_n_for(D)) * Hk * B
     prof = torch.zeros(n_cta, 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
     got = backward(do, q, k, v, o, lse, problem, tile, prof=prof)
-    if prof.is_cuda:
-        torch.cuda.synchronize(prof.device)
     # the profiled build must compute what the plain one does (dK, dV bit for bit; dQ up to
     # the order of its L2 reductions)
     plain = backward(do, q, k, v, o, lse, problem, tile)
-    diff = {n: float((a.float() - b.float()).abs().max()) if a is not None and a.numel() else 0.0
-            for n, a, b in zip(("dq", "dk", "dv"), got or (None,) * 3, plain or (None,) * 3)}
+    diff = {n: float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+            for n, a, b in zip(("dq", "dk", "dv"), got, plain)}
     cyc = prof[:, :, :len(PROF_PHASES)].to(torch.int64) & 0xFFFFFFFF  # unsigned 32-bit sums
     per = cyc.sum(dim=(0, 1)).tolist()
     blocks = int(prof[:, :, len(PROF_PHASES)].to(torch.int64).sum())

@@ -247,9 +247,9 @@ def build_all(log) -> list:
         return list(ex.map(one, specs))
 
 
-def _sdpa_bwd(backend_name, q, k, v, do, causal):
-    """Time of SDPA's backward alone through autograd (the graph is kept between reps)."""
-    import torch
+def sdpa_bwd_fn(backend_name, q, k, v, do, causal):
+    """``(fn, grads)``: ``fn()`` runs SDPA's backward alone through autograd (the graph is
+    kept between calls), ``grads`` the leaves to reset between timed calls."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -257,10 +257,12 @@ def _sdpa_bwd(backend_name, q, k, v, do, causal):
     with sdpa_kernel(getattr(SDPBackend, backend_name)):
         o = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
     o.backward(do, retain_graph=True)
-    import triton
+    return (lambda: o.backward(do, retain_graph=True)), [qg, kg, vg]
 
-    return triton.testing.do_bench(lambda: o.backward(do, retain_graph=True), warmup=25,
-                                   rep=100, grad_to_none=[qg, kg, vg], return_mode="median")
+
+def _sdpa_bwd(backend_name, q, k, v, do, causal):
+    """Time of SDPA's backward alone (ms, do_bench median)."""
+    return _bench(*sdpa_bwd_fn(backend_name, q, k, v, do, causal))
 
 
 def passed_tiles(results) -> dict:

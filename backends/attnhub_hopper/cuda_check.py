@@ -179,11 +179,11 @@ def grid(log, quick, checked=None):
                 B, H = q.shape[:2]
                 fl = p.flops()
                 row = dict(D=D, S=S, causal=causal, B=B, H=H, cuda={}, peers={})
-                row["default_tile"] = str(cuda_fwd.default_tile(D, causal, S))
+                dft_tile = cuda_fwd.default_tile(D, causal, S)
+                row["default_tile"] = str(dft_tile)
                 row["default_tflops"] = fl / _bench(lambda: cuda_fwd.forward(q, k, v, p)) / 1e9
                 tiles = list(VARIANTS[D])
                 if causal:  # the default's own tile in the other launch order (Tile.lpt)
-                    dft_tile = cuda_fwd.default_tile(D, causal, S)
                     tiles.append(tuple(dft_tile._replace(lpt=not dft_tile.lpt)))
                 for tile in tiles:
                     try:

@@ -253,10 +253,11 @@ def _worker_task(task):
 
 
 # -- timing -----------------------------------------------------------------------------
-def _bench(fn):
+def _bench(fn, grad_to_none=None):
     import triton
 
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
+                                   return_mode="median")
 
 
 def _sdpa(backend_name):

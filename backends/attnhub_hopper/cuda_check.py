@@ -45,7 +45,11 @@ VARIANTS = {
          (128, 2, True, False, True),
          # exp2 of 1 or 2 of every 4 column groups by the FMA-pipe cubic (Tile.poly)
          (192, 2, True, False, False, 1), (192, 2, True, False, False, 2),
-         (128, 2, True, False, True, 1)],
+         (128, 2, True, False, True, 1),
+         # three consumer warpgroups, 192-row tiles (Tile.consumers; FA3's d64 tile); the
+         # persistent one spills 56-76 bytes at 160 registers
+         (128, 2, True, False, False, 0, False, 3), (128, 2, False, False, False, 0, False, 3),
+         (112, 2, True, False, False, 0, False, 3), (128, 2, True, False, True, 0, False, 3)],
     128: [(128, 2, True), (176, 2, False), (128, 2, False), (176, 2, True),
           (128, 2, True, False, True), (128, 2, False, False, True),
           (128, 2, True, False, False, 1), (176, 2, False, False, False, 1)],
@@ -164,15 +168,17 @@ def checked_tiles(results) -> set:
     return {key for key, good in ok.items() if good}
 
 
-def grid(log, quick, checked=None):
+def grid(log, quick, checked=None, variants=None):
     """The timing grid.  ``checked`` (from :func:`checked_tiles`): variants outside it are
-    timed but marked, and never reported as a point's best."""
+    timed but marked, and never reported as a point's best.  ``variants`` ({D: [tiles]},
+    default :data:`VARIANTS`) limits the head dims and the tiles timed next to the default."""
     from attnhub_hopper import cuda_fwd, ops
     from attnhub_hopper.cuda_fwd import Tile
 
     rows = []
     seqs = (1024, 2048, 4096, 8192, 16384) if not quick else (2048, 16384)
-    for D in (64, 128, 256):
+    variants = VARIANTS if variants is None else variants
+    for D in variants:
         for S in seqs:
             for causal in (False, True):
                 p, q, k, v = fa_point(D, S, causal)
@@ -182,7 +188,7 @@ def grid(log, quick, checked=None):
                 dft_tile = cuda_fwd.default_tile(D, causal, S)
                 row["default_tile"] = str(dft_tile)
                 row["default_tflops"] = fl / _bench(lambda: cuda_fwd.forward(q, k, v, p)) / 1e9
-                tiles = list(VARIANTS[D])
+                tiles = list(variants[D])
                 if causal:  # the default's own tile in the other launch order (Tile.lpt)
                     tiles.append(tuple(dft_tile._replace(lpt=not dft_tile.lpt)))
                 for tile in tiles:
@@ -518,9 +524,22 @@ def main():
     ap.add_argument("--no-grid", action="store_true")
     ap.add_argument("--fp8", action="store_true", help="the FP8 kernel's checks and timing")
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
+    ap.add_argument("--dims", type=lambda x: [int(d) for d in x.split(",")],
+                    help="bf16/fp16: only these head dims, e.g. 64 (default: 64,128,256)")
+    ap.add_argument("--tiles", type=lambda x: x.split(","),
+                    help="bf16/fp16: only these variants' builds, cases and timing (the "
+                         "default tile is still timed), e.g. n128s2-pp-m192")
     args = ap.parse_args()
     if args.plot_from:
         return plot_only(plot, args.plot_from)
+    from attnhub_hopper.cuda_fwd import Tile
+
+    variants = {D: [t for t in ts if not args.tiles or str(Tile(*t)) in args.tiles]
+                for D, ts in VARIANTS.items() if not args.dims or D in args.dims}
+    unknown = set(args.tiles or ()) - {str(Tile(*t)) for ts in variants.values() for t in ts}
+    if unknown or not variants:
+        ap.error(f"--tiles {sorted(unknown)} / --dims {args.dims}: no such variant or head dim "
+                 "(see cuda_check.VARIANTS)")
     os.makedirs(args.out, exist_ok=True)
     import torch
 
@@ -534,11 +553,14 @@ def main():
     if args.fp8:
         return main_fp8(args, log)
     t0 = time.time()
-    builds = build_all(log, VARIANTS, (torch.bfloat16, torch.float16))
+    builds = build_all(log, variants, (torch.bfloat16, torch.float16))
     log(f"builds: {sum(b['ok'] for b in builds)}/{len(builds)} in {time.time() - t0:.1f} s")
 
     results = []
     for c in cases(args.quick):
+        if c["D"] not in variants or (args.tiles and not (
+                c.get("tile") and str(Tile(*c["tile"])) in args.tiles)):
+            continue
         r = run_case(c)
         results.append(r)
         if not r["ok"]:
@@ -550,7 +572,7 @@ def main():
         log(f"  {r['id']}: {r.get('report')}")
 
     checked = checked_tiles(results)
-    rows = [] if args.no_grid else grid(log, args.quick, checked)
+    rows = [] if args.no_grid else grid(log, args.quick, checked, variants)
     data = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                 date=time.strftime("%Y-%m-%d"), builds=builds, cases=results, grid=rows)
     with open(os.path.join(args.out, "cuda_fwd.json"), "w") as f:

@@ -57,9 +57,11 @@ class Tile(NamedTuple):
     producer warps rather than by a pass over V before the launch, a persistent grid
     (one CTA per SM taking tiles from an atomic counter) instead of one CTA per tile, and
     ``poly`` of every 4 groups of 8 score columns exponentiated by a cubic on the FMA pipe
-    instead of the MUFU unit (``exp2_poly`` in fa3_common.cuh; 0-3), and ``lpt`` (causal
+    instead of the MUFU unit (``exp2_poly`` in fa3_common.cuh; 0-3), ``lpt`` (causal
     launches; the same binary): tiles longest first across windows of (batch, head) pairs
-    (:func:`sched_window`) instead of one pair after another."""
+    (:func:`sched_window`) instead of one pair after another, and ``consumers``: consumer
+    warpgroups of 64 query rows each, 2 (128-row tiles, 384 threads) or 3 (FA3's 192-row
+    tile at d64: 512 threads, 160 registers per consumer thread; 16-bit d64 only)."""
 
     block_n: int
     stages: int
@@ -68,11 +70,17 @@ class Tile(NamedTuple):
     persistent: bool = False
     poly: int = 0
     lpt: bool = False
+    consumers: int = 2
+
+    @property
+    def block_m(self) -> int:
+        return 64 * self.consumers
 
     def __str__(self):
         return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
                 + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else "")
-                + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else ""))
+                + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
+                + (f"-m{self.block_m}" if self.consumers != 2 else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -154,12 +162,12 @@ _WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
 
 
 def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
-               persistent: bool = False) -> int:
+               persistent: bool = False, block_m: int = 128) -> int:
     """Dynamic shared memory of a specialisation."""
     e = 1 if fp8 else 2
-    q = 128 * head_dim * e
+    q = block_m * head_dim * e
     kv = block_n * head_dim * e
-    o = 128 * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
+    o = block_m * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
     bars = 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
     return q + 2 * stages * kv + o + bars + 1024  # + alignment slack
 
@@ -182,7 +190,8 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DIS_BF16={int(fp8 or dtype == torch.bfloat16)}",  # FP8's O is bf16
             f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
-            f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}")
+            f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
+            f"-DCONSUMERS={tile.consumers}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -268,7 +277,13 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     if tile.persistent and tile.v_smem and dtype == _FP8:
         raise ValueError(f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V "
                          "already permuted (v_smem=False)")
-    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent)
+    if tile.consumers not in (2, 3) or (tile.consumers == 3
+                                        and (head_dim != 64 or dtype == _FP8)):
+        raise ValueError(f"hopper-fa3 CUDA tile {tile}: consumers must be 2, or 3 at 16-bit "
+                         f"head dim 64 (160 registers a thread); got {tile.consumers} at "
+                         f"d{head_dim} {dtype}")
+    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
+                      tile.block_m)
     if smem > _SMEM_LIMIT:
         raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
                          f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
@@ -453,8 +468,9 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         vmap = _tensor_map(vt, D)  # boxes of 128 keys by all Dv rows
     else:
         vmap = _tensor_map(v, tile.block_n)
-    maps = (_tensor_map(q, 128), _tensor_map(k, tile.block_n), vmap, _tensor_map(o, 64))
-    n_m = math.ceil(Sq / 128)
+    maps = (_tensor_map(q, tile.block_m), _tensor_map(k, tile.block_n), vmap,
+            _tensor_map(o, 64))
+    n_m = math.ceil(Sq / tile.block_m)
     n_tiles = n_m * Hq * B
     counter = None
     if tile.persistent:  # tiles after the first wave come from this counter
@@ -462,7 +478,7 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         grid = (min(n_tiles, _sm_count(dev)), 1, 1)
     else:
         grid = (n_m, Hq, B)
-    _launch(func, grid, 384, smem, q.device, maps, (
+    _launch(func, grid, 128 * (1 + tile.consumers), smem, q.device, maps, (
         ctypes.c_void_p(lse.data_ptr()), ctypes.c_longlong(lse.stride(0)),
         ctypes.c_longlong(lse.stride(1)), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(float(problem.scale) * _LOG2E),

@@ -185,13 +185,39 @@ def test_nvcc_compiles_the_poly_exp2_tiles(D, tile, dtype):
     assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
 
 
+M192 = [cuda_fwd.Tile(128, 2, True, consumers=3), cuda_fwd.Tile(128, 2, consumers=3),
+        cuda_fwd.Tile(112, 2, True, consumers=3)]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("tile", M192, ids=str)
+@pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
+def test_nvcc_compiles_the_three_consumer_tiles(tile, causal):
+    """Three consumer warpgroups (512 threads) leave 160 registers a consumer thread: O (32),
+    S (BLOCK_N / 2) and P (BLOCK_N / 4) must fit without spilling or serialising."""
+    report = cuda_fwd.nvcc_check(64, tile, causal, torch.bfloat16)
+    assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
+    assert str(tile).endswith("-m192") and tile.block_m == 192
+
+
+def test_three_consumer_tiles_are_refused_where_registers_run_out():
+    assert cuda_fwd.Tile(128, 2).block_m == 128 and str(cuda_fwd.Tile(128, 2)) == "n128s2"
+    for D, dtype in ((128, torch.bfloat16), (256, FP8)):
+        with pytest.raises(ValueError, match="consumers must be 2, or 3 at 16-bit head dim 64"):
+            cuda_fwd._kernel(0, D, cuda_fwd.Tile(128, 2, consumers=3), False, dtype)
+    # the Q tile and the persistent kernel's O buffer grow with the rows
+    assert (cuda_fwd.smem_bytes(64, 128, 2, persistent=True, block_m=192)
+            - cuda_fwd.smem_bytes(64, 128, 2, persistent=True)) == 2 * 64 * 64 * 2
+
+
 @pytest.mark.skipif(cuda_fwd.nvrtc_library() is None, reason="no libnvrtc: pip install "
                     "nvidia-cuda-nvrtc")
 @pytest.mark.parametrize("spec", sorted(
     {(D, c, t, torch.bfloat16) for D, c, t in cuda_fwd.shipped_tiles()}
     | {(D, c, t, FP8) for D, c, t in cuda_fwd.shipped_tiles(fp8=True)}
     | {(64, True, cuda_fwd.Tile(192, 2, True, poly=1), torch.float16),
-       (128, False, cuda_fwd.Tile(128, 2, poly=2), FP8)}, key=str), ids=str)
+       (128, False, cuda_fwd.Tile(128, 2, poly=2), FP8)}
+    | {(64, c, t, torch.bfloat16) for t in M192 for c in (False, True)}, key=str), ids=str)
 def test_nvrtc_accepts_the_source(spec):
     """NVRTC, not nvcc, compiles the kernels on the device (through CuPy): its front end
     must accept every shipped specialisation and the poly variants."""
@@ -331,7 +357,10 @@ def test_cuda_forward_tolerance(case):
                                     (128, (128, 2, False, False, True)),
                                     (256, (64, 2, True)), (256, (80, 2, True)),
                                     (64, (192, 2, True, False, False, 1)),
-                                    (128, (128, 2, True, False, False, 2))],
+                                    (128, (128, 2, True, False, False, 2)),
+                                    (64, (128, 2, True, False, False, 0, False, 3)),
+                                    (64, (128, 2, False, False, False, 0, False, 3)),
+                                    (64, (128, 2, True, False, True, 0, False, 3))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal):

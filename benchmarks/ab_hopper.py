@@ -151,6 +151,16 @@ def main() -> None:
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} "
         f"{time.strftime('%Y-%m-%d %H:%M')}")
     rows = []
+    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                triton=triton.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
+                rounds=args.rounds, method="interleaved rounds, do_bench median rep=100")
+
+    def write():
+        with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
+            json.dump(dict(meta=meta, rows=rows), f, indent=1)
+        with open(os.path.join(args.out, f"{args.name}_log.txt"), "w") as f:
+            f.write("\n".join(log_lines) + "\n")
+
     for direction, D, causal, a_name, b_name in args.pair:
         for S in (int(s) for s in args.seqs.split(",")):
             p, q, k, v = fa_point(D, S, causal)
@@ -199,13 +209,8 @@ def main() -> None:
                 f"B x cudnn {row['b_x_cudnn']:.3f}")
             del q, k, v
             torch.cuda.empty_cache()
-    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
-                triton=triton.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
-                rounds=args.rounds, method="interleaved rounds, do_bench median rep=100")
-    with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    with open(os.path.join(args.out, f"{args.name}_log.txt"), "w") as f:
-        f.write("\n".join(log_lines) + "\n")
+            write()  # after every point: a run cut short by its time limit keeps what it has
+    write()
     if rows:
         plot(os.path.join(args.out, f"{args.name}.json"),
              os.path.join(args.out, f"{args.name}.png"))

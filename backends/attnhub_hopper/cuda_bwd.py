@@ -147,9 +147,15 @@ def _tiles(head_dim: int) -> tuple:
 #:   (−6 % at 4k-8k);
 #: - d64: s2-poly1, +0.7..+3.9 % non-causal and −0.3..+2.2 % causal over s2
 #:   (``ab_hopper_h100_2026-12-05``); s2-release lost there (−1.7 %).
+#: - d256: s1-atomic-v4 (16-byte dQ reductions), medians of 4 interleaved rounds
+#:   (``ab_hopper_h100_2026-12-05_run4``): +0.0..+3.3 % over s1-atomic at all ten points,
+#:   the dQ hand-off 31 → 27 % of a block in the phase split (the round-by-round geometric
+#:   mean spans −1.2..+6.5 %: one slow round on either side).
 MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, poly=1),
                      (128, False): BwdTile(2, poly=1),
-                     (128, True): BwdTile(2, early_release=True)}
+                     (128, True): BwdTile(2, early_release=True),
+                     (256, False): BwdTile(1, True, red_v4=True),
+                     (256, True): BwdTile(1, True, red_v4=True)}
 
 #: Causal problems with queries in this range launch in ``BwdTile.lpt``'s order, by head
 #: dim: d128 +0.9 / +3.5 / +4.3 % at 2k / 4k / 8k, −0.4 % at 1k and +0.3 % at 16k (medians
@@ -160,7 +166,7 @@ LPT_QUERIES = {128: (2048, 8192)}
 
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
-    d64 and d128 non-causal, s2-release at d128 causal, s1-atomic at d256; NOTES.md has
+    d64 and d128 non-causal, s2-release at d128 causal, s1-atomic-v4 at d256; NOTES.md has
     the measurements), in ``lpt`` order for causal problems with ``LPT_QUERIES`` queries.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""

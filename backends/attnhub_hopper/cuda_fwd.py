@@ -102,9 +102,11 @@ def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: 
 
 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
-    """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6): ping-pong
-    pays at d64 everywhere and at d128 below 8k keys; wide key blocks pay at long sequences;
-    the persistent grid pays at short ones (d64 up to 4k keys; d128 up to 1k);
+    """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6, and the
+    tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys; wide
+    key blocks pay at long sequences; three consumer warpgroups (192 rows) pay at d64 from
+    2k keys (non-causal) and 8k (causal); the persistent grid pays at short sequences (d64
+    up to 4k keys; d128 up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``).
@@ -133,9 +135,15 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
     if head_dim == 64:
         if seqlen_k <= 1024 or (causal and seqlen_k <= 2048):
             return Tile(128, 2, True, persistent=True)
-        if seqlen_k <= 4096:  # non-causal 4k: +4.9 % (ab_hopper_h100_2026-12-05_run3)
-            return Tile(192, 2, True, persistent=True)
-        return Tile(128 if causal and seqlen_k < 8192 else 192, 2, True)
+        # three consumer warpgroups (192-row tiles), medians of 4 interleaved rounds,
+        # ab_hopper_h100_2026-12-05_run4..6: non-causal persistent +6.0/+5.5 % at 2k/4k,
+        # plain +4.7..+10 % at 8k-16k (both orders); causal +3..+5 % at 8k-16k and
+        # −3..−7 % at 2k-4k (192-row causal tiles are coarser)
+        if not causal:
+            return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3)
+        if seqlen_k >= 8192:
+            return Tile(128, 2, True, consumers=3)
+        return Tile(128, 2, True)
     if head_dim == 128:
         if seqlen_k <= 1024:
             return Tile(128, 2, causal, persistent=True)

@@ -45,8 +45,9 @@ Environment knobs (read per call):
                                 then dK, one accumulator each (1); unset: ``DKDV_PARTS``
                                 (empty: one launch)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
-    ATTNHUB_TRITON_LPT=1        lean causal forward: longest blocks first across L2-sized
-                                windows of (batch, head) pairs (not yet measured; off)
+    ATTNHUB_TRITON_LPT=1 / 0    lean causal forward: longest blocks first across L2-sized
+                                windows of (batch, head) pairs always / never (unset: with
+                                at least LPT_MIN_KEYS keys, as measured)
     ATTNHUB_TRITON_DQ_REDUCE=pointer   atomic variant: element atomics for dQ, never TMA
     TRITON_INTERPRET=1          run the kernels on the CPU (Triton's interpreter): one small
                                 fixed config, no autotuning
@@ -583,14 +584,21 @@ def kernel_tag() -> str:
 #: hopper-fa3's Tile.lpt).
 LPT_WINDOW_BYTES = 16 << 20
 
+#: Causal lean forwards with at least this many keys take the longest-first order when
+#: ATTNHUB_TRITON_LPT is unset.  H100, 2026-12-05, medians of 4 interleaved rounds
+#: (``ab_hopper_h100_2026-12-05_run4``): d128 +3.9/+3.1/+3.4 % and d64 +1.7/+2.6/+2.2 % at
+#: 4k/8k/16k; at 1k-2k −6..+5 % with rounds spread up to 2x (the lean kernel's short
+#: problems), so they keep the grid's order.
+LPT_MIN_KEYS = 4096
+
 
 def lpt_window(call, q) -> int:
-    """``sched_window`` for a causal lean forward: 0 (the grid's head order, the default) unless
-    ATTNHUB_TRITON_LPT=1, then as many (batch, query head) pairs as keep their K and V
-    (shared by a group's query heads) within LPT_WINDOW_BYTES, at least 1.  Not measured
-    on a GPU yet; hopper-fa3's CUDA kernel gained 2-5 % at 2k-8k causal from the same
-    order (NOTES.md)."""
-    if os.environ.get("ATTNHUB_TRITON_LPT", "0") != "1":
+    """``sched_window`` for a causal lean forward: 0 (the grid's head order) with
+    ATTNHUB_TRITON_LPT=0, or unset and fewer than LPT_MIN_KEYS keys; else as many (batch,
+    query head) pairs as keep their K and V (shared by a group's query heads) within
+    LPT_WINDOW_BYTES, at least 1 (NOTES.md, "Ninth session" and its measurement)."""
+    flag = os.environ.get("ATTNHUB_TRITON_LPT", "")
+    if flag == "0" or (flag != "1" and call.seqlen_k < LPT_MIN_KEYS):
         return 0
     pairs = call.batch * call.heads_q
     group = max(call.heads_q // call.heads_k, 1)

@@ -49,7 +49,11 @@ def _qkv(p, layout="bhsd"):
 def test_nvcc_compiles_for_sm90a(shipped, dtype):
     D, causal, tile = shipped
     report = cuda_fwd.nvcc_check(D, tile, causal, dtype)
-    assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
+    spill = int(re.search(r"(\d+) bytes spill stores", report).group(1))
+    # the persistent 192-row d64 tile (160 registers a consumer thread) spills 56 bytes of
+    # its tile loop's state and still measured +5.5..6 % (NOTES.md, tenth session); any
+    # more, or a spill anywhere else, is a regression
+    assert spill <= (64 if tile.persistent and tile.consumers == 3 else 0), report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
     assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages) <= cuda_fwd._SMEM_LIMIT
@@ -235,12 +239,15 @@ def test_nvrtc_accepts_the_fp8_v_layout_kernel():
 
 
 def test_default_tiles_follow_the_measurements():
-    assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(192, 2, True)
+    assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(128, 2, True, consumers=3)
+    assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
+    assert cuda_fwd.default_tile(64, True, 4096).consumers == 2
+    assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
     assert cuda_fwd.default_tile(128, False, 2048).pingpong
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2)
     # the persistent grid at short sequences, never at d256 (no room for its O buffer)
     assert cuda_fwd.default_tile(64, True, 2048).persistent
-    assert cuda_fwd.default_tile(64, False, 4096).persistent  # interleaved A/B: +4.9 %
+    assert cuda_fwd.default_tile(64, False, 4096).persistent  # interleaved A/B: +5.5 %
     assert not cuda_fwd.default_tile(64, False, 8192).persistent
     assert not any(t.persistent for d, _, t in cuda_fwd.shipped_tiles() if d == 256)
     # causal launches go longest-first with LPT_KEYS keys (bf16; FP8 was not measured)

@@ -145,7 +145,8 @@ def test_sched_window_keeps_the_window_in_a_third_of_l2():
 def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2-ahead")
     assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, s_ahead=True)
-    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(1, True)  # not built there: shipped
+    # not built there: the shipped one
+    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(1, True, red_v4=True)
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s9-fast")
     with pytest.raises(ValueError, match="ATTNHUB_HOPPER_BWD_TILE='s9-fast'.*s2-ahead"):
         cuda_bwd.default_tile(128)
@@ -156,6 +157,8 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     assert cuda_bwd.default_tile(128, True) == cuda_bwd.BwdTile(2, early_release=True)
     assert cuda_bwd.default_tile(64) == cuda_bwd.default_tile(64, True) == cuda_bwd.BwdTile(
         2, poly=1)
+    assert cuda_bwd.default_tile(256) == cuda_bwd.default_tile(256, True, 4096) == (
+        cuda_bwd.BwdTile(1, True, red_v4=True))  # s1-atomic-v4
     lo, hi = cuda_bwd.LPT_QUERIES[128]
     for s in (lo, hi):
         assert cuda_bwd.default_tile(128, True, s) == cuda_bwd.BwdTile(2, early_release=True,

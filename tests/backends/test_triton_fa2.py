@@ -316,14 +316,20 @@ def test_lpt_order_is_a_permutation_longest_first_per_window():
             assert ranks == sorted(ranks, reverse=True)  # longest (last) block first
 
 
-def test_lpt_window_is_off_by_default_and_fits_the_byte_budget(monkeypatch):
+def test_lpt_window_follows_the_measured_range_and_fits_the_byte_budget(monkeypatch):
     class Call:
         batch, heads_q, heads_k, seqlen_k = 4, 16, 4, 8192
 
+    class Short(Call):
+        seqlen_k = ops.LPT_MIN_KEYS - 1
+
     q = torch.empty(1, 1, 1, 128, dtype=torch.float16)
     monkeypatch.delenv("ATTNHUB_TRITON_LPT", raising=False)
+    assert ops.lpt_window(Short, q) == 0 and ops.lpt_window(Call, q) == 16  # unset: measured
+    monkeypatch.setenv("ATTNHUB_TRITON_LPT", "0")
     assert ops.lpt_window(Call, q) == 0
     monkeypatch.setenv("ATTNHUB_TRITON_LPT", "1")
+    assert ops.lpt_window(Short, q) > 0
     per_pair = 2 * 8192 * 128 * 2 // 4  # K and V, shared by the group's 4 query heads
     assert ops.lpt_window(Call, q) == ops.LPT_WINDOW_BYTES // per_pair == 16
     monkeypatch.setattr(ops, "LPT_WINDOW_BYTES", 1)

@@ -49,11 +49,14 @@ VARIANTS = {
          # three consumer warpgroups, 192-row tiles (Tile.consumers; FA3's d64 tile); the
          # persistent one spills 56-76 bytes at 160 registers
          (128, 2, True, False, False, 0, False, 3), (128, 2, False, False, False, 0, False, 3),
-         (112, 2, True, False, False, 0, False, 3), (128, 2, True, False, True, 0, False, 3)],
+         (112, 2, True, False, False, 0, False, 3), (128, 2, True, False, True, 0, False, 3),
+         # CTA pairs sharing K/V by TMA multicast (Tile.cluster; non-causal only)
+         (128, 2, True, False, False, 0, False, 3, 2)],
     128: [(128, 2, True), (176, 2, False), (128, 2, False), (176, 2, True),
           (128, 2, True, False, True), (128, 2, False, False, True),
-          (128, 2, True, False, False, 1), (176, 2, False, False, False, 1)],
-    256: [(80, 2, False), (80, 2, True), (64, 2, True)],
+          (128, 2, True, False, False, 1), (176, 2, False, False, False, 1),
+          (128, 2, True, False, False, 0, False, 2, 2), (176, 2, False, False, False, 0, False, 2, 2)],
+    256: [(80, 2, False), (80, 2, True), (64, 2, True), (80, 2, False, False, False, 0, False, 2, 2)],
 }
 # the persistent kernel (one CTA per SM, tiles from an atomic counter) on shapes that give a
 # CTA many tiles, tiles with no key block (causal, Sq > Sk), GQA and ragged ends
@@ -105,11 +108,20 @@ def cases(quick):
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
                             dtype=torch.float16))
             for tile in VARIANTS[D][1:]:
+                if causal and _cluster(tile):
+                    continue  # CTA pairs are non-causal only
                 out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
                                 tile=tile))
-            for tile in (t for t in VARIANTS[D] if len(t) > 4 and t[4]):
+            # the persistent kernel's shapes; for CTA pairs: many pairs, a lone tile (the
+            # cluster-1 twin runs), one key (the second CTA's half is all out of bounds)
+            for tile in (t for t in VARIANTS[D] if (len(t) > 4 and t[4]) or _cluster(t)):
+                if causal and _cluster(tile):
+                    continue
                 for shape in PERSISTENT_CASES:
                     out.append(dict(D=D, causal=causal, tile=tile, **shape))
+                if _cluster(tile):
+                    out.append(dict(D=D, causal=False, Sq=1000, Sk=1000, B=1, Hq=4, Hk=1,
+                                    layout="bshd", tile=tile))
         for tile in lpt_tiles(D):  # the shipped causal tiles with Tile.lpt's launch order
             for shape in PERSISTENT_CASES + [dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2),
                                              dict(Sq=777, Sk=777, B=3, Hq=5, Hk=5)]:
@@ -117,6 +129,11 @@ def cases(quick):
     if quick:
         out = out[::3]
     return out
+
+
+def _cluster(tile) -> bool:
+    """Whether a VARIANTS tuple is a CTA-pair (Tile.cluster = 2) tile."""
+    return len(tile) > 8 and tile[8] > 1
 
 
 def lpt_tiles(D) -> list:
@@ -192,6 +209,8 @@ def grid(log, quick, checked=None, variants=None):
                 if causal:  # the default's own tile in the other launch order (Tile.lpt)
                     tiles.append(tuple(dft_tile._replace(lpt=not dft_tile.lpt)))
                 for tile in tiles:
+                    if causal and _cluster(tile):
+                        continue
                     try:
                         ms = _bench(lambda: cuda_fwd.forward(q, k, v, p, tile=Tile(*tile)))
                         row["cuda"][str(Tile(*tile))] = fl / ms / 1e9
@@ -418,7 +437,7 @@ def build_all(log, tiles_per_dim, dtypes):
     builds = []
     for D, tiles in tiles_per_dim.items():
         for tile in tiles:
-            for causal in (False, True):
+            for causal in ((False,) if _cluster(tile) else (False, True)):
                 for dt in dtypes:
                     rec = dict(D=D, tile=tile, causal=causal, dtype=str(dt))
                     t = time.time()

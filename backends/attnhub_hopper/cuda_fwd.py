@@ -61,7 +61,10 @@ class Tile(NamedTuple):
     launches; the same binary): tiles longest first across windows of (batch, head) pairs
     (:func:`sched_window`) instead of one pair after another, and ``consumers``: consumer
     warpgroups of 64 query rows each, 2 (128-row tiles, 384 threads) or 3 (FA3's 192-row
-    tile at d64: 512 threads, 160 registers per consumer thread; 16-bit d64 only)."""
+    tile at d64: 512 threads, 160 registers per consumer thread; 16-bit d64 only), and
+    ``cluster``: 2 launches CTA pairs on adjacent query tiles of one head that load half of
+    each K/V tile each and multicast it to both (non-causal 16-bit one-CTA-per-tile
+    kernels; problems with an odd number of query tiles run the cluster-1 twin)."""
 
     block_n: int
     stages: int
@@ -71,6 +74,7 @@ class Tile(NamedTuple):
     poly: int = 0
     lpt: bool = False
     consumers: int = 2
+    cluster: int = 1
 
     @property
     def block_m(self) -> int:
@@ -80,7 +84,8 @@ class Tile(NamedTuple):
         return (f"n{self.block_n}s{self.stages}" + ("-pp" if self.pingpong else "")
                 + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else "")
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
-                + (f"-m{self.block_m}" if self.consumers != 2 else ""))
+                + (f"-m{self.block_m}" if self.consumers != 2 else "")
+                + (f"-c{self.cluster}" if self.cluster != 1 else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -199,7 +204,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
-            f"-DCONSUMERS={tile.consumers}")
+            f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -290,6 +295,12 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
         raise ValueError(f"hopper-fa3 CUDA tile {tile}: consumers must be 2, or 3 at 16-bit "
                          f"head dim 64 (160 registers a thread); got {tile.consumers} at "
                          f"d{head_dim} {dtype}")
+    if tile.cluster not in (1, 2) or (tile.cluster == 2 and (
+            causal or tile.persistent or dtype == _FP8 or tile.block_n % 16)):
+        raise ValueError(f"hopper-fa3 CUDA tile {tile}: cluster must be 1, or 2 for a "
+                         "non-causal 16-bit kernel with one CTA per tile (not persistent) "
+                         f"and key blocks of a multiple of 16; got d{head_dim} causal={causal} "
+                         f"{dtype}")
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
                       tile.block_m)
     if smem > _SMEM_LIMIT:
@@ -441,17 +452,29 @@ def _descale_ptrs(problem, B, Hk, device):
     return keep, ptrs
 
 
-def _launch(func, grid, block, smem, device, maps, scalars):
-    """cuLaunchKernel on torch's current stream.  kernelParams is an array of pointers to
-    each argument's bytes (the maps' 128-byte storage, then ctypes scalars), laid out as
-    the kernel's signature."""
+def _launch(func, grid, block, smem, device, maps, scalars, cluster: int = 1):
+    """cuLaunchKernel on torch's current stream (cuLaunchKernelEx with a cluster dimension
+    along x when ``cluster`` > 1).  kernelParams is an array of pointers to each argument's
+    bytes (the maps' 128-byte storage, then ctypes scalars), laid out as the kernel's
+    signature."""
     from cuda.bindings import driver as cu
 
     stream = cu.CUstream(torch.cuda.current_stream(device).cuda_stream)
     params = (ctypes.c_void_p * (len(maps) + len(scalars)))(
         *[m.getPtr() for m in maps], *[ctypes.addressof(x) for x in scalars])
-    _check(cu.cuLaunchKernel(func, *grid, block, 1, 1, smem, stream,
-                             ctypes.addressof(params), 0))
+    if cluster == 1:
+        _check(cu.cuLaunchKernel(func, *grid, block, 1, 1, smem, stream,
+                                 ctypes.addressof(params), 0))
+        return
+    cfg = cu.CUlaunchConfig()
+    cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+    cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block, 1, 1
+    cfg.sharedMemBytes, cfg.hStream = smem, stream
+    attr = cu.CUlaunchAttribute()
+    attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+    attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
+    cfg.attrs, cfg.numAttrs = [attr], 1
+    _check(cu.cuLaunchKernelEx(cfg, func, ctypes.addressof(params), 0))
 
 
 def forward(q, k, v, problem, tile: Optional[Tile] = None):
@@ -467,6 +490,8 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         return o.zero_(), lse.fill_(float("-inf"))
     causal = bool(problem.causal)
     tile = Tile(*(tile or default_tile(D, causal, Sk, fp8)))
+    if tile.cluster > 1 and math.ceil(Sq / tile.block_m) % tile.cluster:
+        tile = tile._replace(cluster=1)  # CTA pairs need an even number of query tiles
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     _, func, smem = _kernel(dev, D, tile._replace(lpt=False), causal, q.dtype)  # lpt: same binary
     keep, ds_ptrs = [], [0, 0, 0]
@@ -475,8 +500,8 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         vt = _fp8_vt(v) if tile.v_smem else _fp8_v(v, dev)
         vmap = _tensor_map(vt, D)  # boxes of 128 keys by all Dv rows
     else:
-        vmap = _tensor_map(v, tile.block_n)
-    maps = (_tensor_map(q, tile.block_m), _tensor_map(k, tile.block_n), vmap,
+        vmap = _tensor_map(v, tile.block_n // tile.cluster)  # each CTA loads its share
+    maps = (_tensor_map(q, tile.block_m), _tensor_map(k, tile.block_n // tile.cluster), vmap,
             _tensor_map(o, 64))
     n_m = math.ceil(Sq / tile.block_m)
     n_tiles = n_m * Hq * B
@@ -493,7 +518,7 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         *[ctypes.c_void_p(x) for x in ds_ptrs], ctypes.c_int(Hq), ctypes.c_int(n_m),
         ctypes.c_int(n_tiles), ctypes.c_void_p(0 if counter is None else counter.data_ptr()),
         ctypes.c_int(sched_window(B, Hq, Hq // Hk, Sk, D, q.element_size())
-                     if tile.lpt and causal else 0)))
+                     if tile.lpt and causal else 0)), cluster=tile.cluster)
     return o, lse
 
 

@@ -204,6 +204,32 @@ def test_nvcc_compiles_the_three_consumer_tiles(tile, causal):
     assert str(tile).endswith("-m192") and tile.block_m == 192
 
 
+CLUSTER2 = [(128, cuda_fwd.Tile(128, 2, True, cluster=2)), (128, cuda_fwd.Tile(176, 2, cluster=2)),
+            (256, cuda_fwd.Tile(80, 2, cluster=2)),
+            (64, cuda_fwd.Tile(128, 2, True, consumers=3, cluster=2))]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("D,tile", CLUSTER2, ids=str)
+def test_nvcc_compiles_the_cta_pair_tiles(D, tile):
+    """CTA pairs (Tile.cluster = 2): the multicast loads, remote arrivals and cluster
+    barriers compile for sm_90a with nothing spilled or serialised."""
+    report = cuda_fwd.nvcc_check(D, tile, False, torch.bfloat16)
+    assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
+    assert str(tile).endswith("-c2")
+    assert "-DCLUSTER=2" in cuda_fwd.options(D, tile, False, torch.bfloat16)
+
+
+def test_cta_pair_tiles_are_refused_where_they_do_not_apply():
+    for causal, tile, dtype in ((True, cuda_fwd.Tile(128, 2, cluster=2), torch.bfloat16),
+                                (False, cuda_fwd.Tile(128, 2, persistent=True, cluster=2),
+                                 torch.bfloat16),
+                                (False, cuda_fwd.Tile(128, 2, cluster=2), FP8),
+                                (False, cuda_fwd.Tile(128, 2, cluster=4), torch.bfloat16)):
+        with pytest.raises(ValueError, match="cluster must be 1, or 2 for a non-causal"):
+            cuda_fwd._kernel(0, 128, tile, causal, dtype)
+
+
 def test_three_consumer_tiles_are_refused_where_registers_run_out():
     assert cuda_fwd.Tile(128, 2).block_m == 128 and str(cuda_fwd.Tile(128, 2)) == "n128s2"
     for D, dtype in ((128, torch.bfloat16), (256, FP8)):
@@ -367,12 +393,17 @@ def test_cuda_forward_tolerance(case):
                                     (128, (128, 2, True, False, False, 2)),
                                     (64, (128, 2, True, False, False, 0, False, 3)),
                                     (64, (128, 2, False, False, False, 0, False, 3)),
-                                    (64, (128, 2, True, False, True, 0, False, 3))],
+                                    (64, (128, 2, True, False, True, 0, False, 3)),
+                                    (128, (128, 2, True, False, False, 0, False, 2, 2)),
+                                    (256, (80, 2, False, False, False, 0, False, 2, 2)),
+                                    (64, (128, 2, True, False, False, 0, False, 3, 2))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal):
     from attnhub.testing.tolerance import assert_matches_reference, random_inputs
 
+    if causal and cuda_fwd.Tile(*tile).cluster > 1:
+        pytest.skip("CTA pairs are non-causal only (the kernel refuses them)")
     p = _problem(B=2, Hq=4, Hk=2, Sq=1023, Sk=1031, D=D, device="cuda", causal=causal)
     q, k, v = random_inputs(p)
     assert_matches_reference(_Cuda(cuda_fwd.Tile(*tile)), q, k, v, p)

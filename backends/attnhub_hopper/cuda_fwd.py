@@ -110,8 +110,9 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6, and the
     tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys; wide
     key blocks pay at long sequences; three consumer warpgroups (192 rows) pay at d64 from
-    2k keys (non-causal) and 8k (causal); the persistent grid pays at short sequences (d64
-    up to 4k keys; d128 up to 1k);
+    2k keys (non-causal) and 8k (causal); CTA pairs sharing K/V pay a little at d128
+    non-causal 16k; the persistent grid pays at short sequences (d64 up to 4k keys; d128
+    up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``).
@@ -154,7 +155,12 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
             return Tile(128, 2, causal, persistent=True)
         if seqlen_k < 8192:
             return Tile(128, 2, True)
-        return Tile(128, 2) if causal else Tile(176, 2)
+        if causal:
+            return Tile(128, 2)
+        # CTA pairs multicasting K/V: +2.1 / +2.1 / +1.1 % at 16k in three interleaved runs
+        # (ab_hopper_h100_2026-12-05_run9-10, both orders), 0 / +2.1 % at 8k, −2..−3 % at 4k
+        # and −9 % at 2k
+        return Tile(176, 2, cluster=2 if seqlen_k >= 16384 else 1)
     return Tile(80, 2)
 
 

@@ -74,7 +74,10 @@ class BwdTile(NamedTuple):
     d128 block in the 2026-12-05 phase profile).  ``red_v4`` (atomic dQ): 16-byte
     ``red.global.add.v4.f32`` in ``vec_io``'s element order instead of 8-byte ones, half
     the instructions (d256: the hand-off was 28 % of a block, lg_throttle 2.96 stalls per
-    issue against cuDNN's 0)."""
+    issue against cuDNN's 0).  ``dq_alt`` (d128, staged dQ): the warpgroups take turns,
+    block by block, computing the whole block's dQ as one N = 128 product (dS and K read
+    once from shared memory instead of twice) while the other goes on to the next block;
+    it releases the stage once dV and dK retire and needs 32 KB of staging per warpgroup."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -86,6 +89,7 @@ class BwdTile(NamedTuple):
     lpt: bool = False
     dq_db: bool = False
     red_v4: bool = False
+    dq_alt: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -95,7 +99,7 @@ class BwdTile(NamedTuple):
                 + ("-vec" if self.vec_io else "")
                 + (f"-poly{self.poly}" if self.poly else "")
                 + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else "")
-                + ("-v4" if self.red_v4 else ""))
+                + ("-v4" if self.red_v4 else "") + ("-alt" if self.dq_alt else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -113,7 +117,9 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(2, early_release=True, dq_db=True),
             BwdTile(2, early_release=True, lpt=True, dq_db=True),
             BwdTile(1, True, red_v4=True), BwdTile(1, True, lpt=True, red_v4=True),
-            BwdTile(2, True, red_v4=True))
+            BwdTile(2, True, red_v4=True),
+            BwdTile(2, dq_alt=True), BwdTile(2, poly=1, dq_alt=True),
+            BwdTile(2, lpt=True, dq_alt=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -132,6 +138,8 @@ def _tiles(head_dim: int) -> tuple:
           and not (t.early_dv and head_dim in (64, 256))
           and not (t.vec_io and (t.dq_atomic or head_dim != 128))
           and not (t.dq_db and t.dq_atomic) and not (t.red_v4 and not t.dq_atomic)
+          and not (t.dq_alt and (head_dim != 128 or t.dq_atomic or t.dq_db or t.vec_io
+                                 or t.s_ahead or t.early_dv or t.early_release))
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
     return tuple([t for t in ok if t.stages > 1] or ok)
 
@@ -251,7 +259,7 @@ def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     kv = 2 * bn * head_dim * 2
     q_do = 2 * tile.stages * bm * head_dim * 2
     ds = 2 * bm * bn * 2  # double-buffered dS
-    dq = 0 if tile.dq_atomic else (4 if tile.dq_db else 2) * 64 * _dq_n(head_dim) * 4
+    dq = 0 if tile.dq_atomic else (4 if tile.dq_db or tile.dq_alt else 2) * 64 * _dq_n(head_dim) * 4
     swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
     rows = tile.stages * rows_per_block(bm, tile.vec_io) * 8
     bars = 8 * (1 + 3 * tile.stages) + 2 * PROF_STRIDE * 4  # + BWD_PROF's slots
@@ -264,7 +272,9 @@ def source(head_dim: int, dtype: torch.dtype) -> str:
         raise TypeError(f"dtype must be torch.float16 or torch.bfloat16, got {dtype}")
     bm = block_m_for(head_dim)
     return (cuda_fwd._PRELUDE
-            + wgmma_ptx.header([bm], [_kv_n(head_dim)], name, sst_widths=[_dq_n(head_dim)])
+            + wgmma_ptx.header([bm], [_kv_n(head_dim)], name,
+                               # + dq_alt's whole-block product at d128
+                               sst_widths=[_dq_n(head_dim)] + ([128] if head_dim == 128 else []))
             + "\n" + cuda_fwd._COMMON.read_text() + "\n" + _SRC.read_text())
 
 
@@ -278,7 +288,8 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DDQ_ATOMIC={int(tile.dq_atomic)}", f"-DEARLY_DV={int(tile.early_dv)}",
             f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
             f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
-            f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}")
+            f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}",
+            f"-DDQ_ALT={int(tile.dq_alt)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,

@@ -91,6 +91,9 @@
 #ifndef DQ_DB  // 1: two dQ staging buffers per warpgroup, used by alternate blocks, so a
 #define DQ_DB 0  // block's staging stores wait only for the reduction of two blocks back
 #endif
+#ifndef DQ_ALT  // 1 (d128): the warpgroups take turns, block by block, computing all of a
+#define DQ_ALT 0  // block's dQ (N = 128 from both dS halves); the other goes on to the next block
+#endif
 #ifndef VEC_IO  // 1: 16-byte shared-memory accesses for the per-row log2-LSE / Δ reads and
 #define VEC_IO 0  // the dQ staging stores (half the instructions on the MIO queue; below)
 #endif
@@ -128,7 +131,7 @@
 #define SDO_OFF (SQ_OFF + STAGES * Q_BYTES)
 #define SDS_OFF (SDO_OFF + STAGES * Q_BYTES)
 #define SDQ_OFF (SDS_OFF + 2 * DS_BYTES)
-#define SX_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : (DQ_DB ? 4 : 2) * DQ_WG_FLOATS * 4))
+#define SX_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : (DQ_DB || DQ_ALT ? 4 : 2) * DQ_WG_FLOATS * 4))
 #define X_BYTES (64 * BLOCK_M * 4)  // SPLIT_D: P or dPᵀ of one block, float32, register order
 #define SL_OFF (SX_OFF + (SPLIT_D ? 2 * X_BYTES : 0))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
@@ -153,6 +156,13 @@ static_assert(!DQ_DB || !DQ_ATOMIC, "DQ_DB: double-buffers the dQ staging buffer
 static_assert(!RED_V4 || DQ_ATOMIC, "RED_V4: the atomic dQ path's vector width");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
+static_assert(!DQ_ALT || (HEAD_DIM == 128 && !DQ_ATOMIC && !DQ_DB && !VEC_IO && !S_AHEAD &&
+                          !EARLY_DV && !EARLY_RELEASE),
+              "DQ_ALT: d128, staged dQ (32 KB per warpgroup), plain schedule (it releases the "
+              "stage once dV and dK retire, as EARLY_RELEASE does)");
+// DQ_ALT: the whole block's dQ (64 queries x 128 columns) by one warpgroup
+#define WGMMA_DQ_ALL wgmma_sst_n128
+#define WGMMA_DQ_ALL_INIT wgmma_sst_n128_init
 
 // ---- helpers only the backward uses --------------------------------------------------------
 __device__ __forceinline__ float2 ld_shared_f2(u32 addr) {
@@ -411,7 +421,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     const u32 kv_col = SPLIT_D ? cw * (KV_N / 64) * (BLOCK_M * 128) : 0;
     // this warpgroup's dQ staging buffer (DQ_DB: two, alternating by block; dq_n counts the
     // blocks handed off)
-    const u32 sDQw0 = sDQ + (DQ_DB ? 2 * cw : cw) * (DQ_WG_FLOATS * 4);
+    const u32 sDQw0 = sDQ + (DQ_DB || DQ_ALT ? 2 * cw : cw) * (DQ_WG_FLOATS * 4);
     int dq_n = 0;
     (void)sDQw0;
     (void)dq_n;
@@ -543,6 +553,37 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
 #endif
     };
+#if DQ_ALT
+    // All of block blk's dQ (dq_all: the m64n128 accumulator, whose column groups j < 8
+    // and j >= 8 are laid out as warpgroup 0's and 1's 64-column shares) → dq_accum through
+    // this warpgroup's 32 KB staging buffer, one bulk reduction per half: the same layout
+    // as the two warpgroups' shares (the host's decoding does not change).
+    auto dq_out_all = [&](long long blk, const float(&dq_all)[DQ_N]) {
+      if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");  // that reduction read it
+      PROF(10);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int j = 0; j < DQ_N / 8; ++j) {
+          const int jj = j + h * (DQ_N / 8);
+          const u32 buf = sDQw0 + h * (DQ_WG_FLOATS * 4);
+          st_shared_f2(buf + ((2 * j) * 128 + ctid) * 8, dq_all[4 * jj], dq_all[4 * jj + 1]);
+          st_shared_f2(buf + ((2 * j + 1) * 128 + ctid) * 8, dq_all[4 * jj + 2],
+                       dq_all[4 * jj + 3]);
+        }
+      }
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
+      if (ctid == 0) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          bulk_reduce_add_f32(dq_accum + (blk * 2 + h) * DQ_WG_FLOATS,
+                              sDQw0 + h * (DQ_WG_FLOATS * 4), DQ_WG_FLOATS * 4);
+        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+      }
+    };
+#endif
     long long blk_prev = 0;  // S_AHEAD: the block whose dQ waits in dq_prev
     float dq_prev[S_AHEAD ? DQ_N / 2 : 1];
     (void)blk_prev;
@@ -729,6 +770,39 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       asm volatile("bar.sync 1, 256;" ::: "memory");                  // both halves written
       CTRACE(i, 5);
 
+#if DQ_ALT
+      // Warpgroup i % 2 computes the whole block's dQ (N = 128: dS and K read once, 6 KB of
+      // shared memory per 131k MACs instead of 8 KB for both warpgroups' N = 64 halves); the
+      // other hands its stage back and goes on to the next block, whose products then run
+      // under this dQ and its hand-off.  dQ waits until dV and dK retire (their A
+      // registers, pp and pd, die first: 64 more accumulators fit).
+      wgmma_wait<0>();
+      retire_kv(s);
+      if ((i & 1) == cw) {
+        float dq_all[DQ_N];
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
+          const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
+          const u64 db = make_desc(sK + kk * (16 * 128), BLOCK_N * 128, 1024);
+          if (kk == 0)
+            WGMMA_DQ_ALL_INIT(dq_all, da, db, 0);
+          else
+            WGMMA_DQ_ALL(dq_all, da, db, 1);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+#pragma unroll
+        for (int r = 0; r < DQ_N; ++r) fence_reg(dq_all[r]);
+        CTRACE(i, 6);
+        int hq_, mb_;  // the block index again: not held live across the product
+        dq_out_all(row_block(i, hq_, mb_), dq_all);
+      } else {
+        CTRACE(i, 6);
+      }
+      PROF(7);
+      continue;
+#endif
       // dQ_part = dS·K over the BLOCK_N keys
       wgmma_fence();
 #pragma unroll
@@ -815,7 +889,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
 #endif
   };
-#if SPLIT_D
+#if SPLIT_D || DQ_ALT  // the roles differ per warpgroup: a compile-time index (see above)
   if (wg == 1)
     consumer(IntC<0>{});
   else

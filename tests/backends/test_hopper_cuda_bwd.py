@@ -58,6 +58,16 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.tiles_for(256) == [  # one stage, atomic dQ (8- or 16-byte reductions)
         cuda_bwd.BwdTile(1, True), cuda_bwd.BwdTile(1, True, lpt=True),
         cuda_bwd.BwdTile(1, True, red_v4=True), cuda_bwd.BwdTile(1, True, lpt=True, red_v4=True)]
+    # whole-block dQ by alternate warpgroups: d128 only, staged, plain schedule (32 KB of
+    # staging each, as dq_db)
+    assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_alt] == [
+        "s2-alt", "s2-poly1-alt", "s2-lpt-alt"]
+    assert not any(t.dq_alt for D in (64, 256) for t in cuda_bwd.tiles_for(D))
+    assert cuda_bwd.smem_bytes(128, cuda_bwd.BwdTile(2, dq_alt=True)) == cuda_bwd.smem_bytes(
+        128, cuda_bwd.BwdTile(2, dq_db=True))
+    assert "-DDQ_ALT=1" in cuda_bwd.options(128, False, torch.bfloat16,
+                                            cuda_bwd.BwdTile(2, dq_alt=True))
+    assert "wgmma_sst_n128_init" in cuda_bwd.source(128, torch.bfloat16)  # its N = 128 product
     # two dQ staging buffers: d128 only (d64 is 56 bytes short), never with atomic dQ
     assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_db] == [
         "s2-db", "s2-poly1-db", "s2-release-db", "s2-release-lpt-db"]

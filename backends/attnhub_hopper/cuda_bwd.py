@@ -159,8 +159,13 @@ def _tiles(head_dim: int) -> tuple:
 #:   (``ab_hopper_h100_2026-12-05_run4``): +0.0..+3.3 % over s1-atomic at all ten points,
 #:   the dQ hand-off 31 → 27 % of a block in the phase split (the round-by-round geometric
 #:   mean spans −1.2..+6.5 %: one slow round on either side).
+#: - d128 non-causal, since: s2-poly1-alt (alternate warpgroups compute a block's whole
+#:   dQ), +4.0 / +3.3 / +2.4 / +2.4 / +4.3..4.9 % at 1k / 2k / 4k / 8k / 16k over s2-poly1,
+#:   medians of 4 interleaved rounds in two runs of opposite order
+#:   (``ab_hopper_h100_2026-12-05_run11..12``); causal s2-lpt-alt was −0.6..+3.4 % over
+#:   s2-release-lpt (+0.3..+1.4 % at 1k-8k), too close to call, so causal keeps s2-release.
 MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, poly=1),
-                     (128, False): BwdTile(2, poly=1),
+                     (128, False): BwdTile(2, poly=1, dq_alt=True),
                      (128, True): BwdTile(2, early_release=True),
                      (256, False): BwdTile(1, True, red_v4=True),
                      (256, True): BwdTile(1, True, red_v4=True)}
@@ -174,7 +179,8 @@ LPT_QUERIES = {128: (2048, 8192)}
 
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
-    d64 and d128 non-causal, s2-release at d128 causal, s1-atomic-v4 at d256; NOTES.md has
+    d64, s2-poly1-alt at d128 non-causal, s2-release at d128 causal, s1-atomic-v4 at d256;
+    NOTES.md has
     the measurements), in ``lpt`` order for causal problems with ``LPT_QUERIES`` queries.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""

@@ -142,9 +142,9 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         if seqlen_k <= 1024 or (causal and seqlen_k <= 2048):
             return Tile(128, 2, True, persistent=True)
         # three consumer warpgroups (192-row tiles), medians of 4 interleaved rounds,
-        # ab_hopper_h100_2026-12-05_run4..6: non-causal persistent +6.0/+5.5 % at 2k/4k,
-        # plain +4.7..+10 % at 8k-16k (both orders); causal +3..+5 % at 8k-16k and
-        # −3..−7 % at 2k-4k (192-row causal tiles are coarser)
+        # ab_hopper_h100_2026-12-05_run4..7: non-causal persistent +5.0/+5.8 % at 2k/4k,
+        # plain +5.0..+7.9 % at 8k-16k (both orders); causal +3.5..+6.0 % at 8k-16k and
+        # −3..−6 % at 2k-4k (192-row causal tiles are coarser)
         if not causal:
             return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3)
         if seqlen_k >= 8192:

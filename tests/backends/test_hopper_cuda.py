@@ -56,7 +56,8 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     assert spill <= (64 if tile.persistent and tile.consumers == 3 else 0), report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
-    assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages) <= cuda_fwd._SMEM_LIMIT
+    assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages, persistent=tile.persistent,
+                               block_m=tile.block_m) <= cuda_fwd._SMEM_LIMIT
 
 
 FP8 = torch.float8_e4m3fn

@@ -33,11 +33,15 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
         return tile
     if name in ("default-lpt", "default-plain"):
         return tile._replace(lpt=name == "default-lpt")
-    known = {str(cuda_fwd.Tile(*t)): cuda_fwd.Tile(*t) for t in VARIANTS.get(D, ())}
-    if name in known:  # a variant cuda_check.py checks (run it first)
+    # a variant cuda_check.py checks (run it first), or its twin in the other causal launch
+    # order (Tile.lpt: the same binary), e.g. n128s2-pp-lpt-m192
+    known = {str(t): t for v in VARIANTS.get(D, ())
+             for t in (cuda_fwd.Tile(*v), cuda_fwd.Tile(*v)._replace(lpt=causal))}
+    if name in known:
         return known[name]
     raise ValueError(f"forward tile {name!r}: use 'default', 'default-lpt', 'default-plain' "
-                     f"or one of cuda_check.VARIANTS at d{D}: {sorted(known)}")
+                     f"or one of cuda_check.VARIANTS at d{D} (causal: also with -lpt): "
+                     f"{sorted(known)}")
 
 
 #: triton-fa2 forward variants for ``tri`` pairs: the kernel switches each one sets while it

@@ -180,8 +180,8 @@ LPT_QUERIES = {128: (2048, 8192)}
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
     d64, s2-poly1-alt at d128 non-causal, s2-release at d128 causal, s1-atomic-v4 at d256;
-    NOTES.md has
-    the measurements), in ``lpt`` order for causal problems with ``LPT_QUERIES`` queries.
+    NOTES.md has the measurements), in ``lpt`` order for causal problems with
+    ``LPT_QUERIES`` queries.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""
     tiles = tiles_for(head_dim)

@@ -93,6 +93,7 @@ class _Cuda:
 
 def cases(quick):
     import torch
+    from attnhub_hopper.cuda_fwd import Tile
 
     out = []
     for D in (64, 128, 256):
@@ -108,18 +109,19 @@ def cases(quick):
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, B=2, Hq=4, Hk=2,
                             dtype=torch.float16))
             for tile in VARIANTS[D][1:]:
-                if causal and _cluster(tile):
-                    continue  # CTA pairs are non-causal only
+                if _refused(D, tile, causal):
+                    continue  # e.g. CTA pairs, which are non-causal only
                 out.append(dict(D=D, causal=causal, Sq=1023, Sk=1031, B=2, Hq=4, Hk=2,
                                 tile=tile))
             # the persistent kernel's shapes; for CTA pairs: many pairs, a lone tile (the
             # cluster-1 twin runs), one key (the second CTA's half is all out of bounds)
-            for tile in (t for t in VARIANTS[D] if (len(t) > 4 and t[4]) or _cluster(t)):
-                if causal and _cluster(tile):
+            for tile in (t for t in VARIANTS[D]
+                         if Tile(*t).persistent or Tile(*t).cluster > 1):
+                if _refused(D, tile, causal):
                     continue
                 for shape in PERSISTENT_CASES:
                     out.append(dict(D=D, causal=causal, tile=tile, **shape))
-                if _cluster(tile):
+                if Tile(*tile).cluster > 1:
                     out.append(dict(D=D, causal=False, Sq=1000, Sk=1000, B=1, Hq=4, Hk=1,
                                     layout="bshd", tile=tile))
         for tile in lpt_tiles(D):  # the shipped causal tiles with Tile.lpt's launch order
@@ -131,9 +133,14 @@ def cases(quick):
     return out
 
 
-def _cluster(tile) -> bool:
-    """Whether a VARIANTS tuple is a CTA-pair (Tile.cluster = 2) tile."""
-    return len(tile) > 8 and tile[8] > 1
+def _refused(D, tile, causal, dtype=None) -> bool:
+    """Whether the kernel refuses this VARIANTS tuple for (D, causal) (cuda_fwd.tile_refusal;
+    CTA pairs, for one, are non-causal only): such combinations are not built or run."""
+    import torch
+    from attnhub_hopper import cuda_fwd
+
+    return cuda_fwd.tile_refusal(D, cuda_fwd.Tile(*tile), causal,
+                                 dtype or torch.bfloat16) is not None
 
 
 def lpt_tiles(D) -> list:
@@ -209,7 +216,7 @@ def grid(log, quick, checked=None, variants=None):
                 if causal:  # the default's own tile in the other launch order (Tile.lpt)
                     tiles.append(tuple(dft_tile._replace(lpt=not dft_tile.lpt)))
                 for tile in tiles:
-                    if causal and _cluster(tile):
+                    if _refused(D, tile, causal):
                         continue
                     try:
                         ms = _bench(lambda: cuda_fwd.forward(q, k, v, p, tile=Tile(*tile)))
@@ -437,8 +444,10 @@ def build_all(log, tiles_per_dim, dtypes):
     builds = []
     for D, tiles in tiles_per_dim.items():
         for tile in tiles:
-            for causal in ((False,) if _cluster(tile) else (False, True)):
+            for causal in (False, True):
                 for dt in dtypes:
+                    if _refused(D, tile, causal, dt):
+                        continue
                     rec = dict(D=D, tile=tile, causal=causal, dtype=str(dt))
                     t = time.time()
                     try:

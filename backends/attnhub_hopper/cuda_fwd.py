@@ -289,29 +289,38 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
     return _import_reason()
 
 
+def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str]:
+    """Why ``tile`` cannot be built for (head dim, causal, dtype), or None: what
+    :func:`_kernel` refuses with, for the check scripts to skip the same combinations."""
+    if tile.persistent and tile.v_smem and dtype == _FP8:
+        return (f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V already permuted "
+                "(v_smem=False)")
+    if tile.consumers not in (2, 3) or (tile.consumers == 3
+                                        and (head_dim != 64 or dtype == _FP8)):
+        return (f"hopper-fa3 CUDA tile {tile}: consumers must be 2, or 3 at 16-bit head dim "
+                f"64 (160 registers a thread); got {tile.consumers} at d{head_dim} {dtype}")
+    if tile.cluster not in (1, 2) or (tile.cluster == 2 and (
+            causal or tile.persistent or dtype == _FP8 or tile.block_n % 16)):
+        return (f"hopper-fa3 CUDA tile {tile}: cluster must be 1, or 2 for a non-causal "
+                "16-bit kernel with one CTA per tile (not persistent) and key blocks of a "
+                f"multiple of 16; got d{head_dim} causal={causal} {dtype}")
+    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
+                      tile.block_m)
+    if smem > _SMEM_LIMIT:
+        return (f"hopper-fa3 CUDA tile d{head_dim} {tile} needs {smem} bytes of shared memory "
+                f"(limit {_SMEM_LIMIT})")
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     """(CuPy module, CUfunction, dynamic shared memory bytes) of one specialisation on one
     device; the module is returned so the cache keeps it loaded."""
-    if tile.persistent and tile.v_smem and dtype == _FP8:
-        raise ValueError(f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V "
-                         "already permuted (v_smem=False)")
-    if tile.consumers not in (2, 3) or (tile.consumers == 3
-                                        and (head_dim != 64 or dtype == _FP8)):
-        raise ValueError(f"hopper-fa3 CUDA tile {tile}: consumers must be 2, or 3 at 16-bit "
-                         f"head dim 64 (160 registers a thread); got {tile.consumers} at "
-                         f"d{head_dim} {dtype}")
-    if tile.cluster not in (1, 2) or (tile.cluster == 2 and (
-            causal or tile.persistent or dtype == _FP8 or tile.block_n % 16)):
-        raise ValueError(f"hopper-fa3 CUDA tile {tile}: cluster must be 1, or 2 for a "
-                         "non-causal 16-bit kernel with one CTA per tile (not persistent) "
-                         f"and key blocks of a multiple of 16; got d{head_dim} causal={causal} "
-                         f"{dtype}")
+    why = tile_refusal(head_dim, tile, causal, dtype)
+    if why:
+        raise ValueError(why)
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
                       tile.block_m)
-    if smem > _SMEM_LIMIT:
-        raise ValueError(f"hopper-fa3 CUDA tile d{head_dim} {tile} needs "
-                         f"{smem} bytes of shared memory (limit {_SMEM_LIMIT})")
     mod, func = _build(device_index, source(head_dim, tile.block_n, dtype),
                        nvrtc_options(head_dim, tile, causal, dtype), "attnhub_fa3_fwd", smem)
     return mod, func, smem

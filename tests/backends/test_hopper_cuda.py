@@ -229,6 +229,9 @@ def test_cta_pair_tiles_are_refused_where_they_do_not_apply():
                                 (False, cuda_fwd.Tile(128, 2, cluster=4), torch.bfloat16)):
         with pytest.raises(ValueError, match="cluster must be 1, or 2 for a non-causal"):
             cuda_fwd._kernel(0, 128, tile, causal, dtype)
+        assert "cluster must be" in cuda_fwd.tile_refusal(128, tile, causal, dtype)
+    assert cuda_fwd.tile_refusal(128, cuda_fwd.Tile(176, 2, cluster=2), False,
+                                 torch.bfloat16) is None
 
 
 def test_three_consumer_tiles_are_refused_where_registers_run_out():
@@ -493,6 +496,9 @@ def test_ab_script_names_pairs_and_tiles():
     assert not ab._fwd_tile("default-plain", 128, True, lo).lpt
     assert ab._fwd_tile("default-lpt", 128, True, 1024).lpt
     assert ab._fwd_tile("n80s2-pp", 256, False, lo) == cuda_fwd.Tile(80, 2, True)
+    # a variant's twin in the longest-first causal order (the same binary)
+    assert ab._fwd_tile("n128s2-pp-lpt-m192", 64, True, lo) == cuda_fwd.Tile(
+        128, 2, True, lpt=True, consumers=3)
     with pytest.raises(ValueError, match="default-lpt.*n80s2-pp"):
         ab._fwd_tile("n96s2", 256, True, lo)
     assert str(ab._bwd_tile("s2-release-lpt", 128)) == "s2-release-lpt"

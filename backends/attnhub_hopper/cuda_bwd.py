@@ -163,10 +163,14 @@ def _tiles(head_dim: int) -> tuple:
 #:   dQ), +4.0 / +3.3 / +2.4 / +2.4 / +4.3..4.9 % at 1k / 2k / 4k / 8k / 16k over s2-poly1,
 #:   medians of 4 interleaved rounds in two runs of opposite order
 #:   (``ab_hopper_h100_2026-12-05_run11..12``); causal s2-lpt-alt was −0.6..+3.4 % over
-#:   s2-release-lpt (+0.3..+1.4 % at 1k-8k), too close to call, so causal keeps s2-release.
+#:   s2-release-lpt (+0.3..+1.4 % at 1k-8k), too close to call then.
+#: - d128 causal, since: s2-alt (s2-lpt-alt at 2k-8k), after two more runs in both orders
+#:   (``ab_hopper_h100_2026-12-05_run14..15``): over s2-release(-lpt) in 12 interleaved
+#:   comparisons at 1k-16k, 9 gained, mean +1.5 %; per length, the mean of both orders is
+#:   +3.7 / +1.7 / −0.3 / −0.9 / +2.4 % at 1k / 2k / 4k / 8k / 16k (each ±2-3 %).
 MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, poly=1),
                      (128, False): BwdTile(2, poly=1, dq_alt=True),
-                     (128, True): BwdTile(2, early_release=True),
+                     (128, True): BwdTile(2, dq_alt=True),
                      (256, False): BwdTile(1, True, red_v4=True),
                      (256, True): BwdTile(1, True, red_v4=True)}
 
@@ -179,7 +183,7 @@ LPT_QUERIES = {128: (2048, 8192)}
 
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
-    d64, s2-poly1-alt at d128 non-causal, s2-release at d128 causal, s1-atomic-v4 at d256;
+    d64, s2-poly1-alt at d128 non-causal, s2-alt at d128 causal, s1-atomic-v4 at d256;
     NOTES.md has the measurements), in ``lpt`` order for causal problems with
     ``LPT_QUERIES`` queries.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head

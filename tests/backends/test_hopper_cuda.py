@@ -271,9 +271,12 @@ def test_nvrtc_accepts_the_fp8_v_layout_kernel():
 def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(128, 2, True, consumers=3)
     assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
-    assert cuda_fwd.default_tile(64, True, 4096).consumers == 2
+    assert cuda_fwd.default_tile(64, True, 4096) == cuda_fwd.Tile(128, 2, True, persistent=True,
+                                                                  lpt=True, consumers=3)
+    assert cuda_fwd.default_tile(64, True, 2048).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
-    assert cuda_fwd.default_tile(128, False, 2048).pingpong
+    assert cuda_fwd.default_tile(128, False, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True)
+    assert not cuda_fwd.default_tile(128, False, 4096).persistent
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2, cluster=2)
     assert cuda_fwd.default_tile(128, False, 8192) == cuda_fwd.Tile(176, 2)
     # the persistent grid at short sequences, never at d256 (no room for its O buffer)

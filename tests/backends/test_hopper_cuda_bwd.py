@@ -162,17 +162,16 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
         cuda_bwd.default_tile(128)
     monkeypatch.delenv("ATTNHUB_HOPPER_BWD_TILE")
     # the shipped ones (H100, 2026-12-05, NOTES.md): s2-poly1 at d64, s2-poly1-alt at d128 non-causal,
-    # s2-release at d128 causal, in longest-first order with LPT_QUERIES queries
+    # s2-alt at d128 causal, in longest-first order with LPT_QUERIES queries
     assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, poly=1, dq_alt=True)
-    assert cuda_bwd.default_tile(128, True) == cuda_bwd.BwdTile(2, early_release=True)
+    assert cuda_bwd.default_tile(128, True) == cuda_bwd.BwdTile(2, dq_alt=True)
     assert cuda_bwd.default_tile(64) == cuda_bwd.default_tile(64, True) == cuda_bwd.BwdTile(
         2, poly=1)
     assert cuda_bwd.default_tile(256) == cuda_bwd.default_tile(256, True, 4096) == (
         cuda_bwd.BwdTile(1, True, red_v4=True))  # s1-atomic-v4
     lo, hi = cuda_bwd.LPT_QUERIES[128]
     for s in (lo, hi):
-        assert cuda_bwd.default_tile(128, True, s) == cuda_bwd.BwdTile(2, early_release=True,
-                                                                       lpt=True)
+        assert cuda_bwd.default_tile(128, True, s) == cuda_bwd.BwdTile(2, dq_alt=True, lpt=True)
     for s in (lo - 1, hi + 1):
         assert not cuda_bwd.default_tile(128, True, s).lpt
     assert not cuda_bwd.default_tile(128, False, lo).lpt
@@ -567,7 +566,7 @@ def test_check_script_selects_dims_and_variants(monkeypatch):
     monkeypatch.setitem(cuda_bwd_check._SELECT, "tiles", ["s2-ahead"])
     assert cuda_bwd_check.selected_dims() == (128,)
     assert [str(t) for t in cuda_bwd_check.selected_tiles(128)] == [
-        "s2-release", "s2-ahead", "s2-release-lpt", "s2-poly1-alt"]  # every shipped one too
+        "s2-ahead", "s2-alt", "s2-poly1-alt", "s2-lpt-alt"]  # every shipped one too
     cs = cuda_bwd_check.cases(quick=False)
     assert {c["D"] for c in cs} == {128}
     ahead = [(c["Sq"], c["Sk"]) for c in cs if c.get("tile") == tuple(cuda_bwd.BwdTile(

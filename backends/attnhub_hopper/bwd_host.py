@@ -56,17 +56,22 @@ def _prep(O, DO, LSE, LSE2, DELTA,
 @triton.jit
 def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
                 BLOCK_M: tl.constexpr, DQ_N: tl.constexpr, SPLIT_ROWS: tl.constexpr,
-                VEC: tl.constexpr = False):
-    # program (w-tile, h, b): tile t = mb * 2 + w of query block mb
-    t = tl.program_id(0)
+                VEC: tl.constexpr = False, COLS: tl.constexpr = 0):
+    # program (w-tile · column chunk, h, b): tile t = mb * 2 + w of query block mb, columns
+    # c * COLS .. of its DQ_N (COLS = 0: all of them)
+    CHUNK: tl.constexpr = DQ_N if COLS == 0 else COLS
+    N_CHUNKS: tl.constexpr = DQ_N // CHUNK
+    pid = tl.program_id(0)
+    t = pid // N_CHUNKS
+    c = pid % N_CHUNKS
     h = tl.program_id(1).to(tl.int64)
     b = tl.program_id(2).to(tl.int64)
     bh = b * H + h
     mb = t // 2
     w = t % 2
-    n_tiles = tl.num_programs(0)
+    n_tiles = tl.num_programs(0) // N_CHUNKS
     row = tl.arange(0, 64)[:, None]
-    col = tl.arange(0, DQ_N)[None, :]
+    col = c * CHUNK + tl.arange(0, CHUNK)[None, :]
     # the kernel's store order: thread 32 warp + lane holds rows 16 warp + lane/4 (+8 h),
     # columns 8 j + 2 (lane % 4) + e, at float ((2 j + h) * 128 + thread) * 2 + e
     warp = row // 16

@@ -422,15 +422,27 @@ def _dq_from_accum_torch(acc, q, scale, vec_io=False):
     return out.copy_(t[:, :, :S].mul_(scale))
 
 
-def _dq_from_accum_triton(acc, q, scale, vec_io=False):
+#: ``bwd_host._dq_convert``'s launch by head dim: (columns per program, 0 = all of a
+#: warpgroup's share; warps).  H100, 2026-12-05 (``hopper_fa3_dq_convert_h100_*``, FA-grid
+#: size, 134 MB of float32 in, 67 MB out): 8 warps take every head dim to 72 us (2.8 TB/s);
+#: 4 warps took 83 / 79 / 102 us at d64 / d128 / d256 (cuDNN's conversion: 72 us).
+DQ_CONVERT = {64: (0, 8), 128: (0, 8), 256: (0, 8)}
+
+
+def _dq_from_accum_triton(acc, q, scale, vec_io=False, config=None):
     from . import bwd_host
 
     B, H, S, D = q.shape
     bm = block_m_for(D)
+    cols, warps = config or DQ_CONVERT[D]
+    n = _dq_n(D)
+    if cols and (n % cols or cols % 8):
+        raise ValueError(f"dQ conversion: cols must divide {n} and be a multiple of 8, "
+                         f"got {cols}")
     out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
-    bwd_host._dq_convert[(acc.shape[2] * 2, H, B)](
+    bwd_host._dq_convert[(acc.shape[2] * 2 * (n // cols if cols else 1), H, B)](
         acc, out, *out.stride(), H, S, float(scale),
-        BLOCK_M=bm, DQ_N=_dq_n(D), SPLIT_ROWS=bm == 128, VEC=vec_io)
+        BLOCK_M=bm, DQ_N=n, SPLIT_ROWS=bm == 128, VEC=vec_io, COLS=cols, num_warps=warps)
     return out
 
 

@@ -329,7 +329,8 @@ def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, vec, layout):
 
 
 @pytest.mark.parametrize("D,Sq,vec", [(64, 300, False), (128, 70, False), (128, 64, False),
-                                      (256, 70, False), (64, 300, True), (128, 70, True)])
+                                      (256, 70, False), (64, 300, True), (128, 70, True),
+                                      (256, 70, True)])
 @pytest.mark.parametrize("layout", ("bhsd", "bshd"))
 def test_triton_host_passes_match_the_torch_ones(D, Sq, vec, layout):
     """bwd_host's two Triton kernels (run by the interpreter here) against the torch
@@ -356,14 +357,19 @@ def test_triton_host_passes_match_the_torch_ones(D, Sq, vec, layout):
     torch.testing.assert_close(l_k[read], l_t[read])
     torch.testing.assert_close(d_k[read], d_t[read], rtol=1e-5, atol=1e-4)
     acc = torch.randn(B, H, n_m, 2, 64 * cuda_bwd._dq_n(D))
+    n = cuda_bwd._dq_n(D)
+    configs = [None] + [(c, 4) for c in (8, 32) if c < n]  # shipped, and column chunks
     for q in (make(torch.float32), make()):
         a = cuda_bwd._dq_from_accum_torch(acc, q, 0.125, vec)
-        b = cuda_bwd._dq_from_accum_triton(acc, q, 0.125, vec)
-        assert b.shape == q.shape and b.stride() == q.stride() and b.dtype == q.dtype
-        if q.dtype == torch.float32:  # the gather itself: exact
-            assert torch.equal(a, b)
-        else:  # the interpreter truncates float32 -> bf16 (the GPU rounds): one ulp
-            torch.testing.assert_close(b.float(), a.float(), rtol=2 ** -7, atol=0)
+        for config in configs:
+            b = cuda_bwd._dq_from_accum_triton(acc, q, 0.125, vec, config)
+            assert b.shape == q.shape and b.stride() == q.stride() and b.dtype == q.dtype
+            if q.dtype == torch.float32:  # the gather itself: exact
+                assert torch.equal(a, b), config
+            else:  # the interpreter truncates float32 -> bf16 (the GPU rounds): one ulp
+                torch.testing.assert_close(b.float(), a.float(), rtol=2 ** -7, atol=0)
+    with pytest.raises(ValueError, match="cols must divide"):
+        cuda_bwd._dq_from_accum_triton(acc, make(), 0.125, vec, (12, 4))
 
 
 def test_prepare_pads_and_neutralises_empty_rows():
@@ -674,8 +680,11 @@ from attnhub_triton.sm90_report import compile_sm90
 ints = {"H": "i32", "seqlen_q": "i32", "rows_pad": "i32", "scale": "fp32", "ACC": "*fp32"}
 for D in (64, 128, 256):
     compile_sm90(bwd_host._prep, dict(HEAD_DIM=D, BLOCK=128 if D == 64 else 64), 4, 1, ints)
-    compile_sm90(bwd_host._dq_convert, dict(BLOCK_M=128 if D == 64 else 64, DQ_N=64 if D == 64
-                 else D // 2, SPLIT_ROWS=D == 64), 4, 1, ints)
+    for vec in (False, True):
+        for cols in (0, 32):
+            compile_sm90(bwd_host._dq_convert, dict(
+                BLOCK_M=128 if D == 64 else 64, DQ_N=64 if D == 64 else D // 2,
+                SPLIT_ROWS=D == 64, VEC=vec, COLS=cols), 4, 1, ints)
 print("compiled")
 """
 

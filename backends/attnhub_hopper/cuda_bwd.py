@@ -77,7 +77,11 @@ class BwdTile(NamedTuple):
     issue against cuDNN's 0).  ``dq_alt`` (d128, staged dQ): the warpgroups take turns,
     block by block, computing the whole block's dQ as one N = 128 product (dS and K read
     once from shared memory instead of twice) while the other goes on to the next block;
-    it releases the stage once dV and dK retire and needs 32 KB of staging per warpgroup."""
+    it releases the stage once dV and dK retire and needs 32 KB of staging per warpgroup.
+    ``fold`` (causal problems; non-causal ones build without it): a CTA takes key blocks kb
+    and n - 1 - kb of its head one after the other (the ring carries over; the second K/V
+    load waits for the first tile's dK/dV stores and follows its first Q/dO loads), so every
+    CTA has the same work, n + 1 query blocks, and half as many CTAs start and drain."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -90,6 +94,7 @@ class BwdTile(NamedTuple):
     dq_db: bool = False
     red_v4: bool = False
     dq_alt: bool = False
+    fold: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -99,7 +104,8 @@ class BwdTile(NamedTuple):
                 + ("-vec" if self.vec_io else "")
                 + (f"-poly{self.poly}" if self.poly else "")
                 + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else "")
-                + ("-v4" if self.red_v4 else "") + ("-alt" if self.dq_alt else ""))
+                + ("-v4" if self.red_v4 else "") + ("-alt" if self.dq_alt else "")
+                + ("-fold" if self.fold else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -119,7 +125,10 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(1, True, red_v4=True), BwdTile(1, True, lpt=True, red_v4=True),
             BwdTile(2, True, red_v4=True),
             BwdTile(2, dq_alt=True), BwdTile(2, poly=1, dq_alt=True),
-            BwdTile(2, lpt=True, dq_alt=True))
+            BwdTile(2, lpt=True, dq_alt=True),
+            # fold: d256 only; at d128 (s2-alt) it spilled 176 bytes inside the block loop
+            # and at d64 (s2-poly1) 20 bytes (NOTES.md, eleventh session)
+            BwdTile(1, True, red_v4=True, fold=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -138,6 +147,7 @@ def _tiles(head_dim: int) -> tuple:
           and not (t.early_dv and head_dim in (64, 256))
           and not (t.vec_io and (t.dq_atomic or head_dim != 128))
           and not (t.dq_db and t.dq_atomic) and not (t.red_v4 and not t.dq_atomic)
+          and not (t.fold and t.lpt)
           and not (t.dq_alt and (head_dim != 128 or t.dq_atomic or t.dq_db or t.vec_io
                                  or t.s_ahead or t.early_dv or t.early_release))
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
@@ -180,12 +190,19 @@ MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, pol
 #: (−1.2..+2.0 %) keep the plain order.
 LPT_QUERIES = {128: (2048, 8192)}
 
+#: Causal problems with queries in this range run ``BwdTile.fold`` (pairs of key blocks per
+#: CTA), by head dim: d256 s1-atomic-v4-fold over s1-atomic-v4, interleaved rounds in both
+#: orders (``ab_hopper_h100_2026-12-05_run16..18``): 4k +4.8 / +2.9 / +3.5 / +1.4 % (and
+#: +2.6 % for a build that spilled), 8k +6.3 / −0.5 %; 1k −2.0..−2.4 %, 2k −0.7 %, 16k
+#: −1.7 / −3.7 %, so only 4k-8k.
+FOLD_QUERIES = {256: (4096, 8192)}
+
 
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
     d64, s2-poly1-alt at d128 non-causal, s2-alt at d128 causal, s1-atomic-v4 at d256;
     NOTES.md has the measurements), in ``lpt`` order for causal problems with
-    ``LPT_QUERIES`` queries.
+    ``LPT_QUERIES`` queries, as key-block pairs (``fold``) for those with ``FOLD_QUERIES``.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""
     tiles = tiles_for(head_dim)
@@ -199,6 +216,9 @@ def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdT
     lpt = LPT_QUERIES.get(head_dim)
     if causal and lpt and lpt[0] <= seqlen_q <= lpt[1]:
         tile = tile._replace(lpt=True)
+    fold = FOLD_QUERIES.get(head_dim)
+    if causal and fold and fold[0] <= seqlen_q <= fold[1] and tile._replace(fold=True) in tiles:
+        tile = tile._replace(fold=True)
     return tile
 
 
@@ -272,7 +292,7 @@ def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     dq = 0 if tile.dq_atomic else (4 if tile.dq_db or tile.dq_alt else 2) * 64 * _dq_n(head_dim) * 4
     swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
     rows = tile.stages * rows_per_block(bm, tile.vec_io) * 8
-    bars = 8 * (1 + 3 * tile.stages) + 2 * PROF_STRIDE * 4  # + BWD_PROF's slots
+    bars = 8 * (2 + 3 * tile.stages) + 2 * PROF_STRIDE * 4 + 16  # + BWD_PROF's, FOLD's slots
     return kv + q_do + ds + dq + swap + rows + bars + 1024  # + alignment slack
 
 
@@ -299,7 +319,7 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
             f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}",
-            f"-DDQ_ALT={int(tile.dq_alt)}")
+            f"-DDQ_ALT={int(tile.dq_alt)}", f"-DFOLD={int(tile.fold and bool(causal))}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
@@ -494,7 +514,8 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile._replace(lpt=False),
                             trace is not None, prof is not None)  # lpt: the same binary
     bn = block_n_for(D)
-    grid = (math.ceil(Sk / bn), Hk, B)
+    fold = tile.fold and bool(problem.causal)
+    grid = (math.ceil(math.ceil(Sk / bn) / (2 if fold else 1)), Hk, B)
     if prof is not None and (prof.dtype != torch.int32 or prof.device != q.device
                              or prof.numel() < math.prod(grid) * 2 * PROF_STRIDE):
         raise ValueError(f"backward: prof must be an int32 tensor on {q.device} of at least "
@@ -503,6 +524,8 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     tm = cuda_fwd._tensor_map
     maps = (tm(q, bm), tm(k, bn), tm(v, bn), tm(do, bm), tm(dk, 64), tm(dv, 64))
     window = sched_window(B, Hk, Hq // Hk, Sq, D) if tile.lpt and problem.causal else 0
+    if fold and window:
+        raise ValueError(f"backward tile {tile}: fold and lpt are two launch orders; pick one")
     cuda_fwd._launch(func, grid, 384, smem, q.device, maps, (
         ctypes.c_void_p(lse2.data_ptr()), ctypes.c_void_p(delta.data_ptr()),
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),

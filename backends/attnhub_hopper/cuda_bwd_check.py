@@ -91,11 +91,16 @@ def cases(quick: bool) -> list:
                                 tile=tuple(tile)))
                 out.append(dict(D=D, causal=causal, Sq=113, Sk=203, B=2, Hq=4, Hk=4,
                                 tile=tuple(tile)))
-                if tile.s_ahead or tile.early_release:  # one block per CTA; many per CTA
+                if tile.s_ahead or tile.early_release or tile.fold:  # one block per CTA;
                     out.append(dict(D=D, causal=causal, Sq=1, Sk=4096, B=2, Hq=4, Hk=4,
-                                    tile=tuple(tile)))
+                                    tile=tuple(tile)))  # many per CTA
                     out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, B=2, Hq=16, Hk=4,
                                     tile=tuple(tile)))
+                if tile.fold:  # an even and an odd number of key blocks, Sq < Sk, BSHD
+                    out.append(dict(D=D, causal=causal, Sq=2048, Sk=2048, B=2, Hq=4, Hk=4,
+                                    tile=tuple(tile)))
+                    out.append(dict(D=D, causal=causal, Sq=900, Sk=1400, B=1, Hq=4, Hk=2,
+                                    layout="bshd", tile=tuple(tile)))
     return out[::3] if quick else out
 
 

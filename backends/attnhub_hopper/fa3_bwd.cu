@@ -34,7 +34,7 @@
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
 // IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, DQ_DB, RED_V4, DQ_ALT,
-// BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
+// FOLD, BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
 // wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
 // rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
@@ -94,6 +94,9 @@
 #ifndef DQ_ALT  // 1 (d128): the warpgroups take turns, block by block, computing all of a
 #define DQ_ALT 0  // block's dQ (N = 128 from both dS halves); the other goes on to the next block
 #endif
+#ifndef FOLD  // 1 (causal): a CTA takes key blocks kb and n - 1 - kb of its head, one after
+#define FOLD 0  // the other: equal work per CTA (n + 1 query blocks), half the CTAs
+#endif
 #ifndef VEC_IO  // 1: 16-byte shared-memory accesses for the per-row log2-LSE / Δ reads and
 #define VEC_IO 0  // the dQ staging stores (half the instructions on the MIO queue; below)
 #endif
@@ -135,7 +138,8 @@
 #define X_BYTES (64 * BLOCK_M * 4)  // SPLIT_D: P or dPᵀ of one block, float32, register order
 #define SL_OFF (SX_OFF + (SPLIT_D ? 2 * X_BYTES : 0))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
-#define PROF_OFF (BAR_OFF + 8 * (1 + 3 * STAGES))  // BWD_PROF's slots, 2 × PROF_STRIDE u32
+#define PROF_OFF (BAR_OFF + 8 * (2 + 3 * STAGES))  // BWD_PROF's slots, 2 × PROF_STRIDE u32
+#define TILE_OFF (PROF_OFF + 2 * 16 * 4)  // FOLD: n_tiles, tile 1's n0, its first ring position
 
 #define WGMMA_S CAT(wgmma_ss_n, BLOCK_M)
 #define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_M), _init)
@@ -156,6 +160,7 @@ static_assert(!DQ_DB || !DQ_ATOMIC, "DQ_DB: double-buffers the dQ staging buffer
 static_assert(!RED_V4 || DQ_ATOMIC, "RED_V4: the atomic dQ path's vector width");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
+static_assert(!FOLD || CAUSAL, "FOLD pairs the long and short key blocks of a causal mask");
 static_assert(!DQ_ALT || (HEAD_DIM == 128 && !DQ_ATOMIC && !DQ_DB && !VEC_IO && !S_AHEAD &&
                           !EARLY_DV && !EARLY_RELEASE),
               "DQ_ALT: d128, staged dQ (32 KB per warpgroup), plain schedule (it releases the "
@@ -297,6 +302,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #define BAR_QF(s) (bars + 8u * (1u + (s)))               // Q and log2-LSE of stage s landed
 #define BAR_DF(s) (bars + 8u * (1u + STAGES + (s)))      // dO and Δ landed
 #define BAR_E(s) (bars + 8u * (1u + 2u * STAGES + (s)))  // stage s free again
+#define BAR_KVE (bars + 8u * (1u + 3u * STAGES))  // FOLD: dK/dV of a tile out of sK/sV
 
   const int tid = threadIdx.x;
   const int wg = tid / 128;
@@ -318,18 +324,40 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     kv_head = bh % gridDim.y;
     batch = bh / gridDim.y;
   }
-  const int n0 = kb * BLOCK_N;
   const int offset = seqlen_k - seqlen_q;  // bottom-right alignment of the causal mask
   (void)offset;
   (void)trace;
-  // The query blocks that see this key block: all, or (causal) from the first query whose
-  // last visible key reaches n0.
+  // FOLD: this CTA's tiles are key blocks kb and n_kb - 1 - kb (the grid covers half of
+  // them, rounded up; the middle one of an odd count alone), in that order.
+  // Tile t: its first key n0, and the query blocks that see it: all, or (causal) from the
+  // first query whose last visible key reaches n0; n_iter (query head, query block) pairs.
+#if FOLD
+  // Each tile's body is its own instantiation (IntC<t>) and tile 1's numbers come from
+  // shared memory (TILE_OFF, written by thread 0 below), so that nothing extra stays live
+  // through tile 0's loop: the consumers' 240 registers have no slack.
+  const u32 tile_info = (smem_addr(smem_raw) + 1023u & ~1023u) + TILE_OFF;
+  int n0 = 0, m_first = 0, n_mb = 0, n_iter = 0;
+  auto set_n0 = [&](int n0_) {
+    n0 = n0_;
+    m_first = max(0, n0 - offset) / BLOCK_M;
+    n_mb = max(0, n_mblocks - m_first);
+    n_iter = n_mb * group;
+  };
+  auto set_tile = [&](int t) { set_n0(t == 0 ? kb * BLOCK_N : (int)ld_shared_u32(tile_info + 4)); };
+  // the ring position of tile t's block i
+  auto ring_pos = [&](int t, int i) { return t == 0 ? i : (int)ld_shared_u32(tile_info + 8) + i; };
+#else  // one tile, its numbers constant (the register budget has no slack at d128)
+  constexpr int n_tiles = 1;
+  const int n0 = kb * BLOCK_N;
   int m_first = 0;
 #if CAUSAL
   m_first = max(0, n0 - offset) / BLOCK_M;
 #endif
   const int n_mb = max(0, n_mblocks - m_first);
-  const int n_iter = n_mb * group;  // (query head of the group, query block) pairs
+  const int n_iter = n_mb * group;
+  auto set_tile = [](int) {};
+  auto ring_pos = [](int, int i) { return i; };
+#endif
   // iteration it: query head kv_head * group + it / n_mb, query block m_first + it % n_mb;
   // returns the block's index in lse2 / delta / dq_accum (in BLOCK_M rows)
   auto row_block = [&](int it, int& hq, int& mb) {
@@ -340,6 +368,16 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 
   if (tid == 0) {
     mbar_init(BAR_KV, 1);
+    mbar_init(BAR_KVE, 2);  // one arrival per consumer warpgroup
+#if FOLD
+    {
+      const int n_kb = (seqlen_k + BLOCK_N - 1) / BLOCK_N;
+      set_n0(kb * BLOCK_N);
+      st_shared_u32(tile_info, 2 * kb + 1 < n_kb ? 2u : 1u);
+      st_shared_u32(tile_info + 4, (u32)((n_kb - 1 - kb) * BLOCK_N));
+      st_shared_u32(tile_info + 8, (u32)n_iter);
+    }
+#endif
 #pragma unroll
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(BAR_QF(s), 1);
@@ -358,18 +396,31 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     // ---------------- producer ----------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
     if (tid == 0) {
-      mbar_expect_tx(BAR_KV, 2 * KV_BYTES);
+      // K and V of tile t: after tile t - 1's dK/dV left their shared memory (FOLD), and
+      // after the first STAGES Q/dO loads of tile t, whose stages free up before that
+      auto load_kv = [&](int t) {
+        if (t > 0) mbar_wait(BAR_KVE, (t - 1) & 1);
+        mbar_expect_tx(BAR_KV, 2 * KV_BYTES);
 #pragma unroll
-      for (int ch = 0; ch < D_CHUNKS; ++ch) {
-        tma_load_4d(sK + ch * (BLOCK_N * 128), &tm_k, BAR_KV, ch * 64, n0, kv_head, batch);
-        tma_load_4d(sV + ch * (BLOCK_N * 128), &tm_v, BAR_KV, ch * 64, n0, kv_head, batch);
-      }
-      TRACE(0, 14);
+        for (int ch = 0; ch < D_CHUNKS; ++ch) {
+          tma_load_4d(sK + ch * (BLOCK_N * 128), &tm_k, BAR_KV, ch * 64, n0, kv_head, batch);
+          tma_load_4d(sV + ch * (BLOCK_N * 128), &tm_v, BAR_KV, ch * 64, n0, kv_head, batch);
+        }
+        TRACE(0, 14);
+      };
+      auto run_tile = [&](auto t_) {
+      constexpr int t = decltype(t_){};
+      set_tile(t);
+      // tile 0: K/V first; tile 1 (FOLD): after its first STAGES Q/dO loads
+      if (t == 0) load_kv(0);
+      const int kv_at = t == 0 ? 0 : min(STAGES, n_iter);
       for (int i = 0; i < n_iter; ++i) {
+        if (t > 0 && i == kv_at) load_kv(t);
         int hq, mb;
         const long long rows = row_block(i, hq, mb) * ROWS_PER_BLOCK;
-        const u32 s = i % STAGES;
-        const u32 ph = ((i / STAGES) & 1) ^ 1;
+        const int g = ring_pos(t, i);
+        const u32 s = g % STAGES;
+        const u32 ph = ((g / STAGES) & 1) ^ 1;
         mbar_wait(BAR_E(s), ph);
         TRACE(0, 16 * i + 1);
         mbar_expect_tx(BAR_QF(s), Q_BYTES + ROWS_PER_BLOCK * 4);
@@ -386,7 +437,13 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         bulk_load(sL + s * ROWS_BYTES + ROWS_PER_BLOCK * 4, delta + rows, ROWS_PER_BLOCK * 4,
                   BAR_DF(s));
       }
+      if (t > 0 && kv_at == n_iter) load_kv(t);  // fewer than STAGES blocks
       TRACE(0, 16 * n_iter + 2);
+      };
+      run_tile(IntC<0>{});
+#if FOLD
+      if (ld_shared_u32(tile_info) > 1) run_tile(IntC<1>{});
+#endif
     }
     return;
   }
@@ -414,7 +471,6 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #else
 #define ROW_PAIR(sl, j, q4) ld_shared_f2((sl) + (8 * (j) + qc) * 4)
 #endif
-    const int key0 = n0 + (SPLIT_D ? 0 : cw * 64) + r_loc;
     const u32 row_off = SPLIT_D ? 0 : cw * (64 * 128);  // this warpgroup's key rows
     const u32 sKw = sK + row_off, sVw = sV + row_off;
     // byte offset of this warpgroup's dK/dV columns in a Q / dO tile (SPLIT_D: chunks 2cw..)
@@ -427,8 +483,6 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     (void)dq_n;
 
     float dv[KV_N / 2], dk[KV_N / 2];
-#pragma unroll
-    for (int i = 0; i < KV_N / 2; ++i) dv[i] = dk[i] = 0.f;
     float s_acc[BLOCK_M / 2], dp_acc[BLOCK_M / 2], dq[DQ_N / 2];
     u32 pp[BLOCK_M / 4], pd[BLOCK_M / 4];
 
@@ -589,7 +643,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     (void)blk_prev;
     (void)dq_prev;
 
-    mbar_wait(BAR_KV, 0);  // also when no query block sees these keys: the epilogue reuses it
+    // One key block (FOLD: tile t of two); each tile its own instantiation (see set_tile).
+    auto run_tile = [&](auto t_) {
+    constexpr int t = decltype(t_){};
+    set_tile(t);
+    const int key0 = n0 + (SPLIT_D ? 0 : cw * 64) + r_loc;
+#pragma unroll
+    for (int i = 0; i < KV_N / 2; ++i) dv[i] = dk[i] = 0.f;
+    mbar_wait(BAR_KV, t & 1);  // also when no query block sees these keys: the epilogue reuses it
     const bool tr = BWD_TRACE && ctid == 0;  // one thread per consumer warpgroup traces
     (void)tr;
 #define CTRACE(it, ph)                    \
@@ -604,10 +665,11 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       (void)hq;
       const int m0 = mb * BLOCK_M;
       (void)m0;  // the causal mask's
-      const u32 s = i % STAGES, ph = (i / STAGES) & 1;
+      const int g = ring_pos(t, i);  // the ring's position (FOLD: carried over from tile 0)
+      const u32 s = g % STAGES, ph = (g / STAGES) & 1;
       const u32 sQs = sQ + s * Q_BYTES, sDOs = sDO + s * Q_BYTES;
       const u32 sLs = sL + s * ROWS_BYTES;
-      const u32 sDSb = sDS + (i & 1) * DS_BYTES;  // double-buffered: one barrier per block
+      const u32 sDSb = sDS + (g & 1) * DS_BYTES;  // double-buffered: one barrier per block
 
       mbar_wait(BAR_QF(s), ph);
       CTRACE(i, 1);
@@ -778,7 +840,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       // registers, pp and pd, die first: 64 more accumulators fit).
       wgmma_wait<0>();
       retire_kv(s);
-      if ((i & 1) == cw) {
+      if ((g & 1) == cw) {
         float dq_all[DQ_N];
         wgmma_fence();
 #pragma unroll
@@ -877,15 +939,31 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
       asm volatile("cp.async.bulk.commit_group;" ::: "memory");
       asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+#if FOLD  // sK, sV free for the next tile's K and V
+      mbar_arrive(BAR_KVE);
+#endif
     }
     CTRACE(n_iter, 9);
+    };  // run_tile
+    run_tile(IntC<0>{});
+#if FOLD
+    if (ld_shared_u32(tile_info) > 1) run_tile(IntC<1>{});
+#endif
 #if BWD_PROF
     if (ctid == 0 && trace) {
       const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
       int* out = trace + (2 * cta + cw) * PROF_STRIDE;
 #pragma unroll
       for (int k = 0; k < PROF_SLOTS; ++k) out[k] = (int)ld_shared_u32(PROF_ADDR(k));
-      out[PROF_SLOTS] = n_iter;
+      set_tile(0);
+      int blocks = n_iter;
+#if FOLD
+      if (ld_shared_u32(tile_info) > 1) {
+        set_tile(1);
+        blocks += n_iter;
+      }
+#endif
+      out[PROF_SLOTS] = blocks;
     }
 #endif
   };

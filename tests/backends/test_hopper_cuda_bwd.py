@@ -27,6 +27,13 @@ NVCC = shutil.which("nvcc")
 LOG2E = 1.4426950408889634
 
 
+def spill_bytes(report: str) -> int:
+    """The largest spill-store count in a ptxas ``-v`` report (a substring test for "0 bytes
+    spill stores" would also accept 20 or 120); -1 when the report has none."""
+    found = [int(n) for n in re.findall(r"(\d+) bytes spill stores", report)]
+    return max(found) if found else -1
+
+
 def _problem(B=1, Hq=2, Hk=2, Sq=64, Sk=64, D=128, dtype=torch.bfloat16, device="cpu", **kw):
     return Problem(B, Hq, Hk, Sq, Sk, D, D, dtype, torch.device(device),
                    scale=kw.pop("scale", D ** -0.5), **kw)
@@ -41,7 +48,7 @@ def _problem(B=1, Hq=2, Hk=2, Sq=64, Sk=64, D=128, dtype=torch.bfloat16, device=
 def test_nvcc_compiles_for_sm90a(D, tile, causal):
     dtype = torch.float16 if tile.stages == 3 else torch.bfloat16  # both dtypes, half each
     report = cuda_bwd.nvcc_check(D, causal, dtype, tile)
-    assert "0 bytes spill stores" in report and "0 bytes stack frame" in report, report
+    assert spill_bytes(report) == 0 and re.search(r"(?<!\d)0 bytes stack frame", report), report
     assert not re.search(r"C751\d", report), report  # ptxas serialised the wgmma pipeline
 
 
@@ -57,7 +64,13 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
     assert cuda_bwd.tiles_for(256) == [  # one stage, atomic dQ (8- or 16-byte reductions)
         cuda_bwd.BwdTile(1, True), cuda_bwd.BwdTile(1, True, lpt=True),
-        cuda_bwd.BwdTile(1, True, red_v4=True), cuda_bwd.BwdTile(1, True, lpt=True, red_v4=True)]
+        cuda_bwd.BwdTile(1, True, red_v4=True), cuda_bwd.BwdTile(1, True, lpt=True, red_v4=True),
+        cuda_bwd.BwdTile(1, True, red_v4=True, fold=True)]
+    # pairs of key blocks per CTA: d256 only (it spilled at d64 and d128), never with lpt
+    assert [str(t) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D) if t.fold] == [
+        "s1-atomic-v4-fold"]
+    assert "-DFOLD=1" in cuda_bwd.options(256, True, torch.bfloat16, cuda_bwd.tiles_for(256)[-1])
+    assert "-DFOLD=0" in cuda_bwd.options(256, False, torch.bfloat16, cuda_bwd.tiles_for(256)[-1])
     # whole-block dQ by alternate warpgroups: d128 only, staged, plain schedule (32 KB of
     # staging each, as dq_db)
     assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_alt] == [
@@ -167,7 +180,7 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     assert cuda_bwd.default_tile(128, True) == cuda_bwd.BwdTile(2, dq_alt=True)
     assert cuda_bwd.default_tile(64) == cuda_bwd.default_tile(64, True) == cuda_bwd.BwdTile(
         2, poly=1)
-    assert cuda_bwd.default_tile(256) == cuda_bwd.default_tile(256, True, 4096) == (
+    assert cuda_bwd.default_tile(256) == cuda_bwd.default_tile(256, True, 2048) == (
         cuda_bwd.BwdTile(1, True, red_v4=True))  # s1-atomic-v4
     lo, hi = cuda_bwd.LPT_QUERIES[128]
     for s in (lo, hi):
@@ -176,6 +189,15 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
         assert not cuda_bwd.default_tile(128, True, s).lpt
     assert not cuda_bwd.default_tile(128, False, lo).lpt
     assert not cuda_bwd.default_tile(64, True, lo).lpt
+    # key-block pairs for d256 causal at FOLD_QUERIES, never together with lpt
+    f_lo, f_hi = cuda_bwd.FOLD_QUERIES[256]
+    assert cuda_bwd.default_tile(256, True, f_lo) == cuda_bwd.default_tile(256, True, f_hi) == (
+        cuda_bwd.BwdTile(1, True, red_v4=True, fold=True))
+    for s in (f_lo - 1, f_hi + 1):
+        assert not cuda_bwd.default_tile(256, True, s).fold
+    assert not cuda_bwd.default_tile(256, False, f_lo).fold
+    assert not any((t := cuda_bwd.default_tile(D, True, s)).fold and t.lpt
+                   for D in cuda_bwd.HEAD_DIMS for s in range(512, 20000, 512))
     assert all(cuda_bwd.default_tile(D, c, s) in cuda_bwd.tiles_for(D)
                for D in cuda_bwd.HEAD_DIMS for c in (False, True) for s in (1024, 4096))
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2")  # the override reaches s2 at d128
@@ -201,13 +223,13 @@ def test_nvrtc_accepts_the_source(D, tile, trace, prof):
     log = cuda_fwd.nvrtc_compile(cuda_bwd.source(D, dtype),
                                  cuda_bwd.nvrtc_options(D, True, dtype, tile, trace, prof)
                                  + ("--ptxas-options=-v",))
-    assert "0 bytes spill stores" in log and not re.search(r"C751\d", log), log
+    assert spill_bytes(log) == 0 and not re.search(r"C751\d", log), log
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
 def test_the_tracing_build_compiles_without_spills():
     report = cuda_bwd.nvcc_check(128, True, torch.bfloat16, trace=True)
-    assert "0 bytes spill stores" in report, report
+    assert spill_bytes(report) == 0, report
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
@@ -217,7 +239,7 @@ def test_the_phase_profiling_build_compiles_without_spills(D, causal):
     fit (a spilling profile would measure the spills)."""
     report = cuda_bwd.nvcc_check(D, causal, torch.bfloat16, cuda_bwd.default_tile(D, causal),
                                  prof=True)
-    assert "0 bytes spill stores" in report and not re.search(r"C751\d", report), report
+    assert spill_bytes(report) == 0 and not re.search(r"C751\d", report), report
     with pytest.raises(RuntimeError, match="share the trace pointer"):
         cuda_bwd.nvcc_check(128, False, torch.bfloat16, trace=True, prof=True)
 

@@ -2,7 +2,7 @@
 //
 // Recomputation from (q, k, v, O, LSE) as the contract says (FA2 Algorithm 2, FA3 §3 for
 // the Hopper structure), no S×S buffer.  One CTA = one 128-key block of one (batch, KV
-// head); it walks the query blocks that see those keys, for every query head of the KV
+// head) (FOLD, causal: key blocks kb and n − 1 − kb, one after the other); it walks the query blocks that see those keys, for every query head of the KV
 // head's group (GQA/MQA, as FA2 does), and accumulates dK, dV in registers; dQ is summed
 // across CTAs in a float32 buffer by bulk reductions in L2.  384 threads:
 //   warpgroup 0    producer: one thread loads K and V once, then per query block Q, dO

@@ -205,7 +205,7 @@ def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdT
     ``LPT_QUERIES`` queries, as key-block pairs (``fold``) for those with ``FOLD_QUERIES``.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""
-    tiles = tiles_for(head_dim)
+    tiles = _tiles(head_dim)  # the cached tuple: this runs on every backward call
     name = tile_override()
     if name:
         for t in tiles:
@@ -213,12 +213,11 @@ def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdT
                 return t
     measured = MEASURED_DEFAULTS.get((head_dim, bool(causal)))
     tile = measured if measured in tiles else tiles[0]
-    lpt = LPT_QUERIES.get(head_dim)
-    if causal and lpt and lpt[0] <= seqlen_q <= lpt[1]:
-        tile = tile._replace(lpt=True)
-    fold = FOLD_QUERIES.get(head_dim)
-    if causal and fold and fold[0] <= seqlen_q <= fold[1] and tile._replace(fold=True) in tiles:
-        tile = tile._replace(fold=True)
+    if causal:  # the causal launch orders, each where it was measured to pay
+        for field, table in (("lpt", LPT_QUERIES), ("fold", FOLD_QUERIES)):
+            lo, hi = table.get(head_dim, (1, 0))
+            if lo <= seqlen_q <= hi and tile._replace(**{field: True}) in tiles:
+                tile = tile._replace(**{field: True})
     return tile
 
 

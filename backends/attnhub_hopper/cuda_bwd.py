@@ -126,9 +126,12 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             BwdTile(2, True, red_v4=True),
             BwdTile(2, dq_alt=True), BwdTile(2, poly=1, dq_alt=True),
             BwdTile(2, lpt=True, dq_alt=True),
-            # fold: d256 only; at d128 (s2-alt) it spilled 176 bytes inside the block loop
-            # and at d64 (s2-poly1) 20 bytes (NOTES.md, eleventh session)
-            BwdTile(1, True, red_v4=True, fold=True))
+            # fold: d256; at d64 / d128 only since the tiles' numbers are re-read from shared
+            # memory and the loop's bases are opaque (OPAQUE_BASES in fa3_bwd.cu: before, the
+            # d128 s2-alt build spilled 176 bytes inside the block loop; NOTES.md, twelfth
+            # session) -- built and spill-free, not yet run on a GPU, no default
+            BwdTile(1, True, red_v4=True, fold=True),
+            BwdTile(2, poly=1, fold=True), BwdTile(2, dq_alt=True, fold=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -291,7 +294,7 @@ def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     dq = 0 if tile.dq_atomic else (4 if tile.dq_db or tile.dq_alt else 2) * 64 * _dq_n(head_dim) * 4
     swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
     rows = tile.stages * rows_per_block(bm, tile.vec_io) * 8
-    bars = 8 * (2 + 3 * tile.stages) + 2 * PROF_STRIDE * 4 + 16  # + BWD_PROF's, FOLD's slots
+    bars = 8 * (2 + 3 * tile.stages) + 2 * PROF_STRIDE * 4 + 32  # + BWD_PROF's, FOLD's slots
     return kv + q_do + ds + dq + swap + rows + bars + 1024  # + alignment slack
 
 

@@ -139,7 +139,7 @@
 #define SL_OFF (SX_OFF + (SPLIT_D ? 2 * X_BYTES : 0))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
 #define PROF_OFF (BAR_OFF + 8 * (2 + 3 * STAGES))  // BWD_PROF's slots, 2 × PROF_STRIDE u32
-#define TILE_OFF (PROF_OFF + 2 * 16 * 4)  // FOLD: n_tiles, tile 1's n0, its first ring position
+#define TILE_OFF (PROF_OFF + 2 * 16 * 4)  // FOLD: 8 words, the tiles' numbers (see tile_info)
 
 #define WGMMA_S CAT(wgmma_ss_n, BLOCK_M)
 #define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_M), _init)
@@ -160,6 +160,9 @@ static_assert(!DQ_DB || !DQ_ATOMIC, "DQ_DB: double-buffers the dQ staging buffer
 static_assert(!RED_V4 || DQ_ATOMIC, "RED_V4: the atomic dQ path's vector width");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
+#ifndef OPAQUE_BASES  // FOLD: keep ptxas from holding tile-invariant values through both
+#define OPAQUE_BASES (FOLD && HEAD_DIM != 256)  // tiles' loops (see tile_info)
+#endif
 static_assert(!FOLD || CAUSAL, "FOLD pairs the long and short key blocks of a causal mask");
 static_assert(!DQ_ALT || (HEAD_DIM == 128 && !DQ_ATOMIC && !DQ_DB && !VEC_IO && !S_AHEAD &&
                           !EARLY_DV && !EARLY_RELEASE),
@@ -206,6 +209,14 @@ __device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u
           "r"(dst),
       "l"((u64)src), "r"(bytes), "r"(bar)
       : "memory");
+}
+// x, as a value the compiler cannot see through: a per-iteration copy of a loop-invariant
+// base keeps the addresses and wgmma descriptors derived from it inside the loop instead of
+// hoisted (and, with no registers to spare, spilled; OPAQUE_BASES)
+__device__ __forceinline__ u32 opaque_u32(u32 x) {
+  u32 y;
+  asm volatile("mov.b32 %0, %1;" : "=r"(y) : "r"(x));
+  return y;
 }
 // x + 0 as an instruction ptxas keeps (exact but for -0 → +0): a copy of an accumulator
 // value that no wgmma defines (a plain mov is coalesced away)
@@ -332,18 +343,33 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // Tile t: its first key n0, and the query blocks that see it: all, or (causal) from the
   // first query whose last visible key reaches n0; n_iter (query head, query block) pairs.
 #if FOLD
-  // Each tile's body is its own instantiation (IntC<t>) and tile 1's numbers come from
-  // shared memory (TILE_OFF, written by thread 0 below), so that nothing extra stays live
-  // through tile 0's loop: the consumers' 240 registers have no slack.
+  // Each tile's body is its own instantiation (IntC<t>) and the tiles' numbers live in
+  // shared memory (TILE_OFF, written by thread 0 below): word 0 the tile count, 1 tile 1's
+  // n0, 2 tile 1's first ring position, 4 + 2t / 5 + 2t tile t's m_first / n_mb, the last
+  // two read (volatile) wherever a block index is formed (OPAQUE_BASES).  Held in registers
+  // through both tiles' loops they, and every k-step's wgmma descriptor hoisted out of both
+  // loops, were spilled at d64 and d128: the consumers' 240 registers have no slack.
   const u32 tile_info = (smem_addr(smem_raw) + 1023u & ~1023u) + TILE_OFF;
-  int n0 = 0, m_first = 0, n_mb = 0, n_iter = 0;
-  auto set_n0 = [&](int n0_) {
-    n0 = n0_;
-    m_first = max(0, n0 - offset) / BLOCK_M;
+  int n0 = 0, n_iter = 0;
+  auto first_block = [&](int n0_) { return max(0, n0_ - offset) / BLOCK_M; };
+#if OPAQUE_BASES
+  auto set_tile = [&](int t) {
+    n0 = t == 0 ? kb * BLOCK_N : (int)ld_shared_u32(tile_info + 4);
+    n_iter = (int)ld_shared_u32(tile_info + 20 + 8 * t) * group;
+  };
+  auto tile_m_first = [&](int t) { return (int)ld_volatile_shared_u32(tile_info + 16 + 8 * t); };
+  auto tile_n_mb = [&](int t) { return (int)ld_volatile_shared_u32(tile_info + 20 + 8 * t); };
+#else  // d256: in registers (the build fits either way; this one was measured)
+  int m_first = 0, n_mb = 0;
+  auto set_tile = [&](int t) {
+    n0 = t == 0 ? kb * BLOCK_N : (int)ld_shared_u32(tile_info + 4);
+    m_first = first_block(n0);
     n_mb = max(0, n_mblocks - m_first);
     n_iter = n_mb * group;
   };
-  auto set_tile = [&](int t) { set_n0(t == 0 ? kb * BLOCK_N : (int)ld_shared_u32(tile_info + 4)); };
+  auto tile_m_first = [&](int) { return m_first; };
+  auto tile_n_mb = [&](int) { return n_mb; };
+#endif
   // the ring position of tile t's block i
   auto ring_pos = [&](int t, int i) { return t == 0 ? i : (int)ld_shared_u32(tile_info + 8) + i; };
 #else  // one tile, its numbers constant (the register budget has no slack at d128)
@@ -357,12 +383,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int n_iter = n_mb * group;
   auto set_tile = [](int) {};
   auto ring_pos = [](int, int i) { return i; };
+  auto tile_m_first = [&](int) { return m_first; };
+  auto tile_n_mb = [&](int) { return n_mb; };
 #endif
-  // iteration it: query head kv_head * group + it / n_mb, query block m_first + it % n_mb;
-  // returns the block's index in lse2 / delta / dq_accum (in BLOCK_M rows)
-  auto row_block = [&](int it, int& hq, int& mb) {
-    hq = kv_head * group + it / n_mb;
-    mb = m_first + it % n_mb;
+  // tile t's iteration it: query head kv_head * group + it / n_mb, query block
+  // m_first + it % n_mb; returns the block's index in lse2 / delta / dq_accum (in BLOCK_M rows)
+  auto row_block = [&](int t, int it, int& hq, int& mb) {
+    const int nmb = tile_n_mb(t);
+    hq = kv_head * group + it / nmb;
+    mb = tile_m_first(t) + it % nmb;
     return ((long long)batch * gridDim.y * group + hq) * n_mblocks + mb;
   };
 
@@ -372,10 +401,16 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if FOLD
     {
       const int n_kb = (seqlen_k + BLOCK_N - 1) / BLOCK_N;
-      set_n0(kb * BLOCK_N);
+      const int n0s[2] = {kb * BLOCK_N, (n_kb - 1 - kb) * BLOCK_N};
       st_shared_u32(tile_info, 2 * kb + 1 < n_kb ? 2u : 1u);
-      st_shared_u32(tile_info + 4, (u32)((n_kb - 1 - kb) * BLOCK_N));
-      st_shared_u32(tile_info + 8, (u32)n_iter);
+      st_shared_u32(tile_info + 4, (u32)n0s[1]);
+#pragma unroll
+      for (int t = 0; t < 2; ++t) {
+        const int mf = first_block(n0s[t]);
+        st_shared_u32(tile_info + 16 + 8 * t, (u32)mf);
+        st_shared_u32(tile_info + 20 + 8 * t, (u32)max(0, n_mblocks - mf));
+      }
+      st_shared_u32(tile_info + 8, (u32)(max(0, n_mblocks - first_block(n0s[0])) * group));
     }
 #endif
 #pragma unroll
@@ -417,7 +452,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       for (int i = 0; i < n_iter; ++i) {
         if (t > 0 && i == kv_at) load_kv(t);
         int hq, mb;
-        const long long rows = row_block(i, hq, mb) * ROWS_PER_BLOCK;
+        const long long rows = row_block(t, i, hq, mb) * ROWS_PER_BLOCK;
         const int g = ring_pos(t, i);
         const u32 s = g % STAGES;
         const u32 ph = ((g / STAGES) & 1) ^ 1;
@@ -661,7 +696,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     CTRACE(0, 15);
     for (int i = 0; i < n_iter; ++i) {
       int hq, mb;
-      const long long blk = row_block(i, hq, mb);
+      const long long blk = row_block(t, i, hq, mb);
       (void)hq;
       const int m0 = mb * BLOCK_M;
       (void)m0;  // the causal mask's
@@ -670,14 +705,19 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       const u32 sQs = sQ + s * Q_BYTES, sDOs = sDO + s * Q_BYTES;
       const u32 sLs = sL + s * ROWS_BYTES;
       const u32 sDSb = sDS + (g & 1) * DS_BYTES;  // double-buffered: one barrier per block
+#if OPAQUE_BASES
+      const u32 sKi = opaque_u32(sKw), sVi = opaque_u32(sVw), sKa = opaque_u32(sK);
+#else
+      const u32 sKi = sKw, sVi = sVw, sKa = sK;
+#endif
 
       mbar_wait(BAR_QF(s), ph);
       CTRACE(i, 1);
 #if SPLIT_D  // warpgroup 0: Sᵀ; warpgroup 1: dPᵀ
-      if (cw == 0) issue_sdp(s_acc, sKw, sQs);
+      if (cw == 0) issue_sdp(s_acc, sKi, sQs);
       mbar_wait(BAR_DF(s), ph);
       CTRACE(i, 2);
-      if (cw == 1) issue_sdp(dp_acc, sVw, sDOs);
+      if (cw == 1) issue_sdp(dp_acc, sVi, sDOs);
       wgmma_wait<0>();
       CTRACE(i, 3);
       if (cw == 0) {
@@ -688,13 +728,13 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         for (int r = 0; r < BLOCK_M / 2; ++r) fence_reg(dp_acc[r]);
       }
 #else
-      issue_sdp(s_acc, sKw, sQs);
+      issue_sdp(s_acc, sKi, sQs);
 #if S_AHEAD  // the previous block's dQ goes out under this block's Sᵀ
       if (i > 0) dq_out(blk_prev, dq_prev);
 #endif
       mbar_wait(BAR_DF(s), ph);
       CTRACE(i, 2);
-      issue_sdp(dp_acc, sVw, sDOs);
+      issue_sdp(dp_acc, sVi, sDOs);
       wgmma_wait<1>();  // Sᵀ done
       CTRACE(i, 3);
 #pragma unroll
@@ -846,7 +886,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #pragma unroll
         for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
           const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
-          const u64 db = make_desc(sK + kk * (16 * 128), BLOCK_N * 128, 1024);
+          const u64 db = make_desc(sKa + kk * (16 * 128), BLOCK_N * 128, 1024);
           if (kk == 0)
             WGMMA_DQ_ALL_INIT(dq_all, da, db, 0);
           else
@@ -858,7 +898,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         for (int r = 0; r < DQ_N; ++r) fence_reg(dq_all[r]);
         CTRACE(i, 6);
         int hq_, mb_;  // the block index again: not held live across the product
-        dq_out_all(row_block(i, hq_, mb_), dq_all);
+        dq_out_all(row_block(t, i, hq_, mb_), dq_all);
       } else {
         CTRACE(i, 6);
       }
@@ -872,7 +912,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) +
                                      (DQ_SPLIT_ROWS ? cw * (64 * 128) : 0) + (kk % 4) * 32,
                                  16, 1024);
-        const u64 db = make_desc(sK + (DQ_SPLIT_ROWS ? 0 : cw * (DQ_N / 64) * (BLOCK_N * 128)) +
+        const u64 db = make_desc(sKa + (DQ_SPLIT_ROWS ? 0 : cw * (DQ_N / 64) * (BLOCK_N * 128)) +
                                      kk * (16 * 128),
                                  BLOCK_N * 128, 1024);
         if (kk == 0)
@@ -919,15 +959,21 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     const int ch0 = SPLIT_D ? cw * (KV_N / 64) : 0;  // first 64-column chunk of this tile
     const u32 sKe = sKw + ch0 * (BLOCK_N * 128), sVe = sVw + ch0 * (BLOCK_N * 128);
     const int row0 = n0 + (SPLIT_D ? 0 : cw * 64);
-    const u32 sw = (u32)(r_loc % 8);
+#if OPAQUE_BASES  // else both tiles' epilogues share these addresses, held (or spilled)
+                  // through tile 1's loop
+    const int rl = (int)opaque_u32((u32)r_loc), ln = (int)opaque_u32((u32)lane);
+#else
+    const int rl = r_loc, ln = lane;
+#endif
+    const u32 sw = (u32)(rl % 8);
 #pragma unroll
     for (int j = 0; j < KV_N / 8; ++j) {
-      const u32 off = (j / 8) * (BLOCK_N * 128) + ((((u32)(j % 8)) ^ sw) * 16) + 4 * (lane % 4);
-      st_shared_u32(sKe + off + r_loc * 128, pack2(dk[4 * j] * scale, dk[4 * j + 1] * scale));
-      st_shared_u32(sKe + off + (r_loc + 8) * 128,
+      const u32 off = (j / 8) * (BLOCK_N * 128) + ((((u32)(j % 8)) ^ sw) * 16) + 4 * (ln % 4);
+      st_shared_u32(sKe + off + rl * 128, pack2(dk[4 * j] * scale, dk[4 * j + 1] * scale));
+      st_shared_u32(sKe + off + (rl + 8) * 128,
                     pack2(dk[4 * j + 2] * scale, dk[4 * j + 3] * scale));
-      st_shared_u32(sVe + off + r_loc * 128, pack2(dv[4 * j], dv[4 * j + 1]));
-      st_shared_u32(sVe + off + (r_loc + 8) * 128, pack2(dv[4 * j + 2], dv[4 * j + 3]));
+      st_shared_u32(sVe + off + rl * 128, pack2(dv[4 * j], dv[4 * j + 1]));
+      st_shared_u32(sVe + off + (rl + 8) * 128, pack2(dv[4 * j + 2], dv[4 * j + 3]));
     }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");

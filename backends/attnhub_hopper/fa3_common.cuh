@@ -80,6 +80,13 @@ __device__ __forceinline__ u32 ld_shared_u32(u32 addr) {
   asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
   return v;
 }
+// a load ptxas must issue where it stands (not hoisted, not merged with another): a value
+// re-read where it is used instead of held in a register through a loop
+__device__ __forceinline__ u32 ld_volatile_shared_u32(u32 addr) {
+  u32 v;
+  asm volatile("ld.volatile.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");

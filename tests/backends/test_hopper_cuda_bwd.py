@@ -59,29 +59,31 @@ def test_a_tile_that_does_not_build_is_refused_with_the_choices():
 
 def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.BwdTile(3, False) in cuda_bwd.tiles_for(128)
-    assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233552 bytes
+    assert cuda_bwd.BwdTile(3, False) not in cuda_bwd.tiles_for(64)  # 233720 bytes
     assert cuda_bwd.BwdTile(2, False, True) in cuda_bwd.tiles_for(128)
     assert cuda_bwd.BwdTile(2, False, True) not in cuda_bwd.tiles_for(64)  # spills
     assert cuda_bwd.tiles_for(256) == [  # one stage, atomic dQ (8- or 16-byte reductions)
         cuda_bwd.BwdTile(1, True), cuda_bwd.BwdTile(1, True, lpt=True),
         cuda_bwd.BwdTile(1, True, red_v4=True), cuda_bwd.BwdTile(1, True, lpt=True, red_v4=True),
         cuda_bwd.BwdTile(1, True, red_v4=True, fold=True)]
-    # pairs of key blocks per CTA: d256 only (it spilled at d64 and d128), never with lpt
-    assert [str(t) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D) if t.fold] == [
-        "s1-atomic-v4-fold"]
+    # pairs of key blocks per CTA (never with lpt): the shipped d256 one, and at d64 / d128
+    # the shipped causal tiles (s2-poly1, s2-alt) and s2-poly1 at d128
+    assert [(D, str(t)) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
+            if t.fold] == [(64, "s2-poly1-fold"), (128, "s2-poly1-fold"), (128, "s2-alt-fold"),
+                           (256, "s1-atomic-v4-fold")]
     assert "-DFOLD=1" in cuda_bwd.options(256, True, torch.bfloat16, cuda_bwd.tiles_for(256)[-1])
     assert "-DFOLD=0" in cuda_bwd.options(256, False, torch.bfloat16, cuda_bwd.tiles_for(256)[-1])
     # whole-block dQ by alternate warpgroups: d128 only, staged, plain schedule (32 KB of
     # staging each, as dq_db)
     assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_alt] == [
-        "s2-alt", "s2-poly1-alt", "s2-lpt-alt"]
+        "s2-alt", "s2-poly1-alt", "s2-lpt-alt", "s2-alt-fold"]
     assert not any(t.dq_alt for D in (64, 256) for t in cuda_bwd.tiles_for(D))
     assert cuda_bwd.smem_bytes(128, cuda_bwd.BwdTile(2, dq_alt=True)) == cuda_bwd.smem_bytes(
         128, cuda_bwd.BwdTile(2, dq_db=True))
     assert "-DDQ_ALT=1" in cuda_bwd.options(128, False, torch.bfloat16,
                                             cuda_bwd.BwdTile(2, dq_alt=True))
     assert "wgmma_sst_n128_init" in cuda_bwd.source(128, torch.bfloat16)  # its N = 128 product
-    # two dQ staging buffers: d128 only (d64 is 56 bytes short), never with atomic dQ
+    # two dQ staging buffers: d128 only (d64 is 224 bytes short), never with atomic dQ
     assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_db] == [
         "s2-db", "s2-poly1-db", "s2-release-db", "s2-release-lpt-db"]
     assert not any(t.dq_db for D in (64, 256) for t in cuda_bwd.tiles_for(D))
@@ -143,6 +145,44 @@ def test_lpt_order_is_a_permutation_longest_first_per_window(n_kb, n_bh, window)
                  "const int r = lin - w0 * n_mb;", "bh = w0 + r % wc;", "mi = r / wc;",
                  "c.m0 = (n_mb - 1 - mi) * BLOCK_M;"):
         assert line in src, line
+
+
+def _fold_tiles(n_kb: int) -> list:
+    """fa3_bwd.cu's FOLD pairs, line for line: the key blocks each CTA of the host's grid
+    (``ceil(n_kb / 2)`` along x) takes, in order."""
+    return [[kb] + ([n_kb - 1 - kb] if 2 * kb + 1 < n_kb else [])
+            for kb in range(math.ceil(n_kb / 2))]
+
+
+@pytest.mark.parametrize("D", cuda_bwd.HEAD_DIMS)
+@pytest.mark.parametrize("Sq,Sk", [(4096, 4096), (4000, 4096), (1000, 1000), (300, 900),
+                                   (900, 300), (64, 64), (130, 130)])
+def test_fold_pairs_cover_every_key_block_once_with_equal_work(D, Sq, Sk):
+    """Every key block in exactly one CTA; with Sq = Sk every CTA of two tiles has the same
+    number of query blocks to within one (the point of the pairs), counted with the kernel's
+    ``first_block``; and the kernel's lines are the ones mirrored here."""
+    bm, bn = cuda_bwd.block_m_for(D), cuda_bwd.block_n_for(D)
+    n_kb, n_m, offset = math.ceil(Sk / bn), math.ceil(Sq / bm), Sk - Sq
+    ctas = _fold_tiles(n_kb)
+    assert sorted(kb for tiles in ctas for kb in tiles) == list(range(n_kb))
+    work = lambda kb: max(0, n_m - max(0, kb * bn - offset) // bm)  # noqa: E731
+    pairs = [sum(map(work, tiles)) for tiles in ctas if len(tiles) == 2]
+    if Sq == Sk and pairs:
+        assert max(pairs) - min(pairs) <= 1, pairs
+    src = cuda_bwd._SRC.read_text()
+    for line in ("const int n0s[2] = {kb * BLOCK_N, (n_kb - 1 - kb) * BLOCK_N};",
+                 "st_shared_u32(tile_info, 2 * kb + 1 < n_kb ? 2u : 1u);",
+                 "auto first_block = [&](int n0_) { return max(0, n0_ - offset) / BLOCK_M; };",
+                 "if (ld_shared_u32(tile_info) > 1) run_tile(IntC<1>{});"):
+        assert line in src, line
+    assert "grid = (math.ceil(math.ceil(Sk / bn) / (2 if fold else 1)), Hk, B)" in \
+        pathlib.Path(cuda_bwd.__file__).read_text()
+    # every word of the tiles' numbers that is read is written (thread 0, before the
+    # __syncthreads), and within FOLD's 8 words (TILE_OFF)
+    written = set(re.findall(r"st_shared_u32\(tile_info( \+ [^,]+)?,", src))
+    read = set(re.findall(r"ld_(?:volatile_)?shared_u32\(tile_info( \+ [^)]+)?\)", src))
+    assert read and read <= written, (read, written)
+    assert max(eval(w.lstrip(" +") or "0", {"t": 1}) for w in written) <= 28
 
 
 def test_forward_sched_window_counts_kv_per_query_head():

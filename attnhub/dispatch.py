@@ -75,11 +75,14 @@ def _device_key(device: torch.device) -> str:
 
 
 def class_key(problem: Problem) -> str:
-    """Problem class for correctness verdicts: device, dtype, head dims, features."""
+    """Problem class for correctness verdicts: device, dtype, head dims, features, and
+    whether the scale is at most 0 (a kernel that applies its mask as -inf before the scale
+    returns NaN there, so a verdict for positive scales does not carry over)."""
     feats = ",".join(problem.features()) or "plain"
     grad = "+grad" if problem.requires_grad else ""
+    sign = "" if problem.scale > 0 else "|scale<=0"
     return (f"{_device_key(problem.device)}|{str(problem.dtype)[6:]}|d{problem.head_dim}"
-            f"x{problem.head_dim_v}|{feats}{grad}")
+            f"x{problem.head_dim_v}|{feats}{grad}{sign}")
 
 
 def _pow2(n: int) -> int:
@@ -97,7 +100,8 @@ def _hot_key(problem: Problem, pin, restriction) -> tuple:
     return (problem.device, problem.dtype, problem.batch, problem.heads_q, problem.heads_kv,
             problem.seqlen_q, problem.seqlen_k, problem.head_dim, problem.head_dim_v,
             problem.causal, problem.window, problem.softcap, problem.is_varlen,
-            problem.max_seqlen_q, problem.max_seqlen_k, problem.requires_grad, pin, restriction)
+            problem.max_seqlen_q, problem.max_seqlen_k, problem.requires_grad,
+            problem.scale > 0, pin, restriction)
 
 
 def _bk(backend: Backend) -> str:

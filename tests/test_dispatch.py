@@ -39,6 +39,19 @@ def test_wrong_values_are_excluded_with_reason(test_plugins):
     assert "wrong-values" in str(exp) and "chosen" in str(exp)
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.5])
+def test_a_verdict_for_positive_scales_does_not_cover_scales_at_most_zero(test_plugins, scale):
+    q, k, v = rand(1, 2, 24, 16), rand(1, 2, 24, 16, seed=1), rand(1, 2, 24, 16, seed=2)
+    with attnhub.use_backend("nan-scale-le-0", "naive"):
+        attnhub.attention(q, k, v, causal=True)  # trusted for the positive default scale
+        assert attnhub.explain(q, k, v, causal=True).chosen == "nan-scale-le-0"
+        with pytest.warns(RuntimeWarning, match="nan-scale-le-0"):
+            o = attnhub.attention(q, k, v, causal=True, scale=scale)
+        assert attnhub.explain(q, k, v, causal=True, scale=scale).chosen == "naive"
+    want, _ = oracle(q, k, v, causal=True, scale=scale)
+    assert not torch.isnan(o).any() and (o.double() - want).abs().max() < 1e-5
+
+
 def test_fastest_correct_backend_wins(test_plugins):
     q, k, v = rand(1, 4, 64, 32), rand(1, 4, 64, 32, seed=1), rand(1, 4, 64, 32, seed=2)
     with attnhub.use_backend("slow", "quick"):  # a restriction keeps preference order...

@@ -477,6 +477,11 @@ def plan_checks(backend: Backend, device: Union[str, torch.device] = "cpu",
             checks.append(num(f"basic-{_dtype_name(d)}", dtype=d, head_dim=d0))
         base = dict(dtype=dt, head_dim=d0, batch=1)
         checks.append(num("custom-scale", scale=0.37, **base))
+        # scale <= 0 is valid attention (0: uniform over the visible keys); a kernel that
+        # masks with -inf before the scale returns NaN there, so with the mask where declared
+        checks.append(num("zero-scale", scale=0.0, causal=c, seqlen_q=67, seqlen_k=90, **base))
+        checks.append(num("negative-scale", scale=-0.37, causal=c, seqlen_q=67, seqlen_k=90,
+                          **base))
         if c:
             shapes = [(113, 203), (203, 113)] + ([] if quick else [(128, 128), (1023, 1024)])
             for sq, sk in shapes:
@@ -541,6 +546,8 @@ def plan_checks(backend: Backend, device: Union[str, torch.device] = "cpu",
                 if caps.softcap:
                     checks.append(num("backward-softcap", softcap=2.0, causal=c, seqlen_q=97,
                                       seqlen_k=160, **g, **base))
+                checks.append(num("backward-negative-scale", scale=-0.37, causal=c,
+                                  seqlen_q=67, seqlen_k=90, **g, **base))
                 if caps.varlen:
                     checks.append(num("backward-varlen", seqlens=seqlens, causal=c, **g,
                                       **base))

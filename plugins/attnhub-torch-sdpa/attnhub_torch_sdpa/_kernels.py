@@ -110,6 +110,12 @@ class SubKernel:
         if self.same_v_head_dim and problem.head_dim_v != problem.head_dim:
             out.append(f"head_dim_v={problem.head_dim_v} != head_dim={problem.head_dim}")
         out += self.head_dim_reasons(problem.head_dim, problem.head_dim_v, problem.dtype, dev)
+        if problem.causal and not problem.scale > 0:
+            # torch applies the mask as -inf before the scale: -inf * 0 and -inf * (-c) give
+            # NaN rows (seen with the CPU flash kernel, torch 2.13; the CUDA kernels scale the
+            # same way)
+            out.append(f"scale={problem.scale} with a causal mask (torch's fused kernels "
+                       "return NaN when the mask's -inf is multiplied by a scale <= 0)")
         if problem.is_gqa and not self.gqa:
             out.append(f"GQA/MQA (heads_q={problem.heads_q}, heads_kv={problem.heads_kv}): "
                        "the kernel has no native GQA and K/V would have to be repeated")

@@ -113,6 +113,24 @@ def test_refusals_name_the_sub_kernel():
                         _problem(8, 8, 1, 1, 64, torch.float32, dv=40))
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.125])
+def test_causal_with_a_scale_at_most_zero_is_refused_and_plain_runs(scale):
+    """torch's kernels multiply the causal mask's -inf by the scale: NaN rows for scale <= 0
+    (the check below shows it on the CPU kernel; if torch fixes it, the refusal can go).
+    Without the mask the same scales match the reference."""
+    import dataclasses
+
+    backend = TorchSDPABackend()
+    p = dataclasses.replace(_problem(33, 40, 2, 2, 64, torch.float32), scale=scale)
+    assert any("scale" in r and "causal" in r for r in backend.not_supported_reasons(p))
+    q, k, v = random_inputs(p)
+    o, _ = _kernels.CPU_FLASH.forward(q, k, v, True, scale)
+    assert torch.isnan(o).any()  # why it is refused
+    plain = dataclasses.replace(p, causal=False)
+    assert backend.not_supported_reasons(plain) == []
+    _check(backend, plain, layout="bhsd")
+
+
 def test_split_key_lengths():
     p = _problem(1023, 1024, 2, 2, 64, torch.float16)
     assert _kernels.key_lengths(p) == (1, 1023)  # cuDNN refuses the single-key call

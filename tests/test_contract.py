@@ -33,7 +33,7 @@ def problems(draw):
     causal = draw(st.booleans())
     window = draw(st.one_of(st.none(), st.tuples(st.integers(-1, 20), st.integers(-1, 20))))
     softcap = draw(st.one_of(st.none(), st.floats(0.5, 30.0)))
-    scale = draw(st.one_of(st.none(), st.floats(0.05, 2.0)))
+    scale = draw(st.one_of(st.none(), st.floats(0.05, 2.0), st.sampled_from([0.0, -0.7])))
     return dict(B=draw(st.integers(1, 2)), hq=hk * group, hk=hk, sq=sq, sk=sk, d=d, dv=dv,
                 causal=causal, window=window, softcap=softcap, scale=scale)
 

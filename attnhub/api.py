@@ -201,7 +201,16 @@ class _AttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = _backward(ctx.backend, ctx.problem, do, dlse, q, k, v, o, lse)
+        if torch.is_grad_enabled():
+            # create_graph=True (gradient penalties, meta-learning): the gradients must carry
+            # a graph themselves, and a kernel's do not (they would count as constants and
+            # the second-order terms would be silently dropped).  The reference backward is
+            # torch operations on (q, k, v, O, LSE): differentiable, blockwise, exact.
+            if do is None:
+                do = torch.zeros_like(o)
+            dq, dk, dv = reference.backward(do, q, k, v, o, lse, ctx.problem, dlse=dlse)
+        else:
+            dq, dk, dv = _backward(ctx.backend, ctx.problem, do, dlse, q, k, v, o, lse)
         return dq, dk, dv, None, None
 
 

@@ -155,6 +155,34 @@ def test_gradients_match_autograd_oracle(kw):
         _close(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["naive", "opencl", "torch-sdpa"])
+@pytest.mark.parametrize("kw", [dict(), dict(causal=True)], ids=str)
+def test_double_backward_matches_the_oracle(backend, kw):
+    """create_graph=True (a gradient penalty on dQ and dK): the second-order terms are right
+    on every backend, kernels included -- their gradients carry no graph, so with
+    create_graph the core runs the differentiable reference backward instead (before, the
+    penalty's gradient silently lost those terms)."""
+    if backend not in {b.name for b in attnhub.list_backends() if b.status == "available"}:
+        pytest.skip(f"{backend} is not available here")
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 4, 21, 16, generator=g) for _ in range(3))
+    q, k, v = q[:, :, :17], k[:, :2], v[:, :2]  # GQA, Sq < Sk (no fully masked rows: the
+    w = torch.randn(1, 4, 17, 16, generator=g)  # oracle's softmax has NaN gradients there)
+
+    def penalised(attn, dtype):
+        qq, kk, vv = (t.to(dtype).requires_grad_() for t in (q, k, v))
+        o = attn(qq, kk, vv)
+        gq, gk = torch.autograd.grad((o * w.to(dtype)).sum(), (qq, kk), create_graph=True)
+        loss = (o * o).sum() + (gq * gq).sum() + (gk * gk).sum()
+        return torch.autograd.grad(loss, (qq, kk, vv))
+
+    want = penalised(lambda a, b, c: oracle(a, b, c, **kw)[0], torch.float64)
+    got = penalised(lambda a, b, c: attnhub.attention(a, b, c, backend=backend, **kw),
+                    torch.float32)
+    for a, b in zip(got, want):
+        _close(a, b, atol=2e-5 * max(1.0, b.abs().max().item()))
+
+
 def test_varlen_gradients():
     g = torch.Generator().manual_seed(4)
     q, k, v, cq, ck = _varlen_case(g, [7, 3], [5, 9])

@@ -2,7 +2,8 @@
 
     attnhub list-backends [--json]
     attnhub probe [--json]
-    attnhub explain --shape B,Hq,Hk,Sq,Sk,D [--dtype bfloat16] [--device cpu] [--causal] [--json]
+    attnhub explain --shape B,Hq,Hk,Sq,Sk,D [--dtype bfloat16] [--device cpu] [--causal]
+                    [--window L R] [--softcap C] [--scale S] [--training] [--json]
     attnhub check NAME [--device cpu] [--quick] [--json]
     attnhub bench [...]          (the FlashAttention grid; see benchmarks/README.md)
     attnhub demo                 (list backends, run one dispatched attention, explain it)
@@ -105,16 +106,18 @@ def cmd_explain(args) -> int:
     try:
         device = torch.device(args.device)
         gen = dict(dtype=dtype, device=device)
-        q = torch.randn(B, Hq, Sq, D, **gen)
-        k = torch.randn(B, Hk, Sk, D, **gen)
-        v = torch.randn(B, Hk, Sk, Dv, **gen)
+        grad = dict(requires_grad=args.training)
+        q = torch.randn(B, Hq, Sq, D, **gen, **grad)
+        k = torch.randn(B, Hk, Sk, D, **gen, **grad)
+        v = torch.randn(B, Hk, Sk, Dv, **gen, **grad)
     except (RuntimeError, AssertionError) as exc:
         print(f"attnhub explain: cannot make tensors on --device {args.device}: {exc}",
               file=sys.stderr)
         return 2
     window = tuple(args.window) if args.window else None
     try:
-        exp = explain(q, k, v, causal=args.causal, window=window, softcap=args.softcap)
+        exp = explain(q, k, v, causal=args.causal, window=window, softcap=args.softcap,
+                      scale=args.scale)
     except (ValueError, TypeError) as exc:
         print(f"attnhub explain: {exc}", file=sys.stderr)
         return 2
@@ -189,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--causal", action="store_true")
     p.add_argument("--window", type=int, nargs=2, metavar=("LEFT", "RIGHT"))
     p.add_argument("--softcap", type=float)
+    p.add_argument("--scale", type=float, help="softmax scale (default 1/sqrt(D))")
+    p.add_argument("--training", action="store_true",
+                   help="inputs that require grad: the choice covers forward + backward")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("check", help="run a backend through the conformance kit")

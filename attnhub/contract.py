@@ -265,6 +265,10 @@ class Problem:
             str(self.device),
         ]
         parts += list(self.features())
+        if not math.isclose(self.scale, self.head_dim ** -0.5, rel_tol=1e-6):
+            parts.append(f"scale={self.scale:g}")
+        if self.requires_grad:
+            parts.append("+grad")
         return " ".join(parts)
 
 

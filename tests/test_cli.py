@@ -51,6 +51,19 @@ def test_explain_json(capsys):
     assert doc["chosen"] and {r["name"] for r in doc["backends"]} >= {"naive"}
 
 
+def test_explain_for_training_with_a_scale(capsys):
+    """--training: inputs that require grad (the choice covers forward + backward);
+    --scale: here 0 with a causal mask, which torch-sdpa refuses with its reason."""
+    assert main(["explain", "--shape", "1,2,2,16,16,32", "--causal", "--scale", "0",
+                 "--training", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["problem"].endswith("causal scale=0 +grad")
+    assert "+grad" in doc["bucket"] and "scale<=0" in doc["bucket"]
+    rows = {r["name"]: r for r in doc["backends"]}
+    if rows.get("torch-sdpa", {}).get("status") == "available":
+        assert any("scale=0.0 with a causal mask" in r for r in rows["torch-sdpa"]["reasons"])
+
+
 @pytest.mark.parametrize("args", [["explain", "--shape", "1,2"], ["explain"], ["nope"],
                                   ["explain", "--shape", "1,2,2,8,8,8", "--dtype", "int8"]])
 def test_usage_errors_exit_2(args):

@@ -90,7 +90,8 @@ def _update(acc, l_i, m_i, qk, V_DESC, v_ptr, coord_b, coord_hk, k_base, start_n
             BLOCK_N: tl.constexpr, HEAD_DIM_V: tl.constexpr, DV_ACT: tl.constexpr,
             MASKED: tl.constexpr, MASK_LEFT: tl.constexpr, MASK_RIGHT: tl.constexpr,
             SOFTCAP: tl.constexpr, V_SEQ_MAJOR: tl.constexpr, USE_TMA: tl.constexpr,
-            VARLEN: tl.constexpr, DOT_UPCAST: tl.constexpr, P_BIAS: tl.constexpr):
+            VARLEN: tl.constexpr, DOT_UPCAST: tl.constexpr, P_BIAS: tl.constexpr,
+            NEG_SCALE: tl.constexpr):
     """Online softmax of one score block S and O += P V: the updated (acc, l_i, m_i)."""
     # -- scale (and softcap) in base 2 -------------------------------------------------
     if SOFTCAP:
@@ -114,7 +115,13 @@ def _update(acc, l_i, m_i, qk, V_DESC, v_ptr, coord_b, coord_hk, k_base, start_n
         m_use = tl.where(m_ij == float("-inf"), 0.0, m_ij)
         qk = qk - (m_use - P_BIAS)[:, None]
     else:
-        m_ij = tl.maximum(m_i, tl.max(qk, 1) * scale)
+        # the largest scaled score: scale * max(qk), or scale * min(qk) when the scale is
+        # negative (scale * max would be the smallest: P = exp2(s - m) then overflows, to
+        # inf in fp16 and past e4m3's 448 under FP8's bias)
+        if NEG_SCALE:
+            m_ij = tl.maximum(m_i, tl.min(qk, 1) * scale)
+        else:
+            m_ij = tl.maximum(m_i, tl.max(qk, 1) * scale)
         m_use = m_ij
         qk = qk * scale - (m_use - P_BIAS)[:, None]  # one FMA per score
     p = tl.math.exp2(qk)
@@ -158,6 +165,7 @@ def _attn_fwd(
     USE_TMA: tl.constexpr, TMA_STORE: tl.constexpr, WARP_SPEC: tl.constexpr,
     REVERSE_M: tl.constexpr, PIPE_QK: tl.constexpr, DOT_UPCAST: tl.constexpr,
     P_BIAS: tl.constexpr,  # FP8: 8.0, see below; else 0.0
+    NEG_SCALE: tl.constexpr,  # qk_scale < 0 (no softcap): the block max is scale * min(qk)
 ):
     # FP8: P = exp2(s - m + 8) lies in (0, 256], inside e4m3's normal range (2^-6..448), so
     # small probabilities keep 3 mantissa bits instead of flushing to subnormals; the
@@ -245,7 +253,7 @@ def _attn_fwd(
                 acc, l_i, m_i, qk, V, v_ptr, b, hk, k_base, start_n, seq_k, q_rows, off,
                 win_left, win_right, qk_scale, softcap_in, softcap_out, stride_vn, stride_vd,
                 BLOCK_N, HEAD_DIM_V, DV_ACT, True, MASK_LEFT, MASK_RIGHT, SOFTCAP, V_SEQ_MAJOR,
-                USE_TMA, VARLEN, DOT_UPCAST, P_BIAS)
+                USE_TMA, VARLEN, DOT_UPCAST, P_BIAS, NEG_SCALE)
     # -- phase 2: blocks every row sees (no mask arithmetic) -----------------------------
     if PIPE_QK:
         # FA3's intra-warpgroup overlap, by hand: S_{j+1} = Q K_{j+1}^T is issued before
@@ -262,13 +270,13 @@ def _attn_fwd(
                     acc, l_i, m_i, qk, V, v_ptr, b, hk, k_base, start_n, seq_k, q_rows, off,
                     win_left, win_right, qk_scale, softcap_in, softcap_out, stride_vn,
                     stride_vd, BLOCK_N, HEAD_DIM_V, DV_ACT, False, MASK_LEFT, MASK_RIGHT,
-                    SOFTCAP, V_SEQ_MAJOR, USE_TMA, VARLEN, DOT_UPCAST, P_BIAS)
+                    SOFTCAP, V_SEQ_MAJOR, USE_TMA, VARLEN, DOT_UPCAST, P_BIAS, NEG_SCALE)
                 qk = qk_next
             acc, l_i, m_i = _update(
                 acc, l_i, m_i, qk, V, v_ptr, b, hk, k_base, full_hi - BLOCK_N, seq_k, q_rows,
                 off, win_left, win_right, qk_scale, softcap_in, softcap_out, stride_vn,
                 stride_vd, BLOCK_N, HEAD_DIM_V, DV_ACT, False, MASK_LEFT, MASK_RIGHT, SOFTCAP,
-                V_SEQ_MAJOR, USE_TMA, VARLEN, DOT_UPCAST, P_BIAS)
+                V_SEQ_MAJOR, USE_TMA, VARLEN, DOT_UPCAST, P_BIAS, NEG_SCALE)
     else:
         for start_n in tl.range(full_lo, full_hi, BLOCK_N, warp_specialize=WARP_SPEC):
             qk = _qk(q, K, k_ptr, b, hk, k_base + start_n, seq_k, stride_kn, stride_kd,
@@ -277,7 +285,7 @@ def _attn_fwd(
                 acc, l_i, m_i, qk, V, v_ptr, b, hk, k_base, start_n, seq_k, q_rows, off,
                 win_left, win_right, qk_scale, softcap_in, softcap_out, stride_vn, stride_vd,
                 BLOCK_N, HEAD_DIM_V, DV_ACT, False, MASK_LEFT, MASK_RIGHT, SOFTCAP, V_SEQ_MAJOR,
-                USE_TMA, VARLEN, DOT_UPCAST, P_BIAS)
+                USE_TMA, VARLEN, DOT_UPCAST, P_BIAS, NEG_SCALE)
     # -- phase 3: causal diagonal / window right edge / ragged tail (masked) ------------
     for start_n in tl.range(full_hi, hi, BLOCK_N, warp_specialize=WARP_SPEC):
         qk = _qk(q, K, k_ptr, b, hk, k_base + start_n, seq_k, stride_kn, stride_kd,
@@ -286,7 +294,7 @@ def _attn_fwd(
             acc, l_i, m_i, qk, V, v_ptr, b, hk, k_base, start_n, seq_k, q_rows, off,
             win_left, win_right, qk_scale, softcap_in, softcap_out, stride_vn, stride_vd,
             BLOCK_N, HEAD_DIM_V, DV_ACT, True, MASK_LEFT, MASK_RIGHT, SOFTCAP, V_SEQ_MAJOR,
-            USE_TMA, VARLEN, DOT_UPCAST, P_BIAS)
+            USE_TMA, VARLEN, DOT_UPCAST, P_BIAS, NEG_SCALE)
 
     # -- epilogue: O = acc / l, LSE = ln(sum exp) ----------------------------------------
     empty = l_i == 0.0  # no allowed key: O = 0, LSE = -inf

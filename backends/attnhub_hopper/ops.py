@@ -247,6 +247,7 @@ def forward(q, k, v, problem, config: Optional[Config] = None, use_tma: Optional
         USE_TMA=use_tma, TMA_STORE=tma_store, WARP_SPEC=cfg.warp_spec,
         REVERSE_M=right >= 0 and not varlen, PIPE_QK=cfg.pipe_qk,
         DOT_UPCAST=interpreting(), P_BIAS=8.0 if fp8 else 0.0,
+        NEG_SCALE=problem.scale < 0 and problem.softcap is None,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **extra,
     )
     return o, lse

@@ -66,6 +66,8 @@ def _id(p, extra=""):
     if p.head_dim_v != p.head_dim:
         s += f"v{p.head_dim_v}"
     s += f"-s{p.seqlen_q}x{p.seqlen_k}-h{p.heads_q}/{p.heads_kv}"
+    if p.scale != p.head_dim ** -0.5:
+        s += f"-scale{p.scale:g}"
     return "-".join([s, *p.features(), extra]).strip("-")
 
 
@@ -90,6 +92,11 @@ def _cpu_cases():
         (_problem(1, 4, 2, 160, 203, 64, causal=True), dict(cfg=_cfg(32, 16, pipe_qk=True))),
         (_varlen_problem([37, 0, 90], [50, 20, 64], 4, 2, 64, causal=True), {}),
         (_varlen_problem([37, 64, 9], [50, 64, 80], 4, 4, 128), dict(tma=False)),
+        # negative scales (the CUDA forward refuses scale <= 0, so these run here): the
+        # block max is scale * min(qk); with scale * max P overflowed fp16 (O = inf)
+        (_problem(1, 4, 2, 113, 203, 64, dtype=torch.float16, scale=-0.37), {}),
+        (_problem(1, 4, 2, 113, 203, 128, dtype=torch.float16, causal=True, scale=-1.0), {}),
+        (_problem(1, 4, 2, 113, 203, 64, dtype=torch.float16, scale=0.0), {}),
     ]
     return cases
 
@@ -109,7 +116,8 @@ def test_kernel_cpu_interpreter(problem, opts):
 @needs_interpreter
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 @pytest.mark.parametrize("tma", (False, True), ids=("pointers", "tma"))
-def test_kernel_cpu_fp8(causal, tma):
+@pytest.mark.parametrize("sign", (1, -1), ids=("scale", "negative-scale"))
+def test_kernel_cpu_fp8(causal, tma, sign):
     from attnhub.fp8 import quantize_fp8
     from attnhub_hopper.fp8_rule import check_fp8
 
@@ -118,7 +126,8 @@ def test_kernel_cpu_fp8(causal, tma):
     f = quantize_fp8(torch.randn(B, Hq, Sq, D, generator=g),
                      torch.randn(B, Hk, Sk, D, generator=g), torch.randn(B, Hk, Sk, D, generator=g))
     p = _problem(B, Hq, Hk, Sq, Sk, D, dtype=torch.float8_e4m3fn, causal=causal,
-                 q_descale=f.q_descale, k_descale=f.k_descale, v_descale=f.v_descale)
+                 scale=sign * D ** -0.5, q_descale=f.q_descale, k_descale=f.k_descale,
+                 v_descale=f.v_descale)
     ok, info = check_fp8(_Kernel(_cfg(), use_tma=tma), f.q, f.k, f.v, p)
     print(info)
     assert ok, info

@@ -64,3 +64,48 @@ def test_auto_dispatch_meets_the_tolerance_rule(c):
             grads, do = tuple(t.transpose(1, 2) for t in grads), do.transpose(1, 2)
         bad = [r for r in compare_backward(grads, do, q, k, v, problem) if not r.ok]
         assert not bad, f"{chosen}: " + "; ".join(map(str, bad))
+
+
+@st.composite
+def varlen_calls(draw):
+    hk = draw(st.integers(1, 2))
+    n = draw(st.integers(1, 3))
+    return dict(
+        hq=hk * draw(st.sampled_from([1, 2])), hk=hk, d=draw(st.sampled_from([16, 32, 64])),
+        lens_q=draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)),
+        lens_k=draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)),
+        dtype=draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16])),
+        causal=draw(st.booleans()),
+        window=draw(st.one_of(st.none(), st.tuples(st.integers(-1, 12), st.integers(-1, 12)))),
+        softcap=draw(st.one_of(st.none(), st.just(3.0))),
+        scale=draw(st.one_of(st.none(), st.sampled_from([0.0, -0.3, 1.0]))),
+        grad=draw(st.booleans()))
+
+
+@settings(max_examples=int(os.environ.get("ATTNHUB_PROPERTY_EXAMPLES", "120")) // 2,
+          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(varlen_calls())
+def test_auto_dispatch_varlen_meets_the_tolerance_rule(c):
+    """The same for ``attention_varlen`` (packed ragged sequences, empty ones included)."""
+    from attnhub._validate import make_varlen_problem
+
+    g = torch.Generator().manual_seed(sum(c["lens_q"]) * 1000 + sum(c["lens_k"]))
+    cu = lambda lens: torch.tensor([0] + lens, device=DEVICE).cumsum(0).to(torch.int32)  # noqa: E731
+    cq, ck = cu(c["lens_q"]), cu(c["lens_k"])
+    mq, mk = max(c["lens_q"]), max(c["lens_k"])
+    q, k, v = (torch.randn(sum(lens), h, c["d"], generator=g).to(DEVICE, c["dtype"])
+               for lens, h in ((c["lens_q"], c["hq"]), (c["lens_k"], c["hk"]),
+                               (c["lens_k"], c["hk"])))
+    kw = dict(causal=c["causal"], window=c["window"], softcap=c["softcap"], scale=c["scale"])
+    args = tuple(t.detach().requires_grad_(c["grad"]) for t in (q, k, v))
+    attnhub.attention_varlen(*args, cq, ck, mq, mk, **dict(kw, scale=None))  # as above
+    o, lse = attnhub.attention_varlen(*args, cq, ck, mq, mk, return_lse=True, **kw)
+    problem = make_varlen_problem(q, k, v, cq, ck, mq, mk, **kw)
+    bad = [r for r in compare_forward(o.detach(), lse.detach(), q, k, v, problem) if not r.ok]
+    assert not bad, "; ".join(map(str, bad))
+    if c["grad"] and o.numel():
+        do = torch.randn(o.shape, generator=g).to(DEVICE, o.dtype)
+        grads = torch.autograd.grad(o, args, do, allow_unused=True)
+        grads = tuple(torch.zeros_like(t) if gr is None else gr for gr, t in zip(grads, args))
+        bad = [r for r in compare_backward(grads, do, q, k, v, problem) if not r.ok]
+        assert not bad, "; ".join(map(str, bad))

@@ -273,12 +273,16 @@ def test_the_tracing_build_compiles_without_spills():
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
-@pytest.mark.parametrize("D,causal", [(64, False), (128, False), (128, True), (256, True)])
-def test_the_phase_profiling_build_compiles_without_spills(D, causal):
-    """BWD_PROF adds ten cycle counters per consumer thread; the shipped tile must still
-    fit (a spilling profile would measure the spills)."""
-    report = cuda_bwd.nvcc_check(D, causal, torch.bfloat16, cuda_bwd.default_tile(D, causal),
-                                 prof=True)
+@pytest.mark.parametrize("D,causal,tile", [
+    (64, False, None), (128, False, None), (128, True, None), (256, True, None),
+    *[(D, True, t) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D) if t.fold]],
+    ids=str)
+def test_the_phase_profiling_build_compiles_without_spills(D, causal, tile):
+    """BWD_PROF adds ten cycle counters per consumer thread; the shipped tile (and the
+    key-block pair builds, whose phase split is planned) must still fit (a spilling profile
+    would measure the spills)."""
+    report = cuda_bwd.nvcc_check(D, causal, torch.bfloat16,
+                                 tile or cuda_bwd.default_tile(D, causal), prof=True)
     assert spill_bytes(report) == 0 and not re.search(r"C751\d", report), report
     with pytest.raises(RuntimeError, match="share the trace pointer"):
         cuda_bwd.nvcc_check(128, False, torch.bfloat16, trace=True, prof=True)

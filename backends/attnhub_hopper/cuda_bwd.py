@@ -544,13 +544,36 @@ PROF_PHASES = ("kv_load", "q_wait", "s_issue_do_wait", "dp_issue_s_wait", "softm
 PROF_STRIDE = 16
 
 
-def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None) -> dict:
+def packing(cta_cycles, n_sm: int) -> dict:
+    """How well CTAs of these durations (in launch order) fill ``n_sm`` SMs, one CTA per SM
+    at a time, each next CTA on the first SM to free up (the block scheduler, idealised):
+    the makespan, and the busy share sum / (n_sm * makespan).  Below 1 by the last wave's
+    idle SMs and the spread of durations -- what key-block pairs (equal work per CTA, half
+    as many CTAs) change."""
+    import heapq
+
+    free = [0] * n_sm
+    end = 0
+    for c in cta_cycles:
+        t = heapq.heappop(free) + int(c)
+        end = max(end, t)
+        heapq.heappush(free, t)
+    total = int(sum(int(c) for c in cta_cycles))
+    return {"n_sm": n_sm, "makespan_cycles": end, "busy": total / (n_sm * end) if end else 1.0}
+
+
+def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
+                  n_sm: Optional[int] = None) -> dict:
     """Where a consumer warpgroup's cycles go, from one launch of the BWD_PROF build: per
     phase (:data:`PROF_PHASES`) the share of all consumer cycles and the mean cycles per
-    query block, summed over every CTA and both warpgroups.  The build's own time is not
-    the kernel's (the clock reads); the split is what it is for."""
+    query block, summed over every CTA and both warpgroups; and :func:`packing` of the
+    CTAs' own durations (their slots' sums, the longer warpgroup) on ``n_sm`` SMs (default:
+    the device's).  The build's own time is not the kernel's (the clock reads); the split
+    is what it is for."""
     B, Hk, Sk, D = k.shape
-    n_cta = math.ceil(Sk / block_n_for(D)) * Hk * B
+    tile = BwdTile(*(tile or default_tile(D, bool(problem.causal), problem.seqlen_q)))
+    pairs = 2 if tile.fold and problem.causal else 1
+    n_cta = math.ceil(math.ceil(Sk / block_n_for(D)) / pairs) * Hk * B  # the launch grid
     prof = torch.zeros(n_cta, 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
     got = backward(do, q, k, v, o, lse, problem, tile, prof=prof)
     # the profiled build must compute what the plain one does (dK, dV bit for bit; dQ up to
@@ -562,9 +585,15 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None) 
     per = cyc.sum(dim=(0, 1)).tolist()
     blocks = int(prof[:, :, len(PROF_PHASES)].to(torch.int64).sum())
     total = sum(per) or 1
+    if n_sm is None:
+        n_sm = (torch.cuda.get_device_properties(q.device).multi_processor_count
+                if q.device.type == "cuda" else 132)
+    # each CTA's duration; its row is its linear block index, which is the launch order
+    cta = cyc.sum(dim=2).max(dim=1).values.tolist()
     return {"blocks": blocks, "cycles": total, "max_diff_vs_plain": diff,
             "share": {n: c / total for n, c in zip(PROF_PHASES, per)},
-            "per_block": {n: c / max(blocks, 1) for n, c in zip(PROF_PHASES, per)}}
+            "per_block": {n: c / max(blocks, 1) for n, c in zip(PROF_PHASES, per)},
+            "packing": packing(cta, n_sm)}
 
 
 def nvcc_check(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,

@@ -313,7 +313,8 @@ def phases(log, tiles=None, seqs=(1024, 4096, 16384)) -> list:
                                       if x >= 0.005)
                     log(f"phases d{D} s{S:>5} {'causal' if causal else 'full  '} {tile}: "
                         f"{prof['cycles'] / max(prof['blocks'], 1):.0f} cycles/block | "
-                        f"vs plain build {prof['max_diff_vs_plain']} | {shares}")
+                        f"vs plain build {prof['max_diff_vs_plain']} | SMs busy "
+                        f"{prof['packing']['busy']:.1%} | {shares}")
                 del q, k, v, o, do
     return rows
 

@@ -324,6 +324,37 @@ def test_phase_profile_sums_unsigned_slots_over_ctas_and_warpgroups(monkeypatch)
     assert out["share"]["dq_product"] == pytest.approx(2 ** 31 / out["cycles"])
     assert sum(out["share"].values()) == pytest.approx(1.0)
     assert out["max_diff_vs_plain"] == {"dq": 1.0, "dk": 0.0, "dv": 0.0}
+    # the CTAs' durations on the SMs: 24 CTAs on 132 SMs all start at once; the longest
+    # (400 + 2³¹ cycles, CTA 0's warpgroup 0) is the makespan
+    pack = out["packing"]
+    assert pack["n_sm"] == 132 and pack["makespan_cycles"] == 400 + 2 ** 31
+    assert pack["busy"] == pytest.approx((23 * 400 + 400 + 2 ** 31) / (132 * (400 + 2 ** 31)))
+
+
+def test_packing_is_the_block_schedulers_greedy_fill():
+    # 5 CTAs on 2 SMs in launch order: [3, 3] start, then 2 and 2 (at 3), then 1 (at 5)
+    p = cuda_bwd.packing([3, 3, 2, 2, 1], 2)
+    assert p["makespan_cycles"] == 6 and p["busy"] == pytest.approx(11 / 12)
+    # equal CTAs: 4 on 3 SMs leave two SMs idle for the second wave
+    assert cuda_bwd.packing([4] * 4, 3)["busy"] == pytest.approx(16 / 24)
+
+
+def test_phase_profile_sizes_the_slots_to_the_launch_grid(monkeypatch):
+    """Key-block pairs launch half the CTAs (rounded up): the slots the kernel writes."""
+    seen = {}
+
+    def fake_backward(do, q, k, v, o, lse, problem, tile, prof=None):
+        if prof is not None:
+            seen[tile] = prof.shape[0]
+        return q, k, v
+
+    monkeypatch.setattr(cuda_bwd, "backward", fake_backward)
+    q = torch.zeros(1, 2, 1000, 256)  # 16 key blocks of 64 (d256)
+    p = _problem(1, 2, 2, 1000, 1000, 256, causal=True)
+    fold = cuda_bwd.BwdTile(1, True, red_v4=True, fold=True)
+    for tile in (fold, cuda_bwd.BwdTile(1, True, red_v4=True)):
+        cuda_bwd.phase_profile(q, q, q, q, q, q[..., 0], p, tile, n_sm=132)
+    assert seen == {fold: 8 * 2, cuda_bwd.BwdTile(1, True, red_v4=True): 16 * 2}
 
 
 def test_trace_values_are_described_per_role():

@@ -32,12 +32,15 @@ def calls(draw):
 
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# the same examples every run (CI must not flake on a draw); ATTNHUB_PROPERTY_RANDOM=1 for
+# fresh ones when hunting
+RANDOM = os.environ.get("ATTNHUB_PROPERTY_RANDOM", "0") == "1"
 
 
 # ATTNHUB_PROPERTY_EXAMPLES: fewer on a GPU machine, where every new kernel specialisation
 # compiles (Triton, NVRTC) before it is checked and timed
 @settings(max_examples=int(os.environ.get("ATTNHUB_PROPERTY_EXAMPLES", "120")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+          derandomize=not RANDOM, suppress_health_check=[HealthCheck.too_slow])
 @given(calls())
 def test_auto_dispatch_meets_the_tolerance_rule(c):
     g = torch.Generator().manual_seed(c["sq"] * 1000 + c["sk"])
@@ -83,7 +86,7 @@ def varlen_calls(draw):
 
 
 @settings(max_examples=int(os.environ.get("ATTNHUB_PROPERTY_EXAMPLES", "120")) // 2,
-          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+          deadline=None, derandomize=not RANDOM, suppress_health_check=[HealthCheck.too_slow])
 @given(varlen_calls())
 def test_auto_dispatch_varlen_meets_the_tolerance_rule(c):
     """The same for ``attention_varlen`` (packed ragged sequences, empty ones included)."""

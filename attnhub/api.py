@@ -201,26 +201,23 @@ class _AttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            # create_graph=True (gradient penalties, meta-learning): the gradients must carry
-            # a graph themselves, and a kernel's do not (they would count as constants and
-            # the second-order terms would be silently dropped).  The reference backward is
-            # torch operations on (q, k, v, O, LSE): differentiable, blockwise, exact.
-            if do is None:
-                do = torch.zeros_like(o)
-            dq, dk, dv = reference.backward(do, q, k, v, o, lse, ctx.problem, dlse=dlse)
-        else:
-            dq, dk, dv = _backward(ctx.backend, ctx.problem, do, dlse, q, k, v, o, lse)
+        # create_graph=True (gradient penalties, meta-learning): the gradients must carry a
+        # graph themselves, and a kernel's do not (they would count as constants and the
+        # second-order terms would be silently dropped)
+        dq, dk, dv = _backward(ctx.backend, ctx.problem, do, dlse, q, k, v, o, lse,
+                               differentiable=torch.is_grad_enabled())
         return dq, dk, dv, None, None
 
 
-def _backward(backend: Backend, problem: Problem, do, dlse, q, k, v, o, lse):
+def _backward(backend: Backend, problem: Problem, do, dlse, q, k, v, o, lse,
+              differentiable: bool = False):
     """The backend's own backward if it declares one, else the core's recomputation (which
-    also carries a gradient flowing into LSE)."""
+    also carries a gradient flowing into LSE, and, torch operations on (q, k, v, O, LSE),
+    is the one that is itself differentiable)."""
     if do is None:
         do = torch.zeros_like(o)
     # (the compiled path's op receives a zero tensor for an unused LSE: a check, inside the op)
     has_dlse = dlse is not None and bool(torch.any(dlse != 0))
-    if backend.capabilities.backward and not has_dlse:
+    if backend.capabilities.backward and not has_dlse and not differentiable:
         return backend.backward(do, q, k, v, o, lse, problem)
     return reference.backward(do, q, k, v, o, lse, problem, dlse=dlse if has_dlse else None)

@@ -149,12 +149,22 @@ def _zeros(problem: Problem, q: torch.Tensor):
     return o, lse
 
 
+def _unit_head_dim(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a copy of it whose head dim (the last) is unit-stride: the one layout
+    guarantee a backend gets (see :mod:`attnhub.contract`).  Views without it (``x.mT``,
+    a permute) are rare, and torch's own aten attention ops read the last dim as contiguous
+    whatever its stride (O came back wrong through them); SDPA and flash-attn copy or refuse
+    such views too."""
+    return t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous()
+
+
 def _run(problem: Problem, q, k, v, pin: Optional[str], autograd: bool = True):
     if problem.seqlen_q == 0 or problem.seqlen_k == 0 or problem.batch == 0:
         o, lse = _zeros(problem, q)
         if problem.requires_grad:  # keep the graph connected: zero gradients flow back
             o = o + 0 * (q.sum() + k.sum() + v.sum()).to(o.dtype)
         return o, lse
+    q, k, v = _unit_head_dim(q), _unit_head_dim(k), _unit_head_dim(v)
     plan = dispatch.plan_for(problem, q, k, v, backend=pin)
     if problem.requires_grad and autograd:
         return _AttentionFunction.apply(q, k, v, problem, plan)
@@ -216,6 +226,7 @@ def _backward(backend: Backend, problem: Problem, do, dlse, q, k, v, o, lse,
     is the one that is itself differentiable)."""
     if do is None:
         do = torch.zeros_like(o)
+    q, k, v, o, do = (_unit_head_dim(t) for t in (q, k, v, o, do))
     # (the compiled path's op receives a zero tensor for an unused LSE: a check, inside the op)
     has_dlse = dlse is not None and bool(torch.any(dlse != 0))
     if backend.capabilities.backward and not has_dlse and not differentiable:

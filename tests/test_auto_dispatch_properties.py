@@ -28,7 +28,8 @@ def calls(draw):
         window=draw(st.one_of(st.none(), st.tuples(st.integers(-1, 12), st.integers(-1, 12)))),
         softcap=draw(st.one_of(st.none(), st.sampled_from([3.0, 20.0]))),
         scale=draw(st.one_of(st.none(), st.sampled_from([0.0, -0.3, 0.05, 1.0]))),
-        layout=draw(st.sampled_from(["bhsd", "bshd"])), grad=draw(st.booleans()))
+        # strided-d: BHSD views whose head dim is not unit-stride (t.mT.contiguous().mT)
+        layout=draw(st.sampled_from(["bhsd", "bshd", "strided-d"])), grad=draw(st.booleans()))
 
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -48,22 +49,24 @@ def test_auto_dispatch_meets_the_tolerance_rule(c):
     q, k, v = (torch.randn(*shape(h, s), generator=g).to(DEVICE, c["dtype"])
                for h, s in ((c["hq"], c["sq"]), (c["hk"], c["sk"]), (c["hk"], c["sk"])))
     kw = dict(causal=c["causal"], window=c["window"], softcap=c["softcap"], scale=c["scale"])
-    args = (q, k, v) if c["layout"] == "bhsd" else tuple(t.transpose(1, 2) for t in (q, k, v))
+    layout = "bshd" if c["layout"] == "bshd" else "bhsd"
+    args = {"bhsd": (q, k, v), "bshd": tuple(t.transpose(1, 2) for t in (q, k, v)),
+            "strided-d": tuple(t.mT.contiguous().mT for t in (q, k, v))}[c["layout"]]
     args = tuple(t.detach().requires_grad_(c["grad"]) for t in args)
     # the same shapes with the default scale first: a choice made for that call must not
     # carry over to this one where it does not hold
-    attnhub.attention(*args, layout=c["layout"], **dict(kw, scale=None))
-    o, lse = attnhub.attention(*args, layout=c["layout"], return_lse=True, **kw)
-    chosen = attnhub.explain(*args, layout=c["layout"], **kw).chosen
+    attnhub.attention(*args, layout=layout, **dict(kw, scale=None))
+    o, lse = attnhub.attention(*args, layout=layout, return_lse=True, **kw)
+    chosen = attnhub.explain(*args, layout=layout, **kw).chosen
     problem = make_problem(q, k, v, **kw)[0]
-    o_bhsd = o if c["layout"] == "bhsd" else o.transpose(1, 2)
+    o_bhsd = o if layout == "bhsd" else o.transpose(1, 2)
     bad = [r for r in compare_forward(o_bhsd.detach(), lse.detach(), q, k, v, problem)
            if not r.ok]
     assert not bad, f"{chosen}: " + "; ".join(map(str, bad))
     if c["grad"]:
         do = torch.randn(o.shape, generator=g).to(DEVICE, o.dtype)
         grads = torch.autograd.grad(o, args, do)
-        if c["layout"] == "bshd":
+        if layout == "bshd":
             grads, do = tuple(t.transpose(1, 2) for t in grads), do.transpose(1, 2)
         bad = [r for r in compare_backward(grads, do, q, k, v, problem) if not r.ok]
         assert not bad, f"{chosen}: " + "; ".join(map(str, bad))

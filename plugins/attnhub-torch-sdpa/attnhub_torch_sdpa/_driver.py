@@ -29,6 +29,14 @@ import torch
 from ._kernels import SubKernel
 
 
+def _unit_last(t):
+    """``t`` with a unit stride along the head dim (a copy only if it has none): torch's
+    aten attention ops read the last dim as contiguous whatever its stride (the CPU flash op
+    in torch 2.13 returned O off by 3.6 for a ``v.transpose(-1, -2)`` view); the public
+    ``scaled_dot_product_attention`` makes that copy itself before calling them."""
+    return t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous()
+
+
 def _empty_result(q, v):
     B, H, Sq, _ = q.shape
     o = torch.zeros(B, H, Sq, v.shape[3], dtype=q.dtype, device=q.device)
@@ -51,6 +59,7 @@ def forward(kernel: SubKernel, q, k, v, problem):
     scale = problem.scale
     if B == 0 or Sq == 0 or Sk == 0:
         return _empty_result(q, v)
+    q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
     if not problem.causal or Sq == Sk:
         return kernel.forward(q, k, v, problem.causal, scale)
     if kernel.native_bottom_right:
@@ -79,6 +88,7 @@ def backward(kernel: SubKernel, do, q, k, v, o, lse, problem):
     scale = problem.scale
     if B == 0 or Sq == 0 or Sk == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    q, k, v, o = _unit_last(q), _unit_last(k), _unit_last(v), _unit_last(o)
     if do.stride() != o.stride():
         # cuDNN bakes O's and dO's strides into the backward graph it caches per q/k/v
         # layout: every sub-kernel gets dO laid out like O (one copy when they differ).

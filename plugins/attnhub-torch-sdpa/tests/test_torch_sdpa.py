@@ -54,6 +54,17 @@ def test_bottom_right_causal_on_cpu(sq, sk, hq, hk, dtype):
     _check(TorchSDPABackend(), _problem(sq, sk, hq, hk, 64, dtype))
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=("full", "causal"))
+def test_a_head_dim_that_is_not_unit_stride(causal):
+    """Called directly (attnhub's core already copies such views): the aten ops read the
+    head dim as contiguous whatever its stride, so the driver copies ``x.mT``-style views."""
+    problem = _problem(67, 90, 4, 2, 64, torch.float32, causal=causal)
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (t.mT.contiguous().mT for t in random_inputs(problem, generator=gen))
+    assert q.stride(-1) != 1
+    assert_matches_reference(TorchSDPABackend(), q, k, v, problem, backward=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=_name)
 def test_long_split_with_single_key_part(dtype):
     """(1023, 1024): the unmasked part of the split has one key."""

@@ -12,7 +12,7 @@ A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default
 shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt)
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
-``plain`` or ``lpt`` (TRI_VARIANTS: the kernel switches each sets).  Sequence lengths: --seqs.
+``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).  Sequence lengths: --seqs.
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
 
 #: triton-fa2 forward variants for ``tri`` pairs: the kernel switches each one sets while it
 #: runs (ops reads them per call).
-TRI_VARIANTS = {"plain": {"ATTNHUB_TRITON_LPT": "0"}, "lpt": {"ATTNHUB_TRITON_LPT": "1"}}
+TRI_VARIANTS = {"plain": {"ATTNHUB_TRITON_LPT": "0"}, "lpt": {"ATTNHUB_TRITON_LPT": "1"},
+                "lean": {"ATTNHUB_TRITON_LEAN": "1"}, "general": {"ATTNHUB_TRITON_LEAN": "0"}}
 
 
 def _tri_forward(name: str, q, k, v, p):

@@ -97,6 +97,9 @@ def _cpu_cases():
         (_problem(1, 4, 2, 113, 203, 64, dtype=torch.float16, scale=-0.37), {}),
         (_problem(1, 4, 2, 113, 203, 128, dtype=torch.float16, causal=True, scale=-1.0), {}),
         (_problem(1, 4, 2, 113, 203, 64, dtype=torch.float16, scale=0.0), {}),
+        # head dim not unit-stride (transposed views): TMA cannot address them
+        (_problem(1, 4, 2, 67, 90, 64, causal=True), dict(layout="strided-d")),
+        (_problem(1, 4, 2, 67, 90, 64), dict(layout="strided-d", tma=False)),
     ]
     return cases
 
@@ -108,7 +111,12 @@ def _cpu_cases():
                               for p, o in _cpu_cases()])
 def test_kernel_cpu_interpreter(problem, opts):
     g = torch.Generator().manual_seed(1234)
-    q, k, v = random_inputs(problem, generator=g, layout=opts.get("layout", "bhsd"))
+    layout = opts.get("layout", "bhsd")
+    q, k, v = random_inputs(problem, generator=g, layout="bhsd" if layout == "strided-d"
+                            else layout)
+    if layout == "strided-d":
+        q, k, v = (t.mT.contiguous().mT for t in (q, k, v))
+        assert q.stride(-1) != 1
     kern = _Kernel(opts.get("cfg", _cfg()), use_tma=opts.get("tma"))
     assert_matches_reference(kern, q, k, v, problem)
 
@@ -177,6 +185,11 @@ def _gpu_cases():
         (_problem(2, 4, 2, 1023, 1024, 192, 128, device="cuda", causal=True), {}),
         (_varlen_problem([300, 0, 723], [512, 33, 479], 8, 2, 128, device="cuda", causal=True),
          {}),
+        # scale <= 0 (the CUDA kernels refuse it; the Triton forward's NEG_SCALE block max)
+        (_problem(2, 4, 2, 1023, 1024, 64, dtype=torch.float16, device="cuda", scale=-0.37), {}),
+        (_problem(2, 4, 2, 1023, 1024, 128, dtype=torch.float16, device="cuda", causal=True,
+                  scale=-1.0), {}),
+        (_problem(2, 4, 2, 300, 400, 256, device="cuda", scale=0.0), {}),
     ]
     return cases
 

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from . import dispatch, reference
-from ._validate import make_problem, make_varlen_problem
+from ._validate import make_problem, make_varlen_problem, tensor_memo
 from .contract import Backend, ContractViolation, Problem, result_violations
 
 __all__ = ["attention", "attention_varlen"]
@@ -171,6 +171,23 @@ def _run(problem: Problem, q, k, v, pin: Optional[str], autograd: bool = True):
     return _forward(plan, problem, q, k, v)[:2]
 
 
+def _padding(problem: Problem) -> Optional[tuple[int, int]]:
+    """Where the last sequence ends in q and in k/v, for packed buffers longer than their
+    sequences (flash-attn allows it: static buffers for CUDA graphs, fixed-size batches);
+    None when they end together.  The rows past the end belong to no sequence: O = 0, LSE =
+    -inf, zero gradients -- set here, because kernels leave those rows as they found them
+    (torch.empty: triton-fa2 returned O ~ 1e32 there, and dK/dV of 3-4 for keys in no
+    sequence)."""
+    if not problem.is_varlen:
+        return None
+    cq, ck = problem.cu_seqlens_q, problem.cu_seqlens_k
+    end_q = tensor_memo(cq, "offsets", cq.tolist)[-1]
+    end_k = tensor_memo(ck, "offsets", ck.tolist)[-1]
+    if end_q == problem.seqlen_q and end_k == problem.seqlen_k:
+        return None
+    return end_q, end_k
+
+
 def _forward(plan, problem: Problem, q, k, v):
     """Run the plan's first backend; on failure fall back down the plan (auto only)."""
     last_error: Optional[BaseException] = None
@@ -191,6 +208,10 @@ def _forward(plan, problem: Problem, q, k, v):
             dispatch.note_failure(backend, problem, message)
             last_error = ContractViolation(message)
             continue
+        pad = _padding(problem)
+        if pad is not None:
+            o[pad[0]:] = 0
+            lse[:, pad[0]:] = float("-inf")
         return o, lse, backend
     raise RuntimeError(f"every backend failed for {problem.describe()}; last error: "
                        f"{last_error}") from last_error
@@ -230,5 +251,9 @@ def _backward(backend: Backend, problem: Problem, do, dlse, q, k, v, o, lse,
     # (the compiled path's op receives a zero tensor for an unused LSE: a check, inside the op)
     has_dlse = dlse is not None and bool(torch.any(dlse != 0))
     if backend.capabilities.backward and not has_dlse and not differentiable:
-        return backend.backward(do, q, k, v, o, lse, problem)
+        dq, dk, dv = backend.backward(do, q, k, v, o, lse, problem)
+        pad = _padding(problem)
+        if pad is not None:  # rows in no sequence (see _padding)
+            dq[pad[0]:], dk[pad[1]:], dv[pad[1]:] = 0, 0, 0
+        return dq, dk, dv
     return reference.backward(do, q, k, v, o, lse, problem, dlse=dlse if has_dlse else None)

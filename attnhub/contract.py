@@ -18,7 +18,9 @@ buffer; the core copies only a view whose head dim, the last, is not unit-stride
 
 Semantics (owned by :mod:`attnhub.reference`): ``O = softmax(mask(softcap(scale * Q K^T))) V``,
 causal masks are aligned bottom-right, a query row with no allowed key gets ``O = 0`` and
-``LSE = -inf``.
+``LSE = -inf``.  Varlen buffers may be longer than their sequences (``cu_seqlens[-1] <
+total``, as flash-attn allows); a backend need not touch the rows past the end: the core
+sets their O to 0, LSE to -inf and their gradients to 0.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ def varlen_calls(draw):
         window=draw(st.one_of(st.none(), st.tuples(st.integers(-1, 12), st.integers(-1, 12)))),
         softcap=draw(st.one_of(st.none(), st.just(3.0))),
         scale=draw(st.one_of(st.none(), st.sampled_from([0.0, -0.3, 1.0]))),
+        # rows past the last sequence (padded static buffers): O = 0, LSE = -inf, no gradient
+        pad_q=draw(st.sampled_from([0, 0, 3])), pad_k=draw(st.sampled_from([0, 0, 2])),
         grad=draw(st.booleans()))
 
 
@@ -99,9 +101,10 @@ def test_auto_dispatch_varlen_meets_the_tolerance_rule(c):
     cu = lambda lens: torch.tensor([0] + lens, device=DEVICE).cumsum(0).to(torch.int32)  # noqa: E731
     cq, ck = cu(c["lens_q"]), cu(c["lens_k"])
     mq, mk = max(c["lens_q"]), max(c["lens_k"])
-    q, k, v = (torch.randn(sum(lens), h, c["d"], generator=g).to(DEVICE, c["dtype"])
-               for lens, h in ((c["lens_q"], c["hq"]), (c["lens_k"], c["hk"]),
-                               (c["lens_k"], c["hk"])))
+    q, k, v = (torch.randn(sum(lens) + pad, h, c["d"], generator=g).to(DEVICE, c["dtype"])
+               for lens, h, pad in ((c["lens_q"], c["hq"], c["pad_q"]),
+                                    (c["lens_k"], c["hk"], c["pad_k"]),
+                                    (c["lens_k"], c["hk"], c["pad_k"])))
     kw = dict(causal=c["causal"], window=c["window"], softcap=c["softcap"], scale=c["scale"])
     args = tuple(t.detach().requires_grad_(c["grad"]) for t in (q, k, v))
     attnhub.attention_varlen(*args, cq, ck, mq, mk, **dict(kw, scale=None))  # as above

@@ -161,6 +161,40 @@ def test_varlen_matches_per_sequence(causal):
         _close(lse[:, a:e], want_lse[0].float(), atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["naive", "opencl", "triton-fa2"])
+def test_varlen_rows_past_the_last_sequence(backend):
+    """Packed buffers longer than their sequences (flash-attn allows it: static buffers for
+    CUDA graphs): the rows past cu_seqlens[-1] belong to no sequence, so O = 0, LSE = -inf
+    and their gradients are 0.  Kernels never write those rows; before the core set them,
+    triton-fa2 returned O ~ 1e32 there and dK/dV of 3-4 for keys in no sequence."""
+    if backend not in {b.name for b in attnhub.list_backends() if b.status == "available"}:
+        pytest.skip(f"{backend} is not available here")
+    g = torch.Generator().manual_seed(4)
+    lens_q, lens_k = [5, 0, 8], [4, 2, 5]
+    q, k, v, cq, ck = _varlen_case(g, lens_q + [3], lens_k + [3], dtype=torch.float32)
+    cq, ck = cq[:-1], ck[:-1]  # the last "sequence" becomes 3 padding rows in q and k/v
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    o, lse = attnhub.attention_varlen(q, k, v, cq, ck, 8, 5, causal=True, return_lse=True,
+                                      backend=backend)
+    assert bool((o[13:] == 0).all()) and bool((lse[:, 13:] == float("-inf")).all())
+    w = torch.randn(o.shape, generator=g)
+    got = torch.autograd.grad((o * w).sum(), (q, k, v))
+    assert all(bool((d[e:] == 0).all()) for d, e in zip(got, (13, 11, 11)))
+    for b in range(3):
+        a, e, c, f = cq[b], cq[b + 1], ck[b], ck[b + 1]
+        if e == a:
+            continue
+        qs, ks, vs = (t[x:y].detach().double().transpose(0, 1)[None].requires_grad_()
+                      for t, x, y in ((q, a, e), (k, c, f), (v, c, f)))
+        want_o, want_lse = oracle(qs, ks, vs, causal=True)
+        _close(o[a:e], want_o[0].transpose(0, 1), atol=2e-5)
+        _close(lse[:, a:e], want_lse[0], atol=2e-5)
+        want = torch.autograd.grad((want_o[0].transpose(0, 1) * w[a:e].double()).sum(),
+                                   (qs, ks, vs))
+        for d, x, y, r in zip(got, (a, c, c), (e, f, f), want):
+            _close(d[x:y], r[0].transpose(0, 1), atol=5e-5)
+
+
 # -- gradients ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kw", [dict(), dict(causal=True), dict(window=(5, 3), softcap=4.0),
                                 dict(causal=True, softcap=2.0)], ids=str)

@@ -41,11 +41,16 @@ __all__ = [
     "ContractViolation",
     "FP8_DTYPES",
     "result_violations",
+    "INT32_OFFSETS",
+    "int32_safe",
+    "rows_past_int32",
 ]
 
 #: Version of this contract.  Backends declare ``requires_api`` as a packaging specifier
 #: against it (e.g. ``">=1,<2"``).  Bump the minor for additions, the major for breaks.
-PLUGIN_API_VERSION = "1.1"  # 1.1: Backend.cache_tag
+# 1.1: Backend.cache_tag; 1.2: int32_safe / rows_past_int32, unit-stride head dims and
+# zeroed varlen padding rows guaranteed by the core
+PLUGIN_API_VERSION = "1.2"
 
 #: Statuses a backend can have in :class:`BackendInfo`.
 STATUSES = ("available", "unavailable", "broken", "incompatible", "disabled")
@@ -384,3 +389,41 @@ def normalize_window(window: Optional[Sequence[int]]) -> Optional[tuple[int, int
     if (left, right) == (-1, -1):
         return None
     return (int(left), int(right))
+
+
+# -- helpers for kernels that index with int32 ---------------------------------------------
+#: Kernels commonly index inside one (sequence, head) with int32 offsets (row x sequence
+#: stride + column) from int64 (batch, head, sequence start) bases.
+INT32_OFFSETS = 2 ** 31
+
+
+def _span(t: torch.Tensor, rows: int) -> int:
+    """Elements from the first to the last element of ``rows`` rows of one (sequence, head)
+    of ``t`` ((B, H, S, D) or varlen (total, H, D))."""
+    seq = t.stride(2 if t.dim() == 4 else 0)
+    return (max(rows, 1) - 1) * seq + (t.shape[-1] - 1) * t.stride(-1) + 1
+
+
+def int32_safe(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t``, or a head-major copy of it (sequence stride = head dim) when the offsets of its
+    ``rows`` rows within one (sequence, head) would pass 2**31 elements.  BSHD and packed
+    layouts get there at long sequences (Hq = 32, D = 128 BSHD from 512k rows), and int32
+    offsets then wrap and read out of bounds.  :func:`rows_past_int32` says when even the copy
+    would not fit (refuse those problems).  Outputs allocated "like q" follow the copy."""
+    if _span(t, rows) < INT32_OFFSETS:
+        return t
+    if t.dim() == 4:
+        return t.contiguous()
+    return t.transpose(0, 1).contiguous().transpose(0, 1)
+
+
+def rows_past_int32(problem: Problem) -> Optional[str]:
+    """Why even head-major tensors of ``problem`` pass int32 offsets within one (sequence,
+    head), as a reason for :meth:`Backend.not_supported_reasons`; None when they fit."""
+    rows = (max(problem.max_seqlen_q or 0, problem.max_seqlen_k or 0) if problem.is_varlen
+            else max(problem.seqlen_q, problem.seqlen_k))
+    d = max(problem.head_dim, problem.head_dim_v)
+    if rows * d >= INT32_OFFSETS:
+        return (f"{rows} rows x head dim {d} pass 2**31 elements within one (sequence, head): "
+                "the kernels index there with int32 offsets")
+    return None

@@ -24,6 +24,7 @@ _EXPORTS = {
     "conformance_tests": "pytest_plugin",
     "assert_matches_reference": "tolerance",
     "random_inputs": "tolerance",
+    "long_rows_view": "tolerance",
     "compare": "tolerance",
     "compare_forward": "tolerance",
     "compare_backward": "tolerance",

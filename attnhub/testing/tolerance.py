@@ -22,7 +22,8 @@ from .. import reference
 from ..contract import Problem
 
 __all__ = ["Comparison", "compare", "compare_forward", "compare_backward", "baseline_forward",
-           "check_forward", "check_backward", "assert_matches_reference", "random_inputs"]
+           "check_forward", "check_backward", "assert_matches_reference", "random_inputs",
+           "long_rows_view"]
 
 # Floors for the absolute error bound, per dtype (well below a real bug's error).
 _ATOL = {
@@ -107,6 +108,27 @@ def random_inputs(problem: Problem, *, generator: Optional[torch.Generator] = No
     if requires_grad:
         q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     return q, k, v
+
+
+def long_rows_view(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t`` ((1, H, S, D) or varlen (total, H, D)) copied into a view whose sequence stride
+    puts ``rows`` rows of one (sequence, head) past 2**31 elements: what a BSHD tensor of a
+    few hundred thousand tokens looks like to a kernel's in-sequence int32 offsets, with a
+    few rows.  The buffer behind it is gigabytes of ``torch.empty`` of which only those rows
+    are written, so (on Linux, which allocates pages on first touch) it costs little memory."""
+    seq_dim = 2 if t.dim() == 4 else 0
+    if t.dim() == 4 and t.shape[0] != 1:
+        raise ValueError(f"long_rows_view: dense t must have batch 1, got {tuple(t.shape)}")
+    stride = -(-(2 ** 31 + 64) // max(rows - 1, 1) // 64) * 64
+    h, d = t.shape[-2] if t.dim() == 3 else t.shape[1], t.shape[-1]
+    stride = max(stride, h * d)
+    n = t.shape[seq_dim]
+    buf = torch.empty(n * stride, dtype=t.dtype, device=t.device)
+    if t.dim() == 4:
+        view = torch.as_strided(buf, t.shape, (0, d, stride, 1))
+    else:
+        view = torch.as_strided(buf, t.shape, (stride, d, 1))
+    return view.copy_(t)
 
 
 def baseline_forward(q, k, v, problem: Problem):

@@ -23,6 +23,7 @@ import torch
 
 import attnhub
 from attnhub import reference
+from attnhub.contract import rows_past_int32
 
 __all__ = ["HopperFA3Backend"]
 
@@ -67,6 +68,9 @@ class HopperFA3Backend(attnhub.Backend):
                 out.append(f"fp8 dtype {problem.dtype} (supported: float8_e4m3fn)")
             if problem.is_varlen:
                 out.append("fp8 with varlen (FP8 needs dense (B, H, S, D) inputs)")
+        too_long = rows_past_int32(problem)  # the Triton kernels' in-sequence offsets
+        if too_long:
+            out.append(too_long)
         return out
 
     def forward(self, q, k, v, problem):

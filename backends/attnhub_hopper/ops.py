@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 import triton
 
+from attnhub.contract import INT32_OFFSETS, int32_safe
+
 from . import kernels
 
 __all__ = ["Config", "forward", "candidate_configs", "default_config", "interpreting"]
@@ -153,13 +155,21 @@ def forward(q, k, v, problem, config: Optional[Config] = None, use_tma: Optional
     hq, hk = problem.heads_q, problem.heads_kv
     out_dtype = problem.out_dtype
     dev = q.device
+    # in-sequence offsets are int32 (rows x stride): long BSHD/packed rows get a head-major
+    # copy; an FP8 v then goes sequence-major, which rows_past_int32 keeps in range too
+    rows_q = int(problem.max_seqlen_q) if varlen else problem.seqlen_q
+    rows_k = int(problem.max_seqlen_k) if varlen else problem.seqlen_k
+    q, k, v = int32_safe(q, rows_q), int32_safe(k, rows_k), int32_safe(v, rows_k)
     if fp8:
         v = _seq_major(v)
 
     # -- outputs -------------------------------------------------------------------------
     if varlen:
         total_q = q.shape[0]
-        o = torch.empty(total_q, hq, dv, dtype=out_dtype, device=dev)
+        if (rows_q - 1) * hq * dv + dv < INT32_OFFSETS:
+            o = torch.empty(total_q, hq, dv, dtype=out_dtype, device=dev)
+        else:  # head-major, as int32_safe would make it
+            o = torch.empty(hq, total_q, dv, dtype=out_dtype, device=dev).transpose(0, 1)
         lse = torch.empty(hq, total_q, dtype=torch.float32, device=dev)
         max_q = int(problem.max_seqlen_q)
         batch = problem.batch

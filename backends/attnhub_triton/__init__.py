@@ -30,6 +30,7 @@ import os
 import torch
 
 import attnhub
+from attnhub.contract import rows_past_int32
 
 __all__ = ["TritonFA2Backend"]
 
@@ -87,6 +88,9 @@ class TritonFA2Backend(attnhub.Backend):
         if problem.device.type == "cpu" and problem.dtype == torch.bfloat16:
             reasons.append("bfloat16 on the CPU (Triton's interpreter computes bf16 dots as "
                            "uint16); use float16/float32 on the CPU or a CUDA GPU")
+        too_long = rows_past_int32(problem)
+        if too_long:
+            reasons.append(too_long)
         return reasons
 
     def forward(self, q, k, v, problem):

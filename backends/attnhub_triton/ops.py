@@ -61,6 +61,8 @@ import torch
 import triton
 import triton.language as tl
 
+from attnhub.contract import int32_safe
+
 from . import _kernel_lean as _kl
 from . import _kernels as _k
 
@@ -483,11 +485,15 @@ def _strides(t: torch.Tensor, varlen: bool) -> tuple:
 
 def _empty_like_layout(t: torch.Tensor, last: int, dtype=None) -> torch.Tensor:
     """A new tensor shaped like ``t`` with last dim ``last``, in ``t``'s memory order:
-    BSHD-strided views give BSHD-backed outputs, everything else is contiguous."""
+    BSHD-strided views give BSHD-backed outputs, head-major varlen tensors (see
+    ``attnhub.contract.int32_safe``) head-major ones, everything else is contiguous."""
     dtype = t.dtype if dtype is None else dtype
     if t.dim() == 4 and t.stride(1) < t.stride(2):
         b, h, s, _ = t.shape
         return torch.empty(b, s, h, last, dtype=dtype, device=t.device).transpose(1, 2)
+    if t.dim() == 3 and t.shape[0] > 1 and t.stride(0) < t.stride(1):
+        total, h, _ = t.shape
+        return torch.empty(h, total, last, dtype=dtype, device=t.device).transpose(0, 1)
     return torch.empty(*t.shape[:-1], last, dtype=dtype, device=t.device)
 
 
@@ -657,7 +663,17 @@ def _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap) -> boo
                            (64, 128)))  # d256: dK + dV alone would be 256 registers
 
 
+def _fit_rows(q, k, v, max_sq, max_sk, *more_q):
+    """q, k, v (and tensors with q's rows: O, dO) made ``int32_safe`` (attnhub.contract):
+    the pointer paths index inside one (sequence, head) with int32 offsets."""
+    sq = max_sq if q.dim() == 3 else q.shape[2]
+    sk = max_sk if k.dim() == 3 else k.shape[2]
+    return (int32_safe(q, sq), int32_safe(k, sk), int32_safe(v, sk),
+            *(int32_safe(t, sq) for t in more_q))
+
+
 def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
+    q, k, v = _fit_rows(q, k, v, max_sq, max_sk)
     call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
     o, lse = _out_shapes(q, v, call.varlen)
     if call.empty:
@@ -758,6 +774,7 @@ def _use_delta_prepass(call) -> bool:
 
 def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk,
               variant):
+    q, k, v, o, do = _fit_rows(q, k, v, max_sq, max_sk, o, do)
     call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
     dq = _empty_like_layout(q, q.shape[-1])
     dk = _empty_like_layout(k, k.shape[-1])
@@ -823,6 +840,7 @@ def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
 @_fwd_op.register_fake
 def _fwd_fake(q, k, v, scale, window_left, window_right, softcap,
               cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+    q, k, v = _fit_rows(q, k, v, max_seqlen_q, max_seqlen_k)  # the layouts _forward uses
     return _out_shapes(q, v, cu_seqlens_q is not None)
 
 
@@ -842,6 +860,7 @@ def _bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 @_bwd_op.register_fake
 def _bwd_fake(do, q, k, v, o, lse, scale, window_left, window_right, softcap,
               cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, variant):
+    q, k, v = _fit_rows(q, k, v, max_seqlen_q, max_seqlen_k)
     return (_empty_like_layout(q, q.shape[-1]), _empty_like_layout(k, k.shape[-1]),
             _empty_like_layout(v, v.shape[-1]))
 

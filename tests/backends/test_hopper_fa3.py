@@ -122,6 +122,23 @@ def test_kernel_cpu_interpreter(problem, opts):
 
 
 @needs_interpreter
+@pytest.mark.parametrize("varlen", (False, True), ids=("dense", "varlen"))
+def test_kernel_cpu_rows_whose_offsets_pass_int32(varlen):
+    """q and v whose rows pass 2**31 elements within one (sequence, head) (a long BSHD
+    sequence as the int32 offsets see it): head-major copies, head-major varlen O (the
+    pointer paths segfaulted under the interpreter before)."""
+    from attnhub.testing.tolerance import long_rows_view
+
+    p = (_varlen_problem([10, 14], [16, 14], 4, 2, 32, dtype=torch.float16, causal=True)
+         if varlen else _problem(1, 4, 2, 24, 30, 32, dtype=torch.float16, causal=True))
+    q, k, v = random_inputs(p, generator=torch.Generator().manual_seed(8))
+    rows_q = p.max_seqlen_q if varlen else p.seqlen_q
+    rows_k = p.max_seqlen_k if varlen else p.seqlen_k
+    q, v = long_rows_view(q, rows_q), long_rows_view(v, rows_k)
+    assert_matches_reference(_Kernel(_cfg(16, 16), use_tma=False), q, k, v, p)
+
+
+@needs_interpreter
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 @pytest.mark.parametrize("tma", (False, True), ids=("pointers", "tma"))
 @pytest.mark.parametrize("sign", (1, -1), ids=("scale", "negative-scale"))

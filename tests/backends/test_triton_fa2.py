@@ -157,6 +157,32 @@ def test_cpu_matches_reference(kw, layout, bwd_variant):
 
 
 @needs_interpreter
+@pytest.mark.parametrize("kw", [dict(d=32, sq=24, sk=30, heads="gqa", causal=True),
+                                dict(d=32, heads="gqa", causal=True, lens=[(10, 16), (14, 14)])],
+                         ids=["dense", "varlen"])
+def test_cpu_rows_whose_offsets_pass_int32(kw):
+    """q and v with a sequence stride that puts their rows past 2**31 elements (a BSHD tensor
+    of ~500k tokens, as seen by the kernels' int32 in-sequence offsets): the kernels get
+    head-major copies (the pointer paths segfaulted under the interpreter before)."""
+    from attnhub.testing.tolerance import long_rows_view
+
+    p = make_problem(**kw)
+    torch.manual_seed(7)
+    q, k, v = random_inputs(p)
+    rows_q = p.max_seqlen_q if p.is_varlen else p.seqlen_q
+    rows_k = p.max_seqlen_k if p.is_varlen else p.seqlen_k
+    q, v = long_rows_view(q, rows_q), long_rows_view(v, rows_k)
+    assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+
+
+def test_problems_past_int32_even_head_major_are_refused():
+    p = make_problem(d=128, sq=1 << 24, sk=16)
+    assert any("2**31" in r for r in BACKEND.not_supported_reasons(p))
+    assert not any("2**31" in r for r in BACKEND.not_supported_reasons(
+        make_problem(d=128, sq=(1 << 24) - 1, sk=16)))
+
+
+@needs_interpreter
 @pytest.mark.parametrize("tma", ["0", "auto"], ids=["pointers", "tma"])
 @pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["m32n16", "m16n32"])
 def test_cpu_block_shapes_and_load_paths(tma, blocks, monkeypatch, bwd_variant):

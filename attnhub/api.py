@@ -194,6 +194,14 @@ def _forward(plan, problem: Problem, q, k, v):
     for backend in list(plan.backends):
         try:
             o, lse = backend.forward(q, k, v, problem)
+        except torch.OutOfMemoryError as exc:
+            # this call's memory, not the backend's fault: the next backend may need less,
+            # but no verdict is recorded (one OOM must not retire a kernel for good)
+            if plan.pinned:
+                raise
+            last_error = exc
+            dispatch.note_out_of_memory(backend, problem)
+            continue
         except Exception as exc:  # noqa: BLE001
             if plan.pinned:
                 raise
@@ -213,6 +221,8 @@ def _forward(plan, problem: Problem, q, k, v):
             o[pad[0]:] = 0
             lse[:, pad[0]:] = float("-inf")
         return o, lse, backend
+    if isinstance(last_error, torch.OutOfMemoryError):
+        raise last_error  # as torch would: the caller can free memory or shrink the batch
     raise RuntimeError(f"every backend failed for {problem.describe()}; last error: "
                        f"{last_error}") from last_error
 

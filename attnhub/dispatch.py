@@ -41,7 +41,7 @@ _verdicts: dict[str, tuple[bool, str]] = {}
 _warned: set[str] = set()
 _cache: Optional[DispatchCache] = None
 #: Counters for tests and ``explain``: how many self-checks and timings this process ran.
-STATS = {"self_checks": 0, "timings": 0}
+STATS = {"self_checks": 0, "timings": 0, "out_of_memory": 0}
 
 
 @dataclasses.dataclass
@@ -222,6 +222,11 @@ def self_check(backend: Backend, problem: Problem) -> tuple[bool, str]:
     except TimeoutError as exc:
         registry.quarantine(backend.name, str(exc))
         failure = f"self-check hung: {exc}"
+    except torch.OutOfMemoryError:
+        # the device is full right now, which says nothing about the backend: left out of
+        # this plan (not cached), no verdict recorded
+        note_out_of_memory(backend, problem)
+        return False, "ran out of memory in its self-check (not recorded)"
     except Exception as exc:  # noqa: BLE001 - a raising backend is excluded, not fatal
         failure = f"raised {type(exc).__name__}: {exc}"
     verdict = (not failure, failure)
@@ -343,7 +348,10 @@ def plan_for(problem: Problem, q=None, k=None, v=None, backend: Optional[str] = 
     if pin is not None:
         plan = _Plan([_pinned(pin, problem)], pinned=True)
     else:
+        ooms = STATS["out_of_memory"]
         plan = _auto_plan(problem, q, k, v, restriction, measure)
+        if STATS["out_of_memory"] != ooms:
+            return plan  # made while the device was full: planned again on the next call
     if not _capturing():
         _plans[hot] = plan
     return plan
@@ -369,12 +377,17 @@ def _auto_plan(problem, q, k, v, restriction, measure) -> _Plan:
                     for n in restriction))
         raise _no_backend_error(problem)
     frozen = _capturing() or not measure
+    ooms = STATS["out_of_memory"]
     if frozen:
         trusted = [b for b in supported
                    if _verdicts.get(f"{_bk(b)}|{class_key(problem)}", (True, ""))[0]]
     else:
         trusted = [b for b in supported if self_check(b, problem)[0]]
     if not trusted:
+        if STATS["out_of_memory"] != ooms:
+            raise torch.OutOfMemoryError(
+                f"attnhub: every candidate for {problem.describe()} ran out of memory in its "
+                "self-check (the device is full); free memory and call again")
         raise _no_backend_error(problem)
     if restriction is not None or len(trusted) == 1:
         return _Plan(trusted, pinned=False)
@@ -389,6 +402,9 @@ def _auto_plan(problem, q, k, v, restriction, measure) -> _Plan:
             try:
                 times[b.name] = _time_backend(b, q, k, v, problem, best)
                 best = min(best, times[b.name])
+            except torch.OutOfMemoryError:
+                note_out_of_memory(b, problem)
+                times[b.name] = math.inf
             except Exception as exc:  # noqa: BLE001
                 _warn_once(f"time|{_bk(b)}|{bucket}",
                            f"attnhub: backend {b.name!r} raised while timed: {exc}")
@@ -416,6 +432,15 @@ def note_failure(backend: Backend, problem: Problem, failure: str) -> None:
     for hot in [h for h, p in _plans.items() if backend in p.backends and not p.pinned]:
         del _plans[hot]
     _warn_once(key, f"attnhub: backend {backend.name!r} failed ({failure}); falling back")
+
+
+def note_out_of_memory(backend: Backend, problem: Problem) -> None:
+    """``backend`` ran out of memory on this call: the call falls back, nothing is recorded
+    (memory depends on what else is allocated at the time, unlike a wrong result)."""
+    STATS["out_of_memory"] += 1
+    _warn_once(f"oom|{_bk(backend)}|{class_key(problem)}",
+               f"attnhub: backend {backend.name!r} ran out of memory for "
+               f"{problem.describe()}; trying the next backend for this call (not recorded)")
 
 
 # -- explanation and user control -----------------------------------------------------------

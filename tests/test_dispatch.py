@@ -76,6 +76,32 @@ def test_runtime_failure_falls_back_and_is_recorded(test_plugins, monkeypatch):
     assert "out of scratch memory" in {r.name: r for r in exp.rows}["raises-big"].verdict
 
 
+def test_out_of_memory_falls_back_for_the_call_only(test_plugins, monkeypatch):
+    """A CUDA OOM depends on what else is allocated: the call falls back, but unlike a
+    failure nothing is recorded, so the kernel is used again once memory allows."""
+    from attnhub import registry
+
+    monkeypatch.setenv("ATTNHUB_AUTOTUNE", "0")  # declared priority: raises-big first
+    backend = registry.get_backend("raises-big")
+    q, k, v = rand(1, 2, 64, 16), rand(1, 2, 64, 16, seed=1), rand(1, 2, 64, 16, seed=2)
+    real = type(backend).forward
+
+    def oom(self, *args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(type(backend), "forward", oom)
+    with pytest.warns(RuntimeWarning, match="ran out of memory"):
+        o = attnhub.attention(q, k, v)
+    want, _ = oracle(q, k, v)
+    assert (o.double() - want).abs().max() < 1e-5
+    rows = {r.name: r for r in attnhub.explain(q, k, v).rows}
+    assert not rows["raises-big"].verdict.startswith("failed")
+    with attnhub.use_backend("raises-big"), pytest.raises(torch.OutOfMemoryError):
+        attnhub.attention(q, k, v)  # nowhere to fall back to: torch's own error
+    monkeypatch.setattr(type(backend), "forward", real)
+    assert attnhub.explain(q, k, v).chosen == "raises-big"
+
+
 def test_hanging_self_check_is_quarantined(test_plugins):
     q, k, v = (rand(1, 2, 16, 8, dtype=torch.float64, seed=s) for s in range(3))
     with pytest.warns(RuntimeWarning, match="hangs-in-check"):

@@ -71,6 +71,9 @@ class HopperFA3Backend(attnhub.Backend):
         too_long = rows_past_int32(problem)  # the Triton kernels' in-sequence offsets
         if too_long:
             out.append(too_long)
+        if problem.batch > 65535 or problem.heads_q > 65535:
+            out.append(f"batch={problem.batch}, heads_q={problem.heads_q}: the kernels' grids "
+                       "take each as one dimension, at most 65535 (split the batch)")
         return out
 
     def forward(self, q, k, v, problem):

@@ -175,9 +175,10 @@ def _attn_fwd(
     pid_m = tl.program_id(0)
     if REVERSE_M:  # causal: the longest rows first, so the tail of the grid is short work
         pid_m = tl.num_programs(0) - 1 - pid_m
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
+    # (m, head, batch): the launch order of the former (m, batch * H + head) grid, without
+    # its 65535 limit on batch * H (grid y); batch and heads are each <= 65535 (reasons)
+    h = tl.program_id(1)
+    b = tl.program_id(2)
     hk = h // GROUP
     m0 = pid_m * BLOCK_M
     # pointers are offset to this (batch, head); descriptors carry their own addressing

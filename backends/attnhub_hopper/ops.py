@@ -240,7 +240,7 @@ def forward(q, k, v, problem, config: Optional[Config] = None, use_tma: Optional
     else:
         qk_scale, softcap_in, softcap_out = scale * kernels.LOG2E, 1.0, 1.0
 
-    grid = (triton.cdiv(max_q, cfg.block_m), batch * hq)
+    grid = (triton.cdiv(max_q, cfg.block_m), hq, batch)
     extra = {}
     if cfg.maxnreg:
         extra["maxnreg"] = cfg.maxnreg

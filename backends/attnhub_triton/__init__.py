@@ -91,6 +91,9 @@ class TritonFA2Backend(attnhub.Backend):
         too_long = rows_past_int32(problem)
         if too_long:
             reasons.append(too_long)
+        if problem.batch > 65535 or problem.heads_q > 65535:
+            reasons.append(f"batch={problem.batch}, heads_q={problem.heads_q}: the kernels' "
+                           "grids take each as one dimension, at most 65535 (split the batch)")
         return reasons
 
     def forward(self, q, k, v, problem):

@@ -165,6 +165,16 @@ def test_unsupported_head_dims_have_reasons(d):
     assert any(f"head_dim={d}" in r and "64,96,128,192,256" in r for r in reasons), reasons
 
 
+def test_grid_and_int32_limits_are_refused():
+    """The Triton forward's grid is (m, head, batch): each of batch and heads at most
+    65535 (batch * heads may pass it); rows past int32 offsets even head-major."""
+    assert any("65535" in r for r in BACKEND.not_supported_reasons(
+        _problem(65536, 2, 2, 8, 8, 64)))
+    assert not BACKEND.not_supported_reasons(_problem(40000, 4, 4, 8, 8, 64))
+    assert any("2**31" in r for r in BACKEND.not_supported_reasons(
+        _problem(1, 2, 2, 1 << 24, 8, 128)))
+
+
 def test_fp8_varlen_and_e5m2_are_refused():
     p = _varlen_problem([4, 5], [4, 5], 2, 2, 64, dtype=torch.float8_e4m3fn)
     assert any("varlen" in r for r in BACKEND.not_supported_reasons(p))

@@ -175,6 +175,15 @@ def test_cpu_rows_whose_offsets_pass_int32(kw):
     assert_matches_reference(BACKEND, q, k, v, p, backward=True)
 
 
+def test_batches_past_the_grid_limit_are_refused():
+    """Grid z is the batch (at most 65535): a launch past it fails with 'invalid argument',
+    and a run-time failure would retire the backend for the whole class; refused instead."""
+    assert any("65535" in r for r in BACKEND.not_supported_reasons(
+        make_problem(d=64, sq=8, sk=8, batch=65536)))
+    assert not any("65535" in r for r in BACKEND.not_supported_reasons(
+        make_problem(d=64, sq=8, sk=8, batch=65535)))
+
+
 def test_problems_past_int32_even_head_major_are_refused():
     p = make_problem(d=128, sq=1 << 24, sk=16)
     assert any("2**31" in r for r in BACKEND.not_supported_reasons(p))

@@ -130,9 +130,11 @@ def _resolve(q, k, v, kwargs: dict):
         args = [kwargs.pop(n) for n in ("cu_seqlens_q", "cu_seqlens_k", "max_seqlen_q",
                                         "max_seqlen_k")]
         kwargs.pop("layout", None)
-        return make_varlen_problem(q, k, v, *args, **kwargs), q, k, v, pin
-    problem, q, k, v = make_problem(q, k, v, **kwargs)
-    return problem, q, k, v, pin
+        problem = make_varlen_problem(q, k, v, *args, **kwargs)
+    else:
+        problem, q, k, v = make_problem(q, k, v, **kwargs)
+    # the tensors the call would hand the backends (timed as such)
+    return problem, _unit_head_dim(q), _unit_head_dim(k), _unit_head_dim(v), pin
 
 
 def _zeros(problem: Problem, q: torch.Tensor):

@@ -197,9 +197,14 @@ def main() -> None:
                     f"{diff:.3g} (max |x| {scale_:.3g}); not timed")
                 continue
             ra, rb, rc = [], [], []
-            for _ in range(args.rounds):
-                ra.append(fl / bench(fa) / 1e9)
-                rb.append(fl / bench(fb) / 1e9)
+            # one discarded round first, and A/B order alternating: the first timing after
+            # the compile ran low (2026-12-06: A's minimum 381 against a median of 433), and
+            # with A always first it biased the geometric-mean B/A upwards
+            bench(fa), bench(fb), bench(fc, grad_to_none)
+            for i in range(args.rounds):
+                for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    f, out = ((fa, ra), (fb, rb))[which]
+                    out.append(fl / bench(f) / 1e9)
                 rc.append(fl / bench(fc, grad_to_none) / 1e9)
             med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
             ratio = math.exp(sum(math.log(y / x) for x, y in zip(ra, rb)) / len(ra))

@@ -8,7 +8,7 @@ import torch
 
 from . import dispatch, reference
 from ._validate import make_problem, make_varlen_problem, tensor_memo
-from .contract import Backend, ContractViolation, Problem, result_violations
+from .contract import FP8_DTYPES, Backend, ContractViolation, Problem, result_violations
 
 __all__ = ["attention", "attention_varlen"]
 
@@ -156,8 +156,11 @@ def _unit_head_dim(t: torch.Tensor) -> torch.Tensor:
     guarantee a backend gets (see :mod:`attnhub.contract`).  Views without it (``x.mT``,
     a permute) are rare, and torch's own aten attention ops read the last dim as contiguous
     whatever its stride (O came back wrong through them); SDPA and flash-attn copy or refuse
-    such views too."""
-    return t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous()
+    such views too.  FP8 tensors pass as they are: :func:`attnhub.quantize_fp8` stores V
+    sequence-major on purpose (the layout fp8 tensor cores read), and fp8 backends take it."""
+    if t.stride(-1) == 1 or t.shape[-1] <= 1 or t.dtype in FP8_DTYPES:
+        return t
+    return t.contiguous()
 
 
 def _run(problem: Problem, q, k, v, pin: Optional[str], autograd: bool = True):

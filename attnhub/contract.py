@@ -9,7 +9,8 @@ recomputes the gradients blockwise from ``(q, k, v, O, LSE)``.
 
 Tensor layouts seen by a backend (possibly strided views: BSHD, slices of a packed QKV
 buffer; the core copies only a view whose head dim, the last, is not unit-stride, so
-``t.stride(-1) == 1`` always holds for q, k, v, and for O and dO in the backward)::
+``t.stride(-1) == 1`` always holds for q, k, v, and for O and dO in the backward -- except
+FP8 inputs, passed as given: ``attnhub.quantize_fp8`` stores V sequence-major)::
 
     dense   q: (B, Hq, Sq, D)   k: (B, Hk, Sk, D)   v: (B, Hk, Sk, Dv)
             O: (B, Hq, Sq, Dv)  LSE: (B, Hq, Sq) float32

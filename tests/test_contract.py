@@ -134,6 +134,32 @@ def test_head_dim_views_are_right_on_every_backend(backend, strided):
         _close(a, b, atol=5e-5)
 
 
+def test_fp8_v_reaches_the_backend_as_quantize_fp8_laid_it_out(monkeypatch):
+    """The unit-stride copy above is not for FP8: quantize_fp8 stores V sequence-major on
+    purpose (what fp8 tensor cores read), and a copy back would cost the FP8 path two extra
+    passes over V."""
+    from attnhub import dispatch
+
+    seen = {}
+
+    class Recorder:
+        name = "recorder"
+
+        def forward(self, q, k, v, problem):
+            seen["v"] = v
+            return (torch.zeros(*q.shape[:3], v.shape[-1], dtype=torch.bfloat16),
+                    torch.zeros(q.shape[:3]))
+
+    monkeypatch.setattr(dispatch, "plan_for",
+                        lambda *a, **kw: dispatch._Plan([Recorder()], pinned=True))
+    g = torch.Generator().manual_seed(12)
+    f = attnhub.quantize_fp8(*(torch.randn(1, 2, 32, 64, generator=g) for _ in range(3)))
+    assert f.v.stride(-2) == 1 and f.v.stride(-1) != 1
+    attnhub.attention(f.q, f.k, f.v, q_descale=f.q_descale, k_descale=f.k_descale,
+                      v_descale=f.v_descale)
+    assert seen["v"].data_ptr() == f.v.data_ptr() and seen["v"].stride() == f.v.stride()
+
+
 def _varlen_case(g, lens_q, lens_k, hq=4, hk=2, d=16, dtype=torch.float64):
     cq = torch.tensor([0] + list(torch.tensor(lens_q).cumsum(0)), dtype=torch.int32)
     ck = torch.tensor([0] + list(torch.tensor(lens_k).cumsum(0)), dtype=torch.int32)

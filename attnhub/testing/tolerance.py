@@ -120,7 +120,7 @@ def long_rows_view(t: torch.Tensor, rows: int) -> torch.Tensor:
     if t.dim() == 4 and t.shape[0] != 1:
         raise ValueError(f"long_rows_view: dense t must have batch 1, got {tuple(t.shape)}")
     stride = -(-(2 ** 31 + 64) // max(rows - 1, 1) // 64) * 64
-    h, d = t.shape[-2] if t.dim() == 3 else t.shape[1], t.shape[-1]
+    h, d = t.shape[1], t.shape[-1]  # heads are dim 1 in both layouts
     stride = max(stride, h * d)
     n = t.shape[seq_dim]
     buf = torch.empty(n * stride, dtype=t.dtype, device=t.device)

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 import triton
 
-from attnhub.contract import INT32_OFFSETS, int32_safe
+from attnhub.contract import int32_safe
 
 from . import kernels
 
@@ -166,18 +166,15 @@ def forward(q, k, v, problem, config: Optional[Config] = None, use_tma: Optional
     # -- outputs -------------------------------------------------------------------------
     if varlen:
         total_q = q.shape[0]
-        if (rows_q - 1) * hq * dv + dv < INT32_OFFSETS:
-            o = torch.empty(total_q, hq, dv, dtype=out_dtype, device=dev)
-        else:  # head-major, as int32_safe would make it
-            o = torch.empty(hq, total_q, dv, dtype=out_dtype, device=dev).transpose(0, 1)
+        o = int32_safe(torch.empty(total_q, hq, dv, dtype=out_dtype, device=dev), rows_q)
         lse = torch.empty(hq, total_q, dtype=torch.float32, device=dev)
-        max_q = int(problem.max_seqlen_q)
         batch = problem.batch
     else:
         batch = q.shape[0]
-        o = _empty_like_layout(q, (batch, hq, problem.seqlen_q, dv), out_dtype)
+        o = int32_safe(_empty_like_layout(q, (batch, hq, problem.seqlen_q, dv), out_dtype),
+                       rows_q)
         lse = torch.empty(batch, hq, problem.seqlen_q, dtype=torch.float32, device=dev)
-        max_q = problem.seqlen_q
+    max_q = rows_q
     if o.numel() == 0 or max_q == 0 or batch == 0:
         return o.zero_(), lse.fill_(float("-inf"))
 

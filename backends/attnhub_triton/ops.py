@@ -497,8 +497,10 @@ def _empty_like_layout(t: torch.Tensor, last: int, dtype=None) -> torch.Tensor:
     return torch.empty(*t.shape[:-1], last, dtype=dtype, device=t.device)
 
 
-def _out_shapes(q, v, varlen: bool):
-    o = _empty_like_layout(q, v.shape[-1])
+def _out_shapes(q, v, varlen: bool, max_sq: int):
+    # O follows q's layout, int32-safe itself: with Dv > D its rows can pass 2**31 where q's
+    # did not
+    o = int32_safe(_empty_like_layout(q, v.shape[-1]), max_sq if varlen else q.shape[2])
     if varlen:
         lse = torch.empty(q.shape[1], q.shape[0], dtype=torch.float32, device=q.device)
     else:
@@ -675,7 +677,7 @@ def _fit_rows(q, k, v, max_sq, max_sk, *more_q):
 def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
     q, k, v = _fit_rows(q, k, v, max_sq, max_sk)
     call = _Launch(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk)
-    o, lse = _out_shapes(q, v, call.varlen)
+    o, lse = _out_shapes(q, v, call.varlen, max_sq)
     if call.empty:
         return o, lse
     if call.no_keys:  # nothing to attend to: every row is fully masked
@@ -841,7 +843,7 @@ def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
 def _fwd_fake(q, k, v, scale, window_left, window_right, softcap,
               cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
     q, k, v = _fit_rows(q, k, v, max_seqlen_q, max_seqlen_k)  # the layouts _forward uses
-    return _out_shapes(q, v, cu_seqlens_q is not None)
+    return _out_shapes(q, v, cu_seqlens_q is not None, max_seqlen_q)
 
 
 @torch.library.custom_op("attnhub_triton::bwd", mutates_args=())

@@ -10,8 +10,9 @@ Public entry points (plain functions; the ``hopper-fa3`` backend reuses the back
     varlen  q (total_q, Hq, D) k, v (total_k, Hk, D|Dv) with problem.cu_seqlens_*
             o (total_q, Hq, Dv) lse (Hq, total_q)
 
-Both go through the custom ops ``torch.ops.attnhub_triton.fwd`` / ``.bwd`` (with fake
-implementations), so ``torch.compile(fullgraph=True)`` traces them as single nodes.
+Under ``torch.compile`` both go through the custom ops ``torch.ops.attnhub_triton.fwd`` /
+``.bwd`` (with fake implementations), so ``torch.compile(fullgraph=True)`` traces them as
+single nodes; eager calls skip the op's dispatch (host time only, same function).
 
 Forward kernels: the common case -- dense, no window, no softcap, causal or not, D == Dv
 in {64, 128, 256}, fp16/bf16, ``scale > 0``, tensors TMA can read, on sm90 (or the
@@ -36,7 +37,8 @@ Environment knobs (read per call):
     ATTNHUB_TRITON_BWD=atomic|split   the backward variant (see above)
     ATTNHUB_TRITON_AUTOTUNE=0   use the fixed per-head-dim configs below instead of autotuning
     ATTNHUB_TRITON_LEAN=0|1     the lean forward (above): 0 never, 1 wherever it applies;
-                                unset: where it was measured to win (``LEAN_DEFAULT``)
+                                unset: where it was measured to win
+                                (``LEAN_DEFAULT`` from ``LEAN_MIN_KEYS`` keys)
     ATTNHUB_TRITON_LEAN_BWD=0|1 the lean dK/dV kernel of the split backward: 0 never, 1
                                 wherever it applies; unset: ``LEAN_BWD_DEFAULT`` (d64)
     ATTNHUB_TRITON_DELTA_PREPASS=0|1   split backward: Δ in its own pass (1) or in the
@@ -137,7 +139,7 @@ _REGS_PER_THREAD = 192
 
 def _bucket(n: int) -> int:
     """Sequence-length bucket for the autotuning key (powers of two, 16 .. 16384)."""
-    return min(max(triton.next_power_of_2(max(n, 1)), 16), 16384)
+    return min(max(1 << (max(n, 1) - 1).bit_length(), 16), 16384)
 
 
 def _warp_spec_ok(args) -> bool:
@@ -473,7 +475,9 @@ def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: i
 
 
 def _pow2(d: int) -> int:
-    return max(16, triton.next_power_of_2(d))
+    # plain Python: triton.next_power_of_2 goes through a JIT wrapper, ≈ 4 µs a call on the
+    # host path of every launch (benchmarks/host_overhead.py)
+    return max(16, 1 << (d - 1).bit_length())
 
 
 def _strides(t: torch.Tensor, varlen: bool) -> tuple:
@@ -554,9 +558,9 @@ class _Launch:
                 and device.type == "cuda":
             _ensure_allocator()
         if kind in ("dkdv", "dkdvq", "dv_part", "dk_part", "lean_dkdv"):
-            grid = lambda m: (triton.cdiv(self.seqlen_k, m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
+            grid = lambda m: (-(-self.seqlen_k // m["BLOCK_N"]), self.heads_k, self.batch)  # noqa: E731
         else:
-            grid = lambda m: (triton.cdiv(self.seqlen_q, m["BLOCK_M"]), self.heads_q, self.batch)  # noqa: E731
+            grid = lambda m: (-(-self.seqlen_q // m["BLOCK_M"]), self.heads_q, self.batch)  # noqa: E731
         with torch.cuda.device(device) if device.type == "cuda" else _nullcontext():
             _launch(kind, grid, args, meta, self.bucket_q, self.bucket_k)
 
@@ -621,6 +625,13 @@ def lpt_window(call, q) -> int:
 #: (2026-12-05), 128x64 w8 -9..+1 %: off.
 LEAN_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
 
+#: Fewest keys for which ``LEAN_DEFAULT`` turns the lean forward on, by head dim.  H200,
+#: 2026-12-06, medians of 3 interleaved rounds (``ab_tri_h200_2026-12-06``): at d64 the
+#: general kernel beat the lean one at 512 keys (+10.4 % causal, +7.1 % full) and 1k
+#: (+5.4 %, +2.8 %) and tied at 2k (+1.1 %, -0.6 %); at d128 the lean one won by 15-22 %
+#: from 512 to 2k.  (H100, 2026-12-05, one run: the same +3..+13 % at d64 512-1k.)
+LEAN_MIN_KEYS = {64: 2048}
+
 
 #: Where the lean dK/dV kernel is the split backward's default (ATTNHUB_TRITON_LEAN_BWD
 #: unset), by (head dim, causal).  H100 2026-12-05 (NOTES.md), fixed configs: with the
@@ -650,8 +661,12 @@ def _lean_mode(variable: str, default: dict, d: int, causal: bool) -> bool:
 
 def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
     """Whether the lean forward takes this call: the case it handles, switched on by
-    ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT``."""
-    return (_lean_mode("ATTNHUB_TRITON_LEAN", LEAN_DEFAULT, q.shape[-1], right == 0)
+    ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT`` from ``LEAN_MIN_KEYS`` keys."""
+    d = q.shape[-1]
+    if os.environ.get("ATTNHUB_TRITON_LEAN", "auto") not in ("0", "1") \
+            and call.seqlen_k < LEAN_MIN_KEYS.get(d, 0):
+        return False
+    return (_lean_mode("ATTNHUB_TRITON_LEAN", LEAN_DEFAULT, d, right == 0)
             and _lean_case(call, q, k, v, (q, k, v, o), scale, left, right, softcap,
                            (64, 128, 256)))
 
@@ -738,7 +753,7 @@ def _delta(call, o, do, delta, cu_q) -> None:
     bm = 16 if _interpreting() else max(16, min(128, 8192 // dv))
     args = (o, do, delta, cu_q, *call.strides(o), *call.strides(do), *call.lse_strides(delta),
             call.seqlen_q)
-    grid = (triton.cdiv(call.seqlen_q, bm), call.heads_q, call.batch)
+    grid = (-(-call.seqlen_q // bm), call.heads_q, call.batch)
     with torch.cuda.device(o.device) if o.device.type == "cuda" else _nullcontext():
         _k._attn_bwd_delta[grid](*args, HEAD_DIM_V=call.meta["HEAD_DIM_V"], BLOCK_DV=dv,
                                  VARLEN=call.varlen, BLOCK_M=bm, num_warps=4, num_stages=1)
@@ -884,7 +899,11 @@ def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem):
     float32 natural-log logsumexp, ``(B, Hq, Sq)`` dense or ``(Hq, total_q)`` varlen.
     Fully masked rows get ``o = 0`` and ``lse = -inf``.
     """
-    return torch.ops.attnhub_triton.fwd(q, k, v, *_op_args(problem))
+    if torch.compiler.is_compiling():
+        return torch.ops.attnhub_triton.fwd(q, k, v, *_op_args(problem))
+    # eager: the op's dispatch adds nothing but host time (≈ 30 µs a call here), which the
+    # short grid points pay in full (benchmarks/host_overhead.py)
+    return _forward(q, k, v, *_op_args(problem))
 
 
 def flash_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -898,5 +917,7 @@ def flash_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
     fewer matmuls, not bitwise deterministic, so refused under
     ``torch.use_deterministic_algorithms(True)``); ``None`` reads ``ATTNHUB_TRITON_BWD``.
     """
-    return torch.ops.attnhub_triton.bwd(do, q, k, v, o, lse, *_op_args(problem),
-                                        _bwd_variant(variant))
+    if torch.compiler.is_compiling():
+        return torch.ops.attnhub_triton.bwd(do, q, k, v, o, lse, *_op_args(problem),
+                                            _bwd_variant(variant))
+    return _backward(do, q, k, v, o, lse, *_op_args(problem), _bwd_variant(variant))

@@ -112,8 +112,9 @@ class TritonFA2Backend(attnhub.Backend):
 
     def extra_info(self):
         from . import ops
-        lean = sorted(f"d{d}{' causal' if c else ''}" for (d, c), on in ops.LEAN_DEFAULT.items()
-                      if on)
+        lean = sorted(f"d{d}{' causal' if c else ''}"
+                      + (f" from {ops.LEAN_MIN_KEYS[d]} keys" if d in ops.LEAN_MIN_KEYS else "")
+                      for (d, c), on in ops.LEAN_DEFAULT.items() if on)
         lean_bwd = sorted(f"d{d}{' causal' if c else ''}"
                           for (d, c), on in ops.LEAN_BWD_DEFAULT.items() if on)
         return {"interpreter": _INTERPRET,

@@ -442,7 +442,8 @@ LEAN_NOT_ELIGIBLE = [  # one reason each; tiny, the route is what is tested
                                 for kw in LEAN_NOT_ELIGIBLE])
 def test_cpu_lean_route(kw, launches, monkeypatch):
     """Problems outside the lean kernel's case take the general forward even when it is
-    forced on; an eligible one follows LEAN_DEFAULT when the variable is unset."""
+    forced on; an eligible one follows LEAN_DEFAULT from LEAN_MIN_KEYS keys when the
+    variable is unset."""
     p = make_problem(**dict(kw, sq=16, sk=16))
     q, k, v = random_inputs(p)
     with env(ATTNHUB_TRITON_LEAN="1"):
@@ -451,11 +452,21 @@ def test_cpu_lean_route(kw, launches, monkeypatch):
     p = make_problem(d=64, sq=16, sk=16, causal=True)
     q, k, v = random_inputs(p)
     monkeypatch.delenv("ATTNHUB_TRITON_LEAN", raising=False)
+    monkeypatch.setitem(ops.LEAN_MIN_KEYS, 64, 16)
     for on in (True, False):
         monkeypatch.setitem(ops.LEAN_DEFAULT, (64, True), on)
         launches.clear()
         ops.flash_forward(q, k, v, p)
         assert launches == ["lean" if on else "fwd"]
+    # below LEAN_MIN_KEYS the default is the general kernel; ATTNHUB_TRITON_LEAN=1 still wins
+    monkeypatch.setitem(ops.LEAN_MIN_KEYS, 64, 17)
+    launches.clear()
+    ops.flash_forward(q, k, v, p)
+    assert launches == ["fwd"]
+    with env(ATTNHUB_TRITON_LEAN="1"):
+        launches.clear()
+        ops.flash_forward(q, k, v, p)
+    assert launches == ["lean"]
 
 
 @needs_interpreter

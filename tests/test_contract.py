@@ -134,6 +134,46 @@ def test_head_dim_views_are_right_on_every_backend(backend, strided):
         _close(a, b, atol=5e-5)
 
 
+@pytest.mark.parametrize("backend", ["naive", "opencl", "torch-sdpa", "triton-fa2",
+                                     "hopper-fa3"])
+@pytest.mark.parametrize("case", ["kv-batch", "kv-heads", "q-heads", "do-rows"])
+def test_broadcast_views_are_right_on_every_backend(backend, case):
+    """Expanded (stride-0) inputs as users pass them: K/V shared across the batch or
+    expanded over heads for GQA, a q broadcast over heads, and the dO of ``(o * w).sum()``
+    for w of shape (D,), whose rows all alias one vector.  TMA documents strides of a
+    non-overlapping layout, so the Triton and CUDA kernels keep stride-0 dims away from
+    their descriptors (pointer loads, or a copy).  On a GPU machine the tensors live on the
+    GPU, where that matters; fp16 there, float32 on the CPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    if backend not in {b.name for b in attnhub.list_backends() if b.status == "available"}:
+        pytest.skip(f"{backend} is not available here")
+    g = torch.Generator().manual_seed(13)
+    B, H, S, D = 2, 4, 80, 64
+    one = lambda *shape: torch.randn(*shape, generator=g).to(device, dtype)  # noqa: E731
+    q, k, v = one(B, H, S, D), one(B, H, S, D), one(B, H, S, D)
+    if case == "kv-batch":
+        k, v = one(1, H, S, D).expand(B, H, S, D), one(1, H, S, D).expand(B, H, S, D)
+    elif case == "kv-heads":
+        k, v = one(B, 1, S, D).expand(B, H, S, D), one(B, 1, S, D).expand(B, H, S, D)
+    elif case == "q-heads":
+        q = one(B, 1, S, D).expand(B, H, S, D)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    try:
+        o = attnhub.attention(q, k, v, causal=True, backend=backend)
+    except NotImplementedError as exc:  # the backend does not take this device / dtype
+        pytest.skip(str(exc).splitlines()[0])
+    w = one(D) if case == "do-rows" else one(B, H, S, D)
+    got = torch.autograd.grad((o * w).float().sum(), (q, k, v))
+    qd, kd, vd = (x.detach().double().requires_grad_() for x in (q, k, v))
+    want, _ = oracle(qd, kd, vd, causal=True)
+    ref = torch.autograd.grad((want * w.double()).sum(), (qd, kd, vd))
+    # fp16: 1 % of the largest value (a broken stride is off by O(1) of it); float32 5e-5
+    for a, b in zip((o, *got), (want.detach(), *ref)):
+        largest = max(1.0, b.abs().max().item())
+        _close(a, b, atol=1e-2 * largest if dtype == torch.float16 else 5e-5 * largest)
+
+
 def test_fp8_v_reaches_the_backend_as_quantize_fp8_laid_it_out(monkeypatch):
     """The unit-stride copy above is not for FP8: quantize_fp8 stores V sequence-major on
     purpose (what fp8 tensor cores read), and a copy back would cost the FP8 path two extra

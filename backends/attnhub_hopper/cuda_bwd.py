@@ -471,7 +471,7 @@ def _dq_from_accum_triton(acc, q, scale, vec_io=False, config=None):
 def _tma_input(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself if TMA can address it, else a contiguous copy (an upstream dO can be
     an expanded or odd-strided view)."""
-    if cuda_fwd._aligned(t) and all(s > 0 or n == 1 for s, n in zip(t.stride(), t.shape)):
+    if cuda_fwd._aligned(t):
         return t
     return t.contiguous()
 

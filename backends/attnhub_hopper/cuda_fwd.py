@@ -224,9 +224,13 @@ def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
 
 
 def _aligned(t: torch.Tensor) -> bool:
+    """Can a 4-D tensor map address ``t``: 16-byte aligned base and strides, unit last
+    stride, and no broadcast (stride-0) dimension of size > 1 (an expanded K/V or dO: TMA
+    documents strides of a non-overlapping layout).  Size-1 dims may carry any stride."""
     e = t.element_size()
     return (t.data_ptr() % 16 == 0 and t.stride(-1) == 1
-            and all((s * e) % 16 == 0 or n == 1 for s, n in zip(t.stride()[:-1], t.shape[:-1])))
+            and all(n == 1 or (s > 0 and (s * e) % 16 == 0)
+                    for s, n in zip(t.stride()[:-1], t.shape[:-1])))
 
 
 @functools.lru_cache(maxsize=None)

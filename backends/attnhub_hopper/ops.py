@@ -112,10 +112,12 @@ def default_config(problem) -> Config:
 
 def _tma_ok(t: torch.Tensor) -> bool:
     """Can a TMA descriptor address ``t`` (16-byte aligned base and strides, unit last
-    stride)?"""
+    stride, no broadcast (stride-0) dimension: the descriptor spans the whole tensor, and
+    TMA documents strides of a non-overlapping layout)?"""
     e = t.element_size()
     return (t.data_ptr() % 16 == 0 and t.stride(-1) == 1
-            and all((s * e) % 16 == 0 for s in t.stride()[:-1]))
+            and all((s * e) % 16 == 0 and (s > 0 or n == 1)
+                    for s, n in zip(t.stride()[:-1], t.shape[:-1])))
 
 
 def _desc(t: torch.Tensor, block: list[int], padded_last: int):

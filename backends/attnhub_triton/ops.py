@@ -92,8 +92,8 @@ def _capability(device: torch.device) -> tuple:
 
 
 def _tma_ok(device: torch.device, tensors) -> bool:
-    """TMA descriptors need sm90+, a 16-byte aligned base, 16-byte aligned strides and a
-    unit last stride; anything else takes the pointer-load path."""
+    """TMA descriptors need sm90+, a 16-byte aligned base, 16-byte aligned strides, a unit
+    last stride and rows that do not overlap; anything else takes the pointer-load path."""
     if os.environ.get("ATTNHUB_TRITON_TMA", "auto") == "0":
         return False
     if not hasattr(tl, "make_tensor_descriptor"):
@@ -107,6 +107,14 @@ def _tma_ok(device: torch.device, tensors) -> bool:
         if t.stride(-1) != 1 or t.data_ptr() % 16:
             return False
         if any((s * t.element_size()) % 16 for s in t.stride()[:-1]):
+            return False
+        # the descriptors are per (sequence, head) with the row stride as theirs: a
+        # broadcast row dimension (stride 0, e.g. the dO of (o * w).sum() for w of shape
+        # (D,)) is outside what TMA documents (strides describe a non-overlapping layout);
+        # pointer loads read it as it is.  Batch or head strides of 0 never reach a
+        # descriptor.
+        rows = -2 if t.dim() == 4 else 0
+        if t.stride(rows) == 0 and t.shape[rows] > 1:
             return False
     return True
 

@@ -546,3 +546,27 @@ def test_ab_script_plots_its_rounds(tmp_path):
                                                 rows=rows)))
     ab.plot(str(js), str(tmp_path / "ab.png"))
     assert (tmp_path / "ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_broadcast_dims_are_not_given_to_tma():
+    """A tensor map spans the whole (B, H, S, D) tensor, and TMA documents strides of a
+    non-overlapping layout: an expanded K/V (batch or head stride 0) or dO (every stride but
+    the last 0) is refused by ``_aligned`` -- the CUDA kernels then say why
+    (``unsupported_reason``) and a dO gets a contiguous copy (``_tma_input``).  Size-1 dims
+    may carry any stride."""
+    from attnhub_hopper import cuda_bwd
+    from attnhub_hopper.ops import _tma_ok
+
+    k = torch.randn(2, 4, 64, 64, dtype=torch.bfloat16)
+    assert cuda_fwd._aligned(k) and _tma_ok(k)
+    for view in (k[:1].expand(2, 4, 64, 64), k[:, :1].expand(2, 4, 64, 64),
+                 torch.randn(64, dtype=torch.bfloat16).expand(2, 4, 64, 64)):
+        assert not cuda_fwd._aligned(view) and not _tma_ok(view)
+    assert cuda_fwd._aligned(k[:1]) and cuda_fwd._aligned(k[:, 1:2])  # size-1 dims
+    do = torch.randn(64, dtype=torch.bfloat16).expand(2, 4, 64, 64)
+    assert cuda_bwd._tma_input(do).stride() == (4 * 64 * 64, 64 * 64, 64, 1)
+    p = Problem(batch=2, heads_q=4, heads_kv=4, seqlen_q=64, seqlen_k=64, head_dim=64,
+                head_dim_v=64, dtype=torch.bfloat16, device=torch.device("cpu"), causal=False,
+                scale=0.125)
+    reason = cuda_bwd.unsupported_reason(k, k[:1].expand(2, 4, 64, 64), k, p)
+    assert reason and "TMA" in reason

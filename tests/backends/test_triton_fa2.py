@@ -500,6 +500,29 @@ def test_cpu_lean_backward_route(kw, launches, monkeypatch):
 
 
 @needs_interpreter
+def test_cpu_broadcast_rows_take_pointer_loads(launches):
+    """The descriptors are per (sequence, head) with the row stride as theirs.  A dO whose
+    rows are broadcast (stride 0: the gradient of ``(o * w).sum()`` for w of shape (D,)) is
+    outside what TMA documents, so it takes pointer loads -- the general dK/dV kernel, not
+    the lean (TMA-only) one -- and the gradients are right.  Batch or head strides of 0
+    (an expanded K/V) never reach a descriptor and keep TMA."""
+    p = make_problem(d=64, sq=16, sk=16, causal=True)
+    q, k, v = random_inputs(p)
+    cpu = torch.device("cpu")
+    assert ops._tma_ok(cpu, (q,))
+    do_rows = torch.randn(p.head_dim_v, dtype=q.dtype).expand(*q.shape[:3], p.head_dim_v)
+    assert not ops._tma_ok(cpu, (do_rows,))
+    assert ops._tma_ok(cpu, (k[:, :1].expand_as(k), k[:1].expand_as(k)))
+    o, lse = ops.flash_forward(q, k, v, p)
+    launches.clear()
+    got = ops.flash_backward(do_rows, q, k, v, o, lse, p, variant="split")
+    assert "lean_dkdv" not in launches and "dkdv" in launches
+    want = ops.flash_backward(do_rows.contiguous(), q, k, v, o, lse, p, variant="split")
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
+
+
+@needs_interpreter
 def test_cpu_sliced_packed_qkv(bwd_variant):
     """q, k, v as slices of one packed (B, S, 3, H, D) buffer: no copies, strides only."""
     p = make_problem(d=32, sq=33, sk=33, causal=True)

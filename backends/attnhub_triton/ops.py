@@ -662,19 +662,20 @@ def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> boo
     return _tma_ok(q.device, tensors)
 
 
-def _lean_mode(variable: str, default: dict, d: int, causal: bool) -> bool:
+def _lean_mode(variable: str, default: dict, d: int, causal: bool,
+               keys: Optional[int] = None) -> bool:
+    """The variable's 0 or 1, else ``default`` for (d, causal) -- for the forward (``keys``
+    given) only from ``LEAN_MIN_KEYS`` keys."""
     mode = os.environ.get(variable, "auto")
-    return mode == "1" or (mode != "0" and default.get((d, causal), False))
+    return mode == "1" or (mode != "0" and default.get((d, causal), False)
+                           and (keys is None or keys >= LEAN_MIN_KEYS.get(d, 0)))
 
 
 def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
     """Whether the lean forward takes this call: the case it handles, switched on by
     ATTNHUB_TRITON_LEAN=1, or, unset, by ``LEAN_DEFAULT`` from ``LEAN_MIN_KEYS`` keys."""
-    d = q.shape[-1]
-    if os.environ.get("ATTNHUB_TRITON_LEAN", "auto") not in ("0", "1") \
-            and call.seqlen_k < LEAN_MIN_KEYS.get(d, 0):
-        return False
-    return (_lean_mode("ATTNHUB_TRITON_LEAN", LEAN_DEFAULT, d, right == 0)
+    return (_lean_mode("ATTNHUB_TRITON_LEAN", LEAN_DEFAULT, q.shape[-1], right == 0,
+                       call.seqlen_k)
             and _lean_case(call, q, k, v, (q, k, v, o), scale, left, right, softcap,
                            (64, 128, 256)))
 

@@ -3,16 +3,10 @@
 # check it -- broadcast (stride-0) views on every CUDA backend (TMA refusals), triton-fa2's
 # eager custom-op bypass (d64 shard, compile and CUDA-graph tests) and d64 lean threshold,
 # the host time per call after the changes, and what TMA does with stride 0
-# (tma_stride0_probe.py, a measurement).  Logs in $OUT.  Carry .whl.
+# (tma_stride0_probe.py, a measurement).  Logs in $OUT (`step`: device_setup.sh).  Carry .whl.
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-step() {  # step NAME SECONDS CMD...: one logged step, its tail printed
-    local name=$1 secs=$2; shift 2
-    local t0=$SECONDS
-    timeout "$secs" "$@" > "$OUT/$name.txt" 2>&1
-    echo "== $name rc=$? ($((SECONDS - t0)) s)"; tail -${TAIL:-4} "$OUT/$name.txt"
-}
 step broadcast_views 60 python3 -m pytest -q -p no:cacheprovider tests/test_contract.py \
     -k broadcast -rs
 step triton_d64_compile_graph 120 python3 -m pytest -q -p no:cacheprovider -m gpu \

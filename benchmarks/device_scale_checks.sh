@@ -8,12 +8,6 @@
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-step() {  # step NAME SECONDS CMD...: one logged step, its tail printed
-    local name=$1 secs=$2; shift 2
-    local t0=$SECONDS
-    timeout "$secs" "$@" > "$OUT/$name.txt" 2>&1
-    echo "== $name rc=$? ($((SECONDS - t0)) s)"; tail -${TAIL:-4} "$OUT/$name.txt"
-}
 step cuda_bwd_gpu_tests ${BWD_SECONDS:-150} python3 -m pytest -q -p no:cacheprovider -m gpu \
     tests/backends/test_hopper_cuda_bwd.py
 ATTNHUB_PROPERTY_EXAMPLES=${PROPERTY_EXAMPLES:-30} step property_cuda 100 python3 -m pytest -q \

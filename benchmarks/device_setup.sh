@@ -9,6 +9,14 @@ export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . \
     -e plugins/attnhub-torch-sdpa 2>&1 | tail -3
 
+# step NAME SECONDS CMD...: one logged step in $OUT/NAME.txt, its last ${TAIL:-4} lines printed.
+step() {
+    local name=$1 secs=$2; shift 2
+    local t0=$SECONDS
+    timeout "$secs" "$@" > "$OUT/$name.txt" 2>&1
+    echo "== $name rc=$? ($((SECONDS - t0)) s)"; tail -${TAIL:-4} "$OUT/$name.txt"
+}
+
 # ncu_prof NAME ARGS...: Nsight Compute over benchmarks/ncu_profile.py ARGS (its profiled
 # ranges only), the report in $OUT/ncu_NAME.txt and a few headline lines printed.
 NCU_SECTIONS=${NCU_SECTIONS:-"--section SpeedOfLight --section ComputeWorkloadAnalysis

@@ -910,8 +910,8 @@ def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, problem):
     """
     if torch.compiler.is_compiling():
         return torch.ops.attnhub_triton.fwd(q, k, v, *_op_args(problem))
-    # eager: the op's dispatch adds nothing but host time (≈ 30 µs a call here), which the
-    # short grid points pay in full (benchmarks/host_overhead.py)
+    # eager: the op's dispatch adds nothing but host time (≈ 38 µs a call on the lent H200's
+    # host, 33 µs on the CI CPU), which short problems pay in full (benchmarks/host_overhead.py)
     return _forward(q, k, v, *_op_args(problem))
 
 

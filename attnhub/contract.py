@@ -45,6 +45,7 @@ __all__ = [
     "INT32_OFFSETS",
     "int32_safe",
     "rows_past_int32",
+    "grid_past_65535",
 ]
 
 #: Version of this contract.  Backends declare ``requires_api`` as a packaging specifier
@@ -427,4 +428,13 @@ def rows_past_int32(problem: Problem) -> Optional[str]:
     if rows * d >= INT32_OFFSETS:
         return (f"{rows} rows x head dim {d} pass 2**31 elements within one (sequence, head): "
                 "the kernels index there with int32 offsets")
+    return None
+
+
+def grid_past_65535(problem: Problem) -> Optional[str]:
+    """Why a kernel whose grid takes the batch and the query heads as its y and z dimensions
+    (each at most 65535) cannot launch ``problem``, as a reason; None when it can."""
+    if problem.batch > 65535 or problem.heads_q > 65535:
+        return (f"batch={problem.batch}, heads_q={problem.heads_q}: the kernels' grids take "
+                "each as one dimension, at most 65535 (split the batch)")
     return None

@@ -25,7 +25,7 @@ import time
 import torch
 
 
-def _point(d, s, causal, dtype=torch.bfloat16, tokens=16384, hidden=2048):
+def _point(d, s, dtype=torch.bfloat16, tokens=16384, hidden=2048):
     b, h = tokens // s, hidden // d
     q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype) for _ in range(3))
     return q, k, v
@@ -64,7 +64,7 @@ def _layers(spec):
     from attnhub._validate import make_problem
 
     d, s, c = (int(x) for x in spec.split(":"))
-    q, k, v = _point(d, s, bool(c))
+    q, k, v = _point(d, s)
     problem, qb, kb, vb = make_problem(q, k, v, causal=bool(c))
     out = {}
     layer_fns = {"triton-fa2": [], "hopper-fa3": []}
@@ -121,7 +121,7 @@ def main():
     rows = []
     for spec in filter(None, args.points.split(",")):
         d, s, c = (int(x) for x in spec.split(":"))
-        q, k, v = _point(d, s, bool(c))
+        q, k, v = _point(d, s)
         do = torch.randn_like(q)
         fl = 4 * q.shape[0] * q.shape[1] * s * s * d / (2 if c else 1)
         for name in args.backends.split(","):
@@ -155,7 +155,7 @@ def main():
     prof_text = ""
     for spec in filter(None, args.profile.split(",")):
         name, d, s, c, *bwd = spec.split(":")
-        q, k, v = _point(int(d), int(s), c == "1")
+        q, k, v = _point(int(d), int(s))
         if bwd:
             q, k, v = (t.requires_grad_() for t in (q, k, v))
             do = torch.randn_like(q)

@@ -23,7 +23,7 @@ import torch
 
 import attnhub
 from attnhub import reference
-from attnhub.contract import rows_past_int32
+from attnhub.contract import grid_past_65535, rows_past_int32
 
 __all__ = ["HopperFA3Backend"]
 
@@ -68,12 +68,10 @@ class HopperFA3Backend(attnhub.Backend):
                 out.append(f"fp8 dtype {problem.dtype} (supported: float8_e4m3fn)")
             if problem.is_varlen:
                 out.append("fp8 with varlen (FP8 needs dense (B, H, S, D) inputs)")
-        too_long = rows_past_int32(problem)  # the Triton kernels' in-sequence offsets
-        if too_long:
-            out.append(too_long)
-        if problem.batch > 65535 or problem.heads_q > 65535:
-            out.append(f"batch={problem.batch}, heads_q={problem.heads_q}: the kernels' grids "
-                       "take each as one dimension, at most 65535 (split the batch)")
+        # the Triton kernels' in-sequence int32 offsets and (m, head, batch) grid
+        for reason in (rows_past_int32(problem), grid_past_65535(problem)):
+            if reason:
+                out.append(reason)
         return out
 
     def forward(self, q, k, v, problem):

@@ -19,7 +19,6 @@ import os
 from typing import Optional
 
 import torch
-import triton
 
 from attnhub.contract import int32_safe
 

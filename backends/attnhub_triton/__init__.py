@@ -30,7 +30,7 @@ import os
 import torch
 
 import attnhub
-from attnhub.contract import rows_past_int32
+from attnhub.contract import grid_past_65535, rows_past_int32
 
 __all__ = ["TritonFA2Backend"]
 
@@ -88,12 +88,9 @@ class TritonFA2Backend(attnhub.Backend):
         if problem.device.type == "cpu" and problem.dtype == torch.bfloat16:
             reasons.append("bfloat16 on the CPU (Triton's interpreter computes bf16 dots as "
                            "uint16); use float16/float32 on the CPU or a CUDA GPU")
-        too_long = rows_past_int32(problem)
-        if too_long:
-            reasons.append(too_long)
-        if problem.batch > 65535 or problem.heads_q > 65535:
-            reasons.append(f"batch={problem.batch}, heads_q={problem.heads_q}: the kernels' "
-                           "grids take each as one dimension, at most 65535 (split the batch)")
+        for reason in (rows_past_int32(problem), grid_past_65535(problem)):
+            if reason:
+                reasons.append(reason)
         return reasons
 
     def forward(self, q, k, v, problem):

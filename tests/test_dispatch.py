@@ -349,3 +349,34 @@ def test_no_backend_error_reports_a_tagged_backends_failed_self_check(monkeypatc
     monkeypatch.setitem(dispatch._verdicts, f"{dispatch._bk(b)}|{dispatch.class_key(p)}",
                         (False, "wrong LSE"))
     assert "tagged: failed its self-check: wrong LSE" in str(dispatch._no_backend_error(p))
+
+
+def test_candidates_are_timed_in_interleaved_rounds():
+    """A slow stretch of the host (here: the first six steps, whoever runs them) must not
+    decide the ranking.  Timed one after another, the faster backend, timed first, took the
+    whole stretch and lost; in interleaved rounds both share it and the median drops it."""
+    import time
+
+    from attnhub import reference
+    from attnhub._validate import make_problem
+
+    calls = []
+
+    def sleeper(name, seconds):
+        class Sleeper(attnhub.Backend):
+            capabilities = attnhub.Capabilities(devices=("cpu",), dtypes=(torch.float32,))
+
+            def forward(self, q, k, v, problem):
+                calls.append(name)
+                time.sleep(seconds + (0.012 if len(calls) <= 6 else 0.0))
+                return reference.forward(q, k, v, problem)
+        Sleeper.name = name
+        return Sleeper()
+
+    fast, slow = sleeper("fast", 0.004), sleeper("slow", 0.007)
+    q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
+    problem, *_ = make_problem(q, k, v)
+    times = dispatch._time_candidates([fast, slow], q, k, v, problem)
+    assert calls[:4] == ["fast", "fast", "slow", "slow"]  # warm-up + first step each
+    assert calls[4:6] == ["fast", "slow"] and calls[6:8] == ["slow", "fast"]  # rotated rounds
+    assert times["fast"] < times["slow"], times

@@ -81,7 +81,12 @@ class BwdTile(NamedTuple):
     ``fold`` (causal problems; non-causal ones build without it): a CTA takes key blocks kb
     and n - 1 - kb of its head one after the other (the ring carries over; the second K/V
     load waits for the first tile's dK/dV stores and follows its first Q/dO loads), so every
-    CTA has the same work, n + 1 query blocks, and half as many CTAs start and drain."""
+    CTA has the same work, n + 1 query blocks, and half as many CTAs start and drain.
+    ``relay`` (d256): instead of swapping Pᵀ and dPᵀ through two float32 buffers so that both
+    warpgroups form dSᵀ, warpgroup 0 hands Pᵀ to warpgroup 1 and issues dV, warpgroup 1
+    alone forms dSᵀ, stores it for dQ and hands its 16-bit registers back through the same
+    buffer: a third less shared-memory traffic, and 16 KB freed, which makes room for a
+    2-deep Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage)."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -95,6 +100,7 @@ class BwdTile(NamedTuple):
     red_v4: bool = False
     dq_alt: bool = False
     fold: bool = False
+    relay: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -105,7 +111,7 @@ class BwdTile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "")
                 + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else "")
                 + ("-v4" if self.red_v4 else "") + ("-alt" if self.dq_alt else "")
-                + ("-fold" if self.fold else ""))
+                + ("-fold" if self.fold else "") + ("-relay" if self.relay else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -131,7 +137,10 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             # d128 s2-alt build spilled 176 bytes inside the block loop; NOTES.md, twelfth
             # session) -- built and spill-free, not yet run on a GPU, no default
             BwdTile(1, True, red_v4=True, fold=True),
-            BwdTile(2, poly=1, fold=True), BwdTile(2, dq_alt=True, fold=True))
+            BwdTile(2, poly=1, fold=True), BwdTile(2, dq_alt=True, fold=True),
+            # relay: d256 only; with it two stages fit there -- built, not yet run on a GPU
+            BwdTile(1, True, red_v4=True, relay=True), BwdTile(2, True, red_v4=True, relay=True),
+            BwdTile(2, True, red_v4=True, fold=True, relay=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -153,8 +162,12 @@ def _tiles(head_dim: int) -> tuple:
           and not (t.fold and t.lpt)
           and not (t.dq_alt and (head_dim != 128 or t.dq_atomic or t.dq_db or t.vec_io
                                  or t.s_ahead or t.early_dv or t.early_release))
+          and not (t.relay and head_dim != 256)
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
-    return tuple([t for t in ok if t.stages > 1] or ok)
+    # single-stage rings only where no deeper one fits without relay (the shipped d256
+    # tiles are single-stage; relay's two-stage ones join them, untimed, not replacing them)
+    deep = [t for t in ok if t.stages > 1 and not t.relay]
+    return tuple(t for t in ok if t.stages > 1) if deep else tuple(ok)
 
 
 #: Where the shipped backward variant is not the first that fits, by (head dim, causal).
@@ -292,7 +305,8 @@ def smem_bytes(head_dim: int, tile: Optional[BwdTile] = None) -> int:
     q_do = 2 * tile.stages * bm * head_dim * 2
     ds = 2 * bm * bn * 2  # double-buffered dS
     dq = 0 if tile.dq_atomic else (4 if tile.dq_db or tile.dq_alt else 2) * 64 * _dq_n(head_dim) * 4
-    swap = 2 * 64 * bm * 4 if head_dim == 256 else 0  # P and dPᵀ between the warpgroups
+    # P and dPᵀ between the warpgroups (relay: P one way, dS back, in one buffer)
+    swap = (1 if tile.relay else 2) * 64 * bm * 4 if head_dim == 256 else 0
     rows = tile.stages * rows_per_block(bm, tile.vec_io) * 8
     bars = 8 * (2 + 3 * tile.stages) + 2 * PROF_STRIDE * 4 + 32  # + BWD_PROF's, FOLD's slots
     return kv + q_do + ds + dq + swap + rows + bars + 1024  # + alignment slack
@@ -321,7 +335,8 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DEARLY_RELEASE={int(tile.early_release)}", f"-DS_AHEAD={int(tile.s_ahead)}",
             f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}",
-            f"-DDQ_ALT={int(tile.dq_alt)}", f"-DFOLD={int(tile.fold and bool(causal))}")
+            f"-DDQ_ALT={int(tile.dq_alt)}", f"-DFOLD={int(tile.fold and bool(causal))}",
+            f"-DRELAY={int(tile.relay)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,

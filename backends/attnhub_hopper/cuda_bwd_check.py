@@ -91,9 +91,10 @@ def cases(quick: bool) -> list:
                                 tile=tuple(tile)))
                 out.append(dict(D=D, causal=causal, Sq=113, Sk=203, B=2, Hq=4, Hk=4,
                                 tile=tuple(tile)))
-                if tile.s_ahead or tile.early_release or tile.fold:  # one block per CTA;
+                # one query block per CTA, then many (relay: its 2-deep ring wraps)
+                if tile.s_ahead or tile.early_release or tile.fold or tile.relay:
                     out.append(dict(D=D, causal=causal, Sq=1, Sk=4096, B=2, Hq=4, Hk=4,
-                                    tile=tuple(tile)))  # many per CTA
+                                    tile=tuple(tile)))
                     out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, B=2, Hq=16, Hk=4,
                                     tile=tuple(tile)))
                 if tile.fold:  # an even and an odd number of key blocks, Sq < Sk, BSHD

@@ -34,7 +34,7 @@
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
 // IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, DQ_DB, RED_V4, DQ_ALT,
-// FOLD, BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
+// FOLD, RELAY, BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
 // wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
 // rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
@@ -97,6 +97,9 @@
 #ifndef FOLD  // 1 (causal): a CTA takes key blocks kb and n - 1 - kb of its head, one after
 #define FOLD 0  // the other: equal work per CTA (n + 1 query blocks), half the CTAs
 #endif
+#ifndef RELAY  // 1 (d256): P goes from warpgroup 0 to 1, dS back, through one buffer (below)
+#define RELAY 0
+#endif
 #ifndef VEC_IO  // 1: 16-byte shared-memory accesses for the per-row log2-LSE / Δ reads and
 #define VEC_IO 0  // the dQ staging stores (half the instructions on the MIO queue; below)
 #endif
@@ -136,7 +139,7 @@
 #define SDQ_OFF (SDS_OFF + 2 * DS_BYTES)
 #define SX_OFF (SDQ_OFF + (DQ_ATOMIC ? 0 : (DQ_DB || DQ_ALT ? 4 : 2) * DQ_WG_FLOATS * 4))
 #define X_BYTES (64 * BLOCK_M * 4)  // SPLIT_D: P or dPᵀ of one block, float32, register order
-#define SL_OFF (SX_OFF + (SPLIT_D ? 2 * X_BYTES : 0))
+#define SL_OFF (SX_OFF + (SPLIT_D ? (RELAY ? 1 : 2) * X_BYTES : 0))
 #define BAR_OFF (SL_OFF + STAGES * ROWS_BYTES)
 #define PROF_OFF (BAR_OFF + 8 * (2 + 3 * STAGES))  // BWD_PROF's slots, 2 × PROF_STRIDE u32
 #define TILE_OFF (PROF_OFF + 2 * 16 * 4)  // FOLD: 8 words, the tiles' numbers (see tile_info)
@@ -158,6 +161,7 @@ static_assert(DQ_N == (DQ_SPLIT_ROWS ? HEAD_DIM : HEAD_DIM / 2), "DQ_N: the warp
 static_assert(!VEC_IO || !DQ_ATOMIC, "VEC_IO: the dQ staging buffer's 16-byte stores");
 static_assert(!DQ_DB || !DQ_ATOMIC, "DQ_DB: double-buffers the dQ staging buffer");
 static_assert(!RED_V4 || DQ_ATOMIC, "RED_V4: the atomic dQ path's vector width");
+static_assert(!RELAY || (SPLIT_D && !VEC_IO), "RELAY: d256's P / dS hand-over");
 static_assert(DQ_N % 64 == 0, "a warpgroup's dQ columns are whole 128-byte chunks of K");
 static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace pointer");
 #ifndef OPAQUE_BASES  // FOLD: keep ptxas from holding tile-invariant values through both
@@ -520,6 +524,31 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     float dv[KV_N / 2], dk[KV_N / 2];
     float s_acc[BLOCK_M / 2], dp_acc[BLOCK_M / 2], dq[DQ_N / 2];
     u32 pp[BLOCK_M / 4], pd[BLOCK_M / 4];
+#if RELAY  // warpgroup 1's share of a block under RELAY (the loop below): the same steps as
+          // the inline code of the other builds, which keeps its own copy untouched
+    // dSᵀ = Pᵀ ∘ (dPᵀ − Δ[query]) into dp_acc
+    auto form_ds = [&](u32 sl) {
+#pragma unroll
+      for (int j = 0; j < BLOCK_M / 8; ++j) {
+        const float2 dl = ld_shared_f2(sl + ROWS_PER_BLOCK * 4 + (8 * j + qc) * 4);
+        dp_acc[4 * j] = s_acc[4 * j] * (dp_acc[4 * j] - dl.x);
+        dp_acc[4 * j + 1] = s_acc[4 * j + 1] * (dp_acc[4 * j + 1] - dl.y);
+        dp_acc[4 * j + 2] = s_acc[4 * j + 2] * (dp_acc[4 * j + 2] - dl.x);
+        dp_acc[4 * j + 3] = s_acc[4 * j + 3] * (dp_acc[4 * j + 3] - dl.y);
+      }
+    };
+    // the 16-bit dSᵀ (pd) → the (query rows, key columns) K-major tile dQ's product reads
+    auto store_ds = [&](u32 sds) {
+      const int mi = lane / 8, rr = lane % 8;
+      const u32 unit = 2 * warp + (mi % 2);
+#pragma unroll
+      for (int jj = 0; jj < BLOCK_M / 16; ++jj) {
+        const u32 query = 16 * jj + 8 * (mi / 2) + rr;
+        stmatrix_x4_trans(sds + query * 128 + ((unit ^ rr) << 4), pd[4 * jj], pd[4 * jj + 1],
+                          pd[4 * jj + 2], pd[4 * jj + 3]);
+      }
+    };
+#endif
 
     // Sᵀ or dPᵀ of one query block: A = 64 rows of K (or V), B = the Q (or dO) tile.
     auto issue_sdp = [&](float(&acc)[BLOCK_M / 2], u32 sa, u32 sb) {
@@ -781,6 +810,57 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           }
         }
       }
+#if RELAY
+      // RELAY (d256): warpgroup 0 hands Pᵀ (float32, register order) to warpgroup 1 and
+      // issues dV; warpgroup 1 alone forms dSᵀ, stores it for dQ and hands its 16-bit
+      // registers back through the same slots (each thread rewrites only the slots it has
+      // read), so one 16 KB buffer does what SPLIT_D's two swap buffers do, with a third
+      // less shared-memory traffic; the 16 KB freed make room for a 2-deep Q/dO ring.
+      // Bar 5: Pᵀ written (arrive 0, sync 1); bar 6: dSᵀ written (arrive 1, sync 0).  The
+      // slots are rewritten for the next block only after bar 1, when both are done.
+      {
+        const u32 slot = sX + ctid * 16;
+        if (cw == 0) {
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 2; r += 4)
+            st_shared_f4(slot + r * 512, s_acc[r], s_acc[r + 1], s_acc[r + 2], s_acc[r + 3]);
+          asm volatile("bar.arrive 5, 256;" ::: "memory");
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 4; ++r) pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
+          issue_kv(dv, pp, sDOs + kv_col);  // dV += Pᵀ·dO, under warpgroup 1's dSᵀ
+          asm volatile("bar.sync 6, 256;" ::: "memory");
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 4; r += 4) {
+            const float4 x = ld_shared_f4(slot + r * 512);
+            pd[r] = __float_as_uint(x.x), pd[r + 1] = __float_as_uint(x.y);
+            pd[r + 2] = __float_as_uint(x.z), pd[r + 3] = __float_as_uint(x.w);
+          }
+        } else {
+          asm volatile("bar.sync 5, 256;" ::: "memory");
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 2; r += 4) {
+            const float4 x = ld_shared_f4(slot + r * 512);
+            s_acc[r] = x.x, s_acc[r + 1] = x.y, s_acc[r + 2] = x.z, s_acc[r + 3] = x.w;
+          }
+          form_ds(sLs);
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 4; ++r) {
+            pp[r] = pack2(s_acc[2 * r], s_acc[2 * r + 1]);
+            pd[r] = pack2(dp_acc[2 * r], dp_acc[2 * r + 1]);
+          }
+#pragma unroll
+          for (int r = 0; r < BLOCK_M / 4; r += 4)
+            st_shared_f4(slot + r * 512, __uint_as_float(pd[r]), __uint_as_float(pd[r + 1]),
+                         __uint_as_float(pd[r + 2]), __uint_as_float(pd[r + 3]));
+          asm volatile("bar.arrive 6, 256;" ::: "memory");
+          issue_kv(dv, pp, sDOs + kv_col);  // dV += Pᵀ·dO
+          store_ds(sDSb);
+        }
+      }
+      issue_kv(dk, pd, sQs + kv_col);  // dK += dSᵀ·Q
+      wgmma_wait<0>();  // dV, dK retired: stage s is free (see SPLIT_D below)
+      retire_kv(s);
+#else
 #if SPLIT_D
       {  // swap through shared memory, in register order (conflict-free 16-byte accesses)
         const u32 mine = sX + cw * X_BYTES + ctid * 16;
@@ -867,6 +947,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       wgmma_wait<0>();
       retire_kv(s);
 #endif
+#endif  // RELAY
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // for the wgmma reads
       CTRACE(i, 4);
       asm volatile("bar.sync 1, 256;" ::: "memory");                  // both halves written

@@ -65,14 +65,27 @@ def test_variants_that_do_not_fit_are_left_out():
     assert cuda_bwd.tiles_for(256) == [  # one stage, atomic dQ (8- or 16-byte reductions)
         cuda_bwd.BwdTile(1, True), cuda_bwd.BwdTile(1, True, lpt=True),
         cuda_bwd.BwdTile(1, True, red_v4=True), cuda_bwd.BwdTile(1, True, lpt=True, red_v4=True),
-        cuda_bwd.BwdTile(1, True, red_v4=True, fold=True)]
+        cuda_bwd.BwdTile(1, True, red_v4=True, fold=True),
+        # relay (P to warpgroup 1, dS back, one buffer): 16 KB less, so two stages fit
+        cuda_bwd.BwdTile(1, True, red_v4=True, relay=True),
+        cuda_bwd.BwdTile(2, True, red_v4=True, relay=True),
+        cuda_bwd.BwdTile(2, True, red_v4=True, fold=True, relay=True)]
+    assert (cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True))
+            - cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True, relay=True))
+            == 64 * 64 * 4)
+    assert cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True)) > 232448
+    assert not any(t.relay for D in (64, 128) for t in cuda_bwd.tiles_for(D))
+    # untimed variants never become a default
+    assert not any(cuda_bwd.default_tile(256, c, s).relay for c in (False, True)
+                   for s in (1024, 4096, 16384))
     # pairs of key blocks per CTA (never with lpt): the shipped d256 one, and at d64 / d128
     # the shipped causal tiles (s2-poly1, s2-alt) and s2-poly1 at d128
     assert [(D, str(t)) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
             if t.fold] == [(64, "s2-poly1-fold"), (128, "s2-poly1-fold"), (128, "s2-alt-fold"),
-                           (256, "s1-atomic-v4-fold")]
-    assert "-DFOLD=1" in cuda_bwd.options(256, True, torch.bfloat16, cuda_bwd.tiles_for(256)[-1])
-    assert "-DFOLD=0" in cuda_bwd.options(256, False, torch.bfloat16, cuda_bwd.tiles_for(256)[-1])
+                           (256, "s1-atomic-v4-fold"), (256, "s2-atomic-v4-fold-relay")]
+    fold256 = cuda_bwd.BwdTile(1, True, red_v4=True, fold=True)
+    assert "-DFOLD=1" in cuda_bwd.options(256, True, torch.bfloat16, fold256)
+    assert "-DFOLD=0" in cuda_bwd.options(256, False, torch.bfloat16, fold256)
     # whole-block dQ by alternate warpgroups: d128 only, staged, plain schedule (32 KB of
     # staging each, as dq_db)
     assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_alt] == [
@@ -763,6 +776,19 @@ def test_ds_is_stored_before_the_product_that_reads_its_registers():
     before dK's (A = pd), in every path of the loop."""
     src = cuda_bwd._SRC.read_text()
     loop = src[src.index("for (int i = 0; i < n_iter; ++i)"):src.index("epilogue: dK")]
+    # RELAY's hand-over (d256) is a path of its own: warpgroup 1 stores dS (store_ds, the
+    # same stmatrix) between its dV and dK products; warpgroup 0 only reads pd back
+    lam0 = loop.index("#if RELAY  // warpgroup 1's share")  # its form_ds / store_ds
+    loop = loop[:lam0] + loop[loop.index("#endif", lam0):]
+    start = loop.index("#if RELAY\n")
+    mid, end = loop.index("#else", start), loop.index("#endif  // RELAY")
+    relay, loop = loop[start:mid], loop[:start] + loop[mid:end] + loop[end:]
+    wg1 = relay[relay.index("} else {"):]
+    assert (wg1.index("issue_kv(dv, pp") < wg1.index("store_ds(")
+            < relay.index("issue_kv(dk, pd") and relay.count("issue_kv(dk, pd") == 1)
+    assert "stmatrix_x4_trans(" not in relay
+    lam = src[src.index("auto store_ds"):src.index("};", src.index("auto store_ds"))]
+    assert lam.count("stmatrix_x4_trans(") == 1
     dv = loop.rindex("issue_kv(dv, pp")
     st = loop.index("stmatrix_x4_trans(")
     dk = loop.index("issue_kv(dk, pd")

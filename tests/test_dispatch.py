@@ -351,10 +351,11 @@ def test_no_backend_error_reports_a_tagged_backends_failed_self_check(monkeypatc
     assert "tagged: failed its self-check: wrong LSE" in str(dispatch._no_backend_error(p))
 
 
-def test_candidates_are_timed_in_interleaved_rounds():
-    """A slow stretch of the host (here: the first six steps, whoever runs them) must not
-    decide the ranking.  Timed one after another, the faster backend, timed first, took the
-    whole stretch and lost; in interleaved rounds both share it and the median drops it."""
+def test_candidates_are_timed_in_interleaved_rounds(monkeypatch):
+    """With ATTNHUB_DISPATCH_ROUNDS > 1, a slow stretch of the host (here: the first six
+    steps, whoever runs them) does not decide the ranking.  Timed one after another (the
+    default), the faster backend, timed first, takes the whole stretch and loses; in
+    interleaved rounds both share it and the median drops it."""
     import time
 
     from attnhub import reference
@@ -376,7 +377,20 @@ def test_candidates_are_timed_in_interleaved_rounds():
     fast, slow = sleeper("fast", 0.004), sleeper("slow", 0.007)
     q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
     problem, *_ = make_problem(q, k, v)
+    monkeypatch.delenv("ATTNHUB_DISPATCH_ROUNDS", raising=False)
+    times = dispatch._time_candidates([fast, slow], q, k, v, problem)
+    assert calls[:6] == ["fast"] * 6 and set(calls[6:]) == {"slow"}  # one after another
+    assert times["fast"] > times["slow"], times  # the stretch decided it
+    calls.clear()
+    monkeypatch.setenv("ATTNHUB_DISPATCH_ROUNDS", "5")
     times = dispatch._time_candidates([fast, slow], q, k, v, problem)
     assert calls[:4] == ["fast", "fast", "slow", "slow"]  # warm-up + first step each
     assert calls[4:6] == ["fast", "slow"] and calls[6:8] == ["slow", "fast"]  # rotated rounds
     assert times["fast"] < times["slow"], times
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "three", "1.5"])
+def test_a_bad_dispatch_rounds_value_is_refused_with_the_variable_named(monkeypatch, value):
+    monkeypatch.setenv("ATTNHUB_DISPATCH_ROUNDS", value)
+    with pytest.raises(ValueError, match="ATTNHUB_DISPATCH_ROUNDS.*whole number"):
+        dispatch.dispatch_rounds()

@@ -6,7 +6,7 @@
 # tiles included: cuda_bwd_check.cases), then the phase split of the shipped tile against
 # the relay builds and interleaved A/B rounds against the shipped tile, with cuDNN in every
 # round.  Prediction: s2 relay +3..+8 % at 2k-16k (q_wait was 11-14 % of the consumers'
-# cycles with one stage; a third less swap traffic), s1 relay 0..+2 %.  Carry .whl.
+# cycles with one stage; a quarter less swap traffic), s1 relay 0..+2 %.  Carry .whl.
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_HOPPER_CUDA_BWD=1

@@ -85,8 +85,8 @@ class BwdTile(NamedTuple):
     ``relay`` (d256): instead of swapping Pᵀ and dPᵀ through two float32 buffers so that both
     warpgroups form dSᵀ, warpgroup 0 hands Pᵀ to warpgroup 1 and issues dV, warpgroup 1
     alone forms dSᵀ, stores it for dQ and hands its 16-bit registers back through the same
-    buffer: a third less shared-memory traffic, and 16 KB freed, which makes room for a
-    2-deep Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage)."""
+    buffer: a quarter less swap traffic, and 16 KB freed, which makes room for a 2-deep
+    Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage)."""
 
     stages: int = 2
     dq_atomic: bool = False

@@ -814,8 +814,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       // RELAY (d256): warpgroup 0 hands Pᵀ (float32, register order) to warpgroup 1 and
       // issues dV; warpgroup 1 alone forms dSᵀ, stores it for dQ and hands its 16-bit
       // registers back through the same slots (each thread rewrites only the slots it has
-      // read), so one 16 KB buffer does what SPLIT_D's two swap buffers do, with a third
-      // less shared-memory traffic; the 16 KB freed make room for a 2-deep Q/dO ring.
+      // read), so one 16 KB buffer does what SPLIT_D's two swap buffers do, with a quarter
+      // less swap traffic (48 KB a block, not 64); the 16 KB freed make room for a 2-deep
+      // Q/dO ring.
       // Bar 5: Pᵀ written (arrive 0, sync 1); bar 6: dSᵀ written (arrive 1, sync 0).  The
       // slots are rewritten for the next block only after bar 1, when both are done.
       {

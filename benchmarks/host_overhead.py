@@ -24,26 +24,13 @@ import time
 
 import torch
 
+from bwd_passes import kernel_times  # this folder: run as python benchmarks/host_overhead.py
+
 
 def _point(d, s, dtype=torch.bfloat16, tokens=16384, hidden=2048):
     b, h = tokens // s, hidden // d
     q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype) for _ in range(3))
     return q, k, v
-
-
-def _gpu_us(fn, calls=20):
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
-    total = sum(e.device_time_total for e in prof.key_averages() if e.device_time_total > 0
-                and not e.key.startswith("cudaDevice"))
-    # key_averages double-counts nothing for kernels (no nesting on the device side)
-    return total / calls
 
 
 def _host_us(fn, calls=200):
@@ -141,7 +128,7 @@ def main():
                     print(f"{name} d{d} s{s} c{c} {direction}: {type(e).__name__}: {e}")
                     continue
                 bench_ms = triton.testing.do_bench(fn, warmup=10, rep=40)
-                host, gpu = _host_us(fn), _gpu_us(fn)
+                host, gpu = _host_us(fn), sum(kernel_times(fn, 20).values())
                 flops = fl * (3.5 if direction == "bwd" else 1)
                 row = dict(backend=name, d=d, seqlen=s, causal=bool(c), direction=direction,
                            bench_us=bench_ms * 1e3, host_us=host, gpu_us=gpu,

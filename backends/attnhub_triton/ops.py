@@ -147,7 +147,7 @@ _REGS_PER_THREAD = 192
 
 def _bucket(n: int) -> int:
     """Sequence-length bucket for the autotuning key (powers of two, 16 .. 16384)."""
-    return min(max(1 << (max(n, 1) - 1).bit_length(), 16), 16384)
+    return min(_pow2(max(n, 1)), 16384)
 
 
 def _warp_spec_ok(args) -> bool:

@@ -8,6 +8,7 @@
 # the relay builds and interleaved A/B rounds against the shipped tile, with cuDNN in every
 # round.  Prediction: s2 relay +3..+8 % at 2k-16k (q_wait was 11-14 % of the consumers'
 # cycles with one stage; a quarter less swap traffic), s1 relay 0..+2 %.  Carry .whl.
+# Run on 2026-12-06: ab_hopper_h100_2026-12-06_run4..6; s2-atomic-v4-relay now ships.
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_HOPPER_CUDA_BWD=1

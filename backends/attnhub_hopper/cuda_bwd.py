@@ -138,7 +138,8 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             # session) -- built and spill-free, not yet run on a GPU, no default
             BwdTile(1, True, red_v4=True, fold=True),
             BwdTile(2, poly=1, fold=True), BwdTile(2, dq_alt=True, fold=True),
-            # relay: d256 only; with it two stages fit there -- built, not yet run on a GPU
+            # relay: d256 only; with it two stages fit there (s2-atomic-v4-relay: d256's
+            # default since 2026-12-06)
             BwdTile(1, True, red_v4=True, relay=True), BwdTile(2, True, red_v4=True, relay=True),
             BwdTile(2, True, red_v4=True, fold=True, relay=True))
 
@@ -164,8 +165,8 @@ def _tiles(head_dim: int) -> tuple:
                                  or t.s_ahead or t.early_dv or t.early_release))
           and not (t.relay and head_dim != 256)
           and (head_dim != 256 or (t.dq_atomic and not (t.early_release or t.s_ahead)))]
-    # single-stage rings only where no deeper one fits without relay (the shipped d256
-    # tiles are single-stage; relay's two-stage ones join them, untimed, not replacing them)
+    # single-stage rings only where no deeper one fits without relay (d256: the one-stage
+    # tiles stay beside relay's two-stage ones, for A/B runs against the former default)
     deep = [t for t in ok if t.stages > 1 and not t.relay]
     return tuple(t for t in ok if t.stages > 1) if deep else tuple(ok)
 
@@ -185,6 +186,14 @@ def _tiles(head_dim: int) -> tuple:
 #:   (``ab_hopper_h100_2026-12-05_run4``): +0.0..+3.3 % over s1-atomic at all ten points,
 #:   the dQ hand-off 31 → 27 % of a block in the phase split (the round-by-round geometric
 #:   mean spans −1.2..+6.5 %: one slow round on either side).
+#: - d256, since 2026-12-06: s2-atomic-v4-relay (Pᵀ relayed to one warpgroup, dSᵀ back
+#:   through the same buffer, which makes room for a 2-deep Q/dO ring), medians of 4
+#:   interleaved rounds on an H100 (``ab_hopper_h100_2026-12-06_run4..6``): over
+#:   s1-atomic-v4, non-causal +0.7 / −5.4 / +1.3 / +3.3 % at 2k / 4k / 8k / 16k in one run
+#:   (the 4k round range 303-383 TFLOP/s) and +1.9 / +3.5 / +4.4 / +4.6 % in another (the
+#:   fold build, which is the same kernel without causality); causal +8.3 / +3.3 / +2.0 /
+#:   +2.2 %, and over s1-atomic-v4-fold (the causal default at 4k-8k until then) +5.3 /
+#:   +1.0 / +4.1 % at 1k / 4k / 8k.  The relay one-stage build alone: −2.7..+4.0 %.
 #: - d128 non-causal, since: s2-poly1-alt (alternate warpgroups compute a block's whole
 #:   dQ), +4.0 / +3.3 / +2.4 / +2.4 / +4.3..4.9 % at 1k / 2k / 4k / 8k / 16k over s2-poly1,
 #:   medians of 4 interleaved rounds in two runs of opposite order
@@ -197,8 +206,8 @@ def _tiles(head_dim: int) -> tuple:
 MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, poly=1),
                      (128, False): BwdTile(2, poly=1, dq_alt=True),
                      (128, True): BwdTile(2, dq_alt=True),
-                     (256, False): BwdTile(1, True, red_v4=True),
-                     (256, True): BwdTile(1, True, red_v4=True)}
+                     (256, False): BwdTile(2, True, red_v4=True, relay=True),
+                     (256, True): BwdTile(2, True, red_v4=True, relay=True)}
 
 #: Causal problems with queries in this range launch in ``BwdTile.lpt``'s order, by head
 #: dim: d128 +0.9 / +3.5 / +4.3 % at 2k / 4k / 8k, −0.4 % at 1k and +0.3 % at 16k (medians
@@ -207,16 +216,17 @@ MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, pol
 LPT_QUERIES = {128: (2048, 8192)}
 
 #: Causal problems with queries in this range run ``BwdTile.fold`` (pairs of key blocks per
-#: CTA), by head dim: d256 s1-atomic-v4-fold over s1-atomic-v4, interleaved rounds in both
-#: orders (``ab_hopper_h100_2026-12-05_run16..18``): 4k +4.8 / +2.9 / +3.5 / +1.4 % (and
-#: +2.6 % for a build that spilled), 8k +6.3 / −0.5 %; 1k −2.0..−2.4 %, 2k −0.7 %, 16k
-#: −1.7 / −3.7 %, so only 4k-8k.
-FOLD_QUERIES = {256: (4096, 8192)}
+#: CTA), by head dim.  Empty since 2026-12-06: d256 had (4096, 8192) for s1-atomic-v4-fold
+#: (over s1-atomic-v4, ``ab_hopper_h100_2026-12-05_run16..18``: 4k +1.4..+4.8 %, 8k +6.3 /
+#: −0.5 %; 1k, 2k and 16k lost), but s2-atomic-v4-relay beats it there (+1.0 / +4.1 % at
+#: 4k / 8k) and its own fold build lost to it (causal, vs s1-atomic-v4: +1.1 / +0.6 / −2.0
+#: / −0.8 % at 2k-16k against +8.3 / +3.3 / +2.0 / +2.2 %; ``ab_hopper_h100_2026-12-06_run5``).
+FOLD_QUERIES: dict = {}
 
 
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
-    d64, s2-poly1-alt at d128 non-causal, s2-alt at d128 causal, s1-atomic-v4 at d256;
+    d64, s2-poly1-alt at d128 non-causal, s2-alt at d128 causal, s2-atomic-v4-relay at d256;
     NOTES.md has the measurements), in ``lpt`` order for causal problems with
     ``LPT_QUERIES`` queries, as key-block pairs (``fold``) for those with ``FOLD_QUERIES``.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head

@@ -75,9 +75,10 @@ def test_variants_that_do_not_fit_are_left_out():
             == 64 * 64 * 4)
     assert cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True)) > 232448
     assert not any(t.relay for D in (64, 128) for t in cuda_bwd.tiles_for(D))
-    # untimed variants never become a default
-    assert not any(cuda_bwd.default_tile(256, c, s).relay for c in (False, True)
-                   for s in (1024, 4096, 16384))
+    # relay's two-stage tile is d256's default (measured 2026-12-06), at every length
+    assert {cuda_bwd.default_tile(256, c, s) for c in (False, True)
+            for s in (1024, 4096, 8192, 16384)} == {
+        cuda_bwd.BwdTile(2, True, red_v4=True, relay=True)}
     # pairs of key blocks per CTA (never with lpt): the shipped d256 one, and at d64 / d128
     # the shipped causal tiles (s2-poly1, s2-alt) and s2-poly1 at d128
     assert [(D, str(t)) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
@@ -222,7 +223,7 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2-ahead")
     assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, s_ahead=True)
     # not built there: the shipped one
-    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(1, True, red_v4=True)
+    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(2, True, red_v4=True, relay=True)
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s9-fast")
     with pytest.raises(ValueError, match="ATTNHUB_HOPPER_BWD_TILE='s9-fast'.*s2-ahead"):
         cuda_bwd.default_tile(128)
@@ -234,7 +235,7 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     assert cuda_bwd.default_tile(64) == cuda_bwd.default_tile(64, True) == cuda_bwd.BwdTile(
         2, poly=1)
     assert cuda_bwd.default_tile(256) == cuda_bwd.default_tile(256, True, 2048) == (
-        cuda_bwd.BwdTile(1, True, red_v4=True))  # s1-atomic-v4
+        cuda_bwd.BwdTile(2, True, red_v4=True, relay=True))  # s2-atomic-v4-relay
     lo, hi = cuda_bwd.LPT_QUERIES[128]
     for s in (lo, hi):
         assert cuda_bwd.default_tile(128, True, s) == cuda_bwd.BwdTile(2, dq_alt=True, lpt=True)
@@ -242,10 +243,13 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
         assert not cuda_bwd.default_tile(128, True, s).lpt
     assert not cuda_bwd.default_tile(128, False, lo).lpt
     assert not cuda_bwd.default_tile(64, True, lo).lpt
-    # key-block pairs for d256 causal at FOLD_QUERIES, never together with lpt
+    # key-block pairs for causal problems at FOLD_QUERIES (none shipped since 2026-12-06:
+    # the mechanism, with d256's old range), never together with lpt
+    assert cuda_bwd.FOLD_QUERIES == {}
+    monkeypatch.setitem(cuda_bwd.FOLD_QUERIES, 256, (4096, 8192))
     f_lo, f_hi = cuda_bwd.FOLD_QUERIES[256]
     assert cuda_bwd.default_tile(256, True, f_lo) == cuda_bwd.default_tile(256, True, f_hi) == (
-        cuda_bwd.BwdTile(1, True, red_v4=True, fold=True))
+        cuda_bwd.BwdTile(2, True, red_v4=True, fold=True, relay=True))
     for s in (f_lo - 1, f_hi + 1):
         assert not cuda_bwd.default_tile(256, True, s).fold
     assert not cuda_bwd.default_tile(256, False, f_lo).fold

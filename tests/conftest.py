@@ -4,7 +4,13 @@ directly)."""
 
 import os
 
-import torch
+# NVRTC 13 keeps ptxas's results in ~/.nv/ComputeCache and a hit logs no ``ptxas info``
+# lines, which test_nvrtc_accepts_the_source reads (``Used … registers``); libnvrtc reads
+# this when it loads, which torch's import does, so it is set before that
+# (NVIDIA/cuda-python#1124; seen on the lent GPU machine, 2026-12-06).
+os.environ.setdefault("CUDA_CACHE_DISABLE", "1")
+
+import torch  # noqa: E402
 
 if not torch.cuda.is_available():  # CPU CI: Triton's interpreter, set before triton loads
     os.environ.setdefault("TRITON_INTERPRET", "1")

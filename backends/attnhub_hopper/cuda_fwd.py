@@ -608,9 +608,7 @@ def nvrtc_compile(src: str, opts) -> str:
         lib.nvrtcGetProgramLog(prog, log)
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    # the whole buffer, not up to the first NUL (``.value``): on the lent GPU machine the
-    # log of a source with front-end warnings came back without ptxas's lines
-    text = log.raw.replace(b"\0", b"").decode(errors="replace")
+    text = log.value.decode(errors="replace")
     if rc:
         raise RuntimeError(f"NVRTC failed ({' '.join(opts)}):\n{text}")
     return text

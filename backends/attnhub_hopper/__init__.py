@@ -3,7 +3,8 @@
 Two forward kernels.  ``fa3_fwd.cu`` (CUDA C++, NVRTC through CuPy): FlashAttention-3's
 producer/consumer warp specialisation (a TMA producer warpgroup, two wgmma consumer
 warpgroups, ``setmaxnreg``) with intra-warpgroup softmax/GEMM overlap, for dense fp16/bf16
-problems at head dim 64/128/256 without window or softcap (``cuda_fwd.py``).  Everything
+problems at head dim 64/128/256 without window or softcap (``cuda_fwd.py``; d192 builds and
+waits for a GPU check: ``cuda_fwd.UNVERIFIED_HEAD_DIMS``).  Everything
 else runs the Triton kernel (``kernels.py``):
 TMA tensor descriptors, two consumer warpgroups per 128-row tile, software-pipelined
 QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA with
@@ -129,8 +130,12 @@ class HopperFA3Backend(attnhub.Backend):
         else:
             backward = ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128/256 without "
                         "window/softcap, triton-fa2's otherwise")
+        dims = "/".join(str(d) for d in cuda_fwd.HEAD_DIMS if not cuda_fwd._unverified_reason(d))
+        held = [f"d{d}: {cuda_fwd._unverified_reason(d)}" for d in cuda_fwd.HEAD_DIMS
+                if cuda_fwd._unverified_reason(d)]
         return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",
-                "forward": ("warp-specialised CUDA (fa3_fwd.cu) for dense d64/128/256 "
-                            "without window/softcap, Triton otherwise") if cuda is None
+                "forward": (f"warp-specialised CUDA (fa3_fwd.cu) for dense d{dims} "
+                            "without window/softcap, Triton otherwise"
+                            + "".join(f"; {h}" for h in held)) if cuda is None
                 else f"Triton (CUDA forward off: {cuda})",
                 "backward": backward}

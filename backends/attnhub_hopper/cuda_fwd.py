@@ -7,14 +7,16 @@ kernel is launched on torch's current stream with ``cuLaunchKernel``.
 
 What it covers (everything else goes to the Triton kernel in ``kernels.py``, with the
 reason in :func:`unsupported_reason`): dense (B, H, S, D) fp16/bf16 inputs, head dim 64,
-128 or 256 for both QK and V, causal or not (bottom-right), GQA/MQA, BHSD or BSHD strides
+128 or 256 for both QK and V (192 built, off until a GPU has checked it:
+:data:`UNVERIFIED_HEAD_DIMS`), causal or not (bottom-right), GQA/MQA, BHSD or BSHD strides
 (16-byte aligned), no sliding window, no softcap, positive scale; and the same in FP8
 (e4m3 Q/K/V with FlashAttention-3's (B, Hk) descales, bf16 O) at head dim 128 or 256.  FP8
 V is read with its keys permuted (:func:`key_order`): either copied once into that order
 before the launch (``fp8_v.cu``) or, for short problems (``Tile.v_smem``), permuted by the
 kernel in shared memory.
 
-``ATTNHUB_HOPPER_CUDA=0`` turns it off.  :func:`nvcc_check` compiles the same source with
+``ATTNHUB_HOPPER_CUDA=0`` turns it off; ``ATTNHUB_HOPPER_CUDA_UNVERIFIED=1`` lets it run the
+head dims of :data:`UNVERIFIED_HEAD_DIMS` (for the device checks).  :func:`nvcc_check` compiles the same source with
 ``nvcc`` for sm_90a (the CPU CI does this) and returns ptxas's resource report.
 """
 
@@ -165,12 +167,16 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # (ab_hopper_h100_2026-12-05_run9-10, both orders), 0 / +2.1 % at 8k, −2..−3 % at 4k
         # and −9 % at 2k
         return Tile(176, 2, cluster=2 if seqlen_k >= 16384 else 1)
+    if head_dim == 192:
+        # not measured: the widest key block that fits two stages (222,312 of 232,448
+        # bytes), no ping-pong, as at d256; cuda_check.VARIANTS times 96 and ping-pong
+        return Tile(112, 2)
     return Tile(80, 2)
 
 
 def shipped_tiles(fp8: bool = False) -> set:
     """Every (head dim, causal, tile) :func:`default_tile` can return."""
-    dims = (128, 256) if fp8 else (64, 128, 256)
+    dims = (128, 256) if fp8 else HEAD_DIMS
     return {(d, c, default_tile(d, c, s, fp8)) for d in dims for c in (False, True)
             for s in (1024, 2048, 4096, 8192, 16384)}
 
@@ -178,6 +184,25 @@ def shipped_tiles(fp8: bool = False) -> set:
 
 def enabled() -> bool:
     return os.environ.get("ATTNHUB_HOPPER_CUDA", "1") not in ("0", "")
+
+
+#: 16-bit head dims the kernel builds for (a multiple of 64: Q/K/V rows are 128-byte TMA
+#: boxes of 64 columns).
+HEAD_DIMS = (64, 128, 192, 256)
+
+#: Head dims that build (NVRTC and nvcc, no spills) but have not yet passed the tolerance
+#: cases on a GPU: refused, with this reason, unless ATTNHUB_HOPPER_CUDA_UNVERIFIED=1.
+UNVERIFIED_HEAD_DIMS = {
+    192: "built for sm_90a without spills (2026-12-06), not yet checked on a GPU",
+}
+
+
+def _unverified_reason(head_dim: int) -> Optional[str]:
+    why = UNVERIFIED_HEAD_DIMS.get(head_dim)
+    if why is None or os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") == "1":
+        return None
+    return (f"head dim {head_dim}: {why} (ATTNHUB_HOPPER_CUDA_UNVERIFIED=1 runs it; "
+            "backends/attnhub_hopper/cuda_check.py checks it)")
 
 
 _FP8 = getattr(torch, "float8_e4m3fn", None)
@@ -277,9 +302,11 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
                     "(needs equal head dims of 128 or 256)")
     elif problem.dtype not in (torch.float16, torch.bfloat16):
         return f"dtype {problem.dtype}"
-    elif problem.head_dim != problem.head_dim_v or problem.head_dim not in (64, 128, 256):
+    elif problem.head_dim != problem.head_dim_v or problem.head_dim not in HEAD_DIMS:
         return (f"head dims {problem.head_dim}/{problem.head_dim_v} "
-                "(needs equal head dims of 64, 128 or 256)")
+                f"(needs equal head dims, one of {', '.join(map(str, HEAD_DIMS))})")
+    elif _unverified_reason(problem.head_dim):
+        return _unverified_reason(problem.head_dim)
     if problem.window is not None:
         return "sliding window"
     if problem.softcap is not None:

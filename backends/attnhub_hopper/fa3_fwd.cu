@@ -27,7 +27,7 @@
 // keeps small probabilities in e4m3's normal range; the scores carry q_descale * k_descale,
 // O is multiplied by v_descale.  O is staged in its own shared buffer (Q is half its size).
 //
-// Build-time constants (-D): HEAD_DIM (64, 128, 256; = head dim of V), BLOCK_N, STAGES,
+// Build-time constants (-D): HEAD_DIM (64, 128, 192, 256; = head dim of V), BLOCK_N, STAGES,
 // CAUSAL (bottom-right aligned), IS_BF16 (the 16-bit type of Q/K/V, or of O under FP8),
 // PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2).
 //
@@ -121,7 +121,7 @@
 #define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_N), _init)
 #define WGMMA_O CAT(wgmma_rs_n, HEAD_DIM)
 
-static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be 64, 128 or 256");
+static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be a multiple of 64 (64, 128, 192, 256)");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N must be a multiple of 16, <= 256");
 static_assert(CONSUMERS == 2 || (CONSUMERS == 3 && HEAD_DIM == 64 && !IS_FP8),
               "three consumer warpgroups (160 registers each) only at 16-bit d64");

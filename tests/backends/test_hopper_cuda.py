@@ -305,7 +305,7 @@ def test_default_tiles_follow_the_measurements():
     assert not any(t.persistent for d, _, t in cuda_fwd.shipped_tiles() if d == 256)
     # causal launches go longest-first with LPT_KEYS keys (bf16; FP8 was not measured)
     lo, hi = cuda_fwd.LPT_KEYS
-    for d in (64, 128, 256):
+    for d in cuda_fwd.HEAD_DIMS:
         assert cuda_fwd.default_tile(d, True, lo).lpt and cuda_fwd.default_tile(d, True, hi).lpt
         assert not cuda_fwd.default_tile(d, True, lo - 1).lpt
         assert not cuda_fwd.default_tile(d, True, hi + 1).lpt
@@ -334,6 +334,8 @@ def test_wgmma_wrappers_list_every_accumulator():
     (dict(window=(16, 0)), "window"),
     (dict(softcap=30.0), "softcap"),
     (dict(D=96), "head dims"),
+    (dict(D=160), "one of 64, 128, 192, 256"),
+    (dict(D=192), "ATTNHUB_HOPPER_CUDA_UNVERIFIED=1"),
     (dict(D=128, Dv=64), "head dims"),
     (dict(scale=-1.0), "scale"),
     (dict(dtype=torch.float32), "dtype"),
@@ -360,6 +362,27 @@ def test_varlen_and_misaligned_are_refused():
     assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
 
 
+def test_unverified_head_dims_wait_for_the_gpu_check(monkeypatch):
+    # d192 builds (the nvcc/NVRTC tests above compile its shipped tiles) but runs only once
+    # the device's tolerance cases pass; the switch is for those checks
+    p = _problem(D=192)
+    q, k, v = _qkv(p)
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", raising=False)
+    assert "not yet checked on a GPU" in cuda_fwd.unsupported_reason(q, k, v, p)
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")
+    assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
+    assert set(cuda_fwd.UNVERIFIED_HEAD_DIMS) <= set(cuda_fwd.HEAD_DIMS)
+    assert {d for d, _, _ in cuda_fwd.shipped_tiles()} == set(cuda_fwd.HEAD_DIMS)
+    # the listing says which head dims the CUDA forward takes, and why d192 waits
+    from attnhub_hopper import HopperFA3Backend
+
+    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
+    assert "for dense d64/128/192/256 " in HopperFA3Backend().extra_info()["forward"]
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED")
+    forward = HopperFA3Backend().extra_info()["forward"]
+    assert "for dense d64/128/256 " in forward and "; d192: head dim 192: built" in forward
+
+
 def test_env_switch_turns_it_off(monkeypatch):
     p = _problem()
     q, k, v = _qkv(p)
@@ -383,7 +406,7 @@ def test_listing_says_which_forward_without_importing_cupy(monkeypatch):
 # -- GPU ------------------------------------------------------------------------------------
 def _gpu_cases():
     out = []
-    for D in (64, 128, 256):
+    for D in cuda_fwd.HEAD_DIMS:
         for causal in (False, True):
             for sq, sk in ((113, 203), (1023, 1024), (1, 4096), (4096, 1), (300, 100)):
                 out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk))
@@ -416,6 +439,8 @@ def test_cuda_forward_tolerance(case):
                                     (128, (176, 2)), (128, (176, 2, True)),
                                     (128, (128, 2, False, False, True)),
                                     (256, (64, 2, True)), (256, (80, 2, True)),
+                                    (192, (96, 2, True)), (192, (64, 2, True, False, True)),
+                                    (192, (112, 2, False, False, False, 0, False, 2, 2)),
                                     (64, (192, 2, True, False, False, 1)),
                                     (128, (128, 2, True, False, False, 2)),
                                     (64, (128, 2, True, False, False, 0, False, 3)),

@@ -20,6 +20,8 @@ turns it off).
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 import attnhub
@@ -133,6 +135,10 @@ class HopperFA3Backend(attnhub.Backend):
         dims = "/".join(str(d) for d in cuda_fwd.HEAD_DIMS if not cuda_fwd._unverified_reason(d))
         held = [f"d{d}: {cuda_fwd._unverified_reason(d)}" for d in cuda_fwd.HEAD_DIMS
                 if cuda_fwd._unverified_reason(d)]
+        if cuda_fwd.PADDED_UNVERIFIED and not os.environ.get(
+                "ATTNHUB_HOPPER_CUDA_UNVERIFIED") == "1":
+            held.append("head dims up to a quarter below a kernel's (cuda_fwd.kernel_head_dim): "
+                        + cuda_fwd.PADDED_UNVERIFIED)
         return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",
                 "forward": (f"warp-specialised CUDA (fa3_fwd.cu) for dense d{dims} "
                             "without window/softcap, Triton otherwise"

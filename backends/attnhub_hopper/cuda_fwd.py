@@ -7,8 +7,9 @@ kernel is launched on torch's current stream with ``cuLaunchKernel``.
 
 What it covers (everything else goes to the Triton kernel in ``kernels.py``, with the
 reason in :func:`unsupported_reason`): dense (B, H, S, D) fp16/bf16 inputs, head dim 64,
-128 or 256 for both QK and V (192 built, off until a GPU has checked it:
-:data:`UNVERIFIED_HEAD_DIMS`), causal or not (bottom-right), GQA/MQA, BHSD or BSHD strides
+128 or 256 for both QK and V (192, and head dims padded up to the next of these by TMA's
+zero fill, :func:`kernel_head_dim`, are built and off until a GPU has checked them:
+:data:`UNVERIFIED_HEAD_DIMS`, :data:`PADDED_UNVERIFIED`), causal or not (bottom-right), GQA/MQA, BHSD or BSHD strides
 (16-byte aligned), no sliding window, no softcap, positive scale; and the same in FP8
 (e4m3 Q/K/V with FlashAttention-3's (B, Hk) descales, bf16 O) at head dim 128 or 256.  FP8
 V is read with its keys permuted (:func:`key_order`): either copied once into that order
@@ -125,7 +126,7 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     if fp8:
         short = seqlen_k <= 4096
         return Tile(128, 2, head_dim == 256 and short, causal and short)
-    tile = _bf16_tile(head_dim, causal, seqlen_k)
+    tile = _bf16_tile(kernel_head_dim(head_dim) or head_dim, causal, seqlen_k)  # padded: its kernel's
     lo, hi = LPT_KEYS
     return tile._replace(lpt=True) if causal and lo <= seqlen_k <= hi else tile
 
@@ -196,11 +197,35 @@ UNVERIFIED_HEAD_DIMS = {
     192: "built for sm_90a without spills (2026-12-06), not yet checked on a GPU",
 }
 
+#: Why head dims between the kernel's (:func:`kernel_head_dim`) still wait, or None once a
+#: GPU has checked them.
+PADDED_UNVERIFIED: Optional[str] = "not yet checked on a GPU (2026-12-06)"
+
+
+def kernel_head_dim(head_dim: int) -> Optional[int]:
+    """The kernel's head dim for a problem's: itself for :data:`HEAD_DIMS`, else the next
+    one up when that wastes at most a quarter of the work (96-120 -> 128; 144-184 ->
+    192; 200-248 -> 256; 48, 56 -> 64) and rows are 16-byte multiples (a multiple of 8).
+    No copy: the TMA maps keep the tensors' own head dim, so loads fill the missing columns
+    of Q, K and V with zeros (QKᵀ unchanged, O's extra columns 0) and the O store clips them.
+    None: not served (the Triton kernel runs)."""
+    if head_dim % 8:
+        return None
+    up = next((d for d in HEAD_DIMS if d >= head_dim), None)
+    return up if up is not None and 4 * head_dim >= 3 * up else None
+
 
 def _unverified_reason(head_dim: int) -> Optional[str]:
-    why = UNVERIFIED_HEAD_DIMS.get(head_dim)
-    if why is None or os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") == "1":
+    kd = kernel_head_dim(head_dim)
+    parts = []
+    if kd is not None and kd != head_dim and PADDED_UNVERIFIED:
+        parts.append(f"runs the d{kd} kernel on TMA's zero fill, {PADDED_UNVERIFIED}")
+    if kd in UNVERIFIED_HEAD_DIMS:
+        parts.append(("" if kd == head_dim else f"the d{kd} kernel is ")
+                     + UNVERIFIED_HEAD_DIMS[kd])
+    if not parts or os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") == "1":
         return None
+    why = "; ".join(parts)
     return (f"head dim {head_dim}: {why} (ATTNHUB_HOPPER_CUDA_UNVERIFIED=1 runs it; "
             "backends/attnhub_hopper/cuda_check.py checks it)")
 
@@ -302,9 +327,10 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
                     "(needs equal head dims of 128 or 256)")
     elif problem.dtype not in (torch.float16, torch.bfloat16):
         return f"dtype {problem.dtype}"
-    elif problem.head_dim != problem.head_dim_v or problem.head_dim not in HEAD_DIMS:
-        return (f"head dims {problem.head_dim}/{problem.head_dim_v} "
-                f"(needs equal head dims, one of {', '.join(map(str, HEAD_DIMS))})")
+    elif problem.head_dim != problem.head_dim_v or kernel_head_dim(problem.head_dim) is None:
+        return (f"head dims {problem.head_dim}/{problem.head_dim_v} (needs equal head dims, "
+                f"one of {', '.join(map(str, HEAD_DIMS))} or a multiple of 8 at most a "
+                "quarter below one)")
     elif _unverified_reason(problem.head_dim):
         return _unverified_reason(problem.head_dim)
     if problem.window is not None:
@@ -539,11 +565,12 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     if Sk == 0:
         return o.zero_(), lse.fill_(float("-inf"))
     causal = bool(problem.causal)
+    kd = D if fp8 else kernel_head_dim(D)  # the maps keep D: TMA zero-fills the rest
     tile = Tile(*(tile or default_tile(D, causal, Sk, fp8)))
     if tile.cluster > 1 and math.ceil(Sq / tile.block_m) % tile.cluster:
         tile = tile._replace(cluster=1)  # CTA pairs need an even number of query tiles
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    _, func, smem = _kernel(dev, D, tile._replace(lpt=False), causal, q.dtype)  # lpt: same binary
+    _, func, smem = _kernel(dev, kd, tile._replace(lpt=False), causal, q.dtype)  # lpt: same binary
     keep, ds_ptrs = [], [0, 0, 0]
     if fp8:
         keep, ds_ptrs = _descale_ptrs(problem, B, Hk, q.device)  # alive until the launch

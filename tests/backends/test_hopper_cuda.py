@@ -333,9 +333,11 @@ def test_wgmma_wrappers_list_every_accumulator():
 @pytest.mark.parametrize("change,needle", [
     (dict(window=(16, 0)), "window"),
     (dict(softcap=30.0), "softcap"),
-    (dict(D=96), "head dims"),
-    (dict(D=160), "one of 64, 128, 192, 256"),
+    (dict(D=88), "head dims"),
+    (dict(D=136), "one of 64, 128, 192, 256 or a multiple of 8"),
+    (dict(D=100), "head dims"),
     (dict(D=192), "ATTNHUB_HOPPER_CUDA_UNVERIFIED=1"),
+    (dict(D=96), "runs the d128 kernel on TMA's zero fill"),
     (dict(D=128, Dv=64), "head dims"),
     (dict(scale=-1.0), "scale"),
     (dict(dtype=torch.float32), "dtype"),
@@ -373,6 +375,18 @@ def test_unverified_head_dims_wait_for_the_gpu_check(monkeypatch):
     assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
     assert set(cuda_fwd.UNVERIFIED_HEAD_DIMS) <= set(cuda_fwd.HEAD_DIMS)
     assert {d for d, _, _ in cuda_fwd.shipped_tiles()} == set(cuda_fwd.HEAD_DIMS)
+    # padded head dims: the next kernel up, at most a quarter of its work wasted
+    assert [cuda_fwd.kernel_head_dim(d) for d in (48, 56, 64, 72, 96, 120, 128, 136, 144, 200,
+                                                  256, 264, 100)] == [
+        64, 64, 64, None, 128, 128, 128, None, 192, 256, 256, None, None]
+    p = _problem(D=96)
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED")
+    assert "d128 kernel on TMA's zero fill" in cuda_fwd.unsupported_reason(*_qkv(p), p)
+    monkeypatch.setattr(cuda_fwd, "PADDED_UNVERIFIED", None)  # once checked: it runs
+    assert cuda_fwd.unsupported_reason(*_qkv(p), p) == "not a CUDA tensor"
+    p = _problem(D=160)  # also waits for the d192 kernel's own check
+    assert "the d192 kernel is built" in cuda_fwd.unsupported_reason(*_qkv(p), p)
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")
     # the listing says which head dims the CUDA forward takes, and why d192 waits
     from attnhub_hopper import HopperFA3Backend
 
@@ -415,6 +429,13 @@ def _gpu_cases():
             out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, Hq=32, Hk=8))
             out.append(dict(D=D, causal=causal, Sq=777, Sk=777, Hq=4, Hk=1, layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, dtype=torch.float16))
+    # head dims the next kernel up serves on TMA's zero fill (cuda_fwd.kernel_head_dim)
+    for D in (48, 96, 112, 160, 224):
+        for causal in (False, True):
+            for sq, sk in ((113, 203), (1023, 1024), (4096, 1), (1, 4096)):
+                out.append(dict(D=D, causal=causal, Sq=sq, Sk=sk))
+            out.append(dict(D=D, causal=causal, Sq=777, Sk=777, Hq=4, Hk=1, layout="bshd"))
+            out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, dtype=torch.float16))
     return out
 
 
@@ -422,8 +443,10 @@ def _gpu_cases():
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", _gpu_cases(), ids=lambda c: "-".join(
     f"{k}{v}" for k, v in c.items() if k not in ("dtype",)) + ("-fp16" if "dtype" in c else ""))
-def test_cuda_forward_tolerance(case):
+def test_cuda_forward_tolerance(case, monkeypatch):
     from attnhub.testing.tolerance import assert_matches_reference, random_inputs
+
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")  # this is their check
 
     case = dict(case)
     layout = case.pop("layout", "bhsd")
@@ -451,8 +474,10 @@ def test_cuda_forward_tolerance(case):
                                     (64, (128, 2, True, False, False, 0, False, 3, 2))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
-def test_cuda_forward_every_tile(D, tile, causal):
+def test_cuda_forward_every_tile(D, tile, causal, monkeypatch):
     from attnhub.testing.tolerance import assert_matches_reference, random_inputs
+
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")  # d192's check
 
     if causal and cuda_fwd.Tile(*tile).cluster > 1:
         pytest.skip("CTA pairs are non-causal only (the kernel refuses them)")

@@ -54,7 +54,7 @@ def _prep(O, DO, LSE, LSE2, DELTA,
 
 
 @triton.jit
-def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
+def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, head_dim, scale,
                 BLOCK_M: tl.constexpr, DQ_N: tl.constexpr, SPLIT_ROWS: tl.constexpr,
                 VEC: tl.constexpr = False, COLS: tl.constexpr = 0):
     # program (w-tile · column chunk, h, b): tile t = mb * 2 + w of query block mb, columns
@@ -90,4 +90,6 @@ def _dq_convert(ACC, DQ, sq_b, sq_h, sq_s, sq_d, H, seqlen_q, scale,
         q_row = mb * BLOCK_M + row
         q_col = w * DQ_N + col
     ptr = DQ + b * sq_b + h * sq_h + q_row.to(tl.int64) * sq_s + q_col * sq_d
-    tl.store(ptr, (acc * scale).to(DQ.dtype.element_ty), mask=q_row < seqlen_q)
+    # columns past head_dim: a padded problem's (the kernel's head dim is the next one up)
+    tl.store(ptr, (acc * scale).to(DQ.dtype.element_ty),
+             mask=(q_row < seqlen_q) & (q_col < head_dim))

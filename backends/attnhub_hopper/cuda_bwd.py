@@ -231,6 +231,7 @@ def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdT
     ``LPT_QUERIES`` queries, as key-block pairs (``fold``) for those with ``FOLD_QUERIES``.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head
     dim where it builds, for experiments and profiles."""
+    head_dim = kernel_head_dim(head_dim) or head_dim  # padded head dims: their kernel's
     tiles = _tiles(head_dim)  # the cached tuple: this runs on every backward call
     name = tile_override()
     if name:
@@ -358,6 +359,15 @@ def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = 
             + options(head_dim, causal, dtype, tile, trace, prof))
 
 
+def kernel_head_dim(head_dim: int) -> Optional[int]:
+    """The backward kernel's head dim for a problem's: :func:`cuda_fwd.kernel_head_dim`
+    (the next kernel up, TMA zero-filling the missing columns on load and clipping them on
+    store) where that is one of :data:`HEAD_DIMS` (no d192 backward: 144-184 are not
+    served), else None."""
+    kd = cuda_fwd.kernel_head_dim(head_dim)
+    return kd if kd in HEAD_DIMS else None
+
+
 def unsupported_reason(q, k, v, problem) -> Optional[str]:
     """Why the CUDA backward cannot run this problem (None: it can)."""
     if not enabled():
@@ -368,9 +378,15 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return "fp8 (no FP8 backward)"
     if problem.dtype not in (torch.float16, torch.bfloat16):
         return f"dtype {problem.dtype}"
-    if problem.head_dim != problem.head_dim_v or problem.head_dim not in HEAD_DIMS:
-        return (f"head dims {problem.head_dim}/{problem.head_dim_v} "
-                "(needs equal head dims of 64, 128 or 256)")
+    kd = kernel_head_dim(problem.head_dim)
+    if problem.head_dim != problem.head_dim_v or kd is None:
+        return (f"head dims {problem.head_dim}/{problem.head_dim_v} (needs equal head dims "
+                "of 64, 128 or 256, or a multiple of 8 at most a quarter below one)")
+    if (kd != problem.head_dim and cuda_fwd.PADDED_UNVERIFIED
+            and os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") != "1"):
+        return (f"head dim {problem.head_dim}: runs the d{kd} kernel on TMA's zero fill, "
+                f"{cuda_fwd.PADDED_UNVERIFIED} (ATTNHUB_HOPPER_CUDA_UNVERIFIED=1 runs it; "
+                "backends/attnhub_hopper/cuda_bwd_check.py checks it)")
     if problem.window is not None:
         return "sliding window"
     if problem.softcap is not None:
@@ -452,8 +468,9 @@ def dq_from_accum(acc: torch.Tensor, q: torch.Tensor, scale: float,
 
 def _dq_from_accum_torch(acc, q, scale, vec_io=False):
     B, H, S, D = q.shape
-    bm = block_m_for(D)
-    n = _dq_n(D)
+    kd = kernel_head_dim(D)  # the accumulator's columns; those past D are dropped
+    bm = block_m_for(kd)
+    n = _dq_n(kd)
     n_m = acc.shape[2]
     if vec_io:  # w, j, warp, lane/4, lane%4, h, e
         t = acc.view(B, H, n_m, 2, n // 8, 4, 8, 4, 2, 2)
@@ -462,11 +479,11 @@ def _dq_from_accum_torch(acc, q, scale, vec_io=False):
         t = acc.view(B, H, n_m, 2, n // 8, 2, 4, 8, 4, 2)
         t = t.permute(0, 1, 2, 3, 6, 5, 7, 4, 8, 9).reshape(B, H, n_m, 2, 64, n)
     if bm == 128:  # warpgroup w: rows 64w..
-        t = t.reshape(B, H, n_m * 128, D)
+        t = t.reshape(B, H, n_m * 128, kd)
     else:  # warpgroup w: columns n·w..
-        t = t.permute(0, 1, 2, 4, 3, 5).reshape(B, H, n_m * 64, D)
+        t = t.permute(0, 1, 2, 4, 3, 5).reshape(B, H, n_m * 64, kd)
     out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
-    return out.copy_(t[:, :, :S].mul_(scale))
+    return out.copy_(t[:, :, :S, :D].mul_(scale))
 
 
 #: ``bwd_host._dq_convert``'s launch by head dim: (columns per program, 0 = all of a
@@ -480,15 +497,16 @@ def _dq_from_accum_triton(acc, q, scale, vec_io=False, config=None):
     from . import bwd_host
 
     B, H, S, D = q.shape
-    bm = block_m_for(D)
-    cols, warps = config or DQ_CONVERT[D]
-    n = _dq_n(D)
+    kd = kernel_head_dim(D)  # the accumulator's columns; those past D are not stored
+    bm = block_m_for(kd)
+    cols, warps = config or DQ_CONVERT[kd]
+    n = _dq_n(kd)
     if cols and (n % cols or cols % 8):
         raise ValueError(f"dQ conversion: cols must divide {n} and be a multiple of 8, "
                          f"got {cols}")
     out = cuda_fwd._empty_o(q, B, H, S, D, q.dtype)
     bwd_host._dq_convert[(acc.shape[2] * 2 * (n // cols if cols else 1), H, B)](
-        acc, out, *out.stride(), H, S, float(scale),
+        acc, out, *out.stride(), H, S, D, float(scale),
         BLOCK_M=bm, DQ_N=n, SPLIT_ROWS=bm == 128, VEC=vec_io, COLS=cols, num_warps=warps)
     return out
 
@@ -530,17 +548,18 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     dv = cuda_fwd._empty_o(v, B, Hk, Sk, D, v.dtype)
     if Sq == 0 or Sk == 0 or B == 0 or Hq == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
-    bm = block_m_for(D)
+    kd = kernel_head_dim(D)  # the maps keep D: TMA zero-fills the rest, clips the stores
+    bm = block_m_for(kd)
     n_m = math.ceil(Sq / bm)
     scale = float(problem.scale)
     do = _tma_input(do)
     tile = BwdTile(*(tile or default_tile(D, bool(problem.causal), Sq)))
     lse2, delta = prepare(do, o, lse, bm, tile.vec_io)
-    acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(D), dtype=torch.float32, device=q.device)
+    acc = torch.zeros(B, Hq, n_m, 2, 64 * _dq_n(kd), dtype=torch.float32, device=q.device)
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    _, func, smem = _kernel(dev, D, bool(problem.causal), q.dtype, tile._replace(lpt=False),
+    _, func, smem = _kernel(dev, kd, bool(problem.causal), q.dtype, tile._replace(lpt=False),
                             trace is not None, prof is not None)  # lpt: the same binary
-    bn = block_n_for(D)
+    bn = block_n_for(kd)
     fold = tile.fold and bool(problem.causal)
     grid = (math.ceil(math.ceil(Sk / bn) / (2 if fold else 1)), Hk, B)
     if prof is not None and (prof.dtype != torch.int32 or prof.device != q.device
@@ -598,7 +617,7 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     B, Hk, Sk, D = k.shape
     tile = BwdTile(*(tile or default_tile(D, bool(problem.causal), problem.seqlen_q)))
     pairs = 2 if tile.fold and problem.causal else 1
-    n_cta = math.ceil(math.ceil(Sk / block_n_for(D)) / pairs) * Hk * B  # the launch grid
+    n_cta = math.ceil(math.ceil(Sk / block_n_for(kernel_head_dim(D))) / pairs) * Hk * B  # grid
     prof = torch.zeros(n_cta, 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
     got = backward(do, q, k, v, o, lse, problem, tile, prof=prof)
     # the profiled build must compute what the plain one does (dK, dV bit for bit; dQ up to

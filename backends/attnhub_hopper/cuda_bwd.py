@@ -382,11 +382,9 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
     if problem.head_dim != problem.head_dim_v or kd is None:
         return (f"head dims {problem.head_dim}/{problem.head_dim_v} (needs equal head dims "
                 "of 64, 128 or 256, or a multiple of 8 at most a quarter below one)")
-    if (kd != problem.head_dim and cuda_fwd.PADDED_UNVERIFIED
-            and os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") != "1"):
-        return (f"head dim {problem.head_dim}: runs the d{kd} kernel on TMA's zero fill, "
-                f"{cuda_fwd.PADDED_UNVERIFIED} (ATTNHUB_HOPPER_CUDA_UNVERIFIED=1 runs it; "
-                "backends/attnhub_hopper/cuda_bwd_check.py checks it)")
+    why = cuda_fwd._unverified_reason(problem.head_dim, kd, "cuda_bwd_check.py")
+    if why:
+        return why
     if problem.window is not None:
         return "sliding window"
     if problem.softcap is not None:

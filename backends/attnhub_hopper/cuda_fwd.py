@@ -215,8 +215,11 @@ def kernel_head_dim(head_dim: int) -> Optional[int]:
     return up if up is not None and 4 * head_dim >= 3 * up else None
 
 
-def _unverified_reason(head_dim: int) -> Optional[str]:
-    kd = kernel_head_dim(head_dim)
+def _unverified_reason(head_dim: int, kd: Optional[int] = None,
+                       checker: str = "cuda_check.py") -> Optional[str]:
+    """Why ``head_dim`` (on kernel head dim ``kd``, default :func:`kernel_head_dim`) still
+    waits for its GPU check, or None; ``checker`` is the device script that checks it."""
+    kd = kernel_head_dim(head_dim) if kd is None else kd
     parts = []
     if kd is not None and kd != head_dim and PADDED_UNVERIFIED:
         parts.append(f"runs the d{kd} kernel on TMA's zero fill, {PADDED_UNVERIFIED}")
@@ -227,7 +230,7 @@ def _unverified_reason(head_dim: int) -> Optional[str]:
         return None
     why = "; ".join(parts)
     return (f"head dim {head_dim}: {why} (ATTNHUB_HOPPER_CUDA_UNVERIFIED=1 runs it; "
-            "backends/attnhub_hopper/cuda_check.py checks it)")
+            f"backends/attnhub_hopper/{checker} checks it)")
 
 
 _FP8 = getattr(torch, "float8_e4m3fn", None)

@@ -414,6 +414,23 @@ def _store_tile(acc_slot: torch.Tensor, tile: torch.Tensor, idx: torch.Tensor):
     acc_slot[idx.flatten()] += tile.flatten()
 
 
+def _accumulator(dq_true: torch.Tensor, bm: int, n: int, vec: bool) -> torch.Tensor:
+    """The float32 accumulator the kernel leaves for dQ = ``dq_true`` (B, H, n_m·bm, d):
+    each warpgroup's 64 × n tile in its threads' store order."""
+    B, H, rows, _ = dq_true.shape
+    n_m = rows // bm
+    idx = _thread_store_index(n, vec)
+    acc = torch.zeros(B, H, n_m, 2, 64 * n)
+    for b in range(B):
+        for h in range(H):
+            for mb in range(n_m):
+                blk = dq_true[b, h, mb * bm:(mb + 1) * bm]
+                for w in range(2):
+                    tile = blk[64 * w:64 * w + 64] if bm == 128 else blk[:, n * w:n * w + n]
+                    _store_tile(acc[b, h, mb, w], tile, idx)
+    return acc
+
+
 @pytest.mark.parametrize("D,Sq,vec", [(64, 300, False), (128, 300, False), (128, 64, False),
                                       (64, 1, False), (256, 100, False), (64, 300, True),
                                       (128, 300, True), (128, 64, True),
@@ -425,15 +442,7 @@ def test_dq_accumulator_decodes_the_kernel_store_order(D, Sq, vec, layout):
     n = cuda_bwd._dq_n(D)
     n_m = math.ceil(Sq / bm)
     dq_true = torch.randn(B, H, n_m * bm, D)
-    idx = _thread_store_index(n, vec)
-    acc = torch.zeros(B, H, n_m, 2, 64 * n)
-    for b in range(B):
-        for h in range(H):
-            for mb in range(n_m):
-                blk = dq_true[b, h, mb * bm:(mb + 1) * bm]
-                for w in range(2):
-                    tile = blk[64 * w:64 * w + 64] if bm == 128 else blk[:, n * w:n * w + n]
-                    _store_tile(acc[b, h, mb, w], tile, idx)
+    acc = _accumulator(dq_true, bm, n, vec)
     q = torch.empty(B, H, Sq, D, dtype=torch.bfloat16)
     if layout == "bshd":
         q = torch.empty(B, Sq, H, D, dtype=torch.bfloat16).transpose(1, 2)
@@ -497,15 +506,7 @@ def test_dq_of_a_padded_head_dim_drops_the_kernels_extra_columns(D, Sq):
     bm, n = cuda_bwd.block_m_for(kd), cuda_bwd._dq_n(kd)
     n_m = math.ceil(Sq / bm)
     dq_true = torch.randn(B, H, n_m * bm, kd)
-    idx = _thread_store_index(n, False)
-    acc = torch.zeros(B, H, n_m, 2, 64 * n)
-    for b in range(B):
-        for h in range(H):
-            for mb in range(n_m):
-                blk = dq_true[b, h, mb * bm:(mb + 1) * bm]
-                for w in range(2):
-                    tile = blk[64 * w:64 * w + 64] if bm == 128 else blk[:, n * w:n * w + n]
-                    _store_tile(acc[b, h, mb, w], tile, idx)
+    acc = _accumulator(dq_true, bm, n, False)
     q = torch.empty(B, Sq, H, D, dtype=torch.float32).transpose(1, 2)
     want = dq_true[:, :, :Sq, :D] * 0.5
     for decode in (cuda_bwd._dq_from_accum_torch, cuda_bwd._dq_from_accum_triton):

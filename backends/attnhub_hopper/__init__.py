@@ -20,8 +20,6 @@ turns it off).
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 import attnhub
@@ -132,11 +130,10 @@ class HopperFA3Backend(attnhub.Backend):
         else:
             backward = ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128/256 without "
                         "window/softcap, triton-fa2's otherwise")
-        dims = "/".join(str(d) for d in cuda_fwd.HEAD_DIMS if not cuda_fwd._unverified_reason(d))
-        held = [f"d{d}: {cuda_fwd._unverified_reason(d)}" for d in cuda_fwd.HEAD_DIMS
-                if cuda_fwd._unverified_reason(d)]
-        if cuda_fwd.PADDED_UNVERIFIED and not os.environ.get(
-                "ATTNHUB_HOPPER_CUDA_UNVERIFIED") == "1":
+        waits = {d: cuda_fwd._unverified_reason(d) for d in cuda_fwd.HEAD_DIMS}
+        dims = "/".join(str(d) for d, why in waits.items() if not why)
+        held = [f"d{d}: {why}" for d, why in waits.items() if why]
+        if cuda_fwd.PADDED_UNVERIFIED and not cuda_fwd.unverified_allowed():
             held.append("head dims up to a quarter below a kernel's (cuda_fwd.kernel_head_dim): "
                         + cuda_fwd.PADDED_UNVERIFIED)
         return {"head_dims": list(_HEAD_DIMS), "fp8": "float8_e4m3fn, descales (B, Hk)",

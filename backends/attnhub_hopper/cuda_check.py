@@ -561,7 +561,7 @@ def main():
     ap.add_argument("--fp8", action="store_true", help="the FP8 kernel's checks and timing")
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
     ap.add_argument("--dims", type=lambda x: [int(d) for d in x.split(",")],
-                    help="bf16/fp16: only these head dims, e.g. 64 (default: every key of VARIANTS)")
+                    help="bf16/fp16: only these head dims, e.g. 64 (default: all of VARIANTS)")
     ap.add_argument("--tiles", type=lambda x: x.split(","),
                     help="bf16/fp16: only these variants' builds, cases and timing (the "
                          "default tile's cases and timing still run), e.g. n128s2-pp-m192")

@@ -9,16 +9,17 @@ What it covers (everything else goes to the Triton kernel in ``kernels.py``, wit
 reason in :func:`unsupported_reason`): dense (B, H, S, D) fp16/bf16 inputs, head dim 64,
 128 or 256 for both QK and V (192, and head dims padded up to the next of these by TMA's
 zero fill, :func:`kernel_head_dim`, are built and off until a GPU has checked them:
-:data:`UNVERIFIED_HEAD_DIMS`, :data:`PADDED_UNVERIFIED`), causal or not (bottom-right), GQA/MQA, BHSD or BSHD strides
-(16-byte aligned), no sliding window, no softcap, positive scale; and the same in FP8
-(e4m3 Q/K/V with FlashAttention-3's (B, Hk) descales, bf16 O) at head dim 128 or 256.  FP8
+:data:`UNVERIFIED_HEAD_DIMS`, :data:`PADDED_UNVERIFIED`), causal or not (bottom-right),
+GQA/MQA, BHSD or BSHD strides (16-byte aligned), no sliding window, no softcap, positive
+scale; and the same in FP8 (e4m3 Q/K/V with FlashAttention-3's (B, Hk) descales, bf16 O) at
+head dim 128 or 256.  FP8
 V is read with its keys permuted (:func:`key_order`): either copied once into that order
 before the launch (``fp8_v.cu``) or, for short problems (``Tile.v_smem``), permuted by the
 kernel in shared memory.
 
-``ATTNHUB_HOPPER_CUDA=0`` turns it off; ``ATTNHUB_HOPPER_CUDA_UNVERIFIED=1`` lets it run the
-head dims of :data:`UNVERIFIED_HEAD_DIMS` (for the device checks).  :func:`nvcc_check` compiles the same source with
-``nvcc`` for sm_90a (the CPU CI does this) and returns ptxas's resource report.
+``ATTNHUB_HOPPER_CUDA=0`` turns it off; ``ATTNHUB_HOPPER_CUDA_UNVERIFIED=1`` lets it run what
+still waits for its GPU check (for the device checks).  :func:`nvcc_check` compiles the same
+source with ``nvcc`` for sm_90a (the CPU CI does this) and returns ptxas's resource report.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     if fp8:
         short = seqlen_k <= 4096
         return Tile(128, 2, head_dim == 256 and short, causal and short)
-    tile = _bf16_tile(kernel_head_dim(head_dim) or head_dim, causal, seqlen_k)  # padded: its kernel's
+    tile = _bf16_tile(kernel_head_dim(head_dim) or head_dim, causal, seqlen_k)  # padded too
     lo, hi = LPT_KEYS
     return tile._replace(lpt=True) if causal and lo <= seqlen_k <= hi else tile
 
@@ -202,6 +203,7 @@ UNVERIFIED_HEAD_DIMS = {
 PADDED_UNVERIFIED: Optional[str] = "not yet checked on a GPU (2026-12-06)"
 
 
+@functools.lru_cache(maxsize=None)  # on every call's path (unsupported_reason, forward)
 def kernel_head_dim(head_dim: int) -> Optional[int]:
     """The kernel's head dim for a problem's: itself for :data:`HEAD_DIMS`, else the next
     one up when that wastes at most a quarter of the work (96-120 -> 128; 144-184 ->
@@ -215,6 +217,11 @@ def kernel_head_dim(head_dim: int) -> Optional[int]:
     return up if up is not None and 4 * head_dim >= 3 * up else None
 
 
+def unverified_allowed() -> bool:
+    """``ATTNHUB_HOPPER_CUDA_UNVERIFIED=1``: run what still waits for its GPU check."""
+    return os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") == "1"
+
+
 def _unverified_reason(head_dim: int, kd: Optional[int] = None,
                        checker: str = "cuda_check.py") -> Optional[str]:
     """Why ``head_dim`` (on kernel head dim ``kd``, default :func:`kernel_head_dim`) still
@@ -226,7 +233,7 @@ def _unverified_reason(head_dim: int, kd: Optional[int] = None,
     if kd in UNVERIFIED_HEAD_DIMS:
         parts.append(("" if kd == head_dim else f"the d{kd} kernel is ")
                      + UNVERIFIED_HEAD_DIMS[kd])
-    if not parts or os.environ.get("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "0") == "1":
+    if not parts or unverified_allowed():
         return None
     why = "; ".join(parts)
     return (f"head dim {head_dim}: {why} (ATTNHUB_HOPPER_CUDA_UNVERIFIED=1 runs it; "
@@ -334,8 +341,8 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return (f"head dims {problem.head_dim}/{problem.head_dim_v} (needs equal head dims, "
                 f"one of {', '.join(map(str, HEAD_DIMS))} or a multiple of 8 at most a "
                 "quarter below one)")
-    elif _unverified_reason(problem.head_dim):
-        return _unverified_reason(problem.head_dim)
+    elif why := _unverified_reason(problem.head_dim):
+        return why
     if problem.window is not None:
         return "sliding window"
     if problem.softcap is not None:

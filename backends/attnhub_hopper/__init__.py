@@ -3,8 +3,8 @@
 Two forward kernels.  ``fa3_fwd.cu`` (CUDA C++, NVRTC through CuPy): FlashAttention-3's
 producer/consumer warp specialisation (a TMA producer warpgroup, two wgmma consumer
 warpgroups, ``setmaxnreg``) with intra-warpgroup softmax/GEMM overlap, for dense fp16/bf16
-problems at head dim 64/128/256 without window or softcap (``cuda_fwd.py``; d192 builds and
-waits for a GPU check: ``cuda_fwd.UNVERIFIED_HEAD_DIMS``).  Everything
+problems at head dim 64/128/192/256 and those up to a quarter below them (TMA's zero fill:
+``cuda_fwd.kernel_head_dim``) without window or softcap (``cuda_fwd.py``).  Everything
 else runs the Triton kernel (``kernels.py``):
 TMA tensor descriptors, two consumer warpgroups per 128-row tile, software-pipelined
 QKᵀ / softmax, causal/window block skipping, and an FP8 (e4m3) path on QGMMA with
@@ -130,6 +130,9 @@ class HopperFA3Backend(attnhub.Backend):
         else:
             backward = ("warp-specialised CUDA (fa3_bwd.cu) for dense d64/128/256 without "
                         "window/softcap, triton-fa2's otherwise")
+            if cuda_bwd.PADDED_UNVERIFIED and not cuda_fwd.unverified_allowed():
+                backward += ("; head dims up to a quarter below d128/256 "
+                             f"(cuda_bwd.kernel_head_dim): {cuda_bwd.PADDED_UNVERIFIED}")
         waits = {d: cuda_fwd._unverified_reason(d) for d in cuda_fwd.HEAD_DIMS}
         dims = "/".join(str(d) for d, why in waits.items() if not why)
         held = [f"d{d}: {why}" for d, why in waits.items() if why]

@@ -25,8 +25,9 @@ LOG2E = tl.constexpr(1.4426950408889634)  # a global a @jit function reads must 
 @triton.jit
 def _prep(O, DO, LSE, LSE2, DELTA,
           so_b, so_h, so_s, so_d, sd_b, sd_h, sd_s, sd_d, sl_b, sl_h, sl_s,
-          H, seqlen_q, rows_pad,
+          H, seqlen_q, rows_pad, head_dim,
           HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, VEC: tl.constexpr = False):
+    # HEAD_DIM: head_dim's next power of two (tl.arange's rule); the columns past it masked
     # grid (query blocks, H, B): B * H may pass the 65535 limit of a grid's y dimension
     pid_m = tl.program_id(0)
     h = tl.program_id(1).to(tl.int64)
@@ -36,10 +37,11 @@ def _prep(O, DO, LSE, LSE2, DELTA,
     live = rows < seqlen_q
     rows64 = rows.to(tl.int64)  # rows * stride passes 2**31 on long BSHD sequences
     cols = tl.arange(0, HEAD_DIM)
+    mask = live[:, None] & (cols[None, :] < head_dim)
     o = tl.load(O + b * so_b + h * so_h + rows64[:, None] * so_s + cols[None, :] * so_d,
-                mask=live[:, None], other=0.0).to(tl.float32)
+                mask=mask, other=0.0).to(tl.float32)
     do = tl.load(DO + b * sd_b + h * sd_h + rows64[:, None] * sd_s + cols[None, :] * sd_d,
-                 mask=live[:, None], other=0.0).to(tl.float32)
+                 mask=mask, other=0.0).to(tl.float32)
     delta = tl.sum(o * do, axis=1)
     lse = tl.load(LSE + b * sl_b + h * sl_h + rows64 * sl_s, mask=live, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)

@@ -7,9 +7,9 @@ kernel is launched on torch's current stream with ``cuLaunchKernel``.
 
 What it covers (everything else goes to the Triton kernel in ``kernels.py``, with the
 reason in :func:`unsupported_reason`): dense (B, H, S, D) fp16/bf16 inputs, head dim 64,
-128 or 256 for both QK and V (192, and head dims padded up to the next of these by TMA's
-zero fill, :func:`kernel_head_dim`, are built and off until a GPU has checked them:
-:data:`UNVERIFIED_HEAD_DIMS`, :data:`PADDED_UNVERIFIED`), causal or not (bottom-right),
+128, 192 or 256 for both QK and V, or one up to a quarter below these, padded up by TMA's
+zero fill (:func:`kernel_head_dim`; a kernel built but not yet checked on a GPU waits in
+:data:`UNVERIFIED_HEAD_DIMS` / :data:`PADDED_UNVERIFIED`), causal or not (bottom-right),
 GQA/MQA, BHSD or BSHD strides (16-byte aligned), no sliding window, no softcap, positive
 scale; and the same in FP8 (e4m3 Q/K/V with FlashAttention-3's (B, Hk) descales, bf16 O) at
 head dim 128 or 256.  FP8
@@ -194,13 +194,14 @@ HEAD_DIMS = (64, 128, 192, 256)
 
 #: Head dims that build (NVRTC and nvcc, no spills) but have not yet passed the tolerance
 #: cases on a GPU: refused, with this reason, unless ATTNHUB_HOPPER_CUDA_UNVERIFIED=1.
-UNVERIFIED_HEAD_DIMS = {
-    192: "built for sm_90a without spills (2026-12-06), not yet checked on a GPU",
-}
+#: (d192 waited here until its first GPU run, 2026-12-06: 112/112 tolerance cases.)
+UNVERIFIED_HEAD_DIMS: dict = {}
 
-#: Why head dims between the kernel's (:func:`kernel_head_dim`) still wait, or None once a
-#: GPU has checked them.
-PADDED_UNVERIFIED: Optional[str] = "not yet checked on a GPU (2026-12-06)"
+#: Why the forward at head dims between the kernel's (:func:`kernel_head_dim`) still waits,
+#: or None once a GPU has checked it (2026-12-06: d96/160/224, every case passed).
+PADDED_UNVERIFIED: Optional[str] = None
+
+_GATE = object()
 
 
 @functools.lru_cache(maxsize=None)  # on every call's path (unsupported_reason, forward)
@@ -223,13 +224,17 @@ def unverified_allowed() -> bool:
 
 
 def _unverified_reason(head_dim: int, kd: Optional[int] = None,
-                       checker: str = "cuda_check.py") -> Optional[str]:
+                       checker: str = "cuda_check.py",
+                       padded_why: Optional[str] = _GATE) -> Optional[str]:
     """Why ``head_dim`` (on kernel head dim ``kd``, default :func:`kernel_head_dim`) still
-    waits for its GPU check, or None; ``checker`` is the device script that checks it."""
+    waits for its GPU check, or None; ``checker`` is the device script that checks it and
+    ``padded_why`` its gate for padded head dims (default: the forward's,
+    :data:`PADDED_UNVERIFIED`)."""
     kd = kernel_head_dim(head_dim) if kd is None else kd
+    padded_why = PADDED_UNVERIFIED if padded_why is _GATE else padded_why
     parts = []
-    if kd is not None and kd != head_dim and PADDED_UNVERIFIED:
-        parts.append(f"runs the d{kd} kernel on TMA's zero fill, {PADDED_UNVERIFIED}")
+    if kd is not None and kd != head_dim and padded_why:
+        parts.append(f"runs the d{kd} kernel on TMA's zero fill, {padded_why}")
     if kd in UNVERIFIED_HEAD_DIMS:
         parts.append(("" if kd == head_dim else f"the d{kd} kernel is ")
                      + UNVERIFIED_HEAD_DIMS[kd])

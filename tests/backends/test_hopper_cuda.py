@@ -336,8 +336,6 @@ def test_wgmma_wrappers_list_every_accumulator():
     (dict(D=88), "head dims"),
     (dict(D=136), "one of 64, 128, 192, 256 or a multiple of 8"),
     (dict(D=100), "head dims"),
-    (dict(D=192), "ATTNHUB_HOPPER_CUDA_UNVERIFIED=1"),
-    (dict(D=96), "runs the d128 kernel on TMA's zero fill"),
     (dict(D=128, Dv=64), "head dims"),
     (dict(scale=-1.0), "scale"),
     (dict(dtype=torch.float32), "dtype"),
@@ -365,15 +363,18 @@ def test_varlen_and_misaligned_are_refused():
 
 
 def test_unverified_head_dims_wait_for_the_gpu_check(monkeypatch):
-    # d192 builds (the nvcc/NVRTC tests above compile its shipped tiles) but runs only once
-    # the device's tolerance cases pass; the switch is for those checks
+    # a kernel head dim that builds but has not passed the device's tolerance cases runs
+    # only with the switch (d192 and the padded head dims waited so until 2026-12-06)
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", raising=False)
+    for D in (192, 96, 160, 224, 48):  # checked: the forward takes them
+        assert cuda_fwd.unsupported_reason(*_qkv(_problem(D=D)), _problem(D=D)) == (
+            "not a CUDA tensor"), D
+    monkeypatch.setattr(cuda_fwd, "UNVERIFIED_HEAD_DIMS", {192: "built, not yet checked"})
     p = _problem(D=192)
     q, k, v = _qkv(p)
-    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", raising=False)
-    assert "not yet checked on a GPU" in cuda_fwd.unsupported_reason(q, k, v, p)
+    assert "built, not yet checked" in cuda_fwd.unsupported_reason(q, k, v, p)
     monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")
     assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
-    assert set(cuda_fwd.UNVERIFIED_HEAD_DIMS) <= set(cuda_fwd.HEAD_DIMS)
     assert {d for d, _, _ in cuda_fwd.shipped_tiles()} == set(cuda_fwd.HEAD_DIMS)
     # padded head dims: the next kernel up, at most a quarter of its work wasted
     assert [cuda_fwd.kernel_head_dim(d) for d in (48, 56, 64, 72, 96, 120, 128, 136, 144, 200,
@@ -381,9 +382,8 @@ def test_unverified_head_dims_wait_for_the_gpu_check(monkeypatch):
         64, 64, 64, None, 128, 128, 128, None, 192, 256, 256, None, None]
     p = _problem(D=96)
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED")
+    monkeypatch.setattr(cuda_fwd, "PADDED_UNVERIFIED", "not yet checked on a GPU")
     assert "d128 kernel on TMA's zero fill" in cuda_fwd.unsupported_reason(*_qkv(p), p)
-    monkeypatch.setattr(cuda_fwd, "PADDED_UNVERIFIED", None)  # once checked: it runs
-    assert cuda_fwd.unsupported_reason(*_qkv(p), p) == "not a CUDA tensor"
     p = _problem(D=160)  # also waits for the d192 kernel's own check
     assert "the d192 kernel is built" in cuda_fwd.unsupported_reason(*_qkv(p), p)
     monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")
@@ -395,6 +395,11 @@ def test_unverified_head_dims_wait_for_the_gpu_check(monkeypatch):
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED")
     forward = HopperFA3Backend().extra_info()["forward"]
     assert "for dense d64/128/256 " in forward and "; d192: head dim 192: built" in forward
+    assert "a quarter below a kernel's" in forward
+    monkeypatch.setattr(cuda_fwd, "UNVERIFIED_HEAD_DIMS", {})
+    monkeypatch.setattr(cuda_fwd, "PADDED_UNVERIFIED", None)
+    forward = HopperFA3Backend().extra_info()["forward"]
+    assert "for dense d64/128/192/256 " in forward and "; " not in forward
 
 
 def test_env_switch_turns_it_off(monkeypatch):

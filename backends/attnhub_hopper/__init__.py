@@ -28,7 +28,7 @@ from attnhub.contract import grid_past_65535, rows_past_int32
 
 __all__ = ["HopperFA3Backend"]
 
-_HEAD_DIMS = (64, 96, 128, 192, 256)
+_HEAD_DIMS = (64, 96, 128, 160, 192, 224, 256)
 
 
 class HopperFA3Backend(attnhub.Backend):

@@ -687,7 +687,7 @@ def test_on_by_default_and_off_with_its_switch(monkeypatch):
 
 @pytest.mark.parametrize("change,needle", [
     (dict(D=88), "64, 128 or 256"), (dict(D=160), "64, 128 or 256"),  # no d192 backward
-    (dict(D=96), "runs the d128 kernel on TMA's zero fill"), (dict(window=(16, 0)), "window"),
+    (dict(window=(16, 0)), "window"),
     (dict(softcap=30.0), "softcap"), (dict(dtype=torch.float32), "dtype"),
 ])
 def test_unsupported_problems_give_reasons(monkeypatch, change, needle):
@@ -696,6 +696,25 @@ def test_unsupported_problems_give_reasons(monkeypatch, change, needle):
     p = _problem(**change)
     q, k, v = random_inputs(p)
     assert needle in cuda_bwd.unsupported_reason(q, k, v, p)
+
+
+def test_padded_head_dims_wait_for_their_own_gate(monkeypatch):
+    """The backward's padded head dims have a gate of their own (the forward's passed its
+    GPU check first); checked, d96/d224 get as far as the device check."""
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_BWD", "1")
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", raising=False)
+    for D in (96, 224, 48):
+        p = _problem(D=D)
+        assert cuda_bwd.unsupported_reason(*random_inputs(p), p) == "not a CUDA tensor", D
+    monkeypatch.setattr(cuda_bwd, "PADDED_UNVERIFIED", "not yet checked on a GPU")
+    p = _problem(D=96)
+    q, k, v = random_inputs(p)
+    why = cuda_bwd.unsupported_reason(q, k, v, p)
+    assert "runs the d128 kernel on TMA's zero fill, not yet checked" in why
+    assert "cuda_bwd_check.py" in why
+    assert cuda_fwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"  # not the forward
+    monkeypatch.setenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", "1")
+    assert cuda_bwd.unsupported_reason(q, k, v, p) == "not a CUDA tensor"
 
 
 def test_deterministic_mode_is_refused(monkeypatch):
@@ -824,6 +843,12 @@ def test_backend_routes_to_the_cuda_backward_only_when_it_can_run(monkeypatch):
     monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_BWD", raising=False)
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: "cupy is not installed")
     assert "unavailable: cupy is not installed" in be.extra_info()["backward"]
+    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
+    monkeypatch.delenv("ATTNHUB_HOPPER_CUDA_UNVERIFIED", raising=False)
+    assert "quarter below" not in be.extra_info()["backward"]
+    monkeypatch.setattr(cuda_bwd, "PADDED_UNVERIFIED", "not yet checked on a GPU")
+    assert "a quarter below d128/256 (cuda_bwd.kernel_head_dim): not yet checked" in (
+        be.extra_info()["backward"])
     monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
     assert be.extra_info()["backward"].startswith("warp-specialised CUDA")
 

@@ -29,8 +29,7 @@
 //
 // Build-time constants (-D): HEAD_DIM (64, 128, 192, 256; = head dim of V), BLOCK_N, STAGES,
 // CAUSAL (bottom-right aligned), IS_BF16 (the 16-bit type of Q/K/V, or of O under FP8),
-// PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2),
-// TREE_REDUCE (0 or 1).
+// PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2).
 //
 // CLUSTER=2 (non-causal 16-bit, one CTA per tile; FA3 does this at d >= 128): CTA pairs of a
 // cluster take adjacent query tiles of one (batch, head), so they read the same K/V.  Each
@@ -76,9 +75,6 @@
 #define POLY_EXP 0
 #endif
 
-#ifndef TREE_REDUCE  // row max / row sum over 4 / 2 independent partials (not one chain)
-#define TREE_REDUCE 0
-#endif
 #ifndef CLUSTER  // CTAs that share each K/V tile by TMA multicast (see above)
 #define CLUSTER 1
 #endif
@@ -491,25 +487,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // a P·V product is in flight its A registers must not be written, or ptxas serialises
   // every wgmma (C7513), so the pack waits until that product is done.
   auto softmax = [&](float& alpha0, float& alpha1) {
-#if TREE_REDUCE
-    // the max is exact in any order: four partial chains of BLOCK_N / 32 steps, then two
-    // levels, instead of one chain of BLOCK_N / 8 dependent FMNMX before the exps can start
-    float x0[4] = {NEG_INF, NEG_INF, NEG_INF, NEG_INF}, x1[4] = {NEG_INF, NEG_INF, NEG_INF, NEG_INF};
-#pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
-      x0[j % 4] = fmaxf(x0[j % 4], fmaxf(s_acc[4 * j], s_acc[4 * j + 1]));
-      x1[j % 4] = fmaxf(x1[j % 4], fmaxf(s_acc[4 * j + 2], s_acc[4 * j + 3]));
-    }
-    float b0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
-    float b1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
-#else
     float b0 = NEG_INF, b1 = NEG_INF;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
       b0 = fmaxf(b0, fmaxf(s_acc[4 * j], s_acc[4 * j + 1]));
       b1 = fmaxf(b1, fmaxf(s_acc[4 * j + 2], s_acc[4 * j + 3]));
     }
-#endif
     b0 = fmaxf(b0, __shfl_xor_sync(0xffffffffu, b0, 1));
     b0 = fmaxf(b0, __shfl_xor_sync(0xffffffffu, b0, 2));
     b1 = fmaxf(b1, __shfl_xor_sync(0xffffffffu, b1, 1));
@@ -522,36 +505,19 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     m_r[0] = mn0;
     m_r[1] = mn1;
     float sum0 = 0.f, sum1 = 0.f;
-#if TREE_REDUCE
-    float sum0b = 0.f, sum1b = 0.f;  // odd column groups: two chains per row
-#endif
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
       const float p0 = EXP2_COL(j, fmaf(s_acc[4 * j], scale_log2, -sh0));
       const float p1 = EXP2_COL(j, fmaf(s_acc[4 * j + 1], scale_log2, -sh0));
       const float p2 = EXP2_COL(j, fmaf(s_acc[4 * j + 2], scale_log2, -sh1));
       const float p3 = EXP2_COL(j, fmaf(s_acc[4 * j + 3], scale_log2, -sh1));
-#if TREE_REDUCE
-      if (j % 2) {
-        sum0b += p0 + p1;
-        sum1b += p2 + p3;
-      } else {
-        sum0 += p0 + p1;
-        sum1 += p2 + p3;
-      }
-#else
       sum0 += p0 + p1;
       sum1 += p2 + p3;
-#endif
       s_acc[4 * j] = p0;
       s_acc[4 * j + 1] = p1;
       s_acc[4 * j + 2] = p2;
       s_acc[4 * j + 3] = p3;
     }
-#if TREE_REDUCE
-    sum0 += sum0b;
-    sum1 += sum1b;
-#endif
     l_r[0] = l_r[0] * alpha0 + sum0;  // per-thread partial sums; reduced once at the end
     l_r[1] = l_r[1] * alpha1 + sum1;
   };

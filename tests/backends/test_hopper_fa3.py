@@ -83,6 +83,8 @@ def _cpu_cases():
         (_problem(2, 3, 3, 203, 113, 64, causal=True), {}),  # rows with no key
         (_problem(1, 4, 4, 97, 160, 64, window=(17, 5)), {}),
         (_problem(1, 4, 2, 150, 150, 96, causal=True, window=(40, -1)), {}),
+        (_problem(1, 4, 2, 150, 150, 160, window=(40, 7)), {}),
+        (_problem(1, 4, 2, 113, 203, 224, softcap=5.0), {}),
         (_problem(1, 4, 2, 113, 203, 64, softcap=5.0, causal=True), {}),
         (_problem(1, 4, 2, 113, 203, 192, 128, causal=True), {}),
         (_problem(1, 4, 2, 113, 203, 128, causal=True), dict(layout="bshd")),
@@ -217,6 +219,13 @@ def _gpu_cases():
         (_problem(2, 4, 2, 1023, 1024, 128, dtype=torch.float16, device="cuda", causal=True,
                   scale=-1.0), {}),
         (_problem(2, 4, 2, 300, 400, 256, device="cuda", scale=0.0), {}),
+        # 160 / 224 (declared since the CUDA forward serves them on the next kernel up): the
+        # cases that run the Triton forward there (window, softcap, varlen) and GQA + BSHD
+        (_problem(2, 4, 2, 1023, 1024, 160, device="cuda", window=(64, 0)), {}),
+        (_problem(2, 4, 2, 1023, 1024, 224, device="cuda", softcap=30.0, causal=True), {}),
+        (_varlen_problem([300, 0, 723], [512, 33, 479], 8, 2, 224, device="cuda", causal=True),
+         {}),
+        (_problem(2, 8, 2, 1023, 1024, 160, device="cuda", causal=True), dict(layout="bshd")),
     ]
     return cases
 

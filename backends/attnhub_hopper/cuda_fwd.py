@@ -225,7 +225,7 @@ def unverified_allowed() -> bool:
 
 def _unverified_reason(head_dim: int, kd: Optional[int] = None,
                        checker: str = "cuda_check.py",
-                       padded_why: Optional[str] = _GATE) -> Optional[str]:
+                       padded_why: object = _GATE) -> Optional[str]:
     """Why ``head_dim`` (on kernel head dim ``kd``, default :func:`kernel_head_dim`) still
     waits for its GPU check, or None; ``checker`` is the device script that checks it and
     ``padded_why`` its gate for padded head dims (default: the forward's,

@@ -285,7 +285,9 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
     """NVRTC's options for one specialisation (what CuPy compiles with on the device; the
     CPU tests pass the same to NVRTC)."""
-    return ("-arch=sm_90a", "-std=c++17") + options(head_dim, tile, causal, dtype)
+    # ATTNHUB_HOPPER_LINEINFO=1 (profiling): source lines for ncu's per-instruction samples
+    line = ("-lineinfo",) if os.environ.get("ATTNHUB_HOPPER_LINEINFO") == "1" else ()
+    return ("-arch=sm_90a", "-std=c++17") + line + options(head_dim, tile, causal, dtype)
 
 
 def _aligned(t: torch.Tensor) -> bool:

@@ -409,6 +409,15 @@ def test_env_switch_turns_it_off(monkeypatch):
     assert cuda_fwd.unsupported_reason(q, k, v, p) == "ATTNHUB_HOPPER_CUDA=0"
 
 
+def test_lineinfo_switch_adds_source_lines_for_the_profiler(monkeypatch):
+    tile = cuda_fwd.default_tile(128, False, 4096)
+    monkeypatch.delenv("ATTNHUB_HOPPER_LINEINFO", raising=False)
+    plain = cuda_fwd.nvrtc_options(128, tile, False, torch.bfloat16)
+    monkeypatch.setenv("ATTNHUB_HOPPER_LINEINFO", "1")
+    lined = cuda_fwd.nvrtc_options(128, tile, False, torch.bfloat16)
+    assert "-lineinfo" not in plain and set(lined) - set(plain) == {"-lineinfo"}
+
+
 def test_listing_says_which_forward_without_importing_cupy(monkeypatch):
     from attnhub_hopper import HopperFA3Backend
 

@@ -57,7 +57,7 @@ VARIANTS = {
           (128, 2, True, False, True), (128, 2, False, False, True),
           (128, 2, True, False, False, 1), (176, 2, False, False, False, 1),
           (128, 2, True, False, False, 0, False, 2, 2), (176, 2, False, False, False, 0, False, 2, 2)],
-    # d192 (not yet run on a GPU): the default n112s2, ping-pong, narrower blocks, the
+    # d192 (first GPU run 2026-12-06): the default n112s2, ping-pong, narrower blocks, the
     # persistent kernel (its O buffer fits at 64-wide blocks), CTA pairs
     192: [(112, 2, False), (112, 2, True), (96, 2, False), (96, 2, True),
           (64, 2, True, False, True), (112, 2, False, False, False, 0, False, 2, 2)],

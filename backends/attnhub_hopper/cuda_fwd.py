@@ -170,8 +170,9 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # and −9 % at 2k
         return Tile(176, 2, cluster=2 if seqlen_k >= 16384 else 1)
     if head_dim == 192:
-        # not measured: the widest key block that fits two stages (222,312 of 232,448
-        # bytes), no ping-pong, as at d256; cuda_check.VARIANTS times 96 and ping-pong
+        # the widest key block that fits two stages (222,312 of 232,448 bytes), no
+        # ping-pong, as at d256: best or within the spread of n96 / ping-pong / persistent at
+        # 2k-16k (hopper_fa3_cuda_fwd_dims_h100_2026-12-06; n96s2-pp +3 % at 1k only)
         return Tile(112, 2)
     return Tile(80, 2)
 
@@ -201,8 +202,6 @@ UNVERIFIED_HEAD_DIMS: dict = {}
 #: or None once a GPU has checked it (2026-12-06: d96/160/224, every case passed).
 PADDED_UNVERIFIED: Optional[str] = None
 
-_GATE = object()
-
 
 @functools.lru_cache(maxsize=None)  # on every call's path (unsupported_reason, forward)
 def kernel_head_dim(head_dim: int) -> Optional[int]:
@@ -225,13 +224,12 @@ def unverified_allowed() -> bool:
 
 def _unverified_reason(head_dim: int, kd: Optional[int] = None,
                        checker: str = "cuda_check.py",
-                       padded_why: object = _GATE) -> Optional[str]:
+                       padded_why: Optional[str] = None) -> Optional[str]:
     """Why ``head_dim`` (on kernel head dim ``kd``, default :func:`kernel_head_dim`) still
     waits for its GPU check, or None; ``checker`` is the device script that checks it and
-    ``padded_why`` its gate for padded head dims (default: the forward's,
-    :data:`PADDED_UNVERIFIED`)."""
+    ``padded_why`` the gate of that direction's padded head dims (the forward's
+    :data:`PADDED_UNVERIFIED`, the backward's ``cuda_bwd.PADDED_UNVERIFIED``)."""
     kd = kernel_head_dim(head_dim) if kd is None else kd
-    padded_why = PADDED_UNVERIFIED if padded_why is _GATE else padded_why
     parts = []
     if kd is not None and kd != head_dim and padded_why:
         parts.append(f"runs the d{kd} kernel on TMA's zero fill, {padded_why}")
@@ -348,7 +346,7 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
         return (f"head dims {problem.head_dim}/{problem.head_dim_v} (needs equal head dims, "
                 f"one of {', '.join(map(str, HEAD_DIMS))} or a multiple of 8 at most a "
                 "quarter below one)")
-    elif why := _unverified_reason(problem.head_dim):
+    elif why := _unverified_reason(problem.head_dim, padded_why=PADDED_UNVERIFIED):
         return why
     if problem.window is not None:
         return "sliding window"

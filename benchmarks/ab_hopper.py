@@ -9,8 +9,7 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
         --pair fwd:128:causal:default,default-lpt --pair bwd:64:full:s2,s2-poly1
 
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
-shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt),
-``default-desc`` (it with Tile.desc_add)
+shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt)
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
 ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).  Sequence lengths: --seqs.
@@ -33,8 +32,6 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
         return tile
     if name in ("default-lpt", "default-plain"):
         return tile._replace(lpt=name == "default-lpt")
-    if name == "default-desc":  # Tile.desc_add: wgmma descriptors as base + offset
-        return tile._replace(desc_add=True)
     # a variant cuda_check.py checks (run it first), or its twin in the other causal launch
     # order (Tile.lpt: the same binary), e.g. n128s2-pp-lpt-m192
     known = {str(t): t for v in VARIANTS.get(D, ())
@@ -79,11 +76,9 @@ def _tri_forward(name: str, q, k, v, p):
 def _bwd_tile(name: str, D: int):
     from attnhub_hopper import cuda_bwd
 
-    desc = name.endswith("-desc")  # BwdTile.desc_add on a known tile
-    base = name[:-len("-desc")] if desc else name
     for t in cuda_bwd.tiles_for(D):
-        if str(t) == base:
-            return t._replace(desc_add=desc)
+        if str(t) == name:
+            return t
     raise ValueError(f"backward tile {name!r} is not one of "
                      f"{[str(t) for t in cuda_bwd.tiles_for(D)]} at d{D}")
 

@@ -92,9 +92,7 @@ class BwdTile(NamedTuple):
     warpgroups form dSᵀ, warpgroup 0 hands Pᵀ to warpgroup 1 and issues dV, warpgroup 1
     alone forms dSᵀ, stores it for dQ and hands its 16-bit registers back through the same
     buffer: a quarter less swap traffic, and 16 KB freed, which makes room for a 2-deep
-    Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage).
-    ``desc_add``: wgmma descriptors as one encoded base plus offsets (as the forward's
-    ``Tile.desc_add``; eighteenth session's experiment)."""
+    Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage)."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -109,7 +107,6 @@ class BwdTile(NamedTuple):
     dq_alt: bool = False
     fold: bool = False
     relay: bool = False
-    desc_add: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -120,8 +117,7 @@ class BwdTile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "")
                 + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else "")
                 + ("-v4" if self.red_v4 else "") + ("-alt" if self.dq_alt else "")
-                + ("-fold" if self.fold else "") + ("-relay" if self.relay else "")
-                + ("-desc" if self.desc_add else ""))
+                + ("-fold" if self.fold else "") + ("-relay" if self.relay else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -357,7 +353,7 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}",
             f"-DDQ_ALT={int(tile.dq_alt)}", f"-DFOLD={int(tile.fold and bool(causal))}",
-            f"-DRELAY={int(tile.relay)}", f"-DDESC_ADD={int(tile.desc_add)}")
+            f"-DRELAY={int(tile.relay)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
@@ -532,7 +528,7 @@ def _tma_input(t: torch.Tensor) -> torch.Tensor:
 def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
             tile: Optional[BwdTile] = None, trace: bool = False, prof: bool = False):
     tile = tile or default_tile(head_dim)
-    if tile._replace(desc_add=False) not in tiles_for(head_dim):  # desc_add: any tile
+    if tile not in tiles_for(head_dim):
         raise ValueError(f"hopper-fa3 CUDA backward: tile {tile!r} does not build at head dim "
                          f"{head_dim} (shared memory, spills or layout); use one of "
                          f"{[repr(t) for t in tiles_for(head_dim)]}")

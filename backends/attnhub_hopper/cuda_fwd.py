@@ -68,10 +68,7 @@ class Tile(NamedTuple):
     tile at d64: 512 threads, 160 registers per consumer thread; 16-bit d64 only), and
     ``cluster``: 2 launches CTA pairs on adjacent query tiles of one head that load half of
     each K/V tile each and multicast it to both (non-causal 16-bit one-CTA-per-tile
-    kernels; problems with an odd number of query tiles run the cluster-1 twin), and
-    ``desc_add``: each wgmma's shared-memory descriptor as one encoded base plus the
-    operand's offset (``desc_add`` in fa3_common.cuh) instead of encoding every address
-    (eighteenth session's experiment, NOTES.md)."""
+    kernels; problems with an odd number of query tiles run the cluster-1 twin)."""
 
     block_n: int
     stages: int
@@ -82,7 +79,6 @@ class Tile(NamedTuple):
     lpt: bool = False
     consumers: int = 2
     cluster: int = 1
-    desc_add: bool = False
 
     @property
     def block_m(self) -> int:
@@ -93,8 +89,7 @@ class Tile(NamedTuple):
                 + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else "")
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
-                + (f"-c{self.cluster}" if self.cluster != 1 else "")
-                + ("-desc" if self.desc_add else ""))
+                + (f"-c{self.cluster}" if self.cluster != 1 else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -282,8 +277,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
-            f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
-            f"-DDESC_ADD={int(tile.desc_add)}")
+            f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

@@ -555,8 +555,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < ROW_BYTES / 32; ++kk) {  // one k-step = 32 bytes of the row
-        const u64 da = SMEM_DESC(sa, (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32, 16);
-        const u64 db = SMEM_DESC(sb, (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16);
+        const u64 da = make_desc(sa + (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32, 16, 1024);
+        const u64 db = make_desc(sb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
         if (kk == 0)
           WGMMA_S_INIT(acc, da, db, 0);
         else
@@ -570,7 +570,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BLOCK_M / 16; ++kk) {
-        const u64 db = SMEM_DESC(sb, kk * (16 * 128), BLOCK_M * 128);
+        const u64 db = make_desc(sb + kk * (16 * 128), BLOCK_M * 128, 1024);
         WGMMA_KV(acc, a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3], db, 1);
       }
       wgmma_commit();
@@ -967,8 +967,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
-          const u64 da = SMEM_DESC(sDSb, (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16);
-          const u64 db = SMEM_DESC(sKa, kk * (16 * 128), BLOCK_N * 128);
+          const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16, 1024);
+          const u64 db = make_desc(sKa + kk * (16 * 128), BLOCK_N * 128, 1024);
           if (kk == 0)
             WGMMA_DQ_ALL_INIT(dq_all, da, db, 0);
           else
@@ -991,10 +991,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
-        const u64 da = SMEM_DESC(sDSb + (DQ_SPLIT_ROWS ? cw * (64 * 128) : 0),
-                                 (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16);
-        const u64 db = SMEM_DESC(sKa + (DQ_SPLIT_ROWS ? 0 : cw * (DQ_N / 64) * (BLOCK_N * 128)),
-                                 kk * (16 * 128), BLOCK_N * 128);
+        const u64 da = make_desc(sDSb + (kk / 4) * (BLOCK_M * 128) +
+                                     (DQ_SPLIT_ROWS ? cw * (64 * 128) : 0) + (kk % 4) * 32,
+                                 16, 1024);
+        const u64 db = make_desc(sKa + (DQ_SPLIT_ROWS ? 0 : cw * (DQ_N / 64) * (BLOCK_N * 128)) +
+                                     kk * (16 * 128),
+                                 BLOCK_N * 128, 1024);
         if (kk == 0)
           WGMMA_DQ_INIT(dq, da, db, 0);
         else

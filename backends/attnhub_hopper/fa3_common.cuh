@@ -130,14 +130,6 @@ __device__ __forceinline__ u64 make_desc(u32 addr, u32 lbo, u32 sbo) {
 __device__ __forceinline__ u64 desc_add(u64 desc, u32 byte_off) {
   return (desc & 0xFFFFFFFF00000000ull) | (u32)((u32)desc + (byte_off >> 4));
 }
-#ifndef DESC_ADD  // 1: wgmma descriptors as one base plus offsets (desc_add), 0: each encoded
-#define DESC_ADD 0
-#endif
-#if DESC_ADD
-#define SMEM_DESC(base, off, lbo) desc_add(make_desc(base, lbo, 1024), off)
-#else
-#define SMEM_DESC(base, off, lbo) make_desc((base) + (off), lbo, 1024)
-#endif
 // 2^x on the FMA/ALU pipes, for POLY_EXP in the forward and the backward (FA4's offload of
 // the MUFU unit, which at d64 needs as many cycles for the softmax's exp2 as the tensor
 // cores need for both products): x rounded to

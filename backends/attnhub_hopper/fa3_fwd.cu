@@ -425,12 +425,16 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
     }
   };
+  // Each wgmma's descriptor is its operand's base descriptor plus an offset (desc_add: one
+  // uniform add, not 3-4 dependent ones to encode each address; A/B +0..+2 % at d64 causal,
+  // neutral elsewhere, NOTES.md "Eighteenth session").
   auto issue_s = [&](u32 s) {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < ROW_BYTES / 32; ++kk) {  // one k-step = 32 bytes of the row
-      const u64 da = SMEM_DESC(sQw, (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32, 16);
-      const u64 db = SMEM_DESC(sK + s * KV_BYTES, (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32, 16);
+      const u64 da = desc_add(make_desc(sQw, 16, 1024), (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32);
+      const u64 db = desc_add(make_desc(sK + s * KV_BYTES, 16, 1024),
+                               (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32);
       if (kk == 0)
         WGMMA_S_INIT(s_acc, da, db, 0);
       else
@@ -443,13 +447,13 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if IS_FP8  // K-major transposed V: 32 keys = 32 bytes of each head-dim row per k-step
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 32; ++kk) {
-      const u64 db = SMEM_DESC(sV + s * KV_BYTES, kk * 32, 16);
+      const u64 db = desc_add(make_desc(sV + s * KV_BYTES, 16, 1024), kk * 32);
       WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, 1);
     }
 #else
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
-      const u64 db = SMEM_DESC(sV + s * KV_BYTES, kk * (16 * 128), BLOCK_N * 128);
+      const u64 db = desc_add(make_desc(sV + s * KV_BYTES, BLOCK_N * 128, 1024), kk * (16 * 128));
       WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, 1);
     }
 #endif

@@ -9,7 +9,8 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
         --pair fwd:128:causal:default,default-lpt --pair bwd:64:full:s2,s2-poly1
 
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
-shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt)
+shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt),
+``default-ones`` (it with Tile.ones_sum)
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
 ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).  Sequence lengths: --seqs.
@@ -32,6 +33,8 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
         return tile
     if name in ("default-lpt", "default-plain"):
         return tile._replace(lpt=name == "default-lpt")
+    if name == "default-ones":  # Tile.ones_sum: the row sums by the P·V product (d64)
+        return tile._replace(ones_sum=True)
     # a variant cuda_check.py checks (run it first), or its twin in the other causal launch
     # order (Tile.lpt: the same binary), e.g. n128s2-pp-lpt-m192
     known = {str(t): t for v in VARIANTS.get(D, ())

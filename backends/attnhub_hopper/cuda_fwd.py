@@ -68,7 +68,9 @@ class Tile(NamedTuple):
     tile at d64: 512 threads, 160 registers per consumer thread; 16-bit d64 only), and
     ``cluster``: 2 launches CTA pairs on adjacent query tiles of one head that load half of
     each K/V tile each and multicast it to both (non-causal 16-bit one-CTA-per-tile
-    kernels; problems with an odd number of query tiles run the cluster-1 twin)."""
+    kernels; problems with an odd number of query tiles run the cluster-1 twin), and
+    ``ones_sum`` (16-bit d64): the softmax's row sums accumulated by the P·V product
+    against a block of ones (eighteenth session's experiment, NOTES.md)."""
 
     block_n: int
     stages: int
@@ -79,6 +81,7 @@ class Tile(NamedTuple):
     lpt: bool = False
     consumers: int = 2
     cluster: int = 1
+    ones_sum: bool = False
 
     @property
     def block_m(self) -> int:
@@ -89,7 +92,8 @@ class Tile(NamedTuple):
                 + ("-vs" if self.v_smem else "") + ("-persistent" if self.persistent else "")
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
-                + (f"-c{self.cluster}" if self.cluster != 1 else ""))
+                + (f"-c{self.cluster}" if self.cluster != 1 else "")
+                + ("-ones" if self.ones_sum else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -150,7 +154,12 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # plain +5.0..+7.9 % at 8k-16k (both orders); causal +3.5..+6.0 % at 8k-16k and
         # −3..−6 % at 2k-4k (192-row causal tiles are coarser)
         if not causal:
-            return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3)
+            # ones_sum (the row sums by the P·V product) from 8k: +3.9 / +4.1 % at 8k and
+            # +5.7 / +3.2 % at 16k in two interleaved runs of both orders
+            # (ab_ones_h100_2026-12-06, _run2); the persistent tiles gained 1.4-1.6 % with
+            # 84 bytes of spill, the causal ones lost 1-4 % outside 4k (not shipped)
+            short = seqlen_k <= 4096
+            return Tile(128, 2, True, persistent=short, consumers=3, ones_sum=not short)
         if seqlen_k >= 8192:
             return Tile(128, 2, True, consumers=3)
         # causal 4k: the persistent 192-row tile (with lpt), +2.5 / +3.7 % over the 128-row
@@ -248,24 +257,26 @@ _WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
 
 
 def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
-               persistent: bool = False, block_m: int = 128) -> int:
+               persistent: bool = False, block_m: int = 128, ones_sum: bool = False) -> int:
     """Dynamic shared memory of a specialisation."""
     e = 1 if fp8 else 2
     q = block_m * head_dim * e
     kv = block_n * head_dim * e
     o = block_m * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
     bars = 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
-    return q + 2 * stages * kv + o + bars + 1024  # + alignment slack
+    ones = block_n * 128 if ones_sum else 0  # Tile.ones_sum's block of ones
+    return q + 2 * stages * kv + o + ones + bars + 1024  # + alignment slack
 
 
-def source(head_dim: int, block_n: int, dtype: torch.dtype) -> str:
+def source(head_dim: int, block_n: int, dtype: torch.dtype, ones_sum: bool = False) -> str:
     """The full translation unit: typedefs, generated wgmma wrappers, the shared PTX
     helpers (``fa3_common.cuh``), ``fa3_fwd.cu``."""
     name = _WGMMA_TYPES.get(dtype)
     if name is None:
         raise TypeError(f"dtype must be torch.float16, torch.bfloat16 or "
                         f"torch.float8_e4m3fn, got {dtype}")
-    return (_PRELUDE + wgmma_ptx.header([block_n], [head_dim], name) + "\n"
+    rs = [head_dim + 8] if ones_sum else [head_dim]  # Tile.ones_sum: P·V 8 columns wider
+    return (_PRELUDE + wgmma_ptx.header([block_n], rs, name) + "\n"
             + _COMMON.read_text() + "\n" + _SRC.read_text())
 
 
@@ -277,7 +288,8 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPINGPONG={int(tile.pingpong)}", f"-DIS_FP8={int(fp8)}",
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
-            f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}")
+            f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
+            f"-DONES_SUM={int(tile.ones_sum)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -381,7 +393,7 @@ def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str
                 "16-bit kernel with one CTA per tile (not persistent) and key blocks of a "
                 f"multiple of 16; got d{head_dim} causal={causal} {dtype}")
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m)
+                      tile.block_m, tile.ones_sum)
     if smem > _SMEM_LIMIT:
         return (f"hopper-fa3 CUDA tile d{head_dim} {tile} needs {smem} bytes of shared memory "
                 f"(limit {_SMEM_LIMIT})")
@@ -396,8 +408,8 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     if why:
         raise ValueError(why)
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m)
-    mod, func = _build(device_index, source(head_dim, tile.block_n, dtype),
+                      tile.block_m, tile.ones_sum)
+    mod, func = _build(device_index, source(head_dim, tile.block_n, dtype, tile.ones_sum),
                        nvrtc_options(head_dim, tile, causal, dtype), "attnhub_fa3_fwd", smem)
     return mod, func, smem
 
@@ -623,7 +635,7 @@ def nvcc_check(head_dim: int, tile: Tile, causal: bool, dtype,
         raise FileNotFoundError("nvcc not found on PATH")
     with tempfile.TemporaryDirectory() as tmp:
         src = pathlib.Path(tmp, "fa3_fwd_full.cu")
-        src.write_text(source(head_dim, tile.block_n, dtype))
+        src.write_text(source(head_dim, tile.block_n, dtype, tile.ones_sum))
         cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
                "-Xptxas", "-v", *options(head_dim, tile, causal, dtype),
                "-o", str(pathlib.Path(tmp, "out.cubin")), str(src)]

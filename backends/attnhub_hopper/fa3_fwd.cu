@@ -75,6 +75,9 @@
 #define POLY_EXP 0
 #endif
 
+#ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
+#define ONES_SUM 0
+#endif
 #ifndef CLUSTER  // CTAs that share each K/V tile by TMA multicast (see above)
 #define CLUSTER 1
 #endif
@@ -116,13 +119,31 @@
 #define SK_OFF (Q_BYTES)
 #define SV_OFF (SK_OFF + STAGES * KV_BYTES)
 #define SO_OFF (SV_OFF + STAGES * KV_BYTES)
-#define BAR_OFF (SO_OFF + O_BYTES)
+// ONES_SUM: P·V runs 8 columns wider (m64n72) and those columns of B come from a block of
+// ones in shared memory (V's 64-column chunk is followed, LBO bytes later, by ONES), so the
+// tensor cores accumulate each row's sum of P (as rounded to 16 bits for the product) into
+// o[HEAD_DIM / 2] (row r) and o[HEAD_DIM / 2 + 2] (row r + 8) of every thread, rescaled with
+// O: no FADD per score, no shuffles at the end (eighteenth session's experiment).
+#if ONES_SUM
+#define O_N (HEAD_DIM + 8)
+#define ONES_BYTES (BLOCK_N * 128)
+#else
+#define O_N HEAD_DIM
+#define ONES_BYTES 0
+#endif
+#define SONES_OFF (SO_OFF + O_BYTES)
+#define BAR_OFF (SONES_OFF + ONES_BYTES)
 #define WGMMA_S CAT(wgmma_ss_n, BLOCK_N)
 #define WGMMA_S_INIT CAT(CAT(wgmma_ss_n, BLOCK_N), _init)
+#if ONES_SUM
+#define WGMMA_O wgmma_rs_n72  // d64 only
+#else
 #define WGMMA_O CAT(wgmma_rs_n, HEAD_DIM)
+#endif
 
 static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be a multiple of 64 (64, 128, 192, 256)");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N must be a multiple of 16, <= 256");
+static_assert(!ONES_SUM || (HEAD_DIM == 64 && !IS_FP8), "ONES_SUM: 16-bit d64 only");
 static_assert(CONSUMERS == 2 || (CONSUMERS == 3 && HEAD_DIM == 64 && !IS_FP8),
               "three consumer warpgroups (160 registers each) only at 16-bit d64");
 static_assert(CLUSTER == 1 || (CLUSTER == 2 && !CAUSAL && !PERSISTENT && !IS_FP8 &&
@@ -409,12 +430,22 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   (void)q_descale, (void)k_descale, (void)v_descale;
 #endif
 
-  float o[HEAD_DIM / 2];
+  float o[O_N / 2];
   float m_r[2], l_r[2];
   u32 p[P_REGS];
   float s_acc[BLOCK_N / 2];
   int m0 = 0;                          // the current tile's first query row
   float scale_log2 = scale_log2_in;    // FP8: times this tile's q/k descales
+#if ONES_SUM
+  {  // each consumer warpgroup writes all of ONES (the same values), then its own barrier
+    const u32 one2 = pack2(1.f, 1.f);
+    for (u32 i = 16u * ctid; i < ONES_BYTES; i += 16u * 128u)
+      asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" ::"r"(base + SONES_OFF + i),
+                   "r"(one2) : "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("bar.sync %0, 128;" ::"r"(cw + 1) : "memory");
+  }
+#endif
 
   auto release = [&](u32 bar) {  // K/V stages: on both CTAs' barriers (CLUSTER=2)
     __syncwarp();
@@ -453,7 +484,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #else
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
+#if ONES_SUM  // the second 64-column chunk of B: the ones, LBO bytes past this stage's V
+      const u64 db = desc_add(make_desc(sV + s * KV_BYTES, SONES_OFF - SV_OFF - s * KV_BYTES,
+                                        1024), kk * (16 * 128));
+#else
       const u64 db = desc_add(make_desc(sV + s * KV_BYTES, BLOCK_N * 128, 1024), kk * (16 * 128));
+#endif
       WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, 1);
     }
 #endif
@@ -514,15 +550,21 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       const float p1 = EXP2_COL(j, fmaf(s_acc[4 * j + 1], scale_log2, -sh0));
       const float p2 = EXP2_COL(j, fmaf(s_acc[4 * j + 2], scale_log2, -sh1));
       const float p3 = EXP2_COL(j, fmaf(s_acc[4 * j + 3], scale_log2, -sh1));
+#if !ONES_SUM
       sum0 += p0 + p1;
       sum1 += p2 + p3;
+#endif
       s_acc[4 * j] = p0;
       s_acc[4 * j + 1] = p1;
       s_acc[4 * j + 2] = p2;
       s_acc[4 * j + 3] = p3;
     }
+#if ONES_SUM
+    (void)sum0, (void)sum1;
+#else
     l_r[0] = l_r[0] * alpha0 + sum0;  // per-thread partial sums; reduced once at the end
     l_r[1] = l_r[1] * alpha1 + sum1;
+#endif
   };
   auto pack_p = [&]() {
 #if IS_FP8
@@ -577,7 +619,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                  (k_descale ? k_descale[ds_i] : 1.f);
 #endif
 #pragma unroll
-    for (int i = 0; i < HEAD_DIM / 2; ++i) o[i] = 0.f;
+    for (int i = 0; i < O_N / 2; ++i) o[i] = 0.f;
     m_r[0] = m_r[1] = NEG_INF;
     l_r[0] = l_r[1] = 0.f;
 
@@ -625,12 +667,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         softmax(a0, a1);
         wgmma_wait<0>();
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 2; ++i) fence_reg(o[i]);
+        for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
 #pragma unroll
         for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
         release(BAR_VE(sp));
 #pragma unroll
-        for (int j = 0; j < HEAD_DIM / 8; ++j) {
+        for (int j = 0; j < O_N / 8; ++j) {
           o[4 * j] *= a0;
           o[4 * j + 1] *= a0;
           o[4 * j + 2] *= a1;
@@ -647,7 +689,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         PP_PASS();
         wgmma_wait<0>();
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 2; ++i) fence_reg(o[i]);
+        for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
         release(BAR_VE(s));
       }
       g += n_blocks;
@@ -659,11 +701,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
 
     // ---------------- epilogue ----------------
+#if ONES_SUM
+    const float l0 = o[HEAD_DIM / 2], l1 = o[HEAD_DIM / 2 + 2];
+#else
     float l0 = l_r[0], l1 = l_r[1];
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#endif
 #if IS_FP8  // read here, not kept in a register through the loop
     const float o_scale =
         v_descale ? v_descale[c.batch * (heads_q / group) + c.head / group] : 1.f;

@@ -64,7 +64,8 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
     assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages, persistent=tile.persistent,
-                               block_m=tile.block_m) <= cuda_fwd._SMEM_LIMIT
+                               block_m=tile.block_m,
+                               ones_sum=tile.ones_sum) <= cuda_fwd._SMEM_LIMIT
 
 
 FP8 = torch.float8_e4m3fn
@@ -275,7 +276,7 @@ def test_nvrtc_accepts_the_source(spec):
     the registers it used (``--ptxas-options=-v``)."""
     # tests/conftest.py sets CUDA_CACHE_DISABLE=1: a ptxas cache hit would log no ``Used``
     D, causal, tile, dtype = spec
-    log = cuda_fwd.nvrtc_compile(cuda_fwd.source(D, tile.block_n, dtype),
+    log = cuda_fwd.nvrtc_compile(cuda_fwd.source(D, tile.block_n, dtype, tile.ones_sum),
                                  cuda_fwd.nvrtc_options(D, tile, causal, dtype)
                                  + ("--ptxas-options=-v",))
     assert "Used" in log and not re.search(r"C751\d", log), log
@@ -288,7 +289,11 @@ def test_nvrtc_accepts_the_fp8_v_layout_kernel():
 
 
 def test_default_tiles_follow_the_measurements():
-    assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(128, 2, True, consumers=3)
+    assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(128, 2, True, consumers=3,
+                                                                   ones_sum=True)
+    # the row sums by the P·V product: d64 non-causal from 8k keys only (NOTES.md)
+    assert [(d, c) for d, c, t in cuda_fwd.shipped_tiles() if t.ones_sum] == [(64, False)]
+    assert not cuda_fwd.default_tile(64, False, 4096).ones_sum
     assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
     assert cuda_fwd.default_tile(64, True, 4096) == cuda_fwd.Tile(128, 2, True, persistent=True,
                                                                   lpt=True, consumers=3)
@@ -443,6 +448,7 @@ def _gpu_cases():
             out.append(dict(D=D, causal=causal, Sq=1500, Sk=200, Hq=32, Hk=8))
             out.append(dict(D=D, causal=causal, Sq=777, Sk=777, Hq=4, Hk=1, layout="bshd"))
             out.append(dict(D=D, causal=causal, Sq=1023, Sk=1024, dtype=torch.float16))
+            out.append(dict(D=D, causal=causal, Sq=300, Sk=8200))  # the long-key tiles
     # head dims the next kernel up serves on TMA's zero fill (cuda_fwd.kernel_head_dim)
     for D in (48, 96, 112, 160, 224):
         for causal in (False, True):
@@ -485,7 +491,8 @@ def test_cuda_forward_tolerance(case, monkeypatch):
                                     (64, (128, 2, True, False, True, 0, False, 3)),
                                     (128, (128, 2, True, False, False, 0, False, 2, 2)),
                                     (256, (80, 2, False, False, False, 0, False, 2, 2)),
-                                    (64, (128, 2, True, False, False, 0, False, 3, 2))],
+                                    (64, (128, 2, True, False, False, 0, False, 3, 2)),
+                                    (64, (128, 2, True, False, False, 0, False, 3, 1, True))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal, monkeypatch):

@@ -70,7 +70,7 @@ class Tile(NamedTuple):
     each K/V tile each and multicast it to both (non-causal 16-bit one-CTA-per-tile
     kernels; problems with an odd number of query tiles run the cluster-1 twin), and
     ``ones_sum`` (16-bit d64): the softmax's row sums accumulated by the P·V product
-    against a block of ones (eighteenth session's experiment, NOTES.md)."""
+    against a block of ones (measured in the eighteenth session, NOTES.md)."""
 
     block_n: int
     stages: int
@@ -380,6 +380,9 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str]:
     """Why ``tile`` cannot be built for (head dim, causal, dtype), or None: what
     :func:`_kernel` refuses with, for the check scripts to skip the same combinations."""
+    if tile.ones_sum and (head_dim != 64 or dtype == _FP8):
+        return (f"hopper-fa3 CUDA tile {tile}: ones_sum needs 16-bit head dim 64 (the block "
+                f"of ones sits in P·V's second 64-column chunk); got d{head_dim} {dtype}")
     if tile.persistent and tile.v_smem and dtype == _FP8:
         return (f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V already permuted "
                 "(v_smem=False)")

@@ -123,7 +123,7 @@
 // ones in shared memory (V's 64-column chunk is followed, LBO bytes later, by ONES), so the
 // tensor cores accumulate each row's sum of P (as rounded to 16 bits for the product) into
 // o[HEAD_DIM / 2] (row r) and o[HEAD_DIM / 2 + 2] (row r + 8) of every thread, rescaled with
-// O: no FADD per score, no shuffles at the end (eighteenth session's experiment).
+// O: no FADD per score, no shuffles at the end (NOTES.md, "Eighteenth session").
 #if ONES_SUM
 #define O_N (HEAD_DIM + 8)
 #define ONES_BYTES (BLOCK_N * 128)

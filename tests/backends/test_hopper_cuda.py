@@ -252,6 +252,19 @@ def test_three_consumer_tiles_are_refused_where_registers_run_out():
             - cuda_fwd.smem_bytes(64, 128, 2, persistent=True)) == 2 * 64 * 64 * 2
 
 
+def test_ones_sum_tiles_are_refused_outside_16bit_d64():
+    ones = cuda_fwd.Tile(128, 2, True, consumers=3, ones_sum=True)
+    assert str(ones) == "n128s2-pp-m192-ones"
+    assert cuda_fwd.tile_refusal(64, ones, False, torch.bfloat16) is None
+    for D, tile, dtype in ((128, cuda_fwd.Tile(128, 2, ones_sum=True), torch.bfloat16),
+                           (128, cuda_fwd.Tile(128, 2, ones_sum=True), FP8)):
+        with pytest.raises(ValueError, match="ones_sum needs 16-bit head dim 64"):
+            cuda_fwd._kernel(0, D, tile, False, dtype)
+    # the block of ones: one 128-byte row per key of the block
+    assert (cuda_fwd.smem_bytes(64, 128, 2, block_m=192, ones_sum=True)
+            - cuda_fwd.smem_bytes(64, 128, 2, block_m=192)) == 128 * 128
+
+
 def _distinct_compiles(specs):
     """One spec per distinct NVRTC input (source, options): launch-only tile fields (``lpt``)
     leave both unchanged, and compiling the same input twice checks nothing more."""

@@ -10,10 +10,11 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
 
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
 shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt),
-``default-ones`` (it with Tile.ones_sum)
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
-``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).  Sequence lengths: --seqs.
+``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).
+A forward name may end in ``-ones`` / ``-pub`` (Tile.ones_sum / Tile.publish), e.g.
+``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
     from attnhub_hopper import cuda_fwd
     from attnhub_hopper.cuda_check import VARIANTS
 
+    # -ones / -pub after any name below: it with Tile.ones_sum / Tile.publish
+    mods = {"ones": "ones_sum", "pub": "publish"}
+    parts = name.split("-")
+    if len(parts) > 1 and parts[-1] in mods:
+        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**{mods[parts[-1]]: True})
     tile = cuda_fwd.default_tile(D, causal, S)
     if name == "default":
         return tile
     if name in ("default-lpt", "default-plain"):
         return tile._replace(lpt=name == "default-lpt")
-    if name == "default-ones":  # Tile.ones_sum: the row sums by the P·V product (d64)
-        return tile._replace(ones_sum=True)
     # a variant cuda_check.py checks (run it first), or its twin in the other causal launch
     # order (Tile.lpt: the same binary), e.g. n128s2-pp-lpt-m192
     known = {str(t): t for v in VARIANTS.get(D, ())

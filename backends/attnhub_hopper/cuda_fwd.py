@@ -70,7 +70,10 @@ class Tile(NamedTuple):
     each K/V tile each and multicast it to both (non-causal 16-bit one-CTA-per-tile
     kernels; problems with an odd number of query tiles run the cluster-1 twin), and
     ``ones_sum`` (16-bit d64): the softmax's row sums accumulated by the P·V product
-    against a block of ones (measured in the eighteenth session, NOTES.md)."""
+    against a block of ones (measured in the eighteenth session, NOTES.md), and
+    ``publish`` (persistent tiles): the producer writes each tile's decoded coordinates
+    next to its index, so the consumer warps skip the integer divisions of the decode
+    (eighteenth session: written, not yet run on a GPU)."""
 
     block_n: int
     stages: int
@@ -82,6 +85,7 @@ class Tile(NamedTuple):
     consumers: int = 2
     cluster: int = 1
     ones_sum: bool = False
+    publish: bool = False
 
     @property
     def block_m(self) -> int:
@@ -93,7 +97,7 @@ class Tile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
-                + ("-ones" if self.ones_sum else ""))
+                + ("-ones" if self.ones_sum else "") + ("-pub" if self.publish else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -257,13 +261,14 @@ _WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
 
 
 def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
-               persistent: bool = False, block_m: int = 128, ones_sum: bool = False) -> int:
+               persistent: bool = False, block_m: int = 128, ones_sum: bool = False,
+               publish: bool = False) -> int:
     """Dynamic shared memory of a specialisation."""
     e = 1 if fp8 else 2
     q = block_m * head_dim * e
     kv = block_n * head_dim * e
     o = block_m * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
-    bars = 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
+    bars = 8 * (3 + 5 * stages) + 16 * publish  # mbarriers, the persistent tile slot
     ones = block_n * 128 if ones_sum else 0  # Tile.ones_sum's block of ones
     return q + 2 * stages * kv + o + ones + bars + 1024  # + alignment slack
 
@@ -289,7 +294,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
-            f"-DONES_SUM={int(tile.ones_sum)}")
+            f"-DONES_SUM={int(tile.ones_sum)}", f"-DTILE_PUBLISH={int(tile.publish)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -380,6 +385,9 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str]:
     """Why ``tile`` cannot be built for (head dim, causal, dtype), or None: what
     :func:`_kernel` refuses with, for the check scripts to skip the same combinations."""
+    if tile.publish and not tile.persistent:
+        return (f"hopper-fa3 CUDA tile {tile}: publish needs the persistent kernel (its "
+                "tile slot); set persistent=True or publish=False")
     if tile.ones_sum and (head_dim != 64 or dtype == _FP8):
         return (f"hopper-fa3 CUDA tile {tile}: ones_sum needs 16-bit head dim 64 (the block "
                 f"of ones sits in P·V's second 64-column chunk); got d{head_dim} {dtype}")
@@ -396,7 +404,7 @@ def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str
                 "16-bit kernel with one CTA per tile (not persistent) and key blocks of a "
                 f"multiple of 16; got d{head_dim} causal={causal} {dtype}")
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m, tile.ones_sum)
+                      tile.block_m, tile.ones_sum, tile.publish)
     if smem > _SMEM_LIMIT:
         return (f"hopper-fa3 CUDA tile d{head_dim} {tile} needs {smem} bytes of shared memory "
                 f"(limit {_SMEM_LIMIT})")
@@ -411,7 +419,7 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     if why:
         raise ValueError(why)
     smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m, tile.ones_sum)
+                      tile.block_m, tile.ones_sum, tile.publish)
     mod, func = _build(device_index, source(head_dim, tile.block_n, dtype, tile.ones_sum),
                        nvrtc_options(head_dim, tile, causal, dtype), "attnhub_fa3_fwd", smem)
     return mod, func, smem

@@ -75,6 +75,9 @@
 #define POLY_EXP 0
 #endif
 
+#ifndef TILE_PUBLISH  // PERSISTENT: 1 = the producer writes the decoded tile next to its index
+#define TILE_PUBLISH 0   // (consumers read 4 words), 0 = every consumer warp decodes it itself
+#endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
 #endif
@@ -143,6 +146,7 @@
 
 static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be a multiple of 64 (64, 128, 192, 256)");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N must be a multiple of 16, <= 256");
+static_assert(!TILE_PUBLISH || PERSISTENT, "TILE_PUBLISH: the persistent kernel's tile slot");
 static_assert(!ONES_SUM || (HEAD_DIM == 64 && !IS_FP8), "ONES_SUM: 16-bit d64 only");
 static_assert(CONSUMERS == 2 || (CONSUMERS == 3 && HEAD_DIM == 64 && !IS_FP8),
               "three consumer warpgroups (160 registers each) only at 16-bit d64");
@@ -233,6 +237,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #define BAR_VR(s) (bars + 8u * (1u + 4u * STAGES + (s)))  // V tile permuted (PERMUTE_V)
 #define BAR_QE (bars + 8u * (1u + 5u * STAGES))           // Q released (PERSISTENT)
 #define TILE_SLOT (bars + 8u * (2u + 5u * STAGES))        // the tile index (PERSISTENT)
+// TILE_PUBLISH: m0, head, batch, n_blocks in the 16 bytes after the index
 #if PERMUTE_V
 #define BAR_VUSE(s) BAR_VR(s)
 #else
@@ -338,6 +343,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           break;
         }
         const TileC c = decode(t);
+#if TILE_PUBLISH  // before the arrival on BAR_Q below (or the TMA's) publishes the slot
+        st_shared_u32(TILE_SLOT + 4u, (u32)c.m0);
+        st_shared_u32(TILE_SLOT + 8u, (u32)c.head);
+        st_shared_u32(TILE_SLOT + 12u, (u32)c.batch);
+        st_shared_u32(TILE_SLOT + 16u, (u32)c.n_blocks);
+#endif
         if (c.n_blocks == 0) mbar_expect_tx(BAR_Q, 0);  // nothing to load; O = 0
 #else
       {
@@ -606,7 +617,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     mbar_wait(BAR_Q, q_iter & 1);
     const int t = (int)ld_shared_u32(TILE_SLOT);
     if (t >= n_tiles) break;
+#if TILE_PUBLISH  // the per-tile integer divisions once, in the producer (NOTES.md)
+    TileC c;
+    c.m0 = (int)ld_shared_u32(TILE_SLOT + 4u);
+    c.head = (int)ld_shared_u32(TILE_SLOT + 8u);
+    c.batch = (int)ld_shared_u32(TILE_SLOT + 12u);
+    c.n_blocks = (int)ld_shared_u32(TILE_SLOT + 16u);
+#else
     const TileC c = decode(t);
+#endif
 #else
   {
     const TileC c = decode(0);

@@ -43,9 +43,11 @@ import math
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -407,7 +409,7 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
     results: list[dict] = []
     total = len(points) * len(directions) * len(methods)
     bar = _progress(console, progress)
-    with bar:
+    with bar, _signals_stop_the_grid():
         task = bar.add_task("fa grid", total=total)
         try:
             _grid_loop(points, methods, directions, device, timer, check, seed, bar, task,
@@ -417,6 +419,29 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
                 console.print(f"[yellow]interrupted:[/] keeping {len(results)} records")
     _add_ratios(results)
     return results
+
+
+@contextlib.contextmanager
+def _signals_stop_the_grid():
+    """While the grid runs, SIGINT and SIGTERM raise KeyboardInterrupt, which
+    :func:`run_grid` turns into "keep what was measured": ``timeout`` (TERM, or ``-s INT``)
+    then ends a run with its results written.  Python's own SIGINT handler is installed
+    again on purpose: a library a backend loads may have replaced it (a device run of
+    2026-12-06 ended on SIGINT with nothing written).  Main thread only (where signal
+    handlers can be set); the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _grid_loop(points, methods, directions, device, timer, check, seed, bar, task, results):

@@ -328,3 +328,33 @@ def test_auto_choice_is_asked_for_the_timed_direction(monkeypatch, training):
         assert bench._chosen(q, q, q, True, training=training) == "x"
     assert seen["grad"] is training
     assert not q.requires_grad  # the caller's tensors are left alone
+
+
+@pytest.mark.parametrize("sig", ("SIGTERM", "SIGINT"))
+def test_a_signal_ends_the_grid_with_what_it_measured(sig):
+    """`timeout` (TERM, or -s INT) ends a grid run with its records kept, whatever handler a
+    loaded library left for the signal (here one that ignores it)."""
+    import os
+    import signal
+
+    signum = getattr(signal, sig)
+    calls = []
+
+    def kill_on_second_point(q, k, v, causal):
+        calls.append(q.shape[2])
+        if q.shape[2] == 64 and len(calls) > 1:  # the second point's first call
+            os.kill(os.getpid(), signum)
+        return _math(q, k, v, causal)
+
+    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
+                           causal=(False,), dtypes=("bf16",))
+    timer, _ = bench.make_timer(CPU, warmup_ms=0, rep_ms=0)
+    before = signal.signal(signum, signal.SIG_IGN)  # a library that swallowed the signal
+    try:
+        res = bench.run_grid(points, [bench.Method("killer", "attnhub", kill_on_second_point)],
+                             device=CPU, timer=timer, progress=False)
+        assert signal.getsignal(signum) is signal.SIG_IGN  # put back after the run
+    finally:
+        signal.signal(signum, before)
+    assert {r["seqlen"] for r in res} == {32}  # the first point's records, nothing after
+    assert all(r["status"] == "ok" for r in res) and len(res) == 2

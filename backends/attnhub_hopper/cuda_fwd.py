@@ -273,6 +273,12 @@ def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
     return q + 2 * stages * kv + o + ones + bars + 1024  # + alignment slack
 
 
+def tile_smem_bytes(head_dim: int, tile: Tile, dtype) -> int:
+    """:func:`smem_bytes` of one specialisation, from its tile."""
+    return smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
+                      tile.block_m, tile.ones_sum, tile.publish)
+
+
 def source(head_dim: int, block_n: int, dtype: torch.dtype, ones_sum: bool = False) -> str:
     """The full translation unit: typedefs, generated wgmma wrappers, the shared PTX
     helpers (``fa3_common.cuh``), ``fa3_fwd.cu``."""
@@ -403,8 +409,7 @@ def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str
         return (f"hopper-fa3 CUDA tile {tile}: cluster must be 1, or 2 for a non-causal "
                 "16-bit kernel with one CTA per tile (not persistent) and key blocks of a "
                 f"multiple of 16; got d{head_dim} causal={causal} {dtype}")
-    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m, tile.ones_sum, tile.publish)
+    smem = tile_smem_bytes(head_dim, tile, dtype)
     if smem > _SMEM_LIMIT:
         return (f"hopper-fa3 CUDA tile d{head_dim} {tile} needs {smem} bytes of shared memory "
                 f"(limit {_SMEM_LIMIT})")
@@ -418,8 +423,7 @@ def _kernel(device_index: int, head_dim: int, tile: Tile, causal: bool, dtype):
     why = tile_refusal(head_dim, tile, causal, dtype)
     if why:
         raise ValueError(why)
-    smem = smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m, tile.ones_sum, tile.publish)
+    smem = tile_smem_bytes(head_dim, tile, dtype)
     mod, func = _build(device_index, source(head_dim, tile.block_n, dtype, tile.ones_sum),
                        nvrtc_options(head_dim, tile, causal, dtype), "attnhub_fa3_fwd", smem)
     return mod, func, smem

@@ -561,21 +561,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       const float p1 = EXP2_COL(j, fmaf(s_acc[4 * j + 1], scale_log2, -sh0));
       const float p2 = EXP2_COL(j, fmaf(s_acc[4 * j + 2], scale_log2, -sh1));
       const float p3 = EXP2_COL(j, fmaf(s_acc[4 * j + 3], scale_log2, -sh1));
-#if !ONES_SUM
-      sum0 += p0 + p1;
+      sum0 += p0 + p1;  // ONES_SUM: dead (l_r is not read), the compiler drops it
       sum1 += p2 + p3;
-#endif
       s_acc[4 * j] = p0;
       s_acc[4 * j + 1] = p1;
       s_acc[4 * j + 2] = p2;
       s_acc[4 * j + 3] = p3;
     }
-#if ONES_SUM
-    (void)sum0, (void)sum1;
-#else
     l_r[0] = l_r[0] * alpha0 + sum0;  // per-thread partial sums; reduced once at the end
     l_r[1] = l_r[1] * alpha1 + sum1;
-#endif
   };
   auto pack_p = [&]() {
 #if IS_FP8

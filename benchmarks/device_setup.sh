@@ -30,3 +30,9 @@ ncu_prof() {
     grep -E "Context [0-9]+, Stream|Duration|Compute \(SM\) Throughput|Waves Per SM|Issue Slots Busy|Registers Per Thread|Achieved Occupancy|^\[" \
         "$OUT/ncu_$name.txt" | head -40
 }
+
+# pack_out: everything under $OUT into $OUT/all.tgz and nothing else there (the device tool
+# returns only a handful of files a call; one archive always comes back).
+pack_out() {
+    (cd "$OUT" && tar czf /tmp/all.tgz . && find . -mindepth 1 -delete && mv /tmp/all.tgz all.tgz)
+}

@@ -168,11 +168,14 @@ def run_case(c):
     dtype = c.get("dtype", torch.bfloat16)
     cid = (f"d{c['D']} s{c['Sq']}x{c['Sk']} h{c['Hq']}/{c['Hk']} "
            f"{'causal' if c['causal'] else 'full'} {str(dtype)[6:]} {c.get('layout', 'bhsd')}"
-           + (f" tile{c['tile']}" if c.get("tile") else ""))
+           + (f" tile{c['tile']}" if c.get("tile") else "")
+           + (f" q*{c['q_scale']}" if c.get("q_scale") else ""))
     try:
         torch.manual_seed(zlib.crc32(cid.encode()))
         p = _problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], dtype, c["causal"])
         q, k, v = random_inputs(p, layout=c.get("layout", "bhsd"))
+        if c.get("q_scale"):  # wider scores: the running max moves by more, more often
+            q = q * c["q_scale"]
         be = _Cuda(Tile(*c["tile"]) if c.get("tile") else None)
         res = check_forward(be, q, k, v, p)
         o1, l1 = be.forward(q, k, v, p)
@@ -303,7 +306,8 @@ def run_fp8_case(c):
     cid = (f"fp8 d{c['D']} s{c['Sq']}x{c['Sk']} h{c['Hq']}/{c['Hk']} "
            f"{'causal' if c['causal'] else 'full'} {c.get('layout', 'bhsd')}"
            + (f" v-{c['v_layout']}" if c.get("v_layout") else "")
-           + (f" tile{c['tile']}" if c.get("tile") else ""))
+           + (f" tile{c['tile']}" if c.get("tile") else "")
+           + (f" q*{c['q_scale']}" if c.get("q_scale") else ""))
     try:
         torch.manual_seed(zlib.crc32(cid.encode()))
         p0 = _problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], torch.bfloat16,

@@ -70,10 +70,10 @@ class Tile(NamedTuple):
     each K/V tile each and multicast it to both (non-causal 16-bit one-CTA-per-tile
     kernels; problems with an odd number of query tiles run the cluster-1 twin), and
     ``ones_sum`` (16-bit d64): the softmax's row sums accumulated by the P·V product
-    against a block of ones (measured in the eighteenth session, NOTES.md), and
-    ``publish`` (persistent tiles): the producer writes each tile's decoded coordinates
-    next to its index, so the consumer warps skip the integer divisions of the decode
-    (eighteenth session: written, not yet run on a GPU)."""
+    against a block of ones (measured in the eighteenth session, NOTES.md), and ``lazy``
+    (16-bit): FA4's conditional rescale, the running row max (and with it O and the row
+    sums) is moved only when some row of the warp grew by more than 2^8 (P stays <= 256;
+    nineteenth session, NOTES.md)."""
 
     block_n: int
     stages: int
@@ -85,7 +85,7 @@ class Tile(NamedTuple):
     consumers: int = 2
     cluster: int = 1
     ones_sum: bool = False
-    publish: bool = False
+    lazy: bool = False
 
     @property
     def block_m(self) -> int:
@@ -97,7 +97,7 @@ class Tile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
-                + ("-ones" if self.ones_sum else "") + ("-pub" if self.publish else ""))
+                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -261,14 +261,13 @@ _WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
 
 
 def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
-               persistent: bool = False, block_m: int = 128, ones_sum: bool = False,
-               publish: bool = False) -> int:
+               persistent: bool = False, block_m: int = 128, ones_sum: bool = False) -> int:
     """Dynamic shared memory of a specialisation."""
     e = 1 if fp8 else 2
     q = block_m * head_dim * e
     kv = block_n * head_dim * e
     o = block_m * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
-    bars = 8 * (3 + 5 * stages) + 16 * publish  # mbarriers, the persistent tile slot
+    bars = 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
     ones = block_n * 128 if ones_sum else 0  # Tile.ones_sum's block of ones
     return q + 2 * stages * kv + o + ones + bars + 1024  # + alignment slack
 
@@ -276,7 +275,7 @@ def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
 def tile_smem_bytes(head_dim: int, tile: Tile, dtype) -> int:
     """:func:`smem_bytes` of one specialisation, from its tile."""
     return smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m, tile.ones_sum, tile.publish)
+                      tile.block_m, tile.ones_sum)
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype, ones_sum: bool = False) -> str:
@@ -300,7 +299,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
-            f"-DONES_SUM={int(tile.ones_sum)}", f"-DTILE_PUBLISH={int(tile.publish)}")
+            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -391,9 +390,9 @@ def unsupported_reason(q, k, v, problem) -> Optional[str]:
 def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str]:
     """Why ``tile`` cannot be built for (head dim, causal, dtype), or None: what
     :func:`_kernel` refuses with, for the check scripts to skip the same combinations."""
-    if tile.publish and not tile.persistent:
-        return (f"hopper-fa3 CUDA tile {tile}: publish needs the persistent kernel (its "
-                "tile slot); set persistent=True or publish=False")
+    if tile.lazy and dtype == _FP8:
+        return (f"hopper-fa3 CUDA tile {tile}: lazy needs 16-bit inputs (FP8's P is already "
+                "scaled by 2^8 and e4m3 ends at 448); set lazy=False")
     if tile.ones_sum and (head_dim != 64 or dtype == _FP8):
         return (f"hopper-fa3 CUDA tile {tile}: ones_sum needs 16-bit head dim 64 (the block "
                 f"of ones sits in P·V's second 64-column chunk); got d{head_dim} {dtype}")

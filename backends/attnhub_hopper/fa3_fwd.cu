@@ -75,8 +75,8 @@
 #define POLY_EXP 0
 #endif
 
-#ifndef TILE_PUBLISH  // PERSISTENT: 1 = the producer writes the decoded tile next to its index
-#define TILE_PUBLISH 0   // (consumers read 4 words), 0 = every consumer warp decodes it itself
+#ifndef LAZY_RESCALE  // 1 (16-bit): move the running max only when it grew by > 2^8 (below)
+#define LAZY_RESCALE 0
 #endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
@@ -146,8 +146,8 @@
 
 static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be a multiple of 64 (64, 128, 192, 256)");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N must be a multiple of 16, <= 256");
-static_assert(!TILE_PUBLISH || PERSISTENT, "TILE_PUBLISH: the persistent kernel's tile slot");
 static_assert(!ONES_SUM || (HEAD_DIM == 64 && !IS_FP8), "ONES_SUM: 16-bit d64 only");
+static_assert(!LAZY_RESCALE || !IS_FP8, "LAZY_RESCALE: FP8's P already carries 2^P_BIAS");
 static_assert(CONSUMERS == 2 || (CONSUMERS == 3 && HEAD_DIM == 64 && !IS_FP8),
               "three consumer warpgroups (160 registers each) only at 16-bit d64");
 static_assert(CLUSTER == 1 || (CLUSTER == 2 && !CAUSAL && !PERSISTENT && !IS_FP8 &&
@@ -237,7 +237,6 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #define BAR_VR(s) (bars + 8u * (1u + 4u * STAGES + (s)))  // V tile permuted (PERMUTE_V)
 #define BAR_QE (bars + 8u * (1u + 5u * STAGES))           // Q released (PERSISTENT)
 #define TILE_SLOT (bars + 8u * (2u + 5u * STAGES))        // the tile index (PERSISTENT)
-// TILE_PUBLISH: m0, head, batch, n_blocks in the 16 bytes after the index
 #if PERMUTE_V
 #define BAR_VUSE(s) BAR_VR(s)
 #else
@@ -343,12 +342,6 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           break;
         }
         const TileC c = decode(t);
-#if TILE_PUBLISH  // before the arrival on BAR_Q below (or the TMA's) publishes the slot
-        st_shared_u32(TILE_SLOT + 4u, (u32)c.m0);
-        st_shared_u32(TILE_SLOT + 8u, (u32)c.head);
-        st_shared_u32(TILE_SLOT + 12u, (u32)c.batch);
-        st_shared_u32(TILE_SLOT + 16u, (u32)c.n_blocks);
-#endif
         if (c.n_blocks == 0) mbar_expect_tx(BAR_Q, 0);  // nothing to load; O = 0
 #else
       {
@@ -533,10 +526,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
   };
   // Online softmax of s_acc in place (s_acc becomes P in fp32); new row max and sums,
-  // returns the rescale factors.  Packing P to 16 bits is a separate step (pack_p): while
-  // a P·V product is in flight its A registers must not be written, or ptxas serialises
-  // every wgmma (C7513), so the pack waits until that product is done.
-  auto softmax = [&](float& alpha0, float& alpha1) {
+  // returns the rescale factors and whether O needs them.  Packing P to 16 bits is a
+  // separate step (pack_p): while a P·V product is in flight its A registers must not be
+  // written, or ptxas serialises every wgmma (C7513), so the pack waits until that product
+  // is done.  LAZY_RESCALE (FA4's conditional rescale): while no row of the warp has a new
+  // max more than 8 (log2) above the one in use, the old max stays: P <= 2^8 (exact in
+  // fp32, no overflow in 16 bits), alpha = 1, and O's rescale (HEAD_DIM / 2 FMULs) and the
+  // two alpha exps are skipped; m_r is always the max P was taken against, so the LSE holds.
+  auto softmax = [&](float& alpha0, float& alpha1) -> bool {
     float b0 = NEG_INF, b1 = NEG_INF;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -547,10 +544,18 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     b0 = fmaxf(b0, __shfl_xor_sync(0xffffffffu, b0, 2));
     b1 = fmaxf(b1, __shfl_xor_sync(0xffffffffu, b1, 1));
     b1 = fmaxf(b1, __shfl_xor_sync(0xffffffffu, b1, 2));
-    const float mn0 = fmaxf(m_r[0], b0 * scale_log2), mn1 = fmaxf(m_r[1], b1 * scale_log2);
+    float mn0 = fmaxf(m_r[0], b0 * scale_log2), mn1 = fmaxf(m_r[1], b1 * scale_log2);
+    bool moved = true;
+#if LAZY_RESCALE  // a row's first key (-inf before) gives +inf; none yet (-inf - -inf) NaN
+    moved = __any_sync(0xffffffffu, mn0 - m_r[0] > 8.f || mn1 - m_r[1] > 8.f);
+    if (!moved) {
+      mn0 = m_r[0];
+      mn1 = m_r[1];
+    }
+#endif
     const float mu0 = mn0 == NEG_INF ? 0.f : mn0, mu1 = mn1 == NEG_INF ? 0.f : mn1;
-    alpha0 = fast_exp2(m_r[0] - mu0);
-    alpha1 = fast_exp2(m_r[1] - mu1);
+    alpha0 = moved ? fast_exp2(m_r[0] - mu0) : 1.f;
+    alpha1 = moved ? fast_exp2(m_r[1] - mu1) : 1.f;
     const float sh0 = mu0 - P_BIAS, sh1 = mu1 - P_BIAS;  // P = exp2(s - m + P_BIAS)
     m_r[0] = mn0;
     m_r[1] = mn1;
@@ -570,6 +575,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
     l_r[0] = l_r[0] * alpha0 + sum0;  // per-thread partial sums; reduced once at the end
     l_r[1] = l_r[1] * alpha1 + sum1;
+    return moved;
   };
   auto pack_p = [&]() {
 #if IS_FP8
@@ -611,15 +617,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     mbar_wait(BAR_Q, q_iter & 1);
     const int t = (int)ld_shared_u32(TILE_SLOT);
     if (t >= n_tiles) break;
-#if TILE_PUBLISH  // the per-tile integer divisions once, in the producer (NOTES.md)
-    TileC c;
-    c.m0 = (int)ld_shared_u32(TILE_SLOT + 4u);
-    c.head = (int)ld_shared_u32(TILE_SLOT + 8u);
-    c.batch = (int)ld_shared_u32(TILE_SLOT + 12u);
-    c.n_blocks = (int)ld_shared_u32(TILE_SLOT + 16u);
-#else
     const TileC c = decode(t);
-#endif
 #else
   {
     const TileC c = decode(0);
@@ -677,19 +675,21 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
         mask(n_blocks - 1 - it);
         float a0, a1;
-        softmax(a0, a1);
+        const bool moved = softmax(a0, a1);
         wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
 #pragma unroll
         for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
         release(BAR_VE(sp));
+        if (moved) {
 #pragma unroll
-        for (int j = 0; j < O_N / 8; ++j) {
-          o[4 * j] *= a0;
-          o[4 * j + 1] *= a0;
-          o[4 * j + 2] *= a1;
-          o[4 * j + 3] *= a1;
+          for (int j = 0; j < O_N / 8; ++j) {
+            o[4 * j] *= a0;
+            o[4 * j + 1] *= a0;
+            o[4 * j + 2] *= a1;
+            o[4 * j + 3] *= a1;
+          }
         }
         pack_p();
       }

@@ -265,15 +265,13 @@ def test_ones_sum_tiles_are_refused_outside_16bit_d64():
             - cuda_fwd.smem_bytes(64, 128, 2, block_m=192)) == 128 * 128
 
 
-def test_publish_tiles_need_the_persistent_kernel():
-    pub = cuda_fwd.Tile(128, 2, True, persistent=True, publish=True)
-    assert str(pub) == "n128s2-pp-persistent-pub"
-    assert cuda_fwd.tile_refusal(64, pub, True, torch.bfloat16) is None
-    with pytest.raises(ValueError, match="publish needs the persistent kernel"):
-        cuda_fwd._kernel(0, 64, pub._replace(persistent=False), True, torch.bfloat16)
-    # the decoded tile: 16 bytes after the index
-    assert (cuda_fwd.smem_bytes(64, 128, 2, persistent=True, publish=True)
-            - cuda_fwd.smem_bytes(64, 128, 2, persistent=True)) == 16
+def test_lazy_tiles_are_refused_for_fp8():
+    lazy = cuda_fwd.Tile(128, 2, True, persistent=True, lazy=True)
+    assert str(lazy) == "n128s2-pp-persistent-lazy"
+    assert cuda_fwd.tile_refusal(64, lazy, True, torch.bfloat16) is None
+    with pytest.raises(ValueError, match="lazy needs 16-bit inputs"):
+        cuda_fwd._kernel(0, 128, lazy, False, FP8)
+    assert "-DLAZY_RESCALE=1" in cuda_fwd.options(64, lazy, True, torch.bfloat16)
 
 
 def _distinct_compiles(specs):
@@ -292,8 +290,10 @@ def _distinct_compiles(specs):
     {(D, c, t, torch.bfloat16) for D, c, t in cuda_fwd.shipped_tiles()}
     | {(D, c, t, FP8) for D, c, t in cuda_fwd.shipped_tiles(fp8=True)}
     | {(64, True, cuda_fwd.Tile(192, 2, True, poly=1), torch.float16),
-       (64, True, cuda_fwd.Tile(128, 2, True, persistent=True, publish=True), torch.bfloat16),
-       (128, False, cuda_fwd.Tile(128, 2, True, persistent=True, publish=True), torch.float16),
+       (64, True, cuda_fwd.Tile(128, 2, True, persistent=True, lazy=True), torch.bfloat16),
+       (128, False, cuda_fwd.Tile(128, 2, True, persistent=True, lazy=True), torch.float16),
+       (64, False, cuda_fwd.Tile(128, 2, True, consumers=3, ones_sum=True, lazy=True),
+        torch.bfloat16),
        (128, False, cuda_fwd.Tile(128, 2, poly=2), FP8)}
     | {(64, c, t, torch.bfloat16) for t in M192 for c in (False, True)}), ids=str)
 def test_nvrtc_accepts_the_source(spec):
@@ -520,7 +520,11 @@ def test_cuda_forward_tolerance(case, monkeypatch):
                                     (64, (128, 2, True, False, False, 0, False, 3, 2)),
                                     (64, (128, 2, True, False, False, 0, False, 3, 1, True)),
                                     (64, (128, 2, True, False, True, 0, False, 2, 1, False,
-                                          True))],
+                                          True)),  # lazy
+                                    (128, (128, 2, True, False, False, 0, False, 2, 1, False,
+                                           True)),
+                                    (256, (80, 2, False, False, False, 0, False, 2, 1, False,
+                                           True))],
                          ids=str)
 @pytest.mark.parametrize("causal", (False, True), ids=("full", "causal"))
 def test_cuda_forward_every_tile(D, tile, causal, monkeypatch):

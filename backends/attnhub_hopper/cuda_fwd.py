@@ -73,7 +73,8 @@ class Tile(NamedTuple):
     against a block of ones (measured in the eighteenth session, NOTES.md), and ``lazy``
     (16-bit): FA4's conditional rescale, the running row max (and with it O and the row
     sums) is moved only when some row of the warp grew by more than 2^8 (P stays <= 256;
-    nineteenth session, NOTES.md)."""
+    nineteenth session, NOTES.md); ``early_wait``: the wait for a P·V where ptxas put it
+    before the nineteenth session, ahead of the softmax's exps (for A/B only)."""
 
     block_n: int
     stages: int
@@ -86,6 +87,7 @@ class Tile(NamedTuple):
     cluster: int = 1
     ones_sum: bool = False
     lazy: bool = False
+    early_wait: bool = False
 
     @property
     def block_m(self) -> int:
@@ -97,7 +99,7 @@ class Tile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
-                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else ""))
+                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "") + ("-ew" if self.early_wait else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -299,7 +301,8 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
-            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}")
+            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
+            f"-DSPLIT_WAIT={int(not tile.early_wait)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

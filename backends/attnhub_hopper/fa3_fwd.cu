@@ -78,6 +78,9 @@
 #ifndef LAZY_RESCALE  // 1 (16-bit): move the running max only when it grew by > 2^8 (below)
 #define LAZY_RESCALE 0
 #endif
+#ifndef SPLIT_WAIT  // 1: the wait for a P·V in the rescale's branch, after the exps (below)
+#define SPLIT_WAIT 1
+#endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
 #endif
@@ -529,10 +532,10 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // returns the rescale factors and whether O needs them.  Packing P to 16 bits is a
   // separate step (pack_p): while a P·V product is in flight its A registers must not be
   // written, or ptxas serialises every wgmma (C7513), so the pack waits until that product
-  // is done.  LAZY_RESCALE (FA4's conditional rescale): while no row of the warp has a new
-  // max more than 8 (log2) above the one in use, the old max stays: P <= 2^8 (exact in
-  // fp32, no overflow in 16 bits), alpha = 1, and O's rescale (HEAD_DIM / 2 FMULs) and the
-  // two alpha exps are skipped; m_r is always the max P was taken against, so the LSE holds.
+  // is done.  While no row of the warp has a new max, O's rescale (HEAD_DIM / 2 FMULs a
+  // thread) is skipped.  LAZY_RESCALE (FA4's conditional rescale): a row keeps the max in
+  // use until a block's max is more than 8 (log2) above it, so P <= 2^8 (exact in fp32, no
+  // overflow in 16 bits) and alpha = 1.  m_r is always the max P was taken against.
   auto softmax = [&](float& alpha0, float& alpha1) -> bool {
     float b0 = NEG_INF, b1 = NEG_INF;
 #pragma unroll
@@ -544,18 +547,17 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     b0 = fmaxf(b0, __shfl_xor_sync(0xffffffffu, b0, 2));
     b1 = fmaxf(b1, __shfl_xor_sync(0xffffffffu, b1, 1));
     b1 = fmaxf(b1, __shfl_xor_sync(0xffffffffu, b1, 2));
-    float mn0 = fmaxf(m_r[0], b0 * scale_log2), mn1 = fmaxf(m_r[1], b1 * scale_log2);
-    bool moved = true;
-#if LAZY_RESCALE  // a row's first key (-inf before) gives +inf; none yet (-inf - -inf) NaN
-    moved = __any_sync(0xffffffffu, mn0 - m_r[0] > 8.f || mn1 - m_r[1] > 8.f);
-    if (!moved) {
-      mn0 = m_r[0];
-      mn1 = m_r[1];
-    }
+    const float bs0 = b0 * scale_log2, bs1 = b1 * scale_log2;
+#if LAZY_RESCALE  // per row (a row's first key: m_r + 8 = -inf)
+    const float mn0 = bs0 > m_r[0] + 8.f ? bs0 : m_r[0], mn1 = bs1 > m_r[1] + 8.f ? bs1 : m_r[1];
+#else
+    const float mn0 = fmaxf(m_r[0], bs0), mn1 = fmaxf(m_r[1], bs1);
 #endif
+    // the warp's vote is needed only at O's rescale, so it stays off the exps' chain
+    const bool moved = __any_sync(0xffffffffu, mn0 != m_r[0] || mn1 != m_r[1]);
     const float mu0 = mn0 == NEG_INF ? 0.f : mn0, mu1 = mn1 == NEG_INF ? 0.f : mn1;
-    alpha0 = moved ? fast_exp2(m_r[0] - mu0) : 1.f;
-    alpha1 = moved ? fast_exp2(m_r[1] - mu1) : 1.f;
+    alpha0 = fast_exp2(m_r[0] - mu0);  // ex2(0) = 1 where a row's max stayed
+    alpha1 = fast_exp2(m_r[1] - mu1);
     const float sh0 = mu0 - P_BIAS, sh1 = mu1 - P_BIAS;  // P = exp2(s - m + P_BIAS)
     m_r[0] = mn0;
     m_r[1] = mn1;
@@ -576,6 +578,22 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     l_r[0] = l_r[0] * alpha0 + sum0;  // per-thread partial sums; reduced once at the end
     l_r[1] = l_r[1] * alpha1 + sum1;
     return moved;
+  };
+  auto wait_pv = [&]() {  // the last P·V done: O final, its A registers (P) free
+    wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
+#pragma unroll
+    for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
+  };
+  auto rescale_o = [&](float a0, float a1) {
+#pragma unroll
+    for (int j = 0; j < O_N / 8; ++j) {
+      o[4 * j] *= a0;
+      o[4 * j + 1] *= a0;
+      o[4 * j + 2] *= a1;
+      o[4 * j + 3] *= a1;
+    }
   };
   auto pack_p = [&]() {
 #if IS_FP8
@@ -676,21 +694,23 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         mask(n_blocks - 1 - it);
         float a0, a1;
         const bool moved = softmax(a0, a1);
-        wgmma_wait<0>();
-#pragma unroll
-        for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
-#pragma unroll
-        for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
-        release(BAR_VE(sp));
+        // The wait for the previous P·V goes in both arms of the rescale's branch.  In one
+        // basic block with the softmax, ptxas scheduled it above the exps (every shipped
+        // tile's SASS had all its MUFU.EX2 after it), so a warpgroup's softmax never ran
+        // under its own P·V (FA3 §3.2); across a branch it stays where it is written.
+        // SPLIT_WAIT=0 (Tile.early_wait) keeps the old shape for A/B (NOTES.md).
+#if SPLIT_WAIT
         if (moved) {
-#pragma unroll
-          for (int j = 0; j < O_N / 8; ++j) {
-            o[4 * j] *= a0;
-            o[4 * j + 1] *= a0;
-            o[4 * j + 2] *= a1;
-            o[4 * j + 3] *= a1;
-          }
+          wait_pv();
+          rescale_o(a0, a1);
+        } else {
+          wait_pv();
         }
+#else
+        wait_pv();
+        if (moved) rescale_o(a0, a1);
+#endif
+        release(BAR_VE(sp));
         pack_p();
       }
       {  // last P·V
@@ -700,9 +720,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         PP_TURN();
         issue_pv(s);
         PP_PASS();
-        wgmma_wait<0>();
-#pragma unroll
-        for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
+        wait_pv();
         release(BAR_VE(s));
       }
       g += n_blocks;

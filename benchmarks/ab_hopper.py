@@ -13,8 +13,7 @@ shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / with
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
 ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).
-A forward name may end in ``-ones`` / ``-lazy`` / ``-ew`` (Tile.ones_sum / Tile.lazy /
-Tile.early_wait), e.g.
+A forward name may end in ``-ones`` / ``-lazy`` (Tile.ones_sum / Tile.lazy), e.g.
 ``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -30,8 +29,8 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
     from attnhub_hopper import cuda_fwd
     from attnhub_hopper.cuda_check import VARIANTS
 
-    # -ones / -lazy / -ew after any name below: it with Tile.ones_sum / lazy / early_wait
-    mods = {"ones": "ones_sum", "lazy": "lazy", "ew": "early_wait"}
+    # -ones / -lazy after any name below: it with Tile.ones_sum / Tile.lazy
+    mods = {"ones": "ones_sum", "lazy": "lazy"}
     parts = name.split("-")
     if len(parts) > 1 and parts[-1] in mods:
         return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**{mods[parts[-1]]: True})

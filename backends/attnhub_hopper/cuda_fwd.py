@@ -73,8 +73,7 @@ class Tile(NamedTuple):
     against a block of ones (measured in the eighteenth session, NOTES.md), and ``lazy``
     (16-bit): FA4's conditional rescale, the running row max (and with it O and the row
     sums) is moved only when some row of the warp grew by more than 2^8 (P stays <= 256;
-    nineteenth session, NOTES.md); ``early_wait``: the wait for a P·V where ptxas put it
-    before the nineteenth session, ahead of the softmax's exps (for A/B only)."""
+    nineteenth session, NOTES.md)."""
 
     block_n: int
     stages: int
@@ -87,7 +86,6 @@ class Tile(NamedTuple):
     cluster: int = 1
     ones_sum: bool = False
     lazy: bool = False
-    early_wait: bool = False
 
     @property
     def block_m(self) -> int:
@@ -99,7 +97,7 @@ class Tile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
-                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "") + ("-ew" if self.early_wait else ""))
+                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -129,7 +127,8 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
-    :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``).
+    :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles
+    rescale lazily (``Tile.lazy``).
     FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
     d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
@@ -138,6 +137,9 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
         short = seqlen_k <= 4096
         return Tile(128, 2, head_dim == 256 and short, causal and short)
     tile = _bf16_tile(kernel_head_dim(head_dim) or head_dim, causal, seqlen_k)  # padded too
+    # lazy (FA4's conditional rescale): +0.3..+3.2 % at all 12 points of an interleaved A/B
+    # (d64/128/256, 2k/8k, causal or not; ab_split_lazy_h100_2026-12-06)
+    tile = tile._replace(lazy=True)
     lo, hi = LPT_KEYS
     return tile._replace(lpt=True) if causal and lo <= seqlen_k <= hi else tile
 
@@ -301,8 +303,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
-            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
-            f"-DSPLIT_WAIT={int(not tile.early_wait)}")
+            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

@@ -78,9 +78,6 @@
 #ifndef LAZY_RESCALE  // 1 (16-bit): move the running max only when it grew by > 2^8 (below)
 #define LAZY_RESCALE 0
 #endif
-#ifndef SPLIT_WAIT  // 1: the wait for a P·V in the rescale's branch, after the exps (below)
-#define SPLIT_WAIT 1
-#endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
 #endif
@@ -697,19 +694,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         // The wait for the previous P·V goes in both arms of the rescale's branch.  In one
         // basic block with the softmax, ptxas scheduled it above the exps (every shipped
         // tile's SASS had all its MUFU.EX2 after it), so a warpgroup's softmax never ran
-        // under its own P·V (FA3 §3.2); across a branch it stays where it is written.
-        // SPLIT_WAIT=0 (Tile.early_wait) keeps the old shape for A/B (NOTES.md).
-#if SPLIT_WAIT
+        // under its own P·V (FA3 §3.2); across a branch it stays where it is written
+        // (+2..+3.6 % at d128/d256, NOTES.md "Nineteenth session").
         if (moved) {
           wait_pv();
           rescale_o(a0, a1);
         } else {
           wait_pv();
         }
-#else
-        wait_pv();
-        if (moved) rescale_o(a0, a1);
-#endif
         release(BAR_VE(sp));
         pack_p();
       }

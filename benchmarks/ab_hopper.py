@@ -13,7 +13,8 @@ shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / with
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
 ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
 ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).
-A forward name may end in ``-ones`` / ``-lazy`` (Tile.ones_sum / Tile.lazy), e.g.
+A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` (Tile.ones_sum / Tile.lazy on /
+off), e.g.
 ``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
     parts = name.split("-")
     if len(parts) > 1 and parts[-1] in mods:
         return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**{mods[parts[-1]]: True})
+    if len(parts) > 1 and parts[-1] == "eager":  # without Tile.lazy (the shipped 16-bit have it)
+        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(lazy=False)
     tile = cuda_fwd.default_tile(D, causal, S)
     if name == "default":
         return tile

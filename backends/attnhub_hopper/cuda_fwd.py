@@ -129,14 +129,15 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles
     rescale lazily (``Tile.lazy``).
-    FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong pays at
-    d256 (+1-4 % up to 4k keys; at 16k +10 % since the P·V wait follows the exps, 1316
-    against 1191 TFLOP/s, nineteenth session) and cost 1-8 % at d128; permuting V in
+    FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
+    d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
     (NOTES.md, FP8 runs 2-7)."""
     if fp8:
         short = seqlen_k <= 4096
-        return Tile(128, 2, head_dim == 256, causal and short)
+        # d256 16k with ping-pong after the P·V wait moved: 1316 then 1211 TFLOP/s against
+        # 1191 then 1243 without it in two runs (nineteenth session): not a change
+        return Tile(128, 2, head_dim == 256 and short, causal and short)
     tile = _bf16_tile(kernel_head_dim(head_dim) or head_dim, causal, seqlen_k)  # padded too
     # lazy (FA4's conditional rescale): +0.3..+3.2 % at all 12 points of an interleaved A/B
     # (d64/128/256, 2k/8k, causal or not; ab_split_lazy_h100_2026-12-06)

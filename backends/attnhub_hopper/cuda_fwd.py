@@ -121,8 +121,8 @@ def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: 
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6, and the
     tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys; wide
-    key blocks pay at long sequences; three consumer warpgroups (192 rows) pay at d64 from
-    2k keys (non-causal) and 8k (causal); CTA pairs sharing K/V pay a little at d128
+    key blocks pay at long sequences; three consumer warpgroups (192 rows, with the row
+    sums by the P·V product) pay at d64 from 2k keys; CTA pairs sharing K/V pay a little at d128
     non-causal 16k; the persistent grid pays at short sequences (d64 up to 4k keys; d128
     up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
@@ -157,24 +157,20 @@ LPT_KEYS = (2048, 8192)
 
 def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
     if head_dim == 64:
-        if seqlen_k <= 1024 or (causal and seqlen_k <= 2048):
+        if seqlen_k <= 1024:
             return Tile(128, 2, True, persistent=True)
         # three consumer warpgroups (192-row tiles), medians of 4 interleaved rounds,
         # ab_hopper_h100_2026-12-05_run4..7: non-causal persistent +5.0/+5.8 % at 2k/4k,
         # plain +5.0..+7.9 % at 8k-16k (both orders); causal +3.5..+6.0 % at 8k-16k and
-        # −3..−6 % at 2k-4k (192-row causal tiles are coarser)
-        if not causal:
-            # ones_sum (the row sums by the P·V product) from 8k: +3.9 / +4.1 % at 8k and
-            # +5.7 / +3.2 % at 16k in two interleaved runs of both orders
-            # (ab_ones_h100_2026-12-06, _run2); the persistent tiles gained 1.4-1.6 % with
-            # 84 bytes of spill, the causal ones lost 1-4 % outside 4k (not shipped)
-            short = seqlen_k <= 4096
-            return Tile(128, 2, True, persistent=short, consumers=3, ones_sum=not short)
-        if seqlen_k >= 8192:
-            return Tile(128, 2, True, consumers=3)
-        # causal 4k: the persistent 192-row tile (with lpt), +2.5 / +3.7 % over the 128-row
-        # one (ab_hopper_h100_2026-12-05_run7, _run13); at 2k +0.0 / +1.6 %: not shipped
-        return Tile(128, 2, True, persistent=True, consumers=3)
+        # −3..−6 % at 2k-4k (192-row causal tiles are coarser), persistent at 4k +2.5 / +3.7 %
+        # (ab_hopper_h100_2026-12-05_run7, _run13).
+        # ones_sum (the row sums by the P·V product) on all of them since the P·V wait
+        # follows the exps and the rescale is lazy (ab_ones_*_h100_2026-12-06, nineteenth
+        # session, both orders): causal 2k (with the persistent 192-row tile, against the
+        # 128-row one) +3.4 / +3.0 %, causal 4k +3.5 / +3.8 %, non-causal 2k +1.7 %, 4k
+        # +2.0 / +1.9 %, causal 8k / 16k +1.6 / +0.5 %; non-causal 8k-16k +3.2..+5.7 %
+        # before (ab_ones_h100_2026-12-06, _run2)
+        return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3, ones_sum=True)
     if head_dim == 128:
         # non-causal 2k: persistent, +3.4 / +3.8 / +3.3 % in three interleaved runs, the last
         # two in opposite orders (ab_hopper_h100_2026-12-05_run7, _run13); 4k −0.6..+1.6 %

@@ -58,10 +58,11 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     report = cuda_fwd.nvcc_check(D, tile, causal, dtype)
     spill = int(re.search(r"(\d+) bytes spill stores", report).group(1))
     # the persistent 192-row d64 tile (160 registers a consumer thread) spills 56 bytes of
-    # its tile loop's state and still measured +5.5..6 % (NOTES.md, tenth session); 68 since
-    # the P·V wait moved after the exps (+0.4 % there, nineteenth session); any more, or a
-    # spill anywhere else, is a regression
-    assert spill <= (72 if tile.persistent and tile.consumers == 3 else 0), report
+    # its tile loop's state and still measured +5.5..6 % (NOTES.md, tenth session); with the
+    # row sums by the P·V product and the P·V wait after the exps 80 (causal) and 96 bytes,
+    # and those builds measured +1.7..+3.8 % over the ones without (nineteenth session); any
+    # more, or a spill anywhere else, is a regression
+    assert spill <= (96 if tile.persistent and tile.consumers == 3 else 0), report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
     assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages, persistent=tile.persistent,
@@ -321,14 +322,13 @@ def test_default_tiles_follow_the_measurements():
     # FA4's conditional rescale on every 16-bit tile, never on FP8 (e4m3 ends at 448)
     assert all(t.lazy for _, _, t in cuda_fwd.shipped_tiles())
     assert not any(t.lazy for _, _, t in cuda_fwd.shipped_tiles(fp8=True))
-    # the row sums by the P·V product: d64 non-causal from 8k keys only (NOTES.md)
-    assert [(d, c) for d, c, t in cuda_fwd.shipped_tiles() if t.ones_sum] == [(64, False)]
-    assert not cuda_fwd.default_tile(64, False, 4096).ones_sum
+    # the row sums by the P·V product: every d64 192-row tile (NOTES.md, nineteenth session)
+    assert all(t.ones_sum == (d == 64 and t.consumers == 3) for d, _, t in cuda_fwd.shipped_tiles())
     assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
-    assert cuda_fwd.default_tile(64, True, 4096) == cuda_fwd.Tile(128, 2, True, persistent=True,
+    assert cuda_fwd.default_tile(64, True, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
                                                                   lpt=True, consumers=3,
-                                                                  lazy=True)
-    assert cuda_fwd.default_tile(64, True, 2048).consumers == 2
+                                                                  ones_sum=True, lazy=True)
+    assert cuda_fwd.default_tile(64, True, 1024).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
     assert cuda_fwd.default_tile(128, False, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
                                                                    lazy=True)

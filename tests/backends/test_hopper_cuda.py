@@ -97,6 +97,54 @@ def test_nvcc_compiles_the_fp8_v_layout_kernel(tmp_path):
     assert res.returncode == 0 and spill_bytes(res.stderr) == 0, res.stderr
 
 
+def _cuobjdump():
+    """cuobjdump with nvdisasm beside it: the machine's, else the one Triton ships."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    try:
+        import triton
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    return path if os.path.exists(path) else None
+
+
+def _loop_exps_around_the_pv_wait(D, tile, causal, dtype, tmp_path):
+    """(MUFU.EX2 before, after) the wait for the previous P·V in the key-block loop's SASS:
+    from the loop's ``WARPGROUP.DEPBAR.LE gsb0, 0x1`` (S done) to its next ``0x0``, then to
+    the next product."""
+    import subprocess
+
+    src, cubin = tmp_path / "fwd.cu", tmp_path / "fwd.cubin"
+    src.write_text(cuda_fwd.source(D, tile.block_n, dtype, tile.ones_sum))
+    subprocess.run([NVCC, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
+                    *cuda_fwd.options(D, tile, causal, dtype), "-o", str(cubin), str(src)],
+                   check=True, capture_output=True)
+    sass = subprocess.run([_cuobjdump(), "-sass", str(cubin)], check=True,
+                          capture_output=True, text=True).stdout
+    ops = [line.split("*/", 1)[1].strip() for line in sass.splitlines()
+           if re.match(r"\s+/\*[0-9a-f]{4}\*/", line)]
+    i = next(n for n, op in enumerate(ops) if "DEPBAR.LE gsb0, 0x1" in op)
+    j = next(n for n in range(i + 1, len(ops)) if "DEPBAR.LE gsb0, 0x0" in ops[n])
+    k = next(n for n in range(j + 1, len(ops)) if "HGMMA" in ops[n] or "QGMMA" in ops[n])
+    return (sum("MUFU.EX2" in op for op in ops[i:j]), sum("MUFU.EX2" in op for op in ops[j:k]))
+
+
+@pytest.mark.skipif(NVCC is None or _cuobjdump() is None, reason="nvcc or cuobjdump missing")
+@pytest.mark.parametrize("D,causal,S,dtype", [(64, True, 2048, torch.bfloat16),
+                                              (128, False, 4096, torch.float16),
+                                              (256, False, 8192, torch.bfloat16),
+                                              (256, False, 16384, FP8)], ids=str)
+def test_the_softmax_runs_under_the_previous_pv(D, causal, S, dtype, tmp_path):
+    """FA3's intra-warpgroup overlap: the exps of block j before the wait for P·V(j-1).  In
+    one basic block ptxas scheduled that wait above every MUFU.EX2 of the loop (nineteenth
+    session, NOTES.md); the wait now sits in both arms of the rescale's branch."""
+    tile = cuda_fwd.default_tile(D, causal, S, fp8=dtype == FP8)
+    before, after = _loop_exps_around_the_pv_wait(D, tile, causal, dtype, tmp_path)
+    assert before >= tile.block_n // 2 and after == 0, (before, after)
+
+
 def test_fp8_key_order_matches_the_register_packing():
     """Emulate one warp: S accumulator fragments (m64nNk16 layout: rows r, r+8, columns
     8c + 2q + e), packed as fa3_fwd.cu's pack_p does into k32 e4m3 A registers (a0: row r,

@@ -306,8 +306,7 @@ def run_fp8_case(c):
     cid = (f"fp8 d{c['D']} s{c['Sq']}x{c['Sk']} h{c['Hq']}/{c['Hk']} "
            f"{'causal' if c['causal'] else 'full'} {c.get('layout', 'bhsd')}"
            + (f" v-{c['v_layout']}" if c.get("v_layout") else "")
-           + (f" tile{c['tile']}" if c.get("tile") else "")
-           + (f" q*{c['q_scale']}" if c.get("q_scale") else ""))
+           + (f" tile{c['tile']}" if c.get("tile") else ""))
     try:
         torch.manual_seed(zlib.crc32(cid.encode()))
         p0 = _problem(c["B"], c["Hq"], c["Hk"], c["Sq"], c["Sk"], c["D"], torch.bfloat16,

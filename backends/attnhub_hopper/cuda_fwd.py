@@ -71,9 +71,9 @@ class Tile(NamedTuple):
     kernels; problems with an odd number of query tiles run the cluster-1 twin), and
     ``ones_sum`` (16-bit d64): the softmax's row sums accumulated by the P·V product
     against a block of ones (measured in the eighteenth session, NOTES.md), and ``lazy``
-    (16-bit): FA4's conditional rescale, the running row max (and with it O and the row
-    sums) is moved only when some row of the warp grew by more than 2^8 (P stays <= 256;
-    nineteenth session, NOTES.md)."""
+    (16-bit): FA4's conditional rescale, a row's running max moves only when a key block's
+    max is more than 8 (log2) above it, so P stays <= 256 and O is rescaled only when some
+    row of the warp moved (nineteenth session, NOTES.md)."""
 
     block_n: int
     stages: int
@@ -122,9 +122,9 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6, and the
     tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys; wide
     key blocks pay at long sequences; three consumer warpgroups (192 rows, with the row
-    sums by the P·V product) pay at d64 from 2k keys; CTA pairs sharing K/V pay a little at d128
-    non-causal 16k; the persistent grid pays at short sequences (d64 up to 4k keys; d128
-    up to 1k);
+    sums by the P·V product) pay at d64 from 2k keys; CTA pairs sharing K/V pay a little
+    at d128 non-causal 16k; the persistent grid pays at short sequences (d64 up to 4k
+    keys; d128 up to 1k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles

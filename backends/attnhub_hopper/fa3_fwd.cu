@@ -435,7 +435,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
 
   float o[O_N / 2];
-  float m_r[2], l_r[2];
+  float m_r[2] = {NEG_INF, NEG_INF}, l_r[2] = {0.f, 0.f};  // set per tile below
   u32 p[P_REGS];
   float s_acc[BLOCK_N / 2];
   int m0 = 0;                          // the current tile's first query row

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# RAN ONCE, KEPT AS THE RECORD (ab_split*_h100_2026-12-06): Tile.early_wait (`-ew`) and
+# SPLIT_WAIT were removed after it, so its `default-ew` pairs no longer resolve.
 # One device call (about 5 minutes; nineteenth session).  (1) SPLIT_WAIT: the wait for the
 # previous P·V in both arms of the rescale's branch, so ptxas keeps it after the softmax's
 # exps (in one basic block it hoisted it above them in every shipped tile: no softmax ran

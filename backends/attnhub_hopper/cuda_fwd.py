@@ -643,9 +643,10 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
 
 
 def nvcc_check(head_dim: int, tile: Tile, causal: bool, dtype,
-               nvcc: Optional[str] = None) -> str:
-    """Compile the translation unit with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report.
-    Raises RuntimeError with the compiler output on failure."""
+               nvcc: Optional[str] = None, cubin: Optional[pathlib.Path] = None) -> str:
+    """Compile the translation unit with ``nvcc`` for sm_90a; returns ptxas's ``-v`` report
+    (the cubin is written to ``cubin`` when given, for ``cuobjdump -sass``).  Raises
+    RuntimeError with the compiler output on failure."""
     nvcc = nvcc or shutil.which("nvcc")
     if nvcc is None:
         raise FileNotFoundError("nvcc not found on PATH")
@@ -654,7 +655,7 @@ def nvcc_check(head_dim: int, tile: Tile, causal: bool, dtype,
         src.write_text(source(head_dim, tile.block_n, dtype, tile.ones_sum))
         cmd = [nvcc, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
                "-Xptxas", "-v", *options(head_dim, tile, causal, dtype),
-               "-o", str(pathlib.Path(tmp, "out.cubin")), str(src)]
+               "-o", str(cubin or pathlib.Path(tmp, "out.cubin")), str(src)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         report = res.stdout + res.stderr
         if res.returncode != 0:

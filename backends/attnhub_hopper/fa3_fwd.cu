@@ -75,7 +75,7 @@
 #define POLY_EXP 0
 #endif
 
-#ifndef LAZY_RESCALE  // 1 (16-bit): move the running max only when it grew by > 2^8 (below)
+#ifndef LAZY_RESCALE  // 1 (16-bit): move a row's max only when it grew by a factor > 2^8 (below)
 #define LAZY_RESCALE 0
 #endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)

@@ -65,9 +65,7 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     assert spill <= (96 if tile.persistent and tile.consumers == 3 else 0), report
     # C7510-C7519: ptxas serialised or patched the wgmma pipeline
     assert not re.search(r"C751\d", report), report
-    assert cuda_fwd.smem_bytes(D, tile.block_n, tile.stages, persistent=tile.persistent,
-                               block_m=tile.block_m,
-                               ones_sum=tile.ones_sum) <= cuda_fwd._SMEM_LIMIT
+    assert cuda_fwd.tile_smem_bytes(D, tile, dtype) <= cuda_fwd._SMEM_LIMIT
 
 
 FP8 = torch.float8_e4m3fn
@@ -116,11 +114,8 @@ def _loop_exps_around_the_pv_wait(D, tile, causal, dtype, tmp_path):
     the next product."""
     import subprocess
 
-    src, cubin = tmp_path / "fwd.cu", tmp_path / "fwd.cubin"
-    src.write_text(cuda_fwd.source(D, tile.block_n, dtype, tile.ones_sum))
-    subprocess.run([NVCC, "-gencode=arch=compute_90a,code=sm_90a", "-cubin", "-std=c++17",
-                    *cuda_fwd.options(D, tile, causal, dtype), "-o", str(cubin), str(src)],
-                   check=True, capture_output=True)
+    cubin = tmp_path / "fwd.cubin"
+    cuda_fwd.nvcc_check(D, tile, causal, dtype, cubin=cubin)
     sass = subprocess.run([_cuobjdump(), "-sass", str(cubin)], check=True,
                           capture_output=True, text=True).stdout
     ops = [line.split("*/", 1)[1].strip() for line in sass.splitlines()

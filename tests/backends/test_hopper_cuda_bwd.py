@@ -849,7 +849,6 @@ def test_backend_routes_to_the_cuda_backward_only_when_it_can_run(monkeypatch):
     monkeypatch.setattr(cuda_bwd, "PADDED_UNVERIFIED", "not yet checked on a GPU")
     assert "a quarter below d128/256 (cuda_bwd.kernel_head_dim): not yet checked" in (
         be.extra_info()["backward"])
-    monkeypatch.setattr(cuda_fwd, "installed_reason", lambda: None)
     assert be.extra_info()["backward"].startswith("warp-specialised CUDA")
 
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# RAN ONCE, KEPT AS THE RECORD (ab_align_d64_h100_2026-12-06): Tile.top (`-top`, the old
+# alignment) was removed after it, so its `default-top` pair no longer resolves.
+# One device call (about 7 minutes; twentieth session): causal forward tiles aligned to the
+# last query (the first one clamped to row 0) instead of starting at row 0, so the rows a
+# grid of BLOCK_M leaves over no longer sit in the last tile, where they see every key
+# (d64's 192-row tiles: 64 dead rows at 2k, 128 at 4k).  `-top` builds the old alignment.
+# Tolerance cases of every shipped causal 16-bit tile (Sq not a multiple of the tile, Sq !=
+# Sk, empty rows, GQA/MQA, BSHD, fp16, q * 8; each case also checks two runs bit-identical,
+# the overlapping rows written by two CTAs), interleaved A/B default-top vs default at d64
+# causal 2k-16k, then the CUDA forward's GPU tests.
+# Prediction (products counted): d64 causal 2k +5 %, 4k +6 %, 8k / 16k +1.5 %, if the
+# tensor cores bound it; d128/d256 (128-row tiles, Sq a multiple of 128 on the FA grid)
+# build the same work as before.
+# Everything in $OUT/all.tgz.  Carry .whl.
+set -u
+source benchmarks/device_setup.sh
+TAIL=12 step align_cases 240 python3 - <<'PY'
+import torch
+from attnhub_hopper import cuda_fwd
+from attnhub_hopper.cuda_check import run_case
+cases = []
+for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
+    if not causal:
+        continue
+    for shape in (dict(Sq=2048, Sk=2048, B=4, Hq=8, Hk=8), dict(Sq=1000, Sk=1000, B=2, Hq=4, Hk=4),
+                  dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2), dict(Sq=113, Sk=203, B=2, Hq=4, Hk=4),
+                  dict(Sq=203, Sk=113, B=2, Hq=4, Hk=4), dict(Sq=1, Sk=4096, B=2, Hq=4, Hk=4),
+                  dict(Sq=4096, Sk=1, B=2, Hq=4, Hk=2), dict(Sq=300, Sk=100, B=2, Hq=4, Hk=1),
+                  dict(Sq=3000, Sk=1000, B=2, Hq=8, Hk=8), dict(Sq=1900, Sk=2500, B=2, Hq=4, Hk=2),
+                  dict(Sq=2000, Sk=2000, B=2, Hq=4, Hk=4, q_scale=8.0),
+                  dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype=torch.float16),
+                  dict(Sq=777, Sk=777, B=3, Hq=6, Hk=3, layout="bshd")):
+        cases.append(dict(D=D, causal=causal, tile=tuple(tile), **shape))
+res = [run_case(c) for c in cases]
+bad = [r for r in res if not r["ok"]]
+for r in bad[:10]:
+    print("FAIL", r["id"], r.get("error") or r.get("report"), "det", r.get("deterministic"))
+print(f"aligned causal tolerance cases: {len(res) - len(bad)}/{len(res)} passed")
+PY
+A="python3 benchmarks/ab_hopper.py --rounds ${ROUNDS:-6} --out $OUT"
+TAIL=12 step align_ab 200 $A --name ab_align_d64 --seqs 2048,4096,8192,16384 \
+    --pair fwd:64:causal:default-top,default
+TAIL=4 step fwd_gpu_tests 240 python3 -m pytest -q -m gpu -p no:cacheprovider \
+    tests/backends/test_hopper_cuda.py
+pack_out

@@ -18,7 +18,7 @@ source benchmarks/device_setup.sh
 TAIL=12 step align_cases 240 python3 - <<'PY'
 import torch
 from attnhub_hopper import cuda_fwd
-from attnhub_hopper.cuda_check import run_case
+from attnhub_hopper.cuda_check import report_cases
 cases = []
 for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
     if not causal:
@@ -32,11 +32,7 @@ for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
                   dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype=torch.float16),
                   dict(Sq=777, Sk=777, B=3, Hq=6, Hk=3, layout="bshd")):
         cases.append(dict(D=D, causal=causal, tile=tuple(tile), **shape))
-res = [run_case(c) for c in cases]
-bad = [r for r in res if not r["ok"]]
-for r in bad[:10]:
-    print("FAIL", r["id"], r.get("error") or r.get("report"), "det", r.get("deterministic"))
-print(f"aligned causal tolerance cases: {len(res) - len(bad)}/{len(res)} passed")
+report_cases(cases, "aligned causal tolerance cases")
 PY
 A="python3 benchmarks/ab_hopper.py --rounds ${ROUNDS:-6} --out $OUT"
 TAIL=12 step align_ab 200 $A --name ab_align_d64 --seqs 2048,4096,8192,16384 \

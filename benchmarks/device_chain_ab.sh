@@ -16,7 +16,7 @@ source benchmarks/device_setup.sh
 TAIL=12 step chain_cases 240 python3 - <<'PY'
 import torch
 from attnhub_hopper import cuda_fwd
-from attnhub_hopper.cuda_check import run_case
+from attnhub_hopper.cuda_check import report_cases
 cases = []
 for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
     if not tile.persistent:
@@ -30,11 +30,7 @@ for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
                   dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype=torch.float16),
                   dict(Sq=777, Sk=777, B=3, Hq=6, Hk=3, layout="bshd")):
         cases.append(dict(D=D, causal=causal, tile=tuple(t), **shape))
-res = [run_case(c) for c in cases]
-bad = [r for r in res if not r["ok"]]
-for r in bad[:10]:
-    print("FAIL", r["id"], r.get("error") or r.get("report"))
-print(f"chain tolerance cases: {len(res) - len(bad)}/{len(res)} passed")
+report_cases(cases, "chain tolerance cases")
 PY
 A="python3 benchmarks/ab_hopper.py --rounds ${ROUNDS:-6} --out $OUT"
 M=n128s2-pp-persistent-lpt-m192-ones-lazy

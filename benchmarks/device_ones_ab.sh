@@ -13,7 +13,7 @@ source benchmarks/device_setup.sh
 TAIL=14 step ones_cases 200 python3 - <<'PY'
 import torch
 from attnhub_hopper import cuda_fwd
-from attnhub_hopper.cuda_check import run_case
+from attnhub_hopper.cuda_check import report_cases, run_case
 cases = []
 for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
     if D != 64:
@@ -24,11 +24,7 @@ for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
                   dict(Sq=300, Sk=100, B=2, Hq=4, Hk=1),
                   dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2, dtype=torch.float16)):
         cases.append(dict(D=D, causal=causal, tile=t, **shape))
-res = [run_case(c) for c in cases]
-bad = [r for r in res if not r["ok"]]
-for r in bad[:10]:
-    print("FAIL", r["id"], r.get("error") or r.get("report"))
-print(f"ones_sum tolerance cases: {len(res) - len(bad)}/{len(res)} passed")
+report_cases(cases, "ones_sum tolerance cases")
 for causal in (False, True):  # the errors next to the shipped tile's on one problem
     tile = cuda_fwd.default_tile(64, causal, 2048)
     for t in (tile, tile._replace(ones_sum=True)):

@@ -17,7 +17,7 @@ source benchmarks/device_setup.sh
 TAIL=12 step split_cases 200 python3 - <<'PY'
 import torch
 from attnhub_hopper import cuda_fwd
-from attnhub_hopper.cuda_check import run_case
+from attnhub_hopper.cuda_check import report_cases
 cases = []
 for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
     for t in (tile, tile._replace(lazy=True)):
@@ -27,11 +27,7 @@ for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
                       dict(Sq=2000, Sk=2000, B=2, Hq=4, Hk=4, q_scale=8.0),
                       dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype=torch.float16)):
             cases.append(dict(D=D, causal=causal, tile=tuple(t), **shape))
-res = [run_case(c) for c in cases]
-bad = [r for r in res if not r["ok"]]
-for r in bad[:10]:
-    print("FAIL", r["id"], r.get("error") or r.get("report"))
-print(f"split / lazy tolerance cases: {len(res) - len(bad)}/{len(res)} passed")
+report_cases(cases, "split / lazy tolerance cases")
 PY
 A="python3 benchmarks/ab_hopper.py --rounds ${ROUNDS:-6} --out $OUT"
 P=""

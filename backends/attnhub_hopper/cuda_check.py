@@ -190,6 +190,18 @@ def run_case(c):
                     tb=traceback.format_exc()[-1500:])
 
 
+def report_cases(cases, label: str) -> list:
+    """Run :func:`run_case` over ``cases`` (the device scripts' tolerance checks of tile
+    variants), print up to ten failures and "<label>: passed/total passed"; returns the
+    results."""
+    res = [run_case(c) for c in cases]
+    bad = [r for r in res if not r["ok"]]
+    for r in bad[:10]:
+        print("FAIL", r["id"], r.get("error") or r.get("report"), "det", r.get("deterministic"))
+    print(f"{label}: {len(res) - len(bad)}/{len(res)} passed")
+    return res
+
+
 def checked_tiles(results) -> set:
     """(D, str(Tile)) of the variants whose own cases ran and all passed: only these may be
     called the best of a grid point (every variant is still timed)."""

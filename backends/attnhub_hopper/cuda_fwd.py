@@ -118,6 +118,7 @@ def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: 
     return window_pairs(batch * heads_q, 2 * seqlen_k * head_dim * elem_bytes // max(group, 1))
 
 
+@functools.lru_cache(maxsize=4096)  # on every forward call's path
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6, and the
     tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys; wide

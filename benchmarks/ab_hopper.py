@@ -10,11 +10,12 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
 
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
 shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt),
-or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward any name
-``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` (triton-fa2's forward):
-``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the kernel switches each sets).
-A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` (Tile.ones_sum / Tile.lazy on /
-off), e.g.
+or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (the shipped
+tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
+(triton-fa2's forward): ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the
+kernel switches each sets).
+A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` (Tile.ones_sum /
+Tile.lazy on / off, Tile.skip off), e.g.
 ``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -37,6 +38,8 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
         return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**{mods[parts[-1]]: True})
     if len(parts) > 1 and parts[-1] == "eager":  # without Tile.lazy (the shipped 16-bit have it)
         return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(lazy=False)
+    if len(parts) > 1 and parts[-1] == "noskip":  # without Tile.skip (on by default)
+        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(skip=False)
     tile = cuda_fwd.default_tile(D, causal, S)
     if name == "default":
         return tile
@@ -83,13 +86,15 @@ def _tri_forward(name: str, q, k, v, p):
     return run
 
 
-def _bwd_tile(name: str, D: int):
+def _bwd_tile(name: str, D: int, causal: bool, S: int):
     from attnhub_hopper import cuda_bwd
 
+    if name == "default":  # the shipped tile at this point
+        return cuda_bwd.default_tile(D, causal, S)
     for t in cuda_bwd.tiles_for(D):
         if str(t) == name:
             return t
-    raise ValueError(f"backward tile {name!r} is not one of "
+    raise ValueError(f"backward tile {name!r} is not 'default' or one of "
                      f"{[str(t) for t in cuda_bwd.tiles_for(D)]} at d{D}")
 
 
@@ -195,7 +200,7 @@ def main() -> None:
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
             if direction == "bwd":
                 fl *= 2.5
-                ta, tb = _bwd_tile(a_name, D), _bwd_tile(b_name, D)
+                ta, tb = _bwd_tile(a_name, D, causal, S), _bwd_tile(b_name, D, causal, S)
                 o, lse = cuda_fwd.forward(q, k, v, p)
                 do = torch.randn_like(o)
                 fa = lambda t=ta: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731

@@ -73,7 +73,10 @@ class Tile(NamedTuple):
     against a block of ones (measured in the eighteenth session, NOTES.md), and ``lazy``
     (16-bit): FA4's conditional rescale, a row's running max moves only when a key block's
     max is more than 8 (log2) above it, so P stays <= 256 and O is rescaled only when some
-    row of the warp moved (nineteenth session, NOTES.md)."""
+    row of the warp moved (nineteenth session, NOTES.md), and ``skip`` (causal): a consumer
+    warpgroup issues no S product for a tile's first key block that lies wholly past its
+    last row (the first 128-key block for a 192-row tile's top 64 rows; twenty-first
+    session, NOTES.md)."""
 
     block_n: int
     stages: int
@@ -86,6 +89,7 @@ class Tile(NamedTuple):
     cluster: int = 1
     ones_sum: bool = False
     lazy: bool = False
+    skip: bool = True
 
     @property
     def block_m(self) -> int:
@@ -97,7 +101,8 @@ class Tile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "") + ("-lpt" if self.lpt else "")
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
-                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else ""))
+                + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
+                + ("" if self.skip else "-noskip"))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -302,7 +307,8 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DV_SMEM_PERMUTE={int(fp8 and tile.v_smem)}",
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
-            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}")
+            f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
+            f"-DDEAD_SKIP={int(tile.skip)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

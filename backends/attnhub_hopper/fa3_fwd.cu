@@ -29,7 +29,8 @@
 //
 // Build-time constants (-D): HEAD_DIM (64, 128, 192, 256; = head dim of V), BLOCK_N, STAGES,
 // CAUSAL (bottom-right aligned), IS_BF16 (the 16-bit type of Q/K/V, or of O under FP8),
-// PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2).
+// PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2),
+// LAZY_RESCALE, ONES_SUM, DEAD_SKIP.
 //
 // CLUSTER=2 (non-causal 16-bit, one CTA per tile; FA3 does this at d >= 128): CTA pairs of a
 // cluster take adjacent query tiles of one (batch, head), so they read the same K/V.  Each
@@ -77,6 +78,9 @@
 
 #ifndef LAZY_RESCALE  // 1 (16-bit): move a row's max only when it grew by a factor > 2^8 (below)
 #define LAZY_RESCALE 0
+#endif
+#ifndef DEAD_SKIP  // causal: a warpgroup issues no S for a first key block its rows see nothing of
+#define DEAD_SKIP 1
 #endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
@@ -667,9 +671,20 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         const u32 s = g % STAGES, ph = (g / STAGES) & 1;
         mbar_wait(BAR_KF(s), ph);
         PP_TURN();
-        issue_s(s);
-        PP_PASS();
-        wgmma_wait<0>();
+#if CAUSAL && DEAD_SKIP
+        // The first block (the diagonal) may lie wholly past this warpgroup's last row (the
+        // top 64 rows of a 192-row tile and a 128-key block): no S product then, the mask
+        // sets every score to -inf (P = 0, the row state stays empty).  Its P·V (zeros) still
+        // goes out with the next block's S, so the pipeline and the ring are unchanged.
+        if ((n_blocks - 1) * BLOCK_N >= m0 + cw * 64 + 64 + offset) {
+          PP_PASS();
+        } else
+#endif
+        {
+          issue_s(s);
+          PP_PASS();
+          wgmma_wait<0>();
+        }
 #pragma unroll
         for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
         release(BAR_KE(s));

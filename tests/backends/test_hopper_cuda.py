@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from attnhub.contract import Problem
-from attnhub_hopper import cuda_fwd, wgmma_ptx
+from attnhub_hopper import cuda_bwd, cuda_fwd, wgmma_ptx
 from attnhub_hopper.cuda_check import _Cuda, fp8_cases  # _Cuda poisons O/LSE memory first
 
 ON_SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -675,9 +675,13 @@ def test_ab_script_names_pairs_and_tiles():
         128, 2, True, lpt=True, consumers=3)
     with pytest.raises(ValueError, match="default-lpt.*n80s2-pp"):
         ab._fwd_tile("n96s2", 256, True, lo)
-    assert str(ab._bwd_tile("s2-release-lpt", 128)) == "s2-release-lpt"
+    assert str(ab._bwd_tile("s2-release-lpt", 128, False, lo)) == "s2-release-lpt"
+    assert ab._bwd_tile("default", 256, True, 8192) == cuda_bwd.default_tile(256, True, 8192)
     with pytest.raises(ValueError, match="s9"):
-        ab._bwd_tile("s9", 128)
+        ab._bwd_tile("s9", 128, False, lo)
+    # -noskip: the causal forward without Tile.skip (the shipped tiles have it)
+    assert ab._fwd_tile("default-noskip", 64, True, lo) == cuda_fwd.default_tile(
+        64, True, lo)._replace(skip=False)
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch):
@@ -718,7 +722,6 @@ def test_broadcast_dims_are_not_given_to_tma():
     the last 0) is refused by ``_aligned`` -- the CUDA kernels then say why
     (``unsupported_reason``) and a dO gets a contiguous copy (``_tma_input``).  Size-1 dims
     may carry any stride."""
-    from attnhub_hopper import cuda_bwd
     from attnhub_hopper.ops import _tma_ok
 
     k = torch.randn(2, 4, 64, 64, dtype=torch.bfloat16)

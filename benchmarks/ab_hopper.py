@@ -14,8 +14,8 @@ or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (th
 tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
 (triton-fa2's forward): ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the
 kernel switches each sets).
-A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` (Tile.ones_sum /
-Tile.lazy on / off, Tile.skip off), e.g.
+A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-skip2``
+(Tile.ones_sum / Tile.lazy on / off, Tile.skip 0 / 2), e.g.
 ``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -38,8 +38,9 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
         return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**{mods[parts[-1]]: True})
     if len(parts) > 1 and parts[-1] == "eager":  # without Tile.lazy (the shipped 16-bit have it)
         return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(lazy=False)
-    if len(parts) > 1 and parts[-1] == "noskip":  # without Tile.skip (on by default)
-        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(skip=False)
+    if len(parts) > 1 and parts[-1] in ("noskip", "skip2"):  # Tile.skip 0 or 2 (1 shipped)
+        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(
+            skip=0 if parts[-1] == "noskip" else 2)
     tile = cuda_fwd.default_tile(D, causal, S)
     if name == "default":
         return tile

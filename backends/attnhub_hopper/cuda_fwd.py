@@ -76,7 +76,8 @@ class Tile(NamedTuple):
     row of the warp moved (nineteenth session, NOTES.md), and ``skip`` (causal): a consumer
     warpgroup issues no S product for a tile's first key block that lies wholly past its
     last row (the first 128-key block for a 192-row tile's top 64 rows; twenty-first
-    session, NOTES.md)."""
+    session, NOTES.md); 2: nor its mask and exps (P = 0 directly; built, not yet measured),
+    0: off."""
 
     block_n: int
     stages: int
@@ -89,7 +90,7 @@ class Tile(NamedTuple):
     cluster: int = 1
     ones_sum: bool = False
     lazy: bool = False
-    skip: bool = True
+    skip: int = 1
 
     @property
     def block_m(self) -> int:
@@ -102,7 +103,7 @@ class Tile(NamedTuple):
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
                 + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
-                + ("" if self.skip else "-noskip"))
+                + {0: "-noskip", 1: ""}.get(int(self.skip), f"-skip{int(self.skip)}"))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).

@@ -79,7 +79,7 @@
 #ifndef LAZY_RESCALE  // 1 (16-bit): move a row's max only when it grew by a factor > 2^8 (below)
 #define LAZY_RESCALE 0
 #endif
-#ifndef DEAD_SKIP  // causal: a warpgroup issues no S for a first key block its rows see nothing of
+#ifndef DEAD_SKIP  // causal: no S product (2: nor exps) for a first key block a warpgroup sees nothing of
 #define DEAD_SKIP 1
 #endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
@@ -676,7 +676,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         // top 64 rows of a 192-row tile and a 128-key block): no S product then, the mask
         // sets every score to -inf (P = 0, the row state stays empty).  Its P·V (zeros) still
         // goes out with the next block's S, so the pipeline and the ring are unchanged.
-        if ((n_blocks - 1) * BLOCK_N >= m0 + cw * 64 + 64 + offset) {
+        // DEAD_SKIP=2 (not yet measured) also skips the mask and the exps: P = 0 directly.
+        const bool dead = (n_blocks - 1) * BLOCK_N >= m0 + cw * 64 + 64 + offset;
+        if (dead) {
           PP_PASS();
         } else
 #endif
@@ -691,10 +693,18 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if PERSISTENT
         if (n_blocks == 1) release(BAR_QE);  // Q is free: the next tile's may load
 #endif
-        mask(n_blocks - 1);
-        float a0, a1;
-        softmax(a0, a1);
-        pack_p();
+#if CAUSAL && DEAD_SKIP == 2
+        if (dead) {
+#pragma unroll
+          for (int i = 0; i < P_REGS; ++i) p[i] = 0u;  // +0 in 16 bits and in e4m3
+        } else
+#endif
+        {
+          mask(n_blocks - 1);
+          float a0, a1;
+          softmax(a0, a1);
+          pack_p();
+        }
       }
       for (int it = 1; it < n_blocks; ++it) {
         const int gc = g + it;

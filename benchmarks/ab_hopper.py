@@ -27,20 +27,20 @@ import os
 import time
 
 
+#: forward name suffixes and the Tile fields each one sets
+_FWD_SUFFIXES = {"ones": dict(ones_sum=True), "lazy": dict(lazy=True), "eager": dict(lazy=False),
+                 "noskip": dict(skip=0), "skip2": dict(skip=2)}
+
+
 def _fwd_tile(name: str, D: int, causal: bool, S: int):
     from attnhub_hopper import cuda_fwd
     from attnhub_hopper.cuda_check import VARIANTS
 
-    # -ones / -lazy after any name below: it with Tile.ones_sum / Tile.lazy
-    mods = {"ones": "ones_sum", "lazy": "lazy"}
+    # a suffix after any name below sets one Tile field (the shipped 16-bit tiles are lazy,
+    # and the causal ones skip at level 1)
     parts = name.split("-")
-    if len(parts) > 1 and parts[-1] in mods:
-        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**{mods[parts[-1]]: True})
-    if len(parts) > 1 and parts[-1] == "eager":  # without Tile.lazy (the shipped 16-bit have it)
-        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(lazy=False)
-    if len(parts) > 1 and parts[-1] in ("noskip", "skip2"):  # Tile.skip 0 or 2 (1 shipped)
-        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(
-            skip=0 if parts[-1] == "noskip" else 2)
+    if len(parts) > 1 and parts[-1] in _FWD_SUFFIXES:
+        return _fwd_tile("-".join(parts[:-1]), D, causal, S)._replace(**_FWD_SUFFIXES[parts[-1]])
     tile = cuda_fwd.default_tile(D, causal, S)
     if name == "default":
         return tile

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # RAN ONCE, KEPT AS THE RECORD (ab_align_d64_h100_2026-12-06): Tile.top (`-top`, the old
-# alignment) was removed after it, so its `default-top` pair no longer resolves.
+# alignment) was removed after it, so its `default-top` pair no longer resolves.  Its case
+# list is now cuda_check's shared one; the run used 13 of those shapes (not 100 x 3000 and
+# 4000 x 64), 156 cases (the script as run: git show f69918e:benchmarks/device_align_ab.sh).
 # One device call (about 7 minutes; twentieth session): causal forward tiles aligned to the
 # last query (the first one clamped to row 0) instead of starting at row 0, so the rows a
 # grid of BLOCK_M leaves over no longer sit in the last tile, where they see every key
@@ -15,25 +17,9 @@
 # Everything in $OUT/all.tgz.  Carry .whl.
 set -u
 source benchmarks/device_setup.sh
-TAIL=12 step align_cases 240 python3 - <<'PY'
-import torch
-from attnhub_hopper import cuda_fwd
-from attnhub_hopper.cuda_check import report_cases
-cases = []
-for D, causal, tile in sorted(cuda_fwd.shipped_tiles(), key=str):
-    if not causal:
-        continue
-    for shape in (dict(Sq=2048, Sk=2048, B=4, Hq=8, Hk=8), dict(Sq=1000, Sk=1000, B=2, Hq=4, Hk=4),
-                  dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2), dict(Sq=113, Sk=203, B=2, Hq=4, Hk=4),
-                  dict(Sq=203, Sk=113, B=2, Hq=4, Hk=4), dict(Sq=1, Sk=4096, B=2, Hq=4, Hk=4),
-                  dict(Sq=4096, Sk=1, B=2, Hq=4, Hk=2), dict(Sq=300, Sk=100, B=2, Hq=4, Hk=1),
-                  dict(Sq=3000, Sk=1000, B=2, Hq=8, Hk=8), dict(Sq=1900, Sk=2500, B=2, Hq=4, Hk=2),
-                  dict(Sq=2000, Sk=2000, B=2, Hq=4, Hk=4, q_scale=8.0),
-                  dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype=torch.float16),
-                  dict(Sq=777, Sk=777, B=3, Hq=6, Hk=3, layout="bshd")):
-        cases.append(dict(D=D, causal=causal, tile=tuple(tile), **shape))
-report_cases(cases, "aligned causal tolerance cases")
-PY
+TAIL=12 step align_cases 240 python3 -c '
+from attnhub_hopper.cuda_check import causal_tile_cases, report_cases
+report_cases(causal_tile_cases(), "aligned causal tolerance cases")'
 A="python3 benchmarks/ab_hopper.py --rounds ${ROUNDS:-6} --out $OUT"
 TAIL=12 step align_ab 200 $A --name ab_align_d64 --seqs 2048,4096,8192,16384 \
     --pair fwd:64:causal:default-top,default

@@ -160,29 +160,45 @@ def lpt_tiles(D) -> list:
                    if d == D and c})
 
 
-def causal_tile_cases(tiles=None) -> list:
-    """Tolerance cases for causal tile changes: every shipped causal 16-bit tile (or the
-    ``tiles``: (D, Tile) pairs) on shapes that exercise the diagonal: Sq not a multiple of
-    the tile, Sq != Sk both ways (keys ahead of the queries; rows that see no key, whole
-    tiles and warpgroups of them), one query or one key, GQA/MQA, BSHD, fp16, wide scores
-    (q * 8: the running max moves often).  :func:`run_case` also checks two runs
-    bit-identical (the first causal tile overlaps its neighbour, both write those rows)."""
+#: Shapes for a tile change's tolerance cases (:func:`tile_cases`): Sq not a multiple of the
+#: tile, Sq != Sk both ways (keys ahead of the queries; rows that see no key, whole tiles
+#: and warpgroups of them), one query or one key, GQA/MQA, BSHD, fp16, wide scores (q * 8:
+#: the running max moves often).
+TILE_SHAPES = (
+    dict(Sq=2048, Sk=2048, B=4, Hq=8, Hk=8), dict(Sq=1000, Sk=1000, B=2, Hq=4, Hk=4),
+    dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2), dict(Sq=113, Sk=203, B=2, Hq=4, Hk=4),
+    dict(Sq=203, Sk=113, B=2, Hq=4, Hk=4), dict(Sq=1, Sk=4096, B=2, Hq=4, Hk=4),
+    dict(Sq=4096, Sk=1, B=2, Hq=4, Hk=2), dict(Sq=300, Sk=100, B=2, Hq=4, Hk=1),
+    dict(Sq=3000, Sk=1000, B=2, Hq=8, Hk=8), dict(Sq=1900, Sk=2500, B=2, Hq=4, Hk=2),
+    dict(Sq=100, Sk=3000, B=2, Hq=4, Hk=4), dict(Sq=4000, Sk=64, B=2, Hq=8, Hk=2),
+    dict(Sq=2000, Sk=2000, B=2, Hq=4, Hk=4, q_scale=8.0),
+    dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype="float16"),
+    dict(Sq=777, Sk=777, B=3, Hq=6, Hk=3, layout="bshd"))
+
+
+def tile_cases(tiles, shapes=TILE_SHAPES) -> list:
+    """:func:`run_case` cases of every (D, causal, Tile) in ``tiles`` on every shape (which
+    also checks two runs bit-identical: the first causal tile overlaps its neighbour, both
+    write those rows)."""
     import torch
+
+    def case(D, causal, tile, shape):
+        c = dict(D=D, causal=causal, tile=tuple(tile), **shape)
+        if isinstance(c.get("dtype"), str):
+            c["dtype"] = getattr(torch, c["dtype"])
+        return c
+
+    return [case(D, causal, tile, shape) for D, causal, tile in tiles for shape in shapes]
+
+
+def causal_tile_cases(tiles=None) -> list:
+    """:func:`tile_cases` of every shipped causal 16-bit tile, or of the ``tiles``: (D, Tile)
+    pairs."""
     from attnhub_hopper import cuda_fwd
 
     if tiles is None:
         tiles = sorted({(D, t) for D, causal, t in cuda_fwd.shipped_tiles() if causal}, key=str)
-    shapes = (dict(Sq=2048, Sk=2048, B=4, Hq=8, Hk=8), dict(Sq=1000, Sk=1000, B=2, Hq=4, Hk=4),
-              dict(Sq=1023, Sk=1031, B=2, Hq=4, Hk=2), dict(Sq=113, Sk=203, B=2, Hq=4, Hk=4),
-              dict(Sq=203, Sk=113, B=2, Hq=4, Hk=4), dict(Sq=1, Sk=4096, B=2, Hq=4, Hk=4),
-              dict(Sq=4096, Sk=1, B=2, Hq=4, Hk=2), dict(Sq=300, Sk=100, B=2, Hq=4, Hk=1),
-              dict(Sq=3000, Sk=1000, B=2, Hq=8, Hk=8), dict(Sq=1900, Sk=2500, B=2, Hq=4, Hk=2),
-              dict(Sq=100, Sk=3000, B=2, Hq=4, Hk=4), dict(Sq=4000, Sk=64, B=2, Hq=8, Hk=2),
-              dict(Sq=2000, Sk=2000, B=2, Hq=4, Hk=4, q_scale=8.0),
-              dict(Sq=1500, Sk=3000, B=2, Hq=4, Hk=2, q_scale=4.0, dtype=torch.float16),
-              dict(Sq=777, Sk=777, B=3, Hq=6, Hk=3, layout="bshd"))
-    return [dict(D=D, causal=True, tile=tuple(tile), **shape) for D, tile in tiles
-            for shape in shapes]
+    return tile_cases([(D, True, t) for D, t in tiles])
 
 
 def run_case(c):

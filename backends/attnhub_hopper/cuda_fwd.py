@@ -103,7 +103,7 @@ class Tile(NamedTuple):
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
                 + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
-                + {0: "-noskip", 1: ""}.get(int(self.skip), f"-skip{int(self.skip)}"))
+                + ("-noskip" if self.skip == 0 else f"-skip{self.skip}" if self.skip > 1 else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).

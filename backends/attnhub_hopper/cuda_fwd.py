@@ -76,11 +76,7 @@ class Tile(NamedTuple):
     row of the warp moved (nineteenth session, NOTES.md), and ``skip`` (causal): a consumer
     warpgroup issues no S product for a tile's first key block that lies wholly past its
     last row (the first 128-key block for a 192-row tile's top 64 rows; twenty-first
-    session, NOTES.md; 0: off), and ``xtile`` (persistent 16-bit): a consumer warpgroup issues
-    the next tile's first S product before it waits for the last P·V of the tile it leaves
-    and stores that tile, so the epilogue runs under a product of its own (1), and with the
-    next tile's Q in a second buffer loaded a tile ahead (2) (twenty-second session, NOTES.md;
-    built, not yet measured)."""
+    session, NOTES.md; 0: off)."""
 
     block_n: int
     stages: int
@@ -94,7 +90,6 @@ class Tile(NamedTuple):
     ones_sum: bool = False
     lazy: bool = False
     skip: int = 1
-    xtile: int = 0
 
     @property
     def block_m(self) -> int:
@@ -107,8 +102,7 @@ class Tile(NamedTuple):
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
                 + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
-                + ("-noskip" if self.skip == 0 else "")
-                + (f"-xtile{self.xtile}" if self.xtile else ""))
+                + ("-noskip" if self.skip == 0 else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -275,15 +269,13 @@ _WGMMA_TYPES = {torch.bfloat16: "bf16", torch.float16: "f16", _FP8: "e4m3"}
 
 
 def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
-               persistent: bool = False, block_m: int = 128, ones_sum: bool = False,
-               q_slots: int = 1) -> int:
-    """Dynamic shared memory of a specialisation (``q_slots``: Q buffers, 2 with
-    ``Tile.xtile`` 2)."""
+               persistent: bool = False, block_m: int = 128, ones_sum: bool = False) -> int:
+    """Dynamic shared memory of a specialisation."""
     e = 1 if fp8 else 2
-    q = q_slots * block_m * head_dim * e
+    q = block_m * head_dim * e
     kv = block_n * head_dim * e
     o = block_m * head_dim * 2 if (fp8 or persistent) else 0  # O staged in its own buffer
-    bars = q_slots * 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
+    bars = 8 * (3 + 5 * stages)  # mbarriers and the persistent kernel's tile slot
     ones = block_n * 128 if ones_sum else 0  # Tile.ones_sum's block of ones
     return q + 2 * stages * kv + o + ones + bars + 1024  # + alignment slack
 
@@ -291,7 +283,7 @@ def smem_bytes(head_dim: int, block_n: int, stages: int, fp8: bool = False,
 def tile_smem_bytes(head_dim: int, tile: Tile, dtype) -> int:
     """:func:`smem_bytes` of one specialisation, from its tile."""
     return smem_bytes(head_dim, tile.block_n, tile.stages, dtype == _FP8, tile.persistent,
-                      tile.block_m, tile.ones_sum, 2 if tile.xtile == 2 else 1)
+                      tile.block_m, tile.ones_sum)
 
 
 def source(head_dim: int, block_n: int, dtype: torch.dtype, ones_sum: bool = False) -> str:
@@ -316,7 +308,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
             f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
-            f"-DDEAD_SKIP={int(tile.skip)}", f"-DXTILE={tile.xtile}")
+            f"-DDEAD_SKIP={int(tile.skip)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -413,9 +405,6 @@ def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str
     if tile.ones_sum and (head_dim != 64 or dtype == _FP8):
         return (f"hopper-fa3 CUDA tile {tile}: ones_sum needs 16-bit head dim 64 (the block "
                 f"of ones sits in P·V's second 64-column chunk); got d{head_dim} {dtype}")
-    if tile.xtile not in (0, 1, 2) or (tile.xtile and (not tile.persistent or dtype == _FP8)):
-        return (f"hopper-fa3 CUDA tile {tile}: xtile must be 0, or 1 / 2 for a persistent "
-                f"16-bit kernel; got persistent={tile.persistent} {dtype}")
     if tile.persistent and tile.v_smem and dtype == _FP8:
         return (f"hopper-fa3 CUDA tile {tile}: the persistent kernel takes V already permuted "
                 "(v_smem=False)")

@@ -30,7 +30,7 @@
 // Build-time constants (-D): HEAD_DIM (64, 128, 192, 256; = head dim of V), BLOCK_N, STAGES,
 // CAUSAL (bottom-right aligned), IS_BF16 (the 16-bit type of Q/K/V, or of O under FP8),
 // PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2),
-// LAZY_RESCALE, ONES_SUM, DEAD_SKIP, XTILE.
+// LAZY_RESCALE, ONES_SUM, DEAD_SKIP.
 //
 // CLUSTER=2 (non-causal 16-bit, one CTA per tile; FA3 does this at d >= 128): CTA pairs of a
 // cluster take adjacent query tiles of one (batch, head), so they read the same K/V.  Each
@@ -82,10 +82,6 @@
 #ifndef DEAD_SKIP  // causal: no S product for a first key block a warpgroup sees nothing of
 #define DEAD_SKIP 1
 #endif
-#ifndef XTILE  // persistent 16-bit: a tile's last P·V wait and epilogue after the next tile's first S (below)
-#define XTILE 0
-#endif
-#define Q_SLOTS (XTILE == 2 ? 2 : 1)  // XTILE=2: the next tile's Q loads into a second buffer
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
 #endif
@@ -127,7 +123,7 @@
 #define Q_BYTES (BLOCK_M * ROW_BYTES)
 #define KV_BYTES (BLOCK_N * ROW_BYTES)
 #define SQ_OFF 0
-#define SK_OFF (Q_SLOTS * Q_BYTES)
+#define SK_OFF (Q_BYTES)
 #define SV_OFF (SK_OFF + STAGES * KV_BYTES)
 #define SO_OFF (SV_OFF + STAGES * KV_BYTES)
 // ONES_SUM: P·V runs 8 columns wider (m64n72) and those columns of B come from a block of
@@ -155,7 +151,6 @@
 static_assert(HEAD_DIM % 64 == 0, "HEAD_DIM must be a multiple of 64 (64, 128, 192, 256)");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N must be a multiple of 16, <= 256");
 static_assert(!ONES_SUM || (HEAD_DIM == 64 && !IS_FP8), "ONES_SUM: 16-bit d64 only");
-static_assert(!XTILE || (PERSISTENT && !IS_FP8), "XTILE: persistent 16-bit kernels");
 static_assert(!LAZY_RESCALE || !IS_FP8, "LAZY_RESCALE: FP8's P already carries 2^P_BIAS");
 static_assert(CONSUMERS == 2 || (CONSUMERS == 3 && HEAD_DIM == 64 && !IS_FP8),
               "three consumer warpgroups (160 registers each) only at 16-bit d64");
@@ -238,17 +233,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sQ = base + SQ_OFF, sK = base + SK_OFF, sV = base + SV_OFF, bars = base + BAR_OFF;
-// The Q barriers and the tile index of Q slot `qs` (a local of each role: 0, or with
-// Q_SLOTS = 2 the persistent loop's q_iter % 2; slot 1's sit after slot 0's)
-#define Q_BAR_STRIDE (8u * (3u + 5u * STAGES))
-#define BAR_Q (bars + qs * Q_BAR_STRIDE)
+#define BAR_Q (bars)
 #define BAR_KF(s) (bars + 8u * (1u + (s)))
 #define BAR_VF(s) (bars + 8u * (1u + STAGES + (s)))
 #define BAR_KE(s) (bars + 8u * (1u + 2u * STAGES + (s)))
 #define BAR_VE(s) (bars + 8u * (1u + 3u * STAGES + (s)))
 #define BAR_VR(s) (bars + 8u * (1u + 4u * STAGES + (s)))  // V tile permuted (PERMUTE_V)
-#define BAR_QE (bars + 8u * (1u + 5u * STAGES) + qs * Q_BAR_STRIDE)     // Q released (PERSISTENT)
-#define TILE_SLOT (bars + 8u * (2u + 5u * STAGES) + qs * Q_BAR_STRIDE)  // the tile index (PERSISTENT)
+#define BAR_QE (bars + 8u * (1u + 5u * STAGES))           // Q released (PERSISTENT)
+#define TILE_SLOT (bars + 8u * (2u + 5u * STAGES))        // the tile index (PERSISTENT)
 #if PERMUTE_V
 #define BAR_VUSE(s) BAR_VR(s)
 #else
@@ -322,7 +314,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   };
 
   if (tid == 0) {
-    for (u32 qs = 0; qs < Q_SLOTS; ++qs) mbar_init(BAR_Q, 1);
+    mbar_init(BAR_Q, 1);
 #pragma unroll
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(BAR_KF(s), 1);
@@ -334,7 +326,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
     }
 #if PERSISTENT
-    for (u32 qs = 0; qs < Q_SLOTS; ++qs) mbar_init(BAR_QE, 4 * CONSUMERS);
+    mbar_init(BAR_QE, 4 * CONSUMERS);
 #endif
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&tm_q) : "memory");
@@ -357,8 +349,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if PERSISTENT
       int t = blockIdx.x;
       for (int q_iter = 0;; ++q_iter) {
-        const u32 qs = q_iter % Q_SLOTS;
-        mbar_wait(BAR_QE, ((q_iter / Q_SLOTS) & 1) ^ 1);  // the consumers are done with its last Q
+        mbar_wait(BAR_QE, (q_iter & 1) ^ 1);  // the consumers are done with the last Q
         st_shared_u32(TILE_SLOT, (u32)t);
         if (t >= n_tiles) {  // no more work: publish the end marker and stop
           mbar_expect_tx(BAR_Q, 0);
@@ -369,14 +360,13 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #else
       {
         const TileC c = decode(0);
-        const u32 qs = 0;
 #endif
         if (c.n_blocks > 0) {
           const int kv_head = c.head / group;
           mbar_expect_tx(BAR_Q, Q_BYTES);
 #pragma unroll
           for (int ch = 0; ch < D_CHUNKS; ++ch)
-            tma_load_4d(sQ + qs * Q_BYTES + ch * (BLOCK_M * 128), &tm_q, BAR_Q, ch * CHUNK_ELTS, c.m0, c.head,
+            tma_load_4d(sQ + ch * (BLOCK_M * 128), &tm_q, BAR_Q, ch * CHUNK_ELTS, c.m0, c.head,
                         c.batch);
           for (int it = 0; it < c.n_blocks; ++it, ++g) {
             const int nb = c.n_blocks - 1 - it;
@@ -452,7 +442,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int ctid = tid - 128 * wg;  // 0..127
   const int warp = ctid / 32, lane = ctid % 32;
   const int r_loc = warp * 16 + lane / 4;  // this thread's rows: r_loc and r_loc + 8
-  u32 sQw = sQ + cw * (64 * 128);  // this warpgroup's rows of the current Q slot
+  const u32 sQw = sQ + cw * (64 * 128);
   const u32 sOw = sO + cw * (64 * 128);  // 16-bit rows, the same layout as a 16-bit Q tile
 #if !IS_FP8
   (void)q_descale, (void)k_descale, (void)v_descale;
@@ -462,9 +452,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   float m_r[2] = {NEG_INF, NEG_INF}, l_r[2] = {0.f, 0.f};  // set per tile below
   u32 p[P_REGS];
   float s_acc[BLOCK_N / 2];
-#if CAUSAL
-  int m0 = 0;                          // the current tile's first query row (for the mask)
-#endif
+  int m0 = 0;                          // the current tile's first query row
   float scale_log2 = scale_log2_in;    // FP8: times this tile's q/k descales
 #if ONES_SUM
   {  // each consumer warpgroup writes all of ONES (the same values), then its own barrier
@@ -496,24 +484,20 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       const u64 da = desc_add(make_desc(sQw, 16, 1024), (kk / 4) * (BLOCK_M * 128) + (kk % 4) * 32);
       const u64 db = desc_add(make_desc(sK + s * KV_BYTES, 16, 1024),
                                (kk / 4) * (BLOCK_N * 128) + (kk % 4) * 32);
-      if (kk == 0 && !XTILE)
+      if (kk == 0)
         WGMMA_S_INIT(s_acc, da, db, 0);
-      else if (kk == 0)  // XTILE: s_acc read-write, the same registers where no S goes out
-        WGMMA_S(s_acc, da, db, 0);
       else
         WGMMA_S(s_acc, da, db, 1);
     }
     wgmma_commit();
   };
-  // acc = 0: the tile's first P·V (scale-d 0: O's old values are not read, so XTILE's
-  // O needs no zeroing while the next tile's S product is in flight)
-  auto issue_pv = [&](u32 s, bool acc) {
+  auto issue_pv = [&](u32 s) {
     wgmma_fence();
 #if IS_FP8  // K-major transposed V: 32 keys = 32 bytes of each head-dim row per k-step
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 32; ++kk) {
       const u64 db = desc_add(make_desc(sV + s * KV_BYTES, 16, 1024), kk * 32);
-      WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, kk > 0 || acc);
+      WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, 1);
     }
 #else
 #pragma unroll
@@ -524,7 +508,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #else
       const u64 db = desc_add(make_desc(sV + s * KV_BYTES, BLOCK_N * 128, 1024), kk * (16 * 128));
 #endif
-      WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, kk > 0 || acc);
+      WGMMA_O(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], db, 1);
     }
 #endif
     wgmma_commit();
@@ -640,10 +624,134 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
   };
 
-  // ---------------- epilogue ----------------
-  // O / l of tile `ec` (o, m_r, l_r hold it: its last P·V done) into this warpgroup's
-  // staging rows and out by a TMA store; its LSE by plain stores.
-  auto epilogue = [&](const TileC& ec) {
+  // Ping-pong (FA3 §3.1): named barriers BAR_PP0 + w hand the tensor cores from one consumer
+  // warpgroup to the next (round robin: 0, 1[, 2], 0, ...), so one's softmax runs under the
+  // others' products.  The last warpgroup grants warpgroup 0 its first turn, every turn
+  // ends with a hand-over, and warpgroup 0 takes one last (empty) turn before it exits, so
+  // every arrival meets a sync whatever tiles and key blocks this CTA saw (all consumer
+  // warpgroups of a CTA take the same number of turns).
+#if PINGPONG
+#define PP_TURN() asm volatile("bar.sync %0, 256;" ::"r"(BAR_PP0 + cw) : "memory")
+#define PP_PASS() \
+  asm volatile("bar.arrive %0, 256;" ::"r"(BAR_PP0 + (cw + 1) % CONSUMERS) : "memory")
+  if (cw == CONSUMERS - 1) PP_PASS();
+#else
+#define PP_TURN()
+#define PP_PASS()
+#endif
+
+  int g = 0;  // key blocks consumed so far (the ring's position, as the producer's)
+#if PERSISTENT
+  for (int q_iter = 0;; ++q_iter) {
+    mbar_wait(BAR_Q, q_iter & 1);
+    const int t = (int)ld_shared_u32(TILE_SLOT);
+    if (t >= n_tiles) break;
+    const TileC c = decode(t);
+#else
+  {
+    const TileC c = decode(0);
+#endif
+    m0 = c.m0;
+    const int n_blocks = c.n_blocks;
+#if IS_FP8
+    const int ds_i = c.batch * (heads_q / group) + c.head / group;
+    scale_log2 = scale_log2_in * (q_descale ? q_descale[ds_i] : 1.f) *
+                 (k_descale ? k_descale[ds_i] : 1.f);
+#endif
+#pragma unroll
+    for (int i = 0; i < O_N / 2; ++i) o[i] = 0.f;
+    m_r[0] = m_r[1] = NEG_INF;
+    l_r[0] = l_r[1] = 0.f;
+
+    if (n_blocks > 0) {
+#if !PERSISTENT
+      mbar_wait(BAR_Q, 0);
+#endif
+      {  // first key block: S, softmax
+        const u32 s = g % STAGES, ph = (g / STAGES) & 1;
+        mbar_wait(BAR_KF(s), ph);
+        PP_TURN();
+#if CAUSAL && DEAD_SKIP
+        // The first block (the diagonal) may lie wholly past this warpgroup's last row (the
+        // top 64 rows of a 192-row tile and a 128-key block): no S product then, the mask
+        // sets every score to -inf (P = 0, the row state stays empty).  Its P·V (zeros) still
+        // goes out with the next block's S, so the pipeline and the ring are unchanged.
+        // (Skipping its mask and exps as well, P = 0 directly, lost 1.4-3.2 % at d64 causal
+        // 2k-8k: NOTES.md "Twenty-second session".)
+        const bool dead = (n_blocks - 1) * BLOCK_N >= m0 + cw * 64 + 64 + offset;
+        if (dead) {
+          PP_PASS();
+        } else
+#endif
+        {
+          issue_s(s);
+          PP_PASS();
+          wgmma_wait<0>();
+        }
+#pragma unroll
+        for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
+        release(BAR_KE(s));
+#if PERSISTENT
+        if (n_blocks == 1) release(BAR_QE);  // Q is free: the next tile's may load
+#endif
+        mask(n_blocks - 1);
+        float a0, a1;
+        softmax(a0, a1);
+        pack_p();
+      }
+      for (int it = 1; it < n_blocks; ++it) {
+        const int gc = g + it;
+        const u32 s = gc % STAGES, ph = (gc / STAGES) & 1;
+        const u32 sp = (gc - 1) % STAGES, php = ((gc - 1) / STAGES) & 1;
+        mbar_wait(BAR_KF(s), ph);
+        mbar_wait(BAR_VUSE(sp), php);
+        PP_TURN();
+        issue_s(s);
+        issue_pv(sp);
+        PP_PASS();
+        wgmma_wait<1>();  // S of this block done; P·V of the previous one may still run
+#pragma unroll
+        for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
+        release(BAR_KE(s));
+#if PERSISTENT
+        if (it == n_blocks - 1) release(BAR_QE);
+#endif
+        mask(n_blocks - 1 - it);
+        float a0, a1;
+        const bool moved = softmax(a0, a1);
+        // The wait for the previous P·V goes in both arms of the rescale's branch.  In one
+        // basic block with the softmax, ptxas scheduled it above the exps (every shipped
+        // tile's SASS had all its MUFU.EX2 after it), so a warpgroup's softmax never ran
+        // under its own P·V (FA3 §3.2); across a branch it stays where it is written
+        // (+2..+3.6 % at d128/d256, NOTES.md "Nineteenth session").
+        if (moved) {
+          wait_pv();
+          rescale_o(a0, a1);
+        } else {
+          wait_pv();
+        }
+        release(BAR_VE(sp));
+        pack_p();
+      }
+      {  // last P·V
+        const int gc = g + n_blocks - 1;
+        const u32 s = gc % STAGES, ph = (gc / STAGES) & 1;
+        mbar_wait(BAR_VUSE(s), ph);
+        PP_TURN();
+        issue_pv(s);
+        PP_PASS();
+        wait_pv();
+        release(BAR_VE(s));
+      }
+      g += n_blocks;
+    }
+#if PERSISTENT
+    else {
+      release(BAR_QE);  // a tile with no key block: nothing was loaded
+    }
+#endif
+
+    // ---------------- epilogue ----------------
 #if ONES_SUM
     const float l0 = o[HEAD_DIM / 2], l1 = o[HEAD_DIM / 2 + 2];
 #else
@@ -655,14 +763,14 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
 #if IS_FP8  // read here, not kept in a register through the loop
     const float o_scale =
-        v_descale ? v_descale[ec.batch * (heads_q / group) + ec.head / group] : 1.f;
+        v_descale ? v_descale[c.batch * (heads_q / group) + c.head / group] : 1.f;
 #else
     const float o_scale = 1.f;
 #endif
     const float inv0 = l0 > 0.f ? o_scale / l0 : 0.f, inv1 = l1 > 0.f ? o_scale / l1 : 0.f;
-    const int row0 = ec.m0 + cw * 64 + r_loc;  // global query index of the first row
+    const int row0 = m0 + cw * 64 + r_loc;  // global query index of the first row
     if (lane % 4 == 0) {
-      float* lrow = lse + ec.batch * lse_sb + ec.head * lse_sh;
+      float* lrow = lse + c.batch * lse_sb + c.head * lse_sh;
       if (row0 < seqlen_q)
         lrow[row0] = l0 > 0.f ? (m_r[0] + fast_log2(l0) - P_BIAS) * LN2 : NEG_INF;
       if (row0 + 8 < seqlen_q)
@@ -689,229 +797,11 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     if (ctid == 0) {
 #pragma unroll
       for (int ch = 0; ch < HEAD_DIM / 64; ++ch)
-        tma_store_4d(&tm_o, sOw + ch * (BLOCK_M * 128), ch * 64, ec.m0 + cw * 64, ec.head,
-                     ec.batch);
+        tma_store_4d(&tm_o, sOw + ch * (BLOCK_M * 128), ch * 64, m0 + cw * 64, c.head,
+                     c.batch);
       asm volatile("cp.async.bulk.commit_group;" ::: "memory");
     }
-  };
-
-  // Ping-pong (FA3 §3.1): named barriers BAR_PP0 + w hand the tensor cores from one consumer
-  // warpgroup to the next (round robin: 0, 1[, 2], 0, ...), so one's softmax runs under the
-  // others' products.  The last warpgroup grants warpgroup 0 its first turn, every turn
-  // ends with a hand-over, and warpgroup 0 takes one last (empty) turn before it exits, so
-  // every arrival meets a sync whatever tiles and key blocks this CTA saw (all consumer
-  // warpgroups of a CTA take the same number of turns).
-#if PINGPONG
-#define PP_TURN() asm volatile("bar.sync %0, 256;" ::"r"(BAR_PP0 + cw) : "memory")
-#define PP_PASS() \
-  asm volatile("bar.arrive %0, 256;" ::"r"(BAR_PP0 + (cw + 1) % CONSUMERS) : "memory")
-  if (cw == CONSUMERS - 1) PP_PASS();
-#else
-#define PP_TURN()
-#define PP_PASS()
-#endif
-
-  auto start_tile = [&]() {  // O and the row state empty
-#pragma unroll
-    for (int i = 0; i < O_N / 2; ++i) o[i] = 0.f;
-    m_r[0] = m_r[1] = NEG_INF;
-    l_r[0] = l_r[1] = 0.f;
-  };
-  int g = 0;   // key blocks consumed so far (the ring's position, as the producer's)
-  u32 qs = 0;  // the Q slot of the current tile (PERSISTENT: of the tile taken last)
-  // The first key block's S product (from the diagonal down: the only one with a P·V of
-  // nothing before it).  XTILE leaves it in flight; otherwise it is waited for here.
-#if XTILE
-  // XTILE issues it whether or not there is a next tile with key blocks (`real`): ptxas
-  // serialises every wgmma when a product in flight meets a branch around another one
-  // (C7515-C7520), so only the barrier wait and the turn are conditional; a product of
-  // whatever the buffers hold is never read.  (No dead-block skip: the same reason.)
-  auto first_s = [&](u32 s, u32 ph, bool real) {
-    if (real) {
-      mbar_wait(BAR_KF(s), ph);
-      PP_TURN();
-    }
-    issue_s(s);
-    if (real) PP_PASS();
-  };
-#else
-  auto first_s = [&](const TileC& tc, u32 s, u32 ph) {
-    mbar_wait(BAR_KF(s), ph);
-    PP_TURN();
-#if CAUSAL && DEAD_SKIP
-    // The first block (the diagonal) may lie wholly past this warpgroup's last row (the
-    // top 64 rows of a 192-row tile and a 128-key block): no S product then, the mask
-    // sets every score to -inf (P = 0, the row state stays empty).  Its P·V (zeros) still
-    // goes out with the next block's S, so the pipeline and the ring are unchanged.
-    // (Skipping its mask and exps as well, P = 0 directly, lost 1.4-3.2 % at d64 causal
-    // 2k-8k: NOTES.md "Twenty-second session".)
-    const bool dead = (tc.n_blocks - 1) * BLOCK_N >= tc.m0 + cw * 64 + 64 + offset;
-    if (dead) {
-      PP_PASS();
-    } else
-#endif
-    {
-      issue_s(s);
-      PP_PASS();
-      wgmma_wait<0>();
-    }
-  };
-#endif
-  // The first block once its S is done (mask, softmax, P), then the others (S of block j
-  // with P·V of block j-1), then the last P·V, issued and not waited for; returns its V stage.
-  auto key_blocks = [&](const TileC& tc) -> u32 {
-    const int n_blocks = tc.n_blocks;
-    {
-      const u32 s = g % STAGES;
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
-      release(BAR_KE(s));
-#if PERSISTENT
-      if (n_blocks == 1) release(BAR_QE);  // Q is free: the next tile's may load
-#endif
-      mask(n_blocks - 1);
-      float a0, a1;
-      softmax(a0, a1);
-      pack_p();
-    }
-    for (int it = 1; it < n_blocks; ++it) {
-      const int gc = g + it;
-      const u32 s = gc % STAGES, ph = (gc / STAGES) & 1;
-      const u32 sp = (gc - 1) % STAGES, php = ((gc - 1) / STAGES) & 1;
-      mbar_wait(BAR_KF(s), ph);
-      mbar_wait(BAR_VUSE(sp), php);
-      PP_TURN();
-      issue_s(s);
-      issue_pv(sp, !XTILE || it > 1);
-      PP_PASS();
-      wgmma_wait<1>();  // S of this block done; P·V of the previous one may still run
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) fence_reg(s_acc[i]);
-      release(BAR_KE(s));
-#if PERSISTENT
-      if (it == n_blocks - 1) release(BAR_QE);
-#endif
-      mask(n_blocks - 1 - it);
-      float a0, a1;
-      const bool moved = softmax(a0, a1);
-      // The wait for the previous P·V goes in both arms of the rescale's branch.  In one
-      // basic block with the softmax, ptxas scheduled it above the exps (every shipped
-      // tile's SASS had all its MUFU.EX2 after it), so a warpgroup's softmax never ran
-      // under its own P·V (FA3 §3.2); across a branch it stays where it is written
-      // (+2..+3.6 % at d128/d256, NOTES.md "Nineteenth session").
-      if (moved) {
-        wait_pv();
-        rescale_o(a0, a1);
-      } else {
-        wait_pv();
-      }
-      release(BAR_VE(sp));
-      pack_p();
-    }
-    // last P·V
-    const int gc = g + n_blocks - 1;
-    const u32 s = gc % STAGES, ph = (gc / STAGES) & 1;
-    mbar_wait(BAR_VUSE(s), ph);
-    PP_TURN();
-    issue_pv(s, !XTILE || n_blocks > 1);
-    PP_PASS();
-    g += n_blocks;
-    return s;
-  };
-
-#if PERSISTENT
-  // The next tile from the producer (its Q slot's barrier, then the index it published):
-  // false once the index says there is no more work.
-  auto take = [&](int q_iter, TileC& tc) -> bool {
-    qs = q_iter % Q_SLOTS;
-    mbar_wait(BAR_Q, (q_iter / Q_SLOTS) & 1);
-#if Q_SLOTS > 1
-    sQw = sQ + qs * Q_BYTES + cw * (64 * 128);
-#endif
-    const int t = (int)ld_shared_u32(TILE_SLOT);
-    if (t >= n_tiles) return false;
-    tc = decode(t);
-    return true;
-  };
-#endif
-#if XTILE
-  // A tile's last P·V stays in flight while the warpgroup takes the next tile and issues
-  // its first S product; then one wait (wait_group 1: the S product may still run) retires
-  // that P·V and the tile is stored, so its epilogue runs under this warpgroup's own S
-  // product, not between two of its turns.  Where no S goes out an empty group keeps the
-  // count.  The next tile's Q is in the other slot (XTILE=2), loaded a tile ahead, or in
-  // the same one (1) once every warpgroup's last S product of this tile is done.
-  TileC c;
-  int q_iter = 0;
-  bool more = take(q_iter++, c);
-  first_s(g % STAGES, (g / STAGES) & 1, more && c.n_blocks > 0);
-  while (more) {
-#if CAUSAL
-    m0 = c.m0;
-#endif
-    // the row state empty; O is not zeroed while the S product is in flight (ptxas would
-    // serialise the products), the tile's first P·V overwrites it instead
-    m_r[0] = m_r[1] = NEG_INF;
-    l_r[0] = l_r[1] = 0.f;
-    u32 last = 0;
-    wgmma_wait<0>();  // the first block's S
-    if (c.n_blocks > 0) {
-      last = key_blocks(c);
-    } else {
-      start_tile();
-      release(BAR_QE);  // a tile with no key block: nothing was loaded
-    }
-    TileC nx;
-    const bool next = take(q_iter++, nx);
-    first_s(g % STAGES, (g / STAGES) & 1, next && nx.n_blocks > 0);
-    wgmma_wait<1>();  // this tile's last P·V done
-    if (c.n_blocks > 0) {
-#pragma unroll
-      for (int i = 0; i < O_N / 2; ++i) fence_reg(o[i]);
-#pragma unroll
-      for (int i = 0; i < P_REGS; ++i) fence_reg(p[i]);
-      release(BAR_VE(last));
-    }
-    epilogue(c);
-    c = nx;
-    more = next;
   }
-  wgmma_wait<0>();
-#else
-#if PERSISTENT
-  for (int q_iter = 0;; ++q_iter) {
-    TileC c;
-    if (!take(q_iter, c)) break;
-#else
-  {
-    const TileC c = decode(0);
-#endif
-#if CAUSAL
-    m0 = c.m0;
-#endif
-#if IS_FP8
-    const int ds_i = c.batch * (heads_q / group) + c.head / group;
-    scale_log2 = scale_log2_in * (q_descale ? q_descale[ds_i] : 1.f) *
-                 (k_descale ? k_descale[ds_i] : 1.f);
-#endif
-    start_tile();
-    if (c.n_blocks > 0) {
-#if !PERSISTENT
-      mbar_wait(BAR_Q, 0);
-#endif
-      first_s(c, g % STAGES, (g / STAGES) & 1);
-      const u32 s = key_blocks(c);
-      wait_pv();
-      release(BAR_VE(s));
-    }
-#if PERSISTENT
-    else {
-      release(BAR_QE);  // a tile with no key block: nothing was loaded
-    }
-#endif
-    epilogue(c);
-  }
-#endif
   if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
 #if PINGPONG
   if (cw == 0) PP_TURN();  // absorbs the last warpgroup's last hand-over

@@ -68,23 +68,6 @@ def test_nvcc_compiles_for_sm90a(shipped, dtype):
     assert cuda_fwd.tile_smem_bytes(D, tile, dtype) <= cuda_fwd._SMEM_LIMIT
 
 
-@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
-@pytest.mark.parametrize("shipped", sorted(t for t in cuda_fwd.shipped_tiles() if t[2].persistent),
-                         ids=lambda k: f"d{k[0]}-{'causal' if k[1] else 'full'}-{k[2]}")
-@pytest.mark.parametrize("xtile", (1, 2))
-def test_nvcc_compiles_xtile_variants_for_sm90a(shipped, xtile):
-    """Tile.xtile (the next tile's first S before the last P·V's wait and the epilogue;
-    built, not yet measured) keeps every persistent shipped tile free of new spills and of a
-    serialised wgmma pipeline, within shared memory with a second Q buffer."""
-    D, causal, tile = shipped
-    tile = tile._replace(xtile=xtile)
-    report = cuda_fwd.nvcc_check(D, tile, causal, torch.bfloat16)
-    spill = int(re.search(r"(\d+) bytes spill stores", report).group(1))
-    assert spill <= (96 if tile.consumers == 3 else 0), report
-    assert not re.search(r"C751\d", report), report
-    assert cuda_fwd.tile_refusal(D, tile, causal, torch.bfloat16) is None
-
-
 FP8 = torch.float8_e4m3fn
 
 
@@ -696,10 +679,9 @@ def test_ab_script_names_pairs_and_tiles():
     assert ab._bwd_tile("default", 256, True, 8192) == cuda_bwd.default_tile(256, True, 8192)
     with pytest.raises(ValueError, match="s9"):
         ab._bwd_tile("s9", 128, False, lo)
-    # -noskip: the causal forward with Tile.skip 0 (the shipped tiles have 1); -xtile1/2
+    # -noskip: the causal forward with Tile.skip 0 (the shipped tiles have 1)
     assert ab._fwd_tile("default-noskip", 64, True, lo) == cuda_fwd.default_tile(
         64, True, lo)._replace(skip=0)
-    assert str(ab._fwd_tile("default-xtile2", 64, True, lo)).endswith("-lazy-xtile2")
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch):

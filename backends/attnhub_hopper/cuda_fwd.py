@@ -130,7 +130,7 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     key blocks pay at long sequences; three consumer warpgroups (192 rows, with the row
     sums by the P·V product) pay at d64 from 2k keys; CTA pairs sharing K/V pay a little
     at d128 non-causal 16k; the persistent grid pays at short sequences (d64 up to 4k
-    keys; d128 up to 1k);
+    keys; d128 up to 2k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles
@@ -179,8 +179,11 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3, ones_sum=True)
     if head_dim == 128:
         # non-causal 2k: persistent, +3.4 / +3.8 / +3.3 % in three interleaved runs, the last
-        # two in opposite orders (ab_hopper_h100_2026-12-05_run7, _run13); 4k −0.6..+1.6 %
-        if seqlen_k <= 1024 or (not causal and seqlen_k <= 2048):
+        # two in opposite orders (ab_hopper_h100_2026-12-05_run7, _run13); 4k −0.6..+1.6 %.
+        # Causal 2k: persistent (in the longest-first order) +7.1 % with ping-pong, +7.7 %
+        # without, 8 interleaved rounds (ab_d128c_persistent_h100_2026-12-06); at 4k +2.9 /
+        # +3.5 %, not yet in a grid, so 4k keeps the one-CTA-per-tile kernel for now
+        if seqlen_k <= 2048:
             return Tile(128, 2, causal or seqlen_k > 1024, persistent=True)
         if seqlen_k < 8192:
             return Tile(128, 2, True)

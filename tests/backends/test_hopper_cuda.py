@@ -376,6 +376,11 @@ def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(128, False, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
                                                                    lazy=True)
     assert not cuda_fwd.default_tile(128, False, 4096).persistent
+    # causal 2k: the persistent kernel in the longest-first order (+7 % in the twenty-second
+    # session's A/B); causal 4k still one CTA per tile
+    assert cuda_fwd.default_tile(128, True, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
+                                                                  lpt=True, lazy=True)
+    assert not cuda_fwd.default_tile(128, True, 4096).persistent
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2, cluster=2, lazy=True)
     assert cuda_fwd.default_tile(128, False, 8192) == cuda_fwd.Tile(176, 2, lazy=True)
     # the persistent grid at short sequences, never at d256 (no room for its O buffer)

@@ -687,6 +687,9 @@ def test_ab_script_names_pairs_and_tiles():
     # -noskip: the causal forward with Tile.skip 0 (the shipped tiles have 1)
     assert ab._fwd_tile("default-noskip", 64, True, lo) == cuda_fwd.default_tile(
         64, True, lo)._replace(skip=0)
+    # -nopp, after a variant's name and its other suffixes
+    assert ab._fwd_tile("n128s2-pp-persistent-lpt-lazy-nopp", 64, True, lo) == cuda_fwd.Tile(
+        128, 2, False, persistent=True, lpt=True, lazy=True)
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch):

@@ -18,7 +18,7 @@ from attnhub_hopper.cuda_check import tile_cases, report_cases
 tiles = [Tile(128, 2, False, persistent=True, lpt=True, lazy=True),
          Tile(128, 2, False, persistent=True, lpt=True, consumers=3, ones_sum=True, lazy=True)]
 report_cases(tile_cases([(64, True, t) for t in tiles]), "d64 causal persistent no-pp: tolerance cases")'
-grep -q "tolerance cases: 30/30 passed" "$OUT/cases.txt" || { pack_out; exit 1; }
+grep -Eq "tolerance cases: ([0-9]+)/\1 passed" "$OUT/cases.txt" || { pack_out; exit 1; }  # all of them
 A="python3 benchmarks/ab_hopper.py --rounds 8 --out $OUT"
 TAIL=6 step ab_d128c_4k 100 $A --name ab_d128c_4k --seqs 4096 \
     --pair fwd:128:causal:default,n128s2-pp-persistent-lpt-lazy \

@@ -191,13 +191,12 @@ def tile_cases(tiles, shapes=TILE_SHAPES) -> list:
     return [case(D, causal, tile, shape) for D, causal, tile in tiles for shape in shapes]
 
 
-def causal_tile_cases(tiles=None) -> list:
-    """:func:`tile_cases` of every shipped causal 16-bit tile, or of the ``tiles``: (D, Tile)
-    pairs."""
+def causal_tile_cases() -> list:
+    """:func:`tile_cases` of every shipped causal 16-bit tile (other lists: call
+    :func:`tile_cases` with their (D, causal, Tile) triples)."""
     from attnhub_hopper import cuda_fwd
 
-    if tiles is None:
-        tiles = sorted({(D, t) for D, causal, t in cuda_fwd.shipped_tiles() if causal}, key=str)
+    tiles = sorted({(D, t) for D, causal, t in cuda_fwd.shipped_tiles() if causal}, key=str)
     return tile_cases([(D, True, t) for D, t in tiles])
 
 

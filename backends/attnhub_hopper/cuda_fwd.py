@@ -182,7 +182,11 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # two in opposite orders (ab_hopper_h100_2026-12-05_run7, _run13); 4k −0.6..+1.6 %.
         # Causal 2k: persistent (in the longest-first order) +7.1 % with ping-pong, +7.7 %
         # without, 8 interleaved rounds (ab_d128c_persistent_h100_2026-12-06); at 4k +2.9 /
-        # +3.5 %, not yet in a grid, so 4k keeps the one-CTA-per-tile kernel for now
+        # +3.5 %.  Without ping-pong against that, 10 interleaved rounds
+        # (ab_d128c_2k_nopp_h100_2026-12-06): 2k +1.3 %, 4k +3.6 % (and +3.2 / +5.2 % against
+        # the one-CTA-per-tile kernel at 4k in ab_d128_4k8k_nopp / ab_d128c_4k; 8k +0.8 %)
+        if causal and 1024 < seqlen_k <= 4096:
+            return Tile(128, 2, persistent=True)
         if seqlen_k <= 2048:
             return Tile(128, 2, causal or seqlen_k > 1024, persistent=True)
         if seqlen_k < 8192:

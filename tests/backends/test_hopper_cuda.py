@@ -376,11 +376,13 @@ def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(128, False, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
                                                                    lazy=True)
     assert not cuda_fwd.default_tile(128, False, 4096).persistent
-    # causal 2k: the persistent kernel in the longest-first order (+7 % in the twenty-second
-    # session's A/B); causal 4k still one CTA per tile
-    assert cuda_fwd.default_tile(128, True, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
-                                                                  lpt=True, lazy=True)
-    assert not cuda_fwd.default_tile(128, True, 4096).persistent
+    # causal 2k-4k: the persistent kernel in the longest-first order without ping-pong
+    # (twenty-second and twenty-third sessions' A/Bs); 1k keeps ping-pong, 8k one CTA per tile
+    for s in (2048, 4096):
+        assert cuda_fwd.default_tile(128, True, s) == cuda_fwd.Tile(128, 2, persistent=True,
+                                                                   lpt=True, lazy=True)
+    assert cuda_fwd.default_tile(128, True, 1024).pingpong
+    assert not cuda_fwd.default_tile(128, True, 8192).persistent
     assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2, cluster=2, lazy=True)
     assert cuda_fwd.default_tile(128, False, 8192) == cuda_fwd.Tile(176, 2, lazy=True)
     # the persistent grid at short sequences, never at d256 (no room for its O buffer)

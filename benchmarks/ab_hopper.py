@@ -14,8 +14,9 @@ or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (th
 tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
 (triton-fa2's forward): ``plain``, ``lpt``, ``lean`` or ``general`` (TRI_VARIANTS: the
 kernel switches each sets).
-A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp``
-(Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no ping-pong), e.g.
+A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
+``-poly1`` / ``-poly2`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no ping-pong,
+Tile.poly), e.g.
 ``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ import time
 
 #: forward name suffixes and the Tile fields each one sets
 _FWD_SUFFIXES = {"ones": dict(ones_sum=True), "lazy": dict(lazy=True), "eager": dict(lazy=False),
-                 "noskip": dict(skip=0), "nopp": dict(pingpong=False)}
+                 "noskip": dict(skip=0), "nopp": dict(pingpong=False),
+                 "poly1": dict(poly=1), "poly2": dict(poly=2)}
 
 
 def _fwd_tile(name: str, D: int, causal: bool, S: int):

@@ -1,0 +1,112 @@
+"""How far is triton-fa2's forward from plain Triton?  One run on a CUDA GPU: the floor
+kernel (``_floor_kernel.floor_fwd``: pointer loads, in-kernel TMA descriptors, TMA + warp
+specialisation; a few configs each) against triton-fa2's forward (its shipped default
+path, and the lean kernel under each floor config, also warp-specialised) and SDPA's cuDNN,
+non-causal FA-grid points, TFLOP/s by ``triton.testing.do_bench`` (median).  Every timed
+output is checked against SDPA's (max abs error printed; a variant off by more than
+bf16 rounding is not timed).
+
+    python benchmarks/triton_floor.py --out $OUT [--dims 64,128] [--seqs 2048,8192,16384]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+#: (BLOCK_M, BLOCK_N, num_warps, num_stages) tried for every floor variant and forced on
+#: the lean kernel
+CONFIGS = [(128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 2), (128, 128, 8, 2),
+           (128, 64, 8, 3)]
+VARIANTS = {"ptr": (False, False), "tma": (True, False), "tma-ws": (True, True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dims", default="64,128")
+    ap.add_argument("--seqs", default="2048,8192,16384")
+    args = ap.parse_args()
+
+    import torch
+    import triton
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _floor_kernel import floor_fwd
+    from attnhub_hopper.device_check import _sdpa, fa_point
+    from attnhub_triton import ops
+
+    ops._ensure_allocator()
+    cudnn = _sdpa("CUDNN_ATTENTION")
+    rows, lines = [], []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    log(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__} "
+        f"{time.strftime('%Y-%m-%d %H:%M')}")
+    for D in (int(d) for d in args.dims.split(",")):
+        for S in (int(s) for s in args.seqs.split(",")):
+            p, q, k, v = fa_point(D, S, False)
+            B, H = q.shape[:2]
+            flops = 4 * B * H * S * S * D
+            ref = cudnn(q, k, v, False).float()
+            tol = 0.02 * ref.abs().max().item()
+
+            def timed(name, fn):
+                try:
+                    out = fn()
+                    err = (out.float() - ref).abs().max().item()
+                except Exception as e:  # noqa: BLE001 - a config the compiler rejects
+                    log(f"d{D} s{S} {name}: failed: {type(e).__name__}: {str(e)[:200]}")
+                    return None
+                if not err <= tol:
+                    log(f"d{D} s{S} {name}: max error {err:.3g} > {tol:.3g}, not timed")
+                    return None
+                ms = triton.testing.do_bench(fn, warmup=10, rep=40)
+                tf = flops / ms * 1e-9
+                rows.append(dict(d=D, s=S, name=name, tflops=tf, max_err=err))
+                return tf
+
+            base = timed("cudnn", lambda: cudnn(q, k, v, False))
+            shipped = timed("triton-fa2", lambda: ops.flash_forward(q, k, v, p)[0])
+            for vname, (tma, ws) in VARIANTS.items():
+                for bm, bn, w, s in CONFIGS:
+                    def run(bm=bm, bn=bn, w=w, s=s, tma=tma, ws=ws):
+                        o = torch.empty_like(q)
+                        floor_fwd[(S // bm, B * H)](q, k, v, o, S, p.scale * 1.4426950408889634,
+                                                    HEAD_DIM=D, BLOCK_M=bm, BLOCK_N=bn,
+                                                    USE_TMA=tma, WARP_SPEC=ws, num_warps=w,
+                                                    num_stages=s)
+                        return o
+                    timed(f"floor-{vname}-{bm}x{bn}w{w}s{s}", run)
+            for (bm, bn, w, s), ws in [(c, False) for c in CONFIGS] + [(c, True) for c in CONFIGS[:3]]:
+                def lean(bm=bm, bn=bn, w=w, s=s, ws=ws):
+                    ops.FORCED_CONFIGS["lean"] = ({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws},
+                                                  w, s)
+                    os.environ["ATTNHUB_TRITON_LEAN"] = "1"
+                    try:
+                        return ops.flash_forward(q, k, v, p)[0]
+                    finally:
+                        ops.FORCED_CONFIGS.pop("lean")
+                        os.environ.pop("ATTNHUB_TRITON_LEAN")
+                timed(f"lean{'-ws' if ws else ''}-{bm}x{bn}w{w}s{s}", lean)
+            here = [r for r in rows if r["d"] == D and r["s"] == S]
+            for r in sorted(here, key=lambda r: -r["tflops"]):
+                log(f"d{D} s{S:6d} {r['name']:28s} {r['tflops']:6.0f}"
+                    + (f"  x cudnn {r['tflops'] / base:.3f}" if base else "")
+                    + (f"  x triton-fa2 {r['tflops'] / shipped:.3f}" if shipped else ""))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "triton_floor.json"), "w") as f:
+        json.dump(dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                       triton=triton.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
+                       rows=rows), f, indent=1)
+    with open(os.path.join(args.out, "triton_floor_log.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

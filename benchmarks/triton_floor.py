@@ -18,8 +18,7 @@ import time
 
 #: (BLOCK_M, BLOCK_N, num_warps, num_stages) tried for every floor variant and forced on
 #: the lean kernel
-CONFIGS = [(128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 2), (128, 128, 8, 2),
-           (128, 64, 8, 3)]
+CONFIGS = [(128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 2), (128, 64, 8, 3)]
 VARIANTS = {"ptr": (False, False), "tma": (True, False), "tma-ws": (True, True)}
 
 

@@ -27,6 +27,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--dims", default="64,128")
     ap.add_argument("--seqs", default="2048,8192,16384")
+    ap.add_argument("--causal", default="0", help="0, 1 or 0,1 (the floor kernel: 0 only)")
+    ap.add_argument("--ws", action="store_true",
+                    help="also the warp-specialised variants (Triton 3.6 on the H100: wrong "
+                         "outputs, and the variants timed after them read corrupted inputs)")
     args = ap.parse_args()
 
     import torch
@@ -48,11 +52,13 @@ def main() -> None:
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__} "
         f"{time.strftime('%Y-%m-%d %H:%M')}")
     for D in (int(d) for d in args.dims.split(",")):
-        for S in (int(s) for s in args.seqs.split(",")):
-            p, q, k, v = fa_point(D, S, False)
+        for S, causal in ((int(s), c == "1") for s in args.seqs.split(",")
+                          for c in args.causal.split(",")):
+            p, q, k, v = fa_point(D, S, causal)
             B, H = q.shape[:2]
-            flops = 4 * B * H * S * S * D
-            ref = cudnn(q, k, v, False).float()
+            flops = 4 * B * H * S * S * D / (2 if causal else 1)
+            ref = cudnn(q, k, v, causal).float()
+            tag = f"d{D} s{S}{' causal' if causal else ''}"
             tol = 0.02 * ref.abs().max().item()
 
             def timed(name, fn):
@@ -60,19 +66,21 @@ def main() -> None:
                     out = fn()
                     err = (out.float() - ref).abs().max().item()
                 except Exception as e:  # noqa: BLE001 - a config the compiler rejects
-                    log(f"d{D} s{S} {name}: failed: {type(e).__name__}: {str(e)[:200]}")
+                    log(f"{tag} {name}: failed: {type(e).__name__}: {str(e)[:200]}")
                     return None
                 if not err <= tol:
-                    log(f"d{D} s{S} {name}: max error {err:.3g} > {tol:.3g}, not timed")
+                    log(f"{tag} {name}: max error {err:.3g} > {tol:.3g}, not timed")
                     return None
                 ms = triton.testing.do_bench(fn, warmup=10, rep=40)
                 tf = flops / ms * 1e-9
-                rows.append(dict(d=D, s=S, name=name, tflops=tf, max_err=err))
+                rows.append(dict(d=D, s=S, causal=causal, name=name, tflops=tf, max_err=err))
                 return tf
 
-            base = timed("cudnn", lambda: cudnn(q, k, v, False))
+            base = timed("cudnn", lambda: cudnn(q, k, v, causal))
             shipped = timed("triton-fa2", lambda: ops.flash_forward(q, k, v, p)[0])
             for vname, (tma, ws) in VARIANTS.items():
+                if causal or (ws and not args.ws):
+                    continue
                 for bm, bn, w, s in CONFIGS:
                     def run(bm=bm, bn=bn, w=w, s=s, tma=tma, ws=ws):
                         o = torch.empty_like(q)
@@ -82,7 +90,8 @@ def main() -> None:
                                                     num_stages=s)
                         return o
                     timed(f"floor-{vname}-{bm}x{bn}w{w}s{s}", run)
-            for (bm, bn, w, s), ws in [(c, False) for c in CONFIGS] + [(c, True) for c in CONFIGS[:3]]:
+            for (bm, bn, w, s), ws in ([(c, False) for c in CONFIGS]
+                                       + [(c, True) for c in CONFIGS[:3] if args.ws]):
                 def lean(bm=bm, bn=bn, w=w, s=s, ws=ws):
                     ops.FORCED_CONFIGS["lean"] = ({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws},
                                                   w, s)
@@ -93,9 +102,20 @@ def main() -> None:
                         ops.FORCED_CONFIGS.pop("lean")
                         os.environ.pop("ATTNHUB_TRITON_LEAN")
                 timed(f"lean{'-ws' if ws else ''}-{bm}x{bn}w{w}s{s}", lean)
-            here = [r for r in rows if r["d"] == D and r["s"] == S]
+            for bm, bn, w, s in CONFIGS:  # the general kernel on pointer loads
+                def general(bm=bm, bn=bn, w=w, s=s):
+                    ops.FORCED_CONFIGS["fwd"] = ({"BLOCK_M": bm, "BLOCK_N": bn}, w, s)
+                    os.environ.update(ATTNHUB_TRITON_LEAN="0", ATTNHUB_TRITON_TMA="0")
+                    try:
+                        return ops.flash_forward(q, k, v, p)[0]
+                    finally:
+                        ops.FORCED_CONFIGS.pop("fwd")
+                        os.environ.pop("ATTNHUB_TRITON_LEAN")
+                        os.environ.pop("ATTNHUB_TRITON_TMA")
+                timed(f"general-ptr-{bm}x{bn}w{w}s{s}", general)
+            here = [r for r in rows if r["d"] == D and r["s"] == S and r["causal"] == causal]
             for r in sorted(here, key=lambda r: -r["tflops"]):
-                log(f"d{D} s{S:6d} {r['name']:28s} {r['tflops']:6.0f}"
+                log(f"{tag} {r['name']:28s} {r['tflops']:6.0f}"
                     + (f"  x cudnn {r['tflops'] / base:.3f}" if base else "")
                     + (f"  x triton-fa2 {r['tflops'] / shipped:.3f}" if shipped else ""))
     os.makedirs(args.out, exist_ok=True)

@@ -6,7 +6,9 @@ non-causal FA-grid points, TFLOP/s by ``triton.testing.do_bench`` (median).  Eve
 output is checked against SDPA's (max abs error printed; a variant off by more than
 bf16 rounding is not timed).
 
-    python benchmarks/triton_floor.py --out $OUT [--dims 64,128] [--seqs 2048,8192,16384]
+    python benchmarks/triton_floor.py --out $OUT [--dims 64,128] [--seqs 2048,8192,16384] \
+        [--causal 0,1] [--ws]
+    python benchmarks/triton_floor.py --out DIR --replot RUN.json   # the PNG again
 """
 from __future__ import annotations
 
@@ -22,9 +24,38 @@ CONFIGS = [(128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 2), (128, 64, 8, 3)]
 VARIANTS = {"ptr": (False, False), "tma": (True, False), "tma-ws": (True, True)}
 
 
+def plot(rows: list, path: str, title: str) -> None:
+    """One panel per (head dim, seqlen, causal): every timed variant's TFLOP/s, cuDNN's as a
+    line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted({(r["d"], r["s"], r.get("causal", False)) for r in rows})
+    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 5), squeeze=False)
+    for ax, (d, s, c) in zip(axes[0], points):
+        here = sorted((r for r in rows if (r["d"], r["s"], r.get("causal", False)) == (d, s, c)),
+                      key=lambda r: -r["tflops"])
+        cudnn = [r["tflops"] for r in here if r["name"] == "cudnn"]
+        here = [r for r in here if r["name"] != "cudnn"]
+        colors = ["tab:red" if r["name"] == "triton-fa2" else "tab:blue" for r in here]
+        ax.barh([r["name"] for r in here], [r["tflops"] for r in here], color=colors)
+        if cudnn:
+            ax.axvline(cudnn[0], color="k", ls="--", label=f"cuDNN {cudnn[0]:.0f}")
+            ax.legend(loc="lower right")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title(f"d{d} S={s}{' causal' if c else ''}")
+        ax.set_xlabel("TFLOP/s")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--replot", metavar="JSON", help="only redraw the PNG of a saved run")
     ap.add_argument("--dims", default="64,128")
     ap.add_argument("--seqs", default="2048,8192,16384")
     ap.add_argument("--causal", default="0", help="0, 1 or 0,1 (the floor kernel: 0 only)")
@@ -32,6 +63,13 @@ def main() -> None:
                     help="also the warp-specialised variants (Triton 3.6 on the H100: wrong "
                          "outputs, and the variants timed after them read corrupted inputs)")
     args = ap.parse_args()
+
+    if args.replot:
+        with open(args.replot) as f:
+            run = json.load(f)
+        plot(run["rows"], os.path.join(args.out, os.path.basename(args.replot)[:-5] + ".png"),
+             f"{run['device']}, triton {run['triton']}, {run['date']}")
+        return
 
     import torch
     import triton
@@ -125,6 +163,8 @@ def main() -> None:
                        rows=rows), f, indent=1)
     with open(os.path.join(args.out, "triton_floor_log.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    plot(rows, os.path.join(args.out, "triton_floor.png"),
+         f"{torch.cuda.get_device_name()}, triton {triton.__version__}")
 
 
 if __name__ == "__main__":

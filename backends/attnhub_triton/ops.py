@@ -151,12 +151,22 @@ def _bucket(n: int) -> int:
 
 
 def _warp_spec_ok(args) -> bool:
-    """Warp-specialised variants are opt-in (ATTNHUB_TRITON_WARP_SPEC=1): on sm90 Triton
-    3.6 fails to compile them for this kernel ("PassManager::run failed") and Triton 3.9's
-    NVGPUWarpSpecialization pass aborts the whole process (an assertion, which no autotuner
-    can skip).  See NOTES.md."""
-    return bool(args["USE_TMA"]) and not _interpreting() and \
+    """Warp-specialised variants are opt-in (ATTNHUB_TRITON_WARP_SPEC=1), for experiments
+    only: on sm90 Triton 3.6 fails to compile them for this kernel ("PassManager::run
+    failed"), Triton 3.9's NVGPUWarpSpecialization pass aborts the whole process (an
+    assertion, which no autotuner can skip), and where Triton 3.6 did compile a minimal
+    FlashAttention loop with it on the H100 the outputs were wrong and later kernels read
+    corrupted inputs (benchmarks/triton_floor.py, NOTES.md "Twenty-third session";
+    triton-lang/triton#8311).  The autotuner does not check each config's output, so
+    turning it on warns."""
+    on = bool(args["USE_TMA"]) and not _interpreting() and \
         os.environ.get("ATTNHUB_TRITON_WARP_SPEC", "0") == "1"
+    if on:
+        warnings.warn("ATTNHUB_TRITON_WARP_SPEC=1: warp-specialised Triton configs are "
+                      "autotuned without a per-config output check, and Triton 3.6 gave "
+                      "wrong outputs with warp_specialize=True on an H100 (NOTES.md); unset "
+                      "it for results you need to trust", RuntimeWarning, stacklevel=2)
+    return on
 
 
 _FWD_CONFIGS = [

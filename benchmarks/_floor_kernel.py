@@ -4,7 +4,11 @@ triton-fa2's forward sits from what plain Triton reaches on the same machine
 (``triton_floor.py``).  ../shared/DEVICE_NOTES.md reports such a kernel at 440 TFLOP/s
 (d64/2k) and 520-554 with warp specialisation (d128) on the lent H100, where triton-fa2's
 lean forward read 377-381 and 452-515 in the grids.  Not a backend: it returns no LSE and
-checks nothing about its input."""
+checks nothing about its input.
+
+``floor_fwd_host`` is the same loop on descriptors the host builds once per call (2-D over
+all (batch, head) rows, as Triton's tutorial does), against ``floor_fwd``'s in-kernel
+descriptors, which every program writes and fences for itself."""
 
 import triton
 import triton.language as tl
@@ -50,4 +54,34 @@ def floor_fwd(Q, K, V, O, seqlen, qk_scale, HEAD_DIM: tl.constexpr, BLOCK_M: tl.
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
     o = (acc / l_i[:, None]).to(O.dtype.element_ty)
+    tl.store(O + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], o)
+
+
+@triton.jit
+def floor_fwd_host(q_d, k_d, v_d, O, seqlen, qk_scale, HEAD_DIM: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """``floor_fwd`` with host-built descriptors over the (B*H*S, D) rows: a head's rows
+    start at bh * seqlen, and S must be a multiple of both blocks (no per-head bounds)."""
+    pid_m = tl.program_id(0)
+    row0 = tl.program_id(1) * seqlen
+    m0 = pid_m * BLOCK_M
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = q_d.load([row0 + m0, 0])
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    for n0 in tl.range(0, seqlen, BLOCK_N):
+        k = k_d.load([row0 + n0, 0])
+        qk = tl.dot(q, tl.trans(k))
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        v = v_d.load([row0 + n0, 0])
+        acc = tl.dot(p.to(v.dtype), v, acc)
+        m_i = m_new
+    o = (acc / l_i[:, None]).to(O.dtype.element_ty)
+    base = tl.program_id(1).to(tl.int64) * seqlen * HEAD_DIM
     tl.store(O + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], o)

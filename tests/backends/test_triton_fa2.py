@@ -721,3 +721,36 @@ def test_warp_specialised_configs_are_opt_in_and_warn(monkeypatch):
     with pytest.warns(RuntimeWarning, match="wrong outputs"):
         assert ops._warp_spec_ok({"USE_TMA": True})
     assert not ops._warp_spec_ok({"USE_TMA": False})
+
+
+@needs_interpreter
+@pytest.mark.parametrize("variant", ["pointer", "tma", "tma-host"])
+def test_cpu_floor_kernel_of_the_triton_floor_benchmark(variant):
+    """benchmarks/_floor_kernel.py, the yardstick triton_floor.py times triton-fa2 against:
+    its three load paths give SDPA's output (fp16, two heads, several blocks each way), so a
+    device run spends its time on timings, not on finding a broken comparison kernel."""
+    import importlib.util
+    import pathlib
+
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "_floor_kernel.py"
+    spec = importlib.util.spec_from_file_location("_floor_kernel", path)
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    B, H, S, D, BM, BN = 1, 2, 96, 32, 32, 16
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, H, S, D, dtype=torch.float16) for _ in range(3))
+    o = torch.full_like(q, float("nan"))
+    qk_scale = D ** -0.5 * 1.4426950408889634
+    if variant == "tma-host":
+        def rows(t, block):
+            return TensorDescriptor.from_tensor(t.view(-1, D), [block, D])
+        floor.floor_fwd_host[(S // BM, B * H)](rows(q, BM), rows(k, BN), rows(v, BN), o, S,
+                                               qk_scale, HEAD_DIM=D, BLOCK_M=BM, BLOCK_N=BN)
+    else:
+        floor.floor_fwd[(S // BM, B * H)](q, k, v, o, S, qk_scale, HEAD_DIM=D, BLOCK_M=BM,
+                                          BLOCK_N=BN, USE_TMA=variant == "tma",
+                                          WARP_SPEC=False)
+    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    torch.testing.assert_close(o.float(), ref, atol=2e-3, rtol=0)

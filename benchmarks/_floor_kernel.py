@@ -15,6 +15,17 @@ import triton.language as tl
 
 
 @triton.jit
+def _scores(q, k, acc, l_i, m_i, qk_scale):
+    """One key block of the online softmax: P (base 2, unnormalised) and the running state
+    moved to the new row max (inlined by Triton: the same code as written in the loop)."""
+    qk = tl.dot(q, tl.trans(k))
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    return p, acc * alpha[:, None], l_i * alpha + tl.sum(p, 1), m_new
+
+
+@triton.jit
 def floor_fwd(Q, K, V, O, seqlen, qk_scale, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
               BLOCK_N: tl.constexpr, USE_TMA: tl.constexpr, WARP_SPEC: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -41,12 +52,7 @@ def floor_fwd(Q, K, V, O, seqlen, qk_scale, HEAD_DIM: tl.constexpr, BLOCK_M: tl.
             k = k_d.load([n0, 0])
         else:
             k = tl.load(K + base + (n0 + offs_n)[:, None] * HEAD_DIM + offs_d[None, :])
-        qk = tl.dot(q, tl.trans(k))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
+        p, acc, l_i, m_new = _scores(q, k, acc, l_i, m_i, qk_scale)
         if USE_TMA:
             v = v_d.load([n0, 0])
         else:
@@ -73,12 +79,7 @@ def floor_fwd_host(q_d, k_d, v_d, O, seqlen, qk_scale, HEAD_DIM: tl.constexpr,
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     for n0 in tl.range(0, seqlen, BLOCK_N):
         k = k_d.load([row0 + n0, 0])
-        qk = tl.dot(q, tl.trans(k))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
+        p, acc, l_i, m_new = _scores(q, k, acc, l_i, m_i, qk_scale)
         v = v_d.load([row0 + n0, 0])
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new

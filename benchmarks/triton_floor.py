@@ -18,6 +18,7 @@ outputs and the variants timed after them read corrupted inputs (NOTES.md of tri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,6 +28,24 @@ import time
 #: the lean kernel
 CONFIGS = [(128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 2), (128, 64, 8, 3)]
 VARIANTS = {"ptr": (False, False), "tma": (True, False), "tma-ws": (True, True)}
+
+
+@contextlib.contextmanager
+def pinned(ops, kind: str, config: tuple, **switches):
+    """triton-fa2's ``kind`` kernel pinned to ``config`` (ops.FORCED_CONFIGS) with the
+    kernel switches set, for one call; both put back after it."""
+    saved = {key: os.environ.get(key) for key in switches}
+    ops.FORCED_CONFIGS[kind] = config
+    os.environ.update(switches)
+    try:
+        yield
+    finally:
+        ops.FORCED_CONFIGS.pop(kind)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def plot(rows: list, path: str, title: str) -> None:
@@ -148,25 +167,16 @@ def main() -> None:
             for (bm, bn, w, s), ws in ([(c, False) for c in CONFIGS]
                                        + [(c, True) for c in CONFIGS[:3] if args.ws]):
                 def lean(bm=bm, bn=bn, w=w, s=s, ws=ws):
-                    ops.FORCED_CONFIGS["lean"] = ({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws},
-                                                  w, s)
-                    os.environ["ATTNHUB_TRITON_LEAN"] = "1"
-                    try:
+                    config = ({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, w, s)
+                    with pinned(ops, "lean", config, ATTNHUB_TRITON_LEAN="1"):
                         return ops.flash_forward(q, k, v, p)[0]
-                    finally:
-                        ops.FORCED_CONFIGS.pop("lean")
-                        os.environ.pop("ATTNHUB_TRITON_LEAN")
                 timed(f"lean{'-ws' if ws else ''}-{bm}x{bn}w{w}s{s}", lean)
             for bm, bn, w, s in CONFIGS:  # the general kernel on pointer loads
                 def general(bm=bm, bn=bn, w=w, s=s):
-                    ops.FORCED_CONFIGS["fwd"] = ({"BLOCK_M": bm, "BLOCK_N": bn}, w, s)
-                    os.environ.update(ATTNHUB_TRITON_LEAN="0", ATTNHUB_TRITON_TMA="0")
-                    try:
+                    config = ({"BLOCK_M": bm, "BLOCK_N": bn}, w, s)
+                    with pinned(ops, "fwd", config, ATTNHUB_TRITON_LEAN="0",
+                                ATTNHUB_TRITON_TMA="0"):
                         return ops.flash_forward(q, k, v, p)[0]
-                    finally:
-                        ops.FORCED_CONFIGS.pop("fwd")
-                        os.environ.pop("ATTNHUB_TRITON_LEAN")
-                        os.environ.pop("ATTNHUB_TRITON_TMA")
                 timed(f"general-ptr-{bm}x{bn}w{w}s{s}", general)
             here = [r for r in rows if r["d"] == D and r["s"] == S and r["causal"] == causal]
             for r in sorted(here, key=lambda r: -r["tflops"]):

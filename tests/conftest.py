@@ -35,3 +35,19 @@ def fresh_registry(monkeypatch, tmp_path):
     yield registry
     monkeypatch.undo()
     registry.reload()
+
+
+@pytest.fixture
+def benchmark_script():
+    """``load(name)``: ``benchmarks/<name>.py`` as a module (``benchmarks/`` is not a
+    package), for tests of the benchmark scripts and their kernels."""
+    import importlib.util
+    import pathlib
+
+    def load(name: str):
+        path = pathlib.Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

@@ -648,21 +648,10 @@ def test_check_script_plots_a_results_json(tmp_path):
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _ab_script():
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "ab_hopper.py"
-    spec = importlib.util.spec_from_file_location("ab_hopper", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_ab_script_names_pairs_and_tiles():
+def test_ab_script_names_pairs_and_tiles(benchmark_script):
     import argparse
 
-    ab = _ab_script()
+    ab = benchmark_script("ab_hopper")
     assert ab.parse_pair("fwd:128:causal:default-plain,default-lpt") == (
         "fwd", 128, True, "default-plain", "default-lpt")
     assert ab.parse_pair("bwd:64:full:s2,s2-poly1")[2] is False
@@ -694,11 +683,12 @@ def test_ab_script_names_pairs_and_tiles():
         128, 2, False, persistent=True, lpt=True, lazy=True)
 
 
-def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch):
+def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch,
+                                                                    benchmark_script):
     """A ``tri`` pair's variant sets its kernel switches for its own call and restores the
     environment after (the other side of the pair must not inherit them)."""
     pytest.importorskip("triton")
-    ab = _ab_script()
+    ab = benchmark_script("ab_hopper")
     seen = []
     monkeypatch.setattr("attnhub_triton.ops.flash_forward",
                         lambda q, k, v, p: seen.append(os.environ.get("ATTNHUB_TRITON_LPT")))
@@ -713,9 +703,9 @@ def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch
     assert "ATTNHUB_TRITON_LPT" not in os.environ
 
 
-def test_ab_script_plots_its_rounds(tmp_path):
+def test_ab_script_plots_its_rounds(tmp_path, benchmark_script):
     pytest.importorskip("matplotlib")
-    ab = _ab_script()
+    ab = benchmark_script("ab_hopper")
     rows = [dict(direction="fwd", D=128, S=s, causal=True, a="default-plain", b="default-lpt",
                  a_tflops=[500.0, 510.0, 505.0], b_tflops=[515.0, 520.0, 500.0])
             for s in (2048, 4096)]

@@ -725,19 +725,13 @@ def test_warp_specialised_configs_are_opt_in_and_warn(monkeypatch):
 
 @needs_interpreter
 @pytest.mark.parametrize("variant", ["pointer", "tma", "tma-host"])
-def test_cpu_floor_kernel_of_the_triton_floor_benchmark(variant):
+def test_cpu_floor_kernel_of_the_triton_floor_benchmark(variant, benchmark_script):
     """benchmarks/_floor_kernel.py, the yardstick triton_floor.py times triton-fa2 against:
     its three load paths give SDPA's output (fp16, two heads, several blocks each way), so a
     device run spends its time on timings, not on finding a broken comparison kernel."""
-    import importlib.util
-    import pathlib
-
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "_floor_kernel.py"
-    spec = importlib.util.spec_from_file_location("_floor_kernel", path)
-    floor = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(floor)
+    floor = benchmark_script("_floor_kernel")
     B, H, S, D, BM, BN = 1, 2, 96, 32, 32, 16
     torch.manual_seed(0)
     q, k, v = (torch.randn(B, H, S, D, dtype=torch.float16) for _ in range(3))

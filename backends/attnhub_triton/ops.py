@@ -47,6 +47,10 @@ Environment knobs (read per call):
                                 then dK, one accumulator each (1); unset: ``DKDV_PARTS``
                                 (empty: one launch)
     ATTNHUB_TRITON_TMA=0        never use TMA descriptors (pointer loads everywhere; no lean)
+    ATTNHUB_TRITON_PTR_FWD=0|1  the general forward on pointer loads with 8-warp 128x64 tiles
+                                ("fwd_ptr") for dense 16-bit d64 on sm90: 0 never, 1
+                                wherever it applies; unset: where it was measured to win
+                                (``POINTER_FWD``)
     ATTNHUB_TRITON_LPT=1 / 0    lean causal forward: longest blocks first across L2-sized
                                 windows of (batch, head) pairs always / never (unset: with
                                 at least LPT_MIN_KEYS keys, as measured)
@@ -375,6 +379,7 @@ _TUNED_LEAN_DKDV = triton.autotune(
 # kind -> (kernel, autotuned kernel).  "dkdvq" is dK/dV + atomic dQ (the atomic variant).
 _KERNELS = {
     "fwd": (_k._attn_fwd, _TUNED_FWD),
+    "fwd_ptr": (_k._attn_fwd, _TUNED_FWD),  # the same kernel, USE_TMA=False (POINTER_FWD)
     "dq": (_k._attn_bwd_dq, _TUNED_DQ),
     "dkdv": (_k._attn_bwd_dkdv, _TUNED_DKDV),
     "dkdvq": (_k._attn_bwd_dkdv, _TUNED_DKDVQ),
@@ -386,7 +391,8 @@ _KERNELS = {
 
 #: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
 #: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
-INTERPRET_BLOCKS = {"fwd": (16, 16), "dq": (16, 16), "dkdv": (16, 16), "dkdvq": (16, 16),
+INTERPRET_BLOCKS = {"fwd": (16, 16), "fwd_ptr": (16, 16), "dq": (16, 16), "dkdv": (16, 16),
+                    "dkdvq": (16, 16),
                     "dv_part": (16, 16), "dk_part": (16, 16),
                     "lean": (32, 16), "lean_dkdv": (16, 32)}
 
@@ -405,6 +411,9 @@ _DEFAULTS = {
     # d64/d128 the one-kernel tile
     "dv_part": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (64, 64, 8, 2)},
     "dk_part": {64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (64, 64, 8, 2)},
+    # the general forward on pointer loads (POINTER_FWD): the tile of the floor kernel that
+    # beat every TMA variant at d64 (benchmarks/triton_floor.py, NOTES.md)
+    "fwd_ptr": {64: (128, 64, 8, 3)},
     "lean": {64: (128, 64, 4, 3), 128: (128, 64, 4, 2),  # best or tied in the lean sweep
              256: (64, 32, 4, 2)},  # only with ATTNHUB_TRITON_LEAN=1: it lost (NOTES.md)
     # d64: timed best or tied (H100 2026-12-05); d128 (not a default route): 64x64 s2 was
@@ -431,7 +440,7 @@ def _fixed_config(kind: str, meta: dict, bucket_q: int):
     fp32 = meta.get("DOT_PRECISION", "tf32") != "tf32"
     table = _FP32[kind] if fp32 else _DEFAULTS[kind]
     bm, bn, w, s = table[min(t for t in table if t >= d)]
-    if kind in ("fwd", "dq", "lean") and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
+    if kind in ("fwd", "fwd_ptr", "dq", "lean") and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
         bm = 64
     return {"BLOCK_M": bm, "BLOCK_N": bn}, w, s
 
@@ -443,7 +452,8 @@ FORCED_CONFIGS: dict = {}
 
 def candidate_configs(kind: str, problem, tma: bool = True) -> list:
     """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
-    configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "dq": (_DQ_CONFIGS, _keep_dq),
+    configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "fwd_ptr": (_FWD_CONFIGS, _keep_fwd),
+                     "dq": (_DQ_CONFIGS, _keep_dq),
                      "dkdv": (_DKDV_CONFIGS, _keep_dkdv), "dkdvq": (_DKDVQ_CONFIGS, _keep_dkdvq),
                      "dv_part": (_DKDV_CONFIGS, _keep_dkdv_part),
                      "dk_part": (_DKDV_CONFIGS, _keep_dkdv_part),
@@ -469,7 +479,7 @@ def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: i
     CUDA graph is being captured an untuned key takes the fixed config (no benchmarking
     inside a capture)."""
     raw, tuned = _KERNELS[kind]
-    if kind in ("fwd", "lean"):
+    if kind in ("fwd", "fwd_ptr", "lean"):
         meta = dict(meta, WARP_SPEC=False)
     if kind in FORCED_CONFIGS:
         kwargs, num_warps, num_stages = FORCED_CONFIGS[kind]
@@ -480,7 +490,7 @@ def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: i
                  and meta.get("DOT_PRECISION", "tf32") == "tf32"
                  and (key in _TUNED_KEYS or not torch.cuda.is_current_stream_capturing()))
     if use_tuner:
-        if kind in ("fwd", "lean"):
+        if kind in ("fwd", "fwd_ptr", "lean"):
             meta.pop("WARP_SPEC")
         tuned[grid](*args, **meta)
         _TUNED_KEYS.add(key)
@@ -598,7 +608,7 @@ class _nullcontext:
 _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON_LEAN_BWD",
                     "ATTNHUB_TRITON_DELTA_PREPASS", "ATTNHUB_TRITON_DKDV_PARTS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
-                    "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT")
+                    "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT", "ATTNHUB_TRITON_PTR_FWD")
 
 
 def kernel_tag() -> str:
@@ -656,6 +666,37 @@ LEAN_MIN_KEYS = {64: 2048}
 #: 64x64 w4 dQ tile +7..11 % at d64 over the general kernel; at d128 it loses (32x64: -5..-21 %,
 #: 64x64: -7..+3 %), so d128 keeps the general kernel.
 LEAN_BWD_DEFAULT: dict = {(64, False): True, (64, True): True}
+
+
+#: Where the forward takes the general kernel on pointer loads with the floor kernel's tile
+#: (``_DEFAULTS["fwd_ptr"]``: 128x64, 8 warps, 3 stages) when ATTNHUB_TRITON_PTR_FWD is
+#: unset: {(head dim, causal): (fewest keys, most keys or None)}.  H100, 2026-12-06
+#: (``triton_floor_h100_2026-12-06_run2``, one run, fixed configs): against the shipped
+#: path at d64, 2k keys +10 % (full) and +16 % (causal), 16k −8 % (full) and +5 % (causal).
+POINTER_FWD: dict = {(64, False): (0, 4096), (64, True): (0, None)}
+
+
+def _use_pointer_fwd(call, q, v, scale, left, right, softcap) -> bool:
+    """Whether the forward takes "fwd_ptr": ATTNHUB_TRITON_PTR_FWD=1, or unset (and
+    ATTNHUB_TRITON_LEAN not 1) and inside ``POINTER_FWD``, for the case it was measured on -- dense, no window or softcap, D ==
+    Dv == 64, 16-bit, more than 64 query rows, sm90 (or the interpreter)."""
+    mode = os.environ.get("ATTNHUB_TRITON_PTR_FWD", "auto")
+    if mode == "0" or (mode != "1" and os.environ.get("ATTNHUB_TRITON_LEAN") == "1"):
+        return False  # off, or unset and the lean forward asked for by name
+    d = q.shape[-1]
+    if call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0 or d != 64 \
+            or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16) \
+            or call.seqlen_q <= 64:
+        return False
+    if q.device.type == "cuda" and _capability(q.device)[0] != 9:  # measured on sm90 only
+        return False
+    if q.device.type != "cuda" and not _interpreting():
+        return False
+    if mode == "1":
+        return True
+    span = POINTER_FWD.get((d, right == 0))
+    return span is not None and span[0] <= call.seqlen_k \
+        and (span[1] is None or call.seqlen_k <= span[1])
 
 
 def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> bool:
@@ -716,7 +757,8 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
         return o, lse
     if call.no_keys:  # nothing to attend to: every row is fully masked
         return o.zero_(), lse.fill_(float("-inf"))
-    if _use_lean(call, q, k, v, o, scale, left, right, softcap):
+    pointer = _use_pointer_fwd(call, q, v, scale, left, right, softcap)
+    if not pointer and _use_lean(call, q, k, v, o, scale, left, right, softcap):
         args = (q, k, v, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3],
                 *o.stride()[:3], *call.lse_strides(lse), call.seqlen_q, call.seqlen_k,
                 call.heads_q // call.heads_k, float(scale), call.bucket_q, call.bucket_k,
@@ -726,7 +768,10 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
     args = (q, k, v, o, lse, cu_q, cu_k,
             *call.strides(q), *call.strides(k), *call.strides(v), *call.strides(o),
             *call.lse_strides(lse), *call.scalars)
-    call.run("fwd", args, (k, v))
+    if pointer:
+        call.run("fwd_ptr", args, meta=dict(call.meta, USE_TMA=False))
+    else:
+        call.run("fwd", args, (k, v))
     return o, lse
 
 

@@ -291,7 +291,8 @@ def test_cpu_lean_forward(kw, layout, blocks, lean, launches, monkeypatch):
     p = make_problem(**kw)
     torch.manual_seed(0)
     q, k, v = random_inputs(p, layout=layout)
-    with env(ATTNHUB_TRITON_LEAN=lean):  # the general forward's backward is tested above
+    # the general forward's backward is tested above; PTR_FWD=0 keeps "0" on the TMA path
+    with env(ATTNHUB_TRITON_LEAN=lean, ATTNHUB_TRITON_PTR_FWD="0"):
         assert_matches_reference(BACKEND, q, k, v, p, backward=lean == "1")
     forwards = {kind for kind in launches if kind in ("fwd", "lean")}
     assert forwards == {"lean" if lean == "1" else "fwd"}, launches
@@ -467,6 +468,66 @@ def test_cpu_lean_route(kw, launches, monkeypatch):
         launches.clear()
         ops.flash_forward(q, k, v, p)
     assert launches == ["lean"]
+
+
+# The general forward on pointer loads (ops.POINTER_FWD, "fwd_ptr"): dense d64, 16-bit,
+# more than 64 query rows.
+POINTER_CASES = [  # (problem kwargs, layout)
+    (dict(d=64, sq=113, sk=203, heads="gqa", causal=True), "bshd"),  # Sq < Sk
+    (dict(d=64, sq=203, sk=113, causal=True), "bhsd"),  # Sq > Sk: rows with no key
+    (dict(d=64, sq=97, sk=150, heads="mqa"), "bhsd"),  # partial blocks, not causal
+]
+
+
+def _forwards(launches) -> list:
+    return [kind for kind in launches if kind in ("fwd", "fwd_ptr", "lean")]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kw,layout", [pytest.param(kw, layout, id=case_id(
+    make_problem(**kw), layout, "pointer")) for kw, layout in POINTER_CASES])
+def test_cpu_pointer_forward(kw, layout, launches):
+    """The pointer-load route against the reference, and its O and LSE through the
+    backward."""
+    p = make_problem(**kw)
+    torch.manual_seed(0)
+    q, k, v = random_inputs(p, layout=layout)
+    with env(ATTNHUB_TRITON_PTR_FWD="1"):
+        assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+    assert set(_forwards(launches)) == {"fwd_ptr"}, launches
+
+
+@needs_interpreter
+def test_cpu_pointer_forward_route(launches, monkeypatch):
+    """POINTER_FWD's key span when ATTNHUB_TRITON_PTR_FWD is unset, the switch both ways,
+    ATTNHUB_TRITON_LEAN=1 over the table, and the cases outside the route."""
+    for name in ("ATTNHUB_TRITON_PTR_FWD", "ATTNHUB_TRITON_LEAN"):
+        monkeypatch.delenv(name, raising=False)
+    p = make_problem(d=64, sq=80, sk=80, causal=True)
+    q, k, v = random_inputs(p)
+
+    def route(**switches):
+        launches.clear()
+        with env(**switches):
+            ops.flash_forward(q, k, v, p)
+        return _forwards(launches)
+
+    for span, taken in (((0, None), True), ((80, 80), True), ((0, 79), False),
+                        ((81, None), False), (None, False)):
+        if span is None:
+            monkeypatch.delitem(ops.POINTER_FWD, (64, True))
+        else:
+            monkeypatch.setitem(ops.POINTER_FWD, (64, True), span)
+        assert route() == (["fwd_ptr"] if taken else ["fwd"]), span
+    assert route(ATTNHUB_TRITON_PTR_FWD="1") == ["fwd_ptr"]
+    monkeypatch.setitem(ops.POINTER_FWD, (64, True), (0, None))
+    assert route(ATTNHUB_TRITON_PTR_FWD="0") == ["fwd"]
+    assert route(ATTNHUB_TRITON_LEAN="1") == ["lean"]
+    assert route(ATTNHUB_TRITON_LEAN="1", ATTNHUB_TRITON_PTR_FWD="1") == ["fwd_ptr"]
+    for kw in LEAN_NOT_ELIGIBLE + [dict(d=128, causal=True), dict(d=64, sq=64, sk=80)]:
+        p = make_problem(**dict(dict(sq=80, sk=80), **kw))
+        q, k, v = random_inputs(p)
+        assert route(ATTNHUB_TRITON_PTR_FWD="1") != ["fwd_ptr"], kw
 
 
 @needs_interpreter

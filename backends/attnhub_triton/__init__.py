@@ -114,9 +114,13 @@ class TritonFA2Backend(attnhub.Backend):
                       for (d, c), on in ops.LEAN_DEFAULT.items() if on)
         lean_bwd = sorted(f"d{d}{' causal' if c else ''}"
                           for (d, c), on in ops.LEAN_BWD_DEFAULT.items() if on)
+        pointer = sorted(f"d{d}{' causal' if c else ''}"
+                         + (f" up to {span[1]} keys" if span[1] is not None else "")
+                         for (d, c), span in ops.POINTER_FWD.items())
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
                 "lean forward by default": ", ".join(lean) or "nowhere",
+                "pointer-load forward (over lean) by default": ", ".join(pointer) or "nowhere",
                 "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere",
                 "two-part dK/dV by default": ", ".join(
                     f"d{d}" for d, on in sorted(ops.DKDV_PARTS.items()) if on) or "nowhere"}

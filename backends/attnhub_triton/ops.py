@@ -670,10 +670,12 @@ LEAN_BWD_DEFAULT: dict = {(64, False): True, (64, True): True}
 
 #: Where the forward takes the general kernel on pointer loads with the floor kernel's tile
 #: (``_DEFAULTS["fwd_ptr"]``: 128x64, 8 warps, 3 stages) when ATTNHUB_TRITON_PTR_FWD is
-#: unset: {(head dim, causal): (fewest keys, most keys or None)}.  H100, 2026-12-06
-#: (``triton_floor_h100_2026-12-06_run2``, one run, fixed configs): against the shipped
-#: path at d64, 2k keys +10 % (full) and +16 % (causal), 16k −8 % (full) and +5 % (causal).
-POINTER_FWD: dict = {(64, False): (0, 4096), (64, True): (0, None)}
+#: unset: {(head dim, causal): (fewest keys, most keys or None)}.  H100, 2026-12-06, medians
+#: of 8 interleaved rounds against the path it replaces (``ab_tri_ptr_h100_2026-12-06``):
+#: causal +23 / +18 / +14 / +2.4 % at 512 / 1k / 2k / 4k keys, 0.997 / 0.984 at 8k / 16k;
+#: full +18 / +11 / +6 / +2.3 %, then 1.002 / 1.015.  From 8k keys it is a wash, and the
+#: lean kernel keeps its longest-first causal order there.
+POINTER_FWD: dict = {(64, False): (0, 4096), (64, True): (0, 4096)}
 
 
 def _use_pointer_fwd(call, q, v, scale, left, right, softcap) -> bool:

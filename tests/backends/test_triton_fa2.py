@@ -717,21 +717,29 @@ def _config_cases():
 
 
 @pytest.mark.parametrize("kw", _config_cases())
-def test_gpu_every_autotune_candidate(kw, monkeypatch):
+def test_gpu_every_autotune_candidate(kw, launches, monkeypatch):
     """Each config keep() leaves for autotuning gives correct results, pinned one at a time
-    (the autotuner only ever runs one of them per key)."""
+    (the autotuner only ever runs one of them per key), and the pinned kernel is the one
+    that ran."""
     p = make_problem(**kw)
     torch.manual_seed(0)
     q, k, v = random_inputs(p)
-    for kind in ("fwd", "lean", "dq", "dkdv", "dkdvq", "lean_dkdv", "dv_part", "dk_part"):
+    for kind in ("fwd", "fwd_ptr", "lean", "dq", "dkdv", "dkdvq", "lean_dkdv", "dv_part",
+                 "dk_part"):
+        if kind == "fwd_ptr" and p.head_dim != 64:  # the pointer route's one head dim
+            continue
         monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic" if kind == "dkdvq" else "split")
-        monkeypatch.setenv("ATTNHUB_TRITON_LEAN", "0" if kind == "fwd" else "1")
+        monkeypatch.setenv("ATTNHUB_TRITON_LEAN", "0" if kind.startswith("fwd") else "1")
+        monkeypatch.setenv("ATTNHUB_TRITON_PTR_FWD", "1" if kind == "fwd_ptr" else "0")
         monkeypatch.setenv("ATTNHUB_TRITON_LEAN_BWD", "1" if kind == "lean_dkdv" else "0")
         monkeypatch.setenv("ATTNHUB_TRITON_DKDV_PARTS", "1" if kind.endswith("_part") else "0")
-        for config in ops.candidate_configs(kind, p):
+        for config in ops.candidate_configs(kind, p, tma=kind != "fwd_ptr"):
             monkeypatch.setattr(ops, "FORCED_CONFIGS", {kind: config})
             print(kind, config)
-            assert_matches_reference(BACKEND, q, k, v, p, backward=kind not in ("fwd", "lean"))
+            launches.clear()
+            assert_matches_reference(BACKEND, q, k, v, p,
+                                     backward=kind not in ("fwd", "fwd_ptr", "lean"))
+            assert kind in launches, (kind, launches)
 
 
 @pytest.mark.gpu

@@ -12,8 +12,8 @@ A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default
 shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt),
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (the shipped
 tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
-(triton-fa2's forward): ``plain``, ``lpt``, ``lean``, ``general``, ``ptr`` or ``noptr``
-(TRI_VARIANTS: the kernel switches each sets).
+(triton-fa2's forward): ``plain``, ``lpt``, ``lean``, ``general``, ``ptr``, ``noptr`` or
+``notma`` (TRI_VARIANTS: the kernel switches each sets).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no ping-pong,
 Tile.poly), e.g.
@@ -63,7 +63,8 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
 #: runs (ops reads them per call).
 TRI_VARIANTS = {"plain": {"ATTNHUB_TRITON_LPT": "0"}, "lpt": {"ATTNHUB_TRITON_LPT": "1"},
                 "lean": {"ATTNHUB_TRITON_LEAN": "1"}, "general": {"ATTNHUB_TRITON_LEAN": "0"},
-                "ptr": {"ATTNHUB_TRITON_PTR_FWD": "1"}, "noptr": {"ATTNHUB_TRITON_PTR_FWD": "0"}}
+                "ptr": {"ATTNHUB_TRITON_PTR_FWD": "1"}, "noptr": {"ATTNHUB_TRITON_PTR_FWD": "0"},
+                "notma": {"ATTNHUB_TRITON_TMA": "0"}}
 
 
 def _tri_forward(name: str, q, k, v, p):

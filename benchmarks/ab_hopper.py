@@ -15,8 +15,8 @@ tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
 (triton-fa2's forward): ``plain``, ``lpt``, ``lean``, ``general``, ``ptr``, ``noptr`` or
 ``notma`` (TRI_VARIANTS: the kernel switches each sets).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
-``-poly1`` / ``-poly2`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no ping-pong,
-Tile.poly), e.g.
+``-poly1`` / ``-poly2`` / ``-tree`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no
+ping-pong, Tile.poly, Tile.max_tree), e.g.
 ``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 #: forward name suffixes and the Tile fields each one sets
 _FWD_SUFFIXES = {"ones": dict(ones_sum=True), "lazy": dict(lazy=True), "eager": dict(lazy=False),
                  "noskip": dict(skip=0), "nopp": dict(pingpong=False),
-                 "poly1": dict(poly=1), "poly2": dict(poly=2)}
+                 "poly1": dict(poly=1), "poly2": dict(poly=2), "tree": dict(max_tree=True)}
 
 
 def _fwd_tile(name: str, D: int, causal: bool, S: int):

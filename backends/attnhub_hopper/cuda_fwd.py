@@ -76,7 +76,9 @@ class Tile(NamedTuple):
     row of the warp moved (nineteenth session, NOTES.md), and ``skip`` (causal): a consumer
     warpgroup issues no S product for a tile's first key block that lies wholly past its
     last row (the first 128-key block for a 192-row tile's top 64 rows; twenty-first
-    session, NOTES.md; 0: off)."""
+    session, NOTES.md; 0: off), and ``max_tree``: each row's block max by a pairwise tree
+    instead of a chain through the thread's columns (the same maxima; twenty-fourth
+    session, not yet timed)."""
 
     block_n: int
     stages: int
@@ -90,6 +92,7 @@ class Tile(NamedTuple):
     ones_sum: bool = False
     lazy: bool = False
     skip: int = 1
+    max_tree: bool = False
 
     @property
     def block_m(self) -> int:
@@ -102,7 +105,7 @@ class Tile(NamedTuple):
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
                 + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
-                + ("-noskip" if self.skip == 0 else ""))
+                + ("-noskip" if self.skip == 0 else "") + ("-tree" if self.max_tree else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -315,7 +318,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
             f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
-            f"-DDEAD_SKIP={int(tile.skip)}")
+            f"-DDEAD_SKIP={int(tile.skip)}", f"-DMAX_TREE={int(tile.max_tree)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

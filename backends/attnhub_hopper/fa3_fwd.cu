@@ -82,6 +82,9 @@
 #ifndef DEAD_SKIP  // causal: no S product for a first key block a warpgroup sees nothing of
 #define DEAD_SKIP 1
 #endif
+#ifndef MAX_TREE  // 1: each row's block max by a pairwise tree (fewer dependent FMNMX, below)
+#define MAX_TREE 0
+#endif
 #ifndef ONES_SUM  // 1 (16-bit d64): the softmax's row sums by the P·V product (see below)
 #define ONES_SUM 0
 #endif
@@ -548,12 +551,32 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // use until a block's max is more than 8 (log2) above it, so P <= 2^8 (exact in fp32, no
   // overflow in 16 bits) and alpha = 1.  m_r is always the max P was taken against.
   auto softmax = [&](float& alpha0, float& alpha1) -> bool {
+#if MAX_TREE
+    // The thread's BLOCK_N / 4 scores of each row reduced pairwise: the same maxima (max is
+    // exact and order-free), log2 dependent steps instead of a chain through every column.
+    float t0[BLOCK_N / 8], t1[BLOCK_N / 8];
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+      t0[j] = fmaxf(s_acc[4 * j], s_acc[4 * j + 1]);
+      t1[j] = fmaxf(s_acc[4 * j + 2], s_acc[4 * j + 3]);
+    }
+#pragma unroll
+    for (int w = 1; w < BLOCK_N / 8; w *= 2) {  // any count (BLOCK_N = 80, 112, 176 too)
+#pragma unroll
+      for (int j = 0; j + w < BLOCK_N / 8; j += 2 * w) {
+        t0[j] = fmaxf(t0[j], t0[j + w]);
+        t1[j] = fmaxf(t1[j], t1[j + w]);
+      }
+    }
+    float b0 = t0[0], b1 = t1[0];
+#else
     float b0 = NEG_INF, b1 = NEG_INF;
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {
       b0 = fmaxf(b0, fmaxf(s_acc[4 * j], s_acc[4 * j + 1]));
       b1 = fmaxf(b1, fmaxf(s_acc[4 * j + 2], s_acc[4 * j + 3]));
     }
+#endif
     b0 = fmaxf(b0, __shfl_xor_sync(0xffffffffu, b0, 1));
     b0 = fmaxf(b0, __shfl_xor_sync(0xffffffffu, b0, 2));
     b1 = fmaxf(b1, __shfl_xor_sync(0xffffffffu, b1, 1));

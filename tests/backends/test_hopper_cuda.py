@@ -243,6 +243,24 @@ def test_nvcc_compiles_the_poly_exp2_tiles(D, tile, dtype):
     assert spill_bytes(report) == 0 and not re.search(r"C751\d", report), report
 
 
+# Tile.max_tree on a shipped tile of each head dim (the d64 ones are the ones it is for):
+# the same spill bounds as test_nvcc_compiles_for_sm90a, nothing serialised.
+MAX_TREE = sorted({(D, causal, tile._replace(lpt=False, max_tree=True))
+                   for D, causal, tile in cuda_fwd.shipped_tiles()
+                   if D == 64 or tile == cuda_fwd.default_tile(D, causal, 8192)}, key=str)
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("D,causal,tile", MAX_TREE,
+                         ids=lambda x: str(x) if isinstance(x, cuda_fwd.Tile) else None)
+def test_nvcc_compiles_the_max_tree_tiles(D, causal, tile):
+    report = cuda_fwd.nvcc_check(D, tile, causal, torch.bfloat16)
+    assert "-DMAX_TREE=1" in cuda_fwd.options(D, tile, causal, torch.bfloat16)
+    assert str(tile).endswith("-tree")
+    assert not re.search(r"C751\d", report), report
+    assert spill_bytes(report) <= (96 if tile.persistent and tile.consumers == 3 else 0), report
+
+
 M192 = [cuda_fwd.Tile(128, 2, True, consumers=3), cuda_fwd.Tile(128, 2, consumers=3),
         cuda_fwd.Tile(112, 2, True, consumers=3)]
 
@@ -681,6 +699,10 @@ def test_ab_script_names_pairs_and_tiles(benchmark_script):
     # -nopp, after a variant's name and its other suffixes
     assert ab._fwd_tile("n128s2-pp-persistent-lpt-lazy-nopp", 64, True, lo) == cuda_fwd.Tile(
         128, 2, False, persistent=True, lpt=True, lazy=True)
+    # -tree: Tile.max_tree, and the name reads back
+    tree = ab._fwd_tile("default-tree", 64, True, 2048)
+    assert tree == cuda_fwd.default_tile(64, True, 2048)._replace(max_tree=True)
+    assert str(tree).endswith("-tree")
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch,
@@ -701,6 +723,13 @@ def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch
     monkeypatch.delenv("ATTNHUB_TRITON_LPT")
     ab._tri_forward("lpt", None, None, None, p)()
     assert "ATTNHUB_TRITON_LPT" not in os.environ
+    # ptr / noptr / notma: the pointer-load switches, unset again after the call
+    monkeypatch.setattr("attnhub_triton.ops.flash_forward", lambda q, k, v, p: seen.append(
+        (os.environ.get("ATTNHUB_TRITON_PTR_FWD"), os.environ.get("ATTNHUB_TRITON_TMA"))))
+    for name in ("ptr", "noptr", "notma"):
+        ab._tri_forward(name, None, None, None, p)()
+    assert seen[-3:] == [("1", None), ("0", None), (None, "0")]
+    assert "ATTNHUB_TRITON_PTR_FWD" not in os.environ and "ATTNHUB_TRITON_TMA" not in os.environ
 
 
 def test_ab_script_plots_its_rounds(tmp_path, benchmark_script):

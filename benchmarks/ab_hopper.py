@@ -11,9 +11,10 @@ refuses a pair whose outputs differ from each other by more than bf16 rounding.
 A pair is ``direction:head_dim:causal|full:A,B``.  Tile names: forward ``default`` (the
 shipped tile at that point), ``default-lpt`` / ``default-plain`` (it with / without Tile.lpt),
 or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (the shipped
-tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
-(triton-fa2's forward): ``plain``, ``lpt``, ``lean``, ``general``, ``ptr``, ``noptr`` or
-``notma`` (TRI_VARIANTS: the kernel switches each sets).
+tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` /
+``trib`` (triton-fa2's forward / backward, from hopper-fa3's O and LSE): a name of
+TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: pointer loads;
+``lean_bwd`` / ``general_bwd`` / ``atomic``: the backward's kernels).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` / ``-tree`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no
 ping-pong, Tile.poly, Tile.max_tree), e.g.
@@ -61,17 +62,33 @@ def _fwd_tile(name: str, D: int, causal: bool, S: int):
 
 #: triton-fa2 forward variants for ``tri`` pairs: the kernel switches each one sets while it
 #: runs (ops reads them per call).
-TRI_VARIANTS = {"plain": {"ATTNHUB_TRITON_LPT": "0"}, "lpt": {"ATTNHUB_TRITON_LPT": "1"},
+TRI_VARIANTS = {"default": {}, "plain": {"ATTNHUB_TRITON_LPT": "0"},
+                "lpt": {"ATTNHUB_TRITON_LPT": "1"},
                 "lean": {"ATTNHUB_TRITON_LEAN": "1"}, "general": {"ATTNHUB_TRITON_LEAN": "0"},
                 "ptr": {"ATTNHUB_TRITON_PTR_FWD": "1"}, "noptr": {"ATTNHUB_TRITON_PTR_FWD": "0"},
-                "notma": {"ATTNHUB_TRITON_TMA": "0"}}
+                "notma": {"ATTNHUB_TRITON_TMA": "0"},
+                # the backward's (``trib`` pairs)
+                "lean_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "1"},
+                "general_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "0"},
+                "atomic": {"ATTNHUB_TRITON_BWD": "atomic"}}
 
 
 def _tri_forward(name: str, q, k, v, p):
-    if name not in TRI_VARIANTS:
-        raise ValueError(f"triton-fa2 variant {name!r}: use one of {sorted(TRI_VARIANTS)}")
     from attnhub_triton.ops import flash_forward
 
+    return _with_switches(name, lambda: flash_forward(q, k, v, p))
+
+
+def _tri_backward(name: str, do, q, k, v, o, lse, p):
+    """triton-fa2's backward (the default variant) under ``name``'s switches."""
+    from attnhub_triton.ops import flash_backward
+
+    return _with_switches(name, lambda: flash_backward(do, q, k, v, o, lse, p))
+
+
+def _with_switches(name: str, call):
+    if name not in TRI_VARIANTS:
+        raise ValueError(f"triton-fa2 variant {name!r}: use one of {sorted(TRI_VARIANTS)}")
     switches = TRI_VARIANTS[name]
 
     def run():
@@ -81,7 +98,7 @@ def _tri_forward(name: str, q, k, v, p):
         saved = {key: os.environ.get(key) for key in switches}
         os.environ.update(switches)
         try:
-            return flash_forward(q, k, v, p)
+            return call()
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -110,9 +127,10 @@ def parse_pair(text: str) -> tuple:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--pair {text!r}: expected direction:head_dim:causal|full:A,B") from None
-    if direction not in ("fwd", "bwd", "tri") or mode not in ("causal", "full"):
+    if direction not in ("fwd", "bwd", "tri", "trib") or mode not in ("causal", "full"):
         raise argparse.ArgumentTypeError(
-            f"--pair {text!r}: direction fwd|bwd|tri (triton-fa2 forward), mode causal|full")
+            f"--pair {text!r}: direction fwd|bwd|tri|trib (triton-fa2 forward / backward), "
+            f"mode causal|full")
     return direction, int(d), mode == "causal", a, b
 
 
@@ -203,13 +221,16 @@ def main() -> None:
             p, q, k, v = fa_point(D, S, causal)
             B, H = q.shape[:2]
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
-            if direction == "bwd":
+            if direction in ("bwd", "trib"):
                 fl *= 2.5
-                ta, tb = _bwd_tile(a_name, D, causal, S), _bwd_tile(b_name, D, causal, S)
                 o, lse = cuda_fwd.forward(q, k, v, p)
                 do = torch.randn_like(o)
-                fa = lambda t=ta: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
-                fb = lambda t=tb: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
+                if direction == "trib":  # triton-fa2's backward, each name an environment
+                    fa, fb = (_tri_backward(n, do, q, k, v, o, lse, p) for n in (a_name, b_name))
+                else:
+                    ta, tb = _bwd_tile(a_name, D, causal, S), _bwd_tile(b_name, D, causal, S)
+                    fa = lambda t=ta: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
+                    fb = lambda t=tb: cuda_bwd.backward(do, q, k, v, o, lse, p, t)  # noqa: E731
                 fc, grad_to_none = sdpa_bwd_fn("CUDNN_ATTENTION", q, k, v, do, causal)
             else:
                 if direction == "tri":  # triton-fa2's forward, each name an environment

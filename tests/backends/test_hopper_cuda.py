@@ -674,6 +674,7 @@ def test_ab_script_names_pairs_and_tiles(benchmark_script):
         "fwd", 128, True, "default-plain", "default-lpt")
     assert ab.parse_pair("bwd:64:full:s2,s2-poly1")[2] is False
     assert ab.parse_pair("tri:128:causal:plain,lpt")[0] == "tri"
+    assert ab.parse_pair("trib:64:full:default,notma")[0] == "trib"
     with pytest.raises(ValueError, match="lpt"):
         ab._tri_forward("fast", None, None, None, None)
     for bad in ("fwd:128:causal:default", "bwd:64:both:s2,s2-poly1", "up:64:full:s2,s2"):
@@ -730,6 +731,15 @@ def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch
         ab._tri_forward(name, None, None, None, p)()
     assert seen[-3:] == [("1", None), ("0", None), (None, "0")]
     assert "ATTNHUB_TRITON_PTR_FWD" not in os.environ and "ATTNHUB_TRITON_TMA" not in os.environ
+    # trib: the backward under a variant's switches, restored after
+    monkeypatch.delenv("ATTNHUB_TRITON_BWD", raising=False)
+    monkeypatch.setattr("attnhub_triton.ops.flash_backward",
+                        lambda *args: seen.append(os.environ.get("ATTNHUB_TRITON_BWD")))
+    ab._tri_backward("atomic", *[None] * 6, p)()
+    ab._tri_backward("default", *[None] * 6, p)()
+    assert seen[-2:] == ["atomic", None] and "ATTNHUB_TRITON_BWD" not in os.environ
+    with pytest.raises(ValueError, match="notma"):
+        ab._tri_backward("fast", *[None] * 6, p)
 
 
 def test_ab_script_plots_its_rounds(tmp_path, benchmark_script):

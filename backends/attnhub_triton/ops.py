@@ -440,8 +440,8 @@ def _fixed_config(kind: str, meta: dict, bucket_q: int):
     fp32 = meta.get("DOT_PRECISION", "tf32") != "tf32"
     table = _FP32[kind] if fp32 else _DEFAULTS[kind]
     bm, bn, w, s = table[min(t for t in table if t >= d)]
-    if kind in ("fwd", "fwd_ptr", "dq", "lean") and bucket_q <= 64 and not fp32:  # short queries: smaller row blocks
-        bm = 64
+    if kind in ("fwd", "fwd_ptr", "dq", "lean") and bucket_q <= 64 and not fp32:
+        bm = 64  # short queries: smaller row blocks
     return {"BLOCK_M": bm, "BLOCK_N": bn}, w, s
 
 
@@ -680,8 +680,9 @@ POINTER_FWD: dict = {(64, False): (0, 4096), (64, True): (0, 4096)}
 
 def _use_pointer_fwd(call, q, v, scale, left, right, softcap) -> bool:
     """Whether the forward takes "fwd_ptr": ATTNHUB_TRITON_PTR_FWD=1, or unset (and
-    ATTNHUB_TRITON_LEAN not 1) and inside ``POINTER_FWD``, for the case it was measured on -- dense, no window or softcap, D ==
-    Dv == 64, 16-bit, more than 64 query rows, sm90 (or the interpreter)."""
+    ATTNHUB_TRITON_LEAN not 1) and inside ``POINTER_FWD``; only for the case it was measured
+    on -- dense, no window or softcap, D == Dv == 64, 16-bit, more than 64 query rows, sm90
+    (or the interpreter)."""
     mode = os.environ.get("ATTNHUB_TRITON_PTR_FWD", "auto")
     if mode == "0" or (mode != "1" and os.environ.get("ATTNHUB_TRITON_LEAN") == "1"):
         return False  # off, or unset and the lean forward asked for by name

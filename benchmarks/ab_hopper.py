@@ -14,7 +14,8 @@ or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (th
 tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` /
 ``trib`` (triton-fa2's forward / backward, from hopper-fa3's O and LSE): a name of
 TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: pointer loads;
-``lean_bwd`` / ``general_bwd`` / ``atomic``: the backward's kernels).
+``tma8``: the general forward on TMA at 128x64 w8 s3; ``lean_bwd`` / ``general_bwd`` /
+``atomic``: the backward's kernels).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` / ``-tree`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no
 ping-pong, Tile.poly, Tile.max_tree), e.g.
@@ -70,7 +71,11 @@ TRI_VARIANTS = {"default": {}, "plain": {"ATTNHUB_TRITON_LPT": "0"},
                 # the backward's (``trib`` pairs)
                 "lean_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "1"},
                 "general_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "0"},
-                "atomic": {"ATTNHUB_TRITON_BWD": "atomic"}}
+                "atomic": {"ATTNHUB_TRITON_BWD": "atomic"},
+                # the general forward with TMA K/V pinned to 128x64, 8 warps, 3 stages (107-127
+                # registers at d64: two programs per SM; NOTES.md of triton-fa2)
+                "tma8": {"ATTNHUB_TRITON_LEAN": "0", "ATTNHUB_TRITON_PTR_FWD": "0",
+                         "FORCED": ("fwd", ({"BLOCK_M": 128, "BLOCK_N": 64}, 8, 3))}}
 
 
 def _tri_forward(name: str, q, k, v, p):
@@ -89,7 +94,8 @@ def _tri_backward(name: str, do, q, k, v, o, lse, p):
 def _with_switches(name: str, call):
     if name not in TRI_VARIANTS:
         raise ValueError(f"triton-fa2 variant {name!r}: use one of {sorted(TRI_VARIANTS)}")
-    switches = TRI_VARIANTS[name]
+    switches = dict(TRI_VARIANTS[name])
+    forced = switches.pop("FORCED", None)  # (kind, config) pinned in ops.FORCED_CONFIGS
 
     def run():
         # set and restore only the variant's switches: mock.patch.dict(os.environ) copies and
@@ -97,9 +103,14 @@ def _with_switches(name: str, call):
         # 33 TFLOP/s at d64/512 causal where the grid had 109 (host-bound)
         saved = {key: os.environ.get(key) for key in switches}
         os.environ.update(switches)
+        if forced:
+            from attnhub_triton import ops
+            ops.FORCED_CONFIGS[forced[0]] = forced[1]
         try:
             return call()
         finally:
+            if forced:
+                ops.FORCED_CONFIGS.pop(forced[0], None)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

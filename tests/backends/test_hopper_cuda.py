@@ -731,6 +731,14 @@ def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch
         ab._tri_forward(name, None, None, None, p)()
     assert seen[-3:] == [("1", None), ("0", None), (None, "0")]
     assert "ATTNHUB_TRITON_PTR_FWD" not in os.environ and "ATTNHUB_TRITON_TMA" not in os.environ
+    # tma8: a pinned config as well, only while it runs
+    from attnhub_triton import ops
+    monkeypatch.delenv("ATTNHUB_TRITON_LEAN", raising=False)
+    monkeypatch.setattr("attnhub_triton.ops.flash_forward", lambda q, k, v, p: seen.append(
+        dict(ops.FORCED_CONFIGS)))
+    ab._tri_forward("tma8", None, None, None, p)()
+    assert seen[-1] == {"fwd": ({"BLOCK_M": 128, "BLOCK_N": 64}, 8, 3)}
+    assert "fwd" not in ops.FORCED_CONFIGS and "ATTNHUB_TRITON_LEAN" not in os.environ
     # trib: the backward under a variant's switches, restored after
     monkeypatch.delenv("ATTNHUB_TRITON_BWD", raising=False)
     monkeypatch.setattr("attnhub_triton.ops.flash_backward",

@@ -92,30 +92,20 @@ def _tri_backward(name: str, do, q, k, v, o, lse, p):
 
 
 def _with_switches(name: str, call):
+    """``call`` under the variant's kernel switches (and pinned config), set and restored
+    around each call only (``ops.pinned``): mock.patch.dict(os.environ) copies and rewrites
+    the whole environment each call; the 2026-12-06 tri rounds with it read 33 TFLOP/s at
+    d64/512 causal where the grid had 109 (host-bound)."""
     if name not in TRI_VARIANTS:
         raise ValueError(f"triton-fa2 variant {name!r}: use one of {sorted(TRI_VARIANTS)}")
+    from attnhub_triton.ops import pinned
+
     switches = dict(TRI_VARIANTS[name])
-    forced = switches.pop("FORCED", None)  # (kind, config) pinned in ops.FORCED_CONFIGS
+    kind, config = switches.pop("FORCED", (None, None))  # pinned in ops.FORCED_CONFIGS
 
     def run():
-        # set and restore only the variant's switches: mock.patch.dict(os.environ) copies and
-        # rewrites the whole environment each call; the 2026-12-06 tri rounds with it read
-        # 33 TFLOP/s at d64/512 causal where the grid had 109 (host-bound)
-        saved = {key: os.environ.get(key) for key in switches}
-        os.environ.update(switches)
-        if forced:
-            from attnhub_triton import ops
-            ops.FORCED_CONFIGS[forced[0]] = forced[1]
-        try:
+        with pinned(kind, config, **switches):
             return call()
-        finally:
-            if forced:
-                ops.FORCED_CONFIGS.pop(forced[0], None)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
     return run
 
 

@@ -18,7 +18,6 @@ outputs and the variants timed after them read corrupted inputs (NOTES.md of tri
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -28,24 +27,6 @@ import time
 #: the lean kernel
 CONFIGS = [(128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 2), (128, 64, 8, 3)]
 VARIANTS = {"ptr": (False, False), "tma": (True, False), "tma-ws": (True, True)}
-
-
-@contextlib.contextmanager
-def pinned(ops, kind: str, config: tuple, **switches):
-    """triton-fa2's ``kind`` kernel pinned to ``config`` (ops.FORCED_CONFIGS) with the
-    kernel switches set, for one call; both put back after it."""
-    saved = {key: os.environ.get(key) for key in switches}
-    ops.FORCED_CONFIGS[kind] = config
-    os.environ.update(switches)
-    try:
-        yield
-    finally:
-        ops.FORCED_CONFIGS.pop(kind)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def plot(rows: list, path: str, title: str) -> None:
@@ -168,13 +149,13 @@ def main() -> None:
                                        + [(c, True) for c in CONFIGS[:3] if args.ws]):
                 def lean(bm=bm, bn=bn, w=w, s=s, ws=ws):
                     config = ({"BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPEC": ws}, w, s)
-                    with pinned(ops, "lean", config, ATTNHUB_TRITON_LEAN="1"):
+                    with ops.pinned("lean", config, ATTNHUB_TRITON_LEAN="1"):
                         return ops.flash_forward(q, k, v, p)[0]
                 timed(f"lean{'-ws' if ws else ''}-{bm}x{bn}w{w}s{s}", lean)
             for bm, bn, w, s in CONFIGS:  # the general kernel on pointer loads
                 def general(bm=bm, bn=bn, w=w, s=s):
                     config = ({"BLOCK_M": bm, "BLOCK_N": bn}, w, s)
-                    with pinned(ops, "fwd", config, ATTNHUB_TRITON_LEAN="0",
+                    with ops.pinned("fwd", config, ATTNHUB_TRITON_LEAN="0",
                                 ATTNHUB_TRITON_TMA="0"):
                         return ops.flash_forward(q, k, v, p)[0]
                 timed(f"general-ptr-{bm}x{bn}w{w}s{s}", general)

@@ -59,6 +59,7 @@ Environment knobs (read per call):
                                 fixed config, no autotuning
 """
 
+import contextlib
 import os
 import warnings
 from typing import Optional
@@ -389,6 +390,9 @@ _KERNELS = {
     "lean_dkdv": (_kl._attn_bwd_dkdv_lean, _TUNED_LEAN_DKDV),
 }
 
+#: The forward kinds: their kernels take WARP_SPEC (always False outside the autotuner).
+_FWD_KINDS = ("fwd", "fwd_ptr", "lean")
+
 #: Block sizes under TRITON_INTERPRET (BLOCK_M, BLOCK_N): small, so CPU tests cross several
 #: blocks on short sequences.  Tests may change them to exercise BLOCK_M != BLOCK_N.
 INTERPRET_BLOCKS = {"fwd": (16, 16), "fwd_ptr": (16, 16), "dq": (16, 16), "dkdv": (16, 16),
@@ -450,6 +454,26 @@ def _fixed_config(kind: str, meta: dict, bucket_q: int):
 FORCED_CONFIGS: dict = {}
 
 
+@contextlib.contextmanager
+def pinned(kind: Optional[str] = None, config: Optional[tuple] = None, **switches: str):
+    """For tests and benchmarks: ``kind`` pinned to ``config`` (FORCED_CONFIGS) and the
+    environment ``switches`` set, for the block; both put back after it."""
+    saved = {key: os.environ.get(key) for key in switches}
+    os.environ.update(switches)
+    if kind is not None:
+        FORCED_CONFIGS[kind] = config
+    try:
+        yield
+    finally:
+        if kind is not None:
+            FORCED_CONFIGS.pop(kind, None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def candidate_configs(kind: str, problem, tma: bool = True) -> list:
     """The autotuning candidates ``keep()`` leaves for ``problem``: [(kwargs, warps, stages)]."""
     configs, keep = {"fwd": (_FWD_CONFIGS, _keep_fwd), "fwd_ptr": (_FWD_CONFIGS, _keep_fwd),
@@ -479,7 +503,7 @@ def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: i
     CUDA graph is being captured an untuned key takes the fixed config (no benchmarking
     inside a capture)."""
     raw, tuned = _KERNELS[kind]
-    if kind in ("fwd", "fwd_ptr", "lean"):
+    if kind in _FWD_KINDS:
         meta = dict(meta, WARP_SPEC=False)
     if kind in FORCED_CONFIGS:
         kwargs, num_warps, num_stages = FORCED_CONFIGS[kind]
@@ -490,7 +514,7 @@ def _launch(kind: str, grid, args: tuple, meta: dict, bucket_q: int, bucket_k: i
                  and meta.get("DOT_PRECISION", "tf32") == "tf32"
                  and (key in _TUNED_KEYS or not torch.cuda.is_current_stream_capturing()))
     if use_tuner:
-        if kind in ("fwd", "fwd_ptr", "lean"):
+        if kind in _FWD_KINDS:
             meta.pop("WARP_SPEC")
         tuned[grid](*args, **meta)
         _TUNED_KEYS.add(key)
@@ -686,34 +710,34 @@ def _use_pointer_fwd(call, q, v, scale, left, right, softcap) -> bool:
     mode = os.environ.get("ATTNHUB_TRITON_PTR_FWD", "auto")
     if mode == "0" or (mode != "1" and os.environ.get("ATTNHUB_TRITON_LEAN") == "1"):
         return False  # off, or unset and the lean forward asked for by name
-    d = q.shape[-1]
-    if call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0 or d != 64 \
-            or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16) \
-            or call.seqlen_q <= 64:
-        return False
-    if q.device.type == "cuda" and _capability(q.device)[0] != 9:  # measured on sm90 only
-        return False
-    if q.device.type != "cuda" and not _interpreting():
+    if call.seqlen_q <= 64 or not _sm90_dense_case(call, q, v, scale, left, right, softcap,
+                                                   (64,)):
         return False
     if mode == "1":
         return True
-    span = POINTER_FWD.get((d, right == 0))
+    span = POINTER_FWD.get((q.shape[-1], right == 0))
     return span is not None and span[0] <= call.seqlen_k \
         and (span[1] is None or call.seqlen_k <= span[1])
 
 
-def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> bool:
-    """The case the lean kernels handle (``_kernel_lean`` docstring): dense, no window or
-    softcap, D == Dv in ``dims``, 16-bit, ``scale > 0``, sm90 (or the interpreter), and
-    every tensor in ``tensors`` readable by TMA."""
+def _sm90_dense_case(call, q, v, scale, left, right, softcap, dims) -> bool:
+    """The common case the lean and pointer-load routes were tuned on: dense, no window or
+    softcap, D == Dv in ``dims``, 16-bit, ``scale > 0``, sm90 (or the interpreter)."""
     d = q.shape[-1]
     if call.varlen or left >= 0 or right > 0 or softcap > 0 or scale <= 0:
         return False
     if d not in dims or v.shape[-1] != d or q.dtype not in (torch.float16, torch.bfloat16):
         return False
-    if q.device.type == "cuda" and _capability(q.device)[0] != 9:  # tuned on sm90 only
-        return False
-    return _tma_ok(q.device, tensors)
+    if q.device.type == "cuda":
+        return _capability(q.device)[0] == 9  # tuned on sm90 only
+    return _interpreting()
+
+
+def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> bool:
+    """The case the lean kernels handle (``_kernel_lean`` docstring): the sm90 dense case,
+    and every tensor in ``tensors`` readable by TMA."""
+    return (_sm90_dense_case(call, q, v, scale, left, right, softcap, dims)
+            and _tma_ok(q.device, tensors))
 
 
 def _lean_mode(variable: str, default: dict, d: int, causal: bool,

@@ -78,7 +78,7 @@ class Tile(NamedTuple):
     last row (the first 128-key block for a 192-row tile's top 64 rows; twenty-first
     session, NOTES.md; 0: off), and ``max_tree``: each row's block max by a pairwise tree
     instead of a chain through the thread's columns (the same maxima; twenty-fourth
-    session, not yet timed)."""
+    session; shipped on the 16-bit tiles in the twenty-fifth)."""
 
     block_n: int
     stages: int
@@ -137,7 +137,7 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles
-    rescale lazily (``Tile.lazy``).
+    rescale lazily (``Tile.lazy``) and take the row max by a tree (``Tile.max_tree``).
     FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
     d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
@@ -149,8 +149,11 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
         return Tile(128, 2, head_dim == 256 and short, causal and short)
     tile = _bf16_tile(kernel_head_dim(head_dim) or head_dim, causal, seqlen_k)  # padded too
     # lazy (FA4's conditional rescale): +0.3..+3.2 % at all 12 points of an interleaved A/B
-    # (d64/128/256, 2k/8k, causal or not; ab_split_lazy_h100_2026-12-06)
-    tile = tile._replace(lazy=True)
+    # (d64/128/256, 2k/8k, causal or not; ab_split_lazy_h100_2026-12-06).  max_tree (the
+    # row max by a tree): B/A 0.979..1.022, geometric mean +0.6 %, at least 1.0 at 16 of 20
+    # points, 8 interleaved rounds (ab_max_tree_h100_2026-12-06; d64 / d128 causal and not,
+    # d256 non-causal, 2k-16k); the maxima are the same, so the outputs are bit-identical
+    tile = tile._replace(lazy=True, max_tree=True)
     lo, hi = LPT_KEYS
     return tile._replace(lpt=True) if causal and lo <= seqlen_k <= hi else tile
 

@@ -243,20 +243,28 @@ def test_nvcc_compiles_the_poly_exp2_tiles(D, tile, dtype):
     assert spill_bytes(report) == 0 and not re.search(r"C751\d", report), report
 
 
-# Tile.max_tree on a shipped tile of each head dim (the d64 ones are the ones it is for):
-# the same spill bounds as test_nvcc_compiles_for_sm90a, nothing serialised.
-MAX_TREE = sorted({(D, causal, tile._replace(lpt=False, max_tree=True))
-                   for D, causal, tile in cuda_fwd.shipped_tiles()
-                   if D == 64 or tile == cuda_fwd.default_tile(D, causal, 8192)}, key=str)
+# Tile.max_tree ships on every 16-bit tile (ab_max_tree_h100_2026-12-06); the chain it
+# replaced stays buildable for ``-chain`` A/Bs: on a shipped tile of each head dim (every d64
+# one), the same spill bounds as test_nvcc_compiles_for_sm90a, nothing serialised.
+CHAIN = sorted({(D, causal, tile._replace(lpt=False, max_tree=False))
+                for D, causal, tile in cuda_fwd.shipped_tiles()
+                if D == 64 or tile == cuda_fwd.default_tile(D, causal, 8192)}, key=str)
+
+
+def test_the_shipped_16_bit_tiles_take_the_row_max_by_a_tree():
+    assert all(tile.max_tree for _, _, tile in cuda_fwd.shipped_tiles())
+    assert not any(tile.max_tree for _, _, tile in cuda_fwd.shipped_tiles(fp8=True))
+    D, causal, tile = next(iter(cuda_fwd.shipped_tiles()))
+    assert "-DMAX_TREE=1" in cuda_fwd.options(D, tile, causal, torch.bfloat16)
+    assert str(tile).endswith("-tree")
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
-@pytest.mark.parametrize("D,causal,tile", MAX_TREE,
+@pytest.mark.parametrize("D,causal,tile", CHAIN,
                          ids=lambda x: str(x) if isinstance(x, cuda_fwd.Tile) else None)
-def test_nvcc_compiles_the_max_tree_tiles(D, causal, tile):
+def test_nvcc_compiles_the_max_chain_tiles(D, causal, tile):
     report = cuda_fwd.nvcc_check(D, tile, causal, torch.bfloat16)
-    assert "-DMAX_TREE=1" in cuda_fwd.options(D, tile, causal, torch.bfloat16)
-    assert str(tile).endswith("-tree")
+    assert "-DMAX_TREE=0" in cuda_fwd.options(D, tile, causal, torch.bfloat16)
     assert not re.search(r"C751\d", report), report
     assert spill_bytes(report) <= (96 if tile.persistent and tile.consumers == 3 else 0), report
 
@@ -700,10 +708,13 @@ def test_ab_script_names_pairs_and_tiles(benchmark_script):
     # -nopp, after a variant's name and its other suffixes
     assert ab._fwd_tile("n128s2-pp-persistent-lpt-lazy-nopp", 64, True, lo) == cuda_fwd.Tile(
         128, 2, False, persistent=True, lpt=True, lazy=True)
-    # -tree: Tile.max_tree, and the name reads back
-    tree = ab._fwd_tile("default-tree", 64, True, 2048)
-    assert tree == cuda_fwd.default_tile(64, True, 2048)._replace(max_tree=True)
-    assert str(tree).endswith("-tree")
+    # -chain / -tree: Tile.max_tree off / on (the shipped 16-bit tiles have it on), and the
+    # name reads back
+    chain = ab._fwd_tile("default-chain", 64, True, 2048)
+    assert chain == cuda_fwd.default_tile(64, True, 2048)._replace(max_tree=False)
+    assert not str(chain).endswith("-tree")
+    tree = ab._fwd_tile("default-chain-tree", 64, True, 2048)
+    assert tree == cuda_fwd.default_tile(64, True, 2048) and str(tree).endswith("-tree")
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch,

@@ -151,7 +151,7 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     # lazy (FA4's conditional rescale): +0.3..+3.2 % at all 12 points of an interleaved A/B
     # (d64/128/256, 2k/8k, causal or not; ab_split_lazy_h100_2026-12-06).  max_tree (the
     # row max by a tree): B/A 0.979..1.022, geometric mean +0.6 %, at least 1.0 at 16 of 20
-    # points, 8 interleaved rounds (ab_max_tree_h100_2026-12-06; d64 / d128 causal and not,
+    # points, 8 interleaved rounds (ab_max_tree_h100_2026-12-06_s25; d64 / d128 causal and not,
     # d256 non-causal, 2k-16k); the maxima are the same, so the outputs are bit-identical
     tile = tile._replace(lazy=True, max_tree=True)
     lo, hi = LPT_KEYS

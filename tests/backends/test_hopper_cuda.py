@@ -243,7 +243,7 @@ def test_nvcc_compiles_the_poly_exp2_tiles(D, tile, dtype):
     assert spill_bytes(report) == 0 and not re.search(r"C751\d", report), report
 
 
-# Tile.max_tree ships on every 16-bit tile (ab_max_tree_h100_2026-12-06); the chain it
+# Tile.max_tree ships on every 16-bit tile (ab_max_tree_h100_2026-12-06_s25); the chain it
 # replaced stays buildable for ``-chain`` A/Bs: on a shipped tile of each head dim (every d64
 # one), the same spill bounds as test_nvcc_compiles_for_sm90a, nothing serialised.
 CHAIN = sorted({(D, causal, tile._replace(lpt=False, max_tree=False))

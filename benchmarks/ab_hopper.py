@@ -19,7 +19,7 @@ TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: point
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` / ``-tree`` / ``-chain`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip
 0, no ping-pong, Tile.poly, Tile.max_tree on / off: the shipped 16-bit tiles have it on), e.g.
-``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs.
+``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs; inputs bf16 or --dtype fp16.
 """
 from __future__ import annotations
 
@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--name", default="ab_hopper")
+    ap.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
     args = ap.parse_args()
     if args.plot_from:
         png = os.path.splitext(args.plot_from)[0] + ".png"
@@ -210,7 +211,8 @@ def main() -> None:
     rows = []
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                 triton=triton.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
-                rounds=args.rounds, method="interleaved rounds, do_bench median rep=100")
+                rounds=args.rounds, dtype=args.dtype,
+                method="interleaved rounds, do_bench median rep=100")
 
     def write():
         with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
@@ -220,7 +222,8 @@ def main() -> None:
 
     for direction, D, causal, a_name, b_name in args.pair:
         for S in (int(s) for s in args.seqs.split(",")):
-            p, q, k, v = fa_point(D, S, causal)
+            p, q, k, v = fa_point(D, S, causal, dict(bf16=torch.bfloat16,
+                                                      fp16=torch.float16)[args.dtype])
             B, H = q.shape[:2]
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
             if direction in ("bwd", "trib"):

@@ -3,7 +3,8 @@
 # PART=a (about 8 minutes): hopper-fa3's whole GPU suite (forward, backward, FP8,
 # conformance, dispatch), the FP8 quick check, the bf16 FA grid with the backward (every
 # peer in the same run), and triton-fa2's d128 GPU shard.
-# PART=b (about 8 minutes): triton-fa2's every-autotuning-candidate test at d128 (its check
+# PART=b (about 9 minutes): fp16 backward placement (hopper-fa3 against cuDNN, d128 full and
+# d256 causal at 4k / 8k, 8 rounds), triton-fa2's every-autotuning-candidate test at d128 (its check
 # that the pinned kernel is the one that ran has not run at d128), the d32/d40 and d72/d96
 # shards, then the fp16 FA grid.  Everything in $OUT/all.tgz.  Carry .whl.
 set -u
@@ -24,6 +25,10 @@ if [ "${PART:-a}" = a ]; then
     grid bf16 250
     TAIL=3 step triton_d128 110 $T tests/backends/test_triton_fa2.py -k "d128 and not every"
 else
+    # fp16 run4's backward points under 1.0x cuDNN (bf16 >= 1.0 there), placed in rounds
+    A="python3 benchmarks/ab_hopper.py --rounds 8 --dtype fp16 --out $OUT"
+    TAIL=8 step ab_fp16_bwd 120 $A --name ab_fp16_bwd_place --seqs 4096,8192 \
+        --pair bwd:128:full:default,default --pair bwd:256:causal:default,default
     TAIL=3 step triton_every_d128 200 $T tests/backends/test_triton_fa2.py -k "every and d128"
     TAIL=3 step triton_d32_d96 150 $T tests/backends/test_triton_fa2.py \
         -k "(d32 or d40 or d72 or d96) and not every"

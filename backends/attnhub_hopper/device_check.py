@@ -58,16 +58,17 @@ def _problem(B, Hq, Hk, Sq, Sk, D, Dv=None, dtype="bfloat16", **kw):
                    scale=kw.pop("scale", D ** -0.5), **kw)
 
 
-def fa_point(D: int, S: int, causal: bool):
-    """One point of the FA grid on CUDA (batch = 16384 // S, heads = 2048 // D, bf16 BHSD,
-    fresh random inputs): ``(problem, q, k, v)``."""
+def fa_point(D: int, S: int, causal: bool, dtype=None):
+    """One point of the FA grid on CUDA (batch = 16384 // S, heads = 2048 // D, BHSD, bf16
+    unless ``dtype`` says otherwise, fresh random inputs): ``(problem, q, k, v)``."""
     import torch
     from attnhub.contract import Problem
 
+    dtype = dtype or torch.bfloat16
     B, H = 16384 // S, 2048 // D
-    p = Problem(B, H, H, S, S, D, D, torch.bfloat16, torch.device("cuda"), scale=D ** -0.5,
+    p = Problem(B, H, H, S, S, D, D, dtype, torch.device("cuda"), scale=D ** -0.5,
                 causal=causal)
-    q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
     return p, q, k, v
 
 

@@ -657,6 +657,32 @@ def device_tag(env: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "", "".join(words[:2]).lower()) or "gpu"
 
 
+# -- the matmul ceiling, timed in the run ----------------------------------------------------
+def ceiling_size(device: torch.device) -> int:
+    """The ``n`` of :func:`matmul_ceiling`: 8192 on CUDA (a 1.1 TFLOP product), 256 elsewhere."""
+    return 8192 if device.type == "cuda" else 256
+
+
+def matmul_ceiling(dtypes: Sequence[str], device: torch.device, timer: Timer,
+                   n: Optional[int] = None) -> dict[str, Optional[float]]:
+    """TFLOP/s of one ``n × n × n`` ``torch.matmul`` per dtype (2·n³ FLOPs), timed by the
+    grid's own ``timer``: the attention numbers of a run read against the ceiling of the
+    same clocks (an H100 grid of 2026-12-06 put d256 at 833 TFLOP/s, above the 774 that a
+    separate, longer matmul run had measured).  ``n``: :func:`ceiling_size` unless given;
+    a dtype the device cannot multiply records ``None``."""
+    n = n or ceiling_size(device)
+    out: dict[str, Optional[float]] = {}
+    for name in dtypes:
+        try:
+            a, b = (torch.randn(n, n, device=device, dtype=DTYPES[name]) for _ in range(2))
+            ms = timer(lambda: torch.matmul(a, b))
+            out[name] = 2 * n ** 3 / (ms * 1e-3) / 1e12 if ms > 0 and math.isfinite(ms) else None
+            del a, b
+        except RuntimeError:  # e.g. no such matmul kernel for the dtype on this device
+            out[name] = None
+    return out
+
+
 # -- one whole run ----------------------------------------------------------------------------
 def run_benchmark(points: Sequence[Point], *, device: torch.device,
                   methods: Optional[Sequence[Method]] = None,
@@ -669,8 +695,11 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
     timer, timer_text = make_timer(device, warmup_ms=warmup_ms, rep_ms=rep_ms)
     started = time.time()
     now = datetime.datetime.now().astimezone()
+    dtypes = sorted({p.dtype for p in points}, key=list(DTYPES).index)
+    ceiling_start = matmul_ceiling(dtypes, device, timer)
     results = run_grid(points, methods, directions=directions, device=device, timer=timer,
                        check=check, console=console, progress=progress)
+    ceiling_end = matmul_ceiling(dtypes, device, timer)
     return {
         "schema": SCHEMA,
         "suite": suite,
@@ -694,6 +723,10 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
         },
         "methods": [dict(name=m.name, group=m.group, note=m.note, max_seqlen=m.max_seqlen)
                     for m in methods],
+        "ceiling": {"what": "TFLOP/s of one n x n x n torch.matmul, the same timer, before "
+                            "and after the grid",
+                    "n": ceiling_size(device),
+                    "start": ceiling_start, "end": ceiling_end},
         "results": results,
     }
 
@@ -826,6 +859,11 @@ def render_tables(data: dict, console=None) -> None:
                   f"driver {env.get('driver')}), "
                   f"torch {env.get('torch')}, triton {env.get('triton')}, CUDA {env.get('cuda')}, "
                   f"cuDNN {env.get('cudnn')}, attnhub {env.get('attnhub')}, {data.get('date')}")
+    ceiling = data.get("ceiling")  # runs before 2026-12-06's twenty-fifth session lack it
+    if ceiling:
+        console.print("matmul ceiling in this run (TFLOP/s, before / after the grid): " + ", ".join(
+            f"{d} {_tf(ceiling['start'].get(d))} / {_tf(ceiling['end'].get(d))}"
+            for d in ceiling["start"]))
     for dtype in sorted({r["dtype"] for r in res}):
         for direction in DIRECTIONS:
             keys = sorted({_key(r) for r in res if r["dtype"] == dtype
@@ -855,6 +893,10 @@ def render_tables(data: dict, console=None) -> None:
                 table.add_row(*row)
             console.print(table)
     _print_reasons(res, console)
+
+
+def _tf(x: Optional[float]) -> str:
+    return "—" if x is None else f"{x:.0f}"
 
 
 def _cell(r: Optional[dict]) -> str:

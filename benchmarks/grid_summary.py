@@ -25,6 +25,12 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
     env = data.get("env", {})
     out = [f"# FA grid on {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')} "
            "(one run; TFLOP/s, ratios to peers of the same run)", ""]
+    ceiling = data.get("ceiling")  # grids from the twenty-fifth session on
+    if ceiling:
+        out += [f"Matmul ceiling timed in the same run (n = {ceiling['n']}, TFLOP/s, before / "
+                "after the grid): " + ", ".join(
+                    f"{d} {_fmt(ceiling['start'].get(d))} / {_fmt(ceiling['end'].get(d))}"
+                    for d in ceiling["start"]), ""]
     for dtype in sorted({k[0] for k in rows}):
         for direction in ("fwd", "bwd"):
             keys = sorted(k for k in rows if k[0] == dtype and k[1] == direction

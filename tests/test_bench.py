@@ -233,6 +233,12 @@ def test_tiny_cpu_run_writes_the_json_schema(tiny_run):
     peers = {"sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math"}
     assert {"naive", "auto"} | peers <= set(names)
     assert len(data["results"]) == 2 * 2 * 2 * len(names)  # seqlens x causal x directions
+    # the matmul ceiling of the same run, before and after the grid, per dtype of the grid
+    ceiling = data["ceiling"]
+    assert ceiling["n"] == bench.ceiling_size(torch.device("cpu"))
+    for when in ("start", "end"):
+        assert set(ceiling[when]) == set(data["config"]["dtypes"]), ceiling
+        assert all(math.isfinite(x) and x > 0 for x in ceiling[when].values()), ceiling
     for r in data["results"]:
         assert RECORD_KEYS <= set(r), r
 
@@ -255,12 +261,22 @@ def test_from_json_re_renders_table_and_plots(tiny_run, tmp_path, capsys):
     capsys.readouterr()
     assert bench.main(["--from-json", str(path), "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    for needle in ("bf16 fwd", "bf16 bwd", "sdpa-cudnn", "auto/flash", "auto/cudnn"):
+    for needle in ("bf16 fwd", "bf16 bwd", "sdpa-cudnn", "auto/flash", "auto/cudnn",
+                   "matmul ceiling in this run"):
         assert needle in text, needle
     (png,) = tmp_path.glob("*.png")
     assert png.name == f"fa_grid_cpu_{data['date']}_bf16.png"
     # One head dim x (full, causal) x (fwd, bwd): one row of 4 panels, 4.2 x 3.2 in @110 dpi.
     assert _png_size(png) == (round(4 * 4.2 * 110), round(1 * 3.2 * 110))
+
+
+def test_matmul_ceiling_counts_2n3_flops_and_records_none_when_the_matmul_fails():
+    assert bench.matmul_ceiling(["bf16"], torch.device("cpu"), lambda fn: 2.0, n=100) == {
+        "bf16": pytest.approx(2 * 100 ** 3 / 2e-3 / 1e12)}
+
+    def no_kernel(fn):
+        raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')
+    assert bench.matmul_ceiling(["fp16"], torch.device("cpu"), no_kernel, n=8) == {"fp16": None}
 
 
 def test_plots_have_one_panel_per_head_dim_causal_and_direction(tmp_path):

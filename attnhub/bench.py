@@ -367,8 +367,9 @@ def _first_lines(text: str, limit: int = 400) -> str:
 
 
 def _measure(method: Method, point: Point, direction: str, q, k, v, do,
-             ref: Optional[dict], timer: Timer) -> dict:
-    """Check once, then time; returns the fields of one result record."""
+             ref: Optional[dict], timer: Timer) -> tuple[dict, Callable[[], float]]:
+    """Check once, then time; returns the fields of one result record and a call that
+    times the same thing again (milliseconds)."""
     rec: dict[str, Any] = {}
     causal = point.causal
     if direction == "fwd":
@@ -376,7 +377,9 @@ def _measure(method: Method, point: Point, direction: str, q, k, v, do,
         if ref is not None:
             rec["errors"] = _errors(point, {"o": o}, ref)
         del o
-        ms = timer(lambda: method.fn(q, k, v, causal))
+
+        def call():
+            return timer(lambda: method.fn(q, k, v, causal))
     else:
         qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
         o = _call(method, qg, kg, vg, causal)
@@ -387,11 +390,12 @@ def _measure(method: Method, point: Point, direction: str, q, k, v, do,
         for t in (qg, kg, vg):
             t.grad = None
         # Only the backward is timed; do_bench sets the grads to None before each rep.
-        ms = timer(lambda: o.backward(do, retain_graph=True), grad_to_none=[qg, kg, vg])
-        del o, qg, kg, vg
+        def call():
+            return timer(lambda: o.backward(do, retain_graph=True), grad_to_none=[qg, kg, vg])
+    ms = call()
     rec["ms"] = ms
     rec["tflops"] = point.flops(direction) / (ms * 1e-3) / 1e12
-    return rec
+    return rec, call
 
 
 def _errors(point: Point, got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict:
@@ -402,10 +406,19 @@ def _errors(point: Point, got: dict[str, torch.Tensor], ref: dict[str, torch.Ten
 def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
              directions: Sequence[str] = DIRECTIONS, device: torch.device, timer: Timer,
              check: bool = True, seed: int = 0, console=None,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, rounds: int = 1) -> list[dict]:
     """Run every method at every point and direction; one record per (point, direction,
     method) with ``status`` in ``ok | wrong | skipped | error``.  Never raises for a
-    method's failure: it is recorded with its reason."""
+    method's failure: it is recorded with its reason.
+
+    ``rounds`` > 1: after every method's check and first timing at a point and direction,
+    the methods that ran are timed ``rounds - 1`` more times, round by round, each round in
+    the previous one's order rotated by one; a record's ``ms`` is then the median of its
+    ``ms_rounds``.  Peers and contenders then share the clocks of each round (one timing
+    after another moved a ratio by ±5-10 % on an H100: benchmarks/NOTES.md, twenty-fifth
+    session)."""
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r}: expected an int >= 1 (1 = one timing each)")
     results: list[dict] = []
     total = len(points) * len(directions) * len(methods)
     bar = _progress(console, progress)
@@ -413,7 +426,7 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
         task = bar.add_task("fa grid", total=total)
         try:
             _grid_loop(points, methods, directions, device, timer, check, seed, bar, task,
-                       results)
+                       results, rounds)
         except KeyboardInterrupt:  # e.g. `timeout -s INT`: keep and write what was measured
             if console is not None:
                 console.print(f"[yellow]interrupted:[/] keeping {len(results)} records")
@@ -444,7 +457,8 @@ def _signals_stop_the_grid():
             signal.signal(sig, handler)
 
 
-def _grid_loop(points, methods, directions, device, timer, check, seed, bar, task, results):
+def _grid_loop(points, methods, directions, device, timer, check, seed, bar, task, results,
+               rounds=1):
     for i, point in enumerate(points):
         bar.update(task, description=point.label())
         try:
@@ -464,12 +478,39 @@ def _grid_loop(points, methods, directions, device, timer, check, seed, bar, tas
             continue
         for direction in directions:
             ref_dir = ref and (ref if direction == "bwd" else {"o": ref["o"]})
+            again: list = []  # (record, its timed call) of the methods that ran
             for method in methods:
                 results.append(_run_one(method, point, direction, q, k, v, do, ref_dir,
-                                        timer, device))
+                                        timer, device, again if rounds > 1 else None))
                 bar.advance(task)
+            _more_rounds(again, rounds, point, direction, timer, device)
+            del again
         del q, k, v, do, ref
         _free(device)
+
+
+def _more_rounds(again: list, rounds: int, point: Point, direction: str, timer: Timer,
+                 device: torch.device) -> None:
+    """Rounds 2..``rounds`` of :func:`run_grid`: each ran method timed once a round, the
+    order rotated by one each round; ``ms`` becomes the median of ``ms_rounds``.  A method
+    that fails in a later round is recorded as an error (what it measured stays in
+    ``ms_rounds``)."""
+    if not again:
+        return
+    for r in range(1, rounds):
+        shift = r % len(again)
+        for rec, call in again[shift:] + again[:shift]:
+            if rec["status"] == "error":
+                continue
+            try:
+                rec["ms_rounds"].append(call())
+            except Exception as exc:
+                rec["status"] = "error"
+                rec["reason"] = _first_lines(f"round {r + 1}: {type(exc).__name__}: {exc}")
+                _free(device)
+    for rec, _ in again:
+        rec["ms"] = statistics.median(rec["ms_rounds"])
+        rec["tflops"] = point.flops(direction) / (rec["ms"] * 1e-3) / 1e12
 
 
 def _record(method: Method, point: Point, direction: str) -> dict:
@@ -479,7 +520,10 @@ def _record(method: Method, point: Point, direction: str) -> dict:
                 status="skipped", ms=None, tflops=None, reason="")
 
 
-def _run_one(method, point, direction, q, k, v, do, ref, timer, device) -> dict:
+def _run_one(method, point, direction, q, k, v, do, ref, timer, device,
+             again: Optional[list] = None) -> dict:
+    """One method's record at one point and direction; with ``again`` (a list), the record
+    and a call that times the method once more are appended to it when the method ran."""
     rec = _record(method, point, direction)
     why = method.skip_reason(point, device, direction)
     if why:
@@ -487,8 +531,12 @@ def _run_one(method, point, direction, q, k, v, do, ref, timer, device) -> dict:
         return rec
     started = time.perf_counter()
     try:
-        rec.update(_measure(method, point, direction, q, k, v, do, ref, timer))
+        fields, call = _measure(method, point, direction, q, k, v, do, ref, timer)
+        rec.update(fields)
         rec["status"] = "ok"
+        if again is not None:
+            rec["ms_rounds"] = [rec["ms"]]
+            again.append((rec, call))
         bad = {n: e for n, e in rec.get("errors", {}).items()
                if not e <= LOOSE_REL_ERR.get(point.torch_dtype, 0.05)}
         if bad:
@@ -688,7 +736,8 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
                   methods: Optional[Sequence[Method]] = None,
                   directions: Sequence[str] = DIRECTIONS, warmup_ms: float = 25,
                   rep_ms: float = 100, check: bool = True, suite: str = "fa_grid",
-                  infos: Optional[list] = None, console=None, progress: bool = True) -> dict:
+                  infos: Optional[list] = None, console=None, progress: bool = True,
+                  rounds: int = 1) -> dict:
     """Run the grid and return the JSON document (see benchmarks/README.md for its schema)."""
     infos = _backend_infos() if infos is None else infos
     methods = list(discover_methods(infos=infos) if methods is None else methods)
@@ -698,7 +747,7 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
     dtypes = sorted({p.dtype for p in points}, key=list(DTYPES).index)
     ceiling_start = matmul_ceiling(dtypes, device, timer)
     results = run_grid(points, methods, directions=directions, device=device, timer=timer,
-                       check=check, console=console, progress=progress)
+                       check=check, console=console, progress=progress, rounds=rounds)
     ceiling_end = matmul_ceiling(dtypes, device, timer)
     return {
         "schema": SCHEMA,
@@ -716,6 +765,7 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
             "tokens": sorted({p.batch * p.seqlen for p in points}),
             "hidden": sorted({p.heads * p.head_dim for p in points}),
             "timer": timer_text,
+            "rounds": rounds,
             "check": ("float32 SDPA MATH on (batch, head) slices (0, 0) and (B-1, H-1); "
                       f"wrong if relative L2 error > {LOOSE_REL_ERR[torch.bfloat16]} "
                       "(bf16/fp16)") if check else None,
@@ -971,6 +1021,9 @@ def _parser(prog: str = "attnhub bench") -> argparse.ArgumentParser:
     p.add_argument("--device", help="cuda (default when available) or cpu")
     p.add_argument("--warmup", type=float, help="do_bench warmup in ms (default 25, quick 10)")
     p.add_argument("--rep", type=float, help="do_bench rep in ms (default 100, quick 30)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time every method this many times per point, round by round in a "
+                        "rotating order, and keep the median (default 1)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the once-per-point check against float32 SDPA MATH")
     p.add_argument("--out",
@@ -1026,6 +1079,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attnhub bench") -> i
         return 2
     warmup = args.warmup if args.warmup is not None else (10 if quick else 25)
     rep = args.rep if args.rep is not None else (30 if quick else 100)
+    if args.rounds < 1:
+        console.print(f"[red]error:[/] --rounds {args.rounds}: expected 1 or more (1 = one "
+                      "timing per method and point)")
+        return 2
 
     infos = _backend_infos()
     _print_backends(infos, console)
@@ -1048,7 +1105,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attnhub bench") -> i
     data = run_benchmark(points, device=device, methods=methods, directions=args.directions,
                          warmup_ms=warmup, rep_ms=rep, check=not args.no_check,
                          suite="fa_grid_quick" if quick else "fa_grid", infos=infos,
-                         console=console, progress=not args.quiet)
+                         console=console, progress=not args.quiet, rounds=args.rounds)
     out = Path(args.out or os.path.join("benchmarks", "results"))
     path = write_json(data, out)
     render_tables(data, console)

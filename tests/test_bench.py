@@ -328,6 +328,59 @@ def test_a_failing_point_set_up_is_recorded_and_the_run_goes_on(monkeypatch):
         assert "point set-up failed: RuntimeError: CUDA error" in status[True, direction][1]
 
 
+def test_rounds_time_every_ran_method_again_in_a_rotating_order_and_keep_the_median():
+    """--rounds 3: each method that ran is timed twice more after all of them ran once, each
+    round starting one method later; ms is the median of the three and tflops follows it.
+    Skipped and failing methods get no extra timings; a method failing in a later round
+    becomes an error with the round named."""
+    points = bench.fa_grid(tokens=128, hidden=64, head_dims=(32,), seqlens=(64,),
+                           causal=(False,), dtypes=("bf16",))
+    order, fail_in_round_3 = [], {"n": 0}
+
+    def flaky(q, k, v, causal):
+        fail_in_round_3["n"] += 1
+        return _math(q, k, v, causal)
+
+    methods = [bench.Method("a", "attnhub", _math), bench.Method("b", "peer", _math),
+               bench.Method("raises", "attnhub", _raise(RuntimeError("kernel exploded"))),
+               bench.Method("c", "attnhub", flaky)]
+    calls = iter(range(1, 1000))
+
+    def timer(fn, grad_to_none=None):
+        fn()
+        n = next(calls)
+        order.append(n)
+        if fail_in_round_3["n"] >= 4:  # c: check, round 1, round 2, then round 3 raises
+            fail_in_round_3["n"] = -99
+            raise RuntimeError("lost the device")
+        return float(n)
+
+    res = bench.run_grid(points, methods, directions=("fwd",), device=CPU, timer=timer,
+                         progress=False, rounds=3)
+    by = {r["method"]: r for r in res}
+    # round 1: a=1, b=2, c=3; round 2 starts at b: b=4, c=5, a=6; round 3 at c: c raises (7)
+    assert by["a"]["ms_rounds"] == [1.0, 6.0] + [8.0] and by["a"]["ms"] == 6.0
+    assert by["b"]["ms_rounds"] == [2.0, 4.0, 9.0] and by["b"]["ms"] == 4.0
+    assert by["b"]["tflops"] == pytest.approx(points[0].flops("fwd") / 4e-3 / 1e12)
+    assert by["c"]["status"] == "error" and "round 3: RuntimeError: lost the device" in \
+        by["c"]["reason"] and by["c"]["ms_rounds"] == [3.0, 5.0]
+    assert by["raises"]["status"] == "error" and "ms_rounds" not in by["raises"]
+    with pytest.raises(ValueError, match="rounds=0"):
+        bench.run_grid(points, methods, device=CPU, timer=timer, progress=False, rounds=0)
+
+
+def test_rounds_from_the_command_line(tmp_path, capsys):
+    assert bench.main(TINY + ["--rounds", "0"]) == 2
+    assert "--rounds 0" in capsys.readouterr().out
+    assert bench.main(TINY + ["--rounds", "2", "--methods", "naive", "sdpa-math",
+                              "--out", str(tmp_path), "--no-plot", "--quiet"]) == 0
+    (path,) = tmp_path.glob("*.json")
+    data = json.loads(path.read_text())
+    assert data["config"]["rounds"] == 2
+    ok = [r for r in data["results"] if r["status"] == "ok"]
+    assert ok and all(len(r["ms_rounds"]) == 2 for r in ok)
+
+
 @pytest.mark.parametrize("training", (False, True), ids=("fwd", "bwd"))
 def test_auto_choice_is_asked_for_the_timed_direction(monkeypatch, training):
     """The backward row's "chosen" is dispatch's choice for a training problem (inputs that

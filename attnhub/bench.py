@@ -693,6 +693,46 @@ def _driver_version() -> Optional[str]:
     return None
 
 
+#: what :func:`gpu_state` asks nvidia-smi for, and the names it records them under
+GPU_STATE_FIELDS = {"clocks.sm": "sm_mhz", "clocks.max.sm": "sm_max_mhz",
+                    "power.draw": "power_w", "temperature.gpu": "temperature_c",
+                    "clocks_throttle_reasons.active": "throttle_reasons"}
+
+
+def gpu_state(device: torch.device) -> Optional[dict]:
+    """The GPU's SM clock (and its maximum), power draw, temperature and active throttle
+    reasons now, from nvidia-smi, for the run's JSON beside the matmul ceiling: what clocks
+    the timings ran at.  ``None`` off CUDA or without nvidia-smi (never raises)."""
+    if device.type != "cuda":
+        return None
+    try:
+        props = torch.cuda.get_device_properties(device)
+        uuid = getattr(props, "uuid", None)
+        target = f"GPU-{uuid}" if uuid else str(device.index or 0)
+        out = subprocess.run(["nvidia-smi", "-i", target,
+                              "--query-gpu=" + ",".join(GPU_STATE_FIELDS),
+                              "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError, RuntimeError):
+        return None
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    return parse_gpu_state(out.stdout.strip().splitlines()[0])
+
+
+def parse_gpu_state(line: str) -> dict:
+    """One nvidia-smi csv line (noheader, nounits) of :data:`GPU_STATE_FIELDS`: numbers as
+    floats, anything else (``[N/A]``, the throttle bit mask) as text."""
+    values = [x.strip() for x in line.split(",")]
+    out: dict[str, Any] = {}
+    for name, value in zip(GPU_STATE_FIELDS.values(), values):
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
 def device_tag(env: dict) -> str:
     """A short file-name tag for the device: ``h100``, ``a100``, ``cpu``."""
     if env.get("device") != "cuda":
@@ -746,9 +786,11 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
     now = datetime.datetime.now().astimezone()
     dtypes = sorted({p.dtype for p in points}, key=list(DTYPES).index)
     ceiling_start = matmul_ceiling(dtypes, device, timer)
+    state_start = gpu_state(device)  # right after the matmuls: the clocks under load
     results = run_grid(points, methods, directions=directions, device=device, timer=timer,
                        check=check, console=console, progress=progress, rounds=rounds)
     ceiling_end = matmul_ceiling(dtypes, device, timer)
+    state_end = gpu_state(device)
     return {
         "schema": SCHEMA,
         "suite": suite,
@@ -776,7 +818,8 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
         "ceiling": {"what": "TFLOP/s of one n x n x n torch.matmul, the same timer, before "
                             "and after the grid",
                     "n": ceiling_size(device),
-                    "start": ceiling_start, "end": ceiling_end},
+                    "start": ceiling_start, "end": ceiling_end,
+                    "gpu_start": state_start, "gpu_end": state_end},
         "results": results,
     }
 
@@ -914,6 +957,12 @@ def render_tables(data: dict, console=None) -> None:
         console.print("matmul ceiling in this run (TFLOP/s, before / after the grid): " + ", ".join(
             f"{d} {_tf(ceiling['start'].get(d))} / {_tf(ceiling['end'].get(d))}"
             for d in ceiling["start"]))
+        for when in ("start", "end"):
+            state = ceiling.get(f"gpu_{when}")
+            if state:
+                console.print(f"GPU at the {when}: " + ", ".join(
+                    f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in state.items()))
     for dtype in sorted({r["dtype"] for r in res}):
         for direction in DIRECTIONS:
             keys = sorted({_key(r) for r in res if r["dtype"] == dtype

@@ -200,6 +200,8 @@ def main() -> None:
     from attnhub_hopper.device_check import _bench as bench
     from attnhub_hopper.device_check import _sdpa, fa_point
 
+    from attnhub.bench import gpu_state
+
     log_lines = []
 
     def log(msg):
@@ -212,7 +214,8 @@ def main() -> None:
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                 triton=triton.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
                 rounds=args.rounds, dtype=args.dtype,
-                method="interleaved rounds, do_bench median rep=100")
+                method="interleaved rounds, do_bench median rep=100",
+                gpu_start=gpu_state(torch.device("cuda")))
 
     def write():
         with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
@@ -278,6 +281,7 @@ def main() -> None:
             del q, k, v
             torch.cuda.empty_cache()
             write()  # after every point: a run cut short by its time limit keeps what it has
+    meta["gpu_end"] = gpu_state(torch.device("cuda"))  # the clocks under the rounds' load
     write()
     if rows:
         plot(os.path.join(args.out, f"{args.name}.json"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import subprocess
 
 import pytest
 import torch
@@ -239,6 +240,7 @@ def test_tiny_cpu_run_writes_the_json_schema(tiny_run):
     for when in ("start", "end"):
         assert set(ceiling[when]) == set(data["config"]["dtypes"]), ceiling
         assert all(math.isfinite(x) and x > 0 for x in ceiling[when].values()), ceiling
+        assert ceiling[f"gpu_{when}"] is None  # no GPU, no clocks
     for r in data["results"]:
         assert RECORD_KEYS <= set(r), r
 
@@ -277,6 +279,32 @@ def test_matmul_ceiling_counts_2n3_flops_and_records_none_when_the_matmul_fails(
     def no_kernel(fn):
         raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')
     assert bench.matmul_ceiling(["fp16"], torch.device("cpu"), no_kernel, n=8) == {"fp16": None}
+
+
+def test_gpu_state_reads_nvidia_smi_and_is_none_off_cuda(monkeypatch):
+    assert bench.gpu_state(CPU) is None
+    line = "1755, 1980, 612.35, 71, 0x0000000000000004"
+    assert bench.parse_gpu_state(line) == dict(
+        sm_mhz=1755.0, sm_max_mhz=1980.0, power_w=612.35, temperature_c=71.0,
+        throttle_reasons="0x0000000000000004")
+    assert bench.parse_gpu_state("[N/A], 1980, [N/A], 40, 0x0")["sm_mhz"] == "[N/A]"
+
+    class Props:
+        uuid = "1234-abcd"
+    seen = {}
+
+    def run(cmd, **kw):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 0, stdout=line + "\n", stderr="")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: Props())
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    assert bench.gpu_state(torch.device("cuda", 0))["power_w"] == 612.35
+    assert seen["cmd"][:3] == ["nvidia-smi", "-i", "GPU-1234-abcd"]
+
+    def missing(cmd, **kw):
+        raise FileNotFoundError("nvidia-smi")
+    monkeypatch.setattr(bench.subprocess, "run", missing)
+    assert bench.gpu_state(torch.device("cuda", 0)) is None
 
 
 def test_plots_have_one_panel_per_head_dim_causal_and_direction(tmp_path):

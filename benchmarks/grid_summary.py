@@ -23,8 +23,10 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
         key = (r["dtype"], r["direction"], r["head_dim"], r["seqlen"], r["causal"])
         rows.setdefault(key, {})[r["method"]] = r
     env = data.get("env", {})
+    rounds = data.get("config", {}).get("rounds", 1)
     out = [f"# FA grid on {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')} "
-           "(one run; TFLOP/s, ratios to peers of the same run)", ""]
+           "(one run; TFLOP/s, ratios to peers of the same run"
+           + (f"; medians of {rounds} timing rounds per point" if rounds > 1 else "") + ")", ""]
     ceiling = data.get("ceiling")  # grids from the twenty-fifth session on
     if ceiling:
         out += [f"Matmul ceiling timed in the same run (n = {ceiling['n']}, TFLOP/s, before / "

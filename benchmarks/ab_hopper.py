@@ -19,7 +19,8 @@ TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: point
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` / ``-tree`` / ``-chain`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip
 0, no ping-pong, Tile.poly, Tile.max_tree on / off: the shipped 16-bit tiles have it on), e.g.
-``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs; inputs bf16 or --dtype fp16.
+``default-ones`` or ``n128s2-pp-persistent-lpt-m192-ones``.  Sequence lengths: --seqs; inputs
+bf16, or --dtype fp16.
 """
 from __future__ import annotations
 

@@ -386,31 +386,31 @@ def test_nvrtc_accepts_the_fp8_v_layout_kernel():
 
 
 def test_default_tiles_follow_the_measurements():
-    assert cuda_fwd.default_tile(64, False, 16384) == cuda_fwd.Tile(128, 2, True, consumers=3,
-                                                                   ones_sum=True, lazy=True)
+    def T16(*args, **kw):  # a 16-bit tile as default_tile returns it: lazy, tree max
+        return cuda_fwd.Tile(*args, lazy=True, max_tree=True, **kw)
+    assert cuda_fwd.default_tile(64, False, 16384) == T16(128, 2, True, consumers=3, ones_sum=True)
     # FA4's conditional rescale on every 16-bit tile, never on FP8 (e4m3 ends at 448)
     assert all(t.lazy for _, _, t in cuda_fwd.shipped_tiles())
     assert not any(t.lazy for _, _, t in cuda_fwd.shipped_tiles(fp8=True))
+    # the row max by a tree on every 16-bit tile (twenty-fifth session), not on FP8
+    assert all(t.max_tree for _, _, t in cuda_fwd.shipped_tiles())
     # the row sums by the P·V product: every d64 192-row tile (NOTES.md, nineteenth session)
     assert all(t.ones_sum == (d == 64 and t.consumers == 3) for d, _, t in cuda_fwd.shipped_tiles())
     assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
-    assert cuda_fwd.default_tile(64, True, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
-                                                                  lpt=True, consumers=3,
-                                                                  ones_sum=True, lazy=True)
+    assert cuda_fwd.default_tile(64, True, 2048) == T16(128, 2, True, persistent=True, lpt=True,
+                                                        consumers=3, ones_sum=True)
     assert cuda_fwd.default_tile(64, True, 1024).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
-    assert cuda_fwd.default_tile(128, False, 2048) == cuda_fwd.Tile(128, 2, True, persistent=True,
-                                                                   lazy=True)
+    assert cuda_fwd.default_tile(128, False, 2048) == T16(128, 2, True, persistent=True)
     assert not cuda_fwd.default_tile(128, False, 4096).persistent
     # causal 2k-4k: the persistent kernel in the longest-first order without ping-pong
     # (twenty-second and twenty-third sessions' A/Bs); 1k keeps ping-pong, 8k one CTA per tile
     for s in (2048, 4096):
-        assert cuda_fwd.default_tile(128, True, s) == cuda_fwd.Tile(128, 2, persistent=True,
-                                                                   lpt=True, lazy=True)
+        assert cuda_fwd.default_tile(128, True, s) == T16(128, 2, persistent=True, lpt=True)
     assert cuda_fwd.default_tile(128, True, 1024).pingpong
     assert not cuda_fwd.default_tile(128, True, 8192).persistent
-    assert cuda_fwd.default_tile(128, False, 16384) == cuda_fwd.Tile(176, 2, cluster=2, lazy=True)
-    assert cuda_fwd.default_tile(128, False, 8192) == cuda_fwd.Tile(176, 2, lazy=True)
+    assert cuda_fwd.default_tile(128, False, 16384) == T16(176, 2, cluster=2)
+    assert cuda_fwd.default_tile(128, False, 8192) == T16(176, 2)
     # the persistent grid at short sequences, never at d256 (no room for its O buffer)
     assert cuda_fwd.default_tile(64, True, 2048).persistent
     assert cuda_fwd.default_tile(64, False, 4096).persistent  # interleaved A/B: +5.5 %

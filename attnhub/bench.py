@@ -697,6 +697,9 @@ def _driver_version() -> Optional[str]:
 GPU_STATE_FIELDS = {"clocks.sm": "sm_mhz", "clocks.max.sm": "sm_max_mhz",
                     "power.draw": "power_w", "temperature.gpu": "temperature_c",
                     "clocks_throttle_reasons.active": "throttle_reasons"}
+#: the same bit mask under the name newer drivers use; nvidia-smi refuses a whole query
+#: with a field it does not know, so :func:`gpu_state` tries each, then neither
+_REASON_FIELDS = ("clocks_throttle_reasons.active", "clocks_event_reasons.active", None)
 
 
 def gpu_state(device: torch.device) -> Optional[dict]:
@@ -707,25 +710,31 @@ def gpu_state(device: torch.device) -> Optional[dict]:
         return None
     try:
         props = torch.cuda.get_device_properties(device)
-        uuid = getattr(props, "uuid", None)
-        target = f"GPU-{uuid}" if uuid else str(device.index or 0)
-        out = subprocess.run(["nvidia-smi", "-i", target,
-                              "--query-gpu=" + ",".join(GPU_STATE_FIELDS),
-                              "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError, RuntimeError):
+    except (RuntimeError, AssertionError):
         return None
-    if out.returncode != 0 or not out.stdout.strip():
-        return None
-    return parse_gpu_state(out.stdout.strip().splitlines()[0])
+    uuid = getattr(props, "uuid", None)
+    target = f"GPU-{uuid}" if uuid else str(device.index or 0)
+    base = [f for f in GPU_STATE_FIELDS if f != _REASON_FIELDS[0]]
+    for reason in _REASON_FIELDS:
+        fields = base + ([reason] if reason else [])
+        try:
+            out = subprocess.run(["nvidia-smi", "-i", target, "--query-gpu=" + ",".join(fields),
+                                  "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if out.returncode == 0 and out.stdout.strip():
+            return parse_gpu_state(out.stdout.strip().splitlines()[0], len(fields))
+    return None
 
 
-def parse_gpu_state(line: str) -> dict:
-    """One nvidia-smi csv line (noheader, nounits) of :data:`GPU_STATE_FIELDS`: numbers as
-    floats, anything else (``[N/A]``, the throttle bit mask) as text."""
+def parse_gpu_state(line: str, n_fields: int = len(GPU_STATE_FIELDS)) -> dict:
+    """One nvidia-smi csv line (noheader, nounits) of :data:`GPU_STATE_FIELDS` (the first
+    ``n_fields`` of them): numbers as floats, anything else (``[N/A]``, the throttle bit
+    mask) as text."""
     values = [x.strip() for x in line.split(",")]
     out: dict[str, Any] = {}
-    for name, value in zip(GPU_STATE_FIELDS.values(), values):
+    for name, value in zip(list(GPU_STATE_FIELDS.values())[:n_fields], values):
         try:
             out[name] = float(value)
         except ValueError:

@@ -301,6 +301,20 @@ def test_gpu_state_reads_nvidia_smi_and_is_none_off_cuda(monkeypatch):
     assert bench.gpu_state(torch.device("cuda", 0))["power_w"] == 612.35
     assert seen["cmd"][:3] == ["nvidia-smi", "-i", "GPU-1234-abcd"]
 
+    # a driver that knows the bit mask only by its newer name, then one that knows neither
+    for known in ("clocks_event_reasons.active", None):
+        def picky(cmd, **kw):
+            asked = cmd[3].removeprefix("--query-gpu=").split(",")
+            if any(f.endswith("reasons.active") and f != known for f in asked):
+                return subprocess.CompletedProcess(cmd, 2, stdout="", stderr="Field ... is not "
+                                                   "a valid field to query.")
+            return subprocess.CompletedProcess(cmd, 0, stdout=", ".join(line.split(", ")[
+                :len(asked)]) + "\n", stderr="")
+        monkeypatch.setattr(bench.subprocess, "run", picky)
+        state = bench.gpu_state(torch.device("cuda", 0))
+        assert state["sm_mhz"] == 1755.0
+        assert ("throttle_reasons" in state) == (known is not None), state
+
     def missing(cmd, **kw):
         raise FileNotFoundError("nvidia-smi")
     monkeypatch.setattr(bench.subprocess, "run", missing)

@@ -793,12 +793,12 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
     timer, timer_text = make_timer(device, warmup_ms=warmup_ms, rep_ms=rep_ms)
     started = time.time()
     now = datetime.datetime.now().astimezone()
-    dtypes = sorted({p.dtype for p in points}, key=list(DTYPES).index)
-    ceiling_start = matmul_ceiling(dtypes, device, timer)
+    dtypes, n = sorted({p.dtype for p in points}, key=list(DTYPES).index), ceiling_size(device)
+    ceiling_start = matmul_ceiling(dtypes, device, timer, n)
     state_start = gpu_state(device)  # right after the matmuls: the clocks under load
     results = run_grid(points, methods, directions=directions, device=device, timer=timer,
                        check=check, console=console, progress=progress, rounds=rounds)
-    ceiling_end = matmul_ceiling(dtypes, device, timer)
+    ceiling_end = matmul_ceiling(dtypes, device, timer, n)
     state_end = gpu_state(device)
     return {
         "schema": SCHEMA,
@@ -826,7 +826,7 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
                     for m in methods],
         "ceiling": {"what": "TFLOP/s of one n x n x n torch.matmul, the same timer, before "
                             "and after the grid",
-                    "n": ceiling_size(device),
+                    "n": n,
                     "start": ceiling_start, "end": ceiling_end,
                     "gpu_start": state_start, "gpu_end": state_end},
         "results": results,

@@ -199,9 +199,8 @@ def main() -> None:
     from attnhub_hopper import cuda_bwd, cuda_fwd
     from attnhub_hopper.cuda_bwd_check import sdpa_bwd_fn
     from attnhub_hopper.device_check import _bench as bench
+    from attnhub.bench import DTYPES, gpu_state
     from attnhub_hopper.device_check import _sdpa, fa_point
-
-    from attnhub.bench import gpu_state
 
     log_lines = []
 
@@ -226,8 +225,7 @@ def main() -> None:
 
     for direction, D, causal, a_name, b_name in args.pair:
         for S in (int(s) for s in args.seqs.split(",")):
-            p, q, k, v = fa_point(D, S, causal, dict(bf16=torch.bfloat16,
-                                                      fp16=torch.float16)[args.dtype])
+            p, q, k, v = fa_point(D, S, causal, DTYPES[args.dtype])
             B, H = q.shape[:2]
             fl = 4 * B * H * S * S * D / (2 if causal else 1)
             if direction in ("bwd", "trib"):

@@ -11,7 +11,6 @@ Cases are generated from the backend's declared capabilities: a case the backend
 cannot run is skipped with its reasons (e.g. bf16 on the CPU interpreter).
 """
 
-import contextlib
 import os
 
 import pytest
@@ -75,18 +74,9 @@ def skip_unsupported(p: Problem) -> None:
         pytest.skip("; ".join(reasons))
 
 
-@contextlib.contextmanager
 def env(**values):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: str(v) for k, v in values.items()})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """The kernel switches ``values`` set for a block, then put back (ops.pinned)."""
+    return ops.pinned(**{k: str(v) for k, v in values.items()})
 
 
 @pytest.fixture

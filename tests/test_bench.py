@@ -469,3 +469,42 @@ def test_a_signal_ends_the_grid_with_what_it_measured(sig):
         signal.signal(signum, before)
     assert {r["seqlen"] for r in res} == {32}  # the first point's records, nothing after
     assert all(r["status"] == "ok" for r in res) and len(res) == 2
+
+
+def test_causal_waste_counts_against_closed_forms(benchmark_script):
+    """benchmarks/causal_waste.py (what the hopper NOTES' waste table comes from): with
+    64-row tiles and 64-key blocks the diagonal block is the only waste, so useful ÷ computed
+    is (S + 1) / (S + 64) exactly; skipping more never adds work; at S a multiple of 128 a
+    128-row tile has no dead block at 128 keys, so skip changes nothing there, while at
+    S = 900 its top warpgroups have one; bad arguments are refused."""
+    cw = benchmark_script("causal_waste")
+    for S in (64, 640, 2048):
+        assert cw.useful_fraction(S, 64, 64, skip=0) == pytest.approx((S + 1) / (S + 64))
+    for S in (1000, 2048, 4096):
+        f = [cw.useful_fraction(S, 192, 128, s) for s in (0, 1, 2)]
+        assert f[0] < f[1] < f[2] <= 1
+    for S in (1024, 2048, 4096):
+        assert len({cw.useful_fraction(S, 128, 128, s) for s in (0, 1, 2)}) == 1
+    assert cw.useful_fraction(900, 128, 128, 0) < cw.useful_fraction(900, 128, 128, 2)
+
+    def by_pairs(S, M, N, skip):  # the same count from the mask itself, pair by pair
+        computed = useful = 0
+        for m1 in range(S, 0, -M):
+            blocks = range(0, m1, N)
+            for top in range(m1 - M, m1, 64):
+                rows = range(top, top + 64)
+                if not any(r >= 0 for r in rows):
+                    continue
+                seen = [any(0 <= r and k <= r for r in rows for k in range(b, b + N))
+                        for b in blocks]
+                dead = not seen[-1]
+                computed += 64 * N * (2 * len(blocks) - (skip if dead else 0))
+                useful += 2 * sum(r + 1 for r in rows if r >= 0)
+        return useful / computed
+    for S, M in ((448, 192), (640, 192), (900, 128)):
+        for s in (0, 1, 2):
+            assert cw.useful_fraction(S, M, 128, s) == pytest.approx(by_pairs(S, M, 128, s))
+    with pytest.raises(ValueError, match="block_m"):
+        cw.useful_fraction(2048, 100, 128)
+    with pytest.raises(ValueError, match="skip"):
+        cw.useful_fraction(2048, 192, 128, skip=3)

@@ -35,4 +35,6 @@ OUT=$ORIG_OUT repack
 TAIL=4 step grid_single "$(left 170)" $G --out "$RES/single"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
     > "$RES/nvidia_smi.txt" 2>&1
+python3 benchmarks/grid_summary.py "$RES"/rounds3/*.json --against "$RES"/single/*.json \
+    > "$RES/grid_rounds3_vs_single.md" 2>&1
 OUT=$ORIG_OUT repack

@@ -3,6 +3,10 @@ and SDPA-flash measured in the same run, and what auto-dispatch chose.
 
     python benchmarks/grid_summary.py benchmarks/results/fa_grid_h100_2026-11-23_run2.json \\
         > benchmarks/results/fa_grid_h100_2026-11-23_run2_summary.md
+
+``--against B.json`` compares two grids point by point instead (e.g. one with ``--rounds 3``
+and one with single timings on the same machine): cuDNN's TFLOP/s in each and B ÷ A, and each
+method's ratio to cuDNN in each run, so a point that is short in one reading only shows.
 """
 
 from __future__ import annotations
@@ -66,14 +70,83 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
+def _points(data: dict) -> dict:
+    rows = {}
+    for r in data["results"]:
+        key = (r["dtype"], r["direction"], r["head_dim"], r["seqlen"], r["causal"])
+        rows.setdefault(key, {})[r["method"]] = r
+    return rows
+
+
+def _label(data: dict, name: str) -> str:
+    """One line on a run: device, date, timing rounds, matmul ceiling and GPU clocks."""
+    env, cfg, ceiling = data.get("env", {}), data.get("config", {}), data.get("ceiling") or {}
+    parts = [f"{name}: {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')}",
+             f"{cfg.get('rounds', 1)} timing round(s) per point"]
+    if ceiling.get("start"):
+        parts.append("matmul ceiling " + ", ".join(
+            f"{d} {_fmt(ceiling['start'].get(d))} / {_fmt((ceiling.get('end') or {}).get(d))}"
+            for d in ceiling["start"]) + " TFLOP/s (before / after)")
+    for when in ("gpu_start", "gpu_end"):
+        if ceiling.get(when):
+            parts.append(f"{when}: " + ", ".join(f"{k} {v}" for k, v in ceiling[when].items()))
+    return "; ".join(parts)
+
+
+def compare(a: dict, b: dict, methods: list[str], min_seqlen: int,
+            sources: tuple[str, str] = ("", "")) -> str:
+    """Point by point, the points both grids timed: cuDNN in A and B and B ÷ A, then each
+    method's ratio to cuDNN in A and in B (each against its own run's cuDNN).  ``sources``:
+    where A and B came from, for the header."""
+    pa, pb = _points(a), _points(b)
+    A, B = "A", "B"
+    out = [f"# FA grids compared point by point ({A} against {B}; TFLOP/s, ratios to the "
+           "cuDNN of the same run)", ""]
+    out += [f"- {_label(d, n + (f' = {src}' if src else ''))}"
+            for d, n, src in ((a, A, sources[0]), (b, B, sources[1]))] + [""]
+    for dtype in sorted({k[0] for k in pa if k in pb}):
+        for direction in ("fwd", "bwd"):
+            keys = sorted(k for k in pa if k in pb and k[0] == dtype and k[1] == direction
+                          and k[3] >= min_seqlen)
+            if not keys:
+                continue
+            out += [f"## {dtype} {direction}", "",
+                    f"| d | S | causal | cuDNN {A} | cuDNN {B} | {B} ÷ {A} | " + " | ".join(
+                        f"{m} ×cuDNN {A} / {B}" for m in methods) + " |",
+                    "|---" * (6 + len(methods)) + "|"]
+            for k in keys:
+                ca = (pa[k].get("sdpa-cudnn") or {}).get("tflops")
+                cb = (pb[k].get("sdpa-cudnn") or {}).get("tflops")
+                cells = []
+                for m in methods:
+                    ta = (pa[k].get(m) or {}).get("tflops")
+                    tb = (pb[k].get(m) or {}).get("tflops")
+                    ra = f"{ta / ca:.3f}" if ta and ca else "—"
+                    rb = f"{tb / cb:.3f}" if tb and cb else "—"
+                    cells.append(f"{ra} / {rb}")
+                out.append(f"| {k[2]} | {k[3]} | {'yes' if k[4] else 'no'} | {_fmt(ca)} | "
+                           f"{_fmt(cb)} | " + (f"{cb / ca:.3f}" if ca and cb else "—") + " | "
+                           + " | ".join(cells) + " |")
+            out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
+    ap.add_argument("--against", metavar="B.json",
+                    help="compare with this grid point by point instead of summarising one")
     ap.add_argument("--methods", nargs="+", default=["hopper-fa3", "triton-fa2"])
     ap.add_argument("--min-seqlen", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     with open(args.json) as f:
-        print(summary(json.load(f), args.methods, args.min_seqlen))
+        data = json.load(f)
+    if args.against:
+        with open(args.against) as f:
+            other = json.load(f)
+        print(compare(data, other, args.methods, args.min_seqlen, (args.json, args.against)))
+    else:
+        print(summary(data, args.methods, args.min_seqlen))
 
 
 if __name__ == "__main__":

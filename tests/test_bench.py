@@ -508,3 +508,44 @@ def test_causal_waste_counts_against_closed_forms(benchmark_script):
         cw.useful_fraction(2048, 100, 128)
     with pytest.raises(ValueError, match="skip"):
         cw.useful_fraction(2048, 192, 128, skip=3)
+
+
+def _grid(points, rounds=1, ceiling=None):
+    """A minimal FA-grid JSON: points are (d, S, causal, direction, {method: TFLOP/s})."""
+    results = [dict(dtype="bf16", direction=direction, head_dim=d, seqlen=S, causal=causal,
+                    method=m, tflops=t)
+               for d, S, causal, direction, by_method in points for m, t in by_method.items()]
+    return dict(env=dict(device_name="Test GPU"), date="2026-12-06", config=dict(rounds=rounds),
+                ceiling=ceiling, results=results)
+
+
+def test_grid_summary_compares_two_grids_point_by_point(benchmark_script, tmp_path, capsys):
+    """grid_summary --against: each method's ratio to its own run's cuDNN, cuDNN B ÷ A, only
+    the points both grids timed, '—' where a method is missing, and each run's rounds,
+    ceiling and clocks in the header."""
+    gs = benchmark_script("grid_summary")
+    a = _grid([(128, 8192, False, "fwd", {"sdpa-cudnn": 636.0, "hopper-fa3": 733.0}),
+               (128, 2048, False, "fwd", {"sdpa-cudnn": 640.0, "hopper-fa3": 660.0}),
+               (64, 512, True, "bwd", {"sdpa-cudnn": 150.0, "hopper-fa3": 170.0})])
+    b = _grid([(128, 8192, False, "fwd", {"sdpa-cudnn": 691.0, "hopper-fa3": 672.0}),
+               (128, 2048, False, "fwd", {"sdpa-cudnn": 659.0}),
+               (64, 1024, True, "bwd", {"sdpa-cudnn": 233.0, "hopper-fa3": 265.0})],
+              rounds=3, ceiling=dict(n=8192, start={"bf16": 770.0}, end={"bf16": 760.0},
+                                     gpu_start={"clocks.sm": "1980 MHz"}))
+    text = gs.compare(a, b, ["hopper-fa3"], 0)
+    row8k = next(line for line in text.splitlines() if line.startswith("| 128 | 8192 |"))
+    assert row8k == (f"| 128 | 8192 | no | 636 | 691 | {691 / 636:.3f} | "
+                     f"{733 / 636:.3f} / {672 / 691:.3f} |")
+    row2k = next(line for line in text.splitlines() if line.startswith("| 128 | 2048 |"))
+    assert row2k.endswith(f"| {660 / 640:.3f} / — |")
+    assert "| 64 |" not in text and "bwd" not in text  # no point timed in both
+    assert "3 timing round(s)" in text and "bf16 770 / 760" in text
+    assert "clocks.sm 1980 MHz" in text
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    gs.main([str(pa), "--against", str(pb), "--methods", "hopper-fa3"])
+    out = capsys.readouterr().out
+    assert row8k in out and str(pa) in out and str(pb) in out
+    gs.main([str(pa), "--methods", "hopper-fa3"])  # one grid: the per-run summary
+    assert f"733 ({733 / 636:.2f}, —)" in capsys.readouterr().out

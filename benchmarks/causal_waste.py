@@ -30,7 +30,7 @@ def useful_fraction(S: int, block_m: int, block_n: int, skip: int = 1) -> float:
             if top + 64 <= 0:
                 continue  # rows before the first query: none
             dead = (n_blocks - 1) * block_n >= top + 64
-            products = 2 * n_blocks - (min(skip, 2) if dead else 0)
+            products = 2 * n_blocks - (skip if dead else 0)
             computed += 64 * block_n * products
             first = max(top, 0)
             useful += 2 * sum(r + 1 for r in range(first, top + 64))  # row r sees r + 1 keys

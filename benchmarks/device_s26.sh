@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One device call (twenty-sixth session, under 10 minutes): the two ready scripts of the
-# twenty-fifth session in one call, since refused starts left too little device time for
-# two cold starts.  (1) device_d128_full_ab.sh's A/B: d128 non-causal 2k-8k forward, the
-# shipped tile against its neighbours with today's softmax options (prediction 0..+2 %).
-# (2) device_grid_rounds.sh cut to the target seqlens (2k-16k): the bf16 grid with
-# --rounds 3, then with one timing, both with the matmul ceiling and nvidia-smi clocks.
+# One device call (twenty-sixth session, under 10 minutes; it replaces the twenty-fifth
+# session's device_grid_rounds.sh and device_d128_full_ab.sh, which never ran).
+# (1) d128 non-causal 2k-8k forward, the weakest forward region after run9 (1.03-1.06x cuDNN
+# in interleaved rounds): the shipped tile against its neighbours with today's softmax
+# options (wider key blocks, ping-pong, CTA pairs multicasting K/V), 8 interleaved rounds
+# with cuDNN each round; prediction 0..+2 %.  (2) the bf16 grid at the target seqlens
+# (2k-16k) with --rounds 3, then with one timing, both with the matmul ceiling and
+# nvidia-smi clocks, and the two compared point by point (grid_summary --against).
 # Every step is bounded by BUDGET seconds in all (default 560, under the call's 600 s limit)
 # and $OUT/all.tgz is re-packed after each step, so a call cut short by the device time left
 # still brings back every finished step.  Carry .whl.
@@ -13,8 +15,8 @@ source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
 END=$((SECONDS + ${BUDGET:-560}))
 RES=/tmp/res_s26; rm -rf "$RES"; mkdir -p "$RES"
-repack() { tar czf /tmp/all_s26.tgz -C "$RES" . && mv /tmp/all_s26.tgz "$OUT/all.tgz"; }
-ORIG_OUT=$OUT; OUT=$RES  # step() logs into $OUT
+ORIG_OUT=$OUT; OUT=$RES  # step() logs into $OUT; repack copies it all to the real $OUT
+repack() { tar czf /tmp/all_s26.tgz -C "$RES" . && mv /tmp/all_s26.tgz "$ORIG_OUT/all.tgz"; }
 
 left() { local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
 A="python3 benchmarks/ab_hopper.py --rounds 8 --out $RES"
@@ -22,19 +24,19 @@ S="-lazy-tree"
 TAIL=8 step ab_d128_2k4k "$(left 110)" $A --name ab_d128_full_2k4k --seqs 2048,4096 \
     --pair fwd:128:full:default,n176s2$S --pair fwd:128:full:default,n176s2-pp$S \
     --pair fwd:128:full:default,n128s2-pp-c2$S
-OUT=$ORIG_OUT repack
+repack
 TAIL=8 step ab_d128_8k "$(left 80)" $A --name ab_d128_full_8k --seqs 8192 \
     --pair fwd:128:full:default,n176s2-c2$S --pair fwd:128:full:default,n176s2-pp$S \
     --pair fwd:128:full:default,n128s2-pp$S
-OUT=$ORIG_OUT repack
+repack
 G="python3 benchmarks/fa_grid.py --dtypes bf16 --warmup 10 --rep 40 --quiet
    --seqlens 2k 4k 8k 16k
    --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient"
 TAIL=4 step grid_rounds3 "$(left 250)" $G --rounds 3 --out "$RES/rounds3"
-OUT=$ORIG_OUT repack
+repack
 TAIL=4 step grid_single "$(left 170)" $G --out "$RES/single"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
     > "$RES/nvidia_smi.txt" 2>&1
 python3 benchmarks/grid_summary.py "$RES"/rounds3/*.json --against "$RES"/single/*.json \
     > "$RES/grid_rounds3_vs_single.md" 2>&1
-OUT=$ORIG_OUT repack
+repack

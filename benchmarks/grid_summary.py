@@ -21,11 +21,23 @@ def _fmt(x) -> str:
     return "—" if x is None else f"{x:.0f}"
 
 
-def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
+def _points(data: dict) -> dict:
+    """{(dtype, direction, head_dim, seqlen, causal): {method: record}}."""
     rows = {}
     for r in data["results"]:
         key = (r["dtype"], r["direction"], r["head_dim"], r["seqlen"], r["causal"])
         rows.setdefault(key, {})[r["method"]] = r
+    return rows
+
+
+def _ceiling(ceiling: dict) -> str:
+    """The run's matmul ceiling per dtype, before / after the grid."""
+    return ", ".join(f"{d} {_fmt(ceiling['start'].get(d))} / "
+                     f"{_fmt((ceiling.get('end') or {}).get(d))}" for d in ceiling["start"])
+
+
+def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
+    rows = _points(data)
     env = data.get("env", {})
     rounds = data.get("config", {}).get("rounds", 1)
     out = [f"# FA grid on {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')} "
@@ -34,9 +46,7 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
     ceiling = data.get("ceiling")  # grids from the twenty-fifth session on
     if ceiling:
         out += [f"Matmul ceiling timed in the same run (n = {ceiling['n']}, TFLOP/s, before / "
-                "after the grid): " + ", ".join(
-                    f"{d} {_fmt(ceiling['start'].get(d))} / {_fmt(ceiling['end'].get(d))}"
-                    for d in ceiling["start"]), ""]
+                "after the grid): " + _ceiling(ceiling), ""]
     for dtype in sorted({k[0] for k in rows}):
         for direction in ("fwd", "bwd"):
             keys = sorted(k for k in rows if k[0] == dtype and k[1] == direction
@@ -70,23 +80,13 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
     return "\n".join(out)
 
 
-def _points(data: dict) -> dict:
-    rows = {}
-    for r in data["results"]:
-        key = (r["dtype"], r["direction"], r["head_dim"], r["seqlen"], r["causal"])
-        rows.setdefault(key, {})[r["method"]] = r
-    return rows
-
-
 def _label(data: dict, name: str) -> str:
     """One line on a run: device, date, timing rounds, matmul ceiling and GPU clocks."""
     env, cfg, ceiling = data.get("env", {}), data.get("config", {}), data.get("ceiling") or {}
     parts = [f"{name}: {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')}",
              f"{cfg.get('rounds', 1)} timing round(s) per point"]
     if ceiling.get("start"):
-        parts.append("matmul ceiling " + ", ".join(
-            f"{d} {_fmt(ceiling['start'].get(d))} / {_fmt((ceiling.get('end') or {}).get(d))}"
-            for d in ceiling["start"]) + " TFLOP/s (before / after)")
+        parts.append("matmul ceiling " + _ceiling(ceiling) + " TFLOP/s (before / after)")
     for when in ("gpu_start", "gpu_end"):
         if ceiling.get(when):
             parts.append(f"{when}: " + ", ".join(f"{k} {v}" for k, v in ceiling[when].items()))

@@ -129,11 +129,11 @@ def sched_window(batch: int, heads_q: int, group: int, seqlen_k: int, head_dim: 
 @functools.lru_cache(maxsize=4096)  # on every forward call's path
 def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) -> Tile:
     """The tile measured best on the H100 (NOTES.md, "CUDA forward", runs 2, 4 and 6, and the
-    tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys; wide
-    key blocks pay at long sequences; three consumer warpgroups (192 rows, with the row
-    sums by the P·V product) pay at d64 from 2k keys; CTA pairs sharing K/V pay a little
-    at d128 non-causal 16k; the persistent grid pays at short sequences (d64 up to 4k
-    keys; d128 up to 2k);
+    tenth session's A/B): ping-pong pays at d64 everywhere and at d128 below 8k keys
+    (non-causal: up to 8k); wide key blocks pay at long sequences; three consumer
+    warpgroups (192 rows, with the row sums by the P·V product) pay at d64 from 2k keys;
+    CTA pairs sharing K/V pay a little at d128 non-causal 16k; the persistent grid pays at
+    short sequences (d64 up to 4k keys; d128 up to 2k);
     d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
     and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles
@@ -195,7 +195,10 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
             return Tile(128, 2, persistent=True)
         if seqlen_k <= 2048:
             return Tile(128, 2, causal or seqlen_k > 1024, persistent=True)
-        if seqlen_k < 8192:
+        # non-causal 8k: ping-pong 128-key blocks against 176-key blocks +2.2 / +2.9 % in two
+        # interleaved runs of 8 and 12 rounds (ab_d128_full_8k*_h100_2026-12-06_s27); at 16k
+        # +0.5 % (as much as the shipped tile against itself there), so 16k keeps the pairs
+        if seqlen_k < 8192 or (seqlen_k == 8192 and not causal):
             return Tile(128, 2, True)
         if causal:
             return Tile(128, 2)

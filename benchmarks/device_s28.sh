@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One device call, ready after the twenty-seventh session (about 7 minutes, BUDGET seconds in
+# all, default 440; $OUT/all.tgz re-packed after every step, so a short call keeps what
+# finished).  Carry .whl.
+# (1) d256 non-causal 4k: n64s2-pp against the shipped n80s2, 12 interleaved rounds (+2.1 %
+#     in one 8-round run, inside the ranges; ship only if it holds); the fp16 backward at
+#     d256 non-causal 2k (0.995x cuDNN in fp16 run5, never placed) in 8 rounds, A/A.
+# (2) the fp16 grid at 2k-16k, one timing: the first fp16 reading since d128 non-causal 8k
+#     moved to ping-pong 128-key blocks.
+# (3) hopper-fa3's whole GPU suite (forward, backward, FP8, conformance, dispatch) on the
+#     current tree (the twenty-seventh session re-ran the forward's cases only: 190 passed).
+# (4) the bf16 grid at 2k-16k, one timing, for one more reading of every point.
+set -u
+source benchmarks/device_setup.sh
+export ATTNHUB_TRITON_AUTOTUNE=0
+END=$((SECONDS + ${BUDGET:-440}))
+RES=/tmp/res_s28; rm -rf "$RES"; mkdir -p "$RES"
+ORIG_OUT=$OUT; OUT=$RES
+repack() { tar czf /tmp/all_s28.tgz -C "$RES" . && mv /tmp/all_s28.tgz "$ORIG_OUT/all.tgz"; }
+left() { local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+A="python3 benchmarks/ab_hopper.py --out $RES"
+TAIL=4 step ab_d256_4k "$(left 50)" $A --rounds 12 --name ab_d256_full_4k_confirm --seqs 4096 \
+    --pair fwd:256:full:default,n64s2-pp-lazy-tree
+TAIL=4 step ab_fp16_bwd_d256 "$(left 40)" $A --rounds 8 --dtype fp16 \
+    --name ab_fp16_bwd_d256_2k --seqs 2048 --pair bwd:256:full:default,default
+repack
+G="python3 benchmarks/fa_grid.py --warmup 10 --rep 40 --quiet --seqlens 2k 4k 8k 16k
+   --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient"
+TAIL=3 step grid_fp16 "$(left 70)" $G --dtypes fp16 --out "$RES/fp16"
+repack
+TAIL=3 step hopper_gpu_tests "$(left 200)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+    --durations=3 tests/backends/test_hopper_cuda.py tests/backends/test_hopper_cuda_bwd.py \
+    tests/backends/test_hopper_fa3.py tests/test_fp8.py tests/test_first_party_conformance.py \
+    tests/test_dispatch.py
+repack
+TAIL=3 step grid_bf16 "$(left 70)" $G --dtypes bf16 --out "$RES/bf16"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
+    > "$RES/nvidia_smi.txt" 2>&1
+repack

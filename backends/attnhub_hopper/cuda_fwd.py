@@ -78,7 +78,11 @@ class Tile(NamedTuple):
     last row (the first 128-key block for a 192-row tile's top 64 rows; twenty-first
     session, NOTES.md; 0: off), and ``max_tree``: each row's block max by a pairwise tree
     instead of a chain through the thread's columns (the same maxima; twenty-fourth
-    session; shipped on the 16-bit tiles in the twenty-fifth)."""
+    session; shipped on the 16-bit tiles in the twenty-fifth), and ``halves`` (causal): a
+    warpgroup's masked key block tests only the 64 columns its diagonal crosses, sets the
+    columns past them to -inf without a test and leaves those before them alone (for the
+    diagonal positions 64-row tiles and key blocks give; twenty-seventh session, built,
+    not yet timed)."""
 
     block_n: int
     stages: int
@@ -93,6 +97,7 @@ class Tile(NamedTuple):
     lazy: bool = False
     skip: int = 1
     max_tree: bool = False
+    halves: bool = False
 
     @property
     def block_m(self) -> int:
@@ -105,7 +110,8 @@ class Tile(NamedTuple):
                 + (f"-m{self.block_m}" if self.consumers != 2 else "")
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
                 + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
-                + ("-noskip" if self.skip == 0 else "") + ("-tree" if self.max_tree else ""))
+                + ("-noskip" if self.skip == 0 else "") + ("-tree" if self.max_tree else "")
+                + ("-halves" if self.halves else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -324,7 +330,8 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DPERSISTENT={int(tile.persistent)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
             f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
-            f"-DDEAD_SKIP={int(tile.skip)}", f"-DMAX_TREE={int(tile.max_tree)}")
+            f"-DDEAD_SKIP={int(tile.skip)}", f"-DMAX_TREE={int(tile.max_tree)}",
+            f"-DMASK_HALVES={int(tile.halves)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:

@@ -82,6 +82,9 @@
 #ifndef DEAD_SKIP  // causal: no S product for a first key block a warpgroup sees nothing of
 #define DEAD_SKIP 1
 #endif
+#ifndef MASK_HALVES  // 1 (causal): the diagonal's mask on its own 64 columns only (below)
+#define MASK_HALVES 0
+#endif
 #ifndef MAX_TREE  // 1: each row's block max by a pairwise tree (fewer dependent FMNMX, below)
 #define MAX_TREE 0
 #endif
@@ -532,6 +535,40 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     const int lim0 = min(lim_k, lim_c), lim1 = min(lim_k, lim_c + 8);
 #else
     const int lim0 = lim_k, lim1 = lim_k;
+#endif
+#if CAUSAL && MASK_HALVES
+    // d: the block column where this warpgroup's diagonal starts (warp-uniform).  Row r
+    // (0-63) of the warpgroup sees column c when c <= d + r, so columns below d are seen by
+    // every row and columns from d + 64 by none: only the 64 columns from d need a test an
+    // element.  A thread's column group j holds columns 8j..8j+7.  d <= 0: groups 0-7 are
+    // tested (against seqlen_k too), the rest unseen; d == 64: groups 0-7 seen by every row
+    // (when seqlen_k reaches past them), 8-15 tested, the rest unseen.  Tile heights and key
+    // blocks are multiples of 64, so with Sq and Sk multiples of 64 every masked block is one
+    // of the two; any other d takes the general loop below.  (An all-unseen block written
+    // as -inf without tests made ptxas spill 1 KB at d64: it goes through d <= 0.)
+    const int d = m0 + cw * 64 + offset - n0;
+    if (d <= 0) {
+#pragma unroll
+      for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (j >= 8 || 8 * j + e >= lim0) s_acc[4 * j + e] = NEG_INF;
+          if (j >= 8 || 8 * j + e >= lim1) s_acc[4 * j + 2 + e] = NEG_INF;
+        }
+      }
+      return;
+    }
+    if (d == 64 && n0 + 64 <= seqlen_k) {
+#pragma unroll
+      for (int j = 8; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (j >= 16 || 8 * j + e >= lim0) s_acc[4 * j + e] = NEG_INF;
+          if (j >= 16 || 8 * j + e >= lim1) s_acc[4 * j + 2 + e] = NEG_INF;
+        }
+      }
+      return;
+    }
 #endif
 #pragma unroll
     for (int j = 0; j < BLOCK_N / 8; ++j) {

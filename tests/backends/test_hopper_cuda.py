@@ -269,6 +269,23 @@ def test_nvcc_compiles_the_max_chain_tiles(D, causal, tile):
     assert spill_bytes(report) <= (96 if tile.persistent and tile.consumers == 3 else 0), report
 
 
+# Tile.halves (causal): a masked key block tests only the 64 columns a warpgroup's diagonal
+# crosses (twenty-seventh session; built, not yet timed): every shipped causal tile with it
+# builds within the shipped tile's spill bound, nothing serialised.
+HALVES = sorted({(D, tile._replace(halves=True))
+                 for D, causal, tile in cuda_fwd.shipped_tiles() if causal}, key=str)
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
+@pytest.mark.parametrize("D,tile", HALVES, ids=str)
+def test_nvcc_compiles_the_mask_halves_tiles(D, tile):
+    report = cuda_fwd.nvcc_check(D, tile, True, torch.bfloat16)
+    assert "-DMASK_HALVES=1" in cuda_fwd.options(D, tile, True, torch.bfloat16)
+    assert str(tile).endswith("-halves")
+    assert not re.search(r"C751\d", report), report
+    assert spill_bytes(report) <= (96 if tile.persistent and tile.consumers == 3 else 0), report
+
+
 M192 = [cuda_fwd.Tile(128, 2, True, consumers=3), cuda_fwd.Tile(128, 2, consumers=3),
         cuda_fwd.Tile(112, 2, True, consumers=3)]
 
@@ -587,6 +604,22 @@ def test_cuda_forward_tolerance(case, monkeypatch):
 
 @needs_sm90
 @pytest.mark.gpu
+@pytest.mark.parametrize("D,tile", HALVES, ids=str)
+@pytest.mark.parametrize("sq,sk", [(2048, 2048), (576, 1088), (1088, 576), (1000, 1064)],
+                         ids=lambda x: str(x))
+def test_cuda_forward_mask_halves(D, tile, sq, sk, monkeypatch):
+    """Tile.halves on the GPU: multiples of 64 (every masked block on its two fast paths,
+    keys past the queries, queries past the keys: rows that see nothing) and a shape off
+    the 64 grid (the general loop for the rest)."""
+    from attnhub.testing.tolerance import assert_matches_reference, random_inputs
+
+    p = _problem(B=1, Hq=2, Hk=1, Sq=sq, Sk=sk, D=D, device="cuda", causal=True)
+    q, k, v = random_inputs(p)
+    assert_matches_reference(_Cuda(tile), q, k, v, p)
+
+
+@needs_sm90
+@pytest.mark.gpu
 @pytest.mark.parametrize("D,tile", [(64, (128, 2, True)), (64, (192, 2, False)),
                                     (64, (192, 2, True, False, True)),
                                     (128, (176, 2)), (128, (176, 2, True)),
@@ -717,6 +750,10 @@ def test_ab_script_names_pairs_and_tiles(benchmark_script):
     assert not str(chain).endswith("-tree")
     tree = ab._fwd_tile("default-chain-tree", 64, True, 2048)
     assert tree == cuda_fwd.default_tile(64, True, 2048) and str(tree).endswith("-tree")
+    # -halves: Tile.halves on a shipped causal tile (not shipped itself yet)
+    halves = ab._fwd_tile("default-halves", 64, True, 2048)
+    assert halves == cuda_fwd.default_tile(64, True, 2048)._replace(halves=True)
+    assert str(halves).endswith("-halves") and not cuda_fwd.default_tile(64, True, 2048).halves
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch,

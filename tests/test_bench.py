@@ -510,6 +510,32 @@ def test_causal_waste_counts_against_closed_forms(benchmark_script):
         cw.useful_fraction(2048, 192, 128, skip=3)
 
 
+def test_mask_halves_paths_agree_with_the_causal_mask(benchmark_script):
+    """Tile.halves' two fast paths (fa3_fwd.cu, MASK_HALVES) leave columns untested on the
+    claim that every row of the warpgroup sees them (or none does); checked here against the
+    causal mask itself, element by element, for the tile heights and key-block widths that
+    ship, with Sq = Sk, keys past the queries, queries past the keys and shapes off the
+    64 grid.  An assumed diagonal narrower or wider than 64 columns is caught, and at
+    grid shapes no masked block is left to the general loop."""
+    cw = benchmark_script("causal_waste")
+    shapes = [(128, 128), (448, 448), (576, 1088), (1088, 576), (1000, 1064), (333, 777),
+              (777, 333), (64, 2000), (16, 96)]  # (16, 96): d = 64 with keys ending early
+    for M in (128, 192):
+        for N in (80, 112, 128, 176):
+            for sq, sk in shapes:
+                assert cw.halves_violations(sq, sk, M, N) == [], (sq, sk, M, N)
+    assert cw.halves_violations(576, 1088, 192, 128, width=56)  # the check can fail
+    assert cw.halves_violations(576, 1088, 128, 128, width=72)
+    for S in (1024, 2048, 4096):
+        for M in (128, 192):
+            c = cw.mask_paths(S, S, M, 128)
+            assert c["general"] == 0 and c["le0"] > 0 and c["eq64"] > 0, c
+            # every warpgroup masks one block on its diagonal, plus the wholly unseen last
+            # block when its rows end before that block starts
+            assert c["le0"] + c["eq64"] >= S // 64
+    assert cw.mask_paths(1000, 1064, 192, 128)["general"] > 0  # off the grid: the loop
+
+
 def _grid(points, rounds=1, ceiling=None):
     """A minimal FA-grid JSON: points are (d, S, causal, direction, {method: TFLOP/s})."""
     results = [dict(dtype="bf16", direction=direction, head_dim=d, seqlen=S, causal=causal,

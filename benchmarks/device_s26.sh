@@ -13,12 +13,7 @@
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-END=$((SECONDS + ${BUDGET:-560}))
-RES=/tmp/res_s26; rm -rf "$RES"; mkdir -p "$RES"
-ORIG_OUT=$OUT; OUT=$RES  # step() logs into $OUT; repack copies it all to the real $OUT
-repack() { tar czf /tmp/all_s26.tgz -C "$RES" . && mv /tmp/all_s26.tgz "$ORIG_OUT/all.tgz"; }
-
-left() { local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+budgeted s26 560
 A="python3 benchmarks/ab_hopper.py --rounds 8 --out $RES"
 S="-lazy-tree"
 TAIL=8 step ab_d128_2k4k "$(left 110)" $A --name ab_d128_full_2k4k --seqs 2048,4096 \

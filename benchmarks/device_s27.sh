@@ -9,11 +9,7 @@
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-END=$((SECONDS + ${BUDGET:-480}))
-RES=/tmp/res_s27; rm -rf "$RES"; mkdir -p "$RES"
-ORIG_OUT=$OUT; OUT=$RES
-repack() { tar czf /tmp/all_s27.tgz -C "$RES" . && mv /tmp/all_s27.tgz "$ORIG_OUT/all.tgz"; }
-left() { local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+budgeted s27 480
 TAIL=6 step ab_d256_4k "$(left 70)" python3 benchmarks/ab_hopper.py --rounds 8 --out "$RES" \
     --name ab_d256_full_4k --seqs 4096 --pair fwd:256:full:default,n64s2-pp-lazy-tree \
     --pair fwd:256:full:default,n80s2-pp-lazy-tree --pair fwd:256:full:default,n80s2-c2-lazy-tree

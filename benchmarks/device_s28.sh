@@ -18,11 +18,7 @@
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-END=$((SECONDS + ${BUDGET:-520}))
-RES=/tmp/res_s28; rm -rf "$RES"; mkdir -p "$RES"
-ORIG_OUT=$OUT; OUT=$RES
-repack() { tar czf /tmp/all_s28.tgz -C "$RES" . && mv /tmp/all_s28.tgz "$ORIG_OUT/all.tgz"; }
-left() { local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+budgeted s28 520
 A="python3 benchmarks/ab_hopper.py --out $RES"
 TAIL=3 step halves_gpu_tests "$(left 120)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     tests/backends/test_hopper_cuda.py -k "test_cuda_forward_mask_halves"

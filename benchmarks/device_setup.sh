@@ -36,3 +36,18 @@ ncu_prof() {
 pack_out() {
     (cd "$OUT" && tar czf /tmp/all.tgz . && find . -mindepth 1 -delete && mv /tmp/all.tgz all.tgz)
 }
+
+# budgeted NAME SECONDS: a call bounded by SECONDS in all (BUDGET overrides) whose step logs
+# go to RES=/tmp/res_NAME and whose $OUT/all.tgz `repack` re-writes after every step, so a
+# call cut short by the device time left still brings back every finished step; `left N`
+# caps a step's N seconds at what is left.
+budgeted() {
+    END=$((SECONDS + ${BUDGET:-$2}))
+    RES=/tmp/res_$1; rm -rf "$RES"; mkdir -p "$RES"
+    ORIG_OUT=$OUT; OUT=$RES
+}
+repack() { tar czf /tmp/all_res.tgz -C "$RES" . && mv /tmp/all_res.tgz "$ORIG_OUT/all.tgz"; }
+left() {
+    local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1
+    [ "$1" -lt "$l" ] && echo "$1" || echo "$l"
+}

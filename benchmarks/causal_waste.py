@@ -44,7 +44,8 @@ def _masked_blocks(Sq: int, Sk: int, block_m: int, block_n: int):
     """(m0, cw, n0, d) of every key block a consumer warpgroup masks, as fa3_fwd.cu's decode
     and mask see them: tiles of block_m rows aligned to the last query (the first clamped to
     row 0), key blocks aligned to key 0, bottom-right causal; d = the block column where the
-    warpgroup's diagonal starts.  Also yields the number of (warpgroup, block) pairs."""
+    warpgroup's diagonal starts.  Yields None for each (warpgroup, block) pair needing no
+    mask, so the count of everything yielded is the count of pairs."""
     offset = Sk - Sq
     for mi in range(math.ceil(Sq / block_m)):
         m0 = max(0, Sq - (mi + 1) * block_m)

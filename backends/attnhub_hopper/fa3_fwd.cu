@@ -217,6 +217,26 @@ __device__ __forceinline__ u32 pack4_e4m3(float a, float b, float c, float d) {
 }
 #endif
 
+// ---- the mask ------------------------------------------------------------------------------
+// A thread's S accumulator holds two rows of BLOCK_N / 4 columns: column group j (columns
+// 8j..8j+7 of the block) has the pair at s[4j], s[4j + 1] (row 0: columns 8j, 8j + 1 past the
+// thread's first) and s[4j + 2], s[4j + 3] (row 1).  Groups FIRST.. are masked: those from
+// DEAD on set to -inf outright, the others where the column is not below the row's limit
+// (lim0, lim1: a compile-time constant against one register a row, nothing per column to
+// hoist and spill).  The general mask is mask_groups<0, NJ, NJ>; Tile.halves' two paths
+// (the kernel's mask) are <0, 8, NJ> and <8, 16, NJ>.
+template <int FIRST, int DEAD, int NJ>
+__device__ __forceinline__ void mask_groups(float* s, int lim0, int lim1) {
+#pragma unroll
+  for (int j = FIRST; j < NJ; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      if (j >= DEAD || 8 * j + e >= lim0) s[4 * j + e] = NEG_INF;
+      if (j >= DEAD || 8 * j + e >= lim1) s[4 * j + 2 + e] = NEG_INF;
+    }
+  }
+}
+
 // ---- the kernel ---------------------------------------------------------------------------
 // PERSISTENT = 0: one CTA per tile, grid (m blocks, heads, batch), the longest causal tiles
 // first; the hardware's block scheduler balances them.
@@ -527,8 +547,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #endif
         ;
     if (!need) return;
-    // Column 8j + e of this thread's pairs is kept when 8j + e < lim (a compile-time
-    // constant against one register per row: nothing per column to hoist and spill).
+    // Column 8j + e of this thread's pairs is kept when 8j + e < lim (mask_groups)
     const int lim_k = seqlen_k - n0 - 2 * (lane % 4);
 #if CAUSAL
     const int lim_c = m0 + cw * 64 + r_loc + offset + 1 - n0 - 2 * (lane % 4);
@@ -546,38 +565,18 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     // blocks are multiples of 64, so with Sq and Sk multiples of 64 every masked block is one
     // of the two; any other d takes the general loop below.  (An all-unseen block written
     // as -inf without tests made ptxas spill 1 KB at d64: it goes through d <= 0.)
+    constexpr int NJ = BLOCK_N / 8;
     const int d = m0 + cw * 64 + offset - n0;
     if (d <= 0) {
-#pragma unroll
-      for (int j = 0; j < BLOCK_N / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (j >= 8 || 8 * j + e >= lim0) s_acc[4 * j + e] = NEG_INF;
-          if (j >= 8 || 8 * j + e >= lim1) s_acc[4 * j + 2 + e] = NEG_INF;
-        }
-      }
+      mask_groups<0, 8, NJ>(s_acc, lim0, lim1);
       return;
     }
     if (d == 64 && n0 + 64 <= seqlen_k) {
-#pragma unroll
-      for (int j = 8; j < BLOCK_N / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (j >= 16 || 8 * j + e >= lim0) s_acc[4 * j + e] = NEG_INF;
-          if (j >= 16 || 8 * j + e >= lim1) s_acc[4 * j + 2 + e] = NEG_INF;
-        }
-      }
+      mask_groups<8, 16, NJ>(s_acc, lim0, lim1);
       return;
     }
 #endif
-#pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (8 * j + e >= lim0) s_acc[4 * j + e] = NEG_INF;
-        if (8 * j + e >= lim1) s_acc[4 * j + 2 + e] = NEG_INF;
-      }
-    }
+    mask_groups<0, BLOCK_N / 8, BLOCK_N / 8>(s_acc, lim0, lim1);
   };
   // Online softmax of s_acc in place (s_acc becomes P in fp32); new row max and sums,
   // returns the rescale factors and whether O needs them.  Packing P to 16 bits is a

@@ -140,10 +140,11 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     warpgroups (192 rows, with the row sums by the P·V product) pay at d64 from 2k keys;
     CTA pairs sharing K/V pay a little at d128 non-causal 16k; the persistent grid pays at
     short sequences (d64 up to 4k keys; d128 up to 2k);
-    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise)
-    and has no shared memory for the persistent kernel's O buffer.  Causal problems with
+    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise;
+    non-causal 4k takes 64-wide blocks with ping-pong) and has no shared memory for the persistent kernel's O buffer.  Causal problems with
     :data:`LPT_KEYS` keys take their longest tiles first (``Tile.lpt``); 16-bit tiles
-    rescale lazily (``Tile.lazy``) and take the row max by a tree (``Tile.max_tree``).
+    rescale lazily (``Tile.lazy``) and take the row max by a tree (``Tile.max_tree``);
+    d64 causal problems up to 2k keys mask by halves (``Tile.halves``).
     FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
     d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
@@ -188,7 +189,11 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # 128-row one) +3.4 / +3.0 %, causal 4k +3.5 / +3.8 %, non-causal 2k +1.7 %, 4k
         # +2.0 / +1.9 %, causal 8k / 16k +1.6 / +0.5 %; non-causal 8k-16k +3.2..+5.7 %
         # before (ab_ones_h100_2026-12-06, _run2)
-        return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3, ones_sum=True)
+        # halves (the causal mask tests only the 64 columns the diagonal crosses) at causal
+        # 2k: +1.7 % (8 rounds) and +0.7 % (12 rounds, the tile against itself +0.2 % in the
+        # same rounds); 4k 0.999 (ab_halves*_h100_2026-12-07_s28), so only up to 2k
+        return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3, ones_sum=True,
+                    halves=causal and seqlen_k <= 2048)
     if head_dim == 128:
         # non-causal 2k: persistent, +3.4 / +3.8 / +3.3 % in three interleaved runs, the last
         # two in opposite orders (ab_hopper_h100_2026-12-05_run7, _run13); 4k −0.6..+1.6 %.
@@ -217,6 +222,11 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # ping-pong, as at d256: best or within the spread of n96 / ping-pong / persistent at
         # 2k-16k (hopper_fa3_cuda_fwd_dims_h100_2026-12-06; n96s2-pp +3 % at 1k only)
         return Tile(112, 2)
+    # non-causal 4k: ping-pong 64-key blocks against 80-key blocks without it +2.1 % (8
+    # rounds, twenty-seventh session) and +2.5 % (12 rounds, ab_d256_full_4k_confirm_h100_
+    # 2026-12-07_s28); n80s2-pp +1.6 %.  Not measured at 2k or 8k, so only there
+    if not causal and 2048 < seqlen_k <= 4096:
+        return Tile(64, 2, True)
     return Tile(80, 2)
 
 

@@ -415,7 +415,15 @@ def test_default_tiles_follow_the_measurements():
     assert all(t.ones_sum == (d == 64 and t.consumers == 3) for d, _, t in cuda_fwd.shipped_tiles())
     assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
     assert cuda_fwd.default_tile(64, True, 2048) == T16(128, 2, True, persistent=True, lpt=True,
-                                                        consumers=3, ones_sum=True)
+                                                        consumers=3, ones_sum=True, halves=True)
+    # halves: d64 causal up to 2k keys only (s28 A/Bs: 2k +1.7 / +0.7 %, 4k 0.999)
+    assert not cuda_fwd.default_tile(64, True, 4096).halves
+    assert {(d, c) for d, c, t in cuda_fwd.shipped_tiles() if t.halves} == {(64, True)}
+    # d256 non-causal 4k: ping-pong 64-key blocks (+2.1 / +2.5 % in two A/Bs); 2k, 8k and
+    # causal keep 80-key blocks
+    assert cuda_fwd.default_tile(256, False, 4096) == T16(64, 2, True)
+    for c, s in ((False, 2048), (False, 8192), (True, 4096)):
+        assert cuda_fwd.default_tile(256, c, s).block_n == 80
     assert cuda_fwd.default_tile(64, True, 1024).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
     assert cuda_fwd.default_tile(128, False, 2048) == T16(128, 2, True, persistent=True)
@@ -745,15 +753,18 @@ def test_ab_script_names_pairs_and_tiles(benchmark_script):
         128, 2, False, persistent=True, lpt=True, lazy=True)
     # -chain / -tree: Tile.max_tree off / on (the shipped 16-bit tiles have it on), and the
     # name reads back
-    chain = ab._fwd_tile("default-chain", 64, True, 2048)
-    assert chain == cuda_fwd.default_tile(64, True, 2048)._replace(max_tree=False)
+    chain = ab._fwd_tile("default-chain", 64, True, 4096)
+    assert chain == cuda_fwd.default_tile(64, True, 4096)._replace(max_tree=False)
     assert not str(chain).endswith("-tree")
-    tree = ab._fwd_tile("default-chain-tree", 64, True, 2048)
-    assert tree == cuda_fwd.default_tile(64, True, 2048) and str(tree).endswith("-tree")
-    # -halves: Tile.halves on a shipped causal tile (not shipped itself yet)
-    halves = ab._fwd_tile("default-halves", 64, True, 2048)
-    assert halves == cuda_fwd.default_tile(64, True, 2048)._replace(halves=True)
-    assert str(halves).endswith("-halves") and not cuda_fwd.default_tile(64, True, 2048).halves
+    tree = ab._fwd_tile("default-chain-tree", 64, True, 4096)
+    assert tree == cuda_fwd.default_tile(64, True, 4096) and str(tree).endswith("-tree")
+    # -halves / -whole: Tile.halves on / off (shipped on at d64 causal 2k, off at 4k)
+    halves = ab._fwd_tile("default-halves", 64, True, 4096)
+    assert halves == cuda_fwd.default_tile(64, True, 4096)._replace(halves=True)
+    assert str(halves).endswith("-halves") and not cuda_fwd.default_tile(64, True, 4096).halves
+    whole = ab._fwd_tile("default-whole", 64, True, 2048)
+    assert whole == cuda_fwd.default_tile(64, True, 2048)._replace(halves=False)
+    assert not str(whole).endswith("-halves")
 
 
 def test_ab_script_tri_variants_set_their_switch_only_while_they_run(monkeypatch,

@@ -19,7 +19,7 @@ TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: point
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` / ``-tree`` / ``-chain`` / ``-halves`` / ``-whole`` (Tile.ones_sum /
 Tile.lazy on / off, Tile.skip 0, no ping-pong, Tile.poly, Tile.max_tree on / off: the shipped
-16-bit tiles have it on, Tile.halves on / off: shipped on at d64 causal 1025-2048 keys),
+16-bit tiles have it on, Tile.halves on / off: shipped on at d64 causal up to 2048 keys),
 e.g. ``default-ones``, ``default-halves`` or ``n128s2-pp-persistent-lpt-m192-ones``.
 Sequence lengths: --seqs; inputs bf16, or --dtype fp16.
 """

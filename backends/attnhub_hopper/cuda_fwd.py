@@ -82,7 +82,8 @@ class Tile(NamedTuple):
     warpgroup's masked key block tests only the 64 columns its diagonal crosses, sets the
     columns past them to -inf without a test and leaves those before them alone (for the
     diagonal positions 64-row tiles and key blocks give; built in the twenty-seventh
-    session, shipped at d64 causal 1025-2048 keys in the twenty-eighth)."""
+    session, shipped at d64 causal 1025-2048 keys in the twenty-eighth and up to 1024 in
+    the twenty-ninth)."""
 
     block_n: int
     stages: int
@@ -144,8 +145,8 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     non-causal 4k takes 64-wide blocks with ping-pong) and has no shared memory for the
     persistent kernel's O buffer.  Causal problems with :data:`LPT_KEYS` keys take their
     longest tiles first (``Tile.lpt``); 16-bit tiles rescale lazily (``Tile.lazy``) and take
-    the row max by a tree (``Tile.max_tree``); d64 causal problems with 1025-2048 keys
-    mask by halves (``Tile.halves``).
+    the row max by a tree (``Tile.max_tree``); d64 causal problems with up to 2048 keys
+    mask by halves (``Tile.halves``; d128 causal 1k-4k measured +0.0..+0.7 % with it).
     FP8 always uses 128-key blocks (one swizzle row of the transposed V); ping-pong paid at
     d256 up to 4k keys (+1-4 %) and not beyond, and cost 1-8 % at d128; permuting V in
     shared memory beat the 30 us pass over V only for causal problems up to 4k keys
@@ -178,7 +179,9 @@ LPT_KEYS = (2048, 8192)
 def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
     if head_dim == 64:
         if seqlen_k <= 1024:
-            return Tile(128, 2, True, persistent=True)
+            # halves at causal 1k: +1.3 % (8 rounds) and +1.4 % (12 rounds, the tile against
+            # itself -0.1 % in the same rounds; ab_halves_1k*_h100_2026-12-07_s29)
+            return Tile(128, 2, True, persistent=True, halves=causal)
         # three consumer warpgroups (192-row tiles), medians of 4 interleaved rounds,
         # ab_hopper_h100_2026-12-05_run4..7: non-causal persistent +5.0/+5.8 % at 2k/4k,
         # plain +5.0..+7.9 % at 8k-16k (both orders); causal +3.5..+6.0 % at 8k-16k and
@@ -192,7 +195,7 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # before (ab_ones_h100_2026-12-06, _run2)
         # halves (the causal mask tests only the 64 columns the diagonal crosses) at causal
         # 2k: +1.7 % (8 rounds) and +0.7 % (12 rounds, the tile against itself +0.2 % in the
-        # same rounds); 4k 0.999 (ab_halves*_h100_2026-12-07_s28), so only up to 2k
+        # same rounds); 4k 0.999 (ab_halves*_h100_2026-12-07_s28), so only up to 2k (1k: above)
         return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3, ones_sum=True,
                     halves=causal and seqlen_k <= 2048)
     if head_dim == 128:

@@ -416,8 +416,12 @@ def test_default_tiles_follow_the_measurements():
     assert cuda_fwd.default_tile(64, True, 8192).consumers == 3
     assert cuda_fwd.default_tile(64, True, 2048) == T16(128, 2, True, persistent=True, lpt=True,
                                                         consumers=3, ones_sum=True, halves=True)
-    # halves: d64 causal up to 2k keys only (s28 A/Bs: 2k +1.7 / +0.7 %, 4k 0.999)
+    # halves: d64 causal up to 2k keys only (s28 A/Bs: 2k +1.7 / +0.7 %, 4k 0.999; s29: 1k
+    # +1.3 / +1.4 %, d128 causal 1k +0.7 / +0.1 %)
     assert not cuda_fwd.default_tile(64, True, 4096).halves
+    assert cuda_fwd.default_tile(64, True, 1024) == T16(128, 2, True, persistent=True, halves=True)
+    assert not cuda_fwd.default_tile(64, False, 1024).halves
+    assert not cuda_fwd.default_tile(128, True, 1024).halves
     assert {(d, c) for d, c, t in cuda_fwd.shipped_tiles() if t.halves} == {(64, True)}
     # d256 non-causal 4k: ping-pong 64-key blocks (+2.1 / +2.5 % in two A/Bs); 2k, 8k and
     # causal keep 80-key blocks

@@ -35,6 +35,7 @@ Entry points: ``python benchmarks/fa_grid.py [--quick]`` and ``attnhub bench``, 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -406,7 +407,8 @@ def _errors(point: Point, got: dict[str, torch.Tensor], ref: dict[str, torch.Ten
 def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
              directions: Sequence[str] = DIRECTIONS, device: torch.device, timer: Timer,
              check: bool = True, seed: int = 0, console=None,
-             progress: bool = True, rounds: int = 1) -> list[dict]:
+             progress: bool = True, rounds: int = 1,
+             checkpoint: Optional[Callable[[list], None]] = None) -> list[dict]:
     """Run every method at every point and direction; one record per (point, direction,
     method) with ``status`` in ``ok | wrong | skipped | error``.  Never raises for a
     method's failure: it is recorded with its reason.
@@ -416,7 +418,12 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
     the previous one's order rotated by one; a record's ``ms`` is then the median of its
     ``ms_rounds``.  Peers and contenders then share the clocks of each round (one timing
     after another moved a ratio by ±5-10 % on an H100: benchmarks/NOTES.md, twenty-fifth
-    session)."""
+    session).
+
+    ``checkpoint``: called with the records so far after every point (e.g. to write them to
+    disk), so a run killed outright (SIGKILL, a lost machine, a signal a library's handler
+    swallowed) still leaves what it measured; a checkpoint that raises ``OSError`` is
+    reported once and not called again."""
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"rounds={rounds!r}: expected an int >= 1 (1 = one timing each)")
     results: list[dict] = []
@@ -426,12 +433,35 @@ def run_grid(points: Sequence[Point], methods: Sequence[Method], *,
         task = bar.add_task("fa grid", total=total)
         try:
             _grid_loop(points, methods, directions, device, timer, check, seed, bar, task,
-                       results, rounds)
+                       results, rounds, _guarded(checkpoint, console))
         except KeyboardInterrupt:  # e.g. `timeout -s INT`: keep and write what was measured
             if console is not None:
                 console.print(f"[yellow]interrupted:[/] keeping {len(results)} records")
     _add_ratios(results)
     return results
+
+
+def _guarded(checkpoint: Optional[Callable[[list], None]], console) -> Optional[Callable]:
+    """``checkpoint`` that reports its first ``OSError`` (a full disk, a removed folder)
+    and is then switched off: losing the checkpoint must not lose the run."""
+    if checkpoint is None:
+        return None
+    state = {"on": True}
+
+    def call(results: list) -> None:
+        if not state["on"]:
+            return
+        try:
+            checkpoint(results)
+        except OSError as exc:
+            state["on"] = False
+            msg = f"checkpoint failed, no more partial writes this run: {exc}"
+            if console is not None:
+                console.print(f"[yellow]warning:[/] {msg}")
+            else:
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    return call
 
 
 @contextlib.contextmanager
@@ -458,7 +488,7 @@ def _signals_stop_the_grid():
 
 
 def _grid_loop(points, methods, directions, device, timer, check, seed, bar, task, results,
-               rounds=1):
+               rounds=1, checkpoint=None):
     for i, point in enumerate(points):
         bar.update(task, description=point.label())
         try:
@@ -475,6 +505,8 @@ def _grid_loop(points, methods, directions, device, timer, check, seed, bar, tas
                     results.append(dict(_record(method, point, direction), status="error",
                                         reason=why))
                     bar.advance(task)
+            if checkpoint is not None:
+                checkpoint(results)
             continue
         for direction in directions:
             ref_dir = ref and (ref if direction == "bwd" else {"o": ref["o"]})
@@ -487,6 +519,8 @@ def _grid_loop(points, methods, directions, device, timer, check, seed, bar, tas
             del again
         del q, k, v, do, ref
         _free(device)
+        if checkpoint is not None:
+            checkpoint(results)
 
 
 def _more_rounds(again: list, rounds: int, point: Point, direction: str, timer: Timer,
@@ -786,8 +820,13 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
                   directions: Sequence[str] = DIRECTIONS, warmup_ms: float = 25,
                   rep_ms: float = 100, check: bool = True, suite: str = "fa_grid",
                   infos: Optional[list] = None, console=None, progress: bool = True,
-                  rounds: int = 1) -> dict:
-    """Run the grid and return the JSON document (see benchmarks/README.md for its schema)."""
+                  rounds: int = 1, checkpoint_dir: Optional[Path] = None) -> dict:
+    """Run the grid and return the JSON document (see benchmarks/README.md for its schema).
+
+    ``checkpoint_dir``: after every point the document so far is written there as
+    ``<stem>.partial.json`` (``"partial"`` says how far it got; no end-of-run ceiling), and
+    removed once the run returns, when the caller writes the whole document: a run killed
+    before its end leaves that file instead of nothing."""
     infos = _backend_infos() if infos is None else infos
     methods = list(discover_methods(infos=infos) if methods is None else methods)
     timer, timer_text = make_timer(device, warmup_ms=warmup_ms, rep_ms=rep_ms)
@@ -796,17 +835,50 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
     dtypes, n = sorted({p.dtype for p in points}, key=list(DTYPES).index), ceiling_size(device)
     ceiling_start = matmul_ceiling(dtypes, device, timer, n)
     state_start = gpu_state(device)  # right after the matmuls: the clocks under load
+
+    env = environment(device, infos)
+    expected = len(points) * len(directions)
+
+    def document(results, ceiling_end, state_end, why=None):
+        data = _document(points, methods, directions, suite, now, started, env, timer_text,
+                         rounds, check, n, ceiling_start, ceiling_end, state_start, state_end,
+                         results)
+        per_key = collections.Counter(_key(r) for r in results)
+        done = sum(1 for c in per_key.values() if c >= len(methods))  # every method recorded
+        if why is not None or done < expected:
+            data["partial"] = {"points_done": done, "points": expected,
+                               "why": why or "interrupted (a signal ended the grid early)"}
+        return data
+
+    partial = None
+    checkpoint = None
+    if checkpoint_dir is not None:
+        partial = Path(checkpoint_dir) / f"{output_stem(document([], {}, None))}.partial.json"
+
+        def checkpoint(results):
+            _add_ratios(results)
+            write_json_to(document(results, {}, None, why="written after every point; the "
+                                   "run did not finish (killed, or the machine lost)"), partial)
+
     results = run_grid(points, methods, directions=directions, device=device, timer=timer,
-                       check=check, console=console, progress=progress, rounds=rounds)
+                       check=check, console=console, progress=progress, rounds=rounds,
+                       checkpoint=checkpoint)
     ceiling_end = matmul_ceiling(dtypes, device, timer, n)
     state_end = gpu_state(device)
+    if partial is not None and partial.exists():
+        partial.unlink()
+    return document(results, ceiling_end, state_end)
+
+
+def _document(points, methods, directions, suite, now, started, env, timer_text, rounds,
+              check, n, ceiling_start, ceiling_end, state_start, state_end, results) -> dict:
     return {
         "schema": SCHEMA,
         "suite": suite,
         "date": now.date().isoformat(),
         "timestamp": now.isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - started, 1),
-        "env": environment(device, infos),
+        "env": env,
         "config": {
             "dtypes": sorted({p.dtype for p in points}, key=list(DTYPES).index),
             "head_dims": sorted({p.head_dim for p in points}),
@@ -859,9 +931,16 @@ def output_stem(data: dict) -> str:
 
 
 def write_json(data: dict, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{output_stem(data)}.json"
-    path.write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+    return write_json_to(data, Path(out_dir) / f"{output_stem(data)}.json")
+
+
+def write_json_to(data: dict, path: Path) -> Path:
+    """``data`` as JSON at ``path`` (its folder made), through a temporary file and a
+    rename, so a reader (or a kill mid-write) never sees half a document."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+    os.replace(tmp, path)
     return path
 
 
@@ -961,6 +1040,10 @@ def render_tables(data: dict, console=None) -> None:
                   f"driver {env.get('driver')}), "
                   f"torch {env.get('torch')}, triton {env.get('triton')}, CUDA {env.get('cuda')}, "
                   f"cuDNN {env.get('cudnn')}, attnhub {env.get('attnhub')}, {data.get('date')}")
+    part = data.get("partial")
+    if part:
+        console.print(f"[yellow]partial:[/] {part.get('points_done')} of {part.get('points')} "
+                      f"(point, direction) pairs measured: {part.get('why')}")
     ceiling = data.get("ceiling")  # runs before 2026-12-06's twenty-fifth session lack it
     if ceiling:
         console.print("matmul ceiling in this run (TFLOP/s, before / after the grid): " + ", ".join(
@@ -1156,6 +1239,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attnhub bench") -> i
             return 2
     methods = [m for m in methods if (not args.methods or m.name in args.methods)
                and m.name not in args.exclude]
+    out = Path(args.out or os.path.join("benchmarks", "results"))
     eta = estimate_seconds(points, methods, args.directions, warmup, rep)
     console.print(f"{len(points)} points x {len(args.directions)} directions x "
                   f"{len(methods)} methods ({', '.join(m.name for m in methods)}) on {device}; "
@@ -1163,11 +1247,12 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attnhub bench") -> i
     data = run_benchmark(points, device=device, methods=methods, directions=args.directions,
                          warmup_ms=warmup, rep_ms=rep, check=not args.no_check,
                          suite="fa_grid_quick" if quick else "fa_grid", infos=infos,
-                         console=console, progress=not args.quiet, rounds=args.rounds)
-    out = Path(args.out or os.path.join("benchmarks", "results"))
+                         console=console, progress=not args.quiet, rounds=args.rounds,
+                         checkpoint_dir=out)
     path = write_json(data, out)
     render_tables(data, console)
-    console.print(f"wrote {path} ({data['elapsed_s']} s)")
+    console.print(f"wrote {path} ({data['elapsed_s']} s"
+                  + (", partial)" if data.get("partial") else ")"))
     if not args.no_plot:
         _plot_or_hint(data, out, console)
     return 0

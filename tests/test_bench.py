@@ -471,6 +471,81 @@ def test_a_signal_ends_the_grid_with_what_it_measured(sig):
     assert all(r["status"] == "ok" for r in res) and len(res) == 2
 
 
+def test_the_grid_checkpoints_after_every_point(tmp_path):
+    """run_benchmark(checkpoint_dir=...): after each point the document so far is on disk
+    as <stem>.partial.json, marked partial, with every record measured by then (a run killed
+    outright leaves it); a finished run removes it and its document is not partial."""
+    seen = []
+    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
+                           causal=(False,), dtypes=("bf16",))
+
+    def peek(q, k, v, causal):
+        found = list(tmp_path.glob("*.partial.json"))
+        seen.append((q.shape[2], [json.loads(f.read_text()) for f in found]))
+        return _math(q, k, v, causal)
+
+    data = bench.run_benchmark(points, device=CPU, methods=[bench.Method("peek", "attnhub", peek)],
+                               directions=("fwd",), warmup_ms=0, rep_ms=0, check=False,
+                               infos=[], progress=False, checkpoint_dir=tmp_path)
+    first = [docs for S, docs in seen if S == 32]
+    assert first and all(docs == [] for docs in first)  # nothing before the first point ends
+    at_128 = [docs for S, docs in seen if S == 128][0]
+    assert len(at_128) == 1
+    doc = at_128[0]
+    assert doc["partial"]["points_done"] == 2 and doc["partial"]["points"] == 3
+    assert sorted({r["seqlen"] for r in doc["results"]}) == [32, 64]
+    assert all(r["status"] == "ok" and r["tflops"] > 0 for r in doc["results"])
+    assert doc["ceiling"]["end"] == {}  # no end-of-run ceiling in a checkpoint
+    assert not list(tmp_path.glob("*.partial.json"))  # removed at the end
+    assert "partial" not in data and {r["seqlen"] for r in data["results"]} == {32, 64, 128}
+
+
+def test_an_interrupted_grid_says_it_is_partial(tmp_path):
+    """A signal that ends the grid early: the returned document says how far it got."""
+    import os
+    import signal
+
+    def stop_at_64(q, k, v, causal):
+        if q.shape[2] == 64:
+            os.kill(os.getpid(), signal.SIGINT)
+        return _math(q, k, v, causal)
+
+    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
+                           causal=(False,), dtypes=("bf16",))
+    data = bench.run_benchmark(points, device=CPU,
+                               methods=[bench.Method("stop", "attnhub", stop_at_64)],
+                               directions=("fwd",), warmup_ms=0, rep_ms=0, check=False,
+                               infos=[], progress=False)
+    assert data["partial"]["points_done"] == 1 and data["partial"]["points"] == 3
+    assert "interrupted" in data["partial"]["why"]
+
+
+def test_a_failing_checkpoint_warns_once_and_the_grid_goes_on():
+    calls = []
+
+    def full_disk(results):
+        calls.append(len(results))
+        raise OSError(28, "No space left on device")
+
+    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
+                           causal=(False,), dtypes=("bf16",))
+    timer, _ = bench.make_timer(CPU, warmup_ms=0, rep_ms=0)
+    with pytest.warns(RuntimeWarning, match="No space left") as record:
+        res = bench.run_grid(points, FAKES[:1], directions=("fwd",), device=CPU, timer=timer,
+                             progress=False, checkpoint=full_disk)
+    assert len(record) == 1 and calls == [1]  # tried once, then switched off
+    assert {r["seqlen"] for r in res} == {32, 64, 128}
+
+
+def test_grid_summary_marks_a_partial_grid(benchmark_script):
+    gs = benchmark_script("grid_summary")
+    a = _grid([(128, 8192, False, "fwd", {"sdpa-cudnn": 636.0, "hopper-fa3": 733.0})])
+    assert "Partial" not in gs.summary(a, ["hopper-fa3"], 0)
+    a["partial"] = {"points_done": 1, "points": 48, "why": "written after every point"}
+    assert "**Partial**: 1 of 48" in gs.summary(a, ["hopper-fa3"], 0)
+    assert "**partial**: 1 of 48" in gs.compare(a, a, ["hopper-fa3"], 0)
+
+
 def test_causal_waste_counts_against_closed_forms(benchmark_script):
     """benchmarks/causal_waste.py (what the hopper NOTES' waste table comes from): with
     64-row tiles and 64-key blocks the diagonal block is the only waste, so useful ÷ computed

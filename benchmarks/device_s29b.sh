@@ -3,7 +3,7 @@
 # (1) Tile.halves at 1k keys, confirmation: the first call read B/A 1.013 (d64 causal 1k)
 #     and 1.007 (d128 causal 1k) in 8 rounds; 12 rounds with an A/A of the shipped tile.
 # (2) the bf16 grid at 2k-16k, one timing; the first call's 150 s cap cut it before it
-#     wrote anything, so this one gets 270 s.
+#     wrote anything, so this one gets up to 330 s.
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0

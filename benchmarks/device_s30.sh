@@ -4,10 +4,10 @@
 # (1) The whole hopper-fa3 GPU suite on the current tree (last full run: the twenty-eighth
 #     session's starting tree, 716 passed in 127 s; Tile.halves at d64 causal up to 1024
 #     keys shipped since, its tile passed test_cuda_forward_mask_halves then).
-# (2) The bf16 grid at 2k-16k with 3 timing rounds a point (one timing reads a ratio to
+# (2) d64 causal 2k placed again (12 rounds; 1.027 / 1.030x cuDNN in the twenty-ninth).
+# (3) The bf16 grid at 2k-16k with 3 timing rounds a point (one timing reads a ratio to
 #     about +-3-4 %; run15 / run16 disagreed at 8k-16k); it writes <stem>.partial.json after
 #     every point, so a cut run still brings back what it measured.
-# (3) d64 causal 2k placed again (12 rounds; 1.027 / 1.030x cuDNN in the twenty-ninth).
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0

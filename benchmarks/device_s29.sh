@@ -25,9 +25,6 @@ TAIL=6 step ab_halves_1k "$(left 40)" python3 benchmarks/ab_hopper.py --out $RES
     --name ab_halves_1k --seqs 1024 \
     --pair fwd:64:causal:default,default-halves --pair fwd:128:causal:default,default-halves
 repack
-TAIL=3 step grid_bf16 "$(left 150)" python3 benchmarks/fa_grid.py --warmup 10 --rep 40 --quiet \
-    --seqlens 2k 4k 8k 16k --dtypes bf16 --out "$RES/bf16" \
-    --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
-    > "$RES/nvidia_smi.txt" 2>&1
+grid_step bf16 "$(left 150)" bf16
+gpu_clocks
 repack

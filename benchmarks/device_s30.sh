@@ -20,9 +20,6 @@ repack
 TAIL=4 step ab_place_2k "$(left 60)" python3 benchmarks/ab_hopper.py --out $RES --rounds 12 \
     --name ab_place_2k --seqs 2048 --pair fwd:64:causal:default,default
 repack
-TAIL=3 step grid_bf16_r3 "$(left 280)" python3 benchmarks/fa_grid.py --warmup 10 --rep 40 \
-    --rounds 3 --quiet --seqlens 2k 4k 8k 16k --dtypes bf16 --out "$RES/bf16" \
-    --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
-    > "$RES/nvidia_smi.txt" 2>&1
+grid_step bf16_r3 "$(left 280)" bf16 --rounds 3
+gpu_clocks
 repack

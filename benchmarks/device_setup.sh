@@ -51,3 +51,19 @@ left() {
     local l=$((END - SECONDS)); [ "$l" -lt 1 ] && l=1
     [ "$1" -lt "$l" ] && echo "$1" || echo "$l"
 }
+
+# grid_step NAME SECONDS DTYPE [ARGS...]: the FA grid at 2k-16k keys for DTYPE (one timing
+# a point unless ARGS add --rounds), every attnhub backend but opencl / naive against the
+# SDPA peers, JSON + PNG under $RES/NAME (with <stem>.partial.json after every point).
+grid_step() {
+    local name=$1 secs=$2 dtype=$3; shift 3
+    TAIL=${TAIL:-3} step "$name" "$secs" python3 benchmarks/fa_grid.py --warmup 10 --rep 40 \
+        --quiet --seqlens 2k 4k 8k 16k --dtypes "$dtype" --out "$RES/$name" "$@" \
+        --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient
+}
+
+# gpu_clocks: nvidia-smi's clocks and power now, in $RES/nvidia_smi.txt.
+gpu_clocks() {
+    nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
+        > "$RES/nvidia_smi.txt" 2>&1
+}

@@ -853,7 +853,8 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
     partial = None
     checkpoint = None
     if checkpoint_dir is not None:
-        partial = Path(checkpoint_dir) / f"{output_stem(document([], {}, None))}.partial.json"
+        stem = output_stem({"suite": suite, "env": env, "date": now.date().isoformat()})
+        partial = Path(checkpoint_dir) / f"{stem}.partial.json"
 
         def checkpoint(results):
             _add_ratios(results)
@@ -1023,6 +1024,15 @@ def _fmt(x: Optional[float]) -> str:
     return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
 
 
+def partial_text(data: dict) -> Optional[str]:
+    """How far a run that did not finish got (its ``"partial"`` entry), or None."""
+    part = data.get("partial")
+    if not part:
+        return None
+    return (f"{part.get('points_done')} of {part.get('points')} (point, direction) pairs "
+            f"measured ({part.get('why')})")
+
+
 def render_tables(data: dict, console=None) -> None:
     """Print TFLOP/s per method per point, ratios of every attnhub method vs sdpa-cudnn and
     sdpa-flash, then the skip/error/wrong reasons (grouped)."""
@@ -1040,10 +1050,9 @@ def render_tables(data: dict, console=None) -> None:
                   f"driver {env.get('driver')}), "
                   f"torch {env.get('torch')}, triton {env.get('triton')}, CUDA {env.get('cuda')}, "
                   f"cuDNN {env.get('cudnn')}, attnhub {env.get('attnhub')}, {data.get('date')}")
-    part = data.get("partial")
+    part = partial_text(data)
     if part:
-        console.print(f"[yellow]partial:[/] {part.get('points_done')} of {part.get('points')} "
-                      f"(point, direction) pairs measured: {part.get('why')}")
+        console.print(f"[yellow]partial:[/] {part}")
     ceiling = data.get("ceiling")  # runs before 2026-12-06's twenty-fifth session lack it
     if ceiling:
         console.print("matmul ceiling in this run (TFLOP/s, before / after the grid): " + ", ".join(

@@ -24,14 +24,10 @@ TAIL=8 step ab_d128_8k "$(left 80)" $A --name ab_d128_full_8k --seqs 8192 \
     --pair fwd:128:full:default,n176s2-c2$S --pair fwd:128:full:default,n176s2-pp$S \
     --pair fwd:128:full:default,n128s2-pp$S
 repack
-G="python3 benchmarks/fa_grid.py --dtypes bf16 --warmup 10 --rep 40 --quiet
-   --seqlens 2k 4k 8k 16k
-   --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient"
-TAIL=4 step grid_rounds3 "$(left 250)" $G --rounds 3 --out "$RES/rounds3"
+TAIL=4 grid_step rounds3 "$(left 250)" bf16 --rounds 3
 repack
-TAIL=4 step grid_single "$(left 170)" $G --out "$RES/single"
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
-    > "$RES/nvidia_smi.txt" 2>&1
+TAIL=4 grid_step single "$(left 170)" bf16
+gpu_clocks
 python3 benchmarks/grid_summary.py "$RES"/rounds3/*.json --against "$RES"/single/*.json \
     > "$RES/grid_rounds3_vs_single.md" 2>&1
 repack

@@ -17,9 +17,6 @@ repack
 TAIL=4 step gpu_fwd_tests "$(left 100)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     tests/backends/test_hopper_cuda.py -k "forward_tolerance or every_tile"
 repack
-TAIL=4 step grid_rounds3 "$(left 260)" python3 benchmarks/fa_grid.py --dtypes bf16 --warmup 10 \
-    --rep 40 --quiet --seqlens 2k 4k 8k 16k --rounds 3 --out "$RES/rounds3" \
-    --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
-    > "$RES/nvidia_smi.txt" 2>&1
+TAIL=4 grid_step rounds3 "$(left 260)" bf16 --rounds 3
+gpu_clocks
 repack

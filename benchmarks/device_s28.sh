@@ -34,16 +34,13 @@ TAIL=3 step hopper_gpu_tests "$(left 200)" python3 -m pytest -q -m gpu -p no:cac
     tests/backends/test_hopper_fa3.py tests/test_fp8.py tests/test_first_party_conformance.py \
     tests/test_dispatch.py
 repack
-G="python3 benchmarks/fa_grid.py --warmup 10 --rep 40 --quiet --seqlens 2k 4k 8k 16k
-   --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient"
-TAIL=3 step grid_fp16 "$(left 70)" $G --dtypes fp16 --out "$RES/fp16"
+grid_step fp16 "$(left 70)" fp16
 repack
 TAIL=4 step ab_d256_4k "$(left 50)" $A --rounds 12 --name ab_d256_full_4k_confirm --seqs 4096 \
     --pair fwd:256:full:default,n64s2-pp-lazy-tree
 TAIL=4 step ab_fp16_bwd_d256 "$(left 40)" $A --rounds 8 --dtype fp16 \
     --name ab_fp16_bwd_d256_2k --seqs 2048 --pair bwd:256:full:default,default
 repack
-TAIL=3 step grid_bf16 "$(left 70)" $G --dtypes bf16 --out "$RES/bf16"
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
-    > "$RES/nvidia_smi.txt" 2>&1
+grid_step bf16 "$(left 70)" bf16
+gpu_clocks
 repack

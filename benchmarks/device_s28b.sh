@@ -24,11 +24,8 @@ TAIL=4 step ab_new_defaults_d256 "$(left 40)" python3 benchmarks/ab_hopper.py --
     --rounds 12 --name ab_s28_new_defaults_d256 --seqs 4096 \
     --pair fwd:256:full:n80s2-lazy-tree,default
 repack
-G="python3 benchmarks/fa_grid.py --warmup 10 --rep 40 --quiet --seqlens 2k 4k 8k 16k
-   --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient"
-TAIL=3 step grid_bf16 "$(left 170)" $G --dtypes bf16 --out "$RES/bf16"
+grid_step bf16 "$(left 170)" bf16
 repack
-TAIL=3 step grid_fp16 "$(left 170)" $G --dtypes fp16 --out "$RES/fp16"
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv \
-    > "$RES/nvidia_smi.txt" 2>&1
+grid_step fp16 "$(left 170)" fp16
+gpu_clocks
 repack

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from attnhub.bench import partial_text
+
 PEERS = ("sdpa-cudnn", "sdpa-flash")
 
 
@@ -43,10 +45,8 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
     out = [f"# FA grid on {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')} "
            "(one run; TFLOP/s, ratios to peers of the same run"
            + (f"; medians of {rounds} timing rounds per point" if rounds > 1 else "") + ")", ""]
-    part = data.get("partial")
-    if part:
-        out += [f"**Partial**: {part.get('points_done')} of {part.get('points')} (point, "
-                f"direction) pairs measured ({part.get('why')}).", ""]
+    if partial_text(data):
+        out += [f"**Partial**: {partial_text(data)}.", ""]
     ceiling = data.get("ceiling")  # grids from the twenty-fifth session on
     if ceiling:
         out += [f"Matmul ceiling timed in the same run (n = {ceiling['n']}, TFLOP/s, before / "
@@ -94,10 +94,8 @@ def _label(data: dict, name: str) -> str:
     for when in ("gpu_start", "gpu_end"):
         if ceiling.get(when):
             parts.append(f"{when}: " + ", ".join(f"{k} {v}" for k, v in ceiling[when].items()))
-    part = data.get("partial")
-    if part:
-        parts.append(f"**partial**: {part.get('points_done')} of {part.get('points')} (point, "
-                     f"direction) pairs ({part.get('why')})")
+    if partial_text(data):
+        parts.append(f"**partial**: {partial_text(data)}")
     return "; ".join(parts)
 
 

@@ -141,8 +141,8 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
     warpgroups (192 rows, with the row sums by the P·V product) pay at d64 from 2k keys;
     CTA pairs sharing K/V pay a little at d128 non-causal 16k; the persistent grid pays at
     short sequences (d64 up to 4k keys; d128 up to 2k);
-    d256 runs 80-wide blocks without ping-pong (its gain there was within run-to-run noise;
-    non-causal 4k takes 64-wide blocks with ping-pong) and has no shared memory for the
+    d256 runs 80-wide blocks without ping-pong when causal (and up to 1k keys), 64-wide
+    blocks with ping-pong when non-causal above 1k keys, and has no shared memory for the
     persistent kernel's O buffer.  Causal problems with :data:`LPT_KEYS` keys take their
     longest tiles first (``Tile.lpt``); 16-bit tiles rescale lazily (``Tile.lazy``) and take
     the row max by a tree (``Tile.max_tree``); d64 causal problems with up to 2048 keys
@@ -226,10 +226,12 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # ping-pong, as at d256: best or within the spread of n96 / ping-pong / persistent at
         # 2k-16k (hopper_fa3_cuda_fwd_dims_h100_2026-12-06; n96s2-pp +3 % at 1k only)
         return Tile(112, 2)
-    # non-causal 4k: ping-pong 64-key blocks against 80-key blocks without it +2.1 % (8
-    # rounds, twenty-seventh session) and +2.5 % (12 rounds, ab_d256_full_4k_confirm_h100_
-    # 2026-12-07_s28); n80s2-pp +1.6 %.  Not measured at 2k or 8k, so only there
-    if not causal and 2048 < seqlen_k <= 4096:
+    # non-causal: ping-pong 64-key blocks against 80-key blocks without it: 4k +2.1 % (8
+    # rounds, twenty-seventh session) and +2.5 % (12 rounds,
+    # ab_d256_full_4k_confirm_h100_2026-12-07_s28; n80s2-pp +1.6 %); thirtieth session, 12
+    # interleaved rounds in both orders (ab_f256_n64pp*_h100_2026-12-07_s30): 2k +2.7 / +0.8 %,
+    # 8k +2.5 / +0.8 %, 16k +0.9 / +1.0 %; fp16 2k +1.6 %, 8k +4.6 %.  1k and below not measured
+    if not causal and seqlen_k > 1024:
         return Tile(64, 2, True)
     return Tile(80, 2)
 

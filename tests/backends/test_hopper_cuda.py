@@ -424,10 +424,12 @@ def test_default_tiles_follow_the_measurements():
     assert not cuda_fwd.default_tile(64, False, 1024).halves
     assert not cuda_fwd.default_tile(128, True, 1024).halves
     assert {(d, c) for d, c, t in cuda_fwd.shipped_tiles() if t.halves} == {(64, True)}
-    # d256 non-causal 4k: ping-pong 64-key blocks (+2.1 / +2.5 % in two A/Bs); 2k, 8k and
+    # d256 non-causal above 1k keys: ping-pong 64-key blocks (4k +2.1 / +2.5 %; s30, both
+    # orders: 2k +2.7 / +0.8 %, 8k +2.5 / +0.8 %, 16k +0.9 / +1.0 %); 1k (not measured) and
     # causal keep 80-key blocks
-    assert cuda_fwd.default_tile(256, False, 4096) == T16(64, 2, True)
-    for c, s in ((False, 2048), (False, 8192), (True, 4096)):
+    for s in (2048, 4096, 8192, 16384):
+        assert cuda_fwd.default_tile(256, False, s) == T16(64, 2, True)
+    for c, s in ((False, 1024), (True, 2048), (True, 4096), (True, 16384)):
         assert cuda_fwd.default_tile(256, c, s).block_n == 80
     assert cuda_fwd.default_tile(64, True, 1024).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2

@@ -55,9 +55,12 @@ left() {
 # grid_step NAME SECONDS DTYPE [ARGS...]: the FA grid at 2k-16k keys for DTYPE (one timing
 # a point unless ARGS add --rounds), every attnhub backend but opencl / naive against the
 # SDPA peers, JSON + PNG under $RES/NAME (with <stem>.partial.json after every point).
+# Auto-dispatch starts from an empty cache of its own, $RES/NAME/dispatch/dispatch.json,
+# which comes back with the results: a second grid on the warm machine used to reuse the
+# first one's stored timings (one pick, not two; thirtieth session).
 grid_step() {
     local name=$1 secs=$2 dtype=$3; shift 3
-    TAIL=${TAIL:-3} step "$name" "$secs" python3 benchmarks/fa_grid.py --warmup 10 --rep 40 \
+    ATTNHUB_CACHE_DIR="$RES/$name/dispatch" TAIL=${TAIL:-3} step "$name" "$secs" python3 benchmarks/fa_grid.py --warmup 10 --rep 40 \
         --quiet --seqlens 2k 4k 8k 16k --dtypes "$dtype" --out "$RES/$name" "$@" \
         --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient
 }

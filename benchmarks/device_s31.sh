@@ -9,10 +9,16 @@
 #     $RES/bf16_r3/dispatch/dispatch.json (run17's d128 non-causal 8k forward pick: 1.03x
 #     cuDNN against hopper-fa3's 1.17x).
 # (3) The fp16 grid the same way, if time is left.
+# First (0): the d224 forward cases (-k 224), among them d224 on d256's shipped non-causal
+# tile at Sq 1023 / Sk 1031 (test_cuda_forward_every_tile): if it passes, _bf16_tile's
+# `padded` rule can go (the padded dims keep that tile at 4k only until then).
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
 budgeted s31 560
+TAIL=3 step hopper_d224 "$(left 90)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+    tests/backends/test_hopper_cuda.py tests/backends/test_hopper_fa3.py -k 224
+repack
 NCU_SECONDS=$(left 90) ncu_prof fwd_d128_2k --d 128 --s 2048 --impls hopper-fa3,cudnn
 timeout "$(left 90)" ncu --clock-control none --profile-from-start off \
     --kernel-name regex:"fa3_fwd|fprop" --section WarpStateStats --section InstructionStats \

@@ -60,8 +60,9 @@ left() {
 # first one's stored timings (one pick, not two; thirtieth session).
 grid_step() {
     local name=$1 secs=$2 dtype=$3; shift 3
-    ATTNHUB_CACHE_DIR="$RES/$name/dispatch" TAIL=${TAIL:-3} step "$name" "$secs" python3 benchmarks/fa_grid.py --warmup 10 --rep 40 \
-        --quiet --seqlens 2k 4k 8k 16k --dtypes "$dtype" --out "$RES/$name" "$@" \
+    ATTNHUB_CACHE_DIR="$RES/$name/dispatch" TAIL=${TAIL:-3} step "$name" "$secs" \
+        python3 benchmarks/fa_grid.py --warmup 10 --rep 40 --quiet --seqlens 2k 4k 8k 16k \
+        --dtypes "$dtype" --out "$RES/$name" "$@" \
         --exclude opencl naive torch-sdpa-flash torch-sdpa-cudnn torch-sdpa-efficient
 }
 

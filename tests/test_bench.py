@@ -620,6 +620,36 @@ def _grid(points, rounds=1, ceiling=None):
                 ceiling=ceiling, results=results)
 
 
+def test_grid_summary_counts_the_points_under_each_threshold(benchmark_script):
+    """Under each table: per method, how many points read >= 1.05x and >= 1.0x cuDNN and
+    which are under 1.05x (three decimals; the range where most are), and where auto chose
+    another backend than the first method, with both ratios; a method with no point timed
+    gets no line."""
+    gs = benchmark_script("grid_summary")
+    g = _grid([(64, 2048, True, "fwd", {"sdpa-cudnn": 400.0, "hopper-fa3": 410.0,
+                                        "triton-fa2": 350.0, "auto": 405.0}),
+               (128, 8192, False, "fwd", {"sdpa-cudnn": 600.0, "hopper-fa3": 700.0,
+                                          "triton-fa2": 500.0, "auto": 620.0}),
+               (64, 4096, False, "fwd", {"sdpa-cudnn": 440.0, "hopper-fa3": 480.0,
+                                         "triton-fa2": 400.0, "auto": 478.0}),
+               (256, 4096, False, "fwd", {"sdpa-cudnn": 500.0, "hopper-fa3": 490.0,
+                                          "triton-fa2": 520.0, "auto": 495.0})])
+    picks = {(64, 2048): "hopper-fa3", (128, 8192): "torch-sdpa", (64, 4096): "hopper-fa3",
+             (256, 4096): "hopper-fa3"}
+    for r in g["results"]:
+        if r["method"] == "auto":
+            r["chosen"] = picks[r["head_dim"], r["seqlen"]]
+    lines = [line for line in gs.summary(g, ["hopper-fa3", "triton-fa2", "fa-x"], 0)
+             .splitlines() if line.startswith("- ")]
+    assert lines == [
+        "- hopper-fa3 ÷ cuDNN, 4 points: ≥ 1.05× at 2, ≥ 1.00× at 3; under 1.05×: "
+        f"d64 causal 2k {410 / 400:.3f}, d256 full 4k {490 / 500:.3f}",
+        f"- triton-fa2 ÷ cuDNN, 4 points: ≥ 1.05× at 0, ≥ 1.00× at 1; under 1.05×: "
+        f"{500 / 600:.3f}–{520 / 500:.3f}× over all",
+        "- auto chose hopper-fa3 at 3 of 4 points; elsewhere: d128 full 8k → torch-sdpa "
+        f"(auto {620 / 600:.3f}×, hopper-fa3 {700 / 600:.3f}× cuDNN)"]
+
+
 def test_grid_summary_compares_two_grids_point_by_point(benchmark_script, tmp_path, capsys):
     """grid_summary --against: each method's ratio to its own run's cuDNN, cuDNN B ÷ A, only
     the points both grids timed, '—' where a method is missing, and each run's rounds,

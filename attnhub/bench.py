@@ -866,8 +866,8 @@ def run_benchmark(points: Sequence[Point], *, device: torch.device,
                        checkpoint=checkpoint)
     ceiling_end = matmul_ceiling(dtypes, device, timer, n)
     state_end = gpu_state(device)
-    if partial is not None and partial.exists():
-        partial.unlink()
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return document(results, ceiling_end, state_end)
 
 

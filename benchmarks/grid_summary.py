@@ -24,6 +24,11 @@ def _fmt(x) -> str:
     return "—" if x is None else f"{x:.0f}"
 
 
+def _tflops(point: dict, method: str):
+    """A method's TFLOP/s at one point of :func:`_points`, or None where it has none."""
+    return (point.get(method) or {}).get("tflops")
+
+
 def _points(data: dict) -> dict:
     """{(dtype, direction, head_dim, seqlen, causal): {method: record}}."""
     rows = {}
@@ -64,10 +69,10 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
                     "|---" * (6 + len(methods)) + "|"]
             for k in keys:
                 point = rows[k]
-                peer = {p: (point.get(p) or {}).get("tflops") for p in PEERS}
+                peer = {p: _tflops(point, p) for p in PEERS}
                 cells = []
                 for m in methods:
-                    t = (point.get(m) or {}).get("tflops")
+                    t = _tflops(point, m)
                     if t is None:
                         cells.append("—")
                         continue
@@ -91,7 +96,9 @@ THRESHOLDS = (1.05, 1.0)
 
 
 def _where(k) -> str:
-    return f"d{k[2]} {'causal' if k[4] else 'full'} {k[3] // 1024 or k[3]}{'k' if k[3] >= 1024 else ''}"
+    """A point of :func:`_points` in words: ``d128 full 2k`` (``300`` for 300 keys)."""
+    seqlen = f"{k[3] // 1024}k" if k[3] % 1024 == 0 else str(k[3])
+    return f"d{k[2]} {'causal' if k[4] else 'full'} {seqlen}"
 
 
 def _counts(rows: dict, keys: list, methods: list[str]) -> list[str]:
@@ -103,8 +110,7 @@ def _counts(rows: dict, keys: list, methods: list[str]) -> list[str]:
     for m in methods:
         ratios = {}
         for k in keys:
-            t = (rows[k].get(m) or {}).get("tflops")
-            c = (rows[k].get("sdpa-cudnn") or {}).get("tflops")
+            t, c = _tflops(rows[k], m), _tflops(rows[k], "sdpa-cudnn")
             if t and c:
                 ratios[k] = t / c
         if not ratios:
@@ -125,9 +131,7 @@ def _counts(rows: dict, keys: list, methods: list[str]) -> list[str]:
         if other:
             parts = []
             for k in other:
-                c = (rows[k].get("sdpa-cudnn") or {}).get("tflops")
-                a = (rows[k].get("auto") or {}).get("tflops")
-                t = (rows[k].get(first) or {}).get("tflops")
+                c, a, t = (_tflops(rows[k], m) for m in ("sdpa-cudnn", "auto", first))
                 ratio = (f" (auto {a / c:.3f}×, {first} {t / c:.3f}× cuDNN)"
                          if a and t and c else "")
                 parts.append(f"{_where(k)} → {chosen[k]}{ratio}")
@@ -173,12 +177,10 @@ def compare(a: dict, b: dict, methods: list[str], min_seqlen: int,
                         f"{m} ×cuDNN {A} / {B}" for m in methods) + " |",
                     "|---" * (6 + len(methods)) + "|"]
             for k in keys:
-                ca = (pa[k].get("sdpa-cudnn") or {}).get("tflops")
-                cb = (pb[k].get("sdpa-cudnn") or {}).get("tflops")
+                ca, cb = _tflops(pa[k], "sdpa-cudnn"), _tflops(pb[k], "sdpa-cudnn")
                 cells = []
                 for m in methods:
-                    ta = (pa[k].get(m) or {}).get("tflops")
-                    tb = (pb[k].get(m) or {}).get("tflops")
+                    ta, tb = _tflops(pa[k], m), _tflops(pb[k], m)
                     ra = f"{ta / ca:.3f}" if ta and ca else "—"
                     rb = f"{tb / cb:.3f}" if tb and cb else "—"
                     cells.append(f"{ra} / {rb}")

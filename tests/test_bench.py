@@ -441,6 +441,12 @@ def test_auto_choice_is_asked_for_the_timed_direction(monkeypatch, training):
     assert not q.requires_grad  # the caller's tensors are left alone
 
 
+def _three_points():
+    """A CPU grid of three bf16 forward points, S = 32, 64, 128."""
+    return bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
+                         causal=(False,), dtypes=("bf16",))
+
+
 @pytest.mark.parametrize("sig", ("SIGTERM", "SIGINT"))
 def test_a_signal_ends_the_grid_with_what_it_measured(sig):
     """`timeout` (TERM, or -s INT) ends a grid run with its records kept, whatever handler a
@@ -457,8 +463,7 @@ def test_a_signal_ends_the_grid_with_what_it_measured(sig):
             os.kill(os.getpid(), signum)
         return _math(q, k, v, causal)
 
-    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
-                           causal=(False,), dtypes=("bf16",))
+    points = _three_points()
     timer, _ = bench.make_timer(CPU, warmup_ms=0, rep_ms=0)
     before = signal.signal(signum, signal.SIG_IGN)  # a library that swallowed the signal
     try:
@@ -476,8 +481,7 @@ def test_the_grid_checkpoints_after_every_point(tmp_path):
     as <stem>.partial.json, marked partial, with every record measured by then (a run killed
     outright leaves it); a finished run removes it and its document is not partial."""
     seen = []
-    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
-                           causal=(False,), dtypes=("bf16",))
+    points = _three_points()
 
     def peek(q, k, v, causal):
         found = list(tmp_path.glob("*.partial.json"))
@@ -510,8 +514,7 @@ def test_an_interrupted_grid_says_it_is_partial(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
         return _math(q, k, v, causal)
 
-    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
-                           causal=(False,), dtypes=("bf16",))
+    points = _three_points()
     data = bench.run_benchmark(points, device=CPU,
                                methods=[bench.Method("stop", "attnhub", stop_at_64)],
                                directions=("fwd",), warmup_ms=0, rep_ms=0, check=False,
@@ -527,8 +530,7 @@ def test_a_failing_checkpoint_warns_once_and_the_grid_goes_on():
         calls.append(len(results))
         raise OSError(28, "No space left on device")
 
-    points = bench.fa_grid(tokens=256, hidden=64, head_dims=(32,), seqlens=(32, 64, 128),
-                           causal=(False,), dtypes=("bf16",))
+    points = _three_points()
     timer, _ = bench.make_timer(CPU, warmup_ms=0, rep_ms=0)
     with pytest.warns(RuntimeWarning, match="No space left") as record:
         res = bench.run_grid(points, FAKES[:1], directions=("fwd",), device=CPU, timer=timer,

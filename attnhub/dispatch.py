@@ -253,19 +253,27 @@ def _time_backend(backend: Backend, q, k, v, problem: Problem,
     with ``triton.testing.do_bench`` (CUDA events; its warm-up also brings the clocks up, so
     the candidate timed first is not penalised: host-timed single calls once ranked
     SDPA-flash over cuDNN at 0.52x cuDNN's speed on the H100); elsewhere a host-timed loop.
-    A candidate whose first timed step takes over 3x ``best`` (the fastest so far) is slower
-    beyond doubt: that one step is its time (the reference on a long sequence costs seconds).
+    A candidate whose first two timed steps each take over 3x ``best`` (the fastest so far)
+    is slower beyond doubt: its quicker step is its time (the reference on a long sequence
+    costs seconds).  One slow step alone gets a second try, as in the interleaved rounds: a
+    host hiccup must not rule out a candidate, since the timing is stored on disk.
     """
     STATS["timings"] += 1
     step = _step(backend, q, k, v, problem)
     step()  # warm-up: compilation, autotuning
-    _sync(problem.device)
-    start = time.perf_counter()
-    step()
-    _sync(problem.device)
-    once = time.perf_counter() - start
+
+    def timed_once() -> float:
+        _sync(problem.device)
+        start = time.perf_counter()
+        step()
+        _sync(problem.device)
+        return time.perf_counter() - start
+
+    once = timed_once()
     if once > 3 * best:
-        return once
+        once = min(once, timed_once())  # a hiccup gets a second try
+        if once > 3 * best:
+            return once
     if problem.device.type == "cuda":
         try:
             from triton.testing import do_bench

@@ -389,6 +389,37 @@ def test_candidates_are_timed_in_interleaved_rounds(monkeypatch):
     assert times["fast"] < times["slow"], times
 
 
+def test_one_slow_step_does_not_rule_a_candidate_out():
+    """The one-after-another timing takes a candidate's first step as its time when that step
+    is over 3x the fastest so far; a single hiccup (here: the first step after the warm-up)
+    gets a second try, as in the interleaved rounds, and a steadily slow one keeps its time."""
+    import time
+
+    from attnhub import reference
+    from attnhub._validate import make_problem
+
+    class Stepper(attnhub.Backend):
+        name = "stepper"
+        capabilities = attnhub.Capabilities(devices=("cpu",), dtypes=(torch.float32,))
+
+        def __init__(self, sleeps):
+            self.sleeps, self.calls = sleeps, 0
+
+        def forward(self, q, k, v, problem):
+            self.calls += 1
+            time.sleep(self.sleeps(self.calls))
+            return reference.forward(q, k, v, problem)
+
+    q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
+    problem, *_ = make_problem(q, k, v)
+    hiccup = Stepper(lambda n: 0.1 if n == 2 else 0.002)  # call 1 is the warm-up
+    assert dispatch._time_backend(hiccup, q, k, v, problem, best=0.01) < 0.03
+    assert hiccup.calls > 3  # timed on, not judged by its slow step
+    slow = Stepper(lambda n: 0.05)
+    assert dispatch._time_backend(slow, q, k, v, problem, best=0.01) >= 0.05
+    assert slow.calls == 3  # warm-up and two slow steps: slower beyond doubt
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "three", "1.5"])
 def test_a_bad_dispatch_rounds_value_is_refused_with_the_variable_named(monkeypatch, value):
     monkeypatch.setenv("ATTNHUB_DISPATCH_ROUNDS", value)

@@ -17,10 +17,12 @@ TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: point
 ``tma8``: the general forward on TMA at 128x64 w8 s3; ``lean_bwd`` / ``general_bwd`` /
 ``atomic``: the backward's kernels).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
-``-poly1`` / ``-poly2`` / ``-tree`` / ``-chain`` / ``-halves`` / ``-whole`` (Tile.ones_sum /
-Tile.lazy on / off, Tile.skip 0, no ping-pong, Tile.poly, Tile.max_tree on / off: the shipped
-16-bit tiles have it on, Tile.halves on / off: shipped on at d64 causal up to 2048 keys),
-e.g. ``default-ones``, ``default-halves`` or ``n128s2-pp-persistent-lpt-m192-ones``.
+``-poly1`` / ``-poly2`` / ``-tree`` / ``-chain`` / ``-halves`` / ``-whole`` / ``-persist`` /
+``-split`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no ping-pong, Tile.poly,
+Tile.max_tree on / off: the shipped 16-bit tiles have it on, Tile.halves on / off: shipped on
+at d64 causal up to 2048 keys, Tile.persistent, Tile.split: the last wave cut along the keys,
+persistent non-causal only), e.g. ``default-ones``, ``default-halves``,
+``default-persist-split`` or ``n128s2-pp-persistent-lpt-m192-ones``.
 Sequence lengths: --seqs; inputs bf16, or --dtype fp16.
 """
 from __future__ import annotations
@@ -37,7 +39,8 @@ _FWD_SUFFIXES = {"ones": dict(ones_sum=True), "lazy": dict(lazy=True), "eager": 
                  "noskip": dict(skip=0), "nopp": dict(pingpong=False),
                  "poly1": dict(poly=1), "poly2": dict(poly=2), "tree": dict(max_tree=True),
                  "chain": dict(max_tree=False), "halves": dict(halves=True),
-                 "whole": dict(halves=False)}
+                 "whole": dict(halves=False), "persist": dict(persistent=True),
+                 "split": dict(split=True)}
 
 
 def _fwd_tile(name: str, D: int, causal: bool, S: int):

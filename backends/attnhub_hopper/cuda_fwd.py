@@ -83,7 +83,9 @@ class Tile(NamedTuple):
     columns past them to -inf without a test and leaves those before them alone (for the
     diagonal positions 64-row tiles and key blocks give; built in the twenty-seventh
     session, shipped at d64 causal 1025-2048 keys in the twenty-eighth and up to 1024 in
-    the twenty-ninth)."""
+    the twenty-ninth), and ``split`` (persistent, non-causal): the last wave's tiles
+    split along the keys over every CTA (:func:`split_plan`; built in the thirty-first
+    session, not yet run on a GPU)."""
 
     block_n: int
     stages: int
@@ -99,6 +101,7 @@ class Tile(NamedTuple):
     skip: int = 1
     max_tree: bool = False
     halves: bool = False
+    split: bool = False
 
     @property
     def block_m(self) -> int:
@@ -112,7 +115,7 @@ class Tile(NamedTuple):
                 + (f"-c{self.cluster}" if self.cluster != 1 else "")
                 + ("-ones" if self.ones_sum else "") + ("-lazy" if self.lazy else "")
                 + ("-noskip" if self.skip == 0 else "") + ("-tree" if self.max_tree else "")
-                + ("-halves" if self.halves else ""))
+                + ("-halves" if self.halves else "") + ("-split" if self.split else ""))
 
 
 #: The window's K and V bytes stay under this (about a third of the H100's 50 MB L2).
@@ -353,7 +356,7 @@ def options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
             f"-DCONSUMERS={tile.consumers}", f"-DCLUSTER={tile.cluster}",
             f"-DONES_SUM={int(tile.ones_sum)}", f"-DLAZY_RESCALE={int(tile.lazy)}",
             f"-DDEAD_SKIP={int(tile.skip)}", f"-DMAX_TREE={int(tile.max_tree)}",
-            f"-DMASK_HALVES={int(tile.halves)}")
+            f"-DMASK_HALVES={int(tile.halves)}", f"-DSPLIT_TAIL={int(tile.split)}")
 
 
 def nvrtc_options(head_dim: int, tile: Tile, causal: bool, dtype) -> tuple:
@@ -462,6 +465,9 @@ def tile_refusal(head_dim: int, tile: Tile, causal: bool, dtype) -> Optional[str
         return (f"hopper-fa3 CUDA tile {tile}: cluster must be 1, or 2 for a non-causal "
                 "16-bit kernel with one CTA per tile (not persistent) and key blocks of a "
                 f"multiple of 16; got d{head_dim} causal={causal} {dtype}")
+    if tile.split and (causal or not tile.persistent or tile.cluster != 1):
+        return (f"hopper-fa3 CUDA tile {tile}: split needs a persistent non-causal kernel "
+                f"without CTA pairs (every tile the same key blocks); got causal={causal}")
     smem = tile_smem_bytes(head_dim, tile, dtype)
     if smem > _SMEM_LIMIT:
         return (f"hopper-fa3 CUDA tile d{head_dim} {tile} needs {smem} bytes of shared memory "
@@ -623,6 +629,63 @@ def _descale_ptrs(problem, B, Hk, device):
     return keep, ptrs
 
 
+#: The shortest range of key blocks :func:`split_plan` cuts (a piece costs about one
+#: block more than a whole tile: its own Q load, its partial out and the merge).
+SPLIT_MIN_BLOCKS = 4
+
+
+@functools.lru_cache(maxsize=256)
+def split_plan(n_tiles: int, n_blocks: int, n_ctas: int,
+               min_blocks: int = SPLIT_MIN_BLOCKS) -> tuple:
+    """``Tile.split``'s work plan: ``(n_whole, first, segs)``.  Tiles 0 .. n_whole - 1 are
+    handed out whole; the key blocks of the rest (the last wave, fewer tiles than CTAs) are
+    laid end to end and cut into ``len(first) - 1`` near-equal ranges of at least
+    ``min_blocks`` and at most one a CTA; range j is segments ``first[j] .. first[j + 1] -
+    1``, each ``(tile, first key block, end key block, first segment of that tile << 8 |
+    that tile's segments)``; a tile's segments are consecutive.  No ranges (``first`` =
+    ``(0,)``, ``n_whole`` = ``n_tiles``) where no tile would be cut: a whole last wave, or
+    too few blocks to share."""
+    if n_tiles <= 0 or n_blocks <= 0 or n_ctas <= 0:
+        raise ValueError(f"split_plan({n_tiles}, {n_blocks}, {n_ctas}): expected positive "
+                         "tile, key-block and CTA counts")
+    tail = n_tiles % n_ctas
+    work = tail * n_blocks
+    n_ranges = min(n_ctas, work // max(1, min_blocks))
+    if tail == 0 or n_ranges <= tail:
+        return n_tiles, (0,), ()
+    n_whole = n_tiles - tail
+    bounds = [j * work // n_ranges for j in range(n_ranges + 1)]
+    segs, first = [], []
+    for j in range(n_ranges):
+        first.append(len(segs))
+        a, b = bounds[j], bounds[j + 1]
+        while a < b:
+            ti, lo = divmod(a, n_blocks)
+            hi = min(n_blocks, lo + b - a)
+            segs.append([n_whole + ti, lo, hi])
+            a += hi - lo
+    first.append(len(segs))
+    start = 0
+    for i in range(1, len(segs) + 1):  # a tile's segments: consecutive
+        if i == len(segs) or segs[i][0] != segs[start][0]:
+            if i - start > 255:
+                raise ValueError(f"split_plan: tile {segs[start][0]} in {i - start} pieces "
+                                 "(at most 255); raise min_blocks")
+            for seg in segs[start:i]:
+                seg.append((start << 8) | (i - start))
+            start = i
+    return n_whole, tuple(first), tuple(tuple(seg) for seg in segs)
+
+
+@functools.lru_cache(maxsize=64)
+def _split_tensors(plan: tuple, device_index: int) -> tuple:
+    """A plan's ``first`` and ``segs`` as int32 tensors on the device (kept per plan)."""
+    _, first, segs = plan
+    dev = torch.device("cuda", device_index)
+    return (torch.tensor(first, dtype=torch.int32, device=dev),
+            torch.tensor(segs or [[0, 0, 0, 0]], dtype=torch.int32, device=dev))
+
+
 def _launch(func, grid, block, smem, device, maps, scalars, cluster: int = 1):
     """cuLaunchKernel on torch's current stream (cuLaunchKernelEx with a cluster dimension
     along x when ``cluster`` > 1).  kernelParams is an array of pointers to each argument's
@@ -678,9 +741,22 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
     n_m = math.ceil(Sq / tile.block_m)
     n_tiles = n_m * Hq * B
     counter = None
+    n_whole, n_ranges, split_ptrs, part = n_tiles, 0, [0, 0], None
     if tile.persistent:  # tiles after the first wave come from this counter
-        counter = torch.zeros(1, dtype=torch.int32, device=q.device)
-        grid = (min(n_tiles, _sm_count(dev)), 1, 1)
+        n_counts = 1
+        if tile.split:
+            plan = split_plan(n_tiles, math.ceil(Sk / tile.block_n), _sm_count(dev))
+            n_whole, n_ranges = plan[0], len(plan[1]) - 1
+            if n_ranges:
+                first_t, segs_t = _split_tensors(plan, dev)
+                split_ptrs = [first_t.data_ptr(), segs_t.data_ptr()]
+                # per piece and consumer warpgroup: O, m and l of 128 threads' rows
+                o_n = kd + 8 if tile.ones_sum else kd
+                part = torch.empty(len(plan[2]) * tile.consumers * (o_n // 2 + 4) * 128,
+                                   dtype=torch.float32, device=q.device)
+                n_counts += (n_tiles - n_whole) * tile.consumers  # pieces arrived, per tile
+        counter = torch.zeros(n_counts, dtype=torch.int32, device=q.device)
+        grid = (min(n_whole + n_ranges, _sm_count(dev)), 1, 1)
     else:
         grid = (n_m, Hq, B)
     _launch(func, grid, 128 * (1 + tile.consumers), smem, q.device, maps, (
@@ -690,7 +766,10 @@ def forward(q, k, v, problem, tile: Optional[Tile] = None):
         *[ctypes.c_void_p(x) for x in ds_ptrs], ctypes.c_int(Hq), ctypes.c_int(n_m),
         ctypes.c_int(n_tiles), ctypes.c_void_p(0 if counter is None else counter.data_ptr()),
         ctypes.c_int(sched_window(B, Hq, Hq // Hk, Sk, D, q.element_size())
-                     if tile.lpt and causal else 0)), cluster=tile.cluster)
+                     if tile.lpt and causal else 0),
+        ctypes.c_int(n_whole), ctypes.c_int(n_ranges),
+        *[ctypes.c_void_p(x) for x in split_ptrs],
+        ctypes.c_void_p(0 if part is None else part.data_ptr())), cluster=tile.cluster)
     return o, lse
 
 

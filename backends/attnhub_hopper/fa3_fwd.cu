@@ -30,7 +30,7 @@
 // Build-time constants (-D): HEAD_DIM (64, 128, 192, 256; = head dim of V), BLOCK_N, STAGES,
 // CAUSAL (bottom-right aligned), IS_BF16 (the 16-bit type of Q/K/V, or of O under FP8),
 // PINGPONG, IS_FP8, V_SMEM_PERMUTE, PERSISTENT, POLY_EXP, CONSUMERS (2 or 3), CLUSTER (1 or 2),
-// LAZY_RESCALE, ONES_SUM, DEAD_SKIP.
+// LAZY_RESCALE, ONES_SUM, DEAD_SKIP, SPLIT_TAIL.
 //
 // CLUSTER=2 (non-causal 16-bit, one CTA per tile; FA3 does this at d >= 128): CTA pairs of a
 // cluster take adjacent query tiles of one (batch, head), so they read the same K/V.  Each
@@ -96,6 +96,9 @@
 #endif
 #ifndef CONSUMERS  // consumer warpgroups, 64 Q rows each
 #define CONSUMERS 2
+#endif
+#ifndef SPLIT_TAIL  // 1 (persistent, non-causal): the last wave's tiles split along the keys
+#define SPLIT_TAIL 0
 #endif
 #define BLOCK_M (64 * CONSUMERS)
 #define NUM_THREADS (128 * (1 + CONSUMERS))
@@ -198,6 +201,22 @@ __device__ __forceinline__ void tma_load_4d_mc(u32 dst, const TmaDesc* map, u32 
 }
 #endif
 static_assert(!(PERSISTENT && PERMUTE_V), "the persistent kernel takes V already permuted");
+static_assert(!SPLIT_TAIL || (PERSISTENT && !CAUSAL && CLUSTER == 1),
+              "SPLIT_TAIL: persistent non-causal kernels (every tile has the same key blocks)");
+#define END_ITEM 0x7fffffff  // the producer's end marker in TILE_SLOT (PERSISTENT)
+#define PART_FLOATS ((O_N / 2 + 4) * 128)  // one warpgroup's partial: O, then m and l of 2 rows
+
+// the OR of `pred` over the `count` threads of named barrier `id` (a barrier as well)
+__device__ __forceinline__ int bar_red_or(u32 id, u32 count, int pred) {
+  u32 out;
+  asm volatile(
+      "{\n\t.reg .pred p, q;\n\tsetp.ne.u32 p, %1, 0;\n\t"
+      "bar.red.or.pred q, %2, %3, p;\n\tselp.u32 %0, 1, 0, q;\n\t}"
+      : "=r"(out)
+      : "r"((u32)pred), "r"(id), "r"(count)
+      : "memory");
+  return (int)out;
+}
 #if IS_FP8
 static_assert(BLOCK_N == 128, "FP8: the transposed V tile is one 128-byte swizzle row of keys");
 static_assert(HEAD_DIM >= 128, "FP8: a Q/K row must fill a 128-byte swizzle chunk");
@@ -247,6 +266,17 @@ __device__ __forceinline__ void mask_groups(float* s, int lim0, int lim1) {
 // and an index >= n_tiles ends the loop.  The consumers release Q (BAR_QE) once a tile's
 // last S product is done, so the next tile's Q and K/V load during the last P·V and the
 // epilogue; O is staged in its own buffer.  The K/V ring position runs on across tiles.
+// SPLIT_TAIL = 1: the counter's values n_whole .. n_whole + n_ranges - 1 are not tiles but
+// ranges of the last wave's key blocks (the host's plan, cuda_fwd.split_plan: the blocks of
+// tiles n_whole .. n_tiles - 1 end to end, cut into n_ranges near-equal ranges), so the
+// CTAs that would idle through the last wave share its work.  Range j is the segments
+// split_first[j] .. split_first[j + 1] - 1 (int4: tile, first key block, end key block,
+// first segment of the tile << 8 | the tile's segments), each handed to the consumers as
+// one item (n_whole + segment).  A segment that is a whole tile ends as any tile; one that
+// is a piece writes its unnormalised O and its rows' m and l to split_part, and the
+// warpgroup that arrives last on the tile's counter (tile_counter[1 + ...]) merges every
+// piece in segment order (deterministic) and writes O and the LSE.  Nothing waits on
+// another CTA.
 extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     attnhub_fa3_fwd(const __grid_constant__ TmaDesc tm_q, const __grid_constant__ TmaDesc tm_k,
                     const __grid_constant__ TmaDesc tm_v, const __grid_constant__ TmaDesc tm_o,
@@ -255,7 +285,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                     const float* __restrict__ q_descale, const float* __restrict__ k_descale,
                     const float* __restrict__ v_descale,  // FP8: (B, Hk) or null (1)
                     int heads_q, int n_mblocks, int n_tiles, int* __restrict__ tile_counter,
-                    int sched_window) {
+                    int sched_window, int n_whole, int n_ranges,
+                    const int* __restrict__ split_first, const int4* __restrict__ split_segs,
+                    float* __restrict__ split_part) {
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sQ = base + SQ_OFF, sK = base + SK_OFF, sV = base + SV_OFF, bars = base + BAR_OFF;
@@ -280,6 +312,9 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if !PERSISTENT
   (void)heads_q, (void)n_mblocks, (void)n_tiles, (void)tile_counter;
 #endif
+#if !SPLIT_TAIL
+  (void)n_whole, (void)n_ranges, (void)split_first, (void)split_segs, (void)split_part;
+#endif
 
   const int tid = threadIdx.x;
   const int wg = tid / 128;
@@ -287,7 +322,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   (void)offset;
 
   struct TileC {
-    int m0, head, batch, n_blocks;
+    int m0, head, batch, n_blocks;  // key blocks kb_lo .. n_blocks - 1, the last first
+    int kb_lo, tile, part;          // part (SPLIT_TAIL): first segment << 8 | segments
   };
   // Tile t (PERSISTENT) or this CTA's launch index: m blocks from the last (the longest
   // causal tiles first) of one (batch, head) pair after another, so that concurrent CTAs
@@ -296,6 +332,19 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // (the host keeps W pairs' K/V within a third of L2; NOTES.md).
   auto decode = [&](int t) {
     TileC c;
+    c.kb_lo = 0;
+    c.part = 1;
+    int kb_hi = -1;
+#if SPLIT_TAIL
+    if (t >= n_whole) {  // a segment of the plan
+      const int4 sg = split_segs[t - n_whole];
+      t = sg.x;
+      c.kb_lo = sg.y;
+      kb_hi = sg.z;
+      c.part = sg.w;
+    }
+#endif
+    c.tile = t;
 #if !PERSISTENT && !CAUSAL  // equal tiles: the grid's own order
     (void)t, (void)sched_window;
     c.m0 = (gridDim.x - 1 - blockIdx.x) * BLOCK_M;
@@ -336,6 +385,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     n_end = min(n_end, c.m0 + BLOCK_M + offset);
 #endif
     c.n_blocks = n_end > 0 ? (n_end + BLOCK_N - 1) / BLOCK_N : 0;
+    if (kb_hi >= 0) c.n_blocks = kb_hi;
     return c;
   };
 
@@ -374,14 +424,25 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       int g = 0;  // key blocks loaded so far (the ring's position)
 #if PERSISTENT
       int t = blockIdx.x;
+      int seg = 0, seg_end = 0;  // SPLIT_TAIL: the segments of range t left to hand out
+      auto enter = [&]() {
+#if SPLIT_TAIL
+        if (t >= n_whole && t < n_whole + n_ranges) {
+          seg = split_first[t - n_whole];
+          seg_end = split_first[t - n_whole + 1];
+        }
+#endif
+      };
+      enter();
       for (int q_iter = 0;; ++q_iter) {
         mbar_wait(BAR_QE, (q_iter & 1) ^ 1);  // the consumers are done with the last Q
-        st_shared_u32(TILE_SLOT, (u32)t);
-        if (t >= n_tiles) {  // no more work: publish the end marker and stop
+        const int item = seg < seg_end ? n_whole + seg++ : (t < n_whole ? t : END_ITEM);
+        st_shared_u32(TILE_SLOT, (u32)item);
+        if (item == END_ITEM) {  // no more work: publish the end marker and stop
           mbar_expect_tx(BAR_Q, 0);
           break;
         }
-        const TileC c = decode(t);
+        const TileC c = decode(item);
         if (c.n_blocks == 0) mbar_expect_tx(BAR_Q, 0);  // nothing to load; O = 0
 #else
       {
@@ -394,7 +455,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           for (int ch = 0; ch < D_CHUNKS; ++ch)
             tma_load_4d(sQ + ch * (BLOCK_M * 128), &tm_q, BAR_Q, ch * CHUNK_ELTS, c.m0, c.head,
                         c.batch);
-          for (int it = 0; it < c.n_blocks; ++it, ++g) {
+          for (int it = 0; it < c.n_blocks - c.kb_lo; ++it, ++g) {
             const int nb = c.n_blocks - 1 - it;
             const u32 s = g % STAGES;
             const u32 ph = ((g / STAGES) & 1) ^ 1;
@@ -429,7 +490,10 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
           }
         }
 #if PERSISTENT
-        t = (int)gridDim.x + atomicAdd(tile_counter, 1);
+        if (seg >= seg_end) {  // the next tile or range
+          t = (int)gridDim.x + atomicAdd(tile_counter, 1);
+          enter();
+        }
 #endif
       }
     }
@@ -704,14 +768,15 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   for (int q_iter = 0;; ++q_iter) {
     mbar_wait(BAR_Q, q_iter & 1);
     const int t = (int)ld_shared_u32(TILE_SLOT);
-    if (t >= n_tiles) break;
+    if (t == END_ITEM) break;
     const TileC c = decode(t);
 #else
   {
     const TileC c = decode(0);
 #endif
     m0 = c.m0;
-    const int n_blocks = c.n_blocks;
+    const int n_blocks = c.n_blocks - c.kb_lo;  // this item's key blocks
+    const int kb_top = c.n_blocks - 1;           // the first one (they run from the last)
 #if IS_FP8
     const int ds_i = c.batch * (heads_q / group) + c.head / group;
     scale_log2 = scale_log2_in * (q_descale ? q_descale[ds_i] : 1.f) *
@@ -737,7 +802,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         // goes out with the next block's S, so the pipeline and the ring are unchanged.
         // (Skipping its mask and exps as well, P = 0 directly, lost 1.4-3.2 % at d64 causal
         // 2k-8k: NOTES.md "Twenty-second session".)
-        const bool dead = (n_blocks - 1) * BLOCK_N >= m0 + cw * 64 + 64 + offset;
+        const bool dead = kb_top * BLOCK_N >= m0 + cw * 64 + 64 + offset;
         if (dead) {
           PP_PASS();
         } else
@@ -753,7 +818,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if PERSISTENT
         if (n_blocks == 1) release(BAR_QE);  // Q is free: the next tile's may load
 #endif
-        mask(n_blocks - 1);
+        mask(kb_top);
         float a0, a1;
         softmax(a0, a1);
         pack_p();
@@ -775,7 +840,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 #if PERSISTENT
         if (it == n_blocks - 1) release(BAR_QE);
 #endif
-        mask(n_blocks - 1 - it);
+        mask(kb_top - it);
         float a0, a1;
         const bool moved = softmax(a0, a1);
         // The wait for the previous P·V goes in both arms of the rescale's branch.  In one
@@ -812,13 +877,62 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
 
     // ---------------- epilogue ----------------
 #if ONES_SUM
-    const float l0 = o[HEAD_DIM / 2], l1 = o[HEAD_DIM / 2 + 2];
+    float l0 = o[HEAD_DIM / 2], l1 = o[HEAD_DIM / 2 + 2];
 #else
     float l0 = l_r[0], l1 = l_r[1];
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#endif
+#if SPLIT_TAIL
+    if ((c.part & 255) > 1) {  // a piece of a tile: partial out, the last one merges
+      const int n_pieces = c.part & 255, seg0 = c.part >> 8;
+      float* mine = split_part + ((size_t)(t - n_whole) * CONSUMERS + cw) * PART_FLOATS;
+#pragma unroll
+      for (int i = 0; i < O_N / 2; ++i) __stcg(mine + i * 128 + ctid, o[i]);
+      __stcg(mine + (O_N / 2) * 128 + ctid, m_r[0]);
+      __stcg(mine + (O_N / 2 + 1) * 128 + ctid, m_r[1]);
+      __stcg(mine + (O_N / 2 + 2) * 128 + ctid, l0);
+      __stcg(mine + (O_N / 2 + 3) * 128 + ctid, l1);
+      __threadfence();
+      asm volatile("bar.sync %0, 128;" ::"r"(cw + 1) : "memory");
+      int last = 0;
+      if (ctid == 0)
+        last = atomicAdd(tile_counter + 1 + (c.tile - n_whole) * CONSUMERS + cw, 1) ==
+               n_pieces - 1;
+      if (!bar_red_or(cw + 1, 128, last)) continue;  // another piece's warpgroup merges
+      __threadfence();
+      // every piece in segment order (this one's too, from memory): the same sums whoever
+      // merges
+      float mm0 = NEG_INF, mm1 = NEG_INF;
+      l0 = l1 = 0.f;
+#pragma unroll
+      for (int i = 0; i < O_N / 2; ++i) o[i] = 0.f;
+      for (int pc = 0; pc < n_pieces; ++pc) {
+        const float* th = split_part + ((size_t)(seg0 + pc) * CONSUMERS + cw) * PART_FLOATS;
+        const float mp0 = __ldcg(th + (O_N / 2) * 128 + ctid);
+        const float mp1 = __ldcg(th + (O_N / 2 + 1) * 128 + ctid);
+        const float n0 = fmaxf(mm0, mp0), n1 = fmaxf(mm1, mp1);
+        const float a0 = mm0 == NEG_INF ? 0.f : fast_exp2(mm0 - n0);
+        const float a1 = mm1 == NEG_INF ? 0.f : fast_exp2(mm1 - n1);
+        const float b0 = mp0 == NEG_INF ? 0.f : fast_exp2(mp0 - n0);
+        const float b1 = mp1 == NEG_INF ? 0.f : fast_exp2(mp1 - n1);
+        l0 = l0 * a0 + __ldcg(th + (O_N / 2 + 2) * 128 + ctid) * b0;
+        l1 = l1 * a1 + __ldcg(th + (O_N / 2 + 3) * 128 + ctid) * b1;
+#pragma unroll
+        for (int j = 0; j < O_N / 8; ++j) {
+          o[4 * j] = o[4 * j] * a0 + __ldcg(th + (4 * j) * 128 + ctid) * b0;
+          o[4 * j + 1] = o[4 * j + 1] * a0 + __ldcg(th + (4 * j + 1) * 128 + ctid) * b0;
+          o[4 * j + 2] = o[4 * j + 2] * a1 + __ldcg(th + (4 * j + 2) * 128 + ctid) * b1;
+          o[4 * j + 3] = o[4 * j + 3] * a1 + __ldcg(th + (4 * j + 3) * 128 + ctid) * b1;
+        }
+        mm0 = n0;
+        mm1 = n1;
+      }
+      m_r[0] = mm0;
+      m_r[1] = mm1;
+    }
 #endif
 #if IS_FP8  // read here, not kept in a register through the loop
     const float o_scale =

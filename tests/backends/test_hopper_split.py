@@ -164,6 +164,101 @@ def test_split_merge_emulation_matches_attention(H, Sq, Sk, n_ctas):
     torch.testing.assert_close(lse, torch.logsumexp(s, -1), rtol=1e-10, atol=1e-10)
 
 
+def _run_schedule(n_tiles, n_blocks, n_ctas, seed=None):
+    """fa3_fwd.cu's persistent producers under SPLIT_TAIL, mirrored: each CTA starts at
+    unit blockIdx.x, hands out a range's segments one by one, and takes the next unit from
+    the shared counter only when its range is used up.  With a seed the CTAs take turns in
+    a random order (any interleaving of the atomics); without, the one that is least busy
+    goes next (a list schedule, an item costing its key blocks).  Returns the plan, the
+    items each CTA published, the item that merged each cut tile (the last arrival on its
+    counter) and the busiest CTA's key blocks."""
+    import random
+
+    n_whole, first, segs = cuda_fwd.split_plan(n_tiles, n_blocks, n_ctas)
+    n_ranges = len(first) - 1
+    grid = min(n_whole + n_ranges, n_ctas)
+    counter = [0]
+    state = []
+    for b in range(grid):
+        st_ = {"t": b, "seg": 0, "seg_end": 0, "items": [], "busy": 0}
+        state.append(st_)
+
+    def enter(st_):
+        t = st_["t"]
+        if n_whole <= t < n_whole + n_ranges:
+            st_["seg"], st_["seg_end"] = first[t - n_whole], first[t - n_whole + 1]
+
+    for st_ in state:
+        enter(st_)
+    arrivals, merged = {}, {}
+    rng = random.Random(seed)
+    live = list(range(grid))
+    while live:
+        b = (rng.choice(live) if seed is not None
+             else min(live, key=lambda i: (state[i]["busy"], i)))
+        st_ = state[b]
+        if st_["seg"] < st_["seg_end"]:
+            item = n_whole + st_["seg"]
+            st_["seg"] += 1
+        else:
+            item = st_["t"] if st_["t"] < n_whole else None
+        if item is None:
+            live.remove(b)
+            continue
+        st_["items"].append(item)
+        st_["busy"] += n_blocks
+        if item >= n_whole:  # the consumers' epilogue: count the piece, the last merges
+            tile, lo, hi, label = segs[item - n_whole]
+            st_["busy"] += hi - lo - n_blocks
+            if label & 255 > 1:
+                arrivals[tile] = arrivals.get(tile, 0) + 1
+                if arrivals[tile] == label & 255:
+                    merged[tile] = item
+        if st_["seg"] >= st_["seg_end"]:
+            st_["t"] = grid + counter[0]
+            counter[0] += 1
+            enter(st_)
+    return (n_whole, segs, [st_["items"] for st_ in state], merged,
+            max(st_["busy"] for st_ in state))
+
+
+@pytest.mark.parametrize("n_tiles,n_blocks,n_ctas", [(2048, 16, 132), (1024, 32, 132),
+                                                     (64, 9, 132), (144, 9, 132),
+                                                     (2816, 16, 132), (37, 5, 7)])
+@pytest.mark.parametrize("seed", range(3))
+def test_split_schedule_does_every_block_once(n_tiles, n_blocks, n_ctas, seed):
+    """The producer loop's order of units and segments (mirrored from the kernel) covers
+    every key block of every tile exactly once whatever order the CTAs reach the counter,
+    merges each cut tile exactly once."""
+    n_whole, segs, items, merged, _ = _run_schedule(n_tiles, n_blocks, n_ctas, seed)
+    done = {}
+    for cta_items in items:
+        for item in cta_items:
+            if item < n_whole:
+                blocks = [(item, b) for b in range(n_blocks)]
+            else:
+                tile, lo, hi, _ = segs[item - n_whole]
+                blocks = [(tile, b) for b in range(lo, hi)]
+            for key in blocks:
+                assert key not in done, f"key block {key} done twice"
+                done[key] = item
+    assert len(done) == n_tiles * n_blocks
+    cut = {s[0] for s in segs if s[3] & 255 > 1}
+    assert set(merged) == cut
+
+
+@pytest.mark.parametrize("n_tiles,n_blocks", [(2048, 16), (2048, 64), (1024, 32), (1024, 256),
+                                              (2816, 16), (2816, 32), (200, 16)])
+def test_split_schedule_evens_out_the_last_wave(n_tiles, n_blocks):
+    """In a list schedule on 132 CTAs (costs in key blocks, no per-item overhead), the
+    busiest CTA does floor(T / 132) whole tiles and one range, where unsplit it does
+    ceil(T / 132) tiles: at the FA grid's d128 2k, 15 x 16 + 9 = 249 blocks against 256."""
+    n_whole, segs, _, _, busiest = _run_schedule(n_tiles, n_blocks, 132)
+    tail_work = (n_tiles - n_whole) * n_blocks
+    assert busiest == n_whole // 132 * n_blocks + math.ceil(tail_work / 132)
+    assert busiest < math.ceil(n_tiles / 132) * n_blocks
+
+
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
 @pytest.mark.parametrize("D,tile", SPLIT_TILES, ids=lambda x: str(x))
 def test_split_compiles_for_sm90a(D, tile):

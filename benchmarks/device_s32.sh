@@ -12,6 +12,7 @@
 #     model of 132 SMs, NOTES.md "Thirty-first session"): the last wave is 52 % full at d128
 #     (2048 tiles) and 76 % at d256 (1024 tiles), so +1.4..+1.9 % at 2k and +2.3..+3.0 % at
 #     4k-16k, less what a piece costs; fewer than +1 % at 2k means the pieces cost more.
+#     d64 non-causal 2k / 4k (2816 192-row tiles, 21.33 waves): +1.8..+2.7 %.
 # (2) device_s31.sh's ncu of d128 non-causal 2k and the bf16 grid, with what is left.
 set -u
 source benchmarks/device_setup.sh
@@ -33,6 +34,9 @@ if grep -q " passed" "$RES/split_tests.txt" && ! grep -qE "failed|error" "$RES/s
     TAIL=6 step ab_split_d256 "$(left 70)" python3 benchmarks/ab_hopper.py --out $RES \
         --rounds 10 --name ab_split_d256 --seqs 2048,8192 \
         --pair fwd:256:full:default,default-persist-split
+    repack
+    TAIL=6 step ab_split_d64 "$(left 60)" python3 benchmarks/ab_hopper.py --out $RES \
+        --rounds 10 --name ab_split_d64 --seqs 2048,4096 --pair fwd:64:full:default,default-split
     repack
 fi
 NCU_SECONDS=$(left 90) ncu_prof fwd_d128_2k --d 128 --s 2048 --impls hopper-fa3,cudnn

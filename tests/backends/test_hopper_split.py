@@ -23,11 +23,12 @@ ON_SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9
 needs_sm90 = pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU")
 NVCC = shutil.which("nvcc")
 
-#: the shipped d128 non-causal 2k tile with the split, and d256's non-causal tile made
-#: persistent with it (the A/B's candidates)
+#: the shipped d128 and d64 (192-row, ones_sum) non-causal 2k tiles with the split, and
+#: d256's non-causal tile made persistent with it (the A/B's candidates)
 SPLIT_TILES = [(128, cuda_fwd.default_tile(128, False, 2048)._replace(split=True)),
                (256, cuda_fwd.default_tile(256, False, 8192)._replace(persistent=True,
-                                                                       split=True))]
+                                                                       split=True)),
+               (64, cuda_fwd.default_tile(64, False, 2048)._replace(split=True))]
 
 
 def _check_plan(n_tiles, n_blocks, n_ctas, min_blocks=cuda_fwd.SPLIT_MIN_BLOCKS):

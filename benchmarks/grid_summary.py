@@ -105,7 +105,9 @@ def _counts(rows: dict, keys: list, methods: list[str]) -> list[str]:
     """Lines under one table: per method, at how many of the points it timed it reads at
     least each of :data:`THRESHOLDS` × cuDNN, and the points under the first one (three
     decimals; its range instead where most are under); then where auto-dispatch chose
-    another backend than the first method, with both ratios."""
+    another backend than the first method, with both ratios and, where the grid timed the
+    chosen backend pinned too, its ratio (the pick's cost is the first method's ratio over
+    it; auto's own reading adds its overhead and its own noise)."""
     lines = []
     for m in methods:
         ratios = {}
@@ -131,8 +133,10 @@ def _counts(rows: dict, keys: list, methods: list[str]) -> list[str]:
         if other:
             parts = []
             for k in other:
-                c, a, t = (_tflops(rows[k], m) for m in ("sdpa-cudnn", "auto", first))
-                ratio = (f" (auto {a / c:.3f}×, {first} {t / c:.3f}× cuDNN)"
+                c, a, t, p = (_tflops(rows[k], m)
+                              for m in ("sdpa-cudnn", "auto", first, chosen[k]))
+                pinned = f", {chosen[k]} pinned {p / c:.3f}×" if p and c else ""
+                ratio = (f" (auto {a / c:.3f}×, {first} {t / c:.3f}×{pinned} cuDNN)"
                          if a and t and c else "")
                 parts.append(f"{_where(k)} → {chosen[k]}{ratio}")
             text += "; elsewhere: " + ", ".join(parts)

@@ -625,13 +625,14 @@ def _grid(points, rounds=1, ceiling=None):
 def test_grid_summary_counts_the_points_under_each_threshold(benchmark_script):
     """Under each table: per method, how many points read >= 1.05x and >= 1.0x cuDNN and
     which are under 1.05x (three decimals; the range where most are), and where auto chose
-    another backend than the first method, with both ratios; a method with no point timed
-    gets no line."""
+    another backend than the first method, with both ratios and the chosen backend's
+    pinned one where the grid timed it; a method with no point timed gets no line."""
     gs = benchmark_script("grid_summary")
     g = _grid([(64, 2048, True, "fwd", {"sdpa-cudnn": 400.0, "hopper-fa3": 410.0,
                                         "triton-fa2": 350.0, "auto": 405.0}),
                (128, 8192, False, "fwd", {"sdpa-cudnn": 600.0, "hopper-fa3": 700.0,
-                                          "triton-fa2": 500.0, "auto": 620.0}),
+                                          "triton-fa2": 500.0, "auto": 620.0,
+                                          "torch-sdpa": 650.0}),
                (64, 4096, False, "fwd", {"sdpa-cudnn": 440.0, "hopper-fa3": 480.0,
                                          "triton-fa2": 400.0, "auto": 478.0}),
                (256, 4096, False, "fwd", {"sdpa-cudnn": 500.0, "hopper-fa3": 490.0,
@@ -649,7 +650,8 @@ def test_grid_summary_counts_the_points_under_each_threshold(benchmark_script):
         f"- triton-fa2 ÷ cuDNN, 4 points: ≥ 1.05× at 0, ≥ 1.00× at 1; under 1.05×: "
         f"{500 / 600:.3f}–{520 / 500:.3f}× over all",
         "- auto chose hopper-fa3 at 3 of 4 points; elsewhere: d128 full 8k → torch-sdpa "
-        f"(auto {620 / 600:.3f}×, hopper-fa3 {700 / 600:.3f}× cuDNN)"]
+        f"(auto {620 / 600:.3f}×, hopper-fa3 {700 / 600:.3f}×, torch-sdpa pinned "
+        f"{650 / 600:.3f}× cuDNN)"]
 
 
 def test_grid_summary_compares_two_grids_point_by_point(benchmark_script, tmp_path, capsys):

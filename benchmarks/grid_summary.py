@@ -51,8 +51,9 @@ def summary(data: dict, methods: list[str], min_seqlen: int) -> str:
     out = [f"# FA grid on {env.get('device_name', env.get('device', '?'))}, {data.get('date', '')} "
            "(one run; TFLOP/s, ratios to peers of the same run"
            + (f"; medians of {rounds} timing rounds per point" if rounds > 1 else "") + ")", ""]
-    if partial_text(data):
-        out += [f"**Partial**: {partial_text(data)}.", ""]
+    part = partial_text(data)
+    if part:
+        out += [f"**Partial**: {part}.", ""]
     ceiling = data.get("ceiling")  # grids from the twenty-fifth session on
     if ceiling:
         out += [f"Matmul ceiling timed in the same run (n = {ceiling['n']}, TFLOP/s, before / "
@@ -154,8 +155,9 @@ def _label(data: dict, name: str) -> str:
     for when in ("gpu_start", "gpu_end"):
         if ceiling.get(when):
             parts.append(f"{when}: " + ", ".join(f"{k} {v}" for k, v in ceiling[when].items()))
-    if partial_text(data):
-        parts.append(f"**partial**: {partial_text(data)}")
+    part = partial_text(data)
+    if part:
+        parts.append(f"**partial**: {part}")
     return "; ".join(parts)
 
 

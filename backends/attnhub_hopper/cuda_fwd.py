@@ -679,11 +679,12 @@ def split_plan(n_tiles: int, n_blocks: int, n_ctas: int,
 
 @functools.lru_cache(maxsize=64)
 def _split_tensors(plan: tuple, device_index: int) -> tuple:
-    """A plan's ``first`` and ``segs`` as int32 tensors on the device (kept per plan)."""
+    """A plan's ``first`` and ``segs`` (a plan with ranges) as int32 tensors on the device,
+    kept per plan."""
     _, first, segs = plan
     dev = torch.device("cuda", device_index)
     return (torch.tensor(first, dtype=torch.int32, device=dev),
-            torch.tensor(segs or [[0, 0, 0, 0]], dtype=torch.int32, device=dev))
+            torch.tensor(segs, dtype=torch.int32, device=dev))
 
 
 def _launch(func, grid, block, smem, device, maps, scalars, cluster: int = 1):

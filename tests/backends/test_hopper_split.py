@@ -179,10 +179,7 @@ def _run_schedule(n_tiles, n_blocks, n_ctas, seed=None):
     n_ranges = len(first) - 1
     grid = min(n_whole + n_ranges, n_ctas)
     counter = [0]
-    state = []
-    for b in range(grid):
-        st_ = {"t": b, "seg": 0, "seg_end": 0, "items": [], "busy": 0}
-        state.append(st_)
+    state = [{"t": b, "seg": 0, "seg_end": 0, "items": [], "busy": 0} for b in range(grid)]
 
     def enter(st_):
         t = st_["t"]

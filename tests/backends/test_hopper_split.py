@@ -317,7 +317,17 @@ def test_split_forward_on_the_gpu(D, tile, shape, dtype, monkeypatch):
     o1, l1 = cuda_fwd.forward(q, k, v, p, tile=tile)
     o2, l2 = cuda_fwd.forward(q, k, v, p, tile=tile)
     assert torch.equal(o1, o2) and torch.equal(l1, l2)  # pieces merge in a fixed order
+    # Against the unsplit tile: not bit for bit -- a piece's row max differs from the whole
+    # tile's, so P rounds differently to 16 bits, and the ones-column tiles (d64) sum l from
+    # those rounded P (the first GPU run: LSE 6.5e-4 apart at d64, 8.5e-5 relative).  So
+    # both are held to the float64 reference: the split's mean error at most 1.3x the
+    # unsplit tile's, its largest at most 3x (a lost or doubled piece is far off both).
     o0, l0 = cuda_fwd.forward(q, k, v, p, tile=tile._replace(split=False))
-    torch.testing.assert_close(l1, l0, rtol=0, atol=2e-5)
-    torch.testing.assert_close(o1.float(), o0.float(), rtol=0,
-                               atol=2 * torch.finfo(dtype).eps * o0.float().abs().max().item())
+    from attnhub import reference
+    o_ref, l_ref = reference.forward(q, k, v, p, compute_dtype=torch.float64)
+    for name, got, unsplit, ref in (("O", o1, o0, o_ref), ("LSE", l1, l0, l_ref)):
+        e_split = (got.double() - ref.double()).abs()
+        e_whole = (unsplit.double() - ref.double()).abs()
+        tiny = 1e-7
+        assert e_split.mean().item() <= 1.3 * e_whole.mean().item() + tiny, name
+        assert e_split.max().item() <= 3 * e_whole.max().item() + tiny, name

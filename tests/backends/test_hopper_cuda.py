@@ -431,10 +431,11 @@ def test_default_tiles_follow_the_measurements():
         assert cuda_fwd.default_tile(256, False, s) == T16(64, 2, True)
     for c, s in ((False, 1024), (True, 2048), (True, 4096), (True, 16384)):
         assert cuda_fwd.default_tile(256, c, s).block_n == 80
-    # the padded dims on the d256 kernel: the 64-key tile at 4k only, until a GPU checks it
-    assert cuda_fwd.default_tile(224, False, 4096) == T16(64, 2, True)
-    for s in (2048, 8192, 16384):
-        assert cuda_fwd.default_tile(224, False, s) == T16(80, 2)
+    # the padded dims on the d256 kernel take the same tiles (d224 on the 64-key tile passed
+    # test_cuda_forward_every_tile on the GPU, thirty-second session)
+    for c, s in ((False, 1024), (False, 2048), (False, 4096), (False, 16384), (True, 4096)):
+        assert cuda_fwd.default_tile(224, c, s) == cuda_fwd.default_tile(256, c, s)
+    assert cuda_fwd.default_tile(224, False, 8192).block_n == 64
     assert cuda_fwd.default_tile(64, True, 1024).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
     assert cuda_fwd.default_tile(128, False, 2048) == T16(128, 2, True, persistent=True)
@@ -662,8 +663,8 @@ def test_cuda_forward_mask_halves(D, tile, sq, sk, monkeypatch):
                                     (256, (80, 2, False, False, False, 0, False, 2, 1, False,
                                            True)),
                                     # a padded head dim on d256's shipped non-causal tile
-                                    # (ping-pong 64-key blocks, lazy, tree max): shipped
-                                    # there at 4k only until this case passes on a GPU
+                                    # (ping-pong 64-key blocks, lazy, tree max): passed on
+                                    # the GPU in the thirty-second session, so shipped
                                     (224, (64, 2, True, False, False, 0, False, 2, 1, False,
                                            True, 1, True))],
                          ids=str)

@@ -161,6 +161,8 @@ def default_tile(head_dim: int, causal: bool, seqlen_k: int, fp8: bool = False) 
         return Tile(128, 2, head_dim == 256 and short, causal and short)
     kernel_dim = kernel_head_dim(head_dim) or head_dim
     tile = _bf16_tile(kernel_dim, causal, seqlen_k)
+    if kernel_dim != head_dim:  # the split has run on the GPU only at the kernel dims
+        tile = tile._replace(split=False)
     # lazy (FA4's conditional rescale): +0.3..+3.2 % at all 12 points of an interleaved A/B
     # (d64/128/256, 2k/8k, causal or not; ab_split_lazy_h100_2026-12-06).  max_tree (the
     # row max by a tree): B/A 0.979..1.022, geometric mean +0.6 %, at least 1.0 at 16 of 20
@@ -202,8 +204,13 @@ def _bf16_tile(head_dim: int, causal: bool, seqlen_k: int) -> Tile:
         # halves (the causal mask tests only the 64 columns the diagonal crosses) at causal
         # 2k: +1.7 % (8 rounds) and +0.7 % (12 rounds, the tile against itself +0.2 % in the
         # same rounds); 4k 0.999 (ab_halves*_h100_2026-12-07_s28), so only up to 2k (1k: above)
-        return Tile(128, 2, True, persistent=seqlen_k <= 4096, consumers=3, ones_sum=True,
-                    halves=causal and seqlen_k <= 2048)
+        # split (the last wave's tiles cut along the keys over every CTA) on the persistent
+        # non-causal tile: 2k +1.1 / +0.7 %, 4k +2.2 / +1.0 % in both orders (10 / 16
+        # interleaved rounds), fp16 +1.5 / +1.7 % (ab_split_d64*_h100_2026-12-07_s32;
+        # prediction +1.8..+2.7 %, an upper bound); d128 2k gained nothing (+0.2 / -0.4 %)
+        persistent = seqlen_k <= 4096
+        return Tile(128, 2, True, persistent=persistent, consumers=3, ones_sum=True,
+                    halves=causal and seqlen_k <= 2048, split=persistent and not causal)
     if head_dim == 128:
         # non-causal 2k: persistent, +3.4 / +3.8 / +3.3 % in three interleaved runs, the last
         # two in opposite orders (ab_hopper_h100_2026-12-05_run7, _run13); 4k −0.6..+1.6 %.

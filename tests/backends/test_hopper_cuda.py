@@ -436,6 +436,15 @@ def test_default_tiles_follow_the_measurements():
     for c, s in ((False, 1024), (False, 2048), (False, 4096), (False, 16384), (True, 4096)):
         assert cuda_fwd.default_tile(224, c, s) == cuda_fwd.default_tile(256, c, s)
     assert cuda_fwd.default_tile(224, False, 8192).block_n == 64
+    # the split (last wave cut along the keys): d64 non-causal on the persistent 192-row
+    # tile only (2k / 4k, +0.7..+2.2 %, s32); not at d128 2k (+0.2 / -0.4 %), not causal, not
+    # on padded dims (the GPU ran it at d64 only)
+    assert {(d, c, s) for d, c, s in ((64, False, 2048), (64, False, 4096), (64, False, 1024),
+                                      (64, False, 8192), (64, True, 2048), (48, False, 2048),
+                                      (128, False, 2048), (256, False, 2048))
+            if cuda_fwd.default_tile(d, c, s).split} == {(64, False, 2048), (64, False, 4096)}
+    assert cuda_fwd.default_tile(48, False, 2048) == cuda_fwd.default_tile(
+        64, False, 2048)._replace(split=False)
     assert cuda_fwd.default_tile(64, True, 1024).consumers == 2
     assert cuda_fwd.default_tile(64, False, 1024).consumers == 2
     assert cuda_fwd.default_tile(128, False, 2048) == T16(128, 2, True, persistent=True)

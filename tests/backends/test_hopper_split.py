@@ -24,8 +24,9 @@ needs_sm90 = pytest.mark.skipif(not ON_SM90, reason="needs an sm90 (Hopper) GPU"
 NVCC = shutil.which("nvcc")
 
 #: d128's non-causal 2k tile with the split (measured, not shipped) and d64's shipped
-#: non-causal 2k tile (192-row, ones_sum), which has it.  d256 has no persistent twin of its shipped non-causal tile: with persistence it needs
-# 263272 bytes of shared memory (limit 232448; the first GPU run refused it, s32)
+#: non-causal 2k tile (192-row, ones_sum), which has it.  d256 has no persistent twin of
+#: its shipped non-causal tile: with persistence it needs 263272 bytes of shared memory
+#: (limit 232448; the first GPU run refused it, s32)
 SPLIT_TILES = [(128, cuda_fwd.default_tile(128, False, 2048)._replace(split=True)),
                (64, cuda_fwd.default_tile(64, False, 2048))]
 

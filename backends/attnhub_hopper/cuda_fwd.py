@@ -85,7 +85,7 @@ class Tile(NamedTuple):
     session, shipped at d64 causal 1025-2048 keys in the twenty-eighth and up to 1024 in
     the twenty-ninth), and ``split`` (persistent, non-causal): the last wave's tiles
     split along the keys over every CTA (:func:`split_plan`; built in the thirty-first
-    session, not yet run on a GPU)."""
+    session, shipped at d64 non-causal 1025-4096 keys in the thirty-second)."""
 
     block_n: int
     stages: int

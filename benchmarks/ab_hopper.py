@@ -181,10 +181,71 @@ def plot(json_path: str, png_path: str) -> None:
     plt.close(fig)
 
 
+def placements(json_path: str) -> list[dict]:
+    """Each point's hopper-fa3 ÷ cuDNN from a results JSON: the A and B medians over the
+    rounds (``a_x_cudnn`` / ``b_x_cudnn``) and every round's own A ÷ cuDNN, B ÷ cuDNN (both
+    timed in that round, so they share its clocks)."""
+    with open(json_path) as f:
+        data = json.load(f)
+    out = []
+    for r in data["rows"]:
+        rounds = [x / c for x, c in zip(r["a_tflops"], r["cudnn_tflops"])]
+        rounds += [x / c for x, c in zip(r["b_tflops"], r["cudnn_tflops"])]
+        out.append(dict(direction=r["direction"], D=r["D"], S=r["S"], causal=r["causal"],
+                        a=r["a_x_cudnn"], b=r["b_x_cudnn"], rounds=rounds))
+    return out
+
+
+def plot_place(json_path: str, png_path: str, target: float | None = None) -> None:
+    """Placement of a ``default,default`` run: hopper-fa3 ÷ cuDNN against seqlen, one panel
+    per (direction, head dim), causal and not as two lines (the mean of the A and B medians),
+    every round's ratio as a dot; 1.0 dashed, ``target`` dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = placements(json_path)
+    with open(json_path) as f:
+        meta = json.load(f)["meta"]
+    panels = sorted({(r["direction"], r["D"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.3), squeeze=False)
+    for ax, (direction, D) in zip(axes[0], panels):
+        for causal, color in ((False, "tab:blue"), (True, "tab:orange")):
+            sel = sorted((r for r in rows if (r["direction"], r["D"], r["causal"])
+                          == (direction, D, causal)), key=lambda r: r["S"])
+            if not sel:
+                continue
+            for r in sel:
+                ax.scatter([r["S"]] * len(r["rounds"]), r["rounds"], s=6, color=color, alpha=0.4)
+            ax.plot([r["S"] for r in sel], [(r["a"] + r["b"]) / 2 for r in sel], marker="o",
+                    color=color, label="causal" if causal else "non-causal")
+        ax.axhline(1.0, linestyle="--", color="black", linewidth=0.8)
+        if target:
+            ax.axhline(target, linestyle=":", color="black", linewidth=0.8)
+        xs = sorted({r["S"] for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{x // 1024}k" for x in xs])
+        ax.set_title(f"{direction} d{D}", fontsize=9)
+        ax.set_xlabel("seqlen")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("hopper-fa3 ÷ cuDNN")
+    fig.suptitle(f"{meta['device']}, {meta['date']}, {meta['dtype']}, {meta['rounds']} "
+                 "interleaved rounds, cuDNN in every round", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", type=parse_pair, action="append")
     ap.add_argument("--plot-from", metavar="JSON", help="only draw the PNG of a results JSON")
+    ap.add_argument("--place-from", metavar="JSON",
+                    help="only draw a default,default run's placement against cuDNN "
+                         "(<stem>_place.png) and print its table")
+    ap.add_argument("--target", type=float, default=None,
+                    help="with --place-from: a dotted line at this ratio")
     ap.add_argument("--seqs", default="1024,2048,4096,8192,16384")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -196,8 +257,19 @@ def main() -> None:
         plot(args.plot_from, png)
         print(f"wrote {png}")
         return
+    if args.place_from:
+        png = os.path.splitext(args.place_from)[0] + "_place.png"
+        plot_place(args.place_from, png, args.target)
+        print("| direction | d | S | causal | A x cuDNN | B x cuDNN | rounds' range |")
+        print("|---|---|---|---|---|---|---|")
+        for r in placements(args.place_from):
+            print(f"| {r['direction']} | {r['D']} | {r['S']} | {'yes' if r['causal'] else 'no'} "
+                  f"| {r['a']:.3f} | {r['b']:.3f} | {min(r['rounds']):.3f}-"
+                  f"{max(r['rounds']):.3f} |")
+        print(f"wrote {png}")
+        return
     if not args.pair:
-        ap.error("--pair is required (or --plot-from)")
+        ap.error("--pair is required (or --plot-from / --place-from)")
 
     import torch
     import triton

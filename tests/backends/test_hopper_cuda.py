@@ -850,6 +850,25 @@ def test_ab_script_plots_its_rounds(tmp_path, benchmark_script):
     assert (tmp_path / "ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_ab_script_places_a_default_pair_against_cudnn(tmp_path, benchmark_script):
+    """``--place-from``: every round's A and B over that round's cuDNN, next to the medians the
+    run stored; causal and non-causal points of one head dim share a panel."""
+    pytest.importorskip("matplotlib")
+    ab = benchmark_script("ab_hopper")
+    rows = [dict(direction="bwd", D=64, S=2048, causal=c, a="default", b="default",
+                 a_tflops=[400.0, 420.0], b_tflops=[410.0, 390.0], cudnn_tflops=[400.0, 350.0],
+                 a_x_cudnn=420.0 / 400.0, b_x_cudnn=410.0 / 400.0) for c in (False, True)]
+    js = tmp_path / "place.json"
+    js.write_text(__import__("json").dumps(dict(
+        meta=dict(device="GPU", date="today", dtype="bf16", rounds=2), rows=rows)))
+    placed = ab.placements(str(js))
+    assert [p["causal"] for p in placed] == [False, True]
+    assert placed[0]["rounds"] == pytest.approx([1.0, 1.2, 1.025, 390.0 / 350.0])
+    assert placed[0]["a"] == pytest.approx(1.05) and placed[0]["b"] == pytest.approx(1.025)
+    ab.plot_place(str(js), str(tmp_path / "place.png"), target=1.0)
+    assert (tmp_path / "place.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_broadcast_dims_are_not_given_to_tma():
     """A tensor map spans the whole (B, H, S, D) tensor, and TMA documents strides of a
     non-overlapping layout: an expanded K/V (batch or head stride 0) or dO (every stride but

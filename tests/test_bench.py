@@ -684,3 +684,15 @@ def test_grid_summary_compares_two_grids_point_by_point(benchmark_script, tmp_pa
     assert row8k in out and str(pa) in out and str(pb) in out
     gs.main([str(pa), "--methods", "hopper-fa3"])  # one grid: the per-run summary
     assert f"733 ({733 / 636:.2f}, —)" in capsys.readouterr().out
+
+
+def test_dispatch_picks_plots_every_pick_of_every_setting(tmp_path, benchmark_script):
+    pytest.importorskip("matplotlib")
+    dp = benchmark_script("dispatch_picks")
+    rows = [dict(D=128, S=2048, causal=c, direction=d, loss={"1": [1.0, 1.046], "1.10": [1.0, 1.0]})
+            for c in (False, True) for d in ("fwd", "fwd+bwd")]
+    js = tmp_path / "picks.json"
+    js.write_text(json.dumps(dict(meta=dict(device="GPU", date="today", closes=["1", "1.10"],
+                                            rounds=6), rows=rows)))
+    dp.plot(str(js), str(tmp_path / "picks.png"))
+    assert (tmp_path / "picks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

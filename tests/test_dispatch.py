@@ -425,3 +425,62 @@ def test_a_bad_dispatch_rounds_value_is_refused_with_the_variable_named(monkeypa
     monkeypatch.setenv("ATTNHUB_DISPATCH_ROUNDS", value)
     with pytest.raises(ValueError, match="ATTNHUB_DISPATCH_ROUNDS.*whole number"):
         dispatch.dispatch_rounds()
+
+
+def test_a_close_call_is_timed_again_in_interleaved_rounds(monkeypatch):
+    """Timed one after another (the default), two candidates that read within
+    ATTNHUB_DISPATCH_CLOSE (1.10) of each other are timed again together in rotating rounds:
+    here the faster one runs its first-pass steps during a slow stretch and reads 5 % slower
+    (11.6 against 11 ms, where it takes 8),
+    and the rounds put it back in front.  With the variable at 1 the first pass decides."""
+    import time
+
+    from attnhub import reference
+    from attnhub._validate import make_problem
+
+    calls = []
+
+    def sleeper(name, seconds, slowed):
+        class Sleeper(attnhub.Backend):
+            capabilities = attnhub.Capabilities(devices=("cpu",), dtypes=(torch.float32,))
+
+            def forward(self, q, k, v, problem):
+                calls.append(name)
+                time.sleep(slowed if slowed and len(calls) <= 6 else seconds)
+                return reference.forward(q, k, v, problem)
+        Sleeper.name = name
+        return Sleeper()
+
+    q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
+    problem, *_ = make_problem(q, k, v)
+    monkeypatch.delenv("ATTNHUB_DISPATCH_ROUNDS", raising=False)
+    monkeypatch.setenv("ATTNHUB_DISPATCH_CLOSE", "1")
+    fast, slow = sleeper("fast", 0.008, 0.0116), sleeper("slow", 0.011, None)
+    times = dispatch._time_candidates([fast, slow], q, k, v, problem)
+    assert calls[:6] == ["fast"] * 6 and set(calls[6:]) == {"slow"}
+    assert times["fast"] > times["slow"], times  # the slow stretch decided it
+
+    calls.clear()
+    monkeypatch.delenv("ATTNHUB_DISPATCH_CLOSE")
+    before = dispatch.STATS["close_calls"]
+    fast, slow = sleeper("fast", 0.008, 0.0116), sleeper("slow", 0.011, None)
+    times = dispatch._time_candidates([fast, slow], q, k, v, problem)
+    assert dispatch.STATS["close_calls"] == before + 1
+    n = calls.index("slow")
+    n = n + calls[n:].index("fast")  # the close call starts: a warm-up step each, then rounds
+    assert calls[n:n + 6] == ["fast", "slow", "fast", "slow", "slow", "fast"], calls[n:]
+    assert times["fast"] < times["slow"], times
+
+    # far apart (over 10 %): no close call, the first pass stands
+    calls.clear()
+    far = sleeper("far", 0.030, None)
+    fast = sleeper("fast", 0.008, None)
+    times = dispatch._time_candidates([fast, far], q, k, v, problem)
+    assert dispatch.STATS["close_calls"] == before + 1 and times["fast"] < times["far"]
+
+
+@pytest.mark.parametrize("value", ["0.9", "close", "inf", "nan"])
+def test_a_bad_dispatch_close_value_is_refused_with_the_variable_named(monkeypatch, value):
+    monkeypatch.setenv("ATTNHUB_DISPATCH_CLOSE", value)
+    with pytest.raises(ValueError, match="ATTNHUB_DISPATCH_CLOSE.*factor >= 1"):
+        dispatch.dispatch_close()

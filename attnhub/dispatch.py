@@ -418,18 +418,28 @@ def _time_candidates(backends: list[Backend], q, k, v, problem: Problem,
         names = [b.name for b in backends if times[b.name] <= fastest * close]
         if close > 1.0 and math.isfinite(fastest) and len(names) > 1:
             STATS["close_calls"] += 1
+
+            def again(b: Backend, fn):
+                # the steps of every close candidate are alive at once here: one that runs
+                # out of memory (or raises) now leaves the rounds and keeps its first timing
+                try:
+                    return fn()
+                except Exception:  # noqa: BLE001 - its first timing stands
+                    steps.pop(b.name, None)
+                    return None
+
             for name in names:
                 def warm(b=by_name[name]):
                     step = _step(b, q, k, v, problem)
                     step()
                     _sync(problem.device)
                     steps[b.name] = step
-                guarded(by_name[name], warm)
+                again(by_name[name], warm)
             # on CUDA the rounds alone (the first timing is what is in doubt); off CUDA, where a
             # round is one host-timed step, the first timing's median counts as one more
             samples = {name: ([] if bench is not None else [times[name]]) for name in steps}
             _interleaved([n for n in names if n in steps], steps, by_name, CLOSE_ROUNDS,
-                         guarded, samples, bench, once,
+                         again, samples, bench, once,
                          time.perf_counter() + 0.5 * len(names), warm=True)
             for name, ts in samples.items():
                 if name in steps and ts:

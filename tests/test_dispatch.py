@@ -2,10 +2,12 @@
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -484,3 +486,42 @@ def test_a_bad_dispatch_close_value_is_refused_with_the_variable_named(monkeypat
     monkeypatch.setenv("ATTNHUB_DISPATCH_CLOSE", value)
     with pytest.raises(ValueError, match="ATTNHUB_DISPATCH_CLOSE.*factor >= 1"):
         dispatch.dispatch_close()
+
+
+def test_a_close_call_that_runs_out_of_memory_keeps_the_first_timing(monkeypatch):
+    """In a close call every close candidate's step is alive at once; one that runs out of
+    memory (or raises) there leaves the rounds with its first timing, and nothing is recorded
+    against it (no out-of-memory count, no warning)."""
+    from attnhub import reference
+    from attnhub._validate import make_problem
+
+    class Fragile(attnhub.Backend):
+        name = "fragile"
+        capabilities = attnhub.Capabilities(devices=("cpu",), dtypes=(torch.float32,))
+        calls = 0
+
+        def forward(self, q, k, v, problem):
+            Fragile.calls += 1
+            if Fragile.calls > 6:  # warm-up + its first timing's steps, then full
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return reference.forward(q, k, v, problem)
+
+    class Steady(attnhub.Backend):
+        name = "steady"
+        capabilities = attnhub.Capabilities(devices=("cpu",), dtypes=(torch.float32,))
+
+        def forward(self, q, k, v, problem):
+            return reference.forward(q, k, v, problem)
+
+    q, k, v = (rand(1, 2, 16, 8, seed=s) for s in range(3))
+    problem, *_ = make_problem(q, k, v)
+    monkeypatch.delenv("ATTNHUB_DISPATCH_ROUNDS", raising=False)
+    monkeypatch.setenv("ATTNHUB_DISPATCH_CLOSE", "1000")  # every candidate is a close call
+    before = dict(dispatch.STATS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        times = dispatch._time_candidates([Fragile(), Steady()], q, k, v, problem)
+    assert Fragile.calls > 6  # it was in the close call
+    assert math.isfinite(times["fragile"]) and math.isfinite(times["steady"]), times
+    assert dispatch.STATS["close_calls"] == before["close_calls"] + 1
+    assert dispatch.STATS["out_of_memory"] == before["out_of_memory"]

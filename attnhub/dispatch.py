@@ -658,7 +658,8 @@ class Explanation:
         from rich.table import Table
 
         table = Table(title=f"attnhub dispatch for {self.problem.describe()}")
-        for col in ("backend", "status", "verdict", "forward time", "reasons"):
+        step = "forward + backward" if self.problem.requires_grad else "forward"
+        for col in ("backend", "status", "verdict", f"time ({step})", "reasons"):
             table.add_column(col)
         for r in self.rows:
             mark = " ← chosen" if r.name == self.chosen else ""
@@ -668,6 +669,12 @@ class Explanation:
         console.print(table)
         why = (f"chosen: {self.chosen} (order: {' > '.join(self.order)})" if self.chosen
                else "no backend can run this problem")
+        timed = sorted(r.seconds for r in self.rows if isinstance(r.seconds, float))
+        close = dispatch_close()
+        if close > 1 and dispatch_rounds() == 1 and len(timed) > 1 and timed[1] <= timed[0] * close:
+            why += (f"\na close call: dispatch times the candidates within {close:.2f}x of the "
+                    f"fastest again, together in {CLOSE_ROUNDS} interleaved rounds, and keeps "
+                    "those times (ATTNHUB_DISPATCH_CLOSE)")
         return console.export_text() + why
 
     __repr__ = __str__

@@ -525,3 +525,24 @@ def test_a_close_call_that_runs_out_of_memory_keeps_the_first_timing(monkeypatch
     assert math.isfinite(times["fragile"]) and math.isfinite(times["steady"]), times
     assert dispatch.STATS["close_calls"] == before["close_calls"] + 1
     assert dispatch.STATS["out_of_memory"] == before["out_of_memory"]
+
+
+def test_explain_names_the_timed_step_and_a_close_call(monkeypatch):
+    """The time column says what was timed (forward, or forward + backward for a problem that
+    needs gradients), and two timings within ATTNHUB_DISPATCH_CLOSE of each other get a line
+    saying that dispatch times such a close call again in interleaved rounds."""
+    from attnhub.contract import Problem
+    from attnhub.dispatch import BackendRow, Explanation
+
+    p = Problem(1, 2, 2, 8, 8, 16, 16, torch.float32, torch.device("cpu"), scale=0.25)
+    rows = [BackendRow("a", "available", True, [], "passed", 1.00e-3),
+            BackendRow("b", "available", True, [], "passed", 1.05e-3)]
+    monkeypatch.delenv("ATTNHUB_DISPATCH_CLOSE", raising=False)
+    monkeypatch.delenv("ATTNHUB_DISPATCH_ROUNDS", raising=False)
+    text = str(Explanation(p, "a", ["a", "b"], rows, "bucket"))
+    assert "time (forward)" in text and "a close call" in text and "5 interleaved" in text
+    monkeypatch.setenv("ATTNHUB_DISPATCH_CLOSE", "1.02")  # 5 % apart: not close any more
+    assert "close call" not in str(Explanation(p, "a", ["a", "b"], rows, "bucket"))
+    import dataclasses
+    trained = dataclasses.replace(p, requires_grad=True)
+    assert "time (forward + backward)" in str(Explanation(trained, "a", ["a"], rows[:1], "b"))

@@ -92,7 +92,11 @@ class BwdTile(NamedTuple):
     warpgroups form dSᵀ, warpgroup 0 hands Pᵀ to warpgroup 1 and issues dV, warpgroup 1
     alone forms dSᵀ, stores it for dQ and hands its 16-bit registers back through the same
     buffer: a quarter less swap traffic, and 16 KB freed, which makes room for a 2-deep
-    Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage)."""
+    Q/dO ring at d256 (``q_wait`` was 11-14 % of its cycles with one stage).  ``tail``
+    (non-causal problems; causal ones build without it): the last wave's key blocks are
+    cut along their (query head, query block) pairs into :func:`tail_plan`'s pieces, which
+    sum their dK/dV partials in piece order (one CTA a key block leaves ⌈waves⌉ ÷ waves =
+    1.031 of the ideal time at every FA-grid point on 132 SMs)."""
 
     stages: int = 2
     dq_atomic: bool = False
@@ -107,6 +111,7 @@ class BwdTile(NamedTuple):
     dq_alt: bool = False
     fold: bool = False
     relay: bool = False
+    tail: bool = False
 
     def __str__(self):
         return (f"s{self.stages}" + ("-atomic" if self.dq_atomic else "")
@@ -117,7 +122,8 @@ class BwdTile(NamedTuple):
                 + (f"-poly{self.poly}" if self.poly else "")
                 + ("-lpt" if self.lpt else "") + ("-db" if self.dq_db else "")
                 + ("-v4" if self.red_v4 else "") + ("-alt" if self.dq_alt else "")
-                + ("-fold" if self.fold else "") + ("-relay" if self.relay else ""))
+                + ("-fold" if self.fold else "") + ("-relay" if self.relay else "")
+                + ("-tail" if self.tail else ""))
 
 
 VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, False),
@@ -147,7 +153,11 @@ VARIANTS = (BwdTile(2, False), BwdTile(2, True), BwdTile(3, True), BwdTile(3, Fa
             # relay: d256 only; with it two stages fit there (s2-atomic-v4-relay: d256's
             # default since 2026-12-06)
             BwdTile(1, True, red_v4=True, relay=True), BwdTile(2, True, red_v4=True, relay=True),
-            BwdTile(2, True, red_v4=True, fold=True, relay=True))
+            BwdTile(2, True, red_v4=True, fold=True, relay=True),
+            # tail: the shipped non-causal tiles with the last wave cut (thirty-third
+            # session: built, compiled, not yet run on a GPU, no default)
+            BwdTile(2, poly=1, tail=True), BwdTile(2, poly=1, dq_alt=True, tail=True),
+            BwdTile(2, True, red_v4=True, relay=True, tail=True))
 
 
 def tiles_for(head_dim: int) -> list:
@@ -166,7 +176,7 @@ def _tiles(head_dim: int) -> tuple:
           and not (t.early_dv and head_dim in (64, 256))
           and not (t.vec_io and (t.dq_atomic or head_dim != 128))
           and not (t.dq_db and t.dq_atomic) and not (t.red_v4 and not t.dq_atomic)
-          and not (t.fold and t.lpt)
+          and not (t.fold and t.lpt) and not (t.tail and (t.fold or t.lpt))
           and not (t.dq_alt and (head_dim != 128 or t.dq_atomic or t.dq_db or t.vec_io
                                  or t.s_ahead or t.early_dv or t.early_release))
           and not (t.relay and head_dim != 256)
@@ -309,6 +319,45 @@ def sched_window(batch: int, heads_k: int, group: int, seqlen_q: int, head_dim: 
     return cuda_fwd.window_pairs(batch * heads_k, 4 * seqlen_q * head_dim * group)
 
 
+#: ``tail_plan``'s cost of a piece beyond its share of the block's query blocks, in query
+#: blocks: loading K and V, the ring's first waits, writing the partial and, for the last
+#: piece, summing them (a guess until the GPU measures it).
+TAIL_PIECE_COST = 2.0
+
+
+#: ``tail_plan``'s bound on the pieces' partials (float32 dK and dV of a key block each).
+TAIL_WS_BYTES = 32 << 20
+
+
+def tail_plan(n_blocks: int, n_sm: int, n_iter: int, piece_bytes: int = 0,
+              max_parts: int = 16) -> tuple:
+    """``(n_whole, parts)`` for ``BwdTile.tail``: the first ``n_whole`` of ``n_blocks``
+    equal key blocks (``n_iter`` query blocks each) run whole, one CTA each; each of the
+    rest is cut into ``parts`` pieces of consecutive query blocks, launched after them.
+    ``parts`` minimises a list schedule's makespan on ``n_sm`` SMs, a piece costing its
+    query blocks plus :data:`TAIL_PIECE_COST`, with at most ``max_parts`` pieces a block
+    and the partials (``piece_bytes`` each) within :data:`TAIL_WS_BYTES`; ``(n_blocks, 1)``
+    (no cut) where nothing gains: a whole last wave, a single wave or less, or blocks too
+    short to cut."""
+    if n_blocks < 1 or n_sm < 1 or n_iter < 1:
+        raise ValueError(f"tail_plan: n_blocks, n_sm and n_iter must be positive, got "
+                         f"{n_blocks}, {n_sm}, {n_iter}")
+    tail = n_blocks % n_sm
+    if tail == 0 or n_blocks <= n_sm:
+        return n_blocks, 1
+    if piece_bytes > 0:
+        max_parts = min(max_parts, TAIL_WS_BYTES // (tail * piece_bytes))
+    best, best_parts = float(n_iter), 1  # the last wave, whole: one block's time
+    for parts in range(2, min(max_parts, n_iter) + 1):
+        rounds = math.ceil(tail * parts / n_sm)
+        cost = rounds * (math.ceil(n_iter / parts) + TAIL_PIECE_COST)
+        if cost < best:
+            best, best_parts = cost, parts
+    if best_parts == 1:
+        return n_blocks, 1
+    return n_blocks - tail, best_parts
+
+
 def rows_per_block(block_m: int, vec_io: bool = False) -> int:
     """Floats per query block in the log2-LSE and Δ buffers: ``block_m``, or with ``vec_io``
     the permuted layout of fa3_bwd.cu (row 8j + 2p + e at p·(block_m/4 + 4) + 2j + e)."""
@@ -353,7 +402,7 @@ def options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
             f"-DVEC_IO={int(tile.vec_io)}", f"-DPOLY_EXP={int(tile.poly)}",
             f"-DDQ_DB={int(tile.dq_db)}", f"-DRED_V4={int(tile.red_v4)}",
             f"-DDQ_ALT={int(tile.dq_alt)}", f"-DFOLD={int(tile.fold and bool(causal))}",
-            f"-DRELAY={int(tile.relay)}")
+            f"-DRELAY={int(tile.relay)}", f"-DTAIL_SPLIT={int(tile.tail and not causal)}")
 
 
 def nvrtc_options(head_dim: int, causal: bool, dtype, tile: Optional[BwdTile] = None,
@@ -539,6 +588,12 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
     return mod, func, smem
 
 
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 132
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
              trace: Optional[torch.Tensor] = None, prof: Optional[torch.Tensor] = None):
     """``(dq, dk, dv)`` shaped like ``(q, k, v)`` for a problem :func:`unsupported_reason`
@@ -567,6 +622,17 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     bn = block_n_for(kd)
     fold = tile.fold and bool(problem.causal)
     grid = (math.ceil(math.ceil(Sk / bn) / (2 if fold else 1)), Hk, B)
+    tail = tile.tail and not problem.causal
+    n_whole, parts, ws, cnt = 0, 1, None, None
+    if tail:  # a 1-D grid: the whole key blocks, then the last wave's pieces
+        n_blocks = math.prod(grid)
+        n_whole, parts = tail_plan(n_blocks, _sm_count(q.device), n_m * (Hq // Hk),
+                                   piece_bytes=2 * _kv_n(kd) * 128 * 4)
+        n_cut = n_blocks - n_whole
+        grid = (n_whole + n_cut * parts, 1, 1)
+        ws = torch.empty(max(n_cut * parts, 1) * 2 * _kv_n(kd) * 128, dtype=torch.float32,
+                         device=q.device)
+        cnt = torch.zeros(max(n_cut, 1) * 2, dtype=torch.int32, device=q.device)
     if prof is not None and (prof.dtype != torch.int32 or prof.device != q.device
                              or prof.numel() < math.prod(grid) * 2 * PROF_STRIDE):
         raise ValueError(f"backward: prof must be an int32 tensor on {q.device} of at least "
@@ -582,7 +648,10 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
         ctypes.c_void_p(acc.data_ptr()), ctypes.c_int(Hq // Hk), ctypes.c_int(Sq),
         ctypes.c_int(Sk), ctypes.c_float(scale * _LOG2E), ctypes.c_float(scale),
         ctypes.c_int(n_m), ctypes.c_int(window),
-        ctypes.c_void_p(0 if trace is None else trace.data_ptr())))
+        ctypes.c_void_p(0 if trace is None else trace.data_ptr()),
+        ctypes.c_int(n_whole), ctypes.c_int(parts), ctypes.c_int(Hk),
+        ctypes.c_void_p(0 if ws is None else ws.data_ptr()),
+        ctypes.c_void_p(0 if cnt is None else cnt.data_ptr())))
     return dq_from_accum(acc, q, scale, tile.vec_io or tile.red_v4), dk, dv
 
 

@@ -67,6 +67,9 @@
 #ifndef DQ_ATOMIC  // 1: dQ by red.global.add.v2.f32 from registers, not smem + bulk reduce
 #define DQ_ATOMIC 0
 #endif
+#ifndef TAIL_SPLIT  // 1 (non-causal): the last wave's key blocks cut along their queries
+#define TAIL_SPLIT 0  // (a 1-D grid; see the CTA's work below)
+#endif
 #ifndef BWD_TRACE  // 1: progress of every role into trace[] (a debugging build, see below)
 #define BWD_TRACE 0
 #endif
@@ -168,6 +171,8 @@ static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace 
 #define OPAQUE_BASES (FOLD && HEAD_DIM != 256)  // tiles' loops (see tile_info)
 #endif
 static_assert(!FOLD || CAUSAL, "FOLD pairs the long and short key blocks of a causal mask");
+static_assert(!TAIL_SPLIT || !CAUSAL, "TAIL_SPLIT: every key block has the same queries "
+              "(non-causal), so equal query ranges are equal work");
 static_assert(!DQ_ALT || (HEAD_DIM == 128 && !DQ_ATOMIC && !DQ_DB && !VEC_IO && !S_AHEAD &&
                           !EARLY_DV && !EARLY_RELEASE),
               "DQ_ALT: d128, staged dQ (32 KB per warpgroup), plain schedule (it releases the "
@@ -305,7 +310,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
                     const float* __restrict__ lse2, const float* __restrict__ delta,
                     float* __restrict__ dq_accum, int group, int seqlen_q, int seqlen_k,
                     float scale_log2, float scale, int n_mblocks, int sched_window,
-                    int* __restrict__ trace) {
+                    int* __restrict__ trace, int n_whole, int tail_parts, int n_kvh,
+                    float* __restrict__ tail_ws, int* __restrict__ tail_cnt) {
   extern __shared__ unsigned char smem_raw[];
   const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const u32 sK = base + SK_OFF, sV = base + SV_OFF, sQ = base + SQ_OFF, sDO = base + SDO_OFF;
@@ -328,6 +334,36 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // longest CTAs start first and the last wave is not a few long CTAs (NOTES.md); the host
   // keeps W pairs' Q/dO within a third of L2.
   int kb = blockIdx.x, kv_head = blockIdx.y, batch = blockIdx.z;
+  // TAIL_SPLIT: a 1-D grid of n_whole whole key blocks in the 3-D grid's order (key blocks
+  // of one head, then the next head, then the next batch), then tail_parts pieces of each
+  // remaining key block: piece p takes the (query head, query block) pairs
+  // [p·n / parts, (p + 1)·n / parts) of its block's n.  Each piece's warpgroups write
+  // their dK/dV partial to tail_ws and count themselves on tail_cnt; the last to arrive
+  // sums every piece of its block in piece order (the same sums whoever is last) and
+  // stores dK/dV as a whole block does.  Nothing waits on another CTA.
+#if TAIL_SPLIT
+  int piece = -1, cut = 0;  // this CTA's piece of key block n_whole + cut (-1: whole)
+  {
+    const int n_kb = (seqlen_k + BLOCK_N - 1) / BLOCK_N;
+    int lin = blockIdx.x;
+    if (lin >= n_whole) {
+      piece = (lin - n_whole) % tail_parts;
+      cut = (lin - n_whole) / tail_parts;
+      lin = n_whole + cut;
+    }
+    kb = lin % n_kb;
+    kv_head = (lin / n_kb) % n_kvh;
+    batch = lin / (n_kb * n_kvh);
+  }
+#define N_KVH n_kvh
+#else
+#define N_KVH gridDim.y
+  (void)n_whole;
+  (void)tail_parts;
+  (void)n_kvh;
+  (void)tail_ws;
+  (void)tail_cnt;
+#endif
   if (sched_window > 0) {
     const int n_kb = gridDim.x, n_bh = gridDim.y * gridDim.z;
     const int lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
@@ -384,7 +420,13 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   m_first = max(0, n0 - offset) / BLOCK_M;
 #endif
   const int n_mb = max(0, n_mblocks - m_first);
+#if TAIL_SPLIT  // a piece: its share of the block's (query head, query block) pairs
+  const int it0 = piece < 0 ? 0 : piece * (n_mb * group) / tail_parts;
+  const int n_iter = piece < 0 ? n_mb * group : (piece + 1) * (n_mb * group) / tail_parts - it0;
+#else
+  constexpr int it0 = 0;
   const int n_iter = n_mb * group;
+#endif
   auto set_tile = [](int) {};
   auto ring_pos = [](int, int i) { return i; };
   auto tile_m_first = [&](int) { return m_first; };
@@ -394,9 +436,12 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   // m_first + it % n_mb; returns the block's index in lse2 / delta / dq_accum (in BLOCK_M rows)
   auto row_block = [&](int t, int it, int& hq, int& mb) {
     const int nmb = tile_n_mb(t);
+#if !FOLD
+    it += it0;  // TAIL_SPLIT: a piece's first pair (0 otherwise)
+#endif
     hq = kv_head * group + it / nmb;
     mb = tile_m_first(t) + it % nmb;
-    return ((long long)batch * gridDim.y * group + hq) * n_mblocks + mb;
+    return ((long long)batch * N_KVH * group + hq) * n_mblocks + mb;
   };
 
   if (tid == 0) {
@@ -1031,6 +1076,39 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     if (n_iter > 0) dq_out(blk_prev, dq_prev);
 #endif
 
+#if TAIL_SPLIT
+    if (piece >= 0) {
+      // this warpgroup's partial, thread-major per register (coalesced), then the count;
+      // the warpgroup that arrives last for its half of the block sums every piece's
+      const size_t slot = (size_t)KV_N * 128;  // floats of one warpgroup's partial: dK, dV
+      float* mine = tail_ws + ((size_t)(cut * tail_parts + piece) * 2 + cw) * slot + ctid;
+#pragma unroll
+      for (int r = 0; r < KV_N / 2; ++r) {
+        __stcg(mine + r * 128, dk[r]);
+        __stcg(mine + (KV_N / 2 + r) * 128, dv[r]);
+      }
+      __threadfence();
+      asm volatile("bar.sync %0, 128;" ::"r"(2 + cw) : "memory");
+      int last = 0;
+      if (ctid == 0) last = atomicAdd(tail_cnt + 2 * cut + cw, 1) == tail_parts - 1;
+      if (!bar_red_or(2 + cw, 128, last)) {  // another piece's warpgroup stores
+        // the last dQ hand-off's bulk reduction may still read this CTA's shared memory
+        if (ctid == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+        return;
+      }
+      __threadfence();
+#pragma unroll
+      for (int r = 0; r < KV_N / 2; ++r) dk[r] = dv[r] = 0.f;
+      for (int pc = 0; pc < tail_parts; ++pc) {
+        const float* th = tail_ws + ((size_t)(cut * tail_parts + pc) * 2 + cw) * slot + ctid;
+#pragma unroll
+        for (int r = 0; r < KV_N / 2; ++r) {
+          dk[r] += __ldcg(th + r * 128);
+          dv[r] += __ldcg(th + (KV_N / 2 + r) * 128);
+        }
+      }
+    }
+#endif
     // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
     // Both warpgroups' products that read K (the dQ product reads all its rows) are done.
     // A warpgroup's dK/dV tile: its 64 key rows (SPLIT_D: all 64 rows, its KV_N columns =

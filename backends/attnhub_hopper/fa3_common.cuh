@@ -145,3 +145,15 @@ __device__ __forceinline__ float exp2_poly(float x) {
   const float y = __int_as_float(__float_as_int(p) + (__float_as_int(j) << 23));
   return x < -125.f ? 0.f : y;
 }
+
+// the OR of `pred` over the `count` threads of named barrier `id` (a barrier as well)
+__device__ __forceinline__ int bar_red_or(u32 id, u32 count, int pred) {
+  u32 out;
+  asm volatile(
+      "{\n\t.reg .pred p, q;\n\tsetp.ne.u32 p, %1, 0;\n\t"
+      "bar.red.or.pred q, %2, %3, p;\n\tselp.u32 %0, 1, 0, q;\n\t}"
+      : "=r"(out)
+      : "r"((u32)pred), "r"(id), "r"(count)
+      : "memory");
+  return (int)out;
+}

@@ -206,17 +206,6 @@ static_assert(!SPLIT_TAIL || (PERSISTENT && !CAUSAL && CLUSTER == 1),
 #define END_ITEM 0x7fffffff  // the producer's end marker in TILE_SLOT (PERSISTENT)
 #define PART_FLOATS ((O_N / 2 + 4) * 128)  // one warpgroup's partial: O, then m and l of 2 rows
 
-// the OR of `pred` over the `count` threads of named barrier `id` (a barrier as well)
-__device__ __forceinline__ int bar_red_or(u32 id, u32 count, int pred) {
-  u32 out;
-  asm volatile(
-      "{\n\t.reg .pred p, q;\n\tsetp.ne.u32 p, %1, 0;\n\t"
-      "bar.red.or.pred q, %2, %3, p;\n\tselp.u32 %0, 1, 0, q;\n\t}"
-      : "=r"(out)
-      : "r"((u32)pred), "r"(id), "r"(count)
-      : "memory");
-  return (int)out;
-}
 #if IS_FP8
 static_assert(BLOCK_N == 128, "FP8: the transposed V tile is one 128-byte swizzle row of keys");
 static_assert(HEAD_DIM >= 128, "FP8: a Q/K row must fill a 128-byte swizzle chunk");

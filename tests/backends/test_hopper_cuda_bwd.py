@@ -17,6 +17,8 @@ import shutil
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attnhub.contract import Problem
 from attnhub.testing.tolerance import compare_backward, random_inputs
@@ -69,7 +71,8 @@ def test_variants_that_do_not_fit_are_left_out():
         # relay (P to warpgroup 1, dS back, one buffer): 16 KB less, so two stages fit
         cuda_bwd.BwdTile(1, True, red_v4=True, relay=True),
         cuda_bwd.BwdTile(2, True, red_v4=True, relay=True),
-        cuda_bwd.BwdTile(2, True, red_v4=True, fold=True, relay=True)]
+        cuda_bwd.BwdTile(2, True, red_v4=True, fold=True, relay=True),
+        cuda_bwd.BwdTile(2, True, red_v4=True, relay=True, tail=True)]
     assert (cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True))
             - cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True, relay=True))
             == 64 * 64 * 4)
@@ -90,7 +93,7 @@ def test_variants_that_do_not_fit_are_left_out():
     # whole-block dQ by alternate warpgroups: d128 only, staged, plain schedule (32 KB of
     # staging each, as dq_db)
     assert [str(t) for t in cuda_bwd.tiles_for(128) if t.dq_alt] == [
-        "s2-alt", "s2-poly1-alt", "s2-lpt-alt", "s2-alt-fold"]
+        "s2-alt", "s2-poly1-alt", "s2-lpt-alt", "s2-alt-fold", "s2-poly1-alt-tail"]
     assert not any(t.dq_alt for D in (64, 256) for t in cuda_bwd.tiles_for(D))
     assert cuda_bwd.smem_bytes(128, cuda_bwd.BwdTile(2, dq_alt=True)) == cuda_bwd.smem_bytes(
         128, cuda_bwd.BwdTile(2, dq_db=True))
@@ -926,3 +929,109 @@ def test_red_v4_writes_the_vec_io_order_and_backward_decodes_it_so():
         pathlib.Path(cuda_bwd.__file__).read_text())
     assert all(t.dq_atomic for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
                if t.red_v4)
+
+
+# -- the last wave cut along the queries (BwdTile.tail) ------------------------------------------
+def test_tail_tiles_are_the_shipped_non_causal_ones_and_build_only_non_causal():
+    assert [(D, str(t)) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
+            if t.tail] == [(64, "s2-poly1-tail"), (128, "s2-poly1-tail"),
+                           (128, "s2-poly1-alt-tail"), (256, "s2-atomic-v4-relay-tail")]
+    for D in cuda_bwd.HEAD_DIMS:  # each shipped non-causal tile has its tail twin
+        assert cuda_bwd.default_tile(D, False)._replace(tail=True) in cuda_bwd.tiles_for(D)
+        assert not any(cuda_bwd.default_tile(D, c, s).tail for c in (False, True)
+                       for s in (1024, 2048, 4096, 16384))  # not a default until measured
+    tail = cuda_bwd.BwdTile(2, poly=1, dq_alt=True, tail=True)
+    assert "-DTAIL_SPLIT=1" in cuda_bwd.options(128, False, torch.bfloat16, tail)
+    assert "-DTAIL_SPLIT=0" in cuda_bwd.options(128, True, torch.bfloat16, tail)
+    assert "-DTAIL_SPLIT=0" in cuda_bwd.options(128, False, torch.bfloat16,
+                                                  tail._replace(tail=False))
+
+
+@given(n_blocks=st.integers(1, 5000), n_sm=st.sampled_from([1, 8, 114, 132, 144]),
+       n_iter=st.integers(1, 300), piece_bytes=st.sampled_from([0, 65536, 131072]))
+@settings(max_examples=300, deadline=None)
+def test_tail_plan_cuts_only_the_last_wave_and_never_lengthens_it(n_blocks, n_sm, n_iter,
+                                                                  piece_bytes):
+    n_whole, parts = cuda_bwd.tail_plan(n_blocks, n_sm, n_iter, piece_bytes)
+    tail = n_blocks - n_whole
+    assert 1 <= parts <= min(16, n_iter) and 0 <= tail < n_sm
+    if parts == 1:
+        assert n_whole == n_blocks
+        return
+    assert tail == n_blocks % n_sm and n_whole % n_sm == 0 and n_whole >= n_sm
+    if piece_bytes:
+        assert tail * parts * piece_bytes <= cuda_bwd.TAIL_WS_BYTES
+    # a list schedule (the block scheduler, idealised) of the planned CTAs in launch order,
+    # a piece costing its query blocks plus TAIL_PIECE_COST, is no longer than the uncut one
+    cost = cuda_bwd.TAIL_PIECE_COST
+    whole = [n_iter + cost] * n_blocks
+    cut = [n_iter + cost] * n_whole + [
+        (p + 1) * n_iter // parts - p * n_iter // parts + cost
+        for _ in range(tail) for p in range(parts)]
+    assert (cuda_bwd.packing(cut, n_sm)["makespan_cycles"]
+            <= cuda_bwd.packing(whole, n_sm)["makespan_cycles"])
+
+
+def test_tail_plan_refuses_what_it_cannot_plan():
+    with pytest.raises(ValueError, match="n_blocks, n_sm and n_iter must be positive"):
+        cuda_bwd.tail_plan(0, 132, 8)
+    assert cuda_bwd.tail_plan(264, 132, 64) == (264, 1)  # two whole waves: nothing to cut
+    assert cuda_bwd.tail_plan(100, 132, 64) == (100, 1)  # one partial wave: nothing gains
+    assert cuda_bwd.tail_plan(2048, 132, 64, 131072)[0] == 1980  # the FA grid at d128
+
+
+def _tail_ctas(n_blocks, parts, n_whole, n_kb, n_kvh, n_iter):
+    """fa3_bwd.cu's TAIL_SPLIT decode, mirrored: CTA lin → (kb, kv head, batch, pairs)."""
+    out = []
+    for lin in range(n_whole + (n_blocks - n_whole) * parts):
+        piece, blk = -1, lin
+        if lin >= n_whole:
+            piece, cut = (lin - n_whole) % parts, (lin - n_whole) // parts
+            blk = n_whole + cut
+        kb, kvh, b = blk % n_kb, (blk // n_kb) % n_kvh, blk // (n_kb * n_kvh)
+        it0 = 0 if piece < 0 else piece * n_iter // parts
+        n = n_iter if piece < 0 else (piece + 1) * n_iter // parts - it0
+        out.append((kb, kvh, b, range(it0, it0 + n)))
+    return out
+
+
+@pytest.mark.parametrize("D", cuda_bwd.HEAD_DIMS)
+@pytest.mark.parametrize("shape", ["gqa", "ragged", "square", "fa_grid"])
+def test_tail_pieces_cover_every_key_block_and_query_pair_once(D, shape):
+    """Every (key block, KV head, batch) and every one of its (query head, query block)
+    pairs in exactly one CTA; whole blocks in the 3-D grid's order, first; the kernel's
+    and the host's lines are the ones mirrored here.  The shapes: the GPU cases'
+    (cuda_bwd_check.cases) and the FA grid's at 2k."""
+    bm, bn = cuda_bwd.block_m_for(D), cuda_bwd.block_n_for(D)
+    B, Hq, Hk, Sq, Sk = {"gqa": (1, 8, 4, 1000, 35 * bn),
+                         "ragged": (2, 2, 2, 40 * bn - 17, 40 * bn - 17),
+                         "square": (1, 4, 4, 35 * bn, 35 * bn),
+                         "fa_grid": (8, 2048 // D, 2048 // D, 2048, 2048)}[shape]
+    n_kb, n_iter = math.ceil(Sk / bn), math.ceil(Sq / bm) * (Hq // Hk)
+    n_blocks = n_kb * Hk * B
+    n_whole, parts = cuda_bwd.tail_plan(n_blocks, 132, n_iter, 2 * cuda_bwd._kv_n(D) * 512)
+    assert parts > 1  # these shapes are cut
+    ctas = _tail_ctas(n_blocks, parts, n_whole, n_kb, Hk, n_iter)
+    seen = {}
+    for kb, kvh, b, its in ctas:
+        for it in its:
+            key = (kb, kvh, b, it)
+            assert key not in seen, key
+            seen[key] = True
+    assert len(seen) == n_blocks * n_iter
+    assert [c[:3] for c in ctas[:n_whole]] == [
+        (kb, h, b) for b in range(B) for h in range(Hk) for kb in range(n_kb)][:n_whole]
+    src = cuda_bwd._SRC.read_text()
+    for line in ("piece = (lin - n_whole) % tail_parts;", "cut = (lin - n_whole) / tail_parts;",
+                 "lin = n_whole + cut;", "kb = lin % n_kb;", "kv_head = (lin / n_kb) % n_kvh;",
+                 "batch = lin / (n_kb * n_kvh);",
+                 "const int it0 = piece < 0 ? 0 : piece * (n_mb * group) / tail_parts;",
+                 "const int n_iter = piece < 0 ? n_mb * group : (piece + 1) * (n_mb * group) "
+                 "/ tail_parts - it0;",
+                 "it += it0;  // TAIL_SPLIT: a piece's first pair (0 otherwise)",
+                 "if (ctid == 0) last = atomicAdd(tail_cnt + 2 * cut + cw, 1) == tail_parts - 1;",
+                 "for (int pc = 0; pc < tail_parts; ++pc) {"):
+        assert line in src, line
+    host = pathlib.Path(cuda_bwd.__file__).read_text()
+    assert "grid = (n_whole + n_cut * parts, 1, 1)" in host
+

@@ -574,12 +574,14 @@ def test_vec_io_rows_layout_is_what_the_kernel_reads():
 
 
 # -- the kernel's block schedule, emulated ---------------------------------------------------
-def emulate(q, k, v, o, lse, do, p):
+def emulate(q, k, v, o, lse, do, p, tail_sm=None):
     """The kernel's arithmetic per CTA (key block, KV head, batch), in torch: Sᵀ, dPᵀ in
     float32 from 16-bit inputs; P from the padded log2-LSE; the mask applied only where the
     kernel's ``need`` says (and asserted to be a no-op elsewhere); query blocks from the
     kernel's ``m_first`` (those before it asserted fully masked); P and dS rounded to the
-    input dtype for the dV, dK, dQ products; dQ summed through the accumulator's layout."""
+    input dtype for the dV, dK, dQ products; dQ summed through the accumulator's layout.
+    ``tail_sm`` (non-causal): BwdTile.tail's pieces as :func:`cuda_bwd.tail_plan` cuts
+    them for that many SMs, each with its own float32 dK/dV partial, summed in piece order."""
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
     group, BN = Hq // Hk, cuda_bwd.block_n_for(D)
@@ -597,9 +599,14 @@ def emulate(q, k, v, o, lse, do, p):
     dv = torch.zeros_like(dk)
     keys_all = torch.arange(BN)[:, None]
     queries_all = torch.arange(bm)[None, :]
+    n_whole, parts = B * Hk * n_n, 1
+    if tail_sm is not None:
+        assert not causal
+        n_whole, parts = cuda_bwd.tail_plan(B * Hk * n_n, tail_sm, n_m * group)
     for b in range(B):
         for kvh in range(Hk):
             for nb in range(n_n):
+                cut = nb + n_n * (kvh + Hk * b) >= n_whole  # the kernel's linear order
                 n0 = nb * BN
                 m_first = max(0, n0 - offset) // bm if causal else 0
                 n_mb = max(0, n_m - m_first)
@@ -608,30 +615,39 @@ def emulate(q, k, v, o, lse, do, p):
                     qs = mb * bm + queries_all
                     assert not ((keys < Sk) & (qs < Sq) & (keys <= qs + offset)).any()
                 kt, vt = kp[b, kvh, n0:n0 + BN], vp[b, kvh, n0:n0 + BN]
+                partials = []
+                n_it = n_mb * group
+                ranges = ([range(pc * n_it // parts, (pc + 1) * n_it // parts)
+                           for pc in range(parts)] if cut else [range(n_it)])
+                for its in ranges:
+                    dK, dV = torch.zeros(BN, D), torch.zeros(BN, D)
+                    partials.append((dK, dV))
+                    for it in its:
+                        hq, mb = kvh * group + it // n_mb, m_first + it % n_mb
+                        m0 = mb * bm
+                        qt, dot = qp[b, hq, m0:m0 + bm], dop[b, hq, m0:m0 + bm]
+                        st, dpt = kt @ qt.T, vt @ dot.T
+                        pt = torch.exp2(st * sl2 - lse2[b, hq, m0:m0 + bm][None, :])
+                        keep = keys < Sk
+                        if causal:
+                            keep = keep & (keys <= m0 + queries_all + offset)
+                        need = n0 + BN > Sk or (causal and n0 + BN - 1 > m0 + offset)
+                        if need:
+                            pt = torch.where(keep, pt, 0.0)
+                        else:
+                            assert keep.all()
+                        dst = pt * (dpt - delta[b, hq, m0:m0 + bm][None, :])
+                        pr, dsr = pt.to(q.dtype).float(), dst.to(q.dtype).float()
+                        dV += pr @ dot
+                        dK += dsr @ qt
+                        dq_part = dsr.T @ kt  # (bm, D)
+                        for w in range(2):
+                            tile = (dq_part[64 * w:64 * w + 64] if bm == 128
+                                    else dq_part[:, n * w:n * w + n])
+                            _store_tile(acc[b, hq, mb, w], tile, idx)
                 dK, dV = torch.zeros(BN, D), torch.zeros(BN, D)
-                for it in range(n_mb * group):
-                    hq, mb = kvh * group + it // n_mb, m_first + it % n_mb
-                    m0 = mb * bm
-                    qt, dot = qp[b, hq, m0:m0 + bm], dop[b, hq, m0:m0 + bm]
-                    st, dpt = kt @ qt.T, vt @ dot.T
-                    pt = torch.exp2(st * sl2 - lse2[b, hq, m0:m0 + bm][None, :])
-                    keep = keys < Sk
-                    if causal:
-                        keep = keep & (keys <= m0 + queries_all + offset)
-                    need = n0 + BN > Sk or (causal and n0 + BN - 1 > m0 + offset)
-                    if need:
-                        pt = torch.where(keep, pt, 0.0)
-                    else:
-                        assert keep.all()
-                    dst = pt * (dpt - delta[b, hq, m0:m0 + bm][None, :])
-                    pr, dsr = pt.to(q.dtype).float(), dst.to(q.dtype).float()
-                    dV += pr @ dot
-                    dK += dsr @ qt
-                    dq_part = dsr.T @ kt  # (bm, D)
-                    for w in range(2):
-                        tile = (dq_part[64 * w:64 * w + 64] if bm == 128
-                                else dq_part[:, n * w:n * w + n])
-                        _store_tile(acc[b, hq, mb, w], tile, idx)
+                for pk, pv in partials:  # in piece order, as the last piece sums them
+                    dK, dV = dK + pk, dV + pv
                 dk[b, kvh, n0:n0 + BN] = dK * p.scale
                 dv[b, kvh, n0:n0 + BN] = dV
     dq = cuda_bwd.dq_from_accum(acc, q, p.scale)
@@ -645,7 +661,10 @@ _CASES = [dict(D=64, Sq=113, Sk=203), dict(D=128, Sq=113, Sk=203),
           dict(D=128, Sq=130, Sk=130, Hq=4, Hk=1, causal=True),
           dict(D=64, Sq=150, Sk=140, Hq=4, Hk=2, dtype=torch.float16),
           dict(D=256, Sq=113, Sk=203), dict(D=256, Sq=150, Sk=70, causal=True),
-          dict(D=256, Sq=100, Sk=130, Hq=4, Hk=1, causal=True)]
+          dict(D=256, Sq=100, Sk=130, Hq=4, Hk=1, causal=True),
+          # BwdTile.tail on 3 (7) SMs: 2 x 2 x 4 key blocks = 16, the last wave cut: 1 (2) blocks
+          dict(D=64, Sq=700, Sk=500, B=2, tail_sm=3), dict(D=128, Sq=650, Sk=480, B=2, tail_sm=7),
+          dict(D=256, Sq=330, Sk=250, B=2, Hq=4, tail_sm=3)]
 
 
 @pytest.mark.parametrize("case", _CASES, ids=lambda c: "-".join(
@@ -654,12 +673,13 @@ def test_emulated_schedule_meets_the_tolerance_rule(case):
     from attnhub import reference
 
     case = dict(case)
-    p = _problem(B=1, Hq=case.pop("Hq", 2), Hk=case.pop("Hk", 2), **case)
+    tail_sm = case.pop("tail_sm", None)
+    p = _problem(B=case.pop("B", 1), Hq=case.pop("Hq", 2), Hk=case.pop("Hk", 2), **case)
     q, k, v = random_inputs(p)
     o, lse = reference.forward(q, k, v, p, compute_dtype=torch.float32)
     o = o.to(p.dtype)
     do = torch.randn_like(o)
-    grads = emulate(q, k, v, o, lse, do, p)
+    grads = emulate(q, k, v, o, lse, do, p, tail_sm)
     results = compare_backward(grads, do, q, k, v, p)
     assert all(r.ok for r in results), "\n".join(map(str, results))
 

@@ -588,6 +588,22 @@ def _kernel(device_index: int, head_dim: int, causal: bool, dtype,
     return mod, func, smem
 
 
+def launch_grid(B: int, Hq: int, Hk: int, Sq: int, Sk: int, kd: int, tile: BwdTile,
+                causal: bool, n_sm: int) -> tuple:
+    """``(grid, n_whole, parts)`` of the backward's launch: (key blocks, KV heads, batch),
+    key-block pairs under ``fold`` (causal), or under ``tail`` (non-causal) a 1-D grid of
+    ``n_whole`` whole key blocks and ``parts`` pieces of each other one (:func:`tail_plan`
+    for ``n_sm`` SMs)."""
+    fold = tile.fold and causal
+    grid = (math.ceil(math.ceil(Sk / block_n_for(kd)) / (2 if fold else 1)), Hk, B)
+    if not (tile.tail and not causal):
+        return grid, 0, 1
+    n_blocks = math.prod(grid)
+    n_whole, parts = tail_plan(n_blocks, n_sm, math.ceil(Sq / block_m_for(kd)) * (Hq // Hk),
+                               piece_bytes=2 * _kv_n(kd) * 128 * 4)
+    return (n_whole + (n_blocks - n_whole) * parts, 1, 1), n_whole, parts
+
+
 def _sm_count(device: torch.device) -> int:
     if device.type != "cuda":
         return 132
@@ -619,17 +635,13 @@ def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     dev = q.device.index if q.device.index is not None else torch.cuda.current_device()
     _, func, smem = _kernel(dev, kd, bool(problem.causal), q.dtype, tile._replace(lpt=False),
                             trace is not None, prof is not None)  # lpt: the same binary
+    grid, n_whole, parts = launch_grid(B, Hq, Hk, Sq, Sk, kd, tile, bool(problem.causal),
+                                       _sm_count(q.device))
     bn = block_n_for(kd)
     fold = tile.fold and bool(problem.causal)
-    grid = (math.ceil(math.ceil(Sk / bn) / (2 if fold else 1)), Hk, B)
-    tail = tile.tail and not problem.causal
-    n_whole, parts, ws, cnt = 0, 1, None, None
-    if tail:  # a 1-D grid: the whole key blocks, then the last wave's pieces
-        n_blocks = math.prod(grid)
-        n_whole, parts = tail_plan(n_blocks, _sm_count(q.device), n_m * (Hq // Hk),
-                                   piece_bytes=2 * _kv_n(kd) * 128 * 4)
-        n_cut = n_blocks - n_whole
-        grid = (n_whole + n_cut * parts, 1, 1)
+    ws = cnt = None
+    if tile.tail and not problem.causal:  # a 1-D grid; the pieces' partials and counters
+        n_cut = (grid[0] - n_whole) // parts
         ws = torch.empty(max(n_cut * parts, 1) * 2 * _kv_n(kd) * 128, dtype=torch.float32,
                          device=q.device)
         cnt = torch.zeros(max(n_cut, 1) * 2, dtype=torch.int32, device=q.device)
@@ -690,9 +702,11 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     is what it is for."""
     B, Hk, Sk, D = k.shape
     tile = BwdTile(*(tile or default_tile(D, bool(problem.causal), problem.seqlen_q)))
-    pairs = 2 if tile.fold and problem.causal else 1
-    n_cta = math.ceil(math.ceil(Sk / block_n_for(kernel_head_dim(D))) / pairs) * Hk * B  # grid
-    prof = torch.zeros(n_cta, 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
+    if n_sm is None:
+        n_sm = _sm_count(q.device)
+    grid, _, _ = launch_grid(B, q.shape[1], Hk, q.shape[2], Sk, kernel_head_dim(D), tile,
+                             bool(problem.causal), _sm_count(q.device))
+    prof = torch.zeros(math.prod(grid), 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
     got = backward(do, q, k, v, o, lse, problem, tile, prof=prof)
     # the profiled build must compute what the plain one does (dK, dV bit for bit; dQ up to
     # the order of its L2 reductions)
@@ -703,9 +717,6 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     per = cyc.sum(dim=(0, 1)).tolist()
     blocks = int(prof[:, :, len(PROF_PHASES)].to(torch.int64).sum())
     total = sum(per) or 1
-    if n_sm is None:
-        n_sm = (torch.cuda.get_device_properties(q.device).multi_processor_count
-                if q.device.type == "cuda" else 132)
     # each CTA's duration; its row is its linear block index, which is the launch order
     cta = cyc.sum(dim=2).max(dim=1).values.tolist()
     return {"blocks": blocks, "cycles": total, "max_diff_vs_plain": diff,

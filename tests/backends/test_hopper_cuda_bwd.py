@@ -192,7 +192,7 @@ def test_fold_pairs_cover_every_key_block_once_with_equal_work(D, Sq, Sk):
                  "auto first_block = [&](int n0_) { return max(0, n0_ - offset) / BLOCK_M; };",
                  "if (ld_shared_u32(tile_info) > 1) run_tile(IntC<1>{});"):
         assert line in src, line
-    assert "grid = (math.ceil(math.ceil(Sk / bn) / (2 if fold else 1)), Hk, B)" in \
+    assert "grid = (math.ceil(math.ceil(Sk / block_n_for(kd)) / (2 if fold else 1)), Hk, B)" in \
         pathlib.Path(cuda_bwd.__file__).read_text()
     # every word of the tiles' numbers that is read is written (thread 0, before the
     # __syncthreads), and within FOLD's 8 words (TILE_OFF)
@@ -1053,5 +1053,9 @@ def test_tail_pieces_cover_every_key_block_and_query_pair_once(D, shape):
                  "for (int pc = 0; pc < tail_parts; ++pc) {"):
         assert line in src, line
     host = pathlib.Path(cuda_bwd.__file__).read_text()
-    assert "grid = (n_whole + n_cut * parts, 1, 1)" in host
+    assert "return (n_whole + (n_blocks - n_whole) * parts, 1, 1), n_whole, parts" in host
+    # the launch the host computes is the one mirrored
+    grid, nw, pp = cuda_bwd.launch_grid(B, Hq, Hk, Sq, Sk, D, cuda_bwd.default_tile(
+        D, False)._replace(tail=True), False, 132)
+    assert grid == (len(ctas), 1, 1) and (nw, pp) == (n_whole, parts)
 

@@ -1076,8 +1076,17 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     if (n_iter > 0) dq_out(blk_prev, dq_prev);
 #endif
 
+    // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
+    // Both warpgroups' products that read K (the dQ product reads all its rows) are done.
+    // A warpgroup's dK/dV tile: its 64 key rows (SPLIT_D: all 64 rows, its KV_N columns =
+    // chunks cw·KV_N/64 ..) of the K / V tile.
+    CTRACE(n_iter, 7);
+    asm volatile("bar.sync 4, 256;" ::: "memory");
+    CTRACE(n_iter, 8);
 #if TAIL_SPLIT
     if (piece >= 0) {
+      // (after the barrier above: the other warpgroup may read K until then, and the last
+      // piece's warpgroup overwrites it with dK below; both warpgroups reach it)
       // this warpgroup's partial, thread-major per register (coalesced), then the count;
       // the warpgroup that arrives last for its half of the block sums every piece's
       const size_t slot = (size_t)KV_N * 128;  // floats of one warpgroup's partial: dK, dV
@@ -1109,13 +1118,6 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
       }
     }
 #endif
-    // ---------------- epilogue: dK·scale, dV through the K, V tiles ----------------
-    // Both warpgroups' products that read K (the dQ product reads all its rows) are done.
-    // A warpgroup's dK/dV tile: its 64 key rows (SPLIT_D: all 64 rows, its KV_N columns =
-    // chunks cw·KV_N/64 ..) of the K / V tile.
-    CTRACE(n_iter, 7);
-    asm volatile("bar.sync 4, 256;" ::: "memory");
-    CTRACE(n_iter, 8);
     const int ch0 = SPLIT_D ? cw * (KV_N / 64) : 0;  // first 64-column chunk of this tile
     const u32 sKe = sKw + ch0 * (BLOCK_N * 128), sVe = sVw + ch0 * (BLOCK_N * 128);
     const int row0 = n0 + (SPLIT_D ? 0 : cw * 64);

@@ -1052,6 +1052,14 @@ def test_tail_pieces_cover_every_key_block_and_query_pair_once(D, shape):
                  "if (ctid == 0) last = atomicAdd(tail_cnt + 2 * cut + cw, 1) == tail_parts - 1;",
                  "for (int pc = 0; pc < tail_parts; ++pc) {"):
         assert line in src, line
+    # a warpgroup that is not the last piece returns: only after the epilogue's barrier of
+    # both warpgroups (bar 4), which the other one would otherwise wait at for ever, and
+    # after its dQ bulk reduction has read the shared memory it leaves
+    tail_at = src.index("    if (piece >= 0) {")
+    assert src.index('asm volatile("bar.sync 4, 256;" ::: "memory");') < tail_at
+    assert "bar.sync 4," not in src[tail_at:] and "bar.sync 1," not in src[tail_at:]
+    ret = src.index("return;", tail_at)
+    assert "cp.async.bulk.wait_group.read 0;" in src[tail_at:ret]
     host = pathlib.Path(cuda_bwd.__file__).read_text()
     assert "return (n_whole + (n_blocks - n_whole) * parts, 1, 1), n_whole, parts" in host
     # the launch the host computes is the one mirrored

@@ -605,9 +605,12 @@ def launch_grid(B: int, Hq: int, Hk: int, Sq: int, Sk: int, kd: int, tile: BwdTi
 
 
 def _sm_count(device: torch.device) -> int:
+    """The device's SMs (:func:`cuda_fwd._sm_count`, cached per device); off CUDA, where
+    the tests plan launches, an H100's 132."""
     if device.type != "cuda":
         return 132
-    return torch.cuda.get_device_properties(device).multi_processor_count
+    return cuda_fwd._sm_count(device.index if device.index is not None
+                              else torch.cuda.current_device())
 
 
 def backward(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
@@ -702,10 +705,10 @@ def phase_profile(do, q, k, v, o, lse, problem, tile: Optional[BwdTile] = None,
     is what it is for."""
     B, Hk, Sk, D = k.shape
     tile = BwdTile(*(tile or default_tile(D, bool(problem.causal), problem.seqlen_q)))
-    if n_sm is None:
-        n_sm = _sm_count(q.device)
+    sms = _sm_count(q.device)  # the launch's (backward plans with it too)
+    n_sm = sms if n_sm is None else n_sm
     grid, _, _ = launch_grid(B, q.shape[1], Hk, q.shape[2], Sk, kernel_head_dim(D), tile,
-                             bool(problem.causal), _sm_count(q.device))
+                             bool(problem.causal), sms)
     prof = torch.zeros(math.prod(grid), 2, PROF_STRIDE, dtype=torch.int32, device=q.device)
     got = backward(do, q, k, v, o, lse, problem, tile, prof=prof)
     # the profiled build must compute what the plain one does (dK, dV bit for bit; dQ up to

@@ -1,0 +1,528 @@
+"""FlashAttention forward for Hopper (sm90) in Gluon -- a prototype (GLUON_NOTES.md).
+
+What plain Triton cannot say and this kernel does (FlashAttention-3's structure):
+
+* a producer partition (1 warp, 24 registers after ``setmaxnreg``) that issues TMA loads of
+  Q once and of K and V into a ``STAGES``-deep shared-memory ring, with a ready/empty
+  mbarrier pair per slot and per tensor (K and V separate, so S = Q Kᵀ may start before V
+  has landed);
+* consumer partitions doing async ``warpgroup_mma`` (wgmma): S = Q Kᵀ from shared memory,
+  O += P V with P in registers (the accumulator of S, rounded to 16 bits and converted to
+  the A-operand layout), the online softmax in base 2 on the accumulator registers;
+* ``OVERLAP``: FA3's intra-warpgroup overlap -- S_j and P_{j-1} V_{j-1} are issued
+  back to back, softmax(S_j) runs while P_{j-1} V_{j-1} is in flight;
+* ``CONSUMERS=2``: two consumer warpgroups (the default partition and a 4-warp worker,
+  240 registers each), each owning 64 rows of a 128-row query tile and sharing the K/V
+  ring; ``PINGPONG`` makes them take turns issuing their products (two mbarriers used
+  as a token), so one warpgroup's softmax runs under the other's wgmmas.
+
+Scope: dense contiguous (B, H, S, D) q/k/v, fp16/bf16, D in {64, 128} (256 with
+block_n=64 and two stages, see notes), non-causal or causal aligned bottom-right (row i sees
+key j when j <= i + Sk - Sq), GQA (Hq a multiple of Hk).  Outputs O (q's dtype) and LSE
+(float32, natural log); a row that sees no key gets O = 0 and LSE = -inf.
+
+Tails: every descriptor is 3-D over the (B*H, S, D) view with a box of (1, rows, D), so the
+hardware bounds-checks per (batch, head): rows past S are zero-filled on loads and dropped
+on stores, a block never reads the next head's rows, and O rows past Sq are never written.
+Keys past Sk (zeros after the fill) are still masked to -inf in the last block.
+
+The module imports without torch or a GPU (the kernel compiles offline, see
+``compile_offline``); the host launcher needs both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+
+try:  # Triton >= 3.5: the Hopper Gluon module
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        fence_async_shared,
+        mbarrier,
+        tma,
+        warpgroup_mma,
+        warpgroup_mma_wait,
+    )
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    # Triton 3.6 spells the TMA copies async_copy_*; later releases async_load / async_store
+    _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
+    _tma_store = tma.async_store if hasattr(tma, "async_load") else tma.async_copy_shared_to_global
+    _IMPORT_ERROR = None
+except Exception as exc:  # pragma: no cover - depends on the installed Triton
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+_LAST = {}  # the last launched CompiledKernel (gluon_check.py reads n_regs / n_spills)
+
+
+# --------------------------------------------------------------------------------------
+# Variants: the kernel's knobs, by name (gluon_check.py --variants takes these names).
+# --------------------------------------------------------------------------------------
+
+VARIANTS = {
+    # one consumer partition of 8 warps (two warpgroups in lock step, 128 rows), no overlap:
+    # the simplest pipeline, the fallback.
+    "simple": dict(consumers=1, consumer_warps=8, overlap=False, pingpong=False),
+    # the same with FA3's intra-warpgroup overlap (S_j issued with P_{j-1} V_{j-1}).
+    "overlap": dict(consumers=1, consumer_warps=8, overlap=True, pingpong=False),
+    # two consumer partitions (64 rows each, 240 regs each), intra-WG overlap, no ping-pong.
+    "ws2": dict(consumers=2, consumer_warps=4, overlap=True, pingpong=False),
+    # the same with ping-pong turns between the two consumers (FA3's schedule).
+    "pp": dict(consumers=2, consumer_warps=4, overlap=True, pingpong=True),
+}
+DEFAULT_VARIANT = "pp"
+
+
+# --------------------------------------------------------------------------------------
+# Device code
+# --------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
+                   CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+                   s_layout: gl.constexpr):
+    """Online-softmax step on one S block (fp32, wgmma accumulator layout).
+
+    Returns p = exp2(s * qk_scale - m_new) (fp32, same layout), the new row max and sum,
+    and alpha = exp2(m_old - m_new) for rescaling O.  Blocks j >= n_full are masked:
+    key col is kept when col <= limit(row), limit = min(row + Sk - Sq, Sk - 1) if causal,
+    Sk - 1 otherwise.  Fully masked rows keep m = -inf; the subtraction then uses 0 so
+    p = alpha = 0 and no NaN appears (exp2(-inf - -inf))."""
+    if j >= n_full:
+        cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        rows = row0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
+        if CAUSAL:
+            limit = gl.minimum(rows + (Sk - Sq), Sk - 1)
+        else:
+            limit = gl.full([ROWS], 0, gl.int32, gl.SliceLayout(1, s_layout)) + (Sk - 1)
+        keep = gl.expand_dims(cols, 0) <= gl.expand_dims(limit, 1)
+        s = gl.where(keep, s, -float("inf"))
+    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    m_use = gl.where(m_new == -float("inf"), 0.0, m_new)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_use, 1))
+    alpha = gl.exp2(m_i - m_use)
+    l_new = l_i * alpha + gl.sum(p, axis=1)
+    return p, m_new, l_new, alpha
+
+
+@gluon.jit
+def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
+              HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+              STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
+              OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr):
+    """One consumer partition: ROWS query rows (ROWS = 16 * NW), rows WG*ROWS.. of the tile."""
+    q_smem, k_smem, v_smem = smem
+    q_bar, k_ready, k_empty, v_ready, v_empty, pp_bars = bars
+    bh, m0, Sq, Sk, n_blocks, n_full = ints
+    dtype: gl.constexpr = q_smem.dtype
+
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[NW, 1], instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[NW, 1], instr_shape=[16, HEAD_D, 16])
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    srow: gl.constexpr = gl.SliceLayout(1, s_layout)
+    orow: gl.constexpr = gl.SliceLayout(1, o_layout)
+
+    row0 = m0 + WG * ROWS
+    q_buf3 = q_smem.index(WG)  # (1, ROWS, D): the TMA box; reused for O at the end
+    q = q_buf3.reshape([ROWS, HEAD_D])
+
+    m_i = gl.full([ROWS], -float("inf"), gl.float32, srow)
+    l_i = gl.full([ROWS], 0.0, gl.float32, srow)
+    acc = gl.zeros([ROWS, HEAD_D], gl.float32, o_layout)
+    s_zero = gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout)
+    # ping-pong token: WG0 goes first (a fresh mbarrier passes a wait on parity 1).
+    pp_phase = 1 - WG
+    pp_mine = pp_bars.index(WG)
+    pp_other = pp_bars.index(1 - WG)
+
+    mbarrier.wait(q_bar, 0)
+    if n_blocks > 0:
+        if OVERLAP:
+            # ---- prologue: S_0 and its softmax -------------------------------------
+            mbarrier.wait(k_ready.index(0), 0)
+            if PINGPONG:
+                mbarrier.wait(pp_mine, pp_phase)
+                pp_phase = pp_phase ^ 1
+            s_tok = warpgroup_mma(q, k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
+                                  s_zero, use_acc=False, is_async=True)
+            if PINGPONG:
+                mbarrier.arrive(pp_other)
+            s = warpgroup_mma_wait(0, deps=(s_tok, ))
+            mbarrier.arrive(k_empty.index(0))
+            p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, 0, n_full, row0, Sq, Sk, qk_scale,
+                                                CAUSAL, BLOCK_N, ROWS, s_layout)
+            p16 = gl.convert_layout(p.to(dtype), p_layout)
+            # ---- steady state: S_j with P_{j-1} V_{j-1} in flight ------------------
+            for j in range(1, n_blocks):
+                st = j % STAGES
+                ph = (j // STAGES) & 1
+                pst = (j - 1) % STAGES
+                pph = ((j - 1) // STAGES) & 1
+                mbarrier.wait(k_ready.index(st), ph)
+                if PINGPONG:
+                    mbarrier.wait(pp_mine, pp_phase)
+                    pp_phase = pp_phase ^ 1
+                s_tok = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
+                                      s_zero, use_acc=False, is_async=True)
+                mbarrier.wait(v_ready.index(pst), pph)
+                o_tok = warpgroup_mma(p16, v_smem.index(pst).reshape([BLOCK_N, HEAD_D]), acc,
+                                      is_async=True)
+                if PINGPONG:
+                    mbarrier.arrive(pp_other)
+                s = warpgroup_mma_wait(1, deps=(s_tok, ))
+                mbarrier.arrive(k_empty.index(st))
+                p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
+                                                    CAUSAL, BLOCK_N, ROWS, s_layout)
+                if SPLIT_WAIT:
+                    # ptxas hoists a lone wait_group 0 above the exps (GLUON_NOTES.md); a
+                    # branch boundary pins it.  The host rejects scale <= 0, so the else arm
+                    # never runs; it would be exact for qk_scale == 0 (every alpha is 1).
+                    if qk_scale != 0.0:
+                        acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
+                        acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
+                    else:
+                        # a different dep list, so LLVM does not merge the two waits and
+                        # hoist them above the branch
+                        acc, p16, p = warpgroup_mma_wait(0, deps=(o_tok, p16, p))
+                else:
+                    acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
+                    acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
+                mbarrier.arrive(v_empty.index(pst))
+                p16 = gl.convert_layout(p.to(dtype), p_layout)
+            # ---- epilogue: the last P V --------------------------------------------
+            lst = (n_blocks - 1) % STAGES
+            lph = ((n_blocks - 1) // STAGES) & 1
+            mbarrier.wait(v_ready.index(lst), lph)
+            if PINGPONG:
+                mbarrier.wait(pp_mine, pp_phase)
+                pp_phase = pp_phase ^ 1
+            o_tok = warpgroup_mma(p16, v_smem.index(lst).reshape([BLOCK_N, HEAD_D]), acc,
+                                  is_async=True)
+            if PINGPONG:
+                mbarrier.arrive(pp_other)
+            acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
+            mbarrier.arrive(v_empty.index(lst))
+        else:
+            # ---- simple: S, softmax, P V, each product waited for before the next ----
+            for j in range(n_blocks):
+                st = j % STAGES
+                ph = (j // STAGES) & 1
+                mbarrier.wait(k_ready.index(st), ph)
+                if PINGPONG:
+                    mbarrier.wait(pp_mine, pp_phase)
+                    pp_phase = pp_phase ^ 1
+                s_tok = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
+                                      s_zero, use_acc=False, is_async=True)
+                if PINGPONG:
+                    mbarrier.arrive(pp_other)
+                s = warpgroup_mma_wait(0, deps=(s_tok, ))
+                mbarrier.arrive(k_empty.index(st))
+                p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
+                                                    CAUSAL, BLOCK_N, ROWS, s_layout)
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
+                p16 = gl.convert_layout(p.to(dtype), p_layout)
+                mbarrier.wait(v_ready.index(st), ph)
+                o_tok = warpgroup_mma(p16, v_smem.index(st).reshape([BLOCK_N, HEAD_D]), acc,
+                                      is_async=True)
+                acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
+                mbarrier.arrive(v_empty.index(st))
+
+    # ---- epilogue: normalise, LSE (natural log), O through the Q buffer + TMA store ----
+    empty = l_i == 0.0
+    l_safe = gl.where(empty, 1.0, l_i)
+    lse = gl.where(empty, -float("inf"), (m_i + gl.log2(l_safe)) * 0.6931471805599453)
+    rows = row0 + gl.arange(0, ROWS, layout=srow)
+    gl.store(lse_ptr + bh.to(gl.int64) * Sq + rows, lse, mask=rows < Sq)
+    o = acc * gl.expand_dims(gl.convert_layout(1.0 / l_safe, orow), 1)
+    q.store(o.to(dtype))  # all wgmma reads of Q retired (waited above)
+    fence_async_shared()
+    _tma_store(o_desc, [bh, row0, 0], q_buf3)
+    tma.store_wait(0)
+
+
+@gluon.jit
+def _producer(descs, smem, bars, ints,
+              BLOCK_N: gl.constexpr, ROWS: gl.constexpr, STAGES: gl.constexpr,
+              CONSUMERS: gl.constexpr):
+    """1 warp: Q once, then K_j and V_j into slot j % STAGES, in the consumers' order."""
+    q_desc, k_desc, v_desc = descs
+    q_smem, k_smem, v_smem = smem
+    q_bar, k_ready, k_empty, v_ready, v_empty, pp_bars = bars
+    bh, kv_bh, m0, n_blocks = ints
+
+    mbarrier.expect(q_bar, CONSUMERS * q_desc.block_type.nbytes)
+    for c in gl.static_range(CONSUMERS):
+        _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar, q_smem.index(c))
+    for j in range(n_blocks):
+        st = j % STAGES
+        ph = (j // STAGES) & 1
+        # a fresh mbarrier passes a wait on parity 1: the first STAGES waits are free.
+        mbarrier.wait(k_empty.index(st), ph ^ 1)
+        mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+        _tma_load(k_desc, [kv_bh, j * BLOCK_N, 0], k_ready.index(st),
+                                        k_smem.index(st))
+        mbarrier.wait(v_empty.index(st), ph ^ 1)
+        mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+        _tma_load(v_desc, [kv_bh, j * BLOCK_N, 0], v_ready.index(st),
+                                        v_smem.index(st))
+
+
+@gluon.jit(do_not_specialize=["Sq", "Sk", "Hq", "GROUP"])  # one build per (D, causal, dtype, knobs)
+def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
+                     Sq, Sk, Hq, GROUP, qk_scale,
+                     HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+                     CONSUMERS: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                     OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, REVERSE_M: gl.constexpr,
+                     CONSUMER_REGS: gl.constexpr, SPLIT_WAIT: gl.constexpr,
+                     num_warps: gl.constexpr):
+    BLOCK_M: gl.constexpr = ROWS * CONSUMERS
+    dtype: gl.constexpr = q_desc.dtype
+
+    pid_m = gl.program_id(0)
+    bh = gl.program_id(1)
+    if REVERSE_M:  # causal: the longest tiles first
+        pid_m = gl.num_programs(0) - 1 - pid_m
+    m0 = pid_m * BLOCK_M
+    b = bh // Hq
+    hq = bh % Hq
+    kv_bh = b * (Hq // GROUP) + hq // GROUP
+
+    # Key blocks this tile visits: [0, n_blocks); blocks < n_full need no mask.
+    if CAUSAL:
+        kv_end = gl.minimum(Sk, gl.minimum(m0 + BLOCK_M, Sq) + (Sk - Sq))
+        kv_end = gl.maximum(kv_end, 0)
+        n_full = gl.minimum(gl.maximum(m0 + (Sk - Sq) + 1, 0) // BLOCK_N, Sk // BLOCK_N)
+    else:
+        kv_end = Sk
+        n_full = Sk // BLOCK_N
+    n_blocks = (kv_end + BLOCK_N - 1) // BLOCK_N
+
+    q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, 1, ROWS, HEAD_D], q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_N, HEAD_D], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_N, HEAD_D], v_desc.layout)
+    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    pp_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_bar, count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)  # the producer's arrive.expect_tx
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=CONSUMERS)  # one arrive per consumer partition
+        mbarrier.init(v_empty.index(i), count=CONSUMERS)
+    for i in gl.static_range(2):
+        mbarrier.init(pp_bars.index(i), count=1)
+
+    smem = (q_smem, k_smem, v_smem)
+    bars = (q_bar, k_ready, k_empty, v_ready, v_empty, pp_bars)
+    cints = (bh, m0, Sq, Sk, n_blocks, n_full)
+    pints = (bh, kv_bh, m0, n_blocks)
+    descs = (q_desc, k_desc, v_desc)
+    if CONSUMERS == 2:
+        gl.warp_specialize([
+            (_consumer, (0, smem, bars, o_desc, lse_ptr, cints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT)),
+            (_consumer, (1, smem, bars, o_desc, lse_ptr, cints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT)),
+            (_producer, (descs, smem, bars, pints, BLOCK_N, ROWS, STAGES, CONSUMERS)),
+        ], [4, 1], [CONSUMER_REGS, 24])
+    else:
+        gl.warp_specialize([
+            (_consumer, (0, smem, bars, o_desc, lse_ptr, cints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, num_warps, CAUSAL, OVERLAP, False, SPLIT_WAIT)),
+            (_producer, (descs, smem, bars, pints, BLOCK_N, ROWS, STAGES, CONSUMERS)),
+        ], [1], [24])
+
+
+# --------------------------------------------------------------------------------------
+# Host side
+# --------------------------------------------------------------------------------------
+
+
+def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consumers=None,
+                   consumer_warps=None, overlap=None, pingpong=None, split_wait=None,
+                   block_m=None):
+    """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
+    v = dict(VARIANTS[variant or DEFAULT_VARIANT])
+    for key, val in (("consumers", consumers), ("consumer_warps", consumer_warps),
+                     ("overlap", overlap), ("pingpong", pingpong), ("split_wait", split_wait)):
+        if val is not None:
+            v[key] = val
+    if head_dim not in (64, 128, 256):
+        raise ValueError(f"gluon forward: head dim {head_dim} not in (64, 128, 256)")
+    if block_n is None:
+        block_n = 64 if head_dim == 256 else 128
+    if stages is None:
+        stages = 2
+    if v["consumers"] == 2:
+        v["consumer_warps"] = 4
+    if v["consumers"] == 1 and v["pingpong"]:
+        raise ValueError("ping-pong needs two consumer partitions")
+    rows = 16 * v["consumer_warps"]
+    bm = rows * v["consumers"]
+    if block_m is not None and block_m != bm:
+        raise ValueError(f"block_m={block_m} but variant {variant!r} gives {bm} "
+                         f"({v['consumers']} consumer(s) x {rows} rows)")
+    if block_n not in (32, 64, 128):
+        raise ValueError(f"block_n={block_n} (32, 64 or 128: a power of two, S in registers)")
+    if stages < 1:
+        raise ValueError(f"stages={stages}")
+    smem = 2 * head_dim * (bm + 2 * stages * block_n) + 1024
+    if smem > 232448:
+        raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, block_n={block_n}, "
+                         f"stages={stages})")
+    total_warps = v["consumer_warps"] * v["consumers"] + 1
+    total_warps = (total_warps + 3) // 4 * 4
+    maxnreg = min(256, 65536 // (total_warps * 32)) // 8 * 8
+    consumer_regs = 240 if v["consumers"] == 2 else 0
+    return dict(HEAD_D=head_dim, BLOCK_N=block_n, ROWS=rows, CONSUMERS=v["consumers"],
+                STAGES=stages, OVERLAP=bool(v["overlap"]), PINGPONG=bool(v["pingpong"]),
+                CONSUMER_REGS=consumer_regs, SPLIT_WAIT=bool(v.get("split_wait", True)),
+                num_warps=v["consumer_warps"], maxnreg=maxnreg,
+                smem_estimate=smem)
+
+
+def gluon_available():
+    """(True, "") when this module can run here, else (False, why)."""
+    if _IMPORT_ERROR is not None:
+        return False, f"triton {triton.__version__} lacks the Gluon Hopper module ({_IMPORT_ERROR})"
+    try:
+        import torch
+    except Exception as exc:
+        return False, f"no torch ({exc})"
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    cap = torch.cuda.get_device_capability()
+    if cap != (9, 0):
+        return False, f"device is sm{cap[0]}{cap[1]}, this kernel is sm90 (Hopper) only"
+    return True, ""
+
+
+_GL_DTYPES = {}
+
+
+def _gl_dtype(torch_dtype):
+    import torch
+    if not _GL_DTYPES:
+        _GL_DTYPES.update({torch.bfloat16: gl.bfloat16, torch.float16: gl.float16})
+    if torch_dtype not in _GL_DTYPES:
+        raise ValueError(f"gluon forward: dtype {torch_dtype} (fp16/bf16 only)")
+    return _GL_DTYPES[torch_dtype]
+
+
+def _desc3(t, rows, head_dim, gdt):
+    """3-D TMA descriptor over the (B*H, S, D) view of a contiguous (B, H, S, D) tensor."""
+    B, H, S, D = t.shape
+    view = t.view(B * H, S, D)
+    layout = gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
+    return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim], layout)
+
+
+def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=None, block_n=None,
+                        stages=None, variant=None, consumers=None, consumer_warps=None,
+                        overlap=None, pingpong=None, split_wait=None, out=None, lse_out=None):
+    """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), contiguous.
+
+    variant: a key of VARIANTS (default "pp"); block_m must match it if given (128 for all
+    shipped variants).  out / lse_out: optional preallocated outputs (the check script
+    passes NaN-poisoned ones).  Returns (o, lse) with lse float32 (B, Hq, Sq), natural log."""
+    import torch
+
+    ok, why = gluon_available()
+    if not ok:
+        raise RuntimeError(f"gluon forward unavailable: {why}")
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("q, k, v must be 4-D (B, H, S, D)")
+    B, Hq, Sq, D = q.shape
+    Bk, Hk, Sk, Dk = k.shape
+    if v.shape != k.shape or Bk != B or Dk != D:
+        raise ValueError(f"shape mismatch q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
+    if Hq % Hk:
+        raise ValueError(f"Hq={Hq} is not a multiple of Hk={Hk}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError("q, k, v must share a dtype")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not t.is_contiguous():
+            raise ValueError(f"{name} is not contiguous (B, H, S, D); this prototype builds 3-D "
+                             "TMA descriptors over the (B*H, S, D) view only")
+        if t.data_ptr() % 16:
+            raise ValueError(f"{name} is not 16-byte aligned")
+    if Sq == 0 or Sk == 0 or B == 0 or Hq == 0:
+        raise ValueError("empty problem")
+    gdt = _gl_dtype(q.dtype)
+    cfg = resolve_config(D, variant=variant, block_n=block_n, stages=stages, consumers=consumers,
+                         consumer_warps=consumer_warps, overlap=overlap, pingpong=pingpong,
+                         split_wait=split_wait, block_m=block_m)
+    scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
+    if not scale > 0.0 or not math.isfinite(scale):
+        # the row max is taken as max(s) * scale and masked scores are -inf * scale
+        raise ValueError(f"softmax_scale must be finite and > 0, got {scale}")
+
+    o = out if out is not None else torch.empty_like(q)
+    lse = lse_out if lse_out is not None else torch.empty((B, Hq, Sq), device=q.device,
+                                                           dtype=torch.float32)
+    if o.shape != q.shape or o.dtype != q.dtype or not o.is_contiguous():
+        raise ValueError("out must be a contiguous tensor like q")
+    if lse.shape != (B, Hq, Sq) or lse.dtype != torch.float32 or not lse.is_contiguous():
+        raise ValueError("lse_out must be contiguous float32 (B, Hq, Sq)")
+
+    rows, bn = cfg["ROWS"], cfg["BLOCK_N"]
+    q_desc = _desc3(q, rows, D, gdt)
+    o_desc = _desc3(o, rows, D, gdt)
+    k_desc = _desc3(k, bn, D, gdt)
+    v_desc = _desc3(v, bn, D, gdt)
+    block_m_eff = rows * cfg["CONSUMERS"]
+    grid = (triton.cdiv(Sq, block_m_eff), B * Hq)
+    _LAST["kernel"] = _attn_fwd_kernel[grid](
+        q_desc, k_desc, v_desc, o_desc, lse,
+        Sq, Sk, Hq, Hq // Hk, scale * _LOG2E,
+        HEAD_D=D, BLOCK_N=bn, ROWS=rows, CONSUMERS=cfg["CONSUMERS"], STAGES=cfg["STAGES"],
+        CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"], PINGPONG=cfg["PINGPONG"],
+        REVERSE_M=bool(causal), CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+    return o, lse
+
+
+# --------------------------------------------------------------------------------------
+# Offline compilation (no GPU): used by gluon_check.py --compile-only and the notes.
+# --------------------------------------------------------------------------------------
+
+
+def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
+    """Compile for sm90 without a GPU; returns the CompiledKernel (asm: ttgir/ptx/cubin)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    gdt = {"bf16": gl.bfloat16, "fp16": gl.float16}[dtype]
+    cfg = resolve_config(head_dim, **knobs)
+    rows, bn = cfg["ROWS"], cfg["BLOCK_N"]
+    ql = gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
+    kl = gl.NVMMASharedLayout.get_default_for([1, bn, head_dim], gdt)
+    sig = {
+        "q_desc": f"tensordesc<{dtype}[1, {rows}, {head_dim}],{ql!r}>",
+        "k_desc": f"tensordesc<{dtype}[1, {bn}, {head_dim}],{kl!r}>",
+        "v_desc": f"tensordesc<{dtype}[1, {bn}, {head_dim}],{kl!r}>",
+        "o_desc": f"tensordesc<{dtype}[1, {rows}, {head_dim}],{ql!r}>",
+        "lse_ptr": "*fp32", "Sq": "i32", "Sk": "i32", "Hq": "i32", "GROUP": "i32",
+        "qk_scale": "fp32",
+    }
+    constexprs = dict(HEAD_D=head_dim, BLOCK_N=bn, ROWS=rows, CONSUMERS=cfg["CONSUMERS"],
+                      STAGES=cfg["STAGES"], CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"],
+                      PINGPONG=cfg["PINGPONG"], REVERSE_M=bool(causal),
+                      CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
+                      num_warps=cfg["num_warps"])
+    for name in constexprs:
+        sig[name] = "constexpr"
+    src = GluonASTSource(fn=_attn_fwd_kernel, signature=sig, constexprs=constexprs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": cfg["num_warps"], "maxnreg": cfg["maxnreg"]})

@@ -1,0 +1,699 @@
+#!/usr/bin/env python3
+"""Check and time the Gluon FlashAttention forward (``_gluon_fwd.py``) on an H100.
+
+    python3 backends/attnhub_triton/gluon_check.py --out $OUT/gluon
+    python3 backends/attnhub_triton/gluon_check.py --cases quick --no-bench
+    python3 backends/attnhub_triton/gluon_check.py --variants pp,pp:stages=3,simple --out x.json
+    python3 backends/attnhub_triton/gluon_check.py --compile-only      # no GPU, no torch
+
+Self-contained: the kernel module is loaded by file path, not through the attnhub package.
+
+1. correctness -- one child process per variant (a barrier deadlock costs that child's
+   --timeout, not the run), several at once.  Every case: fresh random inputs, O and LSE
+   pre-filled with NaN, reference in float32 from the same inputs, tolerance
+   max|O - ref| <= 2 * max|SDPA(q, k, v) in q's dtype - ref| + 1e-5 over rows that see a key;
+   rows that see no key: O == 0 and LSE == -inf exactly; |LSE - ref| <= 1e-3 where finite;
+   no NaN anywhere.  One line per case, then exactly ``correctness: N/M passed``.
+2. bench (only if every case of every variant passed, unless --bench-anyway) -- in one child
+   process: FA grid points B = 16384 // S, H = 2048 // D, bf16, each variant and SDPA cuDNN /
+   FLASH interleaved point by point, triton.testing.do_bench medians; TFLOP/s with
+   FLOPs = 4 B H S^2 D (halved when causal) and the ratio to cuDNN.
+JSON (cases, compile facts, bench) goes to --out (a .json path, or a directory that gets
+gluon_check.json); the log is printed.
+
+Variant specs: a name of _gluon_fwd.VARIANTS (simple, overlap, ws2, pp) with optional knobs,
+``name:block_n=64:stages=3:split_wait=0``.  A knob combination the launcher rejects (e.g.
+too much shared memory at d256) is reported as SKIP, not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNEL_FILE = os.path.join(HERE, "_gluon_fwd.py")
+DEFAULT_VARIANTS = "simple,overlap,ws2,pp,pp:stages=3"
+
+
+def load_kernel_module():
+    spec = importlib.util.spec_from_file_location("attnhub_gluon_fwd", KERNEL_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["attnhub_gluon_fwd"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def parse_variant(spec):
+    """'pp:block_n=64:stages=3' -> ('pp', {'block_n': 64, 'stages': 3})."""
+    parts = spec.strip().split(":")
+    name, knobs = parts[0], {}
+    for p in parts[1:]:
+        k, v = p.split("=")
+        knobs[k] = int(v)
+    if "variant" in knobs:
+        raise ValueError(spec)
+    return name, knobs
+
+
+# --------------------------------------------------------------------------------------
+# cases
+# --------------------------------------------------------------------------------------
+
+
+def case_list(which):
+    """(B, Hq, Hk, Sq, Sk, D, causal, dtype) tuples."""
+    cases = []
+    if which == "quick":
+        for d in (64, 128):
+            for causal in (False, True):
+                cases.append((2, 4, 4, 1000, 1000, d, causal, "bf16"))
+                cases.append((2, 4, 4, 113, 203, d, causal, "bf16"))
+            cases.append((2, 8, 2, 1000, 1000, d, True, "bf16"))
+        cases.append((2, 4, 4, 203, 113, 128, True, "fp16"))  # rows that see no key
+        cases.append((2, 4, 4, 4096, 4096, 128, False, "fp16"))
+        cases.append((2, 4, 4, 1, 4096, 64, True, "bf16"))
+        return cases
+    for d in (64, 128):
+        for causal in (False, True):
+            for dt in ("bf16", "fp16"):
+                for sq, sk in ((128, 128), (1000, 1000), (4096, 4096), (113, 203), (1, 4096),
+                               (203, 113)):
+                    cases.append((2, 4, 4, sq, sk, d, causal, dt))
+                cases.append((2, 8, 2, 1000, 1000, d, causal, dt))  # GQA 8 / 2
+                cases.append((2, 8, 2, 113, 203, d, causal, dt))
+    for causal in (False, True):  # d256 where the variant fits (block_n 64, 2 stages)
+        cases.append((2, 4, 4, 1000, 1000, 256, causal, "bf16"))
+        cases.append((2, 8, 2, 113, 203, 256, causal, "fp16"))
+    return cases
+
+
+def case_name(c):
+    B, Hq, Hk, Sq, Sk, D, causal, dt = c
+    return f"B{B} H{Hq}/{Hk} Sq{Sq} Sk{Sk} d{D} {'causal' if causal else 'full'} {dt}"
+
+
+def reference_fp32(q, k, v, causal, scale):
+    """float32 O, LSE (natural log), and the per-row 'sees a key' mask."""
+    import torch
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    g = Hq // Hk
+    kf = k.float().repeat_interleave(g, dim=1)
+    vf = v.float().repeat_interleave(g, dim=1)
+    o = torch.empty(B, Hq, Sq, D, device=q.device, dtype=torch.float32)
+    lse = torch.empty(B, Hq, Sq, device=q.device, dtype=torch.float32)
+    i = torch.arange(Sq, device=q.device)[:, None]
+    j = torch.arange(Sk, device=q.device)[None, :]
+    allowed = (j <= i + (Sk - Sq)) if causal else torch.ones(Sq, Sk, dtype=torch.bool,
+                                                            device=q.device)
+    for b in range(B):  # one batch at a time: S at 4096^2 x 8 heads is 512 MB in fp32
+        s = torch.matmul(q[b].float(), kf[b].transpose(-1, -2)) * scale
+        s = s.masked_fill(~allowed, float("-inf"))
+        lse[b] = torch.logsumexp(s, dim=-1)
+        p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+        o[b] = torch.matmul(p, vf[b])
+    sees = allowed.any(dim=-1)  # (Sq,)
+    return o, lse, sees, allowed
+
+
+def sdpa_lowprec(q, k, v, allowed, scale):
+    """torch SDPA in q's dtype with the same mask: torch's own low-precision error."""
+    import torch
+    import torch.nn.functional as F
+    g = q.shape[1] // k.shape[1]
+    ke = k.repeat_interleave(g, dim=1)
+    ve = v.repeat_interleave(g, dim=1)
+    out = F.scaled_dot_product_attention(q, ke, ve, attn_mask=allowed, scale=scale)
+    return out
+
+
+def run_case(mod, case, variant, knobs, seed):
+    import torch
+    B, Hq, Hk, Sq, Sk, D, causal, dt = case
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(B, Hq, Sq, D, device="cuda", dtype=dtype, generator=gen)
+    k = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
+    v = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
+    scale = 1.0 / math.sqrt(D)
+    try:
+        mod.resolve_config(D, variant=variant, **knobs)
+    except ValueError as exc:
+        return {"status": "SKIP", "why": str(exc)}
+    o = torch.full_like(q, float("nan"))
+    lse = torch.full((B, Hq, Sq), float("nan"), device="cuda", dtype=torch.float32)
+    mod.gluon_attention_fwd(q, k, v, causal=causal, softmax_scale=scale, variant=variant,
+                            out=o, lse_out=lse, **knobs)
+    torch.cuda.synchronize()
+    ref_o, ref_lse, sees, allowed = reference_fp32(q, k, v, causal, scale)
+    low = sdpa_lowprec(q, k, v, allowed, scale).float()
+    rows = sees[None, None, :].expand(B, Hq, Sq)
+    of = o.float()
+    nan_o = int(torch.isnan(of).sum())
+    nan_l = int(torch.isnan(lse).sum())
+    if rows.any():
+        err_o = float((of - ref_o).abs()[rows].max())
+        err_t = float((low - ref_o).abs()[rows].nan_to_num(0.0).max())
+        fin = torch.isfinite(ref_lse) & rows
+        err_l = float((lse - ref_lse).abs()[fin].max()) if fin.any() else 0.0
+    else:
+        err_o = err_t = err_l = 0.0
+    empty_ok = True
+    if (~rows).any():
+        empty_ok = bool((of[~rows] == 0).all()) and bool((lse[~rows] == float("-inf")).all())
+    tol = 2.0 * err_t + 1e-5
+    ok = nan_o == 0 and nan_l == 0 and err_o <= tol and err_l <= 1e-3 and empty_ok
+    k_obj = mod._LAST.get("kernel")
+    facts = {}
+    if k_obj is not None:
+        try:
+            facts = {"n_regs": int(k_obj.n_regs), "n_spills": int(k_obj.n_spills),
+                     "shared": int(k_obj.metadata.shared)}
+        except Exception:
+            pass
+    return {"status": "PASS" if ok else "FAIL", "err_o": err_o, "tol_o": tol, "err_torch": err_t,
+            "err_lse": err_l, "nan_o": nan_o, "nan_lse": nan_l, "empty_rows_ok": empty_ok,
+            **facts}
+
+
+def child_correct(spec, which):
+    """Runs in a child process: every case for one variant, one JSON line per case."""
+    name, knobs = parse_variant(spec)
+    try:
+        mod = load_kernel_module()
+        ok, why = mod.gluon_available()
+        if not ok:
+            raise RuntimeError(why)
+    except Exception as exc:
+        print(json.dumps({"variant": spec, "case": "<setup>", "status": "FAIL",
+                          "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        return
+    broken = None  # compile errors are per (variant, specialisation); keep going
+    for idx, case in enumerate(case_list(which)):
+        rec = {"variant": spec, "case": case_name(case)}
+        try:
+            rec.update(run_case(mod, case, name, knobs, seed=1234 + idx))
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            rec.update({"status": "FAIL", "error": msg[-2000:]})
+            if "CompilationError" in msg or "compil" in msg.lower():
+                broken = msg
+        print(json.dumps(rec), flush=True)
+    if broken:
+        print(json.dumps({"variant": spec, "case": "<note>", "status": "INFO",
+                          "error": "compile error(s) in this variant"}), flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------
+
+BENCH_POINTS = [(S, D, causal) for D in (64, 128) for S in (2048, 4096, 8192, 16384)
+                for causal in (False, True)]
+
+
+def child_bench(specs, rounds, points):
+    import torch
+    import triton
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    mod = load_kernel_module()
+    variants = [(s,) + parse_variant(s) for s in specs]
+    for S, D, causal in points:
+        B, H = 16384 // S, 2048 // D
+        gen = torch.Generator(device="cuda").manual_seed(S + D)
+        q = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        k = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        v = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+        fns = {}
+        for spec, name, knobs in variants:
+            try:
+                mod.resolve_config(D, variant=name, **knobs)
+            except ValueError:
+                continue
+            o = torch.empty_like(q)
+            lse = torch.empty(B, H, S, device="cuda", dtype=torch.float32)
+            fns[spec] = (lambda name=name, knobs=knobs, o=o, lse=lse: mod.gluon_attention_fwd(
+                q, k, v, causal=causal, variant=name, out=o, lse_out=lse, **knobs))
+        for label, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                               ("flash", SDPBackend.FLASH_ATTENTION)):
+            def run(backend=backend):
+                with sdpa_kernel(backend):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            fns[label] = run
+        times = {key: [] for key in fns}
+        errors = {}
+        for _ in range(rounds):  # interleaved: every impl once per round, same inputs
+            for key, fn in fns.items():
+                if key in errors:
+                    continue
+                try:
+                    fn()
+                    torch.cuda.synchronize()
+                    times[key].append(triton.testing.do_bench(fn, warmup=25, rep=100,
+                                                              return_mode="median"))
+                except Exception as exc:
+                    errors[key] = f"{type(exc).__name__}: {str(exc)[-500:]}"
+        res = {"S": S, "D": D, "causal": causal, "B": B, "H": H, "ms": {}, "tflops": {},
+               "x_cudnn": {}, "errors": errors}
+        for key, ts in times.items():
+            if ts:
+                ms = sorted(ts)[len(ts) // 2]
+                res["ms"][key] = ms
+                res["tflops"][key] = flops / (ms * 1e-3) / 1e12
+        c = res["tflops"].get("cudnn")
+        for key, tf in res["tflops"].items():
+            res["x_cudnn"][key] = tf / c if c else None
+        print(json.dumps(res), flush=True)
+        del q, k, v, fns
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------
+# compile-only (no GPU): regs / smem / spills / HGMMA per variant and specialisation
+# --------------------------------------------------------------------------------------
+
+
+def compile_only(specs, dims):
+    import re
+    mod = load_kernel_module()
+    import triton
+    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    cuobjdump = os.path.join(bindir, "cuobjdump")
+    ptxas = os.path.join(bindir, "ptxas")
+    import tempfile
+    rows = []
+    for spec in specs:
+        name, knobs = parse_variant(spec)
+        for d in dims:
+            for causal in (False, True):
+                for dt in ("bf16", "fp16"):
+                    tag = f"{spec} d{d} {'causal' if causal else 'full'} {dt}"
+                    try:
+                        mod.resolve_config(d, variant=name, **knobs)
+                    except ValueError as exc:
+                        print(f"SKIP {tag}: {exc}")
+                        continue
+                    try:
+                        t0 = time.time()
+                        ck = mod.compile_offline(d, dt, causal, variant=name, **knobs)
+                        with tempfile.TemporaryDirectory() as td:
+                            cub = os.path.join(td, "k.cubin")
+                            ptx = os.path.join(td, "k.ptx")
+                            open(cub, "wb").write(ck.asm["cubin"])
+                            open(ptx, "w").write(ck.asm["ptx"])
+                            sass = subprocess.run([cuobjdump, "-sass", cub], capture_output=True,
+                                                  text=True).stdout
+                            res = subprocess.run([cuobjdump, "-res-usage", cub],
+                                                 capture_output=True, text=True).stdout
+                            pv = subprocess.run([ptxas, "-arch=sm_90a", "-v", ptx, "-o",
+                                                 os.path.join(td, "x.cubin")],
+                                                capture_output=True, text=True).stderr
+                        regs = re.findall(r"REG:(\d+)", res)
+                        spill = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", pv)
+                        warn = [ln for ln in pv.splitlines() if "warning" in ln.lower()]
+                        maxr = max([int(x) for x in re.findall(r"\bR(\d+)\b", sass)] or [0])
+                        # MUFU.EX2 between the loop's two waits = the intra-WG overlap is real
+                        seq = []
+                        for ln in sass.splitlines():
+                            if "WARPGROUP.DEPBAR" in ln:
+                                seq.append("W" + ln.split("gsb0,")[1].split(";")[0].strip()[-1])
+                            elif "MUFU.EX2" in ln:
+                                seq.append("E")
+                        pattern, n = [], 0
+                        for e in seq:
+                            if e == "E":
+                                n += 1
+                                continue
+                            if n:
+                                pattern.append(f"ex2*{n}")
+                                n = 0
+                            pattern.append(e)
+                        row = {"variant": spec, "d": d, "causal": causal, "dtype": dt,
+                               "maxnreg": int(regs[0]) if regs else None,
+                               "max_reg_index": maxr, "shared": int(ck.metadata.shared),
+                               "spills": spill[0] if spill else None, "ptxas_warnings": warn,
+                               "HGMMA": sass.count("HGMMA"), "UTMALDG": sass.count("UTMALDG"),
+                               "UTMASTG": sass.count("UTMASTG"),
+                               "LDL/STL": sass.count("LDL") + sass.count("STL"),
+                               "setmaxnreg": sorted(set(re.findall(r"USETMAXREG\.\S+ (?:UP\d, )?(0x[0-9a-f]+)", sass))),
+                               "wait_pattern": " ".join(pattern), "seconds": round(time.time() - t0, 1)}
+                        rows.append(row)
+                        print(f"OK   {tag}: maxnreg {row['maxnreg']} maxR {maxr} smem {row['shared']} "
+                              f"spills {row['spills']} HGMMA {row['HGMMA']} UTMALDG {row['UTMALDG']} "
+                              f"UTMASTG {row['UTMASTG']} setmaxnreg {row['setmaxnreg']} "
+                              f"warnings {len(warn)} | {row['wait_pattern']}")
+                    except Exception as exc:
+                        print(f"FAIL {tag}: {type(exc).__name__}: {str(exc)[-800:]}")
+                        rows.append({"variant": spec, "d": d, "causal": causal, "dtype": dt,
+                                     "error": f"{type(exc).__name__}: {exc}"})
+    return rows
+
+
+
+# --------------------------------------------------------------------------------------
+# CPU emulation of the kernel's block schedule (no GPU): the same n_blocks / n_full /
+# limit arithmetic, base-2 online softmax with the -inf guard, P rounded to q's dtype,
+# per CTA tile and per consumer row slice, against the float32 reference.
+# --------------------------------------------------------------------------------------
+
+
+def emulate(q, k, v, causal, scale, block_m=128, rows_per_wg=64, block_n=128):
+    import torch
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    group = Hq // Hk
+    qk_scale = scale * 1.4426950408889634
+    o = torch.full((B, Hq, Sq, D), float("nan"))
+    lse = torch.full((B, Hq, Sq), float("nan"))
+    n_m = (Sq + block_m - 1) // block_m
+    for b in range(B):
+        for hq in range(Hq):
+            hk = hq // group
+            for pid in range(n_m):
+                m0 = pid * block_m
+                if causal:
+                    kv_end = max(min(Sk, min(m0 + block_m, Sq) + (Sk - Sq)), 0)
+                    n_full = min(max(m0 + (Sk - Sq) + 1, 0) // block_n, Sk // block_n)
+                else:
+                    kv_end, n_full = Sk, Sk // block_n
+                n_blocks = (kv_end + block_n - 1) // block_n
+                for wg in range(block_m // rows_per_wg):
+                    row0 = m0 + wg * rows_per_wg
+                    rows = torch.arange(row0, row0 + rows_per_wg)
+                    qt = torch.zeros(rows_per_wg, D)  # TMA zero-fill past Sq
+                    valid = rows < Sq
+                    qt[valid] = q[b, hq, rows[valid]].float()
+                    m_i = torch.full((rows_per_wg,), float("-inf"))
+                    l_i = torch.zeros(rows_per_wg)
+                    acc = torch.zeros(rows_per_wg, D)
+                    for j in range(n_blocks):
+                        cols = torch.arange(j * block_n, (j + 1) * block_n)
+                        kt = torch.zeros(block_n, D)
+                        vt = torch.zeros(block_n, D)
+                        cv = cols < Sk
+                        kt[cv] = k[b, hk, cols[cv]].float()
+                        vt[cv] = v[b, hk, cols[cv]].float()
+                        s = qt @ kt.T
+                        if j >= n_full:
+                            if causal:
+                                limit = torch.minimum(rows + (Sk - Sq), torch.tensor(Sk - 1))
+                            else:
+                                limit = torch.full_like(rows, Sk - 1)
+                            s = torch.where(cols[None, :] <= limit[:, None], s, float("-inf"))
+                        m_new = torch.maximum(m_i, s.max(dim=1).values * qk_scale)
+                        m_use = torch.where(m_new == float("-inf"), 0.0, m_new)
+                        p = torch.exp2(s * qk_scale - m_use[:, None])
+                        alpha = torch.exp2(m_i - m_use)
+                        l_i = l_i * alpha + p.sum(1)
+                        m_i = m_new
+                        acc = acc * alpha[:, None] + p.to(q.dtype).float() @ vt
+                    empty = l_i == 0
+                    l_safe = torch.where(empty, 1.0, l_i)
+                    out_l = torch.where(empty, float("-inf"), (m_i + torch.log2(l_safe)) * 0.6931471805599453)
+                    out_o = (acc / l_safe[:, None]).to(q.dtype).float()
+                    o[b, hq, rows[valid]] = out_o[valid]  # TMA store clips rows >= Sq
+                    lse[b, hq, rows[valid]] = out_l[valid]
+    return o, lse
+
+
+def emulate_check(n_cases=None):
+    import torch
+    torch.manual_seed(0)
+    cases = [(1, 2, 2, 113, 203, 64, c, "bf16") for c in (False, True)]
+    cases += [(1, 2, 2, 203, 113, 64, True, "fp16"), (1, 4, 2, 300, 300, 64, True, "bf16"),
+              (1, 2, 2, 1, 300, 64, True, "bf16"), (1, 2, 2, 257, 257, 64, False, "bf16"),
+              (1, 2, 1, 130, 390, 128, True, "bf16")]
+    n_ok = 0
+    for case in cases[:n_cases]:
+        B, Hq, Hk, Sq, Sk, D, causal, dt = case
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
+        q = torch.randn(B, Hq, Sq, D).to(dtype)
+        k = torch.randn(B, Hk, Sk, D).to(dtype)
+        v = torch.randn(B, Hk, Sk, D).to(dtype)
+        scale = D ** -0.5
+        ref_o, ref_l, sees, allowed = reference_fp32(q, k, v, causal, scale)
+        res = []
+        for bm, rw, bn in ((128, 64, 128), (128, 128, 128), (128, 64, 64)):
+            o, lse = emulate(q, k, v, causal, scale, bm, rw, bn)
+            rows = sees[None, None, :].expand(B, Hq, Sq)
+            err = float((o - ref_o).abs()[rows].max()) if rows.any() else 0.0
+            fin = torch.isfinite(ref_l)
+            errl = float((lse - ref_l).abs()[fin].max()) if fin.any() else 0.0
+            empty_ok = bool((o[~rows] == 0).all()) and bool((lse[~rows] == float("-inf")).all())
+            nan = int(torch.isnan(o).sum() + torch.isnan(lse).sum())
+            ok = err < 3e-2 and errl < 1e-4 and empty_ok and nan == 0
+            res.append(ok)
+            print(f"{'PASS' if ok else 'FAIL'} emulate {case_name(case)} tile m{bm}/wg{rw}/n{bn}: "
+                  f"|O-ref| {err:.2e} |LSE-ref| {errl:.2e} empty_ok {empty_ok} nan {nan}")
+        n_ok += all(res)
+    print(f"emulation: {n_ok}/{len(cases[:n_cases])} cases passed")
+
+def plot_bench(path):
+    """TFLOP/s against seqlen, one panel per (head dim, causal), every timed column of the
+    report at ``path``; the PNG goes beside it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    report = json.load(open(path))
+    recs = report.get("bench") or []
+    if not recs:
+        raise SystemExit(f"{path}: no bench records to plot")
+    panels = sorted({(r["D"], r["causal"]) for r in recs})
+    cols = sorted({c for r in recs for c in r["tflops"]}, key=lambda c: (c in ("cudnn", "flash"), c))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (d, causal) in zip(axes[0], panels):
+        rows = sorted((r for r in recs if r["D"] == d and r["causal"] == causal), key=lambda r: r["S"])
+        for c in cols:
+            pts = [(r["S"], r["tflops"][c]) for r in rows if r["tflops"].get(c)]
+            if pts:
+                style = "--" if c in ("cudnn", "flash") else "-"
+                ax.plot(*zip(*pts), style, marker="o", label=c)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"d{d} {'causal' if causal else 'non-causal'}")
+        ax.set_xlabel("seqlen")
+        ax.set_ylabel("TFLOP/s")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Gluon forward vs SDPA, bf16, {report.get('device')}, "
+                 f"{report.get('started', '')[:10]}", fontsize=9)
+    fig.tight_layout()
+    png = os.path.splitext(path)[0] + ".png"
+    fig.savefig(png, dpi=110)
+    return png
+
+
+# --------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------
+
+
+def run_child(args_list, timeout):
+    """Run this script as a child; return (json records, stderr tail, timed_out)."""
+    cmd = [sys.executable, os.path.abspath(__file__)] + args_list
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out, err, to = p.stdout, p.stderr, False
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        to = True
+    recs = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return recs, err[-3000:], to
+
+
+def out_path(out):
+    if not out:
+        return None
+    if out.endswith(".json"):
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        return out
+    os.makedirs(out, exist_ok=True)
+    return os.path.join(out, "gluon_check.json")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="JSON path (*.json) or directory")
+    ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--bench-anyway", action="store_true",
+                    help="time the variants whose cases all passed even if another failed")
+    ap.add_argument("--cases", choices=("quick", "all"), default="all")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS,
+                    help="comma list of name[:knob=val...], names: simple overlap ws2 pp")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds per point")
+    ap.add_argument("--points", default="all", help="'all' or e.g. 2048x128c,16384x64")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per correctness child")
+    ap.add_argument("--bench-timeout", type=int, default=240)
+    ap.add_argument("--jobs", type=int, default=5, help="correctness children at once")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="offline sm90 compile of every variant, no GPU needed")
+    ap.add_argument("--dims", default="64,128,256")
+    ap.add_argument("--emulate", action="store_true",
+                    help="CPU emulation of the kernel's block schedule against the reference")
+    ap.add_argument("--plot-from", default=None, metavar="JSON",
+                    help="draw a report's bench as a PNG beside it (TFLOP/s vs seqlen) and exit")
+    ap.add_argument("--child-correct", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-bench", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.plot_from:
+        print(f"wrote {plot_bench(args.plot_from)}")
+        return
+    if args.child_correct:
+        child_correct(args.child_correct, args.cases)
+        return
+    if args.emulate:
+        emulate_check()
+        return
+    points = BENCH_POINTS
+    if args.points != "all":
+        points = []
+        for p in args.points.split(","):
+            causal = p.endswith("c")
+            S, D = p.rstrip("c").split("x")
+            points.append((int(S), int(D), causal))
+    if args.child_bench:
+        child_bench(args.child_bench.split(","), args.rounds, points)
+        return
+
+    specs = [s for s in args.variants.split(",") if s.strip()]
+    for s in specs:
+        parse_variant(s)
+    path = out_path(args.out)
+    report = {"argv": sys.argv, "variants": specs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    if args.compile_only:
+        dims = [int(x) for x in args.dims.split(",")]
+        report["compile"] = compile_only(specs, dims)
+        n_err = sum(1 for r in report["compile"] if "error" in r)
+        print(f"compile-only: {len(report['compile']) - n_err}/{len(report['compile'])} compiled")
+        if path:
+            json.dump(report, open(path, "w"), indent=1)
+            print(f"wrote {path}")
+        return
+
+    try:
+        import torch
+        import triton
+        report["torch"] = torch.__version__
+        report["triton"] = triton.__version__
+        report["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        report["cudnn"] = torch.backends.cudnn.version()
+        print(f"torch {torch.__version__} triton {triton.__version__} device {report['device']}")
+        mod = load_kernel_module()
+        ok, why = mod.gluon_available()
+        print(f"gluon_available: {ok} {why}")
+        report["gluon_available"] = [ok, why]
+    except Exception:
+        traceback.print_exc()
+
+    # ---- correctness: one child per variant ----
+    t0 = time.time()
+    def one(spec):
+        return spec, run_child(["--child-correct", spec, "--cases", args.cases], args.timeout)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+        results = list(ex.map(one, specs))
+    n_pass = n_all = 0
+    all_recs = []
+    variant_ok = {}
+    expected = len(case_list(args.cases))
+    for spec, (recs, err, timed_out) in results:
+        cases = [r for r in recs if r.get("case", "").startswith("<") is False]
+        bad = False
+        for r in recs:
+            st = r.get("status")
+            if st == "INFO":
+                print(f"  {spec}: {r.get('error')}")
+                continue
+            line = f"{st:4s} {spec:22s} {r.get('case')}"
+            if "err_o" in r:
+                line += (f"  |O-ref| {r['err_o']:.2e} (tol {r['tol_o']:.2e}, torch {r['err_torch']:.2e})"
+                         f"  |LSE-ref| {r['err_lse']:.2e}")
+                if r.get("nan_o") or r.get("nan_lse"):
+                    line += f"  NaN O {r['nan_o']} LSE {r['nan_lse']}"
+                if not r.get("empty_rows_ok", True):
+                    line += "  EMPTY-ROWS-WRONG"
+                if "n_regs" in r:
+                    line += f"  [regs {r['n_regs']} spills {r['n_spills']} smem {r['shared']}]"
+            if "error" in r:
+                line += "  " + r["error"].replace("\n", " | ")[-600:]
+            if "why" in r:
+                line += "  " + r["why"]
+            print(line)
+            if st in ("PASS", "FAIL") and not str(r.get("case", "")).startswith("<"):
+                n_all += 1
+                n_pass += st == "PASS"
+                bad |= st == "FAIL"
+        got = len([r for r in cases if r.get("status") in ("PASS", "FAIL", "SKIP")])
+        if timed_out or got < expected:
+            missing = expected - got
+            why = "TIMEOUT (deadlock?)" if timed_out else "child died"
+            print(f"FAIL {spec:22s} {why}: {missing} case(s) did not report; stderr tail: "
+                  + err.replace("\n", " | ")[-1500:])
+            n_all += max(missing, 1)
+            bad = True
+        variant_ok[spec] = not bad
+        all_recs.extend(recs)
+    report["correctness"] = all_recs
+    report["variant_ok"] = variant_ok
+    report["correctness_seconds"] = round(time.time() - t0, 1)
+    print(f"correctness: {n_pass}/{n_all} passed")
+    report["correctness_summary"] = f"{n_pass}/{n_all}"
+    if path:
+        json.dump(report, open(path, "w"), indent=1)
+
+    # ---- bench ----
+    if args.no_bench:
+        return
+    timed = [s for s in specs if variant_ok.get(s)]
+    if n_pass != n_all and not args.bench_anyway:
+        print("bench skipped: not every case passed (--bench-anyway times the passing variants)")
+        return
+    if not timed:
+        print("bench skipped: no variant passed")
+        return
+    pts = ",".join(f"{S}x{D}{'c' if c else ''}" for S, D, c in points)
+    recs, err, timed_out = run_child(["--child-bench", ",".join(timed), "--rounds", str(args.rounds),
+                                      "--points", pts], args.bench_timeout)
+    if timed_out or len(recs) < len(points):
+        print(f"bench: {len(recs)}/{len(points)} points reported"
+              f"{' (TIMEOUT)' if timed_out else ''}; stderr tail: {err[-1500:]}")
+    report["bench"] = recs
+    cols = timed + ["cudnn", "flash"]
+    print("\nTFLOP/s (bf16, B=16384/S, H=2048/D), x = ratio to cuDNN")
+    print(f"{'D':>4} {'S':>6} {'causal':>6} | " + " | ".join(f"{c[:18]:>18}" for c in cols))
+    for r in recs:
+        cells = []
+        for c in cols:
+            tf = r["tflops"].get(c)
+            x = r["x_cudnn"].get(c)
+            cells.append(f"{tf:7.1f} x{x:4.2f}".rjust(18) if tf else f"{'err' if c in r['errors'] else '-':>18}")
+        print(f"{r['D']:>4} {r['S']:>6} {str(r['causal']):>6} | " + " | ".join(cells))
+        for c, e in r.get("errors", {}).items():
+            print(f"      {c}: {e[-300:]}")
+    if path:
+        json.dump(report, open(path, "w"), indent=1)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -219,10 +219,16 @@ def _tiles(head_dim: int) -> tuple:
 #:   (``ab_hopper_h100_2026-12-05_run14..15``): over s2-release(-lpt) in 12 interleaved
 #:   comparisons at 1k-16k, 9 gained, mean +1.5 %; per length, the mean of both orders is
 #:   +3.7 / +1.7 / −0.3 / −0.9 / +2.4 % at 1k / 2k / 4k / 8k / 16k (each ±2-3 %).
+#: - d256 non-causal, since 2026-12-07: s2-atomic-v4-relay-tail (``BwdTile.tail``: the last
+#:   wave cut along the queries), medians of 10 interleaved rounds on an H100 in both orders
+#:   (``ab_bwd_tail_h100_2026-12-07_s34``, ``ab_bwd_tail_d256_rev_h100_2026-12-07_s34``):
+#:   +2.0 / +3.4 / −0.4 / +3.3 % and +1.8 / +3.2 / +5.8 / +3.7 % at 2k / 4k / 8k / 16k.  At
+#:   d64 the tail build lost 2-4 % and at d128 it was flat: the build itself costs that
+#:   (the same build with no block cut loses as much, NOTES.md), so they keep their tiles.
 MEASURED_DEFAULTS = {(64, False): BwdTile(2, poly=1), (64, True): BwdTile(2, poly=1),
                      (128, False): BwdTile(2, poly=1, dq_alt=True),
                      (128, True): BwdTile(2, dq_alt=True),
-                     (256, False): BwdTile(2, True, red_v4=True, relay=True),
+                     (256, False): BwdTile(2, True, red_v4=True, relay=True, tail=True),
                      (256, True): BwdTile(2, True, red_v4=True, relay=True)}
 
 #: Causal problems with queries in this range launch in ``BwdTile.lpt``'s order, by head
@@ -242,7 +248,8 @@ FOLD_QUERIES: dict = {}
 
 def default_tile(head_dim: int, causal: bool = False, seqlen_q: int = 0) -> BwdTile:
     """The shipped variant: ``MEASURED_DEFAULTS``, else the first that fits (s2-poly1 at
-    d64, s2-poly1-alt at d128 non-causal, s2-alt at d128 causal, s2-atomic-v4-relay at d256;
+    d64, s2-poly1-alt at d128 non-causal, s2-alt at d128 causal, s2-atomic-v4-relay-tail at
+    d256 non-causal, s2-atomic-v4-relay at d256 causal;
     NOTES.md has the measurements), in ``lpt`` order for causal problems with
     ``LPT_QUERIES`` queries, as key-block pairs (``fold``) for those with ``FOLD_QUERIES``.
     ``ATTNHUB_HOPPER_BWD_TILE=<name>`` (e.g. ``s2-ahead``) picks another one at every head

@@ -78,10 +78,12 @@ def test_variants_that_do_not_fit_are_left_out():
             == 64 * 64 * 4)
     assert cuda_bwd.smem_bytes(256, cuda_bwd.BwdTile(2, True, red_v4=True)) > 232448
     assert not any(t.relay for D in (64, 128) for t in cuda_bwd.tiles_for(D))
-    # relay's two-stage tile is d256's default (measured 2026-12-06), at every length
-    assert {cuda_bwd.default_tile(256, c, s) for c in (False, True)
-            for s in (1024, 4096, 8192, 16384)} == {
-        cuda_bwd.BwdTile(2, True, red_v4=True, relay=True)}
+    # relay's two-stage tile is d256's default (measured 2026-12-06), at every length; with
+    # the last wave cut (BwdTile.tail) when non-causal (measured 2026-12-07)
+    relay = cuda_bwd.BwdTile(2, True, red_v4=True, relay=True)
+    assert {cuda_bwd.default_tile(256, True, s) for s in (1024, 4096, 8192, 16384)} == {relay}
+    assert {cuda_bwd.default_tile(256, False, s) for s in (1024, 4096, 8192, 16384)} == {
+        relay._replace(tail=True)}
     # pairs of key blocks per CTA (never with lpt): the shipped d256 one, and at d64 / d128
     # the shipped causal tiles (s2-poly1, s2-alt) and s2-poly1 at d128
     assert [(D, str(t)) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
@@ -226,7 +228,8 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s2-ahead")
     assert cuda_bwd.default_tile(128) == cuda_bwd.BwdTile(2, s_ahead=True)
     # not built there: the shipped one
-    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(2, True, red_v4=True, relay=True)
+    assert cuda_bwd.default_tile(256, True) == cuda_bwd.BwdTile(2, True, red_v4=True,
+                                                                relay=True)
     monkeypatch.setenv("ATTNHUB_HOPPER_BWD_TILE", "s9-fast")
     with pytest.raises(ValueError, match="ATTNHUB_HOPPER_BWD_TILE='s9-fast'.*s2-ahead"):
         cuda_bwd.default_tile(128)
@@ -237,8 +240,10 @@ def test_tile_override_picks_a_variant_where_it_builds(monkeypatch):
     assert cuda_bwd.default_tile(128, True) == cuda_bwd.BwdTile(2, dq_alt=True)
     assert cuda_bwd.default_tile(64) == cuda_bwd.default_tile(64, True) == cuda_bwd.BwdTile(
         2, poly=1)
-    assert cuda_bwd.default_tile(256) == cuda_bwd.default_tile(256, True, 2048) == (
+    assert cuda_bwd.default_tile(256, True, 2048) == (
         cuda_bwd.BwdTile(2, True, red_v4=True, relay=True))  # s2-atomic-v4-relay
+    assert cuda_bwd.default_tile(256) == cuda_bwd.BwdTile(  # its tail twin (2026-12-07)
+        2, True, red_v4=True, relay=True, tail=True)
     lo, hi = cuda_bwd.LPT_QUERIES[128]
     for s in (lo, hi):
         assert cuda_bwd.default_tile(128, True, s) == cuda_bwd.BwdTile(2, dq_alt=True, lpt=True)
@@ -953,13 +958,16 @@ def test_red_v4_writes_the_vec_io_order_and_backward_decodes_it_so():
 
 # -- the last wave cut along the queries (BwdTile.tail) ------------------------------------------
 def test_tail_tiles_are_the_shipped_non_causal_ones_and_build_only_non_causal():
+    """The tail twins of the shipped non-causal tiles; d256's is the default."""
     assert [(D, str(t)) for D in cuda_bwd.HEAD_DIMS for t in cuda_bwd.tiles_for(D)
             if t.tail] == [(64, "s2-poly1-tail"), (128, "s2-poly1-tail"),
                            (128, "s2-poly1-alt-tail"), (256, "s2-atomic-v4-relay-tail")]
     for D in cuda_bwd.HEAD_DIMS:  # each shipped non-causal tile has its tail twin
         assert cuda_bwd.default_tile(D, False)._replace(tail=True) in cuda_bwd.tiles_for(D)
-        assert not any(cuda_bwd.default_tile(D, c, s).tail for c in (False, True)
-                       for s in (1024, 2048, 4096, 16384))  # not a default until measured
+        # the default where it was measured to pay (d256 non-causal, 2026-12-07), never causal
+        assert [cuda_bwd.default_tile(D, c, s).tail for c in (False, True)
+                for s in (1024, 2048, 4096, 16384)] == [D == 256] * 4 + [False] * 4
+    assert cuda_bwd.default_tile(224, False).tail  # d224 runs d256's kernel
     tail = cuda_bwd.BwdTile(2, poly=1, dq_alt=True, tail=True)
     assert "-DTAIL_SPLIT=1" in cuda_bwd.options(128, False, torch.bfloat16, tail)
     assert "-DTAIL_SPLIT=0" in cuda_bwd.options(128, True, torch.bfloat16, tail)

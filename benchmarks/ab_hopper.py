@@ -14,6 +14,7 @@ or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (th
 tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` /
 ``trib`` (triton-fa2's forward / backward, from hopper-fa3's O and LSE): a name of
 TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: pointer loads;
+``gluon`` / ``nogluon``: the Gluon forward at every length / never;
 ``tma8``: the general forward on TMA at 128x64 w8 s3; ``lean_bwd`` / ``general_bwd`` /
 ``atomic``: the backward's kernels).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
@@ -75,6 +76,8 @@ TRI_VARIANTS = {"default": {}, "plain": {"ATTNHUB_TRITON_LPT": "0"},
                 "lean": {"ATTNHUB_TRITON_LEAN": "1"}, "general": {"ATTNHUB_TRITON_LEAN": "0"},
                 "ptr": {"ATTNHUB_TRITON_PTR_FWD": "1"}, "noptr": {"ATTNHUB_TRITON_PTR_FWD": "0"},
                 "notma": {"ATTNHUB_TRITON_TMA": "0"},
+                # the Gluon forward (sm90, d64 / d128 dense): on at every length, or off
+                "gluon": {"ATTNHUB_TRITON_GLUON": "1"}, "nogluon": {"ATTNHUB_TRITON_GLUON": "0"},
                 # the backward's (``trib`` pairs)
                 "lean_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "1"},
                 "general_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "0"},

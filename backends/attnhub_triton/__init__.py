@@ -117,8 +117,15 @@ class TritonFA2Backend(attnhub.Backend):
         pointer = sorted(f"d{d}{' causal' if c else ''}"
                          + (f" up to {span[1]} keys" if span[1] is not None else "")
                          for (d, c), span in ops.POINTER_FWD.items())
+        gluon = sorted(f"d{d}{' causal' if c else ''}"
+                       + (f" from {ops.GLUON_MIN_KEYS[d]} keys" if d in ops.GLUON_MIN_KEYS else "")
+                       for (d, c), on in ops.GLUON_DEFAULT.items() if on)
+        gluon_mod, gluon_why = ops.gluon_module()
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
+                "Gluon forward (sm90, contiguous BHSD) by default": (
+                    ", ".join(gluon) or "nowhere") if gluon_mod is not None
+                else f"unavailable ({gluon_why})",
                 "lean forward by default": ", ".join(lean) or "nowhere",
                 "pointer-load forward (over lean) by default": ", ".join(pointer) or "nowhere",
                 "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere",

@@ -632,15 +632,19 @@ class _nullcontext:
 _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON_LEAN_BWD",
                     "ATTNHUB_TRITON_DELTA_PREPASS", "ATTNHUB_TRITON_DKDV_PARTS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
-                    "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT", "ATTNHUB_TRITON_PTR_FWD")
+                    "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT", "ATTNHUB_TRITON_PTR_FWD",
+                    "ATTNHUB_TRITON_GLUON")
 
 
 def kernel_tag() -> str:
     """The kernel switches that are set, e.g. ``"bwd=atomic,lean_bwd=1"`` (empty when none
     is): part of the dispatch cache key (``Backend.cache_tag``), so a verdict or a timing
     earned by one set of kernels is not reused for another."""
-    return ",".join(f"{name[len('ATTNHUB_TRITON_'):].lower()}={os.environ[name]}"
-                    for name in _KERNEL_SWITCHES if os.environ.get(name))
+    tags = [f"{name[len('ATTNHUB_TRITON_'):].lower()}={os.environ[name]}"
+            for name in _KERNEL_SWITCHES if os.environ.get(name)]
+    if any(GLUON_DEFAULT.values()) and gluon_module()[0] is not None:
+        tags.append(f"gluon-fwd={GLUON_VARIANT}")  # the kernel behind the sm90 forward
+    return ",".join(tags)
 
 
 #: The window of the lean forward's longest-first causal order (``_lpt_order``): the (batch,
@@ -741,12 +745,13 @@ def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> boo
 
 
 def _lean_mode(variable: str, default: dict, d: int, causal: bool,
-               keys: Optional[int] = None) -> bool:
+               keys: Optional[int] = None, min_keys: Optional[dict] = None) -> bool:
     """The variable's 0 or 1, else ``default`` for (d, causal) -- for the forward (``keys``
-    given) only from ``LEAN_MIN_KEYS`` keys."""
+    given) only from ``min_keys`` (``LEAN_MIN_KEYS``) keys."""
     mode = os.environ.get(variable, "auto")
+    floor = (LEAN_MIN_KEYS if min_keys is None else min_keys).get(d, 0)
     return mode == "1" or (mode != "0" and default.get((d, causal), False)
-                           and (keys is None or keys >= LEAN_MIN_KEYS.get(d, 0)))
+                           and (keys is None or keys >= floor))
 
 
 def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
@@ -756,6 +761,59 @@ def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
                        call.seqlen_k)
             and _lean_case(call, q, k, v, (q, k, v, o), scale, left, right, softcap,
                            (64, 128, 256)))
+
+
+#: Where the Gluon forward (``_gluon_fwd``: a producer warp filling a TMA ring, two consumer
+#: warpgroups of 64 rows in ping-pong, ``setmaxnreg``; GLUON_NOTES.md) takes the call when
+#: ATTNHUB_TRITON_GLUON is unset, by (head dim, causal), from ``GLUON_MIN_KEYS`` keys.  H100,
+#: 2026-12-07, bf16, 2 interleaved rounds against SDPA in the same run
+#: (``triton_gluon_fwd_h100_2026-12-07_s34``), at 2k-16k keys: 0.88-0.99x cuDNN at d64 and
+#: 0.98-1.15x at d128, where the lean / pointer forwards read 0.87-0.92x and 0.70-0.88x
+#: (grid run20).  d256 (64-key blocks) passed its cases but was not timed: off.
+GLUON_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
+
+#: Fewest keys for ``GLUON_DEFAULT``, by head dim: the shortest length timed.
+GLUON_MIN_KEYS = {64: 2048, 128: 2048}
+
+#: The Gluon forward's variant (``_gluon_fwd.VARIANTS``): "pp" and "ws2" timed alike (d64
+#: 0.955x / 0.944x, d128 1.073x / 1.078x cuDNN, means over the eight points).
+GLUON_VARIANT = "pp"
+
+_GLUON: dict = {}
+
+
+def gluon_module():
+    """``(module, "")`` for ``_gluon_fwd``, or ``(None, why)`` where this Triton has no Gluon
+    Hopper module (it came with Triton 3.5); imported once."""
+    if not _GLUON:
+        try:
+            from . import _gluon_fwd as mod
+        except Exception as exc:  # an older Triton: no triton.experimental.gluon
+            _GLUON["mod"], _GLUON["why"] = None, f"{type(exc).__name__}: {exc}"
+        else:
+            why = mod._IMPORT_ERROR or ""
+            _GLUON["mod"], _GLUON["why"] = (None if why else mod), why
+    return _GLUON["mod"], _GLUON["why"]
+
+
+def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
+    """Whether the Gluon forward takes this call: compiled GPU code on sm90 (Gluon has no
+    interpreter), the dense case at d64 / d128, contiguous (B, H, S, D) q, k, v and O (its
+    descriptors are 3-D over (B*H, S, D)), at most 65535 (batch, head) pairs (the grid's
+    y), switched on by ATTNHUB_TRITON_GLUON=1, or, unset, by ``GLUON_DEFAULT`` from
+    ``GLUON_MIN_KEYS`` keys."""
+    if q.device.type != "cuda" or _interpreting() \
+            or os.environ.get("ATTNHUB_TRITON_GLUON") == "0":
+        return False
+    if not _lean_mode("ATTNHUB_TRITON_GLUON", GLUON_DEFAULT, q.shape[-1], right == 0,
+                      call.seqlen_k, GLUON_MIN_KEYS):
+        return False
+    if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128)):
+        return False
+    if call.batch * call.heads_q > 65535 or not all(
+            t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (q, k, v, o)):
+        return False
+    return gluon_module()[0] is not None
 
 
 def _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap) -> bool:
@@ -784,6 +842,12 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
         return o, lse
     if call.no_keys:  # nothing to attend to: every row is fully masked
         return o.zero_(), lse.fill_(float("-inf"))
+    if _use_gluon(call, q, k, v, o, scale, left, right, softcap):
+        with torch.cuda.device(q.device):  # Triton launches on the current device
+            gluon_module()[0].gluon_attention_fwd(q, k, v, causal=right == 0,
+                                                  softmax_scale=scale, variant=GLUON_VARIANT,
+                                                  out=o, lse_out=lse)
+        return o, lse
     pointer = _use_pointer_fwd(call, q, v, scale, left, right, softcap)
     if not pointer and _use_lean(call, q, k, v, o, scale, left, right, softcap):
         args = (q, k, v, o, lse, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3],

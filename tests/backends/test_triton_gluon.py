@@ -1,0 +1,288 @@
+"""triton-fa2's Gluon forward for sm90 (``attnhub_triton._gluon_fwd``, GLUON_NOTES.md).
+
+Gluon has no interpreter, so the CPU checks what can be checked without running it:
+- the route: which calls ``ops._use_gluon`` sends to it (the measured table, the switch,
+  the cases it cannot take);
+- the build: compiled for sm90 with Triton's own ptxas, in a child process without
+  ``TRITON_INTERPRET``: wgmma, TMA, ``setmaxnreg``, no local memory;
+- the schedule's arithmetic: ``gluon_check.emulate`` replays the kernel's key-block
+  ranges, masks and base-2 online softmax on the CPU against the float32 reference (a
+  mirror of the kernel's host/device arithmetic, not the kernel).
+
+GPU (``-m gpu``): through the backend, under the flash-attn tolerance rule, with the
+forward spied on so the Gluon kernel is the one that ran (the backward is triton-fa2's,
+from Gluon's O and LSE).
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():  # as test_triton_fa2: the interpreter for the other kernels
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
+
+from attnhub.testing.tolerance import assert_matches_reference, random_inputs  # noqa: E402
+from attnhub_triton import ops  # noqa: E402
+
+from test_triton_fa2 import BACKEND, make_problem  # noqa: E402  (tests/backends is on sys.path)
+
+GLUON, GLUON_WHY = ops.gluon_module()
+needs_gluon = pytest.mark.skipif(GLUON is None, reason=f"no Gluon Hopper module: {GLUON_WHY}")
+BF16, F16 = torch.bfloat16, torch.float16
+HERE = os.path.dirname(os.path.abspath(ops.__file__))
+
+
+# -- the route ----------------------------------------------------------------------------------
+class _Fake:
+    """What ``_use_gluon`` reads of a tensor, on a pretend sm90 device."""
+
+    def __init__(self, shape, dtype=BF16, contiguous=True, ptr=1 << 20):
+        self.shape, self.dtype = torch.Size(shape), dtype
+        self.device = torch.device("cuda", 0)
+        self._contiguous, self._ptr = contiguous, ptr
+
+    def is_contiguous(self):
+        return self._contiguous
+
+    def data_ptr(self):
+        return self._ptr
+
+
+def _route(monkeypatch, d=128, sq=4096, sk=4096, causal=True, dtype=BF16, batch=2, hq=16,
+           hk=4, window=(-1, -1), softcap=0.0, scale=0.1, varlen=False, contiguous=True,
+           ptr=1 << 20, cap=(9, 0), interpreting=False, **env):
+    monkeypatch.setattr(ops, "_capability", lambda device: cap)
+    monkeypatch.setattr(ops, "_interpreting", lambda: interpreting)
+    for key in ("ATTNHUB_TRITON_GLUON",):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    q = _Fake((batch, hq, sq, d), dtype, contiguous, ptr)
+    k = _Fake((batch, hk, sk, d), dtype)
+    call = SimpleNamespace(varlen=varlen, seqlen_q=sq, seqlen_k=sk, batch=batch, heads_q=hq)
+    left, right = window[0], (0 if causal else window[1])
+    return ops._use_gluon(call, q, k, k, q, scale, left, right, softcap)
+
+
+@needs_gluon
+def test_gluon_route_follows_the_measured_table(monkeypatch):
+    for d in (64, 128):
+        for causal in (False, True):
+            assert ops.GLUON_DEFAULT[(d, causal)]
+            lo = ops.GLUON_MIN_KEYS[d]
+            assert _route(monkeypatch, d=d, causal=causal, sk=lo)
+            assert not _route(monkeypatch, d=d, causal=causal, sk=lo - 1)  # not timed there
+            # the switch: 1 from any length, 0 never
+            assert _route(monkeypatch, d=d, causal=causal, sk=lo - 1, ATTNHUB_TRITON_GLUON="1")
+            assert not _route(monkeypatch, d=d, causal=causal, ATTNHUB_TRITON_GLUON="0")
+    assert "ATTNHUB_TRITON_GLUON" in ops._KERNEL_SWITCHES  # part of the dispatch cache key
+
+
+@needs_gluon
+@pytest.mark.parametrize("why,kw", [
+    ("head dim 256 not timed", dict(d=256, ATTNHUB_TRITON_GLUON="1")),
+    ("head dim 96", dict(d=96, ATTNHUB_TRITON_GLUON="1")),
+    ("float32", dict(dtype=torch.float32)),
+    ("sliding window", dict(causal=False, window=(64, 16))),
+    ("softcap", dict(softcap=30.0)),
+    ("varlen", dict(varlen=True)),
+    ("BSHD or other strides", dict(contiguous=False)),
+    ("misaligned", dict(ptr=(1 << 20) + 8)),
+    ("grid y past 65535", dict(batch=4097, hq=16)),
+    ("not sm90", dict(cap=(8, 0))),
+    ("Blackwell", dict(cap=(10, 0))),
+    ("Triton's interpreter (Gluon has none)", dict(interpreting=True)),
+])
+def test_gluon_route_refuses_what_it_cannot_take(why, kw, monkeypatch):
+    assert _route(monkeypatch, ATTNHUB_TRITON_GLUON="1") and _route(monkeypatch)
+    assert not _route(monkeypatch, **kw), why
+
+
+def test_gluon_route_is_in_the_cache_tag_and_the_explanation(monkeypatch):
+    """Verdicts earned by the lean forward are not reused for the Gluon one (dispatch keys
+    on ``cache_tag``), and ``list-backends`` says where it runs, or why it cannot."""
+    for key in ops._KERNEL_SWITCHES:
+        monkeypatch.delenv(key, raising=False)
+    info = BACKEND.extra_info()["Gluon forward (sm90, contiguous BHSD) by default"]
+    if GLUON is not None:
+        assert BACKEND.cache_tag() == f"gluon-fwd={ops.GLUON_VARIANT}"
+        assert info == ("d128 causal from 2048 keys, d128 from 2048 keys, "
+                        "d64 causal from 2048 keys, d64 from 2048 keys")
+    monkeypatch.setattr(ops, "_GLUON", {"mod": None, "why": "ImportError: old triton"})
+    assert BACKEND.cache_tag() == ""
+    assert BACKEND.extra_info()["Gluon forward (sm90, contiguous BHSD) by default"] == (
+        "unavailable (ImportError: old triton)")
+
+
+def test_gluon_route_needs_the_module_and_a_gpu(monkeypatch):
+    monkeypatch.setattr(ops, "_GLUON", {"mod": None, "why": "ImportError: old triton"})
+    assert not _route(monkeypatch, ATTNHUB_TRITON_GLUON="1")
+    # CPU tensors never (Gluon has no interpreter)
+    q = torch.zeros(1, 1, 4096, 64, dtype=BF16)
+    call = SimpleNamespace(varlen=False, seqlen_q=4096, seqlen_k=4096, batch=1, heads_q=1)
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
+    assert not ops._use_gluon(call, q, q, q, q, 0.1, -1, 0, 0.0)
+
+
+# -- the build ------------------------------------------------------------------------------------
+def _ptxas() -> bool:
+    import triton
+    return os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
+                                       "bin", "ptxas"))
+
+
+_BUILD = r"""
+import json, os, re, subprocess, sys, tempfile
+import triton
+from attnhub_triton import _gluon_fwd as g
+out = []
+for spec in json.loads(sys.argv[1]):
+    c = g.compile_offline(spec["d"], spec["dtype"], spec["causal"], variant=spec["variant"])
+    ptx = c.asm["ptx"]
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(c.asm["cubin"])
+    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    res = subprocess.run([os.path.join(bindir, "cuobjdump"), "-res-usage", f.name],
+                         capture_output=True, text=True).stdout
+    sass = subprocess.run([os.path.join(bindir, "cuobjdump"), "-sass", f.name],
+                          capture_output=True, text=True).stdout
+    os.unlink(f.name)
+    local = re.findall(r"LOCAL:(\d+)", res)
+    out.append(dict(spec, wgmma=ptx.count("wgmma.mma_async"),
+                    tma_load=ptx.count("cp.async.bulk.tensor"),
+                    setmaxnreg=ptx.count("setmaxnreg"), local=[int(x) for x in local],
+                    hgmma=sass.count("HGMMA"), ldl_stl=sass.count("LDL") + sass.count("STL"),
+                    shared=int(c.metadata.shared)))
+print(json.dumps(out))
+"""
+
+
+@needs_gluon
+@pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
+def test_gluon_forward_builds_for_sm90_with_wgmma_tma_and_no_local_memory():
+    """Every routed (head dim, causal) of the shipped variant and of the simple fallback,
+    compiled for sm90 (no GPU): the products are wgmma (HGMMA in the SASS), the loads TMA,
+    the partitions' registers set by setmaxnreg, nothing in local memory, and the shared
+    memory within the H100's 227 KB."""
+    specs = [dict(d=d, causal=c, dtype=dt, variant=var)
+             for var in (ops.GLUON_VARIANT, "simple") for d in (64, 128)
+             for c in (False, True) for dt in ("bf16", "fp16")]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(specs)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(rows) == len(specs)
+    for r in rows:
+        assert r["wgmma"] > 0 and r["hgmma"] > 0, r
+        assert r["tma_load"] > 0 and r["setmaxnreg"] > 0, r
+        assert r["ldl_stl"] == 0 and r["local"] and max(r["local"]) == 0, r
+        assert r["shared"] <= 227 * 1024, r
+
+
+# -- the schedule's arithmetic --------------------------------------------------------------------
+def _check_module():
+    spec = importlib.util.spec_from_file_location("attnhub_gluon_check",
+                                                  os.path.join(HERE, "gluon_check.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("B,Hq,Hk,Sq,Sk,D,causal,dtype", [
+    (1, 2, 2, 113, 203, 64, False, BF16),
+    (1, 2, 2, 113, 203, 64, True, BF16),
+    (1, 2, 2, 203, 113, 64, True, F16),  # rows that see no key
+    (1, 4, 2, 300, 300, 64, True, BF16),  # GQA, a partial last block
+    (1, 2, 2, 1, 300, 64, True, BF16),  # one query row
+    (1, 2, 1, 130, 390, 128, True, BF16),  # MQA, Sq < Sk
+    (1, 2, 2, 256, 256, 64, False, BF16),  # whole blocks, no mask
+])
+@pytest.mark.parametrize("tile", [(128, 64, 128), (128, 128, 128), (128, 64, 64)],
+                         ids=["pp-2x64", "simple-128", "pp-n64"])
+def test_gluon_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, causal, dtype, tile):
+    """The kernel's blocks per tile, masked blocks, -inf guard and 16-bit P, replayed on the
+    CPU (``gluon_check.emulate``), give the float32 reference: O within bf16/fp16 rounding,
+    LSE (natural log) to 1e-4, rows that see no key O = 0 and LSE = -inf, nothing NaN."""
+    chk = _check_module()
+    gen = torch.Generator().manual_seed(Sq * 7 + Sk + D + causal)
+    q = torch.randn(B, Hq, Sq, D, generator=gen).to(dtype)
+    k = torch.randn(B, Hk, Sk, D, generator=gen).to(dtype)
+    v = torch.randn(B, Hk, Sk, D, generator=gen).to(dtype)
+    scale = D ** -0.5
+    ref_o, ref_lse, sees, _ = chk.reference_fp32(q, k, v, causal, scale)
+    o, lse = chk.emulate(q, k, v, causal, scale, *tile)
+    assert not torch.isnan(o).any() and not torch.isnan(lse).any()
+    rows = sees[None, None, :].expand(B, Hq, Sq)
+    assert (o[rows] - ref_o[rows]).abs().max() < 3e-2
+    fin = torch.isfinite(ref_lse)
+    assert (lse[fin] - ref_lse[fin]).abs().max() < 1e-4
+    assert (o[~rows] == 0).all() and (lse[~rows] == float("-inf")).all()
+    if causal and Sq > Sk:
+        assert (~sees).any()  # the case really has rows that see no key
+
+
+# -- GPU -------------------------------------------------------------------------------------------
+def _gpu_cases():
+    out = []
+    for d in (64, 128):
+        for causal in (False, True):
+            out.append(dict(d=d, sq=4096, sk=4096, heads="gqa", causal=causal, dtype=BF16))
+        out.append(dict(d=d, sq=113, sk=203, heads="mha", batch=2, causal=True, dtype=F16))
+        out.append(dict(d=d, sq=203, sk=113, heads="mqa", causal=True, dtype=BF16))
+        out.append(dict(d=d, sq=1, sk=4096, heads="mqa", causal=True, dtype=BF16))
+        out.append(dict(d=d, sq=1000, sk=2500, heads="gqa", batch=2, dtype=BF16))
+    gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                               reason="needs a CUDA GPU")]
+    return [pytest.param(kw, marks=gpu, id="d{d}-{sq}x{sk}-{heads}{c}-{dt}".format(
+        c="-causal" if kw.get("causal") else "", dt=str(kw["dtype"])[6:], **kw)) for kw in out]
+
+
+@pytest.fixture
+def gluon_calls(monkeypatch):
+    calls = []
+    if GLUON is not None:
+        real = GLUON.gluon_attention_fwd
+
+        def spy(*args, **kwargs):
+            calls.append(kwargs.get("variant"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(GLUON, "gluon_attention_fwd", spy)
+    return calls
+
+
+@pytest.mark.parametrize("kw", _gpu_cases())
+def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
+    p = make_problem(device="cuda", **kw)
+    if ops._capability(p.device)[0] != 9 or GLUON is None:
+        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")  # every length, not only the timed ones
+    torch.manual_seed(kw["sq"] + kw["sk"])
+    q, k, v = random_inputs(p)
+    # the backward (triton-fa2's, from Gluon's O and LSE) on two cases: its builds cost more
+    # than the forward's, and it reads nothing of Gluon's but O and LSE, checked every case
+    backward = (kw["d"], kw["sq"], kw["sk"]) in ((128, 4096, 4096), (64, 113, 203))
+    assert_matches_reference(BACKEND, q, k, v, p, backward=backward)
+    assert gluon_calls and set(gluon_calls) == {ops.GLUON_VARIANT}, gluon_calls
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bshd_inputs_take_another_forward(gluon_calls, monkeypatch):
+    """BSHD-strided q/k/v (not contiguous (B, H, S, D)) keep the lean/general forwards and
+    stay right."""
+    p = make_problem(d=128, sq=2048, sk=2048, heads="gqa", causal=True, dtype=BF16,
+                     device="cuda")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
+    q, k, v = random_inputs(p, layout="bshd")
+    assert_matches_reference(BACKEND, q, k, v, p, backward=False)
+    assert not gluon_calls

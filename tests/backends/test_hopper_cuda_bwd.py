@@ -795,6 +795,25 @@ def test_check_script_selects_dims_and_variants(monkeypatch):
     assert (1, 4096) in ahead and (1500, 200) in ahead and len(ahead) == 8  # 4 × causal
 
 
+def test_check_script_cases_cut_every_tail_tile_at_every_head_dim():
+    """The GPU case list builds at every head dim the suite runs (padded ones on their
+    kernel's blocks), and every tail tile -- the shipped d256 one included -- gets
+    non-causal cases whose last wave is cut on 132 SMs (more key blocks than SMs, not a
+    multiple of them)."""
+    from attnhub_hopper import cuda_bwd_check
+
+    cs = cuda_bwd_check.cases(quick=False)
+    assert {c["D"] for c in cs} == set(cuda_bwd.HEAD_DIMS + cuda_bwd_check.PADDED_DIMS)
+    for D in {c["D"] for c in cs}:
+        for tile in cuda_bwd_check.selected_tiles(D):
+            if not tile.tail:
+                continue
+            bn = cuda_bwd.block_n_for(cuda_bwd.kernel_head_dim(D) or D)
+            blocks = [c.get("B", 1) * c["Hk"] * -(-c["Sk"] // bn) for c in cs
+                      if c["D"] == D and not c["causal"] and c.get("tile") == tuple(tile)]
+            assert len([n for n in blocks if n > 132 and n % 132]) >= 3, (D, str(tile), blocks)
+
+
 def test_check_script_plots_a_results_json(tmp_path):
     pytest.importorskip("matplotlib")
     from attnhub_hopper import cuda_bwd_check

@@ -318,11 +318,14 @@ def test_triton_fa2_cache_tag_follows_its_switches(monkeypatch):
     be = TritonFA2Backend()
     for name in ops._KERNEL_SWITCHES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(ops, "_GLUON", {"mod": None, "why": "no Gluon"})  # the plain forward
     assert be.cache_tag() == ""
     monkeypatch.setenv("ATTNHUB_TRITON_BWD", "atomic")
     monkeypatch.setenv("ATTNHUB_TRITON_LEAN_BWD", "1")
     assert be.cache_tag() == "bwd=atomic,lean_bwd=1"
     assert dispatch._bk(be) == f"triton-fa2@{be.version}#bwd=atomic,lean_bwd=1"
+    monkeypatch.setattr(ops, "_GLUON", {"mod": ops, "why": ""})  # a Gluon-capable Triton
+    assert be.cache_tag() == f"bwd=atomic,lean_bwd=1,gluon-fwd={ops.GLUON_VARIANT}"
 
 
 def test_no_backend_error_reports_a_tagged_backends_failed_self_check(monkeypatch):

@@ -102,10 +102,11 @@ class TritonFA2Backend(attnhub.Backend):
         return ops.flash_backward(do, q, k, v, o, lse, problem)
 
     def cache_tag(self):
-        """The ATTNHUB_TRITON_* switches that are set: they choose the kernels and tiles
-        behind one version (``ops.kernel_tag``)."""
+        """The ATTNHUB_TRITON_* switches that are set and the sm90 forward's kernel: they
+        choose the kernels and tiles behind one version (``ops.kernel_tag``,
+        ``ops.forward_tag``)."""
         from . import ops
-        return ops.kernel_tag()
+        return ",".join(t for t in (ops.kernel_tag(), ops.forward_tag()) if t)
 
     def extra_info(self):
         from . import ops

@@ -640,11 +640,18 @@ def kernel_tag() -> str:
     """The kernel switches that are set, e.g. ``"bwd=atomic,lean_bwd=1"`` (empty when none
     is): part of the dispatch cache key (``Backend.cache_tag``), so a verdict or a timing
     earned by one set of kernels is not reused for another."""
-    tags = [f"{name[len('ATTNHUB_TRITON_'):].lower()}={os.environ[name]}"
-            for name in _KERNEL_SWITCHES if os.environ.get(name)]
+    return ",".join(f"{name[len('ATTNHUB_TRITON_'):].lower()}={os.environ[name]}"
+                    for name in _KERNEL_SWITCHES if os.environ.get(name))
+
+
+def forward_tag() -> str:
+    """``"gluon-fwd=<variant>"`` where the sm90 forward can take the Gluon kernel (this
+    Triton has it and ``GLUON_DEFAULT`` turns it on somewhere), else empty: part of
+    triton-fa2's cache tag, so verdicts earned by the plain-Triton forward are not reused
+    for it."""
     if any(GLUON_DEFAULT.values()) and gluon_module()[0] is not None:
-        tags.append(f"gluon-fwd={GLUON_VARIANT}")  # the kernel behind the sm90 forward
-    return ",".join(tags)
+        return f"gluon-fwd={GLUON_VARIANT}"
+    return ""
 
 
 #: The window of the lean forward's longest-first causal order (``_lpt_order``): the (batch,

@@ -32,6 +32,7 @@ The module imports without torch or a GPU (the kernel compiles offline, see
 
 from __future__ import annotations
 
+import functools
 import math
 
 import triton
@@ -112,6 +113,28 @@ def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
 
 
 @gluon.jit
+def _slot(j, STAGES: gl.constexpr):
+    """Ring slot of key block j and the parity its barriers are at."""
+    return j % STAGES, (j // STAGES) & 1
+
+
+@gluon.jit
+def _take_turn(pp_mine, pp_phase, PINGPONG: gl.constexpr):
+    """Ping-pong: wait for this warpgroup's turn to issue; the next turn's parity."""
+    if PINGPONG:
+        mbarrier.wait(pp_mine, pp_phase)
+        pp_phase = pp_phase ^ 1
+    return pp_phase
+
+
+@gluon.jit
+def _pass_turn(pp_other, PINGPONG: gl.constexpr):
+    """Ping-pong: the other warpgroup's turn."""
+    if PINGPONG:
+        mbarrier.arrive(pp_other)
+
+
+@gluon.jit
 def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
               HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
               STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
@@ -148,13 +171,10 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
         if OVERLAP:
             # ---- prologue: S_0 and its softmax -------------------------------------
             mbarrier.wait(k_ready.index(0), 0)
-            if PINGPONG:
-                mbarrier.wait(pp_mine, pp_phase)
-                pp_phase = pp_phase ^ 1
+            pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
             s_tok = warpgroup_mma(q, k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
                                   s_zero, use_acc=False, is_async=True)
-            if PINGPONG:
-                mbarrier.arrive(pp_other)
+            _pass_turn(pp_other, PINGPONG)
             s = warpgroup_mma_wait(0, deps=(s_tok, ))
             mbarrier.arrive(k_empty.index(0))
             p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, 0, n_full, row0, Sq, Sk, qk_scale,
@@ -162,21 +182,16 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
             p16 = gl.convert_layout(p.to(dtype), p_layout)
             # ---- steady state: S_j with P_{j-1} V_{j-1} in flight ------------------
             for j in range(1, n_blocks):
-                st = j % STAGES
-                ph = (j // STAGES) & 1
-                pst = (j - 1) % STAGES
-                pph = ((j - 1) // STAGES) & 1
+                st, ph = _slot(j, STAGES)
+                pst, pph = _slot(j - 1, STAGES)
                 mbarrier.wait(k_ready.index(st), ph)
-                if PINGPONG:
-                    mbarrier.wait(pp_mine, pp_phase)
-                    pp_phase = pp_phase ^ 1
+                pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
                 s_tok = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
                                       s_zero, use_acc=False, is_async=True)
                 mbarrier.wait(v_ready.index(pst), pph)
                 o_tok = warpgroup_mma(p16, v_smem.index(pst).reshape([BLOCK_N, HEAD_D]), acc,
                                       is_async=True)
-                if PINGPONG:
-                    mbarrier.arrive(pp_other)
+                _pass_turn(pp_other, PINGPONG)
                 s = warpgroup_mma_wait(1, deps=(s_tok, ))
                 mbarrier.arrive(k_empty.index(st))
                 p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
@@ -198,31 +213,23 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
                 mbarrier.arrive(v_empty.index(pst))
                 p16 = gl.convert_layout(p.to(dtype), p_layout)
             # ---- epilogue: the last P V --------------------------------------------
-            lst = (n_blocks - 1) % STAGES
-            lph = ((n_blocks - 1) // STAGES) & 1
+            lst, lph = _slot(n_blocks - 1, STAGES)
             mbarrier.wait(v_ready.index(lst), lph)
-            if PINGPONG:
-                mbarrier.wait(pp_mine, pp_phase)
-                pp_phase = pp_phase ^ 1
+            pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
             o_tok = warpgroup_mma(p16, v_smem.index(lst).reshape([BLOCK_N, HEAD_D]), acc,
                                   is_async=True)
-            if PINGPONG:
-                mbarrier.arrive(pp_other)
+            _pass_turn(pp_other, PINGPONG)
             acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
             mbarrier.arrive(v_empty.index(lst))
         else:
             # ---- simple: S, softmax, P V, each product waited for before the next ----
             for j in range(n_blocks):
-                st = j % STAGES
-                ph = (j // STAGES) & 1
+                st, ph = _slot(j, STAGES)
                 mbarrier.wait(k_ready.index(st), ph)
-                if PINGPONG:
-                    mbarrier.wait(pp_mine, pp_phase)
-                    pp_phase = pp_phase ^ 1
+                pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
                 s_tok = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
                                       s_zero, use_acc=False, is_async=True)
-                if PINGPONG:
-                    mbarrier.arrive(pp_other)
+                _pass_turn(pp_other, PINGPONG)
                 s = warpgroup_mma_wait(0, deps=(s_tok, ))
                 mbarrier.arrive(k_empty.index(st))
                 p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
@@ -262,8 +269,7 @@ def _producer(descs, smem, bars, ints,
     for c in gl.static_range(CONSUMERS):
         _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar, q_smem.index(c))
     for j in range(n_blocks):
-        st = j % STAGES
-        ph = (j // STAGES) & 1
+        st, ph = _slot(j, STAGES)
         # a fresh mbarrier passes a wait on parity 1: the first STAGES waits are free.
         mbarrier.wait(k_empty.index(st), ph ^ 1)
         mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
@@ -402,7 +408,15 @@ def gluon_available():
         return False, f"no torch ({exc})"
     if not torch.cuda.is_available():
         return False, "no CUDA device"
-    cap = torch.cuda.get_device_capability()
+    return _device_ok(torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _device_ok(index):
+    """gluon_available's answer for one device (asked once: it runs on every call)."""
+    import torch
+
+    cap = torch.cuda.get_device_capability(index)
     if cap != (9, 0):
         return False, f"device is sm{cap[0]}{cap[1]}, this kernel is sm90 (Hopper) only"
     return True, ""
@@ -424,8 +438,14 @@ def _desc3(t, rows, head_dim, gdt):
     """3-D TMA descriptor over the (B*H, S, D) view of a contiguous (B, H, S, D) tensor."""
     B, H, S, D = t.shape
     view = t.view(B * H, S, D)
-    layout = gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
-    return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim], layout)
+    return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim],
+                            _smem_layout(rows, head_dim, gdt))
+
+
+@functools.lru_cache(maxsize=None)
+def _smem_layout(rows, head_dim, gdt):
+    """The NVMMA shared layout of a (1, rows, head_dim) TMA box (built once per shape)."""
+    return gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
 
 
 def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=None, block_n=None,

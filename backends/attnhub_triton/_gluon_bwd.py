@@ -1,0 +1,570 @@
+"""FlashAttention backward for Hopper (sm90) in Gluon -- a prototype (GLUON_BWD_NOTES.md).
+
+Compiled offline and emulated on the CPU; **never run on a GPU** when written.
+
+The structure is the CUDA FlashAttention-3 backward of ``../attnhub_hopper/fa3_bwd.cu``:
+
+* one CTA per 128-key block of one (batch, KV head); grid ``(cdiv(Sk, 128), B * Hk)``;
+* a producer partition (1 warp, 24 registers after ``setmaxnreg``) loads K and V once
+  (two 64-key halves each, one per consumer), then, for every query head of the KV head's
+  group and every query block that sees the CTA's keys, Q and dO into a ``STAGES``-deep
+  ring (ready barriers per tensor, one empty barrier per slot released by both consumers);
+* two consumer warpgroups (the default partition and a 4-warp worker, 240 registers
+  each), warpgroup w owning keys ``n0 + 64 w ..``.  Per query block, with the products
+  transposed so key rows are wgmma's M::
+
+      Sᵀ  = K_w Qᵀ                 SS wgmma, 64 x BLOCK_M
+      dPᵀ = V_w dOᵀ                SS wgmma (issued right after Sᵀ)
+      Pᵀ  = exp2(Sᵀ scale log2e - LSE log2e)   (causal / Sk mask in the edge blocks)
+      dSᵀ = Pᵀ (dPᵀ - Δ)
+      dV_w += Pᵀ dO                RS wgmma (Pᵀ rounded to 16 bits, from registers)
+      dK_w += dSᵀ Q                RS wgmma
+      dSᵀ -> shared memory (stored through a transposed view, so the buffer holds dS,
+             query rows x key columns, K-major: a plain A operand)
+      dQ   = dS_0 K_0 + dS_1 K_1   SS wgmmas, by the warpgroup whose turn it is
+             (``it % 2``: they alternate block by block, FA3's / fa3_bwd.cu's DQ_ALT), after
+             an mbarrier that both warpgroups arrive on once their dS half is stored;
+             fp32 atomics (relaxed ``red.global.add``) into a padded float32 dq_accum.
+
+* dK * scale and dV go straight from the accumulator registers to global memory (masked
+  to rows < Sk) after the last block.
+
+Host side: a small Triton pre-pass writes Δ = rowsum(dO ∘ O) (fp32) and LSE·log2e into
+padded (B·Hq, Sq_pad) buffers, with +inf for rows past Sq and for rows whose LSE is -inf
+(so P = 0 there and those rows contribute no gradient), and zeroes dq_accum; a post-pass
+converts dq_accum · scale to the output dtype.
+
+The module imports without torch or a GPU (``compile_offline`` builds for sm90 with no GPU);
+the host launcher needs both.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import triton
+import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+
+try:  # Triton >= 3.5: the Hopper Gluon module
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        fence_async_shared,
+        mbarrier,
+        tma,
+        warpgroup_mma,
+        warpgroup_mma_wait,
+    )
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    # Triton 3.6 spells the TMA copies async_copy_*; later releases async_load / async_store
+    _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
+    _tma_store = tma.async_store if hasattr(tma, "async_load") else tma.async_copy_shared_to_global
+    _IMPORT_ERROR = None
+except Exception as exc:  # pragma: no cover - depends on the installed Triton
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+_LOG2E = 1.4426950408889634
+_LAST = {}  # the last launched CompiledKernel (gluon_bwd_check.py reads n_regs / n_spills)
+
+BLOCK_N = 128  # keys per CTA (two consumer warpgroups x 64)
+KW = 64        # keys per consumer warpgroup
+
+# --------------------------------------------------------------------------------------
+# Variants: the kernel's knobs, by name (gluon_bwd_check.py --variants takes these names).
+# --------------------------------------------------------------------------------------
+
+VARIANTS = {
+    # query blocks of 64 rows, a 2-deep Q/dO ring (fa3_bwd.cu's d128 shape; d64 too)
+    "m64": dict(block_m=64, stages=2),
+    # the same with a 3-deep ring
+    "m64s3": dict(block_m=64, stages=3),
+    # query blocks of 128 rows (fa3_bwd.cu's d64 shape); d64 only (registers)
+    "m128": dict(block_m=128, stages=2),
+}
+DEFAULT_VARIANT = "m64"
+
+
+# --------------------------------------------------------------------------------------
+# Device code
+# --------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _slot(j, STAGES: gl.constexpr):
+    """Ring slot of iteration j and the parity its barriers are at."""
+    return j % STAGES, (j // STAGES) & 1
+
+
+@gluon.jit
+def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):
+    """1 warp: K and V once (two 64-key halves each), then Q and dO of every iteration."""
+    q_desc, k_desc, v_desc, do_desc = descs
+    q_smem, k_smem, v_smem, do_smem, ds_smem = smem
+    kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
+    kv_bh, n0, qbh0, m_first, n_mb, n_iter = ints
+
+    mbarrier.expect(kv_bar, 2 * k_desc.block_type.nbytes + 2 * v_desc.block_type.nbytes)
+    for w in gl.static_range(2):
+        _tma_load(k_desc, [kv_bh, n0 + w * 64, 0], kv_bar, k_smem.index(w))
+        _tma_load(v_desc, [kv_bh, n0 + w * 64, 0], kv_bar, v_smem.index(w))
+    nm = n_mb - m_first
+    for it in range(n_iter):
+        g = it // nm
+        mb = m_first + it % nm
+        st, ph = _slot(it, STAGES)
+        # a fresh mbarrier passes a wait on parity 1: the first STAGES waits are free.
+        mbarrier.wait(qdo_empty.index(st), ph ^ 1)
+        mbarrier.expect(q_ready.index(st), q_desc.block_type.nbytes)
+        _tma_load(q_desc, [qbh0 + g, mb * BLOCK_M, 0], q_ready.index(st), q_smem.index(st))
+        mbarrier.expect(do_ready.index(st), do_desc.block_type.nbytes)
+        _tma_load(do_desc, [qbh0 + g, mb * BLOCK_M, 0], do_ready.index(st), do_smem.index(st))
+
+
+@gluon.jit
+def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
+              HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
+              CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr):
+    """One consumer warpgroup (4 warps): keys n0 + 64 WG .. n0 + 64 WG + 63."""
+    q_smem, k_smem, v_smem, do_smem, ds_smem = smem
+    kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
+    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr = ptrs
+    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sq, Sk, Sq_pad = ints
+    dtype: gl.constexpr = q_smem.dtype
+
+    st_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16])
+    kv_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, HEAD_D, 16])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
+    col_l: gl.constexpr = gl.SliceLayout(0, st_layout)  # per query (Sᵀ columns)
+    row_l: gl.constexpr = gl.SliceLayout(1, st_layout)  # per key (Sᵀ rows)
+
+    k_w = k_smem.index(WG).reshape([64, HEAD_D])
+    v_w = v_smem.index(WG).reshape([64, HEAD_D])
+    k_0 = k_smem.index(0).reshape([64, HEAD_D])
+    k_1 = k_smem.index(1).reshape([64, HEAD_D])
+
+    dk = gl.zeros([64, HEAD_D], gl.float32, kv_layout)
+    dv = gl.zeros([64, HEAD_D], gl.float32, kv_layout)
+    st_zero = gl.zeros([64, BLOCK_M], gl.float32, st_layout)
+    DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
+    dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_N, 16])
+    dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
+    keys = n0 + WG * 64 + gl.arange(0, 64, layout=row_l)
+    cols = gl.arange(0, BLOCK_M, layout=col_l)
+    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, dq_layout))
+    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, dq_layout))
+    dq_off = gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
+    nm = n_mb - m_first
+    inv_scale_log2 = 1.0 / scale_log2
+    offset = Sk - Sq  # bottom-right causal: query row i sees key j iff j <= i + offset
+
+    # log2-LSE and Δ rows of iteration `it`, prefetched one iteration ahead in a compact
+    # layout (one value per thread), broadcast over the key rows only where used.
+    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    ccols = gl.arange(0, BLOCK_M, layout=cl)
+    lse_c = gl.load(lse2_ptr + qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + ccols)
+    delta_c = gl.load(delta_ptr + qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + ccols)
+
+    mbarrier.wait(kv_bar, 0)
+    for it in range(n_iter):
+        g = it // nm
+        mb = m_first + it % nm
+        m0 = mb * BLOCK_M
+        bhq = qbh0 + g
+        st, ph = _slot(it, STAGES)
+        q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
+        do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
+        par = it % 2
+        row_base = bhq.to(gl.int64) * Sq_pad + m0
+        # next iteration's rows (the last iteration re-reads its own: always in bounds)
+        nxt = gl.minimum(it + 1, n_iter - 1)
+        nrow = (qbh0 + nxt // nm).to(gl.int64) * Sq_pad + (m_first + nxt % nm) * BLOCK_M
+
+        # Sᵀ - log2-LSE / (scale log2e) out of the wgmma: its accumulator starts there, so
+        # Pᵀ = exp2(acc · scale log2e) is one FMUL + EX2 and no LSE registers stay live
+        # under the products (+inf LSE: -inf start, P = 0).
+        s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
+        # the causal / Sk mask goes into the start value too (-inf: P = 0 after the exp2),
+        # computed before the products are in flight, when fewer registers are live
+        need = n0 + 128 > Sk
+        if CAUSAL:
+            need = need | (n0 + 127 > m0 + offset)
+        if need:
+            keep = gl.expand_dims(keys < Sk, 1)
+            if CAUSAL:
+                # the per-column limit m0 + col + offset comes from the compact layout: an
+                # arange in col_l is loop-invariant, and LLVM would keep its 16 registers
+                # live across the whole loop (spills at d128)
+                lim = gl.convert_layout(m0 + offset + ccols, col_l)
+                keep = keep & (gl.expand_dims(keys, 1) <= gl.expand_dims(lim, 0))
+            s_init = gl.where(keep, s_init, -float("inf"))
+        mbarrier.wait(q_ready.index(st), ph)
+        s_tok = warpgroup_mma(k_w, q_v.permute((1, 0)), s_init, is_async=True)
+        # dPᵀ - Δ straight out of the wgmma: its accumulator starts at -Δ (per query column)
+        dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
+        mbarrier.wait(do_ready.index(st), ph)
+        dp_tok = warpgroup_mma(v_w, do_v.permute((1, 0)), dp_init, is_async=True)
+        lse_c = gl.load(lse2_ptr + nrow + ccols)
+        delta_c = gl.load(delta_ptr + nrow + ccols)
+        s = warpgroup_mma_wait(1, deps=(s_tok, ))
+        p = gl.exp2(s * scale_log2)
+        dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
+        ds = p * dp  # Pᵀ (dPᵀ - Δ)
+        p16 = gl.convert_layout(p.to(dtype), a_layout)
+        ds16 = ds.to(dtype)
+        # dSᵀ into this warpgroup's half of the parity's buffer, through the transposed
+        # view: the buffer holds dS (query rows, key columns), K-major for the dQ product.
+        ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
+        ds_a = gl.convert_layout(ds16, a_layout)
+        dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
+        dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
+        fence_async_shared()
+        mbarrier.arrive(ds_bar.index(par))  # partition bar.sync, then one arrive
+        dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
+        mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
+        if par == WG:
+            # this warpgroup's turn: dQ of the block from both dS halves, DQ_SPLIT column
+            # chunks one after the other (a 64 x D/DQ_SPLIT fp32 accumulator at a time)
+            mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+            for h in gl.static_range(DQ_SPLIT):
+                q_tok = warpgroup_mma(ds_smem.index(par * 2),
+                                      k_0.slice(h * DQ_N, DQ_N, dim=1), dq_zero,
+                                      use_acc=False, is_async=True)
+                q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1),
+                                      k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok, is_async=True)
+                dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+                gl.atomic_add(dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off, dq, sem="relaxed")
+
+    # ---- epilogue: dK * scale and dV from registers, rows < Sk ----
+    kr = n0 + WG * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))
+    cd = gl.arange(0, HEAD_D, layout=gl.SliceLayout(0, kv_layout))
+    off = (kv_bh.to(gl.int64) * Sk + gl.expand_dims(kr, 1)) * HEAD_D + gl.expand_dims(cd, 0)
+    mask = gl.expand_dims(kr < Sk, 1) & gl.expand_dims(cd < HEAD_D, 0)
+    gl.store(dk_ptr + off, (dk * scale).to(dtype), mask=mask)
+    gl.store(dv_ptr + off, dv.to(dtype), mask=mask)
+
+
+@gluon.jit(do_not_specialize=["Sq", "Sk", "Sq_pad", "Hq", "GROUP"])
+def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc,
+                     lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
+                     Sq, Sk, Sq_pad, Hq, GROUP, scale_log2, scale,
+                     HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
+                     CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+                     DQ_SPLIT: gl.constexpr, num_warps: gl.constexpr):
+    dtype: gl.constexpr = q_desc.dtype
+    n0 = gl.program_id(0) * 128
+    kv_bh = gl.program_id(1)
+    Hk = Hq // GROUP
+    b = kv_bh // Hk
+    hk = kv_bh % Hk
+    qbh0 = b * Hq + hk * GROUP  # the group's first query head, as a (B*Hq) row
+
+    n_mb = (Sq + BLOCK_M - 1) // BLOCK_M
+    if CAUSAL:  # the first query row that sees key n0 is n0 - (Sk - Sq)
+        m_first = gl.maximum(n0 - (Sk - Sq), 0) // BLOCK_M
+    else:
+        m_first = n0 * 0
+    n_iter = GROUP * (n_mb - m_first)
+
+    q_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_M, HEAD_D], q_desc.layout)
+    do_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_M, HEAD_D], do_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [2, 1, 64, HEAD_D], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [2, 1, 64, HEAD_D], v_desc.layout)
+    ds_layout: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16,
+                                                   rank=2)
+    ds_smem = gl.allocate_shared_memory(dtype, [4, BLOCK_M, 64], ds_layout)  # [parity*2 + wg]
+    kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    q_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    do_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    qdo_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    ds_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(kv_bar, count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(q_ready.index(i), count=1)  # the producer's arrive.expect_tx
+        mbarrier.init(do_ready.index(i), count=1)
+        mbarrier.init(qdo_empty.index(i), count=2)  # one arrive per consumer warpgroup
+    for i in gl.static_range(2):
+        mbarrier.init(ds_bar.index(i), count=2)  # both dS halves stored
+
+    smem = (q_smem, k_smem, v_smem, do_smem, ds_smem)
+    bars = (kv_bar, q_ready, do_ready, qdo_empty, ds_bar)
+    ptrs = (lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr)
+    cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sq, Sk, Sq_pad)
+    pints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter)
+    descs = (q_desc, k_desc, v_desc, do_desc)
+    gl.warp_specialize([
+        (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
+                     CAUSAL, DQ_SPLIT)),
+        (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
+                     CAUSAL, DQ_SPLIT)),
+        (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES)),
+    ], [4, 1], [CONSUMER_REGS, 24])
+
+
+# --------------------------------------------------------------------------------------
+# Pre- and post-passes (plain Triton)
+# --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _bwd_pre_kernel(o_ptr, do_ptr, lse_ptr, delta_ptr, lse2_ptr, Sq, Sq_pad,
+                    D: tl.constexpr, ROWS: tl.constexpr):
+    """Δ = rowsum(dO ∘ O) (fp32) and LSE·log2e into (B·Hq, Sq_pad); padding rows and rows
+    with LSE = -inf get Δ = 0 and +inf (so P = 0 there)."""
+    bh = tl.program_id(1)
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    c = tl.arange(0, D)
+    valid = r < Sq
+    base = bh.to(tl.int64) * Sq * D
+    offs = base + r[:, None] * D + c[None, :]
+    o = tl.load(o_ptr + offs, mask=valid[:, None], other=0.0).to(tl.float32)
+    do = tl.load(do_ptr + offs, mask=valid[:, None], other=0.0).to(tl.float32)
+    delta = tl.sum(o * do, axis=1)
+    lse = tl.load(lse_ptr + bh.to(tl.int64) * Sq + r, mask=valid, other=float("-inf"))
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+    out = bh.to(tl.int64) * Sq_pad + r
+    inb = r < Sq_pad
+    tl.store(delta_ptr + out, tl.where(valid, delta, 0.0), mask=inb)
+    tl.store(lse2_ptr + out, lse2, mask=inb)
+
+
+@triton.jit
+def _dq_post_kernel(acc_ptr, dq_ptr, Sq, Sq_pad, scale, D: tl.constexpr, ROWS: tl.constexpr):
+    """dq = dq_accum[:, :Sq] · scale in dq's dtype."""
+    bh = tl.program_id(1)
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    c = tl.arange(0, D)
+    valid = r < Sq
+    a = tl.load(acc_ptr + bh.to(tl.int64) * Sq_pad * D + r[:, None] * D + c[None, :],
+                mask=valid[:, None], other=0.0)
+    tl.store(dq_ptr + bh.to(tl.int64) * Sq * D + r[:, None] * D + c[None, :],
+             (a * scale).to(dq_ptr.dtype.element_ty), mask=valid[:, None])
+
+
+# --------------------------------------------------------------------------------------
+# Host side
+# --------------------------------------------------------------------------------------
+
+
+def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None):
+    """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
+    if (variant or DEFAULT_VARIANT) not in VARIANTS:
+        raise ValueError(f"variant={variant!r} not in {sorted(VARIANTS)}")
+    v = dict(VARIANTS[variant or DEFAULT_VARIANT])
+    if block_m is not None:
+        v["block_m"] = block_m
+    if stages is not None:
+        v["stages"] = stages
+    if head_dim not in (64, 128):
+        raise ValueError(f"gluon backward: head dim {head_dim} not in (64, 128)")
+    bm = v["block_m"]
+    if bm not in (64, 128):
+        raise ValueError(f"block_m={bm} (64 or 128)")
+    if bm == 128 and head_dim != 64:
+        raise ValueError(f"block_m=128 needs head dim 64 (registers: dK, dV, Sᵀ, dPᵀ of 64 keys "
+                         f"x 128 queries at d{head_dim} exceed 240 per thread)")
+    if dq_split is not None:
+        v["dq_split"] = dq_split
+    dqs = v.get("dq_split") or (2 if head_dim == 128 else 1)
+    if dqs not in (1, 2) or (dqs == 2 and head_dim != 128):
+        raise ValueError(f"dq_split={dqs} (1, or 2 at d128 only: the K column slice must fall "
+                         "on a 128-byte swizzle atom)")
+    if v["stages"] < 1:
+        raise ValueError(f"stages={v['stages']}")
+    smem = 2 * (2 * v["stages"] * bm * head_dim + 2 * 128 * head_dim + 4 * bm * 64) + 1024
+    if smem > 232448:
+        raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, block_m={bm}, "
+                         f"stages={v['stages']})")
+    # 4 + 4 + 1 warps -> 12 (Triton rounds to warpgroups); maxnreg 168 = 504 / 3 and
+    # setmaxnreg gives 240 + 240 + 24 (the producer's warpgroup).
+    return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
+                DQ_SPLIT=dqs,
+                num_warps=4, maxnreg=168, smem_estimate=smem)
+
+
+def gluon_available():
+    """(True, "") when this module can run here, else (False, why)."""
+    if _IMPORT_ERROR is not None:
+        return False, f"triton {triton.__version__} lacks the Gluon Hopper module ({_IMPORT_ERROR})"
+    try:
+        import torch
+    except Exception as exc:
+        return False, f"no torch ({exc})"
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    return _device_ok(torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _device_ok(index):
+    import torch
+
+    cap = torch.cuda.get_device_capability(index)
+    if cap != (9, 0):
+        return False, f"device is sm{cap[0]}{cap[1]}, this kernel is sm90 (Hopper) only"
+    return True, ""
+
+
+_GL_DTYPES = {}
+
+
+def _gl_dtype(torch_dtype):
+    import torch
+    if not _GL_DTYPES:
+        _GL_DTYPES.update({torch.bfloat16: gl.bfloat16, torch.float16: gl.float16})
+    if torch_dtype not in _GL_DTYPES:
+        raise ValueError(f"gluon backward: dtype {torch_dtype} (fp16/bf16 only)")
+    return _GL_DTYPES[torch_dtype]
+
+
+@functools.lru_cache(maxsize=None)
+def _smem_layout(rows, head_dim, gdt):
+    return gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
+
+
+def _desc3(t, rows, head_dim, gdt):
+    """3-D TMA descriptor over the (B*H, S, D) view of a contiguous (B, H, S, D) tensor."""
+    B, H, S, D = t.shape
+    view = t.view(B * H, S, D)
+    return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim],
+                            _smem_layout(rows, head_dim, gdt))
+
+
+def _check_args(q, k, v, o, do, lse):
+    import torch
+    for name, t in (("q", q), ("k", k), ("v", v), ("o", o), ("do", do), ("lse", lse)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    for name, t in (("q", q), ("k", k), ("v", v), ("o", o), ("do", do)):
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D (B, H, S, D), got shape {tuple(t.shape)}")
+    B, Hq, Sq, D = q.shape
+    Bk, Hk, Sk, Dk = k.shape
+    if v.shape != k.shape:
+        raise ValueError(f"v shape {tuple(v.shape)} != k shape {tuple(k.shape)}")
+    if Bk != B or Dk != D:
+        raise ValueError(f"k shape {tuple(k.shape)} does not match q shape {tuple(q.shape)}")
+    if o.shape != q.shape:
+        raise ValueError(f"o shape {tuple(o.shape)} != q shape {tuple(q.shape)}")
+    if do.shape != q.shape:
+        raise ValueError(f"do shape {tuple(do.shape)} != q shape {tuple(q.shape)}")
+    if Hk == 0 or Hq % Hk:
+        raise ValueError(f"q heads Hq={Hq} must be a multiple of k heads Hk={Hk}")
+    if min(B, Hq, Sq, Sk) == 0:
+        raise ValueError(f"empty problem: q {tuple(q.shape)}, k {tuple(k.shape)}")
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"q dtype {q.dtype}: fp16 or bf16 only")
+    for name, t in (("k", k), ("v", v), ("o", o), ("do", do)):
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} dtype {t.dtype} != q dtype {q.dtype}")
+    if lse.shape != (B, Hq, Sq) or lse.dtype != torch.float32:
+        raise ValueError(f"lse must be float32 (B, Hq, Sq) = {(B, Hq, Sq)}, got "
+                         f"{lse.dtype} {tuple(lse.shape)}")
+    for name, t in (("q", q), ("k", k), ("v", v), ("o", o), ("do", do), ("lse", lse)):
+        if not t.is_contiguous():
+            raise ValueError(f"{name} is not contiguous; this prototype builds 3-D TMA "
+                             "descriptors over the (B*H, S, D) view only")
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device}, q on {q.device}")
+        if t.data_ptr() % 16:
+            raise ValueError(f"{name} is not 16-byte aligned")
+    return B, Hq, Sq, D, Hk, Sk
+
+
+def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None, dq=None,
+                        dk=None, dv=None, variant=None, **knobs):
+    """dQ, dK, dV of O = softmax(scale · Q Kᵀ) V given dO.
+
+    q, o, do: (B, Hq, Sq, D); k, v: (B, Hk, Sk, D); contiguous, bf16 or fp16, D in (64, 128);
+    lse: float32 (B, Hq, Sq), natural log, from the forward (-inf for rows that see no key:
+    they get zero gradient).  causal: bottom-right aligned (row i sees key j iff
+    j <= i + Sk - Sq).  GQA/MQA: Hq a multiple of Hk; dK, dV sum over each group's heads.
+    dq/dk/dv: optional preallocated contiguous outputs (like q / k / v).
+    variant: a key of VARIANTS (default "m64"); knobs: block_m, stages, dq_split."""
+    import torch
+
+    ok, why = gluon_available()
+    if not ok:
+        raise RuntimeError(f"gluon backward unavailable: {why}")
+    B, Hq, Sq, D, Hk, Sk = _check_args(q, k, v, o, do, lse)
+    unknown = set(knobs) - {"block_m", "stages", "dq_split"}
+    if unknown:
+        raise ValueError(f"unknown knob(s) {sorted(unknown)} (block_m, stages, dq_split)")
+    gdt = _gl_dtype(q.dtype)
+    cfg = resolve_config(D, variant=variant, **knobs)
+    scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
+    if not math.isfinite(scale) or not scale > 0.0:
+        raise ValueError(f"softmax_scale must be finite and > 0, got {softmax_scale}")
+    for name, t, like in (("dq", dq, q), ("dk", dk, k), ("dv", dv, v)):
+        if t is not None and (t.shape != like.shape or t.dtype != like.dtype
+                              or not t.is_contiguous() or t.device != like.device):
+            raise ValueError(f"{name} must be a contiguous {like.dtype} tensor of shape "
+                             f"{tuple(like.shape)} on {like.device}")
+    dq = dq if dq is not None else torch.empty_like(q)
+    dk = dk if dk is not None else torch.empty_like(k)
+    dv = dv if dv is not None else torch.empty_like(v)
+
+    bm = cfg["BLOCK_M"]
+    n_mb = triton.cdiv(Sq, bm)
+    sq_pad = n_mb * bm
+    dev = q.device
+    delta = torch.empty((B * Hq, sq_pad), device=dev, dtype=torch.float32)
+    lse2 = torch.empty((B * Hq, sq_pad), device=dev, dtype=torch.float32)
+    dq_acc = torch.zeros((B * Hq, sq_pad, D), device=dev, dtype=torch.float32)
+    pre_rows = 64
+    _bwd_pre_kernel[(triton.cdiv(sq_pad, pre_rows), B * Hq)](
+        o, do, lse, delta, lse2, Sq, sq_pad, D=D, ROWS=pre_rows, num_warps=4)
+
+    q_desc = _desc3(q, bm, D, gdt)
+    do_desc = _desc3(do, bm, D, gdt)
+    k_desc = _desc3(k, KW, D, gdt)
+    v_desc = _desc3(v, KW, D, gdt)
+    grid = (triton.cdiv(Sk, BLOCK_N), B * Hk)
+    _LAST["kernel"] = _attn_bwd_kernel[grid](
+        q_desc, k_desc, v_desc, do_desc, lse2, delta, dq_acc, dk, dv,
+        Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, scale,
+        HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
+        CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+    _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
+                                                   num_warps=4)
+    return dq, dk, dv
+
+
+# --------------------------------------------------------------------------------------
+# Offline compilation (no GPU): used by gluon_bwd_check.py --compile-only and the notes.
+# --------------------------------------------------------------------------------------
+
+
+def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
+    """Compile the Gluon kernel for sm90 without a GPU; returns the CompiledKernel."""
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    gdt = {"bf16": gl.bfloat16, "fp16": gl.float16}[dtype]
+    cfg = resolve_config(head_dim, **knobs)
+    bm = cfg["BLOCK_M"]
+    ql = gl.NVMMASharedLayout.get_default_for([1, bm, head_dim], gdt)
+    kl = gl.NVMMASharedLayout.get_default_for([1, KW, head_dim], gdt)
+    sig = {
+        "q_desc": f"tensordesc<{dtype}[1, {bm}, {head_dim}],{ql!r}>",
+        "k_desc": f"tensordesc<{dtype}[1, {KW}, {head_dim}],{kl!r}>",
+        "v_desc": f"tensordesc<{dtype}[1, {KW}, {head_dim}],{kl!r}>",
+        "do_desc": f"tensordesc<{dtype}[1, {bm}, {head_dim}],{ql!r}>",
+        "lse2_ptr": "*fp32", "delta_ptr": "*fp32", "dq_ptr": "*fp32",
+        "dk_ptr": f"*{dtype}", "dv_ptr": f"*{dtype}",
+        "Sq": "i32", "Sk": "i32", "Sq_pad": "i32", "Hq": "i32", "GROUP": "i32",
+        "scale_log2": "fp32", "scale": "fp32",
+    }
+    constexprs = dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
+                      CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
+                      num_warps=cfg["num_warps"])
+    for name in constexprs:
+        sig[name] = "constexpr"
+    src = GluonASTSource(fn=_attn_bwd_kernel, signature=sig, constexprs=constexprs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": cfg["num_warps"], "maxnreg": cfg["maxnreg"]})

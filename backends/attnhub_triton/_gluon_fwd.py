@@ -75,6 +75,15 @@ VARIANTS = {
     "ws2": dict(consumers=2, consumer_warps=4, overlap=True, pingpong=False),
     # the same with ping-pong turns between the two consumers (FA3's schedule).
     "pp": dict(consumers=2, consumer_warps=4, overlap=True, pingpong=True),
+    # three consumer partitions of 64 rows (a 192-row tile, 160 regs each), turns passed
+    # round robin: more softmax to hide each GEMM under (hopper-fa3's m192 tile at d64).
+    "pp3": dict(consumers=3, consumer_warps=4, overlap=True, pingpong=True),
+    # pp on a persistent grid (one CTA per SM walking the tiles; the producer loads the next
+    # tile's Q and K/V while the consumers finish this one): for short sequences.
+    "pp-persistent": dict(consumers=2, consumer_warps=4, overlap=True, pingpong=True,
+                          persistent=True),
+    "pp3-persistent": dict(consumers=3, consumer_warps=4, overlap=True, pingpong=True,
+                           persistent=True),
 }
 DEFAULT_VARIANT = "pp"
 
@@ -135,15 +144,48 @@ def _pass_turn(pp_other, PINGPONG: gl.constexpr):
 
 
 @gluon.jit
-def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
-              HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
-              STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
-              OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr):
-    """One consumer partition: ROWS query rows (ROWS = 16 * NW), rows WG*ROWS.. of the tile."""
-    q_smem, k_smem, v_smem = smem
-    q_bar, k_ready, k_empty, v_ready, v_empty, pp_bars = bars
-    bh, m0, Sq, Sk, n_blocks, n_full = ints
-    dtype: gl.constexpr = q_smem.dtype
+def _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+               CAUSAL: gl.constexpr):
+    """A query tile's first row, its K/V (batch, head), and the key blocks it visits:
+    [0, n_blocks), of which blocks < n_full need no mask."""
+    m0 = pid_m * BLOCK_M
+    b = bh // Hq
+    hq = bh % Hq
+    kv_bh = b * (Hq // GROUP) + hq // GROUP
+    if CAUSAL:
+        kv_end = gl.minimum(Sk, gl.minimum(m0 + BLOCK_M, Sq) + (Sk - Sq))
+        kv_end = gl.maximum(kv_end, 0)
+        n_full = gl.minimum(gl.maximum(m0 + (Sk - Sq) + 1, 0) // BLOCK_N, Sk // BLOCK_N)
+    else:
+        kv_end = Sk
+        n_full = Sk // BLOCK_N
+    n_blocks = (kv_end + BLOCK_N - 1) // BLOCK_N
+    return m0, kv_bh, n_blocks, n_full
+
+
+@gluon.jit
+def _persistent_tile(t, n_m, REVERSE_M: gl.constexpr):
+    """Tile t of the persistent schedule: query tiles of one (batch, head) are consecutive
+    (CTAs running at the same time share K/V in L2), longest first when causal."""
+    pid_m = t % n_m
+    if REVERSE_M:
+        pid_m = n_m - 1 - pid_m
+    return pid_m, t // n_m
+
+
+@gluon.jit
+def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bars, o_desc,
+                   lse_ptr, bh, row0, Sq, Sk, n_blocks, n_full, g, pp_phase, qk_scale,
+                   HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+                   STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
+                   OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
+                   CONSUMERS: gl.constexpr):
+    """One consumer partition's work on one query tile: ROWS query rows from row0, Q in
+    q_buf3 once q_bar reaches q_phase, key blocks at ring positions g, g + 1, ...  O leaves
+    through q_buf3 (TMA store, its reads of q_buf3 waited for).  Returns the ping-pong
+    parity for the next turn."""
+    k_ready, k_empty, v_ready, v_empty, pp_bars = bars
+    dtype: gl.constexpr = q_buf3.dtype
 
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[NW, 1], instr_shape=[16, BLOCK_N, 16])
@@ -153,37 +195,34 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
     srow: gl.constexpr = gl.SliceLayout(1, s_layout)
     orow: gl.constexpr = gl.SliceLayout(1, o_layout)
 
-    row0 = m0 + WG * ROWS
-    q_buf3 = q_smem.index(WG)  # (1, ROWS, D): the TMA box; reused for O at the end
     q = q_buf3.reshape([ROWS, HEAD_D])
 
     m_i = gl.full([ROWS], -float("inf"), gl.float32, srow)
     l_i = gl.full([ROWS], 0.0, gl.float32, srow)
     acc = gl.zeros([ROWS, HEAD_D], gl.float32, o_layout)
     s_zero = gl.zeros([ROWS, BLOCK_N], gl.float32, s_layout)
-    # ping-pong token: WG0 goes first (a fresh mbarrier passes a wait on parity 1).
-    pp_phase = 1 - WG
     pp_mine = pp_bars.index(WG)
-    pp_other = pp_bars.index(1 - WG)
+    pp_other = pp_bars.index((WG + 1) % CONSUMERS)
 
-    mbarrier.wait(q_bar, 0)
+    mbarrier.wait(q_bar, q_phase)
     if n_blocks > 0:
         if OVERLAP:
             # ---- prologue: S_0 and its softmax -------------------------------------
-            mbarrier.wait(k_ready.index(0), 0)
+            fst, fph = _slot(g, STAGES)
+            mbarrier.wait(k_ready.index(fst), fph)
             pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
-            s_tok = warpgroup_mma(q, k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
+            s_tok = warpgroup_mma(q, k_smem.index(fst).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
                                   s_zero, use_acc=False, is_async=True)
             _pass_turn(pp_other, PINGPONG)
             s = warpgroup_mma_wait(0, deps=(s_tok, ))
-            mbarrier.arrive(k_empty.index(0))
+            mbarrier.arrive(k_empty.index(fst))
             p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, 0, n_full, row0, Sq, Sk, qk_scale,
                                                 CAUSAL, BLOCK_N, ROWS, s_layout)
             p16 = gl.convert_layout(p.to(dtype), p_layout)
             # ---- steady state: S_j with P_{j-1} V_{j-1} in flight ------------------
             for j in range(1, n_blocks):
-                st, ph = _slot(j, STAGES)
-                pst, pph = _slot(j - 1, STAGES)
+                st, ph = _slot(g + j, STAGES)
+                pst, pph = _slot(g + j - 1, STAGES)
                 mbarrier.wait(k_ready.index(st), ph)
                 pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
                 s_tok = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
@@ -213,7 +252,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
                 mbarrier.arrive(v_empty.index(pst))
                 p16 = gl.convert_layout(p.to(dtype), p_layout)
             # ---- epilogue: the last P V --------------------------------------------
-            lst, lph = _slot(n_blocks - 1, STAGES)
+            lst, lph = _slot(g + n_blocks - 1, STAGES)
             mbarrier.wait(v_ready.index(lst), lph)
             pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
             o_tok = warpgroup_mma(p16, v_smem.index(lst).reshape([BLOCK_N, HEAD_D]), acc,
@@ -224,7 +263,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
         else:
             # ---- simple: S, softmax, P V, each product waited for before the next ----
             for j in range(n_blocks):
-                st, ph = _slot(j, STAGES)
+                st, ph = _slot(g + j, STAGES)
                 mbarrier.wait(k_ready.index(st), ph)
                 pp_phase = _take_turn(pp_mine, pp_phase, PINGPONG)
                 s_tok = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, HEAD_D]).permute((1, 0)),
@@ -253,100 +292,190 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
     fence_async_shared()
     _tma_store(o_desc, [bh, row0, 0], q_buf3)
     tma.store_wait(0)
+    return pp_phase
+
+
+@gluon.jit
+def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
+              HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+              STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
+              OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
+              CONSUMERS: gl.constexpr, PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
+              REVERSE_M: gl.constexpr):
+    """One consumer partition: ROWS query rows (ROWS = 16 * NW), rows WG*ROWS.. of each
+    tile: the CTA's one tile, or (PERSISTENT) tiles pid, pid + grid, ... with the K/V ring
+    position and the ping-pong parity carried from tile to tile, and Q in Q_BUFS buffers
+    (q_ready / q_empty per buffer and consumer) so the producer loads the next tile's Q
+    while this one runs."""
+    q_smem, k_smem, v_smem = smem
+    q_bar, q_empty, k_ready, k_empty, v_ready, v_empty, pp_bars = bars
+    Sq, Sk, Hq, GROUP, n_m, n_tiles = ints
+    ring = (k_ready, k_empty, v_ready, v_empty, pp_bars)
+    BLOCK_M: gl.constexpr = ROWS * CONSUMERS
+    # ping-pong token, passed round robin WG0 -> WG1 (-> WG2) -> WG0: WG0 goes first (a
+    # fresh mbarrier passes a wait on parity 1), the others wait for their first pass.
+    pp_phase = 1 if WG == 0 else 0
+    if PERSISTENT:
+        g = 0
+        it = 0
+        for t in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
+            pid_m, bh = _persistent_tile(t, n_m, REVERSE_M)
+            m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
+                                                     BLOCK_N, CAUSAL)
+            qi = (it % Q_BUFS) * CONSUMERS + WG
+            pp_phase = _consumer_tile(WG, q_smem.index(qi), q_bar.index(qi),
+                                      (it // Q_BUFS) & 1, k_smem, v_smem, ring, o_desc,
+                                      lse_ptr, bh, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full,
+                                      g, pp_phase, qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES,
+                                      NW, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS)
+            mbarrier.arrive(q_empty.index(qi))  # O's TMA store has read the buffer
+            g += n_blocks
+            it += 1
+    else:
+        pid_m = gl.program_id(0)
+        bh = gl.program_id(1)
+        if REVERSE_M:  # causal: the longest tiles first
+            pid_m = gl.num_programs(0) - 1 - pid_m
+        m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
+                                                 BLOCK_N, CAUSAL)
+        _consumer_tile(WG, q_smem.index(WG), q_bar.index(0), 0, k_smem, v_smem, ring, o_desc,
+                       lse_ptr, bh, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full, 0, pp_phase,
+                       qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES, NW, CAUSAL, OVERLAP, PINGPONG,
+                       SPLIT_WAIT, CONSUMERS)
+
+
+@gluon.jit
+def _produce_kv(k_desc, v_desc, k_smem, v_smem, k_ready, k_empty, v_ready, v_empty, kv_bh,
+                n_blocks, g, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+    """K_j and V_j of one tile into ring positions g + j, each slot once its consumers
+    released it (a fresh mbarrier passes a wait on parity 1: the first STAGES are free)."""
+    for j in range(n_blocks):
+        st, ph = _slot(g + j, STAGES)
+        mbarrier.wait(k_empty.index(st), ph ^ 1)
+        mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+        _tma_load(k_desc, [kv_bh, j * BLOCK_N, 0], k_ready.index(st), k_smem.index(st))
+        mbarrier.wait(v_empty.index(st), ph ^ 1)
+        mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+        _tma_load(v_desc, [kv_bh, j * BLOCK_N, 0], v_ready.index(st), v_smem.index(st))
 
 
 @gluon.jit
 def _producer(descs, smem, bars, ints,
               BLOCK_N: gl.constexpr, ROWS: gl.constexpr, STAGES: gl.constexpr,
-              CONSUMERS: gl.constexpr):
-    """1 warp: Q once, then K_j and V_j into slot j % STAGES, in the consumers' order."""
+              CONSUMERS: gl.constexpr, CAUSAL: gl.constexpr, PERSISTENT: gl.constexpr,
+              Q_BUFS: gl.constexpr, REVERSE_M: gl.constexpr):
+    """1 warp: each tile's Q, then its K_j and V_j into the ring, in the consumers' order."""
     q_desc, k_desc, v_desc = descs
     q_smem, k_smem, v_smem = smem
-    q_bar, k_ready, k_empty, v_ready, v_empty, pp_bars = bars
-    bh, kv_bh, m0, n_blocks = ints
+    q_bar, q_empty, k_ready, k_empty, v_ready, v_empty, pp_bars = bars
+    Sq, Sk, Hq, GROUP, n_m, n_tiles = ints
+    BLOCK_M: gl.constexpr = ROWS * CONSUMERS
+    if PERSISTENT:
+        g = 0
+        it = 0
+        for t in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
+            pid_m, bh = _persistent_tile(t, n_m, REVERSE_M)
+            m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
+                                                     BLOCK_N, CAUSAL)
+            qph = (it // Q_BUFS) & 1
+            for c in gl.static_range(CONSUMERS):
+                qi = (it % Q_BUFS) * CONSUMERS + c
+                mbarrier.wait(q_empty.index(qi), qph ^ 1)
+                mbarrier.expect(q_bar.index(qi), q_desc.block_type.nbytes)
+                _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar.index(qi), q_smem.index(qi))
+            _produce_kv(k_desc, v_desc, k_smem, v_smem, k_ready, k_empty, v_ready, v_empty,
+                        kv_bh, n_blocks, g, BLOCK_N, STAGES)
+            g += n_blocks
+            it += 1
+    else:
+        pid_m = gl.program_id(0)
+        bh = gl.program_id(1)
+        if REVERSE_M:
+            pid_m = gl.num_programs(0) - 1 - pid_m
+        m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
+                                                 BLOCK_N, CAUSAL)
+        mbarrier.expect(q_bar.index(0), CONSUMERS * q_desc.block_type.nbytes)
+        for c in gl.static_range(CONSUMERS):
+            _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar.index(0), q_smem.index(c))
+        _produce_kv(k_desc, v_desc, k_smem, v_smem, k_ready, k_empty, v_ready, v_empty,
+                    kv_bh, n_blocks, 0, BLOCK_N, STAGES)
 
-    mbarrier.expect(q_bar, CONSUMERS * q_desc.block_type.nbytes)
-    for c in gl.static_range(CONSUMERS):
-        _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar, q_smem.index(c))
-    for j in range(n_blocks):
-        st, ph = _slot(j, STAGES)
-        # a fresh mbarrier passes a wait on parity 1: the first STAGES waits are free.
-        mbarrier.wait(k_empty.index(st), ph ^ 1)
-        mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
-        _tma_load(k_desc, [kv_bh, j * BLOCK_N, 0], k_ready.index(st),
-                                        k_smem.index(st))
-        mbarrier.wait(v_empty.index(st), ph ^ 1)
-        mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
-        _tma_load(v_desc, [kv_bh, j * BLOCK_N, 0], v_ready.index(st),
-                                        v_smem.index(st))
 
-
-@gluon.jit(do_not_specialize=["Sq", "Sk", "Hq", "GROUP"])  # one build per (D, causal, dtype, knobs)
+@gluon.jit(do_not_specialize=["Sq", "Sk", "Hq", "GROUP", "n_m", "n_tiles"])  # one build per (D, causal, dtype, knobs)
 def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
-                     Sq, Sk, Hq, GROUP, qk_scale,
+                     Sq, Sk, Hq, GROUP, n_m, n_tiles, qk_scale,
                      HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
                      CONSUMERS: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                      OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, REVERSE_M: gl.constexpr,
                      CONSUMER_REGS: gl.constexpr, SPLIT_WAIT: gl.constexpr,
+                     PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
                      num_warps: gl.constexpr):
-    BLOCK_M: gl.constexpr = ROWS * CONSUMERS
+    """Grid (n_m query tiles, B*Hq), or (PERSISTENT) (min(n_tiles, SMs),) walking the
+    n_tiles = n_m * B * Hq tiles."""
     dtype: gl.constexpr = q_desc.dtype
-
-    pid_m = gl.program_id(0)
-    bh = gl.program_id(1)
-    if REVERSE_M:  # causal: the longest tiles first
-        pid_m = gl.num_programs(0) - 1 - pid_m
-    m0 = pid_m * BLOCK_M
-    b = bh // Hq
-    hq = bh % Hq
-    kv_bh = b * (Hq // GROUP) + hq // GROUP
-
-    # Key blocks this tile visits: [0, n_blocks); blocks < n_full need no mask.
-    if CAUSAL:
-        kv_end = gl.minimum(Sk, gl.minimum(m0 + BLOCK_M, Sq) + (Sk - Sq))
-        kv_end = gl.maximum(kv_end, 0)
-        n_full = gl.minimum(gl.maximum(m0 + (Sk - Sq) + 1, 0) // BLOCK_N, Sk // BLOCK_N)
-    else:
-        kv_end = Sk
-        n_full = Sk // BLOCK_N
-    n_blocks = (kv_end + BLOCK_N - 1) // BLOCK_N
-
-    q_smem = gl.allocate_shared_memory(dtype, [CONSUMERS, 1, ROWS, HEAD_D], q_desc.layout)
+    # Q buffers: one per consumer, and Q_BUFS sets of them when persistent; their barriers
+    # (q_bar: loaded, q_empty: O stored from it) one per buffer, or one q_bar for all when not.
+    QN: gl.constexpr = Q_BUFS * CONSUMERS if PERSISTENT else CONSUMERS
+    QB: gl.constexpr = QN if PERSISTENT else 1
+    q_smem = gl.allocate_shared_memory(dtype, [QN, 1, ROWS, HEAD_D], q_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_N, HEAD_D], k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_N, HEAD_D], v_desc.layout)
-    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    q_bar = gl.allocate_shared_memory(gl.int64, [QB, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [QB, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    pp_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_bar, count=1)
+    PP_N: gl.constexpr = 3 if CONSUMERS == 3 else 2
+    pp_bars = gl.allocate_shared_memory(gl.int64, [PP_N, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(QB):
+        mbarrier.init(q_bar.index(i), count=1)
+        if PERSISTENT:
+            mbarrier.init(q_empty.index(i), count=1)  # its consumer's arrive
     for i in gl.static_range(STAGES):
         mbarrier.init(k_ready.index(i), count=1)  # the producer's arrive.expect_tx
         mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(k_empty.index(i), count=CONSUMERS)  # one arrive per consumer partition
         mbarrier.init(v_empty.index(i), count=CONSUMERS)
-    for i in gl.static_range(2):
+    for i in gl.static_range(PP_N):
         mbarrier.init(pp_bars.index(i), count=1)
 
     smem = (q_smem, k_smem, v_smem)
-    bars = (q_bar, k_ready, k_empty, v_ready, v_empty, pp_bars)
-    cints = (bh, m0, Sq, Sk, n_blocks, n_full)
-    pints = (bh, kv_bh, m0, n_blocks)
+    bars = (q_bar, q_empty, k_ready, k_empty, v_ready, v_empty, pp_bars)
+    ints = (Sq, Sk, Hq, GROUP, n_m, n_tiles)
     descs = (q_desc, k_desc, v_desc)
-    if CONSUMERS == 2:
+    if CONSUMERS == 3:
         gl.warp_specialize([
-            (_consumer, (0, smem, bars, o_desc, lse_ptr, cints, qk_scale, HEAD_D, BLOCK_N, ROWS,
-                         STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT)),
-            (_consumer, (1, smem, bars, o_desc, lse_ptr, cints, qk_scale, HEAD_D, BLOCK_N, ROWS,
-                         STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT)),
-            (_producer, (descs, smem, bars, pints, BLOCK_N, ROWS, STAGES, CONSUMERS)),
+            (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+            (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+            (_consumer, (2, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+            (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+        ], [4, 4, 1], [CONSUMER_REGS, CONSUMER_REGS, 24])
+    elif CONSUMERS == 2:
+        gl.warp_specialize([
+            (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+            (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+            (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
         ], [4, 1], [CONSUMER_REGS, 24])
     else:
         gl.warp_specialize([
-            (_consumer, (0, smem, bars, o_desc, lse_ptr, cints, qk_scale, HEAD_D, BLOCK_N, ROWS,
-                         STAGES, num_warps, CAUSAL, OVERLAP, False, SPLIT_WAIT)),
-            (_producer, (descs, smem, bars, pints, BLOCK_N, ROWS, STAGES, CONSUMERS)),
+            (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
+                         STAGES, num_warps, CAUSAL, OVERLAP, False, SPLIT_WAIT, CONSUMERS,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
+            (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
+                         PERSISTENT, Q_BUFS, REVERSE_M)),
         ], [1], [24])
 
 
@@ -357,11 +486,14 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
 
 def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consumers=None,
                    consumer_warps=None, overlap=None, pingpong=None, split_wait=None,
-                   block_m=None):
+                   block_m=None, persistent=None, q_bufs=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
+    if (variant or DEFAULT_VARIANT) not in VARIANTS:
+        raise ValueError(f"variant {variant!r}: one of {sorted(VARIANTS)}")
     v = dict(VARIANTS[variant or DEFAULT_VARIANT])
     for key, val in (("consumers", consumers), ("consumer_warps", consumer_warps),
-                     ("overlap", overlap), ("pingpong", pingpong), ("split_wait", split_wait)):
+                     ("overlap", overlap), ("pingpong", pingpong), ("split_wait", split_wait),
+                     ("persistent", persistent)):
         if val is not None:
             v[key] = val
     if head_dim not in (64, 128, 256):
@@ -370,7 +502,9 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
         block_n = 64 if head_dim == 256 else 128
     if stages is None:
         stages = 2
-    if v["consumers"] == 2:
+    if v["consumers"] not in (1, 2, 3):
+        raise ValueError(f"consumers={v['consumers']} (1, 2 or 3 partitions)")
+    if v["consumers"] >= 2:
         v["consumer_warps"] = 4
     if v["consumers"] == 1 and v["pingpong"]:
         raise ValueError("ping-pong needs two consumer partitions")
@@ -383,17 +517,31 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
         raise ValueError(f"block_n={block_n} (32, 64 or 128: a power of two, S in registers)")
     if stages < 1:
         raise ValueError(f"stages={stages}")
-    smem = 2 * head_dim * (bm + 2 * stages * block_n) + 1024
+    pers = bool(v.get("persistent", False))
+
+    def smem_for(nq):
+        return 2 * head_dim * (bm * nq + 2 * stages * block_n) + 1024
+
+    if not pers:
+        q_bufs = 1
+    elif q_bufs is None:  # a second Q buffer where it fits: the next tile's Q loads early
+        q_bufs = 2 if smem_for(2) <= 232448 else 1
+    elif q_bufs not in (1, 2):
+        raise ValueError(f"q_bufs={q_bufs} (1 or 2)")
+    smem = smem_for(q_bufs)
     if smem > 232448:
         raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, block_n={block_n}, "
-                         f"stages={stages})")
+                         f"stages={stages}, q_bufs={q_bufs})")
     total_warps = v["consumer_warps"] * v["consumers"] + 1
     total_warps = (total_warps + 3) // 4 * 4
     maxnreg = min(256, 65536 // (total_warps * 32)) // 8 * 8
-    consumer_regs = 240 if v["consumers"] == 2 else 0
+    # setmaxnreg budget: (consumers x consumer regs + 24 for the producer's warpgroup) x 128
+    # threads within 64K registers: 240 for two consumers, 160 for three.
+    consumer_regs = {1: 0, 2: 240, 3: 160}[v["consumers"]]
     return dict(HEAD_D=head_dim, BLOCK_N=block_n, ROWS=rows, CONSUMERS=v["consumers"],
                 STAGES=stages, OVERLAP=bool(v["overlap"]), PINGPONG=bool(v["pingpong"]),
                 CONSUMER_REGS=consumer_regs, SPLIT_WAIT=bool(v.get("split_wait", True)),
+                PERSISTENT=pers, Q_BUFS=q_bufs,
                 num_warps=v["consumer_warps"], maxnreg=maxnreg,
                 smem_estimate=smem)
 
@@ -450,7 +598,8 @@ def _smem_layout(rows, head_dim, gdt):
 
 def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=None, block_n=None,
                         stages=None, variant=None, consumers=None, consumer_warps=None,
-                        overlap=None, pingpong=None, split_wait=None, out=None, lse_out=None):
+                        overlap=None, pingpong=None, split_wait=None, persistent=None,
+                        q_bufs=None, out=None, lse_out=None):
     """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), contiguous.
 
     variant: a key of VARIANTS (default "pp"); block_m must match it if given (128 for all
@@ -482,7 +631,8 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     gdt = _gl_dtype(q.dtype)
     cfg = resolve_config(D, variant=variant, block_n=block_n, stages=stages, consumers=consumers,
                          consumer_warps=consumer_warps, overlap=overlap, pingpong=pingpong,
-                         split_wait=split_wait, block_m=block_m)
+                         split_wait=split_wait, block_m=block_m, persistent=persistent,
+                         q_bufs=q_bufs)
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
     if not scale > 0.0 or not math.isfinite(scale):
         # the row max is taken as max(s) * scale and masked scores are -inf * scale
@@ -502,15 +652,29 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     k_desc = _desc3(k, bn, D, gdt)
     v_desc = _desc3(v, bn, D, gdt)
     block_m_eff = rows * cfg["CONSUMERS"]
-    grid = (triton.cdiv(Sq, block_m_eff), B * Hq)
+    n_m = triton.cdiv(Sq, block_m_eff)
+    n_tiles = n_m * B * Hq
+    if cfg["PERSISTENT"]:
+        grid = (min(n_tiles, _sm_count(q.device.index)), )
+    else:
+        grid = (n_m, B * Hq)
     _LAST["kernel"] = _attn_fwd_kernel[grid](
         q_desc, k_desc, v_desc, o_desc, lse,
-        Sq, Sk, Hq, Hq // Hk, scale * _LOG2E,
+        Sq, Sk, Hq, Hq // Hk, n_m, n_tiles, scale * _LOG2E,
         HEAD_D=D, BLOCK_N=bn, ROWS=rows, CONSUMERS=cfg["CONSUMERS"], STAGES=cfg["STAGES"],
         CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"], PINGPONG=cfg["PINGPONG"],
         REVERSE_M=bool(causal), CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
+        PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
         num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     return o, lse
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index):
+    """Streaming multiprocessors of device ``index`` (the persistent grid's size)."""
+    import torch
+
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 # --------------------------------------------------------------------------------------
@@ -534,12 +698,13 @@ def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
         "v_desc": f"tensordesc<{dtype}[1, {bn}, {head_dim}],{kl!r}>",
         "o_desc": f"tensordesc<{dtype}[1, {rows}, {head_dim}],{ql!r}>",
         "lse_ptr": "*fp32", "Sq": "i32", "Sk": "i32", "Hq": "i32", "GROUP": "i32",
-        "qk_scale": "fp32",
+        "n_m": "i32", "n_tiles": "i32", "qk_scale": "fp32",
     }
     constexprs = dict(HEAD_D=head_dim, BLOCK_N=bn, ROWS=rows, CONSUMERS=cfg["CONSUMERS"],
                       STAGES=cfg["STAGES"], CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"],
                       PINGPONG=cfg["PINGPONG"], REVERSE_M=bool(causal),
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
+                      PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
                       num_warps=cfg["num_warps"])
     for name in constexprs:
         sig[name] = "constexpr"

@@ -69,6 +69,12 @@ def parse_variant(spec):
 # --------------------------------------------------------------------------------------
 
 
+# More tiles than an H100 has SMs (132), so a persistent CTA walks two or three: short
+# ragged tiles under GQA, and long causal ones of unequal length.
+_MANY_TILES = [(4, 32, 4, 200, 333, 64, True, "bf16"), (4, 32, 4, 200, 333, 128, False, "fp16"),
+               (2, 16, 16, 1500, 1500, 128, True, "bf16"), (2, 16, 8, 1500, 1100, 64, True, "fp16")]
+
+
 def case_list(which):
     """(B, Hq, Hk, Sq, Sk, D, causal, dtype) tuples."""
     cases = []
@@ -81,6 +87,7 @@ def case_list(which):
         cases.append((2, 4, 4, 203, 113, 128, True, "fp16"))  # rows that see no key
         cases.append((2, 4, 4, 4096, 4096, 128, False, "fp16"))
         cases.append((2, 4, 4, 1, 4096, 64, True, "bf16"))
+        cases.extend(_MANY_TILES)
         return cases
     for d in (64, 128):
         for causal in (False, True):
@@ -90,6 +97,7 @@ def case_list(which):
                     cases.append((2, 4, 4, sq, sk, d, causal, dt))
                 cases.append((2, 8, 2, 1000, 1000, d, causal, dt))  # GQA 8 / 2
                 cases.append((2, 8, 2, 113, 203, d, causal, dt))
+    cases.extend(_MANY_TILES)
     for causal in (False, True):  # d256 where the variant fits (block_n 64, 2 stages)
         cases.append((2, 4, 4, 1000, 1000, 256, causal, "bf16"))
         cases.append((2, 8, 2, 113, 203, 256, causal, "fp16"))
@@ -445,7 +453,8 @@ def emulate_check(n_cases=None):
         scale = D ** -0.5
         ref_o, ref_l, sees, allowed = reference_fp32(q, k, v, causal, scale)
         res = []
-        for bm, rw, bn in ((128, 64, 128), (128, 128, 128), (128, 64, 64)):
+        for bm, rw, bn in ((128, 64, 128), (128, 128, 128), (128, 64, 64), (192, 64, 128),
+                           (192, 64, 64)):
             o, lse = emulate(q, k, v, causal, scale, bm, rw, bn)
             rows = sees[None, None, :].expand(B, Hq, Sq)
             err = float((o - ref_o).abs()[rows].max()) if rows.any() else 0.0

@@ -1,0 +1,763 @@
+#!/usr/bin/env python3
+"""Check and time the Gluon FlashAttention backward (``_gluon_bwd.py``) on an H100.
+
+    python3 backends/attnhub_triton/gluon_bwd_check.py --out $OUT/gbwd --cases quick --rounds 2 \\
+        --timeout 90 --bench-timeout 120
+    python3 backends/attnhub_triton/gluon_bwd_check.py --cases all --no-bench
+    /tmp/tri36env/bin/python backends/attnhub_triton/gluon_bwd_check.py --compile-only   # no GPU/torch
+    python3 backends/attnhub_triton/gluon_bwd_check.py --emulate                         # CPU, torch
+
+Self-contained: the kernel module is loaded by file path, not through the attnhub package.
+
+1. correctness -- one child process per variant (a barrier deadlock costs that child's
+   --timeout, not the run).  Every case: fresh random q, k, v, dO; O and LSE from a float32
+   forward on the same inputs (O rounded to q's dtype, LSE natural log, -inf for rows that
+   see no key); dQ, dK, dV pre-filled with NaN; reference gradients from float32 autograd;
+   tolerance per gradient: max|g - ref| <= 2 * max|torch SDPA's own gradient in q's dtype -
+   ref| + 1e-5; no NaN anywhere; rows that see no key: dQ == 0 exactly.  One line per case,
+   then exactly ``correctness: N/M passed``.
+2. bench (only if every case passed, unless --bench-anyway) -- in one child: FA grid points
+   B = 16384 // S, H = 2048 // D, bf16; the Gluon backward (its pre-pass and dQ conversion
+   included) and torch SDPA's backward with CUDNN_ATTENTION and FLASH_ATTENTION (forward run
+   once, then torch.autograd.grad(..., retain_graph=True) timed), interleaved point by
+   point, --rounds rounds, triton.testing.do_bench medians; TFLOP/s with backward FLOPs =
+   2.5 * 4 B H S^2 D (halved when causal), and the ratio to cuDNN.
+JSON (cases, bench) goes to --out (a .json path, or a directory that gets gluon_bwd_check.json).
+
+Variant specs: a name of _gluon_bwd.VARIANTS with optional knobs, e.g. ``m64:stages=3``.
+A combination the launcher rejects (e.g. block_m=128 at d128) is reported as SKIP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
+DEFAULT_VARIANTS = "m64,m128"
+LOG2E = 1.4426950408889634
+
+
+def load_kernel_module():
+    spec = importlib.util.spec_from_file_location("attnhub_gluon_bwd", KERNEL_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["attnhub_gluon_bwd"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def parse_variant(spec):
+    """'m64:stages=3' -> ('m64', {'stages': 3})."""
+    parts = spec.strip().split(":")
+    name, knobs = parts[0], {}
+    for p in parts[1:]:
+        k, v = p.split("=")
+        knobs[k] = int(v)
+    if "variant" in knobs:
+        raise ValueError(spec)
+    return name, knobs
+
+
+# --------------------------------------------------------------------------------------
+# cases and references (shared by the GPU check and the emulation)
+# --------------------------------------------------------------------------------------
+
+
+def case_list(which):
+    """(B, Hq, Hk, Sq, Sk, D, causal, dtype) tuples."""
+    cases = []
+    if which == "quick":
+        for d in (64, 128):
+            for causal in (False, True):
+                cases.append((2, 4, 4, 1000, 1000, d, causal, "bf16"))
+                cases.append((2, 4, 4, 113, 203, d, causal, "bf16"))
+            cases.append((2, 8, 2, 1000, 1000, d, True, "bf16"))
+        cases.append((2, 4, 4, 203, 113, 128, True, "fp16"))  # rows that see no key
+        cases.append((1, 4, 4, 4096, 4096, 128, False, "fp16"))
+        cases.append((2, 4, 4, 1, 4096, 64, True, "bf16"))
+        return cases
+    for d in (64, 128):
+        for causal in (False, True):
+            for dt in ("bf16", "fp16"):
+                for sq, sk in ((128, 128), (1000, 1000), (4096, 4096), (113, 203), (203, 113),
+                               (1, 4096)):
+                    cases.append((2 if sq * sk < 4096 * 4096 else 1, 4, 4, sq, sk, d, causal, dt))
+                cases.append((2, 8, 2, 1000, 1000, d, causal, dt))  # GQA 8 / 2
+                cases.append((2, 8, 2, 113, 203, d, causal, dt))
+    return cases
+
+
+def case_name(c):
+    B, Hq, Hk, Sq, Sk, D, causal, dt = c
+    return f"B{B} H{Hq}/{Hk} Sq{Sq} Sk{Sk} d{D} {'causal' if causal else 'full'} {dt}"
+
+
+def allowed_mask(Sq, Sk, causal, device):
+    i = __import__("torch").arange(Sq, device=device)[:, None]
+    j = __import__("torch").arange(Sk, device=device)[None, :]
+    if causal:
+        return j <= i + (Sk - Sq)
+    return (j >= 0) & (i >= 0)
+
+
+def forward_ref(q, k, v, causal, scale, ref_dtype):
+    """O (q's dtype) and LSE (float32, natural log, -inf where a row sees no key), computed in
+    ref_dtype one batch at a time."""
+    import torch
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    g = Hq // Hk
+    allowed = allowed_mask(Sq, Sk, causal, q.device)
+    o = torch.empty_like(q)
+    lse = torch.empty(B, Hq, Sq, device=q.device, dtype=torch.float32)
+    for b in range(B):
+        kf = k[b].to(ref_dtype).repeat_interleave(g, dim=0)
+        vf = v[b].to(ref_dtype).repeat_interleave(g, dim=0)
+        s = torch.matmul(q[b].to(ref_dtype), kf.transpose(-1, -2)) * scale
+        s = s.masked_fill(~allowed, float("-inf"))
+        lse[b] = torch.logsumexp(s, dim=-1).float()
+        p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+        o[b] = torch.matmul(p, vf).to(q.dtype)
+    return o, lse
+
+
+def grads_ref(q, k, v, do, causal, scale, ref_dtype, lowprec=False):
+    """(dq, dk, dv) by autograd.  ref_dtype=float32/float64: the reference; lowprec=True:
+    torch SDPA in q's dtype with the same mask (torch's own low-precision error).  Rows that
+    see no key get an all-True mask row and dO = 0 there, so they contribute nothing and
+    produce no NaN; their dQ is 0."""
+    import torch
+    import torch.nn.functional as F
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    g = Hq // Hk
+    allowed = allowed_mask(Sq, Sk, causal, q.device)
+    sees = allowed.any(dim=-1)
+    safe = allowed | ~sees[:, None]
+    dom = do * sees[None, None, :, None].to(do.dtype)
+    dt = q.dtype if lowprec else ref_dtype
+    qq = q.detach().to(dt).requires_grad_(True)
+    kk = k.detach().to(dt).requires_grad_(True)
+    vv = v.detach().to(dt).requires_grad_(True)
+    ke = kk.repeat_interleave(g, dim=1)
+    ve = vv.repeat_interleave(g, dim=1)
+    if lowprec:
+        out = F.scaled_dot_product_attention(qq, ke, ve, attn_mask=safe, scale=scale)
+    else:
+        s = torch.matmul(qq, ke.transpose(-1, -2)) * scale
+        s = s.masked_fill(~safe, float("-inf"))
+        out = torch.matmul(torch.softmax(s, dim=-1), ve)
+    dq, dk, dv = torch.autograd.grad(out, (qq, kk, vv), dom.to(dt))
+    return dq.float(), dk.float(), dv.float(), sees
+
+
+# --------------------------------------------------------------------------------------
+# GPU correctness
+# --------------------------------------------------------------------------------------
+
+
+def run_case(mod, case, variant, knobs, seed):
+    import torch
+    B, Hq, Hk, Sq, Sk, D, causal, dt = case
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
+    try:
+        mod.resolve_config(D, variant=variant, **knobs)
+    except ValueError as exc:
+        return {"status": "SKIP", "why": str(exc)}
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(B, Hq, Sq, D, device="cuda", dtype=dtype, generator=gen)
+    k = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
+    v = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
+    do = torch.randn(B, Hq, Sq, D, device="cuda", dtype=dtype, generator=gen)
+    scale = 1.0 / math.sqrt(D)
+    o, lse = forward_ref(q, k, v, causal, scale, torch.float32)
+    dq = torch.full_like(q, float("nan"))
+    dk = torch.full_like(k, float("nan"))
+    dv = torch.full_like(v, float("nan"))
+    mod.gluon_attention_bwd(q, k, v, o, do, lse, causal=causal, softmax_scale=scale, dq=dq,
+                            dk=dk, dv=dv, variant=variant, **knobs)
+    torch.cuda.synchronize()
+    rq, rk, rv, sees = grads_ref(q, k, v, do, causal, scale, torch.float32)
+    lq, lk, lv, _ = grads_ref(q, k, v, do, causal, scale, torch.float32, lowprec=True)
+    rec = {}
+    ok = True
+    for name, got, ref, low in (("dq", dq, rq, lq), ("dk", dk, rk, lk), ("dv", dv, rv, lv)):
+        gf = got.float()
+        nan = int(torch.isnan(gf).sum())
+        err = float((gf - ref).abs().nan_to_num(float("inf")).max())
+        err_t = float((low - ref).abs().nan_to_num(0.0).max())
+        tol = 2.0 * err_t + 1e-5
+        rec[f"err_{name}"], rec[f"tol_{name}"], rec[f"nan_{name}"] = err, tol, nan
+        ok &= nan == 0 and err <= tol
+    empty_ok = True
+    if (~sees).any():
+        empty_ok = bool((dq.float()[:, :, ~sees] == 0).all())
+    rec["empty_rows_ok"] = empty_ok
+    ok &= empty_ok
+    k_obj = mod._LAST.get("kernel")
+    if k_obj is not None:
+        try:
+            rec.update({"n_regs": int(k_obj.n_regs), "n_spills": int(k_obj.n_spills),
+                        "shared": int(k_obj.metadata.shared)})
+        except Exception:
+            pass
+    rec["status"] = "PASS" if ok else "FAIL"
+    return rec
+
+
+def child_correct(spec, which):
+    """Runs in a child process: every case for one variant, one JSON line per case."""
+    name, knobs = parse_variant(spec)
+    try:
+        mod = load_kernel_module()
+        ok, why = mod.gluon_available()
+        if not ok:
+            raise RuntimeError(why)
+    except Exception as exc:
+        print(json.dumps({"variant": spec, "case": "<setup>", "status": "FAIL",
+                          "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        return
+    for idx, case in enumerate(case_list(which)):
+        rec = {"variant": spec, "case": case_name(case)}
+        t0 = time.time()
+        try:
+            rec.update(run_case(mod, case, name, knobs, seed=4321 + idx))
+        except Exception as exc:
+            rec.update({"status": "FAIL", "error": f"{type(exc).__name__}: {exc}"[-2000:]})
+        rec["seconds"] = round(time.time() - t0, 2)
+        print(json.dumps(rec), flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------
+
+BENCH_POINTS = [(S, D, causal) for D in (64, 128) for S in (2048, 4096, 8192, 16384)
+                for causal in (False, True)]
+
+
+def _fwd_lse(q, k, v, causal):
+    """O and natural-log LSE for the bench (flash's aten op; a rough stand-in if missing)."""
+    import torch
+    try:
+        res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal)
+        o, lse = res[0], res[1]
+        if lse.shape == q.shape[:3] and lse.dtype == torch.float32:
+            return o.contiguous(), lse.contiguous(), "flash"
+    except Exception:
+        pass
+    o = torch.randn_like(q)
+    lse = torch.full(q.shape[:3], math.log(q.shape[2]) + 2.0, device=q.device,
+                     dtype=torch.float32)
+    return o, lse, "stand-in"
+
+
+def child_bench(specs, rounds, points):
+    import torch
+    import triton
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    mod = load_kernel_module()
+    variants = [(s,) + parse_variant(s) for s in specs]
+    for S, D, causal in points:
+        B, H = 16384 // S, 2048 // D
+        gen = torch.Generator(device="cuda").manual_seed(S + D)
+        q = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        k = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        v = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        do = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        flops = 2.5 * 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+        fns = {}
+        errors = {}
+        o, lse, lse_src = _fwd_lse(q, k, v, causal)
+        for spec, name, knobs in variants:
+            try:
+                mod.resolve_config(D, variant=name, **knobs)
+            except ValueError:
+                continue
+            bufs = (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
+            fns[spec] = (lambda name=name, knobs=knobs, bufs=bufs: mod.gluon_attention_bwd(
+                q, k, v, o, do, lse, causal=causal, dq=bufs[0], dk=bufs[1], dv=bufs[2],
+                variant=name, **knobs))
+        for label, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                               ("flash", SDPBackend.FLASH_ATTENTION)):
+            try:
+                qq, kk, vv = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+                with sdpa_kernel(backend):
+                    out = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+
+                def run(out=out, qq=qq, kk=kk, vv=vv):
+                    return torch.autograd.grad(out, (qq, kk, vv), do, retain_graph=True)
+                fns[label] = run
+            except Exception as exc:
+                errors[label] = f"{type(exc).__name__}: {str(exc)[-300:]}"
+        times = {key: [] for key in fns}
+        for _ in range(rounds):  # interleaved: every impl once per round, same inputs
+            for key, fn in fns.items():
+                if key in errors:
+                    continue
+                try:
+                    fn()
+                    torch.cuda.synchronize()
+                    times[key].append(triton.testing.do_bench(fn, warmup=10, rep=40,
+                                                              return_mode="median"))
+                except Exception as exc:
+                    errors[key] = f"{type(exc).__name__}: {str(exc)[-500:]}"
+        res = {"S": S, "D": D, "causal": causal, "B": B, "H": H, "lse_from": lse_src, "ms": {},
+               "tflops": {}, "x_cudnn": {}, "errors": errors}
+        for key, ts in times.items():
+            if ts:
+                ms = sorted(ts)[len(ts) // 2]
+                res["ms"][key] = ms
+                res["tflops"][key] = flops / (ms * 1e-3) / 1e12
+        c = res["tflops"].get("cudnn")
+        for key, tf in res["tflops"].items():
+            res["x_cudnn"][key] = tf / c if c else None
+        print(json.dumps(res), flush=True)
+        del q, k, v, do, o, lse, fns
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------
+# compile-only (no GPU, no torch): regs / smem / spills / HGMMA per variant and build
+# --------------------------------------------------------------------------------------
+
+
+def compile_only(specs, dims):
+    import re
+    import tempfile
+    mod = load_kernel_module()
+    import triton
+    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    cuobjdump = os.path.join(bindir, "cuobjdump")
+    ptxas = os.path.join(bindir, "ptxas")
+    rows = []
+    for spec in specs:
+        name, knobs = parse_variant(spec)
+        for d in dims:
+            for causal in (False, True):
+                for dt in ("bf16", "fp16"):
+                    tag = f"{spec} d{d} {'causal' if causal else 'full'} {dt}"
+                    try:
+                        mod.resolve_config(d, variant=name, **knobs)
+                    except ValueError as exc:
+                        print(f"SKIP {tag}: {exc}")
+                        continue
+                    try:
+                        t0 = time.time()
+                        ck = mod.compile_offline(d, dt, causal, variant=name, **knobs)
+                        with tempfile.TemporaryDirectory() as td:
+                            cub = os.path.join(td, "k.cubin")
+                            ptx = os.path.join(td, "k.ptx")
+                            open(cub, "wb").write(ck.asm["cubin"])
+                            open(ptx, "w").write(ck.asm["ptx"])
+                            sass = subprocess.run([cuobjdump, "-sass", cub], capture_output=True,
+                                                  text=True).stdout
+                            res = subprocess.run([cuobjdump, "-res-usage", cub],
+                                                 capture_output=True, text=True).stdout
+                            pv = subprocess.run([ptxas, "-arch=sm_90a", "-v", ptx, "-o",
+                                                 os.path.join(td, "x.cubin")],
+                                                capture_output=True, text=True).stderr
+                        regs = re.findall(r"REG:(\d+)", res)
+                        spill = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", pv)
+                        warn = [ln for ln in pv.splitlines() if "warning" in ln.lower()]
+                        maxr = max([int(x) for x in re.findall(r"\bR(\d+)\b", sass)] or [0])
+                        hg = [ln.split("HGMMA.")[1].split()[0] for ln in sass.splitlines()
+                              if "HGMMA." in ln]
+                        shapes = {}
+                        for h in hg:
+                            shapes[h] = shapes.get(h, 0) + 1
+                        row = {"variant": spec, "d": d, "causal": causal, "dtype": dt,
+                               "maxnreg": int(regs[0]) if regs else None,
+                               "max_reg_index": maxr, "shared": int(ck.metadata.shared),
+                               "spill_stores_loads": [int(x) for x in spill[0]] if spill else None,
+                               "ptxas_warnings": warn, "HGMMA": len(hg), "HGMMA_shapes": shapes,
+                               "REDG": sass.count("REDG"), "UTMALDG": sass.count("UTMALDG"),
+                               "LDL/STL": sass.count("LDL") + sass.count("STL"),
+                               "setmaxnreg": sorted(set(re.findall(
+                                   r"USETMAXREG\.\S+ (?:UP\d, )?(0x[0-9a-f]+)", sass))),
+                               "seconds": round(time.time() - t0, 1)}
+                        rows.append(row)
+                        print(f"OK   {tag}: maxnreg {row['maxnreg']} maxR {maxr} smem "
+                              f"{row['shared']} spill(st/ld B) {row['spill_stores_loads']} "
+                              f"LDL/STL {row['LDL/STL']} HGMMA {row['HGMMA']} {shapes} REDG "
+                              f"{row['REDG']} UTMALDG {row['UTMALDG']} setmaxnreg "
+                              f"{row['setmaxnreg']} warnings {len(warn)}")
+                    except Exception as exc:
+                        print(f"FAIL {tag}: {type(exc).__name__}: {str(exc)[-800:]}")
+                        rows.append({"variant": spec, "d": d, "causal": causal, "dtype": dt,
+                                     "error": f"{type(exc).__name__}: {exc}"})
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# CPU emulation of the kernel's block schedule
+# --------------------------------------------------------------------------------------
+
+
+def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None):
+    """The kernel's arithmetic, block by block, in float32 on the CPU.
+
+    Same as _gluon_bwd.py: the pre-pass (Δ = rowsum(dO∘O), log2-LSE with +inf for -inf and
+    for padding rows, Δ = 0 on padding, rows padded to n_mb * block_m); CTAs of 128 keys per
+    (b, KV head), two 64-key warpgroups; the query blocks m_first.. for every head of the
+    group; TMA zero fill of Q/dO/K/V rows out of range; Sᵀ's accumulator starting at
+    -log2-LSE / (scale log2e) with -inf where the causal / Sk mask drops a key (edge blocks
+    only, the kernel's `need`); P = exp2(acc · scale log2e); dPᵀ's accumulator starting at -Δ;
+    P and dS rounded to q's dtype before dV += PᵀdO, dK += dSᵀQ and dQ = dS_0 K_0 + dS_1 K_1
+    (both halves); dQ summed across key blocks in float32, times scale, rounded; dK · scale
+    and dV rounded per CTA, rows < Sk.  control: a deliberate bug for the negative control
+    ("no_mask": the causal / Sk mask dropped; "ln_lse": LSE not scaled by log2e)."""
+    import torch
+    f32 = torch.float32
+    B, Hq, Sq, D = q.shape
+    Hk, Sk = k.shape[1], k.shape[2]
+    group = Hq // Hk
+    dtype = q.dtype
+    c = torch.tensor(scale * LOG2E, dtype=f32)
+    inv_c = torch.tensor(1.0, dtype=f32) / c
+    n_mb = (Sq + block_m - 1) // block_m
+    sq_pad = n_mb * block_m
+    # ---- pre-pass ----
+    delta = torch.zeros(B * Hq, sq_pad)
+    lse2 = torch.full((B * Hq, sq_pad), float("inf"))
+    delta[:, :Sq] = (do.float() * o.float()).sum(-1).reshape(B * Hq, Sq)
+    l2 = lse.reshape(B * Hq, Sq) * (1.0 if control == "ln_lse" else LOG2E)
+    lse2[:, :Sq] = torch.where(torch.isneginf(l2), torch.tensor(float("inf")), l2)
+    qp = torch.zeros(B * Hq, sq_pad, D)
+    dop = torch.zeros(B * Hq, sq_pad, D)
+    qp[:, :Sq] = q.float().reshape(B * Hq, Sq, D)
+    dop[:, :Sq] = do.float().reshape(B * Hq, Sq, D)
+    n_kb = (Sk + 127) // 128
+    kp = torch.zeros(B * Hk, n_kb * 128, D)
+    vp = torch.zeros(B * Hk, n_kb * 128, D)
+    kp[:, :Sk] = k.float().reshape(B * Hk, Sk, D)
+    vp[:, :Sk] = v.float().reshape(B * Hk, Sk, D)
+    dq_acc = torch.zeros(B * Hq, sq_pad, D)
+    dk = torch.full((B * Hk, Sk, D), float("nan"))
+    dv = torch.full((B * Hk, Sk, D), float("nan"))
+    offset = Sk - Sq
+    cols = torch.arange(block_m)
+    for kv_bh in range(B * Hk):
+        b, hk = divmod(kv_bh, Hk)
+        qbh0 = b * Hq + hk * group
+        for kb in range(n_kb):
+            n0 = kb * 128
+            m_first = max(n0 - offset, 0) // block_m if causal else 0
+            nm = n_mb - m_first
+            k_w = [kp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in (0, 1)]
+            v_w = [vp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in (0, 1)]
+            dk_w = [torch.zeros(64, D) for _ in (0, 1)]
+            dv_w = [torch.zeros(64, D) for _ in (0, 1)]
+            for it in range(group * nm):
+                g, mb = it // nm, m_first + it % nm
+                m0 = mb * block_m
+                bhq = qbh0 + g
+                qt = qp[bhq, m0:m0 + block_m]
+                dot = dop[bhq, m0:m0 + block_m]
+                ds_half = []
+                for w in (0, 1):
+                    keys = n0 + 64 * w + torch.arange(64)
+                    s_init = (-(lse2[bhq, m0:m0 + block_m] * inv_c))[None, :].expand(64, block_m)
+                    need = n0 + 128 > Sk or (causal and n0 + 127 > m0 + offset)
+                    if need and control != "no_mask":
+                        keep = (keys < Sk)[:, None].expand(64, block_m)
+                        if causal:
+                            keep = keep & (keys[:, None] <= (m0 + offset + cols)[None, :])
+                        s_init = torch.where(keep, s_init, torch.tensor(float("-inf")))
+                    s = s_init + k_w[w] @ qt.T
+                    p = torch.exp2(s * c)
+                    dp = -delta[bhq, m0:m0 + block_m][None, :] + v_w[w] @ dot.T
+                    ds = p * dp
+                    p16 = p.to(dtype).float()
+                    ds16 = ds.to(dtype).float()
+                    dv_w[w] += p16 @ dot
+                    dk_w[w] += ds16 @ qt
+                    ds_half.append(ds16)
+                dq_acc[bhq, m0:m0 + block_m] += ds_half[0].T @ k_w[0] + ds_half[1].T @ k_w[1]
+            for w in (0, 1):
+                lo, hi = n0 + 64 * w, min(n0 + 64 * w + 64, Sk)
+                if hi > lo:
+                    dk[kv_bh, lo:hi] = (dk_w[w][:hi - lo] * scale).to(dtype).float()
+                    dv[kv_bh, lo:hi] = dv_w[w][:hi - lo].to(dtype).float()
+    dq = (dq_acc[:, :Sq] * scale).to(dtype).float().reshape(B, Hq, Sq, D)
+    return dq, dk.reshape(B, Hk, Sk, D), dv.reshape(B, Hk, Sk, D)
+
+
+def emulate_check():
+    import torch
+    torch.manual_seed(0)
+    cases = [  # (B, Hq, Hk, Sq, Sk, D, causal, dtype, block_m)
+        (1, 2, 2, 113, 203, 64, False, "bf16", 64),
+        (1, 2, 2, 113, 203, 64, True, "bf16", 64),
+        (1, 2, 2, 203, 113, 64, True, "fp16", 64),   # causal, rows that see no key
+        (1, 2, 2, 203, 113, 64, True, "bf16", 128),
+        (1, 2, 2, 1, 300, 64, True, "bf16", 64),
+        (1, 2, 2, 257, 257, 64, False, "bf16", 128),
+        (1, 8, 2, 150, 150, 64, True, "bf16", 64),   # GQA 8 / 2
+        (1, 2, 1, 130, 390, 128, True, "bf16", 64),  # d128 causal, MQA
+        (1, 2, 2, 200, 200, 128, False, "fp16", 64),
+    ]
+    n_ok = 0
+    for case in cases:
+        B, Hq, Hk, Sq, Sk, D, causal, dt, bm = case
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
+        q = torch.randn(B, Hq, Sq, D).to(dtype)
+        k = torch.randn(B, Hk, Sk, D).to(dtype)
+        v = torch.randn(B, Hk, Sk, D).to(dtype)
+        do = torch.randn(B, Hq, Sq, D).to(dtype)
+        scale = D ** -0.5
+        o, lse = forward_ref(q, k, v, causal, scale, torch.float64)
+        rq, rk, rv, sees = grads_ref(q, k, v, do, causal, scale, torch.float64)
+        lq, lk, lv, _ = grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)
+        gq, gk, gv = emulate(q, k, v, o, do, lse, causal, scale, block_m=bm)
+        ok, parts = True, []
+        for name, got, ref, low in (("dq", gq, rq, lq), ("dk", gk, rk, lk), ("dv", gv, rv, lv)):
+            err = float((got - ref).abs().nan_to_num(float("inf")).max())
+            tol = 2.0 * float((low - ref).abs().nan_to_num(0.0).max()) + 1e-5
+            nan = int(torch.isnan(got).sum())
+            ok &= nan == 0 and err <= tol
+            parts.append(f"{name} {err:.2e}/{tol:.2e}" + (f" NaN {nan}" if nan else ""))
+        empty_ok = bool((gq[:, :, ~sees] == 0).all()) if (~sees).any() else True
+        ok &= empty_ok
+        n_ok += ok
+        print(f"{'PASS' if ok else 'FAIL'} emulate {case_name(case[:8])} m{bm}: "
+              f"|err|/tol {', '.join(parts)}; empty rows dQ == 0: {empty_ok}")
+    # negative controls: deliberate bugs must fail
+    n_neg = 0
+    for control, case in (("no_mask", (1, 2, 2, 113, 203, 64, True, "bf16", 64)),
+                          ("ln_lse", (1, 2, 2, 200, 200, 64, False, "bf16", 64))):
+        B, Hq, Hk, Sq, Sk, D, causal, dt, bm = case
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
+        q, do = torch.randn(B, Hq, Sq, D).to(dtype), torch.randn(B, Hq, Sq, D).to(dtype)
+        k, v = torch.randn(B, Hk, Sk, D).to(dtype), torch.randn(B, Hk, Sk, D).to(dtype)
+        scale = D ** -0.5
+        o, lse = forward_ref(q, k, v, causal, scale, torch.float64)
+        rq, rk, rv, _ = grads_ref(q, k, v, do, causal, scale, torch.float64)
+        lq, lk, lv, _ = grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)
+        gq, gk, gv = emulate(q, k, v, o, do, lse, causal, scale, block_m=bm, control=control)
+        bad = False
+        for got, ref, low in ((gq, rq, lq), (gk, rk, lk), (gv, rv, lv)):
+            err = float((got - ref).abs().nan_to_num(float("inf")).max())
+            bad |= err > 2.0 * float((low - ref).abs().nan_to_num(0.0).max()) + 1e-5
+        n_neg += bad
+        print(f"{'PASS' if bad else 'FAIL'} negative control '{control}' "
+              f"({case_name(case[:8])}): {'detected' if bad else 'NOT detected'}")
+    print(f"emulation: {n_ok}/{len(cases)} cases passed, {n_neg}/2 negative controls failed "
+          f"as they must")
+    return n_ok == len(cases) and n_neg == 2
+
+
+# --------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------
+
+
+def run_child(args_list, timeout):
+    """Run this script as a child; return (json records, stderr tail, timed_out)."""
+    cmd = [sys.executable, os.path.abspath(__file__)] + args_list
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out, err, to = p.stdout, p.stderr, False
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        to = True
+    recs = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return recs, err[-3000:], to
+
+
+def out_path(out):
+    if not out:
+        return None
+    if out.endswith(".json"):
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        return out
+    os.makedirs(out, exist_ok=True)
+    return os.path.join(out, "gluon_bwd_check.json")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="JSON path (*.json) or directory")
+    ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--bench-anyway", action="store_true",
+                    help="time the variants whose cases all passed even if another failed")
+    ap.add_argument("--cases", choices=("quick", "all"), default="quick")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS,
+                    help="comma list of name[:knob=val...]; names: " + "m64 m64s3 m128")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds per point")
+    ap.add_argument("--points", default="all", help="'all' or e.g. 2048x128c,16384x64")
+    ap.add_argument("--timeout", type=int, default=90, help="seconds per correctness child")
+    ap.add_argument("--bench-timeout", type=int, default=120)
+    ap.add_argument("--jobs", type=int, default=3, help="correctness children at once")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="offline sm90 compile of every variant, no GPU needed")
+    ap.add_argument("--dims", default="64,128")
+    ap.add_argument("--emulate", action="store_true",
+                    help="CPU emulation of the kernel's block schedule against the reference")
+    ap.add_argument("--child-correct", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-bench", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child_correct:
+        child_correct(args.child_correct, args.cases)
+        return
+    if args.emulate:
+        sys.exit(0 if emulate_check() else 1)
+    points = BENCH_POINTS
+    if args.points != "all":
+        points = []
+        for p in args.points.split(","):
+            causal = p.endswith("c")
+            S, D = p.rstrip("c").split("x")
+            points.append((int(S), int(D), causal))
+    if args.child_bench:
+        child_bench(args.child_bench.split(","), args.rounds, points)
+        return
+
+    specs = [s for s in args.variants.split(",") if s.strip()]
+    for s in specs:
+        parse_variant(s)
+    path = out_path(args.out)
+    report = {"argv": sys.argv, "variants": specs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    if args.compile_only:
+        dims = [int(x) for x in args.dims.split(",")]
+        report["compile"] = compile_only(specs, dims)
+        n_err = sum(1 for r in report["compile"] if "error" in r)
+        n_sp = sum(1 for r in report["compile"] if r.get("spill_stores_loads") not in (None, [0, 0]))
+        print(f"compile-only: {len(report['compile']) - n_err}/{len(report['compile'])} compiled, "
+              f"{n_sp} with spills")
+        if path:
+            json.dump(report, open(path, "w"), indent=1)
+            print(f"wrote {path}")
+        return
+
+    try:
+        import torch
+        import triton
+        report["torch"] = torch.__version__
+        report["triton"] = triton.__version__
+        report["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        report["cudnn"] = torch.backends.cudnn.version()
+        print(f"torch {torch.__version__} triton {triton.__version__} device {report['device']}")
+        mod = load_kernel_module()
+        ok, why = mod.gluon_available()
+        print(f"gluon_available: {ok} {why}")
+        report["gluon_available"] = [ok, why]
+    except Exception:
+        traceback.print_exc()
+
+    # ---- correctness: one child per variant ----
+    t0 = time.time()
+
+    def one(spec):
+        return spec, run_child(["--child-correct", spec, "--cases", args.cases], args.timeout)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+        results = list(ex.map(one, specs))
+    n_pass = n_all = 0
+    all_recs = []
+    variant_ok = {}
+    expected = len(case_list(args.cases))
+    for spec, (recs, err, timed_out) in results:
+        bad = False
+        got = 0
+        for r in recs:
+            st = r.get("status")
+            line = f"{st:4s} {spec:14s} {r.get('case')}"
+            if "err_dq" in r:
+                line += "  " + "  ".join(
+                    f"{g} {r['err_' + g]:.2e} (tol {r['tol_' + g]:.2e})" for g in ("dq", "dk", "dv"))
+                nans = [g for g in ("dq", "dk", "dv") if r.get("nan_" + g)]
+                if nans:
+                    line += "  NaN in " + ",".join(nans)
+                if not r.get("empty_rows_ok", True):
+                    line += "  EMPTY-ROWS-DQ-NONZERO"
+                if "n_regs" in r:
+                    line += f"  [regs {r['n_regs']} spills {r['n_spills']} smem {r['shared']}]"
+                line += f"  {r.get('seconds', 0):.1f}s"
+            if "error" in r:
+                line += "  " + r["error"].replace("\n", " | ")[-600:]
+            if "why" in r:
+                line += "  " + r["why"]
+            print(line)
+            if not str(r.get("case", "")).startswith("<"):
+                got += st in ("PASS", "FAIL", "SKIP")
+            if st in ("PASS", "FAIL"):
+                n_all += 1
+                n_pass += st == "PASS"
+                bad |= st == "FAIL"
+        if timed_out or got < expected:
+            missing = expected - got
+            why = "TIMEOUT (deadlock?)" if timed_out else "child died"
+            print(f"FAIL {spec:14s} {why}: {missing} case(s) did not report; stderr tail: "
+                  + err.replace("\n", " | ")[-1500:])
+            n_all += max(missing, 1)
+            bad = True
+        variant_ok[spec] = not bad
+        all_recs.extend(recs)
+    report["correctness"] = all_recs
+    report["variant_ok"] = variant_ok
+    report["correctness_seconds"] = round(time.time() - t0, 1)
+    print(f"correctness: {n_pass}/{n_all} passed ({report['correctness_seconds']} s)")
+    report["correctness_summary"] = f"{n_pass}/{n_all}"
+    if path:
+        json.dump(report, open(path, "w"), indent=1)
+
+    # ---- bench ----
+    if args.no_bench:
+        return
+    timed = [s for s in specs if variant_ok.get(s)]
+    if n_pass != n_all and not args.bench_anyway:
+        print("bench skipped: not every case passed (--bench-anyway times the passing variants)")
+        return
+    if not timed:
+        print("bench skipped: no variant passed")
+        return
+    pts = ",".join(f"{S}x{D}{'c' if c else ''}" for S, D, c in points)
+    recs, err, timed_out = run_child(["--child-bench", ",".join(timed), "--rounds",
+                                      str(args.rounds), "--points", pts], args.bench_timeout)
+    if timed_out or len(recs) < len(points):
+        print(f"bench: {len(recs)}/{len(points)} points reported"
+              f"{' (TIMEOUT)' if timed_out else ''}; stderr tail: {err[-1500:]}")
+    report["bench"] = recs
+    cols = timed + ["cudnn", "flash"]
+    print("\nbackward TFLOP/s (bf16, B=16384/S, H=2048/D, 2.5x fwd FLOPs), x = ratio to cuDNN")
+    print(f"{'D':>4} {'S':>6} {'causal':>6} | " + " | ".join(f"{c[:16]:>16}" for c in cols))
+    for r in recs:
+        cells = []
+        for c in cols:
+            tf = r["tflops"].get(c)
+            x = r["x_cudnn"].get(c)
+            cells.append(f"{tf:6.1f} x{x:4.2f}".rjust(16) if tf and x else
+                         (f"{tf:6.1f}".rjust(16) if tf else
+                          f"{'err' if c in r['errors'] else '-':>16}"))
+        print(f"{r['D']:>4} {r['S']:>6} {str(r['causal']):>6} | " + " | ".join(cells))
+        for c, e in r.get("errors", {}).items():
+            print(f"      {c}: {e[-300:]}")
+    if path:
+        json.dump(report, open(path, "w"), indent=1)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -98,6 +98,15 @@ def _slot(j, STAGES: gl.constexpr):
 
 
 @gluon.jit
+def _next_block(mb, bhq, m_first, n_mb):
+    """The iteration after (query block mb, query head row bhq): the next query block, or the
+    group's next head from block m_first (no integer division in the loop)."""
+    mb = mb + 1
+    wrap = (mb == n_mb).to(gl.int32)
+    return mb - wrap * (n_mb - m_first), bhq + wrap
+
+
+@gluon.jit
 def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):
     """1 warp: K and V once (two 64-key halves each), then Q and dO of every iteration."""
     q_desc, k_desc, v_desc, do_desc = descs
@@ -109,17 +118,17 @@ def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constex
     for w in gl.static_range(2):
         _tma_load(k_desc, [kv_bh, n0 + w * 64, 0], kv_bar, k_smem.index(w))
         _tma_load(v_desc, [kv_bh, n0 + w * 64, 0], kv_bar, v_smem.index(w))
-    nm = n_mb - m_first
+    mb = m_first
+    bhq = qbh0
     for it in range(n_iter):
-        g = it // nm
-        mb = m_first + it % nm
         st, ph = _slot(it, STAGES)
         # a fresh mbarrier passes a wait on parity 1: the first STAGES waits are free.
         mbarrier.wait(qdo_empty.index(st), ph ^ 1)
         mbarrier.expect(q_ready.index(st), q_desc.block_type.nbytes)
-        _tma_load(q_desc, [qbh0 + g, mb * BLOCK_M, 0], q_ready.index(st), q_smem.index(st))
+        _tma_load(q_desc, [bhq, mb * BLOCK_M, 0], q_ready.index(st), q_smem.index(st))
         mbarrier.expect(do_ready.index(st), do_desc.block_type.nbytes)
-        _tma_load(do_desc, [qbh0 + g, mb * BLOCK_M, 0], do_ready.index(st), do_smem.index(st))
+        _tma_load(do_desc, [bhq, mb * BLOCK_M, 0], do_ready.index(st), do_smem.index(st))
+        mb, bhq = _next_block(mb, bhq, m_first, n_mb)
 
 
 @gluon.jit
@@ -130,7 +139,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
     lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr = ptrs
-    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sq, Sk, Sq_pad = ints
+    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
     dtype: gl.constexpr = q_smem.dtype
 
     st_layout: gl.constexpr = gl.NVMMADistributedLayout(
@@ -158,9 +167,9 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, dq_layout))
     cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, dq_layout))
     dq_off = gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
-    nm = n_mb - m_first
-    inv_scale_log2 = 1.0 / scale_log2
-    offset = Sk - Sq  # bottom-right causal: query row i sees key j iff j <= i + offset
+    # offset = Sk - Sq (bottom-right causal: query row i sees key j iff j <= i + offset) and
+    # inv_scale_log2 come from the host: kernel arguments live in the constant bank, not in
+    # registers
 
     # log2-LSE and Δ rows of iteration `it`, prefetched one iteration ahead in a compact
     # layout (one value per thread), broadcast over the key rows only where used.
@@ -170,19 +179,19 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     delta_c = gl.load(delta_ptr + qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + ccols)
 
     mbarrier.wait(kv_bar, 0)
+    mb = m_first
+    bhq = qbh0
     for it in range(n_iter):
-        g = it // nm
-        mb = m_first + it % nm
         m0 = mb * BLOCK_M
-        bhq = qbh0 + g
         st, ph = _slot(it, STAGES)
         q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
         do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
         par = it % 2
         row_base = bhq.to(gl.int64) * Sq_pad + m0
-        # next iteration's rows (the last iteration re-reads its own: always in bounds)
-        nxt = gl.minimum(it + 1, n_iter - 1)
-        nrow = (qbh0 + nxt // nm).to(gl.int64) * Sq_pad + (m_first + nxt % nm) * BLOCK_M
+        # next iteration's rows (after the last one: the group's first row block, in bounds)
+        mb, bhq = _next_block(mb, bhq, m_first, n_mb)
+        bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
+        nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
 
         # Sᵀ - log2-LSE / (scale log2e) out of the wgmma: its accumulator starts there, so
         # Pᵀ = exp2(acc · scale log2e) is one FMUL + EX2 and no LSE registers stay live
@@ -251,7 +260,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
 @gluon.jit(do_not_specialize=["Sq", "Sk", "Sq_pad", "Hq", "GROUP"])
 def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc,
                      lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
-                     Sq, Sk, Sq_pad, Hq, GROUP, scale_log2, scale,
+                     Sq, Sk, Sq_pad, Hq, GROUP, scale_log2, inv_scale_log2, scale,
                      HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
                      CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
                      DQ_SPLIT: gl.constexpr, num_warps: gl.constexpr):
@@ -293,7 +302,7 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc,
     smem = (q_smem, k_smem, v_smem, do_smem, ds_smem)
     bars = (kv_bar, q_ready, do_ready, qdo_empty, ds_bar)
     ptrs = (lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr)
-    cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sq, Sk, Sq_pad)
+    cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, Sk - Sq, inv_scale_log2)
     pints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter)
     descs = (q_desc, k_desc, v_desc, do_desc)
     gl.warp_specialize([
@@ -526,7 +535,7 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     grid = (triton.cdiv(Sk, BLOCK_N), B * Hk)
     _LAST["kernel"] = _attn_bwd_kernel[grid](
         q_desc, k_desc, v_desc, do_desc, lse2, delta, dq_acc, dk, dv,
-        Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, scale,
+        Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, 1.0 / (scale * _LOG2E), scale,
         HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
         CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
         num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
@@ -558,7 +567,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
         "lse2_ptr": "*fp32", "delta_ptr": "*fp32", "dq_ptr": "*fp32",
         "dk_ptr": f"*{dtype}", "dv_ptr": f"*{dtype}",
         "Sq": "i32", "Sk": "i32", "Sq_pad": "i32", "Hq": "i32", "GROUP": "i32",
-        "scale_log2": "fp32", "scale": "fp32",
+        "scale_log2": "fp32", "inv_scale_log2": "fp32", "scale": "fp32",
     }
     constexprs = dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],

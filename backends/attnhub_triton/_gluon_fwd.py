@@ -88,6 +88,21 @@ VARIANTS = {
 DEFAULT_VARIANT = "pp"
 
 
+def parse_spec(spec):
+    """``"pp3:block_n=64"`` -> ``("pp3", {"block_n": 64})``: a variant name and integer
+    knobs for ``gluon_attention_fwd`` (ValueError names what is wrong)."""
+    name, *parts = str(spec).strip().split(":")
+    if name not in VARIANTS:
+        raise ValueError(f"gluon variant {spec!r}: the name must be one of {sorted(VARIANTS)}")
+    knobs = {}
+    for part in parts:
+        key, eq, val = part.partition("=")
+        if not eq or key in ("variant", "out", "lse_out") or not val.lstrip("-").isdigit():
+            raise ValueError(f"gluon variant {spec!r}: knobs are key=integer, got {part!r}")
+        knobs[key] = int(val)
+    return name, knobs
+
+
 # --------------------------------------------------------------------------------------
 # Device code
 # --------------------------------------------------------------------------------------

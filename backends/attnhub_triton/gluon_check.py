@@ -53,15 +53,9 @@ def load_kernel_module():
 
 
 def parse_variant(spec):
-    """'pp:block_n=64:stages=3' -> ('pp', {'block_n': 64, 'stages': 3})."""
-    parts = spec.strip().split(":")
-    name, knobs = parts[0], {}
-    for p in parts[1:]:
-        k, v = p.split("=")
-        knobs[k] = int(v)
-    if "variant" in knobs:
-        raise ValueError(spec)
-    return name, knobs
+    """'pp:block_n=64:stages=3' -> ('pp', {'block_n': 64, 'stages': 3}) (the kernel module's
+    ``parse_spec``, which the backend's variant table uses too)."""
+    return load_kernel_module().parse_spec(spec)
 
 
 # --------------------------------------------------------------------------------------

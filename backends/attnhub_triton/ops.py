@@ -650,7 +650,10 @@ def forward_tag() -> str:
     triton-fa2's cache tag, so verdicts earned by the plain-Triton forward are not reused
     for it."""
     if any(GLUON_DEFAULT.values()) and gluon_module()[0] is not None:
-        return f"gluon-fwd={GLUON_VARIANT}"
+        return "gluon-fwd=" + ";".join(
+            [GLUON_VARIANT] + [f"{d}{'c' if causal else ''}>={floor}:{spec}"
+                               for (d, causal), rows in sorted(GLUON_VARIANTS.items())
+                               for floor, spec in rows])
     return ""
 
 
@@ -786,7 +789,21 @@ GLUON_MIN_KEYS = {64: 2048, 128: 2048}
 #: 0.955x / 0.944x, d128 1.073x / 1.078x cuDNN, means over the eight points).
 GLUON_VARIANT = "pp"
 
+#: Where another variant (a ``_gluon_fwd.parse_spec`` string) beats ``GLUON_VARIANT``: by
+#: (head dim, causal), ``((from_keys, spec), ...)`` in ascending keys, the last entry whose
+#: from_keys the call's keys reach wins.
+GLUON_VARIANTS: dict = {}
+
 _GLUON: dict = {}
+
+
+def gluon_variant(d: int, causal: bool, keys: int) -> str:
+    """The Gluon forward's variant spec for this head dim, masking and key count."""
+    spec = GLUON_VARIANT
+    for floor, row_spec in GLUON_VARIANTS.get((d, causal), ()):
+        if keys >= floor:
+            spec = row_spec
+    return spec
 
 
 def gluon_module():
@@ -851,9 +868,10 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
         return o.zero_(), lse.fill_(float("-inf"))
     if _use_gluon(call, q, k, v, o, scale, left, right, softcap):
         with torch.cuda.device(q.device):  # Triton launches on the current device
-            gluon_module()[0].gluon_attention_fwd(q, k, v, causal=right == 0,
-                                                  softmax_scale=scale, variant=GLUON_VARIANT,
-                                                  out=o, lse_out=lse)
+            mod = gluon_module()[0]
+            name, knobs = mod.parse_spec(gluon_variant(q.shape[-1], right == 0, call.seqlen_k))
+            mod.gluon_attention_fwd(q, k, v, causal=right == 0, softmax_scale=scale,
+                                    variant=name, out=o, lse_out=lse, **knobs)
         return o, lse
     pointer = _use_pointer_fwd(call, q, v, scale, left, right, softcap)
     if not pointer and _use_lean(call, q, k, v, o, scale, left, right, softcap):

@@ -113,13 +113,43 @@ def test_gluon_route_is_in_the_cache_tag_and_the_explanation(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     info = BACKEND.extra_info()["Gluon forward (sm90, contiguous BHSD) by default"]
     if GLUON is not None:
-        assert BACKEND.cache_tag() == f"gluon-fwd={ops.GLUON_VARIANT}"
+        assert BACKEND.cache_tag() == ops.forward_tag()
+        assert BACKEND.cache_tag().startswith(f"gluon-fwd={ops.GLUON_VARIANT}")
         assert info == ("d128 causal from 2048 keys, d128 from 2048 keys, "
                         "d64 causal from 2048 keys, d64 from 2048 keys")
     monkeypatch.setattr(ops, "_GLUON", {"mod": None, "why": "ImportError: old triton"})
     assert BACKEND.cache_tag() == ""
     assert BACKEND.extra_info()["Gluon forward (sm90, contiguous BHSD) by default"] == (
         "unavailable (ImportError: old triton)")
+
+
+def test_gluon_variant_table_picks_by_keys_and_is_in_the_tag(monkeypatch):
+    """``GLUON_VARIANTS`` overrides ``GLUON_VARIANT`` from a key count per (d, causal); the
+    table is part of the cache tag, so verdicts are not shared across tables."""
+    monkeypatch.setattr(ops, "GLUON_VARIANTS", {(64, True): ((2048, "pp-persistent"),
+                                                             (8192, "pp3:block_n=64"))})
+    assert ops.gluon_variant(64, True, 1024) == ops.GLUON_VARIANT
+    assert ops.gluon_variant(64, True, 4096) == "pp-persistent"
+    assert ops.gluon_variant(64, True, 16384) == "pp3:block_n=64"
+    assert ops.gluon_variant(64, False, 16384) == ops.GLUON_VARIANT
+    if GLUON is not None:
+        monkeypatch.setattr(ops, "_GLUON", {"mod": GLUON, "why": ""})
+        assert ops.forward_tag() == (f"gluon-fwd={ops.GLUON_VARIANT};64c>=2048:pp-persistent;"
+                                     "64c>=8192:pp3:block_n=64")
+
+
+@needs_gluon
+def test_gluon_spec_strings_parse_or_say_what_is_wrong():
+    assert GLUON.parse_spec("pp3:block_n=64:stages=3") == ("pp3", {"block_n": 64, "stages": 3})
+    assert GLUON.parse_spec("pp-persistent") == ("pp-persistent", {})
+    for bad, what in (("ppx", "name must be one of"), ("pp:block_n", "key=integer"),
+                      ("pp:block_n=x", "key=integer"), ("pp:out=1", "key=integer")):
+        with pytest.raises(ValueError, match=what):
+            GLUON.parse_spec(bad)
+    for (d, _causal), rows in ops.GLUON_VARIANTS.items():  # the shipped table resolves
+        for _, spec in rows:
+            name, knobs = GLUON.parse_spec(spec)
+            GLUON.resolve_config(d, variant=name, **knobs)
 
 
 def test_gluon_route_needs_the_module_and_a_gpu(monkeypatch):
@@ -253,7 +283,9 @@ def gluon_calls(monkeypatch):
         real = GLUON.gluon_attention_fwd
 
         def spy(*args, **kwargs):
-            calls.append(kwargs.get("variant"))
+            calls.append((kwargs.get("variant"), tuple(sorted(
+                (k, v) for k, v in kwargs.items() if k not in ("variant", "out", "lse_out",
+                                                              "causal", "softmax_scale")))))
             return real(*args, **kwargs)
 
         monkeypatch.setattr(GLUON, "gluon_attention_fwd", spy)
@@ -272,7 +304,8 @@ def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
     # than the forward's, and it reads nothing of Gluon's but O and LSE, checked every case
     backward = (kw["d"], kw["sq"], kw["sk"]) in ((128, 4096, 4096), (64, 113, 203))
     assert_matches_reference(BACKEND, q, k, v, p, backward=backward)
-    assert gluon_calls and set(gluon_calls) == {ops.GLUON_VARIANT}, gluon_calls
+    name, knobs = GLUON.parse_spec(ops.gluon_variant(kw["d"], bool(kw.get("causal")), kw["sk"]))
+    assert gluon_calls and set(gluon_calls) == {(name, tuple(sorted(knobs.items())))}, gluon_calls
 
 
 @pytest.mark.gpu

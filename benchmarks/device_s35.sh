@@ -13,23 +13,29 @@
 # (3) d256: pp/ws2/simple at block_n 64, 2 stages, timed for the first time (plain Triton read
 #     0.67-0.83x cuDNN there).
 # (4) the d256/d224 backward on BwdTile.tail: the hopper backward GPU cases at those dims.
+# (5) the Gluon backward prototype (_gluon_bwd.py, GLUON_BWD_NOTES.md; compiled and emulated,
+#     never run): its quick cases then the grid's backward points against SDPA cuDNN/FLASH.
+#     Prediction (its notes): m64 0.45-0.65x cuDNN at d64, 0.60-0.80x at d128.
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-budgeted s35 ${BUDGET:-540}
+budgeted s35 ${BUDGET:-560}
 TAIL=60 step gluon_variants "$(left 180)" python3 backends/attnhub_triton/gluon_check.py \
     --out "$RES/gluon_variants" --timeout 100 --bench-timeout 150 --rounds 2 --cases quick \
     --variants pp,pp-persistent,pp3,pp3:block_n=64,pp3-persistent:block_n=64,pp:block_n=64,pp:stages=3
 repack
-TAIL=4 step gluon_gpu_tests "$(left 100)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+TAIL=40 step gluon_bwd "$(left 130)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+    --out "$RES/gluon_bwd" --cases quick --rounds 2 --timeout 80 --bench-timeout 100
+repack
+TAIL=4 step gluon_gpu_tests "$(left 90)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     --durations=3 tests/backends/test_triton_gluon.py
 repack
-TAIL=24 step ab_gluon "$(left 120)" python3 benchmarks/ab_hopper.py --out "$RES" --rounds 3 \
+TAIL=24 step ab_gluon "$(left 110)" python3 benchmarks/ab_hopper.py --out "$RES" --rounds 3 \
     --name ab_tri_gluon_s35 --seqs 512,1024,2048,4096,8192,16384 \
     --pair tri:64:full:nogluon,gluon --pair tri:64:causal:nogluon,gluon \
     --pair tri:128:full:nogluon,gluon --pair tri:128:causal:nogluon,gluon
 repack
-TAIL=20 step gluon_d256 "$(left 80)" python3 backends/attnhub_triton/gluon_check.py \
+TAIL=20 step gluon_d256 "$(left 60)" python3 backends/attnhub_triton/gluon_check.py \
     --out "$RES/gluon_d256" --timeout 60 --bench-timeout 60 --rounds 2 --cases all \
     --variants pp,ws2,simple \
     --points 2048x256,4096x256,8192x256,16384x256,2048x256c,4096x256c,8192x256c,16384x256c

@@ -16,7 +16,7 @@ tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri``
 TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: pointer loads;
 ``gluon`` / ``nogluon``: the Gluon forward at every length / never;
 ``tma8``: the general forward on TMA at 128x64 w8 s3; ``lean_bwd`` / ``general_bwd`` /
-``atomic``: the backward's kernels).
+``atomic`` / ``gluon_bwd``: the backward's kernels).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
 ``-poly1`` / ``-poly2`` / ``-tree`` / ``-chain`` / ``-halves`` / ``-whole`` / ``-persist`` /
 ``-split`` (Tile.ones_sum / Tile.lazy on / off, Tile.skip 0, no ping-pong, Tile.poly,
@@ -82,6 +82,8 @@ TRI_VARIANTS = {"default": {}, "plain": {"ATTNHUB_TRITON_LPT": "0"},
                 "lean_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "1"},
                 "general_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "0"},
                 "atomic": {"ATTNHUB_TRITON_BWD": "atomic"},
+                # the Gluon backward (sm90, d64 / d128 dense), opt-in
+                "gluon_bwd": {"ATTNHUB_TRITON_GLUON_BWD": "1"},
                 # the general forward with TMA K/V pinned to 128x64, 8 warps, 3 stages (107-127
                 # registers at d64: two programs per SM; NOTES.md of triton-fa2)
                 "tma8": {"ATTNHUB_TRITON_LEAN": "0", "ATTNHUB_TRITON_PTR_FWD": "0",

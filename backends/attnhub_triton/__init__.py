@@ -122,11 +122,17 @@ class TritonFA2Backend(attnhub.Backend):
                        + (f" from {ops.GLUON_MIN_KEYS[d]} keys" if d in ops.GLUON_MIN_KEYS else "")
                        for (d, c), on in ops.GLUON_DEFAULT.items() if on)
         gluon_mod, gluon_why = ops.gluon_module()
+        gluon_bwd = sorted(f"d{d}{' causal' if c else ''}"
+                           for (d, c), on in ops.GLUON_BWD_DEFAULT.items() if on)
+        bwd_mod, bwd_why = ops.gluon_bwd_module()
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
                 "Gluon forward (sm90, contiguous BHSD) by default": (
                     ", ".join(gluon) or "nowhere") if gluon_mod is not None
                 else f"unavailable ({gluon_why})",
+                "Gluon backward (sm90, contiguous BHSD) by default": (
+                    ", ".join(gluon_bwd) or "nowhere (ATTNHUB_TRITON_GLUON_BWD=1 turns it on)")
+                if bwd_mod is not None else f"unavailable ({bwd_why})",
                 "lean forward by default": ", ".join(lean) or "nowhere",
                 "pointer-load forward (over lean) by default": ", ".join(pointer) or "nowhere",
                 "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere",

@@ -633,7 +633,7 @@ _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON
                     "ATTNHUB_TRITON_DELTA_PREPASS", "ATTNHUB_TRITON_DKDV_PARTS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
                     "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT", "ATTNHUB_TRITON_PTR_FWD",
-                    "ATTNHUB_TRITON_GLUON")
+                    "ATTNHUB_TRITON_GLUON", "ATTNHUB_TRITON_GLUON_BWD")
 
 
 def kernel_tag() -> str:
@@ -840,6 +840,45 @@ def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
     return gluon_module()[0] is not None
 
 
+#: Where the Gluon backward (``_gluon_bwd``: one CTA per 128-key block, a producer warp
+#: streaming Q / dO blocks, two consumer warpgroups of 64 keys; GLUON_BWD_NOTES.md) takes the
+#: call when ATTNHUB_TRITON_GLUON_BWD is unset, by (head dim, causal).  Off everywhere: it
+#: was compiled and emulated in the thirty-fifth session and has not been timed against the
+#: plain-Triton backward.
+GLUON_BWD_DEFAULT: dict = {}
+
+_GLUON_BWD: dict = {}
+
+
+def gluon_bwd_module():
+    """``(module, "")`` for ``_gluon_bwd``, or ``(None, why)``; imported once."""
+    if not _GLUON_BWD:
+        try:
+            from . import _gluon_bwd as mod
+        except Exception as exc:  # an older Triton: no triton.experimental.gluon
+            _GLUON_BWD["mod"], _GLUON_BWD["why"] = None, f"{type(exc).__name__}: {exc}"
+        else:
+            why = mod._IMPORT_ERROR or ""
+            _GLUON_BWD["mod"], _GLUON_BWD["why"] = (None if why else mod), why
+    return _GLUON_BWD["mod"], _GLUON_BWD["why"]
+
+
+def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:
+    """Whether the Gluon backward takes this call: the Gluon forward's case (sm90, dense
+    d64 / d128, 16-bit, contiguous BHSD q, k, v, O and dO, 16-byte aligned), switched on by
+    ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by ``GLUON_BWD_DEFAULT``."""
+    if q.device.type != "cuda" or _interpreting():
+        return False
+    if not _lean_mode("ATTNHUB_TRITON_GLUON_BWD", GLUON_BWD_DEFAULT, q.shape[-1], right == 0):
+        return False
+    if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128)):
+        return False
+    if call.batch * call.heads_k > 65535 or not all(
+            t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (q, k, v, o, do)):
+        return False
+    return gluon_bwd_module()[0] is not None
+
+
 def _use_lean_bwd(call, q, k, v, do, dk, dv, scale, left, right, softcap) -> bool:
     """Whether the lean dK/dV kernel takes the split backward's second pass: the lean
     case (dO, dK and dV TMA-readable too), switched on by ATTNHUB_TRITON_LEAN_BWD=1, or,
@@ -979,6 +1018,11 @@ def _backward(do, q, k, v, o, lse, scale, left, right, softcap, cu_q, cu_k, max_
     if call.empty or call.no_keys:
         return dq.zero_(), dk.zero_(), dv.zero_()
     lse = lse.contiguous()
+    if _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap):
+        with torch.cuda.device(q.device):  # Triton launches on the current device
+            gluon_bwd_module()[0].gluon_attention_bwd(q, k, v, o, do, lse, causal=right == 0,
+                                                      softmax_scale=scale, dq=dq, dk=dk, dv=dv)
+        return dq, dk, dv
     delta = torch.empty_like(lse)  # Δ = rowsum(dO ∘ O)
     common = (*call.strides(q), *call.strides(k), *call.strides(v))
     if variant == "split":

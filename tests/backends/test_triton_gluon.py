@@ -58,18 +58,47 @@ class _Fake:
 
 def _route(monkeypatch, d=128, sq=4096, sk=4096, causal=True, dtype=BF16, batch=2, hq=16,
            hk=4, window=(-1, -1), softcap=0.0, scale=0.1, varlen=False, contiguous=True,
-           ptr=1 << 20, cap=(9, 0), interpreting=False, **env):
+           ptr=1 << 20, cap=(9, 0), interpreting=False, backward=False, **env):
     monkeypatch.setattr(ops, "_capability", lambda device: cap)
     monkeypatch.setattr(ops, "_interpreting", lambda: interpreting)
-    for key in ("ATTNHUB_TRITON_GLUON",):
+    for key in ("ATTNHUB_TRITON_GLUON", "ATTNHUB_TRITON_GLUON_BWD"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     q = _Fake((batch, hq, sq, d), dtype, contiguous, ptr)
     k = _Fake((batch, hk, sk, d), dtype)
-    call = SimpleNamespace(varlen=varlen, seqlen_q=sq, seqlen_k=sk, batch=batch, heads_q=hq)
+    call = SimpleNamespace(varlen=varlen, seqlen_q=sq, seqlen_k=sk, batch=batch, heads_q=hq,
+                           heads_k=hk)
     left, right = window[0], (0 if causal else window[1])
+    if backward:
+        return ops._use_gluon_bwd(call, q, k, k, q, q, scale, left, right, softcap)
     return ops._use_gluon(call, q, k, k, q, scale, left, right, softcap)
+
+
+GLUON_BWD, GLUON_BWD_WHY = ops.gluon_bwd_module()
+needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
+                                     reason=f"no Gluon Hopper module: {GLUON_BWD_WHY}")
+
+
+@needs_gluon_bwd
+def test_gluon_backward_route_is_opt_in_and_takes_only_its_case(monkeypatch):
+    """Off by default (never timed against the plain-Triton backward), on with
+    ATTNHUB_TRITON_GLUON_BWD=1 for the dense sm90 d64/d128 case, and the switch is part of
+    the dispatch cache key."""
+    assert not any(ops.GLUON_BWD_DEFAULT.values())
+    assert "ATTNHUB_TRITON_GLUON_BWD" in ops._KERNEL_SWITCHES
+    for d in (64, 128):
+        for causal in (False, True):
+            assert not _route(monkeypatch, d=d, causal=causal, backward=True)
+            assert _route(monkeypatch, d=d, causal=causal, backward=True,
+                          ATTNHUB_TRITON_GLUON_BWD="1")
+    on = dict(backward=True, ATTNHUB_TRITON_GLUON_BWD="1")
+    for kw in (dict(d=256), dict(d=96), dict(dtype=torch.float32), dict(softcap=30.0),
+               dict(causal=False, window=(64, 16)), dict(varlen=True), dict(contiguous=False),
+               dict(ptr=(1 << 20) + 8), dict(cap=(8, 0)), dict(interpreting=True)):
+        assert not _route(monkeypatch, **kw, **on), kw
+    info = BACKEND.extra_info()["Gluon backward (sm90, contiguous BHSD) by default"]
+    assert info.startswith("nowhere")
 
 
 @needs_gluon
@@ -236,8 +265,9 @@ def _check_module():
     (1, 2, 1, 130, 390, 128, True, BF16),  # MQA, Sq < Sk
     (1, 2, 2, 256, 256, 64, False, BF16),  # whole blocks, no mask
 ])
-@pytest.mark.parametrize("tile", [(128, 64, 128), (128, 128, 128), (128, 64, 64)],
-                         ids=["pp-2x64", "simple-128", "pp-n64"])
+@pytest.mark.parametrize("tile", [(128, 64, 128), (128, 128, 128), (128, 64, 64),
+                                  (192, 64, 128), (192, 64, 64)],
+                         ids=["pp-2x64", "simple-128", "pp-n64", "pp3-3x64", "pp3-n64"])
 def test_gluon_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, causal, dtype, tile):
     """The kernel's blocks per tile, masked blocks, -inf guard and 16-bit P, replayed on the
     CPU (``gluon_check.emulate``), give the float32 reference: O within bf16/fp16 rounding,
@@ -319,3 +349,69 @@ def test_gpu_bshd_inputs_take_another_forward(gluon_calls, monkeypatch):
     q, k, v = random_inputs(p, layout="bshd")
     assert_matches_reference(BACKEND, q, k, v, p, backward=False)
     assert not gluon_calls
+
+
+# -- the Gluon backward (opt-in: ATTNHUB_TRITON_GLUON_BWD=1) --------------------------------------
+def _bwd_check_module():
+    spec = importlib.util.spec_from_file_location("attnhub_gluon_bwd_check",
+                                                  os.path.join(HERE, "gluon_bwd_check.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("B,Hq,Hk,Sq,Sk,D,causal,dtype,block_m", [
+    (1, 2, 2, 113, 203, 64, True, BF16, 128),
+    (1, 2, 2, 203, 113, 64, True, F16, 64),  # rows that see no key: dQ = 0
+    (1, 4, 2, 150, 150, 64, True, BF16, 64),  # GQA: dK, dV summed over the group
+    (1, 2, 1, 130, 390, 128, True, BF16, 64),  # MQA, Sq < Sk
+])
+def test_gluon_backward_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, causal, dtype,
+                                                       block_m):
+    """The Gluon backward's blocks, masks (folded into the accumulators' start), base-2
+    exponent from the LSE, 16-bit P and dS and the dQ sum over key blocks, replayed on the
+    CPU (``gluon_bwd_check.emulate``): dQ, dK, dV within 2x torch's own low-precision error
+    against a float64 reference; a dropped mask is caught."""
+    chk = _bwd_check_module()
+    gen = torch.Generator().manual_seed(Sq * 3 + Sk + D)
+    q, do = (torch.randn(B, Hq, Sq, D, generator=gen).to(dtype) for _ in range(2))
+    k, v = (torch.randn(B, Hk, Sk, D, generator=gen).to(dtype) for _ in range(2))
+    scale = D ** -0.5
+    o, lse = chk.forward_ref(q, k, v, causal, scale, torch.float64)
+    *ref, sees = chk.grads_ref(q, k, v, do, causal, scale, torch.float64)
+    low = chk.grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)[:3]
+
+    def worst(got):
+        return [float((g - r).abs().nan_to_num(float("inf")).max()) for g, r in zip(got, ref)]
+
+    tol = [2.0 * float((lo - r).abs().nan_to_num(0.0).max()) + 1e-5 for lo, r in zip(low, ref)]
+    got = chk.emulate(q, k, v, o, do, lse, causal, scale, block_m=block_m)
+    assert all(e <= t for e, t in zip(worst(got), tol)), (worst(got), tol)
+    if (~sees).any():
+        assert (got[0][:, :, ~sees] == 0).all()
+    bad = chk.emulate(q, k, v, o, do, lse, causal, scale, block_m=block_m, control="no_mask")
+    assert any(e > t for e, t in zip(worst(bad), tol))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kw", [
+    dict(d=64, sq=1000, sk=1000, heads="gqa", causal=True, dtype=BF16),
+    dict(d=64, sq=113, sk=203, heads="mha", dtype=F16),
+    dict(d=128, sq=4096, sk=4096, heads="mha", causal=True, dtype=BF16),
+    dict(d=128, sq=203, sk=113, heads="mqa", causal=True, dtype=BF16),
+    dict(d=128, sq=1, sk=4096, heads="mqa", dtype=BF16),
+], ids=lambda kw: "d{d}-{sq}x{sk}-{heads}".format(**kw) + ("-causal" if kw.get("causal") else ""))
+def test_gpu_gluon_backward_through_the_backend(kw, monkeypatch):
+    p = make_problem(device="cuda", **kw)
+    if ops._capability(p.device)[0] != 9 or GLUON_BWD is None:
+        pytest.skip(f"the Gluon backward needs sm90 and a Gluon Hopper module ({GLUON_BWD_WHY})")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON_BWD", "1")
+    calls = []
+    real = GLUON_BWD.gluon_attention_bwd
+    monkeypatch.setattr(GLUON_BWD, "gluon_attention_bwd",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(kw["sq"] * 3 + kw["sk"])
+    q, k, v = random_inputs(p)
+    assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+    assert calls

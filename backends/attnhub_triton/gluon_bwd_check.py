@@ -35,7 +35,6 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -47,12 +46,14 @@ DEFAULT_VARIANTS = "m64,m128"
 LOG2E = 1.4426950408889634
 
 
+_harness_spec = importlib.util.spec_from_file_location(
+    "attnhub_gluon_harness", os.path.join(HERE, "_gluon_harness.py"))
+harness = importlib.util.module_from_spec(_harness_spec)
+_harness_spec.loader.exec_module(harness)
+
+
 def load_kernel_module():
-    spec = importlib.util.spec_from_file_location("attnhub_gluon_bwd", KERNEL_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["attnhub_gluon_bwd"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return harness.load_by_path("attnhub_gluon_bwd", KERNEL_FILE)
 
 
 def parse_variant(spec):
@@ -334,70 +335,7 @@ def child_bench(specs, rounds, points):
 
 
 def compile_only(specs, dims):
-    import re
-    import tempfile
-    mod = load_kernel_module()
-    import triton
-    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-    cuobjdump = os.path.join(bindir, "cuobjdump")
-    ptxas = os.path.join(bindir, "ptxas")
-    rows = []
-    for spec in specs:
-        name, knobs = parse_variant(spec)
-        for d in dims:
-            for causal in (False, True):
-                for dt in ("bf16", "fp16"):
-                    tag = f"{spec} d{d} {'causal' if causal else 'full'} {dt}"
-                    try:
-                        mod.resolve_config(d, variant=name, **knobs)
-                    except ValueError as exc:
-                        print(f"SKIP {tag}: {exc}")
-                        continue
-                    try:
-                        t0 = time.time()
-                        ck = mod.compile_offline(d, dt, causal, variant=name, **knobs)
-                        with tempfile.TemporaryDirectory() as td:
-                            cub = os.path.join(td, "k.cubin")
-                            ptx = os.path.join(td, "k.ptx")
-                            open(cub, "wb").write(ck.asm["cubin"])
-                            open(ptx, "w").write(ck.asm["ptx"])
-                            sass = subprocess.run([cuobjdump, "-sass", cub], capture_output=True,
-                                                  text=True).stdout
-                            res = subprocess.run([cuobjdump, "-res-usage", cub],
-                                                 capture_output=True, text=True).stdout
-                            pv = subprocess.run([ptxas, "-arch=sm_90a", "-v", ptx, "-o",
-                                                 os.path.join(td, "x.cubin")],
-                                                capture_output=True, text=True).stderr
-                        regs = re.findall(r"REG:(\d+)", res)
-                        spill = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", pv)
-                        warn = [ln for ln in pv.splitlines() if "warning" in ln.lower()]
-                        maxr = max([int(x) for x in re.findall(r"\bR(\d+)\b", sass)] or [0])
-                        hg = [ln.split("HGMMA.")[1].split()[0] for ln in sass.splitlines()
-                              if "HGMMA." in ln]
-                        shapes = {}
-                        for h in hg:
-                            shapes[h] = shapes.get(h, 0) + 1
-                        row = {"variant": spec, "d": d, "causal": causal, "dtype": dt,
-                               "maxnreg": int(regs[0]) if regs else None,
-                               "max_reg_index": maxr, "shared": int(ck.metadata.shared),
-                               "spill_stores_loads": [int(x) for x in spill[0]] if spill else None,
-                               "ptxas_warnings": warn, "HGMMA": len(hg), "HGMMA_shapes": shapes,
-                               "REDG": sass.count("REDG"), "UTMALDG": sass.count("UTMALDG"),
-                               "LDL/STL": sass.count("LDL") + sass.count("STL"),
-                               "setmaxnreg": sorted(set(re.findall(
-                                   r"USETMAXREG\.\S+ (?:UP\d, )?(0x[0-9a-f]+)", sass))),
-                               "seconds": round(time.time() - t0, 1)}
-                        rows.append(row)
-                        print(f"OK   {tag}: maxnreg {row['maxnreg']} maxR {maxr} smem "
-                              f"{row['shared']} spill(st/ld B) {row['spill_stores_loads']} "
-                              f"LDL/STL {row['LDL/STL']} HGMMA {row['HGMMA']} {shapes} REDG "
-                              f"{row['REDG']} UTMALDG {row['UTMALDG']} setmaxnreg "
-                              f"{row['setmaxnreg']} warnings {len(warn)}")
-                    except Exception as exc:
-                        print(f"FAIL {tag}: {type(exc).__name__}: {str(exc)[-800:]}")
-                        rows.append({"variant": spec, "d": d, "causal": causal, "dtype": dt,
-                                     "error": f"{type(exc).__name__}: {exc}"})
-    return rows
+    return harness.compile_table(load_kernel_module(), specs, dims, parse_variant)
 
 
 # --------------------------------------------------------------------------------------
@@ -565,33 +503,11 @@ def emulate_check():
 
 def run_child(args_list, timeout):
     """Run this script as a child; return (json records, stderr tail, timed_out)."""
-    cmd = [sys.executable, os.path.abspath(__file__)] + args_list
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        out, err, to = p.stdout, p.stderr, False
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        to = True
-    recs = []
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                recs.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return recs, err[-3000:], to
+    return harness.run_child(__file__, args_list, timeout)
 
 
 def out_path(out):
-    if not out:
-        return None
-    if out.endswith(".json"):
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        return out
-    os.makedirs(out, exist_ok=True)
-    return os.path.join(out, "gluon_bwd_check.json")
+    return harness.out_path(out, "gluon_bwd_check.json")
 
 
 def main():

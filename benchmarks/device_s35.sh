@@ -20,9 +20,9 @@ set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
 budgeted s35 ${BUDGET:-560}
-TAIL=60 step gluon_variants "$(left 180)" python3 backends/attnhub_triton/gluon_check.py \
+TAIL=60 step gluon_variants "$(left ${GSECS:-180})" python3 backends/attnhub_triton/gluon_check.py \
     --out "$RES/gluon_variants" --timeout 100 --bench-timeout 150 --rounds 2 --cases quick \
-    --variants pp,pp-persistent,pp3,pp3:block_n=64,pp3-persistent:block_n=64,pp:block_n=64,pp:stages=3
+    --variants "${GVARIANTS:-pp,pp-persistent,pp3,pp3:block_n=64,pp3-persistent:block_n=64,pp:block_n=64,pp:stages=3}"
 repack
 TAIL=40 step gluon_bwd "$(left 130)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd" --cases quick --rounds 2 --timeout 80 --bench-timeout 100

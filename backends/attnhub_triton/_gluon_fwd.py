@@ -14,7 +14,12 @@ What plain Triton cannot say and this kernel does (FlashAttention-3's structure)
 * ``CONSUMERS=2``: two consumer warpgroups (the default partition and a 4-warp worker,
   240 registers each), each owning 64 rows of a 128-row query tile and sharing the K/V
   ring; ``PINGPONG`` makes them take turns issuing their products (two mbarriers used
-  as a token), so one warpgroup's softmax runs under the other's wgmmas.
+  as a token), so one warpgroup's softmax runs under the other's wgmmas;
+* ``CONSUMERS=3`` (``pp3``): a 192-row tile, three such warpgroups (160 registers each),
+  the turn passed round robin;
+* ``PERSISTENT`` (``pp-persistent``): one CTA per SM walking the tiles, the ring position
+  and ping-pong parity carried across tiles, Q double-buffered where it fits, so the
+  producer loads the next tile while the consumers finish this one.
 
 Scope: dense contiguous (B, H, S, D) q/k/v, fp16/bf16, D in {64, 128} (256 with
 block_n=64 and two stages, see notes), non-causal or causal aligned bottom-right (row i sees

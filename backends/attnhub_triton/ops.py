@@ -60,6 +60,7 @@ Environment knobs (read per call):
 """
 
 import contextlib
+import importlib
 import os
 import warnings
 from typing import Optional
@@ -806,18 +807,23 @@ def gluon_variant(d: int, causal: bool, keys: int) -> str:
     return spec
 
 
-def gluon_module():
-    """``(module, "")`` for ``_gluon_fwd``, or ``(None, why)`` where this Triton has no Gluon
-    Hopper module (it came with Triton 3.5); imported once."""
-    if not _GLUON:
+def _gluon_import(cache: dict, name: str):
+    """``(module, "")`` for the Gluon kernel module ``name``, or ``(None, why)`` where this
+    Triton has no Gluon Hopper module (it came with Triton 3.5); imported once into ``cache``."""
+    if not cache:
         try:
-            from . import _gluon_fwd as mod
+            mod = importlib.import_module(f".{name}", __package__)
         except Exception as exc:  # an older Triton: no triton.experimental.gluon
-            _GLUON["mod"], _GLUON["why"] = None, f"{type(exc).__name__}: {exc}"
+            cache["mod"], cache["why"] = None, f"{type(exc).__name__}: {exc}"
         else:
             why = mod._IMPORT_ERROR or ""
-            _GLUON["mod"], _GLUON["why"] = (None if why else mod), why
-    return _GLUON["mod"], _GLUON["why"]
+            cache["mod"], cache["why"] = (None if why else mod), why
+    return cache["mod"], cache["why"]
+
+
+def gluon_module():
+    """``(module, "")`` for ``_gluon_fwd``, or ``(None, why)``."""
+    return _gluon_import(_GLUON, "_gluon_fwd")
 
 
 def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
@@ -851,16 +857,8 @@ _GLUON_BWD: dict = {}
 
 
 def gluon_bwd_module():
-    """``(module, "")`` for ``_gluon_bwd``, or ``(None, why)``; imported once."""
-    if not _GLUON_BWD:
-        try:
-            from . import _gluon_bwd as mod
-        except Exception as exc:  # an older Triton: no triton.experimental.gluon
-            _GLUON_BWD["mod"], _GLUON_BWD["why"] = None, f"{type(exc).__name__}: {exc}"
-        else:
-            why = mod._IMPORT_ERROR or ""
-            _GLUON_BWD["mod"], _GLUON_BWD["why"] = (None if why else mod), why
-    return _GLUON_BWD["mod"], _GLUON_BWD["why"]
+    """``(module, "")`` for ``_gluon_bwd``, or ``(None, why)``."""
+    return _gluon_import(_GLUON_BWD, "_gluon_bwd")
 
 
 def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:

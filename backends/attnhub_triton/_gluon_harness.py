@@ -131,3 +131,116 @@ def compile_table(mod, specs, dims, parse, extra=None):
                         rows.append({"variant": spec, "d": d, "causal": causal, "dtype": dt,
                                      "error": f"{type(exc).__name__}: {exc}"})
     return rows
+
+
+def check_and_bench(script, args, specs, expected, points, report, path, details, load_kernel,
+                    title):
+    """The GPU run of a check script: the environment, then one correctness child per variant
+    spec (``--child-correct``, ``args.jobs`` at once, ``args.timeout`` each; a variant whose
+    child hangs or dies before reporting its ``expected`` cases fails), one line per case
+    (``details(record)`` adds the kernel-specific numbers), exactly
+    ``correctness: N/M passed (T s)``, then -- if every case passed, or ``args.bench_anyway``
+    -- one bench child over ``points`` for the variants that passed (``args.rounds``,
+    ``args.bench_timeout``) and the TFLOP/s table under ``title``.  The report goes to
+    ``path`` after each phase."""
+    from concurrent.futures import ThreadPoolExecutor
+    import traceback
+
+    try:
+        import torch
+        import triton
+        report["torch"] = torch.__version__
+        report["triton"] = triton.__version__
+        report["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        report["cudnn"] = torch.backends.cudnn.version()
+        print(f"torch {torch.__version__} triton {triton.__version__} device {report['device']}")
+        ok, why = load_kernel().gluon_available()
+        print(f"gluon_available: {ok} {why}")
+        report["gluon_available"] = [ok, why]
+    except Exception:
+        traceback.print_exc()
+
+    def save():
+        if path:
+            json.dump(report, open(path, "w"), indent=1)
+
+    # ---- correctness: one child per variant ----
+    t0 = time.time()
+
+    def one(spec):
+        return spec, run_child(script, ["--child-correct", spec, "--cases", args.cases],
+                               args.timeout)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+        results = list(ex.map(one, specs))
+    n_pass = n_all = 0
+    all_recs, variant_ok = [], {}
+    for spec, (recs, err, timed_out) in results:
+        bad, got = False, 0
+        for r in recs:
+            st = r.get("status")
+            if st == "INFO":
+                print(f"  {spec}: {r.get('error')}")
+                continue
+            line = f"{st:4s} {spec:22s} {r.get('case')}" + details(r)
+            if "error" in r:
+                line += "  " + r["error"].replace("\n", " | ")[-600:]
+            if "why" in r:
+                line += "  " + r["why"]
+            print(line)
+            if not str(r.get("case", "")).startswith("<"):
+                got += st in ("PASS", "FAIL", "SKIP")
+            if st in ("PASS", "FAIL"):
+                n_all += 1
+                n_pass += st == "PASS"
+                bad |= st == "FAIL"
+        if timed_out or got < expected:
+            missing = expected - got
+            why = "TIMEOUT (deadlock?)" if timed_out else "child died"
+            print(f"FAIL {spec:22s} {why}: {missing} case(s) did not report; stderr tail: "
+                  + err.replace("\n", " | ")[-1500:])
+            n_all += max(missing, 1)
+            bad = True
+        variant_ok[spec] = not bad
+        all_recs.extend(recs)
+    report["correctness"] = all_recs
+    report["variant_ok"] = variant_ok
+    report["correctness_seconds"] = round(time.time() - t0, 1)
+    report["correctness_summary"] = f"{n_pass}/{n_all}"
+    print(f"correctness: {n_pass}/{n_all} passed ({report['correctness_seconds']} s)")
+    save()
+
+    # ---- bench ----
+    if args.no_bench:
+        return report
+    timed = [s for s in specs if variant_ok.get(s)]
+    if n_pass != n_all and not args.bench_anyway:
+        print("bench skipped: not every case passed (--bench-anyway times the passing variants)")
+        return report
+    if not timed:
+        print("bench skipped: no variant passed")
+        return report
+    pts = ",".join(f"{S}x{D}{'c' if c else ''}" for S, D, c in points)
+    recs, err, timed_out = run_child(script, ["--child-bench", ",".join(timed), "--rounds",
+                                              str(args.rounds), "--points", pts],
+                                     args.bench_timeout)
+    if timed_out or len(recs) < len(points):
+        print(f"bench: {len(recs)}/{len(points)} points reported"
+              f"{' (TIMEOUT)' if timed_out else ''}; stderr tail: {err[-1500:]}")
+    report["bench"] = recs
+    cols = timed + ["cudnn", "flash"]
+    print(f"\n{title}")
+    print(f"{'D':>4} {'S':>6} {'causal':>6} | " + " | ".join(f"{c[:18]:>18}" for c in cols))
+    for r in recs:
+        cells = []
+        for c in cols:
+            tf, x = r["tflops"].get(c), r["x_cudnn"].get(c)
+            cells.append(f"{tf:7.1f} x{x:4.2f}".rjust(18) if tf and x else
+                         (f"{tf:7.1f}".rjust(18) if tf else
+                          f"{'err' if c in r['errors'] else '-':>18}"))
+        print(f"{r['D']:>4} {r['S']:>6} {str(r['causal']):>6} | " + " | ".join(cells))
+        for c, e in r.get("errors", {}).items():
+            print(f"      {c}: {e[-300:]}")
+    save()
+    if path:
+        print(f"wrote {path}")
+    return report

@@ -15,7 +15,7 @@ Self-contained: the kernel module is loaded by file path, not through the attnhu
    see no key); dQ, dK, dV pre-filled with NaN; reference gradients from float32 autograd;
    tolerance per gradient: max|g - ref| <= 2 * max|torch SDPA's own gradient in q's dtype -
    ref| + 1e-5; no NaN anywhere; rows that see no key: dQ == 0 exactly.  One line per case,
-   then exactly ``correctness: N/M passed``.
+   then ``correctness: N/M passed (T s)``.
 2. bench (only if every case passed, unless --bench-anyway) -- in one child: FA grid points
    B = 16384 // S, H = 2048 // D, bf16; the Gluon backward (its pre-pass and dQ conversion
    included) and torch SDPA's backward with CUDNN_ATTENTION and FLASH_ATTENTION (forward run
@@ -37,8 +37,6 @@ import math
 import os
 import sys
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
@@ -510,6 +508,24 @@ def out_path(out):
     return harness.out_path(out, "gluon_bwd_check.json")
 
 
+def _case_details(r):
+    """A backward case's numbers for its line: dQ/dK/dV errors and tolerances, NaNs, dQ of
+    the rows that see no key."""
+    line = ""
+    if "err_dq" in r:
+        line += "  " + "  ".join(
+            f"{g} {r['err_' + g]:.2e} (tol {r['tol_' + g]:.2e})" for g in ("dq", "dk", "dv"))
+        nans = [g for g in ("dq", "dk", "dv") if r.get("nan_" + g)]
+        if nans:
+            line += "  NaN in " + ",".join(nans)
+        if not r.get("empty_rows_ok", True):
+            line += "  EMPTY-ROWS-DQ-NONZERO"
+        if "n_regs" in r:
+            line += f"  [regs {r['n_regs']} spills {r['n_spills']} smem {r['shared']}]"
+        line += f"  {r.get('seconds', 0):.1f}s"
+    return line
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -568,112 +584,9 @@ def main():
             print(f"wrote {path}")
         return
 
-    try:
-        import torch
-        import triton
-        report["torch"] = torch.__version__
-        report["triton"] = triton.__version__
-        report["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-        report["cudnn"] = torch.backends.cudnn.version()
-        print(f"torch {torch.__version__} triton {triton.__version__} device {report['device']}")
-        mod = load_kernel_module()
-        ok, why = mod.gluon_available()
-        print(f"gluon_available: {ok} {why}")
-        report["gluon_available"] = [ok, why]
-    except Exception:
-        traceback.print_exc()
-
-    # ---- correctness: one child per variant ----
-    t0 = time.time()
-
-    def one(spec):
-        return spec, run_child(["--child-correct", spec, "--cases", args.cases], args.timeout)
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
-        results = list(ex.map(one, specs))
-    n_pass = n_all = 0
-    all_recs = []
-    variant_ok = {}
-    expected = len(case_list(args.cases))
-    for spec, (recs, err, timed_out) in results:
-        bad = False
-        got = 0
-        for r in recs:
-            st = r.get("status")
-            line = f"{st:4s} {spec:14s} {r.get('case')}"
-            if "err_dq" in r:
-                line += "  " + "  ".join(
-                    f"{g} {r['err_' + g]:.2e} (tol {r['tol_' + g]:.2e})" for g in ("dq", "dk", "dv"))
-                nans = [g for g in ("dq", "dk", "dv") if r.get("nan_" + g)]
-                if nans:
-                    line += "  NaN in " + ",".join(nans)
-                if not r.get("empty_rows_ok", True):
-                    line += "  EMPTY-ROWS-DQ-NONZERO"
-                if "n_regs" in r:
-                    line += f"  [regs {r['n_regs']} spills {r['n_spills']} smem {r['shared']}]"
-                line += f"  {r.get('seconds', 0):.1f}s"
-            if "error" in r:
-                line += "  " + r["error"].replace("\n", " | ")[-600:]
-            if "why" in r:
-                line += "  " + r["why"]
-            print(line)
-            if not str(r.get("case", "")).startswith("<"):
-                got += st in ("PASS", "FAIL", "SKIP")
-            if st in ("PASS", "FAIL"):
-                n_all += 1
-                n_pass += st == "PASS"
-                bad |= st == "FAIL"
-        if timed_out or got < expected:
-            missing = expected - got
-            why = "TIMEOUT (deadlock?)" if timed_out else "child died"
-            print(f"FAIL {spec:14s} {why}: {missing} case(s) did not report; stderr tail: "
-                  + err.replace("\n", " | ")[-1500:])
-            n_all += max(missing, 1)
-            bad = True
-        variant_ok[spec] = not bad
-        all_recs.extend(recs)
-    report["correctness"] = all_recs
-    report["variant_ok"] = variant_ok
-    report["correctness_seconds"] = round(time.time() - t0, 1)
-    print(f"correctness: {n_pass}/{n_all} passed ({report['correctness_seconds']} s)")
-    report["correctness_summary"] = f"{n_pass}/{n_all}"
-    if path:
-        json.dump(report, open(path, "w"), indent=1)
-
-    # ---- bench ----
-    if args.no_bench:
-        return
-    timed = [s for s in specs if variant_ok.get(s)]
-    if n_pass != n_all and not args.bench_anyway:
-        print("bench skipped: not every case passed (--bench-anyway times the passing variants)")
-        return
-    if not timed:
-        print("bench skipped: no variant passed")
-        return
-    pts = ",".join(f"{S}x{D}{'c' if c else ''}" for S, D, c in points)
-    recs, err, timed_out = run_child(["--child-bench", ",".join(timed), "--rounds",
-                                      str(args.rounds), "--points", pts], args.bench_timeout)
-    if timed_out or len(recs) < len(points):
-        print(f"bench: {len(recs)}/{len(points)} points reported"
-              f"{' (TIMEOUT)' if timed_out else ''}; stderr tail: {err[-1500:]}")
-    report["bench"] = recs
-    cols = timed + ["cudnn", "flash"]
-    print("\nbackward TFLOP/s (bf16, B=16384/S, H=2048/D, 2.5x fwd FLOPs), x = ratio to cuDNN")
-    print(f"{'D':>4} {'S':>6} {'causal':>6} | " + " | ".join(f"{c[:16]:>16}" for c in cols))
-    for r in recs:
-        cells = []
-        for c in cols:
-            tf = r["tflops"].get(c)
-            x = r["x_cudnn"].get(c)
-            cells.append(f"{tf:6.1f} x{x:4.2f}".rjust(16) if tf and x else
-                         (f"{tf:6.1f}".rjust(16) if tf else
-                          f"{'err' if c in r['errors'] else '-':>16}"))
-        print(f"{r['D']:>4} {r['S']:>6} {str(r['causal']):>6} | " + " | ".join(cells))
-        for c, e in r.get("errors", {}).items():
-            print(f"      {c}: {e[-300:]}")
-    if path:
-        json.dump(report, open(path, "w"), indent=1)
-        print(f"wrote {path}")
-
+    harness.check_and_bench(__file__, args, specs, len(case_list(args.cases)), points, report,
+                            path, _case_details, load_kernel_module,
+                            "backward TFLOP/s (bf16, B=16384/S, H=2048/D, 2.5x fwd FLOPs), x = ratio to cuDNN")
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ Self-contained: the kernel module is loaded by file path, not through the attnhu
    pre-filled with NaN, reference in float32 from the same inputs, tolerance
    max|O - ref| <= 2 * max|SDPA(q, k, v) in q's dtype - ref| + 1e-5 over rows that see a key;
    rows that see no key: O == 0 and LSE == -inf exactly; |LSE - ref| <= 1e-3 where finite;
-   no NaN anywhere.  One line per case, then exactly ``correctness: N/M passed``.
+   no NaN anywhere.  One line per case, then ``correctness: N/M passed (T s)``.
 2. bench (only if every case of every variant passed, unless --bench-anyway) -- in one child
    process: FA grid points B = 16384 // S, H = 2048 // D, bf16, each variant and SDPA cuDNN /
    FLASH interleaved point by point, triton.testing.do_bench medians; TFLOP/s with
@@ -35,8 +35,6 @@ import math
 import os
 import sys
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_FILE = os.path.join(HERE, "_gluon_fwd.py")
@@ -463,6 +461,21 @@ def out_path(out):
     return harness.out_path(out, "gluon_check.json")
 
 
+def _case_details(r):
+    """A forward case's numbers for its line: O's and LSE's errors, NaNs, the empty rows."""
+    line = ""
+    if "err_o" in r:
+        line += (f"  |O-ref| {r['err_o']:.2e} (tol {r['tol_o']:.2e}, torch {r['err_torch']:.2e})"
+                 f"  |LSE-ref| {r['err_lse']:.2e}")
+        if r.get("nan_o") or r.get("nan_lse"):
+            line += f"  NaN O {r['nan_o']} LSE {r['nan_lse']}"
+        if not r.get("empty_rows_ok", True):
+            line += "  EMPTY-ROWS-WRONG"
+        if "n_regs" in r:
+            line += f"  [regs {r['n_regs']} spills {r['n_spills']} smem {r['shared']}]"
+    return line
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="JSON path (*.json) or directory")
@@ -524,109 +537,9 @@ def main():
             print(f"wrote {path}")
         return
 
-    try:
-        import torch
-        import triton
-        report["torch"] = torch.__version__
-        report["triton"] = triton.__version__
-        report["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-        report["cudnn"] = torch.backends.cudnn.version()
-        print(f"torch {torch.__version__} triton {triton.__version__} device {report['device']}")
-        mod = load_kernel_module()
-        ok, why = mod.gluon_available()
-        print(f"gluon_available: {ok} {why}")
-        report["gluon_available"] = [ok, why]
-    except Exception:
-        traceback.print_exc()
-
-    # ---- correctness: one child per variant ----
-    t0 = time.time()
-    def one(spec):
-        return spec, run_child(["--child-correct", spec, "--cases", args.cases], args.timeout)
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
-        results = list(ex.map(one, specs))
-    n_pass = n_all = 0
-    all_recs = []
-    variant_ok = {}
-    expected = len(case_list(args.cases))
-    for spec, (recs, err, timed_out) in results:
-        cases = [r for r in recs if r.get("case", "").startswith("<") is False]
-        bad = False
-        for r in recs:
-            st = r.get("status")
-            if st == "INFO":
-                print(f"  {spec}: {r.get('error')}")
-                continue
-            line = f"{st:4s} {spec:22s} {r.get('case')}"
-            if "err_o" in r:
-                line += (f"  |O-ref| {r['err_o']:.2e} (tol {r['tol_o']:.2e}, torch {r['err_torch']:.2e})"
-                         f"  |LSE-ref| {r['err_lse']:.2e}")
-                if r.get("nan_o") or r.get("nan_lse"):
-                    line += f"  NaN O {r['nan_o']} LSE {r['nan_lse']}"
-                if not r.get("empty_rows_ok", True):
-                    line += "  EMPTY-ROWS-WRONG"
-                if "n_regs" in r:
-                    line += f"  [regs {r['n_regs']} spills {r['n_spills']} smem {r['shared']}]"
-            if "error" in r:
-                line += "  " + r["error"].replace("\n", " | ")[-600:]
-            if "why" in r:
-                line += "  " + r["why"]
-            print(line)
-            if st in ("PASS", "FAIL") and not str(r.get("case", "")).startswith("<"):
-                n_all += 1
-                n_pass += st == "PASS"
-                bad |= st == "FAIL"
-        got = len([r for r in cases if r.get("status") in ("PASS", "FAIL", "SKIP")])
-        if timed_out or got < expected:
-            missing = expected - got
-            why = "TIMEOUT (deadlock?)" if timed_out else "child died"
-            print(f"FAIL {spec:22s} {why}: {missing} case(s) did not report; stderr tail: "
-                  + err.replace("\n", " | ")[-1500:])
-            n_all += max(missing, 1)
-            bad = True
-        variant_ok[spec] = not bad
-        all_recs.extend(recs)
-    report["correctness"] = all_recs
-    report["variant_ok"] = variant_ok
-    report["correctness_seconds"] = round(time.time() - t0, 1)
-    print(f"correctness: {n_pass}/{n_all} passed")
-    report["correctness_summary"] = f"{n_pass}/{n_all}"
-    if path:
-        json.dump(report, open(path, "w"), indent=1)
-
-    # ---- bench ----
-    if args.no_bench:
-        return
-    timed = [s for s in specs if variant_ok.get(s)]
-    if n_pass != n_all and not args.bench_anyway:
-        print("bench skipped: not every case passed (--bench-anyway times the passing variants)")
-        return
-    if not timed:
-        print("bench skipped: no variant passed")
-        return
-    pts = ",".join(f"{S}x{D}{'c' if c else ''}" for S, D, c in points)
-    recs, err, timed_out = run_child(["--child-bench", ",".join(timed), "--rounds", str(args.rounds),
-                                      "--points", pts], args.bench_timeout)
-    if timed_out or len(recs) < len(points):
-        print(f"bench: {len(recs)}/{len(points)} points reported"
-              f"{' (TIMEOUT)' if timed_out else ''}; stderr tail: {err[-1500:]}")
-    report["bench"] = recs
-    cols = timed + ["cudnn", "flash"]
-    print("\nTFLOP/s (bf16, B=16384/S, H=2048/D), x = ratio to cuDNN")
-    print(f"{'D':>4} {'S':>6} {'causal':>6} | " + " | ".join(f"{c[:18]:>18}" for c in cols))
-    for r in recs:
-        cells = []
-        for c in cols:
-            tf = r["tflops"].get(c)
-            x = r["x_cudnn"].get(c)
-            cells.append(f"{tf:7.1f} x{x:4.2f}".rjust(18) if tf else f"{'err' if c in r['errors'] else '-':>18}")
-        print(f"{r['D']:>4} {r['S']:>6} {str(r['causal']):>6} | " + " | ".join(cells))
-        for c, e in r.get("errors", {}).items():
-            print(f"      {c}: {e[-300:]}")
-    if path:
-        json.dump(report, open(path, "w"), indent=1)
-        print(f"wrote {path}")
-
+    harness.check_and_bench(__file__, args, specs, len(case_list(args.cases)), points, report,
+                            path, _case_details, load_kernel_module,
+                            "TFLOP/s (bf16, B=16384/S, H=2048/D), x = ratio to cuDNN")
 
 if __name__ == "__main__":
     main()

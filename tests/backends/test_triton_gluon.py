@@ -415,3 +415,35 @@ def test_gpu_gluon_backward_through_the_backend(kw, monkeypatch):
     q, k, v = random_inputs(p)
     assert_matches_reference(BACKEND, q, k, v, p, backward=True)
     assert calls
+
+
+def test_check_driver_counts_cases_fails_silent_children_and_prints_the_bench(monkeypatch,
+                                                                               capsys, tmp_path):
+    """The check scripts' shared driver (``_gluon_harness.check_and_bench``) on canned child
+    output: a variant whose child reports fewer cases than expected fails even if all it
+    reported passed, the bench runs only the variants that passed (with --bench-anyway), and
+    the table shows each variant's TFLOP/s and ratio to cuDNN."""
+    harness = _check_module().harness
+    case = {"status": "PASS", "case": "c", "err_o": 1e-3, "tol_o": 2e-3, "err_torch": 1e-3,
+            "err_lse": 1e-6}
+    bench = {"S": 2048, "D": 64, "causal": False, "tflops": {"good": 400.0, "cudnn": 420.0},
+             "x_cudnn": {"good": 400 / 420, "cudnn": 1.0}, "errors": {"flash": "boom"}}
+    calls = []
+
+    def fake_child(script, argv, timeout):
+        calls.append(argv)
+        if argv[0] == "--child-bench":
+            return [bench], "", False
+        return ([case, case] if argv[1] == "good" else [case]), "tail", False
+
+    monkeypatch.setattr(harness, "run_child", fake_child)
+    args = SimpleNamespace(cases="quick", timeout=1, jobs=2, no_bench=False, bench_anyway=True,
+                           rounds=1, bench_timeout=1)
+    report = harness.check_and_bench("x.py", args, ["good", "short"], 2, [(2048, 64, False)], {},
+                                     str(tmp_path / "r.json"), lambda r: "", lambda: None, "T")
+    out = capsys.readouterr().out
+    assert report["variant_ok"] == {"good": True, "short": False}
+    assert "correctness: 3/4 passed" in out and "short" in out and "did not report" in out
+    assert calls[-1][:2] == ["--child-bench", "good"]  # only the variant that passed
+    assert "400.0 x0.95" in out and "err" in out
+    assert json.load(open(tmp_path / "r.json"))["bench"] == [bench]

@@ -187,8 +187,10 @@ def check_and_bench(script, args, specs, expected, points, report, path, details
             if "why" in r:
                 line += "  " + r["why"]
             print(line)
-            if not str(r.get("case", "")).startswith("<"):
-                got += st in ("PASS", "FAIL", "SKIP")
+            if str(r.get("case", "")).startswith("<"):  # <setup>: its cases count as missing
+                bad |= st == "FAIL"
+                continue
+            got += st in ("PASS", "FAIL", "SKIP")
             if st in ("PASS", "FAIL"):
                 n_all += 1
                 n_pass += st == "PASS"
@@ -244,3 +246,53 @@ def check_and_bench(script, args, specs, expected, points, report, path, details
     if path:
         print(f"wrote {path}")
     return report
+
+
+def parser(doc, *, variants, names, cases, timeout, bench_timeout, jobs, dims):
+    """The check scripts' command line (defaults per script)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="JSON path (*.json) or directory")
+    ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--bench-anyway", action="store_true",
+                    help="time the variants whose cases all passed even if another failed")
+    ap.add_argument("--cases", choices=("quick", "all"), default=cases)
+    ap.add_argument("--variants", default=variants,
+                    help=f"comma list of name[:knob=val...]; names: {names}")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds per point")
+    ap.add_argument("--points", default="all", help="'all' or e.g. 2048x128c,16384x64")
+    ap.add_argument("--timeout", type=int, default=timeout, help="seconds per correctness child")
+    ap.add_argument("--bench-timeout", type=int, default=bench_timeout)
+    ap.add_argument("--jobs", type=int, default=jobs, help="correctness children at once")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="offline sm90 compile of every variant, no GPU needed")
+    ap.add_argument("--dims", default=dims)
+    ap.add_argument("--emulate", action="store_true",
+                    help="CPU emulation of the kernel's block schedule against the reference")
+    ap.add_argument("--child-correct", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-bench", default=None, help=argparse.SUPPRESS)
+    return ap
+
+
+def parse_points(text, default):
+    """'all' -> ``default``; '2048x128c,16384x64' -> [(2048, 128, True), (16384, 64, False)]."""
+    if text == "all":
+        return default
+    points = []
+    for p in text.split(","):
+        S, D = p.rstrip("c").split("x")
+        points.append((int(S), int(D), p.endswith("c")))
+    return points
+
+
+def compile_report(report, rows, path):
+    """Print the compile table's summary (compiled, with spills) and write the report."""
+    report["compile"] = rows
+    n_err = sum(1 for r in rows if "error" in r)
+    n_sp = sum(1 for r in rows if r.get("spill_stores_loads") not in (None, [0, 0]))
+    print(f"compile-only: {len(rows) - n_err}/{len(rows)} compiled, {n_sp} with spills")
+    if path:
+        json.dump(report, open(path, "w"), indent=1)
+        print(f"wrote {path}")

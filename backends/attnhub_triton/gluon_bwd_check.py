@@ -30,7 +30,6 @@ A combination the launcher rejects (e.g. block_m=128 at d128) is reported as SKI
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
@@ -527,27 +526,8 @@ def _case_details(r):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=None, help="JSON path (*.json) or directory")
-    ap.add_argument("--no-bench", action="store_true")
-    ap.add_argument("--bench-anyway", action="store_true",
-                    help="time the variants whose cases all passed even if another failed")
-    ap.add_argument("--cases", choices=("quick", "all"), default="quick")
-    ap.add_argument("--variants", default=DEFAULT_VARIANTS,
-                    help="comma list of name[:knob=val...]; names: " + "m64 m64s3 m128")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds per point")
-    ap.add_argument("--points", default="all", help="'all' or e.g. 2048x128c,16384x64")
-    ap.add_argument("--timeout", type=int, default=90, help="seconds per correctness child")
-    ap.add_argument("--bench-timeout", type=int, default=120)
-    ap.add_argument("--jobs", type=int, default=3, help="correctness children at once")
-    ap.add_argument("--compile-only", action="store_true",
-                    help="offline sm90 compile of every variant, no GPU needed")
-    ap.add_argument("--dims", default="64,128")
-    ap.add_argument("--emulate", action="store_true",
-                    help="CPU emulation of the kernel's block schedule against the reference")
-    ap.add_argument("--child-correct", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--child-bench", default=None, help=argparse.SUPPRESS)
+    ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS, names="m64 m64s3 m128", cases="quick",
+                        timeout=90, bench_timeout=120, jobs=3, dims="64,128")
     args = ap.parse_args()
 
     if args.child_correct:
@@ -555,13 +535,7 @@ def main():
         return
     if args.emulate:
         sys.exit(0 if emulate_check() else 1)
-    points = BENCH_POINTS
-    if args.points != "all":
-        points = []
-        for p in args.points.split(","):
-            causal = p.endswith("c")
-            S, D = p.rstrip("c").split("x")
-            points.append((int(S), int(D), causal))
+    points = harness.parse_points(args.points, BENCH_POINTS)
     if args.child_bench:
         child_bench(args.child_bench.split(","), args.rounds, points)
         return
@@ -573,20 +547,15 @@ def main():
     report = {"argv": sys.argv, "variants": specs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     if args.compile_only:
-        dims = [int(x) for x in args.dims.split(",")]
-        report["compile"] = compile_only(specs, dims)
-        n_err = sum(1 for r in report["compile"] if "error" in r)
-        n_sp = sum(1 for r in report["compile"] if r.get("spill_stores_loads") not in (None, [0, 0]))
-        print(f"compile-only: {len(report['compile']) - n_err}/{len(report['compile'])} compiled, "
-              f"{n_sp} with spills")
-        if path:
-            json.dump(report, open(path, "w"), indent=1)
-            print(f"wrote {path}")
+        harness.compile_report(report, compile_only(specs, [int(x) for x in args.dims.split(",")]),
+                               path)
         return
 
     harness.check_and_bench(__file__, args, specs, len(case_list(args.cases)), points, report,
                             path, _case_details, load_kernel_module,
-                            "backward TFLOP/s (bf16, B=16384/S, H=2048/D, 2.5x fwd FLOPs), x = ratio to cuDNN")
+                            "backward TFLOP/s (bf16, B=16384/S, H=2048/D, 2.5x fwd FLOPs), "
+                            "x = ratio to cuDNN")
+
 
 if __name__ == "__main__":
     main()

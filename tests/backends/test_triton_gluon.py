@@ -248,9 +248,10 @@ def test_gluon_forward_builds_for_sm90_with_wgmma_tma_and_no_local_memory():
 
 
 # -- the schedule's arithmetic --------------------------------------------------------------------
-def _check_module():
-    spec = importlib.util.spec_from_file_location("attnhub_gluon_check",
-                                                  os.path.join(HERE, "gluon_check.py"))
+def _check_module(script="gluon_check"):
+    """A check script (``gluon_check`` / ``gluon_bwd_check``) loaded by path, as on the device."""
+    spec = importlib.util.spec_from_file_location(f"attnhub_{script}",
+                                                  os.path.join(HERE, f"{script}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -352,14 +353,6 @@ def test_gpu_bshd_inputs_take_another_forward(gluon_calls, monkeypatch):
 
 
 # -- the Gluon backward (opt-in: ATTNHUB_TRITON_GLUON_BWD=1) --------------------------------------
-def _bwd_check_module():
-    spec = importlib.util.spec_from_file_location("attnhub_gluon_bwd_check",
-                                                  os.path.join(HERE, "gluon_bwd_check.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("B,Hq,Hk,Sq,Sk,D,causal,dtype,block_m", [
     (1, 2, 2, 113, 203, 64, True, BF16, 128),
     (1, 2, 2, 203, 113, 64, True, F16, 64),  # rows that see no key: dQ = 0
@@ -372,7 +365,7 @@ def test_gluon_backward_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, cau
     exponent from the LSE, 16-bit P and dS and the dQ sum over key blocks, replayed on the
     CPU (``gluon_bwd_check.emulate``): dQ, dK, dV within 2x torch's own low-precision error
     against a float64 reference; a dropped mask is caught."""
-    chk = _bwd_check_module()
+    chk = _check_module("gluon_bwd_check")
     gen = torch.Generator().manual_seed(Sq * 3 + Sk + D)
     q, do = (torch.randn(B, Hq, Sq, D, generator=gen).to(dtype) for _ in range(2))
     k, v = (torch.randn(B, Hk, Sk, D, generator=gen).to(dtype) for _ in range(2))

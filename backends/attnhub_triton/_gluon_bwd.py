@@ -40,7 +40,6 @@ the host launcher needs both.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import triton
@@ -48,24 +47,21 @@ import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-try:  # Triton >= 3.5: the Hopper Gluon module
-    from triton.experimental.gluon.language.nvidia.hopper import (
-        fence_async_shared,
-        mbarrier,
-        tma,
-        warpgroup_mma,
-        warpgroup_mma_wait,
-    )
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+from ._gluon_common import IMPORT_ERROR as _IMPORT_ERROR
+from ._gluon_common import LOG2E as _LOG2E
+from ._gluon_common import (  # noqa: F401  (gluon_available: this module's API)
+    desc3 as _desc3,
+    fence_async_shared,
+    gl_dtype,
+    gluon_available,
+    mbarrier,
+    tma,
+    tma_load as _tma_load,
+    tma_store as _tma_store,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
 
-    # Triton 3.6 spells the TMA copies async_copy_*; later releases async_load / async_store
-    _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
-    _tma_store = tma.async_store if hasattr(tma, "async_load") else tma.async_copy_shared_to_global
-    _IMPORT_ERROR = None
-except Exception as exc:  # pragma: no cover - depends on the installed Triton
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
-
-_LOG2E = 1.4426950408889634
 _LAST = {}  # the last launched CompiledKernel (gluon_bwd_check.py reads n_regs / n_spills)
 
 BLOCK_N = 128  # keys per CTA (two consumer warpgroups x 64)
@@ -395,54 +391,6 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                 num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
-def gluon_available():
-    """(True, "") when this module can run here, else (False, why)."""
-    if _IMPORT_ERROR is not None:
-        return False, f"triton {triton.__version__} lacks the Gluon Hopper module ({_IMPORT_ERROR})"
-    try:
-        import torch
-    except Exception as exc:
-        return False, f"no torch ({exc})"
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    return _device_ok(torch.cuda.current_device())
-
-
-@functools.lru_cache(maxsize=None)
-def _device_ok(index):
-    import torch
-
-    cap = torch.cuda.get_device_capability(index)
-    if cap != (9, 0):
-        return False, f"device is sm{cap[0]}{cap[1]}, this kernel is sm90 (Hopper) only"
-    return True, ""
-
-
-_GL_DTYPES = {}
-
-
-def _gl_dtype(torch_dtype):
-    import torch
-    if not _GL_DTYPES:
-        _GL_DTYPES.update({torch.bfloat16: gl.bfloat16, torch.float16: gl.float16})
-    if torch_dtype not in _GL_DTYPES:
-        raise ValueError(f"gluon backward: dtype {torch_dtype} (fp16/bf16 only)")
-    return _GL_DTYPES[torch_dtype]
-
-
-@functools.lru_cache(maxsize=None)
-def _smem_layout(rows, head_dim, gdt):
-    return gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
-
-
-def _desc3(t, rows, head_dim, gdt):
-    """3-D TMA descriptor over the (B*H, S, D) view of a contiguous (B, H, S, D) tensor."""
-    B, H, S, D = t.shape
-    view = t.view(B * H, S, D)
-    return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim],
-                            _smem_layout(rows, head_dim, gdt))
-
-
 def _check_args(q, k, v, o, do, lse):
     import torch
     for name, t in (("q", q), ("k", k), ("v", v), ("o", o), ("do", do), ("lse", lse)):
@@ -503,7 +451,7 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     unknown = set(knobs) - {"block_m", "stages", "dq_split"}
     if unknown:
         raise ValueError(f"unknown knob(s) {sorted(unknown)} (block_m, stages, dq_split)")
-    gdt = _gl_dtype(q.dtype)
+    gdt = gl_dtype(q.dtype, "gluon backward")
     cfg = resolve_config(D, variant=variant, **knobs)
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
     if not math.isfinite(scale) or not scale > 0.0:

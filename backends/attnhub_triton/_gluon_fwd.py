@@ -44,24 +44,21 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-try:  # Triton >= 3.5: the Hopper Gluon module
-    from triton.experimental.gluon.language.nvidia.hopper import (
-        fence_async_shared,
-        mbarrier,
-        tma,
-        warpgroup_mma,
-        warpgroup_mma_wait,
-    )
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+from ._gluon_common import IMPORT_ERROR as _IMPORT_ERROR
+from ._gluon_common import LOG2E as _LOG2E
+from ._gluon_common import (  # noqa: F401  (gluon_available: this module's API)
+    desc3 as _desc3,
+    fence_async_shared,
+    gl_dtype,
+    gluon_available,
+    mbarrier,
+    tma,
+    tma_load as _tma_load,
+    tma_store as _tma_store,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
 
-    # Triton 3.6 spells the TMA copies async_copy_*; later releases async_load / async_store
-    _tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
-    _tma_store = tma.async_store if hasattr(tma, "async_load") else tma.async_copy_shared_to_global
-    _IMPORT_ERROR = None
-except Exception as exc:  # pragma: no cover - depends on the installed Triton
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
-
-_LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 _LAST = {}  # the last launched CompiledKernel (gluon_check.py reads n_regs / n_spills)
 
@@ -566,56 +563,6 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
                 smem_estimate=smem)
 
 
-def gluon_available():
-    """(True, "") when this module can run here, else (False, why)."""
-    if _IMPORT_ERROR is not None:
-        return False, f"triton {triton.__version__} lacks the Gluon Hopper module ({_IMPORT_ERROR})"
-    try:
-        import torch
-    except Exception as exc:
-        return False, f"no torch ({exc})"
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    return _device_ok(torch.cuda.current_device())
-
-
-@functools.lru_cache(maxsize=None)
-def _device_ok(index):
-    """gluon_available's answer for one device (asked once: it runs on every call)."""
-    import torch
-
-    cap = torch.cuda.get_device_capability(index)
-    if cap != (9, 0):
-        return False, f"device is sm{cap[0]}{cap[1]}, this kernel is sm90 (Hopper) only"
-    return True, ""
-
-
-_GL_DTYPES = {}
-
-
-def _gl_dtype(torch_dtype):
-    import torch
-    if not _GL_DTYPES:
-        _GL_DTYPES.update({torch.bfloat16: gl.bfloat16, torch.float16: gl.float16})
-    if torch_dtype not in _GL_DTYPES:
-        raise ValueError(f"gluon forward: dtype {torch_dtype} (fp16/bf16 only)")
-    return _GL_DTYPES[torch_dtype]
-
-
-def _desc3(t, rows, head_dim, gdt):
-    """3-D TMA descriptor over the (B*H, S, D) view of a contiguous (B, H, S, D) tensor."""
-    B, H, S, D = t.shape
-    view = t.view(B * H, S, D)
-    return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim],
-                            _smem_layout(rows, head_dim, gdt))
-
-
-@functools.lru_cache(maxsize=None)
-def _smem_layout(rows, head_dim, gdt):
-    """The NVMMA shared layout of a (1, rows, head_dim) TMA box (built once per shape)."""
-    return gl.NVMMASharedLayout.get_default_for([1, rows, head_dim], gdt)
-
-
 def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=None, block_n=None,
                         stages=None, variant=None, consumers=None, consumer_warps=None,
                         overlap=None, pingpong=None, split_wait=None, persistent=None,
@@ -648,7 +595,7 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
             raise ValueError(f"{name} is not 16-byte aligned")
     if Sq == 0 or Sk == 0 or B == 0 or Hq == 0:
         raise ValueError("empty problem")
-    gdt = _gl_dtype(q.dtype)
+    gdt = gl_dtype(q.dtype, "gluon forward")
     cfg = resolve_config(D, variant=variant, block_n=block_n, stages=stages, consumers=consumers,
                          consumer_warps=consumer_warps, overlap=overlap, pingpong=pingpong,
                          split_wait=split_wait, block_m=block_m, persistent=persistent,

@@ -1,5 +1,5 @@
 """What ``gluon_check.py`` (forward) and ``gluon_bwd_check.py`` (backward) share: loading a
-file as a module, running the script as a child process that prints one JSON record a line
+kernel module without the attnhub package, running the script as a child process that prints one JSON record a line
 (so a hung kernel costs one child's timeout), the report's path, and the offline sm90
 compile table (registers, shared memory, spills, SASS instruction counts).
 
@@ -8,7 +8,7 @@ package installed."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -16,15 +16,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 
-def load_by_path(name, path):
-    """The module in ``path``, registered as ``name`` (Gluon's JIT looks functions up there)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def load_kernel(path):
+    """The kernel module in ``path`` (``_gluon_fwd.py`` / ``_gluon_bwd.py``), imported as a
+    member of a stand-in package over its folder, so its ``from ._gluon_common import ...``
+    resolves without the attnhub package (Gluon's JIT looks functions up by module name)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    pkg = "attnhub_gluon_kernels"
+    if pkg not in sys.modules:
+        stand_in = types.ModuleType(pkg)
+        stand_in.__path__ = [folder]
+        sys.modules[pkg] = stand_in
+    return importlib.import_module(f"{pkg}.{os.path.splitext(name)[0]}")
 
 
 def run_child(script, args_list, timeout):

@@ -47,7 +47,7 @@ _harness_spec.loader.exec_module(harness)
 
 
 def load_kernel_module():
-    return harness.load_by_path("attnhub_gluon_fwd", KERNEL_FILE)
+    return harness.load_kernel(KERNEL_FILE)
 
 
 def parse_variant(spec):

@@ -60,6 +60,7 @@ Environment knobs (read per call):
 """
 
 import contextlib
+import functools
 import importlib
 import os
 import warnings
@@ -821,6 +822,13 @@ def _gluon_import(cache: dict, name: str):
     return cache["mod"], cache["why"]
 
 
+@functools.lru_cache(maxsize=None)
+def _gluon_spec(spec: str) -> tuple:
+    """``_gluon_fwd.parse_spec`` once per spec string (not on every call): (name, knob items)."""
+    name, knobs = gluon_module()[0].parse_spec(spec)
+    return name, tuple(sorted(knobs.items()))
+
+
 def gluon_module():
     """``(module, "")`` for ``_gluon_fwd``, or ``(None, why)``."""
     return _gluon_import(_GLUON, "_gluon_fwd")
@@ -905,10 +913,10 @@ def _forward(q, k, v, scale, left, right, softcap, cu_q, cu_k, max_sq, max_sk):
         return o.zero_(), lse.fill_(float("-inf"))
     if _use_gluon(call, q, k, v, o, scale, left, right, softcap):
         with torch.cuda.device(q.device):  # Triton launches on the current device
-            mod = gluon_module()[0]
-            name, knobs = mod.parse_spec(gluon_variant(q.shape[-1], right == 0, call.seqlen_k))
-            mod.gluon_attention_fwd(q, k, v, causal=right == 0, softmax_scale=scale,
-                                    variant=name, out=o, lse_out=lse, **knobs)
+            name, knobs = _gluon_spec(gluon_variant(q.shape[-1], right == 0, call.seqlen_k))
+            gluon_module()[0].gluon_attention_fwd(q, k, v, causal=right == 0,
+                                                  softmax_scale=scale, variant=name, out=o,
+                                                  lse_out=lse, **dict(knobs))
         return o, lse
     pointer = _use_pointer_fwd(call, q, v, scale, left, right, softcap)
     if not pointer and _use_lean(call, q, k, v, o, scale, left, right, softcap):

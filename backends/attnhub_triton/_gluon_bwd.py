@@ -47,6 +47,15 @@ import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
+try:  # private Triton API, for the dq_tma=1 experiment only (_tma_reduce_add)
+    from triton._C.libtriton import ir as _ir
+    from triton.experimental.gluon.language._core import builtin as _builtin
+except Exception:  # pragma: no cover - depends on the installed Triton
+    _ir = None
+
+    def _builtin(fn):
+        return fn
+
 from ._gluon_common import IMPORT_ERROR as _IMPORT_ERROR
 from ._gluon_common import LOG2E as _LOG2E
 from ._gluon_common import (  # noqa: F401  (gluon_available: this module's API)
@@ -78,7 +87,20 @@ VARIANTS = {
     "m64s3": dict(block_m=64, stages=3),
     # query blocks of 128 rows (fa3_bwd.cu's d64 shape); d64 only (registers)
     "m128": dict(block_m=128, stages=2),
+    # dQ atomics 4 fp32 wide (red.global.add.v4.f32, SASS REDG.E.ADD.F32x4): the dQ partial
+    # goes through one intra-warp layout change (half its registers swapped between lane
+    # pairs) so each thread holds 4 adjacent columns; GLUON_BWD_NOTES.md, thirty-sixth session
+    "m64v4": dict(block_m=64, stages=2, dq_vec=4),
+    "m128v4": dict(block_m=128, stages=2, dq_vec=4),
+    # dQ atomics 1 fp32 wide (inline-asm red.global.add.f32): a control for timing what the
+    # wider atomics buy, never faster
+    "m64v1": dict(block_m=64, stages=2, dq_vec=1),
+    # dQ by one TMA bulk reduce per chunk (cp.reduce.async.bulk.tensor add.f32) through an fp32
+    # staging copy in shared memory, no per-thread atomics; private Triton API (an experiment)
+    "m64tma": dict(block_m=64, stages=2, dq_tma=1),
 }
+DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
+KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma")
 DEFAULT_VARIANT = "m64"
 
 
@@ -100,6 +122,50 @@ def _next_block(mb, bhq, m_first, n_mb):
     mb = mb + 1
     wrap = (mb == n_mb).to(gl.int32)
     return mb - wrap * (n_mb - m_first), bhq + wrap
+
+
+@gluon.constexpr_function
+def _dq_v4_layout(block_m, n):
+    """The dQ partial's layout for 4-wide atomics: wgmma's accumulator layout (Hopper,
+    4 warps, M = 64 per warpgroup) with register bit 1 (row + 8) and lane bit 0 (column + 2)
+    swapped, so each thread holds 4 adjacent columns of one row and the layout change stays
+    inside each warp (one shuffle round over half the registers, no shared memory).
+
+    wgmma: registers [0,1] [8,0] [0,8] [0,16] .. (+[64,0] at M = 128), lanes [0,2] [0,4]
+    [1,0] [2,0] [4,0], warps [16,0] [32,0] (``gl.to_linear_layout`` of the accumulator)."""
+    block_m, n = int(getattr(block_m, "value", block_m)), int(getattr(n, "value", n))
+    regs = [[0, 1], [0, 2]] + [[0, c] for c in (8, 16, 32, 64) if c < n]
+    if block_m == 128:
+        regs.append([64, 0])
+    return gl.DistributedLinearLayout(reg_bases=regs,
+                                      lane_bases=[[8, 0], [0, 4], [1, 0], [2, 0], [4, 0]],
+                                      warp_bases=[[16, 0], [32, 0]], block_bases=[],
+                                      shape=[block_m, n])
+
+
+@_builtin
+def _tma_reduce_add(desc, coord, value, _semantic=None):
+    """``value`` added into the box of ``desc`` at ``coord`` by a TMA bulk reduce
+    (``cp.reduce.async.bulk.tensor...add``): Triton's ``tt.descriptor_reduce``, the op under
+    ``tl``'s ``tensor_descriptor.atomic_add``, which Gluon 3.6 does not wrap.  Gluon's
+    ``tma_lowering`` pass turns it into a shared-memory copy of ``value``, a proxy fence, the
+    bulk reduce and a wait until the copy has been read.  Private Triton API (``_semantic``,
+    ``ir.DESCRIPTOR_REDUCE_KIND``): the dq_tma=1 experiment only."""
+    offsets = _semantic._convert_to_ir_values(coord, require_i64=False)
+    handle = _semantic.builder.create_descriptor_reduce(_ir.DESCRIPTOR_REDUCE_KIND.ADD,
+                                                        desc.handle, value.handle, offsets)
+    return gl.tensor(handle, gl.void)
+
+
+@gluon.jit
+def _red_add_f32(ptrs, vals):
+    """Scalar relaxed fp32 adds to global memory (``red.global.add.f32``, one per element)
+    through inline asm: the dq_vec=1 control, whatever the pointers' alignment."""
+    # the address as an int64 (inline_asm_elementwise will not broadcast a pointer with a
+    # float); the asm must have a result, a dummy 0
+    gl.inline_asm_elementwise("red.global.add.f32 [$1], $2;\n\tmov.b32 $0, 0;", "=r,l,f",
+                              [ptrs.to(gl.int64, bitcast=True), vals], dtype=gl.int32,
+                              is_pure=False, pack=1)
 
 
 @gluon.jit
@@ -130,11 +196,12 @@ def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constex
 @gluon.jit
 def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
               HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
-              CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr):
+              CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
+              DQ_TMA: gl.constexpr):
     """One consumer warpgroup (4 warps): keys n0 + 64 WG .. n0 + 64 WG + 63."""
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
-    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr = ptrs
+    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc = ptrs
     kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
     dtype: gl.constexpr = q_smem.dtype
 
@@ -160,8 +227,15 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
     keys = n0 + WG * 64 + gl.arange(0, 64, layout=row_l)
     cols = gl.arange(0, BLOCK_M, layout=col_l)
-    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, dq_layout))
-    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, dq_layout))
+    # the layout the dQ partial is added from: the accumulator's own (column pairs, 2-wide
+    # atomics where the launch specialises dq_ptr on 16-byte alignment), or 4 adjacent
+    # columns per thread after an intra-warp layout change (dq_vec=4)
+    if DQ_VEC == 4:
+        red_layout: gl.constexpr = _dq_v4_layout(BLOCK_M, DQ_N)
+    else:
+        red_layout: gl.constexpr = dq_layout
+    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, red_layout))
+    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, red_layout))
     dq_off = gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
     # offset = Sk - Sq (bottom-right causal: query row i sees key j iff j <= i + offset) and
     # inv_scale_log2 come from the host: kernel arguments live in the constant bank, not in
@@ -183,6 +257,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
         q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
         do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
         par = it % 2
+        bhq_now = bhq
         row_base = bhq.to(gl.int64) * Sq_pad + m0
         # next iteration's rows (after the last one: the group's first row block, in bounds)
         mb, bhq = _next_block(mb, bhq, m_first, n_mb)
@@ -242,7 +317,18 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
                 q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1),
                                       k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok, is_async=True)
                 dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-                gl.atomic_add(dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off, dq, sem="relaxed")
+                dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
+                if DQ_TMA:
+                    # the whole BLOCK_M x DQ_N partial in one TMA bulk reduce (through shared
+                    # memory) instead of per-thread atomics
+                    _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N],
+                                    gl.reshape(dq, [1, BLOCK_M, DQ_N]))
+                elif DQ_VEC == 1:
+                    _red_add_f32(dq_at, dq)
+                else:
+                    if DQ_VEC == 4:
+                        dq = gl.convert_layout(dq, red_layout)
+                    gl.atomic_add(dq_at, dq, sem="relaxed")
 
     # ---- epilogue: dK * scale and dV from registers, rows < Sk ----
     kr = n0 + WG * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))
@@ -254,12 +340,13 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
 
 
 @gluon.jit(do_not_specialize=["Sq", "Sk", "Sq_pad", "Hq", "GROUP"])
-def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc,
+def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
                      lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
                      Sq, Sk, Sq_pad, Hq, GROUP, scale_log2, inv_scale_log2, scale,
                      HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
                      CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-                     DQ_SPLIT: gl.constexpr, num_warps: gl.constexpr):
+                     DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
+                     num_warps: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     n0 = gl.program_id(0) * 128
     kv_bh = gl.program_id(1)
@@ -297,15 +384,15 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc,
 
     smem = (q_smem, k_smem, v_smem, do_smem, ds_smem)
     bars = (kv_bar, q_ready, do_ready, qdo_empty, ds_bar)
-    ptrs = (lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr)
+    ptrs = (lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc)  # dq_desc: None unless DQ_TMA
     cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, Sk - Sq, inv_scale_log2)
     pints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter)
     descs = (q_desc, k_desc, v_desc, do_desc)
     gl.warp_specialize([
         (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                     CAUSAL, DQ_SPLIT)),
+                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA)),
         (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                     CAUSAL, DQ_SPLIT)),
+                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA)),
         (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES)),
     ], [4, 1], [CONSUMER_REGS, 24])
 
@@ -355,7 +442,8 @@ def _dq_post_kernel(acc_ptr, dq_ptr, Sq, Sq_pad, scale, D: tl.constexpr, ROWS: t
 # --------------------------------------------------------------------------------------
 
 
-def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None):
+def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None,
+                   dq_vec=None, dq_tma=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
     if (variant or DEFAULT_VARIANT) not in VARIANTS:
         raise ValueError(f"variant={variant!r} not in {sorted(VARIANTS)}")
@@ -380,14 +468,33 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                          "on a 128-byte swizzle atom)")
     if v["stages"] < 1:
         raise ValueError(f"stages={v['stages']}")
+    if dq_vec is not None:
+        v["dq_vec"] = dq_vec
+    dqv = v.get("dq_vec", 2)
+    if isinstance(dqv, bool) or dqv not in DQ_VECS:
+        raise ValueError(f"dq_vec={dqv!r} not in {DQ_VECS} (fp32 per dQ atomic: 1 scalar "
+                         "inline asm, 2 the wgmma layout's column pairs, 4 after an intra-warp "
+                         "layout change)")
+    if dq_tma is not None:
+        v["dq_tma"] = dq_tma
+    tma_on = v.get("dq_tma", 0)
+    if isinstance(tma_on, bool) or tma_on not in (0, 1):
+        raise ValueError(f"dq_tma={tma_on!r} (0: dQ by atomics, 1: by a TMA bulk reduce)")
+    if tma_on and "dq_vec" in v:
+        raise ValueError(f"dq_tma=1 with dq_vec={dqv}: the TMA bulk reduce has no atomic "
+                         "width; set one of them")
+    if tma_on and _ir is None:
+        raise ValueError(f"dq_tma=1: triton {triton.__version__} lacks the private API it uses")
     smem = 2 * (2 * v["stages"] * bm * head_dim + 2 * 128 * head_dim + 4 * bm * 64) + 1024
+    if v.get("dq_tma"):  # each consumer's fp32 staging copy of its dQ chunk
+        smem += 2 * 4 * bm * (head_dim // dqs)
     if smem > 232448:
         raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, block_m={bm}, "
                          f"stages={v['stages']})")
     # 4 + 4 + 1 warps -> 12 (Triton rounds to warpgroups); maxnreg 168 = 504 / 3 and
     # setmaxnreg gives 240 + 240 + 24 (the producer's warpgroup).
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
-                DQ_SPLIT=dqs,
+                DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on,
                 num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
@@ -441,16 +548,17 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     they get zero gradient).  causal: bottom-right aligned (row i sees key j iff
     j <= i + Sk - Sq).  GQA/MQA: Hq a multiple of Hk; dK, dV sum over each group's heads.
     dq/dk/dv: optional preallocated contiguous outputs (like q / k / v).
-    variant: a key of VARIANTS (default "m64"); knobs: block_m, stages, dq_split."""
+    variant: a key of VARIANTS (default "m64"); knobs: block_m, stages, dq_split, dq_vec
+    (fp32 per dQ atomic: 1, 2 (default) or 4)."""
     import torch
 
     ok, why = gluon_available()
     if not ok:
         raise RuntimeError(f"gluon backward unavailable: {why}")
     B, Hq, Sq, D, Hk, Sk = _check_args(q, k, v, o, do, lse)
-    unknown = set(knobs) - {"block_m", "stages", "dq_split"}
+    unknown = set(knobs) - set(KNOBS)
     if unknown:
-        raise ValueError(f"unknown knob(s) {sorted(unknown)} (block_m, stages, dq_split)")
+        raise ValueError(f"unknown knob(s) {sorted(unknown)} ({', '.join(KNOBS)})")
     gdt = gl_dtype(q.dtype, "gluon backward")
     cfg = resolve_config(D, variant=variant, **knobs)
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
@@ -480,13 +588,16 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     do_desc = _desc3(do, bm, D, gdt)
     k_desc = _desc3(k, KW, D, gdt)
     v_desc = _desc3(v, KW, D, gdt)
+    dq_desc = None  # a constexpr None in the kernel unless the bulk-reduce experiment is on
+    if cfg["DQ_TMA"]:
+        dq_desc = _desc3(dq_acc.view(B, Hq, sq_pad, D), bm, D // cfg["DQ_SPLIT"], gl.float32)
     grid = (triton.cdiv(Sk, BLOCK_N), B * Hk)
     _LAST["kernel"] = _attn_bwd_kernel[grid](
-        q_desc, k_desc, v_desc, do_desc, lse2, delta, dq_acc, dk, dv,
+        q_desc, k_desc, v_desc, do_desc, dq_desc, lse2, delta, dq_acc, dk, dv,
         Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, 1.0 / (scale * _LOG2E), scale,
         HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
-        CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
-        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+        CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"], DQ_VEC=cfg["DQ_VEC"],
+        DQ_TMA=cfg["DQ_TMA"], num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
                                                    num_warps=4)
     return dq, dk, dv
@@ -497,8 +608,15 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
 # --------------------------------------------------------------------------------------
 
 
-def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
-    """Compile the Gluon kernel for sm90 without a GPU; returns the CompiledKernel."""
+def compile_offline(head_dim, dtype="bf16", causal=False, aligned=True, **knobs):
+    """Compile the Gluon kernel for sm90 without a GPU; returns the CompiledKernel.
+
+    aligned: specialise the five pointer arguments on 16-byte alignment
+    (``tt.divisibility = 16``), as the JIT does at a launch whose tensors are 16-byte aligned
+    (Triton 3.6's ``native_specialize_impl`` gives ('*fp32', 'D') for them, and nothing for
+    the TMA descriptors; the launcher's lse2, Δ and dq_accum are fresh torch allocations).
+    The dQ atomics' width depends on it: without it every atomic is scalar.  aligned=False
+    is what the compile table of the first sessions measured."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -512,6 +630,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
         "k_desc": f"tensordesc<{dtype}[1, {KW}, {head_dim}],{kl!r}>",
         "v_desc": f"tensordesc<{dtype}[1, {KW}, {head_dim}],{kl!r}>",
         "do_desc": f"tensordesc<{dtype}[1, {bm}, {head_dim}],{ql!r}>",
+        "dq_desc": "constexpr",
         "lse2_ptr": "*fp32", "delta_ptr": "*fp32", "dq_ptr": "*fp32",
         "dk_ptr": f"*{dtype}", "dv_ptr": f"*{dtype}",
         "Sq": "i32", "Sk": "i32", "Sq_pad": "i32", "Hq": "i32", "GROUP": "i32",
@@ -519,9 +638,20 @@ def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
     }
     constexprs = dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
-                      num_warps=cfg["num_warps"])
+                      DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], num_warps=cfg["num_warps"])
+    if cfg["DQ_TMA"]:
+        dn = head_dim // cfg["DQ_SPLIT"]
+        dl = gl.NVMMASharedLayout.get_default_for([1, bm, dn], gl.float32)
+        sig["dq_desc"] = f"tensordesc<fp32[1, {bm}, {dn}],{dl!r}>"
+    else:
+        constexprs["dq_desc"] = None
     for name in constexprs:
         sig[name] = "constexpr"
-    src = GluonASTSource(fn=_attn_bwd_kernel, signature=sig, constexprs=constexprs)
+    sig = {name: sig[name] for name in _attn_bwd_kernel.arg_names}  # the kernel's order
+    names = list(sig)
+    attrs = {(names.index(a), ): [["tt.divisibility", 16]] for a in sig
+             if aligned and sig[a].startswith("*")}
+    src = GluonASTSource(fn=_attn_bwd_kernel, signature=sig, constexprs=constexprs,
+                         attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32),
                           options={"num_warps": cfg["num_warps"], "maxnreg": cfg["maxnreg"]})

@@ -24,7 +24,9 @@ Self-contained: the kernel module is loaded by file path, not through the attnhu
    2.5 * 4 B H S^2 D (halved when causal), and the ratio to cuDNN.
 JSON (cases, bench) goes to --out (a .json path, or a directory that gets gluon_bwd_check.json).
 
-Variant specs: a name of _gluon_bwd.VARIANTS with optional knobs, e.g. ``m64:stages=3``.
+Variant specs: a name of _gluon_bwd.VARIANTS with optional knobs, e.g. ``m64:stages=3``,
+``m64:dq_vec=4`` (fp32 per dQ atomic: 1, 2 (default) or 4), ``m64:dq_tma=1`` (dQ by a TMA
+bulk reduce).
 A combination the launcher rejects (e.g. block_m=128 at d128) is reported as SKIP.
 """
 
@@ -39,7 +41,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
-DEFAULT_VARIANTS = "m64,m128"
+# m64v4 / m128v4: 4-wide dQ atomics, m64tma: dQ by TMA bulk reduce (thirty-sixth session),
+# timed against m64 / m128; m64v1 (scalar atomics, a control) only when named
+DEFAULT_VARIANTS = "m64,m128,m64v4,m128v4,m64tma"
 LOG2E = 1.4426950408889634
 
 
@@ -331,8 +335,31 @@ def child_bench(specs, rounds, points):
 # --------------------------------------------------------------------------------------
 
 
-def compile_only(specs, dims):
-    return harness.compile_table(load_kernel_module(), specs, dims, parse_variant)
+def dq_sass_facts(sass):
+    """The dQ reduction in the SASS (for harness.compile_table): REDG counted by width
+    (static instructions, both consumers), SHFL (the dq_vec=4 layout change), UTMAREDG
+    (dq_tma=1)."""
+    import re
+    widths = {}
+    for m in re.findall(r"REDG\.E\.ADD\.(F32(?:x[24])?)\b", sass):
+        widths[m] = widths.get(m, 0) + 1
+    facts = {"REDG_by_width": widths, "SHFL": len(re.findall(r"\bSHFL\.", sass)),
+             "UTMAREDG": sass.count("UTMAREDG")}
+    text = (" ".join(f"REDG.{w} {n}" for w, n in sorted(widths.items())) or "no REDG") + \
+        f" SHFL {facts['SHFL']} UTMAREDG {facts['UTMAREDG']}"
+    return facts, text
+
+
+def compile_only(specs, dims, aligned=True):
+    """The compile table; aligned=False leaves the pointers unspecialised (the first
+    sessions' table: scalar dQ atomics), True models a launch's 16-byte-aligned tensors."""
+    import functools
+    import types
+    mod = load_kernel_module()
+    shim = types.SimpleNamespace(resolve_config=mod.resolve_config,
+                                 compile_offline=functools.partial(mod.compile_offline,
+                                                                   aligned=aligned))
+    return harness.compile_table(shim, specs, dims, parse_variant, extra=dq_sass_facts)
 
 
 # --------------------------------------------------------------------------------------
@@ -526,8 +553,11 @@ def _case_details(r):
 
 
 def main():
-    ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS, names="m64 m64s3 m128", cases="quick",
-                        timeout=90, bench_timeout=120, jobs=3, dims="64,128")
+    ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
+                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma", cases="quick",
+                        timeout=90, bench_timeout=240, jobs=3, dims="64,128")
+    ap.add_argument("--unaligned", action="store_true",
+                    help="--compile-only without the launch's 16-byte pointer specialisation")
     args = ap.parse_args()
 
     if args.child_correct:
@@ -547,8 +577,9 @@ def main():
     report = {"argv": sys.argv, "variants": specs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     if args.compile_only:
-        harness.compile_report(report, compile_only(specs, [int(x) for x in args.dims.split(",")]),
-                               path)
+        rows = compile_only(specs, [int(x) for x in args.dims.split(",")],
+                            aligned=not args.unaligned)
+        harness.compile_report(report, rows, path)
         return
 
     harness.check_and_bench(__file__, args, specs, len(case_list(args.cases)), points, report,

@@ -6,7 +6,10 @@
 #     persistent grid, the 192-row tile (three consumer warpgroups, 160 regs: pp3 spills 224 B
 #     at block_n 128, none at block_n 64), pp3 persistent, and pp with block_n 64 / 3 stages.
 #     Predictions: persistent +3-6 % at 2k, +-1 % at 16k; pp3:block_n=64 +0-4 % at d64 8k-16k,
-#     loses at d128; pp3 (spilling) loses.
+#     loses at d128.  Thirty-sixth session: pp3 (spilling, predicted to lose) and pp:stages=3
+#     (timed in s34: nothing) dropped for pp over (B, S, H, D) memory (bshd=1; its bench
+#     times the same values in that layout) and over a packed QKV (bshd=2, cases only where
+#     Hq == Hk and Sq == Sk).
 # (1)-(2) device_s34c.sh, which never ran: the Gluon route through the backend (GPU tests,
 #     triton-fa2's backward from its O/LSE), and the route's A/B against the plain-Triton
 #     forward at 512-16k (sets GLUON_MIN_KEYS).
@@ -22,7 +25,7 @@ export ATTNHUB_TRITON_AUTOTUNE=0
 budgeted s35 ${BUDGET:-560}
 TAIL=60 step gluon_variants "$(left ${GSECS:-180})" python3 backends/attnhub_triton/gluon_check.py \
     --out "$RES/gluon_variants" --timeout 100 --bench-timeout 150 --rounds 2 --cases quick \
-    --variants "${GVARIANTS:-pp,pp-persistent,pp3,pp3:block_n=64,pp3-persistent:block_n=64,pp:block_n=64,pp:stages=3}"
+    --variants "${GVARIANTS:-pp,pp-persistent,pp3:block_n=64,pp3-persistent:block_n=64,pp:block_n=64,pp:bshd=1,pp:bshd=2}"
 repack
 TAIL=40 step gluon_bwd "$(left 130)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd" --cases quick --rounds 2 --timeout 80 --bench-timeout 100

@@ -1,6 +1,7 @@
 """What the Gluon kernels (``_gluon_fwd``, ``_gluon_bwd``) share on the host side: the Hopper
 Gluon imports with the TMA copy names of Triton 3.6 and later, whether the kernels can run
-here, the dtype map, and the 3-D TMA descriptor over a contiguous (B, H, S, D) tensor.
+here, the dtype map, and the 3-D TMA descriptors over the rows of a (B, H, S, D) tensor:
+contiguous, or with the heads of a position adjacent (BSHD, packed QKV).
 
 Imports without torch or a GPU (the kernels compile offline)."""
 
@@ -81,4 +82,38 @@ def desc3(t, rows, head_dim, gdt):
     B, H, S, D = t.shape
     view = t.view(B * H, S, D)
     return TensorDescriptor(view, [B * H, S, D], [S * D, D, 1], [1, rows, head_dim],
+                            smem_layout(rows, head_dim, gdt))
+
+
+def row_mode(t):
+    """How a 3-D TMA descriptor with a (1, rows, D) box can address the rows of every
+    (batch, head) of a (B, H, S, D) tensor ``t`` (16-bit, 16-byte aligned), or None:
+
+    * ``"bh"``: ``t`` is contiguous; the descriptor is over the (B*H, S, D) view and a head's
+      rows start at [b*H + h, 0, 0];
+    * ``"bs"``: the heads of one position are adjacent (head stride D, unit dim stride) and the
+      batch and sequence strides are 16-byte multiples -- flash-attn's (B, S, H, D) layout,
+      seen through ``.transpose(1, 2)``, and q, k or v sliced out of a packed (B, S, 3, H, D)
+      tensor; the descriptor is over the (B, S, H*D) view with the sequence stride as its
+      row stride, and a head's rows start at [b, 0, h*D].
+
+    Either way rows past S are zero-filled on loads and dropped on stores per (batch, head)."""
+    if t.dim() != 4 or t.element_size() != 2 or t.data_ptr() % 16:
+        return None
+    B, H, S, D = t.shape
+    if t.is_contiguous():
+        return "bh"
+    sb, sh, ss, sd = t.stride()
+    if sd == 1 and (sh == D or H == 1) and sb % 8 == 0 and ss % 8 == 0 and ss > 0 and sb > 0:
+        return "bs"
+    return None
+
+
+def row_desc(t, rows, head_dim, gdt, mode):
+    """The TMA descriptor ``row_mode``'s ``mode`` names, with a (1, rows, head_dim) box."""
+    if mode == "bh":
+        return desc3(t, rows, head_dim, gdt)
+    B, H, S, D = t.shape
+    sb, _, ss, _ = t.stride()
+    return TensorDescriptor(t, [B, S, H * D], [sb, ss, 1], [1, rows, head_dim],
                             smem_layout(rows, head_dim, gdt))

@@ -21,14 +21,17 @@ What plain Triton cannot say and this kernel does (FlashAttention-3's structure)
   and ping-pong parity carried across tiles, Q double-buffered where it fits, so the
   producer loads the next tile while the consumers finish this one.
 
-Scope: dense contiguous (B, H, S, D) q/k/v, fp16/bf16, D in {64, 128} (256 with
+Scope: dense (B, H, S, D) q/k/v, contiguous or with the heads of a position adjacent
+((B, S, H, D) memory, packed QKV), fp16/bf16, D in {64, 128} (256 with
 block_n=64 and two stages, see notes), non-causal or causal aligned bottom-right (row i sees
 key j when j <= i + Sk - Sq), GQA (Hq a multiple of Hk).  Outputs O (q's dtype) and LSE
 (float32, natural log); a row that sees no key gets O = 0 and LSE = -inf.
 
-Tails: every descriptor is 3-D over the (B*H, S, D) view with a box of (1, rows, D), so the
-hardware bounds-checks per (batch, head): rows past S are zero-filled on loads and dropped
-on stores, a block never reads the next head's rows, and O rows past Sq are never written.
+Tails: every descriptor is 3-D with a box of (1, rows, D), over the (B*H, S, D) view of a
+contiguous tensor or the (B, S, H*D) view of one whose heads are adjacent (a head's rows
+start at [b, 0, h*D]; ``_gluon_common.row_mode``), so the hardware bounds-checks S per
+(batch, head) either way: rows past S are zero-filled on loads and dropped on stores, a
+block never reads the next head's rows, and O rows past Sq are never written.
 Keys past Sk (zeros after the fill) are still masked to -inf in the last block.
 
 The module imports without torch or a GPU (the kernel compiles offline, see
@@ -46,12 +49,13 @@ from triton.experimental.gluon import language as gl
 
 from ._gluon_common import IMPORT_ERROR as _IMPORT_ERROR
 from ._gluon_common import LOG2E as _LOG2E
-from ._gluon_common import (  # noqa: F401  (gluon_available: this module's API)
-    desc3 as _desc3,
+from ._gluon_common import (  # noqa: F401  (gluon_available, row_mode: this module's API)
     fence_async_shared,
     gl_dtype,
     gluon_available,
     mbarrier,
+    row_desc,
+    row_mode,
     tma,
     tma_load as _tma_load,
     tma_store as _tma_store,
@@ -191,16 +195,30 @@ def _persistent_tile(t, n_m, REVERSE_M: gl.constexpr):
 
 
 @gluon.jit
+def _head_at(bh, H, HEAD_D: gl.constexpr, BS: gl.constexpr):
+    """The first and last TMA coordinates of (batch, head) bh's rows (the middle one is the
+    row): [bh, row, 0] over the (B*H, S, D) view, or (BS) [b, row, h*D] over (B, S, H*D)
+    (``_gluon_common.row_mode``)."""
+    if BS:
+        x0 = bh // H
+        x2 = (bh % H) * HEAD_D
+    else:
+        x0 = bh
+        x2 = bh * 0
+    return x0, x2
+
+
+@gluon.jit
 def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bars, o_desc,
-                   lse_ptr, bh, row0, Sq, Sk, n_blocks, n_full, g, pp_phase, qk_scale,
+                   lse_ptr, bh, o_x, row0, Sq, Sk, n_blocks, n_full, g, pp_phase, qk_scale,
                    HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
                    STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
                    OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
                    CONSUMERS: gl.constexpr):
     """One consumer partition's work on one query tile: ROWS query rows from row0, Q in
     q_buf3 once q_bar reaches q_phase, key blocks at ring positions g, g + 1, ...  O leaves
-    through q_buf3 (TMA store, its reads of q_buf3 waited for).  Returns the ping-pong
-    parity for the next turn."""
+    through q_buf3 (TMA store at [o_x[0], row, o_x[1]], its reads of q_buf3 waited for).
+    Returns the ping-pong parity for the next turn."""
     k_ready, k_empty, v_ready, v_empty, pp_bars = bars
     dtype: gl.constexpr = q_buf3.dtype
 
@@ -307,7 +325,7 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
     o = acc * gl.expand_dims(gl.convert_layout(1.0 / l_safe, orow), 1)
     q.store(o.to(dtype))  # all wgmma reads of Q retired (waited above)
     fence_async_shared()
-    _tma_store(o_desc, [bh, row0, 0], q_buf3)
+    _tma_store(o_desc, [o_x[0], row0, o_x[1]], q_buf3)
     tma.store_wait(0)
     return pp_phase
 
@@ -318,7 +336,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
               STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
               OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
               CONSUMERS: gl.constexpr, PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
-              REVERSE_M: gl.constexpr):
+              REVERSE_M: gl.constexpr, O_BS: gl.constexpr):
     """One consumer partition: ROWS query rows (ROWS = 16 * NW), rows WG*ROWS.. of each
     tile: the CTA's one tile, or (PERSISTENT) tiles pid, pid + grid, ... with the K/V ring
     position and the ping-pong parity carried from tile to tile, and Q in Q_BUFS buffers
@@ -340,9 +358,10 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
             m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
                                                      BLOCK_N, CAUSAL)
             qi = (it % Q_BUFS) * CONSUMERS + WG
+            o_x = _head_at(bh, Hq, HEAD_D, O_BS)
             pp_phase = _consumer_tile(WG, q_smem.index(qi), q_bar.index(qi),
                                       (it // Q_BUFS) & 1, k_smem, v_smem, ring, o_desc,
-                                      lse_ptr, bh, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full,
+                                      lse_ptr, bh, o_x, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full,
                                       g, pp_phase, qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES,
                                       NW, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS)
             mbarrier.arrive(q_empty.index(qi))  # O's TMA store has read the buffer
@@ -355,32 +374,37 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
             pid_m = gl.num_programs(0) - 1 - pid_m
         m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
                                                  BLOCK_N, CAUSAL)
+        o_x = _head_at(bh, Hq, HEAD_D, O_BS)
         _consumer_tile(WG, q_smem.index(WG), q_bar.index(0), 0, k_smem, v_smem, ring, o_desc,
-                       lse_ptr, bh, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full, 0, pp_phase,
+                       lse_ptr, bh, o_x, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full, 0, pp_phase,
                        qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES, NW, CAUSAL, OVERLAP, PINGPONG,
                        SPLIT_WAIT, CONSUMERS)
 
 
 @gluon.jit
 def _produce_kv(k_desc, v_desc, k_smem, v_smem, k_ready, k_empty, v_ready, v_empty, kv_bh,
-                n_blocks, g, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+                Hk, n_blocks, g, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+                HEAD_D: gl.constexpr, K_BS: gl.constexpr, V_BS: gl.constexpr):
     """K_j and V_j of one tile into ring positions g + j, each slot once its consumers
     released it (a fresh mbarrier passes a wait on parity 1: the first STAGES are free)."""
+    k0, k2 = _head_at(kv_bh, Hk, HEAD_D, K_BS)
+    v0, v2 = _head_at(kv_bh, Hk, HEAD_D, V_BS)
     for j in range(n_blocks):
         st, ph = _slot(g + j, STAGES)
         mbarrier.wait(k_empty.index(st), ph ^ 1)
         mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
-        _tma_load(k_desc, [kv_bh, j * BLOCK_N, 0], k_ready.index(st), k_smem.index(st))
+        _tma_load(k_desc, [k0, j * BLOCK_N, k2], k_ready.index(st), k_smem.index(st))
         mbarrier.wait(v_empty.index(st), ph ^ 1)
         mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
-        _tma_load(v_desc, [kv_bh, j * BLOCK_N, 0], v_ready.index(st), v_smem.index(st))
+        _tma_load(v_desc, [v0, j * BLOCK_N, v2], v_ready.index(st), v_smem.index(st))
 
 
 @gluon.jit
 def _producer(descs, smem, bars, ints,
               BLOCK_N: gl.constexpr, ROWS: gl.constexpr, STAGES: gl.constexpr,
               CONSUMERS: gl.constexpr, CAUSAL: gl.constexpr, PERSISTENT: gl.constexpr,
-              Q_BUFS: gl.constexpr, REVERSE_M: gl.constexpr):
+              Q_BUFS: gl.constexpr, REVERSE_M: gl.constexpr, HEAD_D: gl.constexpr,
+              Q_BS: gl.constexpr, K_BS: gl.constexpr, V_BS: gl.constexpr):
     """1 warp: each tile's Q, then its K_j and V_j into the ring, in the consumers' order."""
     q_desc, k_desc, v_desc = descs
     q_smem, k_smem, v_smem = smem
@@ -395,13 +419,14 @@ def _producer(descs, smem, bars, ints,
             m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
                                                      BLOCK_N, CAUSAL)
             qph = (it // Q_BUFS) & 1
+            q0, q2 = _head_at(bh, Hq, HEAD_D, Q_BS)
             for c in gl.static_range(CONSUMERS):
                 qi = (it % Q_BUFS) * CONSUMERS + c
                 mbarrier.wait(q_empty.index(qi), qph ^ 1)
                 mbarrier.expect(q_bar.index(qi), q_desc.block_type.nbytes)
-                _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar.index(qi), q_smem.index(qi))
+                _tma_load(q_desc, [q0, m0 + c * ROWS, q2], q_bar.index(qi), q_smem.index(qi))
             _produce_kv(k_desc, v_desc, k_smem, v_smem, k_ready, k_empty, v_ready, v_empty,
-                        kv_bh, n_blocks, g, BLOCK_N, STAGES)
+                        kv_bh, Hq // GROUP, n_blocks, g, BLOCK_N, STAGES, HEAD_D, K_BS, V_BS)
             g += n_blocks
             it += 1
     else:
@@ -412,10 +437,11 @@ def _producer(descs, smem, bars, ints,
         m0, kv_bh, n_blocks, n_full = _tile_geom(pid_m, bh, Sq, Sk, Hq, GROUP, BLOCK_M,
                                                  BLOCK_N, CAUSAL)
         mbarrier.expect(q_bar.index(0), CONSUMERS * q_desc.block_type.nbytes)
+        q0, q2 = _head_at(bh, Hq, HEAD_D, Q_BS)
         for c in gl.static_range(CONSUMERS):
-            _tma_load(q_desc, [bh, m0 + c * ROWS, 0], q_bar.index(0), q_smem.index(c))
+            _tma_load(q_desc, [q0, m0 + c * ROWS, q2], q_bar.index(0), q_smem.index(c))
         _produce_kv(k_desc, v_desc, k_smem, v_smem, k_ready, k_empty, v_ready, v_empty,
-                    kv_bh, n_blocks, 0, BLOCK_N, STAGES)
+                    kv_bh, Hq // GROUP, n_blocks, 0, BLOCK_N, STAGES, HEAD_D, K_BS, V_BS)
 
 
 @gluon.jit(do_not_specialize=["Sq", "Sk", "Hq", "GROUP", "n_m", "n_tiles"])  # one build per (D, causal, dtype, knobs)
@@ -426,9 +452,11 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
                      OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, REVERSE_M: gl.constexpr,
                      CONSUMER_REGS: gl.constexpr, SPLIT_WAIT: gl.constexpr,
                      PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
-                     num_warps: gl.constexpr):
+                     Q_BS: gl.constexpr, K_BS: gl.constexpr, V_BS: gl.constexpr,
+                     O_BS: gl.constexpr, num_warps: gl.constexpr):
     """Grid (n_m query tiles, B*Hq), or (PERSISTENT) (min(n_tiles, SMs),) walking the
-    n_tiles = n_m * B * Hq tiles."""
+    n_tiles = n_m * B * Hq tiles.  X_BS: tensor X's descriptor is over the (B, S, H*D)
+    view (``_gluon_common.row_mode`` "bs"), else over (B*H, S, D)."""
     dtype: gl.constexpr = q_desc.dtype
     # Q buffers: one per consumer, and Q_BUFS sets of them when persistent; their barriers
     # (q_bar: loaded, q_empty: O stored from it) one per buffer, or one q_bar for all when not.
@@ -465,34 +493,34 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
             (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
             (_consumer, (2, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
             (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS)),
         ], [4, 4, 1], [CONSUMER_REGS, CONSUMER_REGS, 24])
     elif CONSUMERS == 2:
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
             (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
             (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS)),
         ], [4, 1], [CONSUMER_REGS, 24])
     else:
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, False, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
             (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
-                         PERSISTENT, Q_BUFS, REVERSE_M)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS)),
         ], [1], [24])
 
 
@@ -503,8 +531,10 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
 
 def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consumers=None,
                    consumer_warps=None, overlap=None, pingpong=None, split_wait=None,
-                   block_m=None, persistent=None, q_bufs=None):
-    """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
+                   block_m=None, persistent=None, q_bufs=None, bshd=None):
+    """The kernel's constexprs for a variant name plus overrides; raises ValueError.
+    ``bshd`` is a layout, not a knob (``compile_offline`` and gluon_check.py take it in a
+    variant spec; the launcher reads the layout off the tensors): accepted and ignored."""
     if (variant or DEFAULT_VARIANT) not in VARIANTS:
         raise ValueError(f"variant {variant!r}: one of {sorted(VARIANTS)}")
     v = dict(VARIANTS[variant or DEFAULT_VARIANT])
@@ -567,7 +597,9 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
                         stages=None, variant=None, consumers=None, consumer_warps=None,
                         overlap=None, pingpong=None, split_wait=None, persistent=None,
                         q_bufs=None, out=None, lse_out=None):
-    """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), contiguous.
+    """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), each either
+    contiguous or with the heads of a position adjacent (flash-attn's (B, S, H, D) seen
+    through ``.transpose(1, 2)``, or sliced out of a packed QKV tensor; ``row_mode``).
 
     variant: a key of VARIANTS (default "pp"); block_m must match it if given (128 for all
     shipped variants).  out / lse_out: optional preallocated outputs (the check script
@@ -588,11 +620,7 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError("q, k, v must share a dtype")
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not t.is_contiguous():
-            raise ValueError(f"{name} is not contiguous (B, H, S, D); this prototype builds 3-D "
-                             "TMA descriptors over the (B*H, S, D) view only")
-        if t.data_ptr() % 16:
-            raise ValueError(f"{name} is not 16-byte aligned")
+        _check_rows(name, t)
     if Sq == 0 or Sk == 0 or B == 0 or Hq == 0:
         raise ValueError("empty problem")
     gdt = gl_dtype(q.dtype, "gluon forward")
@@ -608,16 +636,18 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     o = out if out is not None else torch.empty_like(q)
     lse = lse_out if lse_out is not None else torch.empty((B, Hq, Sq), device=q.device,
                                                            dtype=torch.float32)
-    if o.shape != q.shape or o.dtype != q.dtype or not o.is_contiguous():
-        raise ValueError("out must be a contiguous tensor like q")
+    if o.shape != q.shape or o.dtype != q.dtype:
+        raise ValueError(f"out must have q's shape and dtype, got {tuple(o.shape)} {o.dtype}")
+    _check_rows("out", o)
     if lse.shape != (B, Hq, Sq) or lse.dtype != torch.float32 or not lse.is_contiguous():
         raise ValueError("lse_out must be contiguous float32 (B, Hq, Sq)")
 
     rows, bn = cfg["ROWS"], cfg["BLOCK_N"]
-    q_desc = _desc3(q, rows, D, gdt)
-    o_desc = _desc3(o, rows, D, gdt)
-    k_desc = _desc3(k, bn, D, gdt)
-    v_desc = _desc3(v, bn, D, gdt)
+    modes = {name: row_mode(t) for name, t in (("q", q), ("k", k), ("v", v), ("o", o))}
+    q_desc = row_desc(q, rows, D, gdt, modes["q"])
+    o_desc = row_desc(o, rows, D, gdt, modes["o"])
+    k_desc = row_desc(k, bn, D, gdt, modes["k"])
+    v_desc = row_desc(v, bn, D, gdt, modes["v"])
     block_m_eff = rows * cfg["CONSUMERS"]
     n_m = triton.cdiv(Sq, block_m_eff)
     n_tiles = n_m * B * Hq
@@ -632,8 +662,21 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
         CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"], PINGPONG=cfg["PINGPONG"],
         REVERSE_M=bool(causal), CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
         PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
-        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+        Q_BS=modes["q"] == "bs", K_BS=modes["k"] == "bs", V_BS=modes["v"] == "bs",
+        O_BS=modes["o"] == "bs", num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     return o, lse
+
+
+def _check_rows(name, t):
+    """ValueError unless ``row_mode`` can address ``t``'s rows (its message says how)."""
+    if t.data_ptr() % 16:
+        raise ValueError(f"{name} is not 16-byte aligned")
+    if row_mode(t) is None:
+        raise ValueError(
+            f"{name} has strides {tuple(t.stride())} for shape {tuple(t.shape)}: the Gluon "
+            "forward reads (B, H, S, D) tensors that are contiguous, or whose heads are "
+            "adjacent (head stride D, unit last stride, batch and sequence strides multiples "
+            "of 8 elements), such as (B, S, H, D).transpose(1, 2); pass .contiguous()")
 
 
 @functools.lru_cache(maxsize=None)
@@ -649,8 +692,9 @@ def _sm_count(index):
 # --------------------------------------------------------------------------------------
 
 
-def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
-    """Compile for sm90 without a GPU; returns the CompiledKernel (asm: ttgir/ptx/cubin)."""
+def compile_offline(head_dim, dtype="bf16", causal=False, bshd=False, **knobs):
+    """Compile for sm90 without a GPU; returns the CompiledKernel (asm: ttgir/ptx/cubin).
+    bshd: every descriptor over the (B, S, H*D) view (``row_mode`` "bs")."""
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -672,6 +716,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, **knobs):
                       PINGPONG=cfg["PINGPONG"], REVERSE_M=bool(causal),
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
                       PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
+                      Q_BS=bool(bshd), K_BS=bool(bshd), V_BS=bool(bshd), O_BS=bool(bshd),
                       num_warps=cfg["num_warps"])
     for name in constexprs:
         sig[name] = "constexpr"

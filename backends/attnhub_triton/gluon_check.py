@@ -141,15 +141,31 @@ def run_case(mod, case, variant, knobs, seed):
     B, Hq, Hk, Sq, Sk, D, causal, dt = case
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    q = torch.randn(B, Hq, Sq, D, device="cuda", dtype=dtype, generator=gen)
-    k = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
-    v = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
+    knobs = dict(knobs)
+    layout = knobs.pop("bshd", 0)  # 1: q, k, v, O as (B, S, H, D); 2: q, k, v packed
+    if layout == 2 and Hq != Hk:
+        return {"status": "SKIP", "why": "a packed (B, S, 3, H, D) QKV needs Hq == Hk"}
+    if layout == 2 and Sq != Sk:
+        return {"status": "SKIP", "why": "a packed (B, S, 3, H, D) QKV needs Sq == Sk"}
+    if layout == 2:
+        qkv = torch.randn(B, Sq, 3, Hq, D, device="cuda", dtype=dtype, generator=gen)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    elif layout == 1:
+        q = torch.randn(B, Sq, Hq, D, device="cuda", dtype=dtype, generator=gen).transpose(1, 2)
+        k = torch.randn(B, Sk, Hk, D, device="cuda", dtype=dtype, generator=gen).transpose(1, 2)
+        v = torch.randn(B, Sk, Hk, D, device="cuda", dtype=dtype, generator=gen).transpose(1, 2)
+    else:
+        q = torch.randn(B, Hq, Sq, D, device="cuda", dtype=dtype, generator=gen)
+        k = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
+        v = torch.randn(B, Hk, Sk, D, device="cuda", dtype=dtype, generator=gen)
     scale = 1.0 / math.sqrt(D)
     try:
         mod.resolve_config(D, variant=variant, **knobs)
     except ValueError as exc:
         return {"status": "SKIP", "why": str(exc)}
-    o = torch.full_like(q, float("nan"))
+    # O poisoned, in q's layout (empty_like keeps (B, S, H, D) strides); packed q: (B, S, H, D)
+    o = (torch.empty(B, Sq, Hq, D, device="cuda", dtype=dtype).transpose(1, 2) if layout
+         else torch.empty_like(q)).fill_(float("nan"))
     lse = torch.full((B, Hq, Sq), float("nan"), device="cuda", dtype=torch.float32)
     mod.gluon_attention_fwd(q, k, v, causal=causal, softmax_scale=scale, variant=variant,
                             out=o, lse_out=lse, **knobs)
@@ -236,16 +252,22 @@ def child_bench(specs, rounds, points):
         k = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
         v = torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen)
         flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+        # the same values in (B, S, H, D) memory, for variants with bshd=1 (flash-attn's layout)
+        bshd = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v)] \
+            if any(kn.get("bshd") for _, _, kn in variants) else None
         fns = {}
         for spec, name, knobs in variants:
+            knobs = dict(knobs)
+            qkv = bshd if knobs.pop("bshd", 0) else (q, k, v)
             try:
                 mod.resolve_config(D, variant=name, **knobs)
             except ValueError:
                 continue
-            o = torch.empty_like(q)
+            o = torch.empty_like(qkv[0])
             lse = torch.empty(B, H, S, device="cuda", dtype=torch.float32)
-            fns[spec] = (lambda name=name, knobs=knobs, o=o, lse=lse: mod.gluon_attention_fwd(
-                q, k, v, causal=causal, variant=name, out=o, lse_out=lse, **knobs))
+            fns[spec] = (lambda name=name, knobs=knobs, o=o, lse=lse, qkv=qkv:
+                         mod.gluon_attention_fwd(*qkv, causal=causal, variant=name, out=o,
+                                                 lse_out=lse, **knobs))
         for label, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
                                ("flash", SDPBackend.FLASH_ATTENTION)):
             def run(backend=backend):
@@ -276,7 +298,7 @@ def child_bench(specs, rounds, points):
         for key, tf in res["tflops"].items():
             res["x_cudnn"][key] = tf / c if c else None
         print(json.dumps(res), flush=True)
-        del q, k, v, fns
+        del q, k, v, fns, bshd
         torch.cuda.empty_cache()
 
 

@@ -655,7 +655,8 @@ def forward_tag() -> str:
         return "gluon-fwd=" + ";".join(
             [GLUON_VARIANT] + [f"{d}{'c' if causal else ''}>={floor}:{spec}"
                                for (d, causal), rows in sorted(GLUON_VARIANTS.items())
-                               for floor, spec in rows])
+                               for floor, spec in rows]
+            + ([] if GLUON_LAYOUTS == ("bh",) else ["rows=" + "+".join(GLUON_LAYOUTS)]))
     return ""
 
 
@@ -796,6 +797,13 @@ GLUON_VARIANT = "pp"
 #: from_keys the call's keys reach wins.
 GLUON_VARIANTS: dict = {}
 
+#: The row layouts (``_gluon_common.row_mode``) the Gluon forward takes when
+#: ATTNHUB_TRITON_GLUON is unset: "bh" (contiguous (B, H, S, D)) is the one timed; "bs"
+#: (flash-attn's (B, S, H, D), packed QKV: the heads of a position adjacent) builds the same
+#: schedule (the same registers and shared memory; a division for the head's coordinates,
+#: once a tile) and has not run on a GPU yet, so only ATTNHUB_TRITON_GLUON=1 lets it in.
+GLUON_LAYOUTS = ("bh",)
+
 _GLUON: dict = {}
 
 
@@ -836,10 +844,11 @@ def gluon_module():
 
 def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
     """Whether the Gluon forward takes this call: compiled GPU code on sm90 (Gluon has no
-    interpreter), the dense case at d64 / d128, contiguous (B, H, S, D) q, k, v and O (its
-    descriptors are 3-D over (B*H, S, D)), at most 65535 (batch, head) pairs (the grid's
-    y), switched on by ATTNHUB_TRITON_GLUON=1, or, unset, by ``GLUON_DEFAULT`` from
-    ``GLUON_MIN_KEYS`` keys."""
+    interpreter), the dense case at d64 / d128, q, k, v and O each in a row layout its 3-D
+    descriptors address (``_gluon_common.row_mode``: contiguous, or with the heads of a
+    position adjacent), at most 65535 (batch, head) pairs (the grid's y), switched on by
+    ATTNHUB_TRITON_GLUON=1 (any such layout), or, unset, by ``GLUON_DEFAULT`` from
+    ``GLUON_MIN_KEYS`` keys in the layouts of ``GLUON_LAYOUTS``."""
     if q.device.type != "cuda" or _interpreting() \
             or os.environ.get("ATTNHUB_TRITON_GLUON") == "0":
         return False
@@ -848,10 +857,11 @@ def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
         return False
     if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128)):
         return False
-    if call.batch * call.heads_q > 65535 or not all(
-            t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (q, k, v, o)):
+    mod = gluon_module()[0]
+    if call.batch * call.heads_q > 65535 or mod is None:
         return False
-    return gluon_module()[0] is not None
+    layouts = None if os.environ.get("ATTNHUB_TRITON_GLUON") == "1" else GLUON_LAYOUTS
+    return all(mod.row_mode(t) in (layouts or ("bh", "bs")) for t in (q, k, v, o))
 
 
 #: Where the Gluon backward (``_gluon_bwd``: one CTA per 128-key block, a producer warp

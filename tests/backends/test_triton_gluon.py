@@ -42,18 +42,32 @@ HERE = os.path.dirname(os.path.abspath(ops.__file__))
 
 # -- the route ----------------------------------------------------------------------------------
 class _Fake:
-    """What ``_use_gluon`` reads of a tensor, on a pretend sm90 device."""
+    """What ``_use_gluon`` reads of a tensor, on a pretend sm90 device: ``contiguous``
+    (B, H, S, D), or (False) a (B, S, H, D) tensor seen as (B, H, S, D), or ("odd") a view
+    with every other element of the last dim."""
 
     def __init__(self, shape, dtype=BF16, contiguous=True, ptr=1 << 20):
         self.shape, self.dtype = torch.Size(shape), dtype
         self.device = torch.device("cuda", 0)
-        self._contiguous, self._ptr = contiguous, ptr
+        self._contiguous, self._ptr = contiguous is True, ptr
+        b, h, s, d = self.shape
+        self._stride = {True: (h * s * d, s * d, d, 1), False: (s * h * d, d, h * d, 1),
+                        "odd": (h * s * d * 2, s * d * 2, d * 2, 2)}[contiguous]
 
     def is_contiguous(self):
         return self._contiguous
 
     def data_ptr(self):
         return self._ptr
+
+    def dim(self):
+        return len(self.shape)
+
+    def element_size(self):
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def stride(self):
+        return self._stride
 
 
 def _route(monkeypatch, d=128, sq=4096, sk=4096, causal=True, dtype=BF16, batch=2, hq=16,
@@ -123,7 +137,8 @@ def test_gluon_route_follows_the_measured_table(monkeypatch):
     ("sliding window", dict(causal=False, window=(64, 16))),
     ("softcap", dict(softcap=30.0)),
     ("varlen", dict(varlen=True)),
-    ("BSHD or other strides", dict(contiguous=False)),
+    ("BSHD: not timed", dict(contiguous=False)),
+    ("a strided last dim", dict(contiguous="odd", ATTNHUB_TRITON_GLUON="1")),
     ("misaligned", dict(ptr=(1 << 20) + 8)),
     ("grid y past 65535", dict(batch=4097, hq=16)),
     ("not sm90", dict(cap=(8, 0))),
@@ -133,6 +148,43 @@ def test_gluon_route_follows_the_measured_table(monkeypatch):
 def test_gluon_route_refuses_what_it_cannot_take(why, kw, monkeypatch):
     assert _route(monkeypatch, ATTNHUB_TRITON_GLUON="1") and _route(monkeypatch)
     assert not _route(monkeypatch, **kw), why
+
+
+@needs_gluon
+def test_gluon_route_takes_bshd_where_switched_on(monkeypatch):
+    """(B, S, H, D) memory (flash-attn's layout) builds the same schedule but has not been
+    timed: only ATTNHUB_TRITON_GLUON=1, or "bs" in GLUON_LAYOUTS (which the cache tag then
+    carries), sends it to the Gluon forward."""
+    assert ops.GLUON_LAYOUTS == ("bh",)
+    assert not _route(monkeypatch, contiguous=False)
+    assert _route(monkeypatch, contiguous=False, ATTNHUB_TRITON_GLUON="1")
+    tag = ops.forward_tag()
+    monkeypatch.setattr(ops, "GLUON_LAYOUTS", ("bh", "bs"))
+    assert _route(monkeypatch, contiguous=False) and _route(monkeypatch)
+    assert ops.forward_tag() == tag + ";rows=bh+bs"
+    assert not _route(monkeypatch, contiguous="odd")
+
+
+@needs_gluon
+def test_gluon_row_mode_names_the_descriptor_that_addresses_each_layout():
+    """``row_mode`` on real tensors: contiguous -> the (B*H, S, D) view, heads adjacent
+    ((B, S, H, D), a packed QKV's q/k/v) -> the (B, S, H*D) view, anything else (a strided
+    last dim, a sliced head dim, 32-bit, misaligned) -> None; ``gluon_attention_fwd`` says
+    what it takes instead of failing inside TMA."""
+    mode = GLUON.row_mode
+    x = torch.zeros(2, 4, 100, 64, dtype=BF16)
+    assert mode(x) == "bh"
+    assert mode(torch.zeros(2, 100, 4, 64, dtype=BF16).transpose(1, 2)) == "bs"
+    qkv = torch.zeros(2, 100, 3, 4, 64, dtype=F16)
+    assert [mode(qkv[:, :, i].transpose(1, 2)) for i in range(3)] == ["bs"] * 3
+    padded = torch.zeros(2, 100, 4 * 64 + 4, dtype=BF16)[..., :256].view(2, 100, 4, 64)
+    assert mode(padded.transpose(1, 2)) is None  # rows 520 bytes apart: not 16-byte multiples
+    assert mode(torch.zeros(2, 4, 100, 128, dtype=BF16)[..., ::2]) is None
+    assert mode(torch.zeros(2, 100, 4, 80, dtype=BF16)[..., :64].transpose(1, 2)) is None
+    assert mode(torch.zeros(2, 4, 100, 64, dtype=torch.float32)) is None
+    assert mode(torch.zeros(2 * 4 * 100 * 64 + 1, dtype=BF16)[1:].view(2, 4, 100, 64)) is None
+    with pytest.raises(ValueError, match="heads are adjacent"):
+        GLUON._check_rows("k", torch.zeros(2, 4, 100, 128, dtype=BF16)[..., ::2])
 
 
 def test_gluon_route_is_in_the_cache_tag_and_the_explanation(monkeypatch):
@@ -341,14 +393,33 @@ def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpu_bshd_inputs_take_another_forward(gluon_calls, monkeypatch):
-    """BSHD-strided q/k/v (not contiguous (B, H, S, D)) keep the lean/general forwards and
-    stay right."""
-    p = make_problem(d=128, sq=2048, sk=2048, heads="gqa", causal=True, dtype=BF16,
-                     device="cuda")
+@pytest.mark.parametrize("d,causal,sq,sk,heads", [(128, True, 2048, 2048, "gqa"),
+                                                  (64, False, 203, 1000, "mqa"),
+                                                  (64, True, 1000, 1000, "packed")])
+def test_gpu_bshd_inputs_through_the_gluon_forward(d, causal, sq, sk, heads, gluon_calls,
+                                                   monkeypatch):
+    """(B, S, H, D) memory and a packed (B, S, 3, H, D) QKV: the Gluon forward over the
+    (B, S, H*D) descriptors when switched on (right, O in q's layout), another forward when
+    not (``GLUON_LAYOUTS`` holds only the timed contiguous layout)."""
+    p = make_problem(d=d, sq=sq, sk=sk, heads="mha" if heads == "packed" else heads,
+                     causal=causal, dtype=BF16, device="cuda")
+    if ops._capability(p.device)[0] != 9 or GLUON is None:
+        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    torch.manual_seed(sq + sk + d)
+    if heads == "packed":
+        qkv = torch.randn(p.batch, sq, 3, p.heads_q, d, device="cuda").to(BF16)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    else:
+        q, k, v = random_inputs(p, layout="bshd")
+    assert {GLUON.row_mode(t) for t in (q, k, v)} == {"bs"}
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
-    q, k, v = random_inputs(p, layout="bshd")
-    assert_matches_reference(BACKEND, q, k, v, p, backward=False)
+    assert_matches_reference(BACKEND, q, k, v, p, backward=(heads == "gqa"))
+    assert gluon_calls
+    o = BACKEND.forward(q, k, v, p)[0]
+    assert o.stride(1) == d and o.stride(3) == 1  # (B, S, H, D) memory, as q's
+    monkeypatch.delenv("ATTNHUB_TRITON_GLUON")
+    gluon_calls.clear()
+    BACKEND.forward(q, k, v, p)
     assert not gluon_calls
 
 

@@ -143,6 +143,37 @@ def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
 
 
 @gluon.jit
+def _softmax_block_lazy(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
+                        CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+                        s_layout: gl.constexpr, LAZY: gl.constexpr):
+    """``_softmax_block`` that moves the row maxima only when one of the partition's rows
+    grew by more than LAZY (base-2 units): returns ``grow`` too, a scalar the same for every
+    thread of the partition (a reduction over its ROWS rows), and when it is 0 the caller
+    skips O's rescale (alpha is 1 for every row).  Exact: p = exp2(s·c − m) with a stale m
+    is at most 2^LAZY (no overflow in fp32, nor in P's 16 bits), and O and l carry the same
+    stale m, which the final O / l and LSE = m + log2 l cancel (FlashAttention-4's
+    conditional rescale)."""
+    if j >= n_full:
+        cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        rows = row0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
+        if CAUSAL:
+            limit = gl.minimum(rows + (Sk - Sq), Sk - 1)
+        else:
+            limit = gl.full([ROWS], 0, gl.int32, gl.SliceLayout(1, s_layout)) + (Sk - 1)
+        keep = gl.expand_dims(cols, 0) <= gl.expand_dims(limit, 1)
+        s = gl.where(keep, s, -float("inf"))
+    m_cand = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    # -inf + LAZY is -inf: a row's first finite block always counts as growth
+    grow = gl.max((m_cand > m_i + LAZY).to(gl.int32), axis=0)
+    m_new = gl.where(grow > 0, m_cand, m_i)
+    m_use = gl.where(m_new == -float("inf"), 0.0, m_new)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_use, 1))
+    alpha = gl.exp2(m_i - m_use)
+    l_new = l_i * alpha + gl.sum(p, axis=1)
+    return p, m_new, l_new, alpha, grow
+
+
+@gluon.jit
 def _slot(j, STAGES: gl.constexpr):
     """Ring slot of key block j and the parity its barriers are at."""
     return j % STAGES, (j // STAGES) & 1
@@ -214,7 +245,7 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                    HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
                    STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
                    OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
-                   CONSUMERS: gl.constexpr):
+                   CONSUMERS: gl.constexpr, LAZY: gl.constexpr):
     """One consumer partition's work on one query tile: ROWS query rows from row0, Q in
     q_buf3 once q_bar reaches q_phase, key blocks at ring positions g, g + 1, ...  O leaves
     through q_buf3 (TMA store at [o_x[0], row, o_x[1]], its reads of q_buf3 waited for).
@@ -268,22 +299,32 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                 _pass_turn(pp_other, PINGPONG)
                 s = warpgroup_mma_wait(1, deps=(s_tok, ))
                 mbarrier.arrive(k_empty.index(st))
-                p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
-                                                    CAUSAL, BLOCK_N, ROWS, s_layout)
-                if SPLIT_WAIT:
-                    # ptxas hoists a lone wait_group 0 above the exps (GLUON_NOTES.md); a
-                    # branch boundary pins it.  The host rejects scale <= 0, so the else arm
-                    # never runs; it would be exact for qk_scale == 0 (every alpha is 1).
-                    if qk_scale != 0.0:
+                if LAZY > 0:
+                    p, m_i, l_i, alpha, grow = _softmax_block_lazy(
+                        s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale, CAUSAL, BLOCK_N, ROWS,
+                        s_layout, LAZY)
+                    if grow > 0:
                         acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
                         acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
-                    else:
-                        # a different dep list, so LLVM does not merge the two waits and
-                        # hoist them above the branch
+                    else:  # no row moved its max: O stays as it is
                         acc, p16, p = warpgroup_mma_wait(0, deps=(o_tok, p16, p))
                 else:
-                    acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
-                    acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
+                    p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk,
+                                                        qk_scale, CAUSAL, BLOCK_N, ROWS, s_layout)
+                    if SPLIT_WAIT:
+                        # ptxas hoists a lone wait_group 0 above the exps (GLUON_NOTES.md); a
+                        # branch boundary pins it.  The host rejects scale <= 0, so the else arm
+                        # never runs; it would be exact for qk_scale == 0 (every alpha is 1).
+                        if qk_scale != 0.0:
+                            acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
+                            acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
+                        else:
+                            # a different dep list, so LLVM does not merge the two waits and
+                            # hoist them above the branch
+                            acc, p16, p = warpgroup_mma_wait(0, deps=(o_tok, p16, p))
+                    else:
+                        acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
+                        acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
                 mbarrier.arrive(v_empty.index(pst))
                 p16 = gl.convert_layout(p.to(dtype), p_layout)
             # ---- epilogue: the last P V --------------------------------------------
@@ -336,7 +377,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
               STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
               OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
               CONSUMERS: gl.constexpr, PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
-              REVERSE_M: gl.constexpr, O_BS: gl.constexpr):
+              REVERSE_M: gl.constexpr, O_BS: gl.constexpr, LAZY: gl.constexpr):
     """One consumer partition: ROWS query rows (ROWS = 16 * NW), rows WG*ROWS.. of each
     tile: the CTA's one tile, or (PERSISTENT) tiles pid, pid + grid, ... with the K/V ring
     position and the ping-pong parity carried from tile to tile, and Q in Q_BUFS buffers
@@ -363,7 +404,8 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
                                       (it // Q_BUFS) & 1, k_smem, v_smem, ring, o_desc,
                                       lse_ptr, bh, o_x, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full,
                                       g, pp_phase, qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES,
-                                      NW, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS)
+                                      NW, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
+                                      LAZY)
             mbarrier.arrive(q_empty.index(qi))  # O's TMA store has read the buffer
             g += n_blocks
             it += 1
@@ -378,7 +420,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
         _consumer_tile(WG, q_smem.index(WG), q_bar.index(0), 0, k_smem, v_smem, ring, o_desc,
                        lse_ptr, bh, o_x, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full, 0, pp_phase,
                        qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES, NW, CAUSAL, OVERLAP, PINGPONG,
-                       SPLIT_WAIT, CONSUMERS)
+                       SPLIT_WAIT, CONSUMERS, LAZY)
 
 
 @gluon.jit
@@ -453,10 +495,11 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
                      CONSUMER_REGS: gl.constexpr, SPLIT_WAIT: gl.constexpr,
                      PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
                      Q_BS: gl.constexpr, K_BS: gl.constexpr, V_BS: gl.constexpr,
-                     O_BS: gl.constexpr, num_warps: gl.constexpr):
+                     O_BS: gl.constexpr, LAZY: gl.constexpr, num_warps: gl.constexpr):
     """Grid (n_m query tiles, B*Hq), or (PERSISTENT) (min(n_tiles, SMs),) walking the
     n_tiles = n_m * B * Hq tiles.  X_BS: tensor X's descriptor is over the (B, S, H*D)
-    view (``_gluon_common.row_mode`` "bs"), else over (B*H, S, D)."""
+    view (``_gluon_common.row_mode`` "bs"), else over (B*H, S, D).  LAZY > 0: O is rescaled
+    only when a row's max grew by more than LAZY (``_softmax_block_lazy``)."""
     dtype: gl.constexpr = q_desc.dtype
     # Q buffers: one per consumer, and Q_BUFS sets of them when persistent; their barriers
     # (q_bar: loaded, q_empty: O stored from it) one per buffer, or one q_bar for all when not.
@@ -493,13 +536,13 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY)),
             (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY)),
             (_consumer, (2, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY)),
             (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
                          PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS)),
         ], [4, 4, 1], [CONSUMER_REGS, CONSUMER_REGS, 24])
@@ -507,10 +550,10 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY)),
             (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY)),
             (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
                          PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS)),
         ], [4, 1], [CONSUMER_REGS, 24])
@@ -518,7 +561,7 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, False, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY)),
             (_producer, (descs, smem, bars, ints, BLOCK_N, ROWS, STAGES, CONSUMERS, CAUSAL,
                          PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS)),
         ], [1], [24])
@@ -531,7 +574,7 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr,
 
 def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consumers=None,
                    consumer_warps=None, overlap=None, pingpong=None, split_wait=None,
-                   block_m=None, persistent=None, q_bufs=None, bshd=None):
+                   block_m=None, persistent=None, q_bufs=None, lazy=None, bshd=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError.
     ``bshd`` is a layout, not a knob (``compile_offline`` and gluon_check.py take it in a
     variant spec; the launcher reads the layout off the tensors): accepted and ignored."""
@@ -564,6 +607,10 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
         raise ValueError(f"block_n={block_n} (32, 64 or 128: a power of two, S in registers)")
     if stages < 1:
         raise ValueError(f"stages={stages}")
+    lazy = int(v.get("lazy", 0) if lazy is None else lazy)
+    if lazy and not (v["overlap"] and 1 <= lazy <= 16):
+        raise ValueError(f"lazy={lazy}: the rescale threshold in base-2 units, 1..16 (8 is "
+                         "FlashAttention-4's), on the overlapped schedule only; 0 turns it off")
     pers = bool(v.get("persistent", False))
 
     def smem_for(nq):
@@ -588,7 +635,7 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
     return dict(HEAD_D=head_dim, BLOCK_N=block_n, ROWS=rows, CONSUMERS=v["consumers"],
                 STAGES=stages, OVERLAP=bool(v["overlap"]), PINGPONG=bool(v["pingpong"]),
                 CONSUMER_REGS=consumer_regs, SPLIT_WAIT=bool(v.get("split_wait", True)),
-                PERSISTENT=pers, Q_BUFS=q_bufs,
+                PERSISTENT=pers, Q_BUFS=q_bufs, LAZY=lazy,
                 num_warps=v["consumer_warps"], maxnreg=maxnreg,
                 smem_estimate=smem)
 
@@ -596,7 +643,7 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
 def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=None, block_n=None,
                         stages=None, variant=None, consumers=None, consumer_warps=None,
                         overlap=None, pingpong=None, split_wait=None, persistent=None,
-                        q_bufs=None, out=None, lse_out=None):
+                        q_bufs=None, lazy=None, out=None, lse_out=None):
     """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), each either
     contiguous or with the heads of a position adjacent (flash-attn's (B, S, H, D) seen
     through ``.transpose(1, 2)``, or sliced out of a packed QKV tensor; ``row_mode``).
@@ -627,7 +674,7 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     cfg = resolve_config(D, variant=variant, block_n=block_n, stages=stages, consumers=consumers,
                          consumer_warps=consumer_warps, overlap=overlap, pingpong=pingpong,
                          split_wait=split_wait, block_m=block_m, persistent=persistent,
-                         q_bufs=q_bufs)
+                         q_bufs=q_bufs, lazy=lazy)
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
     if not scale > 0.0 or not math.isfinite(scale):
         # the row max is taken as max(s) * scale and masked scores are -inf * scale
@@ -663,7 +710,8 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
         REVERSE_M=bool(causal), CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
         PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
         Q_BS=modes["q"] == "bs", K_BS=modes["k"] == "bs", V_BS=modes["v"] == "bs",
-        O_BS=modes["o"] == "bs", num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+        O_BS=modes["o"] == "bs", LAZY=cfg["LAZY"], num_warps=cfg["num_warps"],
+        maxnreg=cfg["maxnreg"])
     return o, lse
 
 
@@ -717,7 +765,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, bshd=False, **knobs):
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
                       PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
                       Q_BS=bool(bshd), K_BS=bool(bshd), V_BS=bool(bshd), O_BS=bool(bshd),
-                      num_warps=cfg["num_warps"])
+                      LAZY=cfg["LAZY"], num_warps=cfg["num_warps"])
     for name in constexprs:
         sig[name] = "constexpr"
     src = GluonASTSource(fn=_attn_fwd_kernel, signature=sig, constexprs=constexprs)

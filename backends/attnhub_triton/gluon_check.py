@@ -342,7 +342,11 @@ def compile_only(specs, dims):
 # --------------------------------------------------------------------------------------
 
 
-def emulate(q, k, v, causal, scale, block_m=128, rows_per_wg=64, block_n=128):
+def emulate(q, k, v, causal, scale, block_m=128, rows_per_wg=64, block_n=128, lazy=0,
+            stats=None):
+    """lazy > 0: the kernel's ``_softmax_block_lazy`` from the second block on (a
+    partition's row maxima move, and O is rescaled, only when one of its rows grew by more
+    than ``lazy``); ``stats`` (a dict) counts the blocks that rescaled and those that did not."""
     import torch
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
@@ -386,12 +390,21 @@ def emulate(q, k, v, causal, scale, block_m=128, rows_per_wg=64, block_n=128):
                                 limit = torch.full_like(rows, Sk - 1)
                             s = torch.where(cols[None, :] <= limit[:, None], s, float("-inf"))
                         m_new = torch.maximum(m_i, s.max(dim=1).values * qk_scale)
+                        grow = True
+                        if lazy and j > 0:  # the prologue's block always sets the maxima
+                            grow = bool((m_new > m_i + lazy).any())
+                            m_new = m_new if grow else m_i
+                            if stats is not None:
+                                key = "rescaled" if grow else "kept"
+                                stats[key] = stats.get(key, 0) + 1
                         m_use = torch.where(m_new == float("-inf"), 0.0, m_new)
                         p = torch.exp2(s * qk_scale - m_use[:, None])
                         alpha = torch.exp2(m_i - m_use)
                         l_i = l_i * alpha + p.sum(1)
                         m_i = m_new
-                        acc = acc * alpha[:, None] + p.to(q.dtype).float() @ vt
+                        if grow:
+                            acc = acc * alpha[:, None]
+                        acc = acc + p.to(q.dtype).float() @ vt
                     empty = l_i == 0
                     l_safe = torch.where(empty, 1.0, l_i)
                     out_l = torch.where(empty, float("-inf"), (m_i + torch.log2(l_safe)) * 0.6931471805599453)
@@ -418,9 +431,10 @@ def emulate_check(n_cases=None):
         scale = D ** -0.5
         ref_o, ref_l, sees, allowed = reference_fp32(q, k, v, causal, scale)
         res = []
-        for bm, rw, bn in ((128, 64, 128), (128, 128, 128), (128, 64, 64), (192, 64, 128),
-                           (192, 64, 64)):
-            o, lse = emulate(q, k, v, causal, scale, bm, rw, bn)
+        for bm, rw, bn, lazy in ((128, 64, 128, 0), (128, 128, 128, 0), (128, 64, 64, 0),
+                                 (192, 64, 128, 0), (192, 64, 64, 0), (128, 64, 128, 8),
+                                 (128, 64, 64, 1)):
+            o, lse = emulate(q, k, v, causal, scale, bm, rw, bn, lazy)
             rows = sees[None, None, :].expand(B, Hq, Sq)
             err = float((o - ref_o).abs()[rows].max()) if rows.any() else 0.0
             fin = torch.isfinite(ref_l)
@@ -429,7 +443,8 @@ def emulate_check(n_cases=None):
             nan = int(torch.isnan(o).sum() + torch.isnan(lse).sum())
             ok = err < 3e-2 and errl < 1e-4 and empty_ok and nan == 0
             res.append(ok)
-            print(f"{'PASS' if ok else 'FAIL'} emulate {case_name(case)} tile m{bm}/wg{rw}/n{bn}: "
+            print(f"{'PASS' if ok else 'FAIL'} emulate {case_name(case)} tile m{bm}/wg{rw}/n{bn}"
+                  f"{f' lazy {lazy}' if lazy else ''}: "
                   f"|O-ref| {err:.2e} |LSE-ref| {errl:.2e} empty_ok {empty_ok} nan {nan}")
         n_ok += all(res)
     print(f"emulation: {n_ok}/{len(cases[:n_cases])} cases passed")

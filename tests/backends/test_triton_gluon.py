@@ -343,6 +343,42 @@ def test_gluon_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, causal, dtyp
         assert (~sees).any()  # the case really has rows that see no key
 
 
+@pytest.mark.parametrize("lazy", [1, 8])
+@pytest.mark.parametrize("causal", [False, True])
+def test_gluon_lazy_rescale_is_exact(lazy, causal):
+    """``lazy``: the row maxima (and O's rescale) move only when a row of the partition grew
+    by more than ``lazy``; with scores that grow along the keys both arms run, and the
+    result is the float32 reference's as closely as the eager schedule's."""
+    chk = _check_module()
+    gen = torch.Generator().manual_seed(lazy * 10 + causal)
+    B, H, S, D = 1, 2, 700, 64
+    q = torch.randn(B, H, S, D, generator=gen).to(BF16)
+    ramp = torch.linspace(0.2, 3.0, S)[None, None, :, None]  # later keys score higher
+    k = (torch.randn(B, H, S, D, generator=gen) * ramp).to(BF16)
+    v = torch.randn(B, H, S, D, generator=gen).to(BF16)
+    scale = D ** -0.5
+    ref_o, ref_lse, sees, _ = chk.reference_fp32(q, k, v, causal, scale)
+    eager_o, _ = chk.emulate(q, k, v, causal, scale, 128, 64, 64)
+    stats = {}
+    o, lse = chk.emulate(q, k, v, causal, scale, 128, 64, 64, lazy, stats)
+    assert stats.get("rescaled", 0) > 0 and stats.get("kept", 0) > 0, stats
+    rows = sees[None, None, :].expand(B, H, S)
+    eager = (eager_o - ref_o).abs()[rows].max()
+    assert (o - ref_o).abs()[rows].max() <= 2 * eager + 1e-3
+    fin = torch.isfinite(ref_lse)
+    assert (lse[fin] - ref_lse[fin]).abs().max() < 1e-4
+
+
+def test_gluon_lazy_knob_is_checked():
+    chk = _check_module()
+    mod = chk.load_kernel_module()
+    assert mod.resolve_config(64, variant="pp", lazy=8)["LAZY"] == 8
+    assert mod.resolve_config(64, variant="pp")["LAZY"] == 0
+    for bad in (dict(variant="pp", lazy=17), dict(variant="simple", lazy=8)):
+        with pytest.raises(ValueError, match="lazy="):
+            mod.resolve_config(64, **bad)
+
+
 # -- GPU -------------------------------------------------------------------------------------------
 def _gpu_cases():
     out = []

@@ -253,8 +253,10 @@ def check_and_bench(script, args, specs, expected, points, report, path, details
     return report
 
 
-def parser(doc, *, variants, names, cases, timeout, bench_timeout, jobs, dims):
-    """The check scripts' command line (defaults per script)."""
+def parser(doc, *, variants, names, cases, timeout, bench_timeout, jobs, dims,
+           case_sets=("quick", "all")):
+    """The check scripts' command line (defaults per script; ``case_sets``: the names the
+    script's ``case_list`` takes)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc,
@@ -263,7 +265,7 @@ def parser(doc, *, variants, names, cases, timeout, bench_timeout, jobs, dims):
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--bench-anyway", action="store_true",
                     help="time the variants whose cases all passed even if another failed")
-    ap.add_argument("--cases", choices=("quick", "all"), default=cases)
+    ap.add_argument("--cases", choices=case_sets, default=cases)
     ap.add_argument("--variants", default=variants,
                     help=f"comma list of name[:knob=val...]; names: {names}")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds per point")

@@ -68,7 +68,10 @@ _MANY_TILES = [(4, 32, 4, 200, 333, 64, True, "bf16"), (4, 32, 4, 200, 333, 128,
 
 
 def case_list(which):
-    """(B, Hq, Hk, Sq, Sk, D, causal, dtype) tuples."""
+    """(B, Hq, Hk, Sq, Sk, D, causal, dtype) tuples: "quick", "all", or "d256" (all's d256
+    cases alone)."""
+    if which == "d256":
+        return [c for c in case_list("all") if c[5] == 256]
     cases = []
     if which == "quick":
         for d in (64, 128):
@@ -514,7 +517,9 @@ def _case_details(r):
 
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
-                        names="simple overlap ws2 pp pp3 pp-persistent pp3-persistent", cases="all", timeout=300, bench_timeout=240, jobs=5, dims="64,128,256")
+                        names="simple overlap ws2 pp pp3 pp-persistent pp3-persistent",
+                        cases="all", timeout=300, bench_timeout=240, jobs=5, dims="64,128,256",
+                        case_sets=("quick", "all", "d256"))
     ap.add_argument("--plot-from", default=None, metavar="JSON",
                     help="draw a report's bench as a PNG beside it (TFLOP/s vs seqlen) and exit")
     args = ap.parse_args()

@@ -34,7 +34,7 @@
 // register budget, 240 per consumer thread, holds dK, dV, Sᵀ, dPᵀ of one block; d256 splits
 // the head dim between the warpgroups, SPLIT_D below), BLOCK_M, DQ_N, STAGES, CAUSAL,
 // IS_BF16, DQ_ATOMIC, EARLY_DV, EARLY_RELEASE, S_AHEAD, POLY_EXP, VEC_IO, DQ_DB, RED_V4, DQ_ALT,
-// FOLD, RELAY, BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
+// FOLD, RELAY, TAIL_SPLIT, TAIL_LINEAR, BWD_TRACE, BWD_PROF.  Wrappers wgmma_ss_n<BLOCK_M>, wgmma_sst_n<DQ_N>, wgmma_rs_n<KV_N> come from
 // wgmma_ptx.py, the helpers from fa3_common.cuh.
 // Tensor maps over the 4-D views (D, S, H, B): q, do (boxes of BLOCK_M rows), k, v (BLOCK_N
 // rows), dk, dv (64 rows; one per warpgroup, or per column half under SPLIT_D).
@@ -173,6 +173,11 @@ static_assert(!(BWD_PROF && BWD_TRACE), "BWD_PROF and BWD_TRACE share the trace 
 static_assert(!FOLD || CAUSAL, "FOLD pairs the long and short key blocks of a causal mask");
 static_assert(!TAIL_SPLIT || !CAUSAL, "TAIL_SPLIT: every key block has the same queries "
               "(non-causal), so equal query ranges are equal work");
+#ifndef TAIL_LINEAR  // 1: the consumers' block index as blk0 + i (see consumer_block); d256's
+#define TAIL_LINEAR (TAIL_SPLIT && HEAD_DIM != 256)  // tail build is the default as measured
+#endif
+static_assert(!TAIL_LINEAR || (TAIL_SPLIT && !CAUSAL && !FOLD),
+              "TAIL_LINEAR: a non-causal key block's pairs are consecutive query blocks");
 static_assert(!DQ_ALT || (HEAD_DIM == 128 && !DQ_ATOMIC && !DQ_DB && !VEC_IO && !S_AHEAD &&
                           !EARLY_DV && !EARLY_RELEASE),
               "DQ_ALT: d128, staged dQ (32 KB per warpgroup), plain schedule (it releases the "
@@ -432,17 +437,39 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
   auto tile_m_first = [&](int) { return m_first; };
   auto tile_n_mb = [&](int) { return n_mb; };
 #endif
-  // tile t's iteration it: query head kv_head * group + it / n_mb, query block
-  // m_first + it % n_mb; returns the block's index in lse2 / delta / dq_accum (in BLOCK_M rows)
-  auto row_block = [&](int t, int it, int& hq, int& mb) {
+  // tile t's pair it (of the whole key block): query head kv_head * group + it / n_mb, query
+  // block m_first + it % n_mb; returns the block's index in lse2 / delta / dq_accum (in
+  // BLOCK_M rows)
+  auto pair_block = [&](int t, int it, int& hq, int& mb) {
     const int nmb = tile_n_mb(t);
-#if !FOLD
-    it += it0;  // TAIL_SPLIT: a piece's first pair (0 otherwise)
-#endif
     hq = kv_head * group + it / nmb;
     mb = tile_m_first(t) + it % nmb;
     return ((long long)batch * N_KVH * group + hq) * n_mblocks + mb;
   };
+  // tile t's iteration it: pair_block of the CTA's pair it (the producer's)
+  auto row_block = [&](int t, int it, int& hq, int& mb) {
+#if !FOLD
+    it += it0;  // TAIL_SPLIT: a piece's first pair (0 otherwise)
+#endif
+    return pair_block(t, it, hq, mb);
+  };
+  // The consumers' block index of iteration i (they use no hq, and mb only for the causal
+  // mask).  TAIL_LINEAR (the tail builds but d256's): non-causal, so m_first = 0 and n_mb =
+  // n_mblocks, a key block's pairs are consecutive blocks of lse2 / delta / dq_accum, and
+  // pair it0 + i is block blk0 + i: no division and no 64-bit products in the loop.  Through
+  // row_block (as built until the thirty-sixth session) ptxas put that division at the top of
+  // the d64 loop, in front of Sᵀ's issue, and rescheduled the rest (NOTES.md, thirty-sixth
+  // session: the cost the tail build measured with no block cut).
+#if TAIL_LINEAR
+  int hq0_, mb0_;
+  const long long blk0 = pair_block(0, 0, hq0_, mb0_) + it0;  // the CTA's first pair
+  auto consumer_block = [&](int, int i, int& hq, int& mb) {
+    hq = mb = 0;  // unused: no causal mask
+    return blk0 + i;
+  };
+#else
+  auto consumer_block = row_block;
+#endif
 
   if (tid == 0) {
     mbar_init(BAR_KV, 1);
@@ -770,7 +797,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
     CTRACE(0, 15);
     for (int i = 0; i < n_iter; ++i) {
       int hq, mb;
-      const long long blk = row_block(t, i, hq, mb);
+      const long long blk = consumer_block(t, i, hq, mb);
       (void)hq;
       const int m0 = mb * BLOCK_M;
       (void)m0;  // the causal mask's
@@ -1025,7 +1052,7 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS, 1)
         for (int r = 0; r < DQ_N; ++r) fence_reg(dq_all[r]);
         CTRACE(i, 6);
         int hq_, mb_;  // the block index again: not held live across the product
-        dq_out_all(row_block(t, i, hq_, mb_), dq_all);
+        dq_out_all(consumer_block(t, i, hq_, mb_), dq_all);
       } else {
         CTRACE(i, 6);
       }

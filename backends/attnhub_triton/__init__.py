@@ -123,11 +123,13 @@ class TritonFA2Backend(attnhub.Backend):
                        for (d, c), on in ops.GLUON_DEFAULT.items() if on)
         gluon_mod, gluon_why = ops.gluon_module()
         gluon_bwd = sorted(f"d{d}{' causal' if c else ''}"
+                           + (f" from {ops.GLUON_BWD_MIN_KEYS[d]} keys"
+                              if d in ops.GLUON_BWD_MIN_KEYS else "")
                            for (d, c), on in ops.GLUON_BWD_DEFAULT.items() if on)
         bwd_mod, bwd_why = ops.gluon_bwd_module()
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
-                "Gluon forward (sm90, contiguous BHSD) by default": (
+                "Gluon forward (sm90, BHSD or BSHD) by default": (
                     ", ".join(gluon) or "nowhere") if gluon_mod is not None
                 else f"unavailable ({gluon_why})",
                 "Gluon backward (sm90, contiguous BHSD) by default": (

@@ -467,18 +467,19 @@ def plot_bench(path):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (d, causal) in zip(axes[0], panels):
         rows = sorted((r for r in recs if r["D"] == d and r["causal"] == causal), key=lambda r: r["S"])
-        for c in cols:
+        for i, c in enumerate(cols):  # one colour a column in every panel
             pts = [(r["S"], r["tflops"][c]) for r in rows if r["tflops"].get(c)]
             if pts:
                 style = "--" if c in ("cudnn", "flash") else "-"
-                ax.plot(*zip(*pts), style, marker="o", label=c)
+                ax.plot(*zip(*pts), style, marker="o", label=c, color=f"C{i % 10}")
         ax.set_xscale("log", base=2)
         ax.set_title(f"d{d} {'causal' if causal else 'non-causal'}")
         ax.set_xlabel("seqlen")
         ax.set_ylabel("TFLOP/s")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Gluon forward vs SDPA, bf16, {report.get('device')}, "
+    kind = "backward" if "gluon_bwd_check" in " ".join(report.get("argv", [])) else "forward"
+    fig.suptitle(f"Gluon {kind} vs SDPA, bf16, {report.get('device')}, "
                  f"{report.get('started', '')[:10]}", fontsize=9)
     fig.tight_layout()
     png = os.path.splitext(path)[0] + ".png"

@@ -656,8 +656,17 @@ def forward_tag() -> str:
             [GLUON_VARIANT] + [f"{d}{'c' if causal else ''}>={floor}:{spec}"
                                for (d, causal), rows in sorted(GLUON_VARIANTS.items())
                                for floor, spec in rows]
-            + ([] if GLUON_LAYOUTS == ("bh",) else ["rows=" + "+".join(GLUON_LAYOUTS)]))
+            + ([] if GLUON_LAYOUTS == ("bh",) else ["rows=" + "+".join(GLUON_LAYOUTS)])
+            + _gluon_bwd_tag())
     return ""
+
+
+def _gluon_bwd_tag() -> list:
+    """``["bwd=d64,d128c,..."]`` where the Gluon backward is on by default (``forward_tag``'s
+    part for the backward: a verdict earned by the plain-Triton backward is not reused)."""
+    on = [f"d{d}{'c' if causal else ''}" for (d, causal), flag in sorted(GLUON_BWD_DEFAULT.items())
+          if flag]
+    return ["bwd=" + ",".join(on)] if on and gluon_bwd_module()[0] is not None else []
 
 
 #: The window of the lean forward's longest-first causal order (``_lpt_order``): the (batch,
@@ -782,27 +791,39 @@ def _use_lean(call, q, k, v, o, scale, left, right, softcap) -> bool:
 #: 2026-12-07, bf16, 2 interleaved rounds against SDPA in the same run
 #: (``triton_gluon_fwd_h100_2026-12-07_s34``), at 2k-16k keys: 0.88-0.99x cuDNN at d64 and
 #: 0.98-1.15x at d128, where the lean / pointer forwards read 0.87-0.92x and 0.70-0.88x
-#: (grid run20).  d256 (64-key blocks) passed its cases but was not timed: off.
-GLUON_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
+#: (grid run20).  d256 (64-key blocks, ``ws2``; thirty-sixth session, the kernel alone,
+#: ``triton_gluon_d256_h100_2026-12-07_s36``): 0.98-1.13x non-causal, 0.98-1.15x causal.
+GLUON_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True,
+                 (256, False): True, (256, True): True}
 
-#: Fewest keys for ``GLUON_DEFAULT``, by head dim: the shortest length timed.
-GLUON_MIN_KEYS = {64: 2048, 128: 2048}
+#: Fewest keys for ``GLUON_DEFAULT``, by head dim.  Through the backend against the plain-Triton
+#: forward, 3 interleaved rounds (``ab_tri_gluon_h100_2026-12-07_s36``), Gluon ÷ plain:
+#: d64 0.77 / 0.95 / 1.04 / 1.03 / 1.06 / 1.09 at 512 / 1k / 2k / 4k / 8k / 16k (causal 0.59 /
+#: 0.93 / 0.99 / 1.05 / 1.04 / 1.05); d128 0.80 / 1.26 / 1.27 / 1.21 / 1.19 / 1.21 (causal
+#: 0.59 / 0.80 / 1.26 / 1.20 / 1.22 / 1.23); d256 (``ab_tri_gluon_d256_h100_2026-12-07_s36``)
+#: 1.41 / 1.34 / 1.26 / 1.26 / 1.22 at 1k-16k (causal 1.48 / 1.40 / 1.32 / 1.26 / 1.25),
+#: 0.96-1.07x cuDNN.  Each from the shortest length where the Gluon forward won or tied.
+GLUON_MIN_KEYS = {64: 2048, 128: 2048, 256: 1024}
 
 #: The Gluon forward's variant (``_gluon_fwd.VARIANTS``): "pp" and "ws2" timed alike (d64
-#: 0.955x / 0.944x, d128 1.073x / 1.078x cuDNN, means over the eight points).
+#: 0.955x / 0.944x, d128 1.073x / 1.078x cuDNN, means over the eight points).  In the
+#: thirty-sixth session's run (``triton_gluon_fwd_h100_2026-12-07_s36``) nothing beat it at
+#: d64 / d128: the persistent grid +3 % at d64 2k non-causal but -2..-6 % causal, the 192-row
+#: tile with 64-key blocks -1..-10 %, 64-key blocks -10..-20 %, the lazy rescale -2..-8 %.
 GLUON_VARIANT = "pp"
 
 #: Where another variant (a ``_gluon_fwd.parse_spec`` string) beats ``GLUON_VARIANT``: by
 #: (head dim, causal), ``((from_keys, spec), ...)`` in ascending keys, the last entry whose
 #: from_keys the call's keys reach wins.
-GLUON_VARIANTS: dict = {}
+GLUON_VARIANTS: dict = {(256, False): ((0, "ws2"),), (256, True): ((0, "ws2"),)}
 
 #: The row layouts (``_gluon_common.row_mode``) the Gluon forward takes when
-#: ATTNHUB_TRITON_GLUON is unset: "bh" (contiguous (B, H, S, D)) is the one timed; "bs"
-#: (flash-attn's (B, S, H, D), packed QKV: the heads of a position adjacent) builds the same
-#: schedule (the same registers and shared memory; a division for the head's coordinates,
-#: once a tile) and has not run on a GPU yet, so only ATTNHUB_TRITON_GLUON=1 lets it in.
-GLUON_LAYOUTS = ("bh",)
+#: ATTNHUB_TRITON_GLUON is unset: "bh" (contiguous (B, H, S, D)) and "bs" (flash-attn's
+#: (B, S, H, D), packed QKV: the heads of a position adjacent; the same schedule, registers
+#: and shared memory).  H100, 2026-12-07, the same values in both layouts, 2 interleaved
+#: rounds (``triton_gluon_fwd_h100_2026-12-07_s36``), "bs" ÷ "bh" at 2k-16k: d64 0.93-1.03,
+#: d128 0.96-1.07 (mean 1.00); packed QKV alike; every case passed in both.
+GLUON_LAYOUTS = ("bh", "bs")
 
 _GLUON: dict = {}
 
@@ -855,7 +876,7 @@ def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
     if not _lean_mode("ATTNHUB_TRITON_GLUON", GLUON_DEFAULT, q.shape[-1], right == 0,
                       call.seqlen_k, GLUON_MIN_KEYS):
         return False
-    if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128)):
+    if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128, 256)):
         return False
     mod = gluon_module()[0]
     if call.batch * call.heads_q > 65535 or mod is None:
@@ -866,10 +887,15 @@ def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
 
 #: Where the Gluon backward (``_gluon_bwd``: one CTA per 128-key block, a producer warp
 #: streaming Q / dO blocks, two consumer warpgroups of 64 keys; GLUON_BWD_NOTES.md) takes the
-#: call when ATTNHUB_TRITON_GLUON_BWD is unset, by (head dim, causal).  Off everywhere: it
-#: was compiled and emulated in the thirty-fifth session and has not been timed against the
-#: plain-Triton backward.
-GLUON_BWD_DEFAULT: dict = {}
+#: call when ATTNHUB_TRITON_GLUON_BWD is unset, by (head dim, causal), from
+#: ``GLUON_BWD_MIN_KEYS`` keys.  H100, 2026-12-07, through the backend against the
+#: plain-Triton backward, 3 interleaved rounds (``ab_trib_gluon_h100_2026-12-07_s36``),
+#: Gluon ÷ plain at 1k-16k: d64 1.16-1.22 (causal 1.18-1.24), d128 1.07-1.10 (causal
+#: 1.08-1.14); ×cuDNN 0.87-0.96 at d64, 0.79-0.95 at d128.  64/64 tolerance cases passed.
+GLUON_BWD_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
+
+#: Fewest keys for ``GLUON_BWD_DEFAULT``: the shortest length timed.
+GLUON_BWD_MIN_KEYS = {64: 1024, 128: 1024}
 
 _GLUON_BWD: dict = {}
 
@@ -885,7 +911,8 @@ def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:
     ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by ``GLUON_BWD_DEFAULT``."""
     if q.device.type != "cuda" or _interpreting():
         return False
-    if not _lean_mode("ATTNHUB_TRITON_GLUON_BWD", GLUON_BWD_DEFAULT, q.shape[-1], right == 0):
+    if not _lean_mode("ATTNHUB_TRITON_GLUON_BWD", GLUON_BWD_DEFAULT, q.shape[-1], right == 0,
+                      call.seqlen_k, GLUON_BWD_MIN_KEYS):
         return False
     if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128)):
         return False

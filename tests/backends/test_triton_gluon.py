@@ -95,29 +95,35 @@ needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
 
 
 @needs_gluon_bwd
-def test_gluon_backward_route_is_opt_in_and_takes_only_its_case(monkeypatch):
-    """Off by default (never timed against the plain-Triton backward), on with
-    ATTNHUB_TRITON_GLUON_BWD=1 for the dense sm90 d64/d128 case, and the switch is part of
-    the dispatch cache key."""
-    assert not any(ops.GLUON_BWD_DEFAULT.values())
+def test_gluon_backward_route_follows_the_measured_table(monkeypatch):
+    """On by default for the dense sm90 d64/d128 case from the shortest length timed
+    (``GLUON_BWD_MIN_KEYS``), from any length with ATTNHUB_TRITON_GLUON_BWD=1, never with 0;
+    the switch and the table are part of the dispatch cache key."""
     assert "ATTNHUB_TRITON_GLUON_BWD" in ops._KERNEL_SWITCHES
     for d in (64, 128):
         for causal in (False, True):
-            assert not _route(monkeypatch, d=d, causal=causal, backward=True)
-            assert _route(monkeypatch, d=d, causal=causal, backward=True,
+            assert ops.GLUON_BWD_DEFAULT[(d, causal)]
+            lo = ops.GLUON_BWD_MIN_KEYS[d]
+            assert _route(monkeypatch, d=d, causal=causal, sk=lo, backward=True)
+            assert not _route(monkeypatch, d=d, causal=causal, sk=lo - 1, backward=True)
+            assert _route(monkeypatch, d=d, causal=causal, sk=lo - 1, backward=True,
                           ATTNHUB_TRITON_GLUON_BWD="1")
+            assert not _route(monkeypatch, d=d, causal=causal, backward=True,
+                              ATTNHUB_TRITON_GLUON_BWD="0")
     on = dict(backward=True, ATTNHUB_TRITON_GLUON_BWD="1")
     for kw in (dict(d=256), dict(d=96), dict(dtype=torch.float32), dict(softcap=30.0),
                dict(causal=False, window=(64, 16)), dict(varlen=True), dict(contiguous=False),
                dict(ptr=(1 << 20) + 8), dict(cap=(8, 0)), dict(interpreting=True)):
         assert not _route(monkeypatch, **kw, **on), kw
     info = BACKEND.extra_info()["Gluon backward (sm90, contiguous BHSD) by default"]
-    assert info.startswith("nowhere")
+    assert info == ("d128 causal from 1024 keys, d128 from 1024 keys, "
+                    "d64 causal from 1024 keys, d64 from 1024 keys")
+    assert ops.forward_tag().endswith(";bwd=d64,d64c,d128,d128c")
 
 
 @needs_gluon
 def test_gluon_route_follows_the_measured_table(monkeypatch):
-    for d in (64, 128):
+    for d in (64, 128, 256):
         for causal in (False, True):
             assert ops.GLUON_DEFAULT[(d, causal)]
             lo = ops.GLUON_MIN_KEYS[d]
@@ -131,13 +137,11 @@ def test_gluon_route_follows_the_measured_table(monkeypatch):
 
 @needs_gluon
 @pytest.mark.parametrize("why,kw", [
-    ("head dim 256 not timed", dict(d=256, ATTNHUB_TRITON_GLUON="1")),
     ("head dim 96", dict(d=96, ATTNHUB_TRITON_GLUON="1")),
     ("float32", dict(dtype=torch.float32)),
     ("sliding window", dict(causal=False, window=(64, 16))),
     ("softcap", dict(softcap=30.0)),
     ("varlen", dict(varlen=True)),
-    ("BSHD: not timed", dict(contiguous=False)),
     ("a strided last dim", dict(contiguous="odd", ATTNHUB_TRITON_GLUON="1")),
     ("misaligned", dict(ptr=(1 << 20) + 8)),
     ("grid y past 65535", dict(batch=4097, hq=16)),
@@ -151,18 +155,18 @@ def test_gluon_route_refuses_what_it_cannot_take(why, kw, monkeypatch):
 
 
 @needs_gluon
-def test_gluon_route_takes_bshd_where_switched_on(monkeypatch):
-    """(B, S, H, D) memory (flash-attn's layout) builds the same schedule but has not been
-    timed: only ATTNHUB_TRITON_GLUON=1, or "bs" in GLUON_LAYOUTS (which the cache tag then
-    carries), sends it to the Gluon forward."""
-    assert ops.GLUON_LAYOUTS == ("bh",)
-    assert not _route(monkeypatch, contiguous=False)
-    assert _route(monkeypatch, contiguous=False, ATTNHUB_TRITON_GLUON="1")
-    tag = ops.forward_tag()
-    monkeypatch.setattr(ops, "GLUON_LAYOUTS", ("bh", "bs"))
+def test_gluon_route_takes_the_layouts_of_its_table(monkeypatch):
+    """(B, S, H, D) memory (flash-attn's layout) was timed alike: it takes the Gluon forward
+    while "bs" is in GLUON_LAYOUTS (which the cache tag then carries), and without it only
+    with ATTNHUB_TRITON_GLUON=1; a strided last dim never."""
+    assert ops.GLUON_LAYOUTS == ("bh", "bs")
     assert _route(monkeypatch, contiguous=False) and _route(monkeypatch)
-    assert ops.forward_tag() == tag + ";rows=bh+bs"
-    assert not _route(monkeypatch, contiguous="odd")
+    assert ";rows=bh+bs" in ops.forward_tag()
+    monkeypatch.setattr(ops, "GLUON_LAYOUTS", ("bh",))
+    assert not _route(monkeypatch, contiguous=False) and _route(monkeypatch)
+    assert _route(monkeypatch, contiguous=False, ATTNHUB_TRITON_GLUON="1")
+    assert "rows=" not in ops.forward_tag()
+    assert not _route(monkeypatch, contiguous="odd", ATTNHUB_TRITON_GLUON="1")
 
 
 @needs_gluon
@@ -192,15 +196,16 @@ def test_gluon_route_is_in_the_cache_tag_and_the_explanation(monkeypatch):
     on ``cache_tag``), and ``list-backends`` says where it runs, or why it cannot."""
     for key in ops._KERNEL_SWITCHES:
         monkeypatch.delenv(key, raising=False)
-    info = BACKEND.extra_info()["Gluon forward (sm90, contiguous BHSD) by default"]
+    info = BACKEND.extra_info()["Gluon forward (sm90, BHSD or BSHD) by default"]
     if GLUON is not None:
         assert BACKEND.cache_tag() == ops.forward_tag()
         assert BACKEND.cache_tag().startswith(f"gluon-fwd={ops.GLUON_VARIANT}")
         assert info == ("d128 causal from 2048 keys, d128 from 2048 keys, "
+                        "d256 causal from 1024 keys, d256 from 1024 keys, "
                         "d64 causal from 2048 keys, d64 from 2048 keys")
     monkeypatch.setattr(ops, "_GLUON", {"mod": None, "why": "ImportError: old triton"})
     assert BACKEND.cache_tag() == ""
-    assert BACKEND.extra_info()["Gluon forward (sm90, contiguous BHSD) by default"] == (
+    assert BACKEND.extra_info()["Gluon forward (sm90, BHSD or BSHD) by default"] == (
         "unavailable (ImportError: old triton)")
 
 
@@ -215,8 +220,8 @@ def test_gluon_variant_table_picks_by_keys_and_is_in_the_tag(monkeypatch):
     assert ops.gluon_variant(64, False, 16384) == ops.GLUON_VARIANT
     if GLUON is not None:
         monkeypatch.setattr(ops, "_GLUON", {"mod": GLUON, "why": ""})
-        assert ops.forward_tag() == (f"gluon-fwd={ops.GLUON_VARIANT};64c>=2048:pp-persistent;"
-                                     "64c>=8192:pp3:block_n=64")
+        assert ops.forward_tag().startswith(f"gluon-fwd={ops.GLUON_VARIANT};64c>=2048:pp-persistent;"
+                                            "64c>=8192:pp3:block_n=64;")
 
 
 @needs_gluon
@@ -389,6 +394,9 @@ def _gpu_cases():
         out.append(dict(d=d, sq=203, sk=113, heads="mqa", causal=True, dtype=BF16))
         out.append(dict(d=d, sq=1, sk=4096, heads="mqa", causal=True, dtype=BF16))
         out.append(dict(d=d, sq=1000, sk=2500, heads="gqa", batch=2, dtype=BF16))
+    for causal in (False, True):  # d256: the ws2 variant, 64-key blocks
+        out.append(dict(d=256, sq=2048, sk=2048, heads="gqa", causal=causal, dtype=BF16))
+    out.append(dict(d=256, sq=113, sk=203, heads="mha", batch=2, causal=True, dtype=F16))
     gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
                                                reason="needs a CUDA GPU")]
     return [pytest.param(kw, marks=gpu, id="d{d}-{sq}x{sk}-{heads}{c}-{dt}".format(
@@ -435,8 +443,8 @@ def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
 def test_gpu_bshd_inputs_through_the_gluon_forward(d, causal, sq, sk, heads, gluon_calls,
                                                    monkeypatch):
     """(B, S, H, D) memory and a packed (B, S, 3, H, D) QKV: the Gluon forward over the
-    (B, S, H*D) descriptors when switched on (right, O in q's layout), another forward when
-    not (``GLUON_LAYOUTS`` holds only the timed contiguous layout)."""
+    (B, S, H*D) descriptors (right, O in q's layout), another forward when ``GLUON_LAYOUTS``
+    holds only the contiguous layout."""
     p = make_problem(d=d, sq=sq, sk=sk, heads="mha" if heads == "packed" else heads,
                      causal=causal, dtype=BF16, device="cuda")
     if ops._capability(p.device)[0] != 9 or GLUON is None:
@@ -447,13 +455,15 @@ def test_gpu_bshd_inputs_through_the_gluon_forward(d, causal, sq, sk, heads, glu
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
     else:
         q, k, v = random_inputs(p, layout="bshd")
-    assert {GLUON.row_mode(t) for t in (q, k, v)} == {"bs"}
+    # q in (B, S, H, D) memory; MQA's single K/V head is contiguous either way
+    assert GLUON.row_mode(q) == "bs" and {GLUON.row_mode(t) for t in (k, v)} <= {"bh", "bs"}
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
     assert_matches_reference(BACKEND, q, k, v, p, backward=(heads == "gqa"))
     assert gluon_calls
     o = BACKEND.forward(q, k, v, p)[0]
     assert o.stride(1) == d and o.stride(3) == 1  # (B, S, H, D) memory, as q's
     monkeypatch.delenv("ATTNHUB_TRITON_GLUON")
+    monkeypatch.setattr(ops, "GLUON_LAYOUTS", ("bh",))  # the contiguous layout alone
     gluon_calls.clear()
     BACKEND.forward(q, k, v, p)
     assert not gluon_calls

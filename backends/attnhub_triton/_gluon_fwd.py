@@ -115,16 +115,11 @@ def parse_spec(spec):
 
 
 @gluon.jit
-def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
-                   CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
-                   s_layout: gl.constexpr):
-    """Online-softmax step on one S block (fp32, wgmma accumulator layout).
-
-    Returns p = exp2(s * qk_scale - m_new) (fp32, same layout), the new row max and sum,
-    and alpha = exp2(m_old - m_new) for rescaling O.  Blocks j >= n_full are masked:
-    key col is kept when col <= limit(row), limit = min(row + Sk - Sq, Sk - 1) if causal,
-    Sk - 1 otherwise.  Fully masked rows keep m = -inf; the subtraction then uses 0 so
-    p = alpha = 0 and no NaN appears (exp2(-inf - -inf))."""
+def _mask_block(s, j, n_full, row0, Sq, Sk, CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
+                ROWS: gl.constexpr, s_layout: gl.constexpr):
+    """S block j with the keys a row may not see at -inf (blocks j >= n_full only): key col
+    is kept when col <= limit(row), limit = min(row + Sk - Sq, Sk - 1) if causal, Sk - 1
+    otherwise."""
     if j >= n_full:
         cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
         rows = row0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
@@ -134,6 +129,20 @@ def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
             limit = gl.full([ROWS], 0, gl.int32, gl.SliceLayout(1, s_layout)) + (Sk - 1)
         keep = gl.expand_dims(cols, 0) <= gl.expand_dims(limit, 1)
         s = gl.where(keep, s, -float("inf"))
+    return s
+
+
+@gluon.jit
+def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
+                   CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
+                   s_layout: gl.constexpr):
+    """Online-softmax step on one S block (fp32, wgmma accumulator layout).
+
+    Returns p = exp2(s * qk_scale - m_new) (fp32, same layout), the new row max and sum,
+    and alpha = exp2(m_old - m_new) for rescaling O.  Blocks j >= n_full are masked
+    (``_mask_block``).  Fully masked rows keep m = -inf; the subtraction then uses 0 so
+    p = alpha = 0 and no NaN appears (exp2(-inf - -inf))."""
+    s = _mask_block(s, j, n_full, row0, Sq, Sk, CAUSAL, BLOCK_N, ROWS, s_layout)
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
     m_use = gl.where(m_new == -float("inf"), 0.0, m_new)
     p = gl.exp2(s * qk_scale - gl.expand_dims(m_use, 1))
@@ -153,15 +162,7 @@ def _softmax_block_lazy(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
     is at most 2^LAZY (no overflow in fp32, nor in P's 16 bits), and O and l carry the same
     stale m, which the final O / l and LSE = m + log2 l cancel (FlashAttention-4's
     conditional rescale)."""
-    if j >= n_full:
-        cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-        rows = row0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
-        if CAUSAL:
-            limit = gl.minimum(rows + (Sk - Sq), Sk - 1)
-        else:
-            limit = gl.full([ROWS], 0, gl.int32, gl.SliceLayout(1, s_layout)) + (Sk - 1)
-        keep = gl.expand_dims(cols, 0) <= gl.expand_dims(limit, 1)
-        s = gl.where(keep, s, -float("inf"))
+    s = _mask_block(s, j, n_full, row0, Sq, Sk, CAUSAL, BLOCK_N, ROWS, s_layout)
     m_cand = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
     # -inf + LAZY is -inf: a row's first finite block always counts as growth
     grow = gl.max((m_cand > m_i + LAZY).to(gl.int32), axis=0)

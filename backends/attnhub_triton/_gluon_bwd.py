@@ -98,9 +98,15 @@ VARIANTS = {
     # dQ by one TMA bulk reduce per chunk (cp.reduce.async.bulk.tensor add.f32) through an fp32
     # staging copy in shared memory, no per-thread atomics; private Triton API (an experiment)
     "m64tma": dict(block_m=64, stages=2, dq_tma=1),
+    # S_AHEAD: the next block's Sᵀ (m64a) or Sᵀ and dPᵀ (m64a2) issued before this block's
+    # dQ wgmmas and atomics, so the tensor cores have this warpgroup's next product under its
+    # dQ turn; GLUON_BWD_NOTES.md, "Thirty-sixth session (later): S_AHEAD"
+    "m64a": dict(block_m=64, stages=2, s_ahead=1),
+    "m64a2": dict(block_m=64, stages=2, s_ahead=2),
 }
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
-KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma")
+S_AHEADS = (0, 1, 2)  # products of the next block issued before this block's dQ: none, Sᵀ, Sᵀ+dPᵀ
+KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma", "s_ahead", "ahead_chunk")
 DEFAULT_VARIANT = "m64"
 
 
@@ -193,11 +199,218 @@ def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constex
         mb, bhq = _next_block(mb, bhq, m_first, n_mb)
 
 
+# --------------------------------------------------------------------------------------
+# S_AHEAD (s_ahead=1, 2): the consumer loop rotated so the next block's Sᵀ (s_ahead=2: and
+# dPᵀ) is issued before this block's dQ wgmmas and atomics (GLUON_BWD_NOTES.md, "Thirty-sixth
+# session (later): S_AHEAD").  Used only when the knob is set; the default loop in _consumer
+# is untouched.
+# --------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
+             col_l: gl.constexpr, CAUSAL: gl.constexpr):
+    """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
+    causal / Sk mask drops (key, query) in an edge block (the default loop's s_init)."""
+    s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
+    need = n0 + 128 > Sk
+    if CAUSAL:
+        need = need | (n0 + 127 > m0 + offset)
+    if need:
+        keep = gl.expand_dims(keys < Sk, 1)
+        if CAUSAL:
+            lim = gl.convert_layout(m0 + offset + ccols, col_l)
+            keep = keep & (gl.expand_dims(keys, 1) <= gl.expand_dims(lim, 0))
+        s_init = gl.where(keep, s_init, -float("inf"))
+    return s_init
+
+
+@gluon.jit
+def _next_products(k_w, q_t, v_w, do_t, nx, st_zero, col_l: gl.constexpr,
+                   CAUSAL: gl.constexpr, S_AHEAD: gl.constexpr):
+    """Issue the next block's Sᵀ (S_AHEAD=2: and dPᵀ), their start values computed here,
+    just before, so they hold no registers earlier; nx = (lse_c, delta_c, ccols, keys, n0,
+    its m0, Sk, offset, inv_scale_log2).  Returns the accumulators in flight (dPᵀ's is
+    Sᵀ's when S_AHEAD=1, unused)."""
+    lse_c, delta_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2 = nx
+    s_init = _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero, col_l,
+                      CAUSAL)
+    s_tok = warpgroup_mma(k_w, q_t, s_init, is_async=True)
+    dp_tok = s_tok
+    if S_AHEAD == 2:
+        dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
+        dp_tok = warpgroup_mma(v_w, do_t, dp_init, is_async=True)
+    return s_tok, dp_tok
+
+
+@gluon.jit
+def _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off,
+                   dq_zero, k_w, q_t, v_w, do_t, nx, st_zero, col_l: gl.constexpr,
+                   CAUSAL: gl.constexpr, HEAD_D: gl.constexpr,
+                   BLOCK_M: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
+                   DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
+                   red_layout: gl.constexpr):
+    """This warpgroup's dQ turn (the default loop's, chunk by chunk) with the next block's
+    Sᵀ (and dPᵀ) issued just before chunk AHEAD_CHUNK's wgmmas, so it runs on the tensor
+    cores under this turn's atomics (and the later chunks' wgmmas).  A chunk's wait(0) also
+    retires those products (wgmma groups retire in order).  Returns (Sᵀ, dPᵀ) of the next
+    block, retired."""
+    DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
+    for h in gl.static_range(DQ_SPLIT):
+        if h == AHEAD_CHUNK:
+            s_tok, dp_tok = _next_products(k_w, q_t, v_w, do_t, nx, st_zero, col_l, CAUSAL,
+                                           S_AHEAD)
+        q_tok = warpgroup_mma(ds_smem.index(par * 2), k_0.slice(h * DQ_N, DQ_N, dim=1),
+                              dq_zero, use_acc=False, is_async=True)
+        q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1), k_1.slice(h * DQ_N, DQ_N, dim=1),
+                              q_tok, is_async=True)
+        if h == AHEAD_CHUNK:
+            if S_AHEAD == 2:
+                dq, s, dp = warpgroup_mma_wait(0, deps=(q_tok, s_tok, dp_tok))
+            else:
+                dq, s = warpgroup_mma_wait(0, deps=(q_tok, s_tok))
+                dp = s
+        else:
+            dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+        dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
+        if DQ_TMA:
+            _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N], gl.reshape(dq, [1, BLOCK_M, DQ_N]))
+        elif DQ_VEC == 1:
+            _red_add_f32(dq_at, dq)
+        else:
+            if DQ_VEC == 4:
+                dq = gl.convert_layout(dq, red_layout)
+            gl.atomic_add(dq_at, dq, sem="relaxed")
+    return s, dp
+
+
+@gluon.jit
+def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, dk, dv, lse_c,
+                         delta_c, keys, ccols, dq_off, st_zero, dq_zero, HEAD_D: gl.constexpr,
+                         BLOCK_M: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                         DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
+                         S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
+                         st_layout: gl.constexpr, a_layout: gl.constexpr,
+                         red_layout: gl.constexpr):
+    """The consumer's main loop with block it + 1's Sᵀ (S_AHEAD=2: and dPᵀ) issued after
+    block it's dV/dK retired and before block it's dQ turn, so the tensor cores have this
+    warpgroup's next product while it waits for dS and does its dQ wgmmas and atomics.
+    Every product is retired inside the iteration that issued it (nothing in flight across
+    the back edge: ptxas would serialise every wgmma); the next block's Sᵀ (dPᵀ) enters the
+    next iteration as plain registers.  After the last block, one Sᵀ (dPᵀ) of a block that
+    does not exist is issued without waiting and thrown away: the ring slot it reads holds
+    no TMA in flight (its last load was waited), and a wgmma under a condition made ptxas
+    inject waits in fa3_bwd.cu.  On entry lse_c, delta_c hold block 0's rows; returns
+    (dk, dv)."""
+    q_smem, k_smem, v_smem, do_smem, ds_smem = smem
+    kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
+    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc = ptrs
+    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
+    dtype: gl.constexpr = q_smem.dtype
+    col_l: gl.constexpr = gl.SliceLayout(0, st_layout)
+    k_w = k_smem.index(WG).reshape([64, HEAD_D])
+    v_w = v_smem.index(WG).reshape([64, HEAD_D])
+    k_0 = k_smem.index(0).reshape([64, HEAD_D])
+    k_1 = k_smem.index(1).reshape([64, HEAD_D])
+    last_bhq = qbh0 + GROUP - 1
+
+    # ---- prologue: block 0's Sᵀ (and dPᵀ), retired before the loop ----
+    mb = m_first
+    bhq = qbh0
+    s_init = _s_start(lse_c, ccols, keys, n0, mb * BLOCK_M, Sk, offset, inv_scale_log2,
+                      st_zero, col_l, CAUSAL)
+    mbarrier.wait(q_ready.index(0), 0)
+    s_tok = warpgroup_mma(k_w, q_smem.index(0).reshape([BLOCK_M, HEAD_D]).permute((1, 0)),
+                          s_init, is_async=True)
+    if S_AHEAD == 2:
+        dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
+        mbarrier.wait(do_ready.index(0), 0)
+        dp_tok = warpgroup_mma(v_w, do_smem.index(0).reshape([BLOCK_M, HEAD_D]).permute((1, 0)),
+                               dp_init, is_async=True)
+        s, dp = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
+    else:
+        s = warpgroup_mma_wait(0, deps=(s_tok, ))
+    # block 1's log2-LSE (S_AHEAD=2: and Δ); S_AHEAD=1 keeps block 0's Δ for its dPᵀ
+    nmb, nbhq = _next_block(mb, bhq, m_first, n_mb)
+    nrow = gl.minimum(nbhq, last_bhq).to(gl.int64) * Sq_pad + nmb * BLOCK_M
+    lse_c = gl.load(lse2_ptr + nrow + ccols)
+    if S_AHEAD == 2:
+        delta_c = gl.load(delta_ptr + nrow + ccols)
+
+    for it in range(n_iter):
+        m0 = mb * BLOCK_M
+        st, ph = _slot(it, STAGES)
+        q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
+        do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
+        par = it % 2
+        bhq_now = bhq
+        row_base = bhq.to(gl.int64) * Sq_pad + m0
+        mb, bhq = _next_block(mb, bhq, m_first, n_mb)  # block it + 1
+        if S_AHEAD == 1:
+            # dPᵀ - Δ of this block; Pᵀ's exp2 runs under it
+            dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
+            mbarrier.wait(do_ready.index(st), ph)
+            dp_tok = warpgroup_mma(v_w, do_v.permute((1, 0)), dp_init, is_async=True)
+            nrow = gl.minimum(bhq, last_bhq).to(gl.int64) * Sq_pad + mb * BLOCK_M
+            delta_c = gl.load(delta_ptr + nrow + ccols)  # block it + 1's Δ
+            p = gl.exp2(s * scale_log2)
+            dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
+        else:
+            p = gl.exp2(s * scale_log2)
+        ds = p * dp  # Pᵀ (dPᵀ - Δ)
+        p16 = gl.convert_layout(p.to(dtype), a_layout)
+        ds16 = ds.to(dtype)
+        ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
+        ds_a = gl.convert_layout(ds16, a_layout)
+        dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
+        dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
+        fence_async_shared()
+        mbarrier.arrive(ds_bar.index(par))
+        dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
+        mbarrier.arrive(qdo_empty.index(st))
+
+        # ---- block it + 1's Sᵀ (and dPᵀ), ahead of this block's dQ ----
+        st1, ph1 = _slot(it + 1, STAGES)
+        has_next = it + 1 < n_iter
+        nx = (lse_c, delta_c, ccols, keys, n0, mb * BLOCK_M, Sk, offset, inv_scale_log2)
+        q_t = q_smem.index(st1).reshape([BLOCK_M, HEAD_D]).permute((1, 0))
+        do_t = do_smem.index(st1).reshape([BLOCK_M, HEAD_D]).permute((1, 0))
+        if has_next:  # (after the last block: no wait, the products are thrown away)
+            mbarrier.wait(q_ready.index(st1), ph1)
+            if S_AHEAD == 2:
+                mbarrier.wait(do_ready.index(st1), ph1)
+        if par == WG:
+            # this warpgroup's turn: dQ of block it, with block it + 1's products issued
+            # before chunk AHEAD_CHUNK's wgmmas
+            mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+            s, dp_next = _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now,
+                                        m0, par, dq_off, dq_zero, k_w, q_t, v_w, do_t, nx,
+                                        st_zero, col_l, CAUSAL, HEAD_D, BLOCK_M, DQ_SPLIT,
+                                        DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, red_layout)
+        else:
+            s_tok, dp_tok = _next_products(k_w, q_t, v_w, do_t, nx, st_zero, col_l, CAUSAL,
+                                           S_AHEAD)
+            if S_AHEAD == 2:
+                s, dp_next = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
+            else:
+                s = warpgroup_mma_wait(0, deps=(s_tok, ))
+                dp_next = s
+        if S_AHEAD == 2:
+            dp = dp_next
+        # block it + 2's log2-LSE (and Δ)
+        nmb, nbhq = _next_block(mb, bhq, m_first, n_mb)
+        nrow = gl.minimum(nbhq, last_bhq).to(gl.int64) * Sq_pad + nmb * BLOCK_M
+        lse_c = gl.load(lse2_ptr + nrow + ccols)
+        if S_AHEAD == 2:
+            delta_c = gl.load(delta_ptr + nrow + ccols)
+    return dk, dv
+
+
 @gluon.jit
 def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
               HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
               CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
-              DQ_TMA: gl.constexpr):
+              DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr):
     """One consumer warpgroup (4 warps): keys n0 + 64 WG .. n0 + 64 WG + 63."""
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
@@ -249,86 +462,94 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     delta_c = gl.load(delta_ptr + qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + ccols)
 
     mbarrier.wait(kv_bar, 0)
-    mb = m_first
-    bhq = qbh0
-    for it in range(n_iter):
-        m0 = mb * BLOCK_M
-        st, ph = _slot(it, STAGES)
-        q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
-        do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
-        par = it % 2
-        bhq_now = bhq
-        row_base = bhq.to(gl.int64) * Sq_pad + m0
-        # next iteration's rows (after the last one: the group's first row block, in bounds)
-        mb, bhq = _next_block(mb, bhq, m_first, n_mb)
-        bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
-        nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
+    if S_AHEAD:
+        # the next block's Sᵀ (and dPᵀ) issued before this block's dQ (GLUON_BWD_NOTES.md,
+        # "S_AHEAD"); a separate loop, so the default build is unchanged
+        dk, dv = _consumer_loop_ahead(
+            WG, smem, bars, ptrs, ints, scale_log2, dk, dv, lse_c, delta_c, keys, ccols, dq_off,
+            st_zero, dq_zero, HEAD_D, BLOCK_M, STAGES, CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD,
+            AHEAD_CHUNK, st_layout, a_layout, red_layout)
+    else:
+        mb = m_first
+        bhq = qbh0
+        for it in range(n_iter):
+            m0 = mb * BLOCK_M
+            st, ph = _slot(it, STAGES)
+            q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
+            do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
+            par = it % 2
+            bhq_now = bhq
+            row_base = bhq.to(gl.int64) * Sq_pad + m0
+            # next iteration's rows (after the last one: the group's first row block, in bounds)
+            mb, bhq = _next_block(mb, bhq, m_first, n_mb)
+            bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
+            nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
 
-        # Sᵀ - log2-LSE / (scale log2e) out of the wgmma: its accumulator starts there, so
-        # Pᵀ = exp2(acc · scale log2e) is one FMUL + EX2 and no LSE registers stay live
-        # under the products (+inf LSE: -inf start, P = 0).
-        s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
-        # the causal / Sk mask goes into the start value too (-inf: P = 0 after the exp2),
-        # computed before the products are in flight, when fewer registers are live
-        need = n0 + 128 > Sk
-        if CAUSAL:
-            need = need | (n0 + 127 > m0 + offset)
-        if need:
-            keep = gl.expand_dims(keys < Sk, 1)
+            # Sᵀ - log2-LSE / (scale log2e) out of the wgmma: its accumulator starts there, so
+            # Pᵀ = exp2(acc · scale log2e) is one FMUL + EX2 and no LSE registers stay live
+            # under the products (+inf LSE: -inf start, P = 0).
+            s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
+            # the causal / Sk mask goes into the start value too (-inf: P = 0 after the exp2),
+            # computed before the products are in flight, when fewer registers are live
+            need = n0 + 128 > Sk
             if CAUSAL:
-                # the per-column limit m0 + col + offset comes from the compact layout: an
-                # arange in col_l is loop-invariant, and LLVM would keep its 16 registers
-                # live across the whole loop (spills at d128)
-                lim = gl.convert_layout(m0 + offset + ccols, col_l)
-                keep = keep & (gl.expand_dims(keys, 1) <= gl.expand_dims(lim, 0))
-            s_init = gl.where(keep, s_init, -float("inf"))
-        mbarrier.wait(q_ready.index(st), ph)
-        s_tok = warpgroup_mma(k_w, q_v.permute((1, 0)), s_init, is_async=True)
-        # dPᵀ - Δ straight out of the wgmma: its accumulator starts at -Δ (per query column)
-        dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
-        mbarrier.wait(do_ready.index(st), ph)
-        dp_tok = warpgroup_mma(v_w, do_v.permute((1, 0)), dp_init, is_async=True)
-        lse_c = gl.load(lse2_ptr + nrow + ccols)
-        delta_c = gl.load(delta_ptr + nrow + ccols)
-        s = warpgroup_mma_wait(1, deps=(s_tok, ))
-        p = gl.exp2(s * scale_log2)
-        dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
-        ds = p * dp  # Pᵀ (dPᵀ - Δ)
-        p16 = gl.convert_layout(p.to(dtype), a_layout)
-        ds16 = ds.to(dtype)
-        # dSᵀ into this warpgroup's half of the parity's buffer, through the transposed
-        # view: the buffer holds dS (query rows, key columns), K-major for the dQ product.
-        ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
-        ds_a = gl.convert_layout(ds16, a_layout)
-        dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
-        dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
-        fence_async_shared()
-        mbarrier.arrive(ds_bar.index(par))  # partition bar.sync, then one arrive
-        dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
-        mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
-        if par == WG:
-            # this warpgroup's turn: dQ of the block from both dS halves, DQ_SPLIT column
-            # chunks one after the other (a 64 x D/DQ_SPLIT fp32 accumulator at a time)
-            mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
-            for h in gl.static_range(DQ_SPLIT):
-                q_tok = warpgroup_mma(ds_smem.index(par * 2),
-                                      k_0.slice(h * DQ_N, DQ_N, dim=1), dq_zero,
-                                      use_acc=False, is_async=True)
-                q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1),
-                                      k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok, is_async=True)
-                dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-                dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
-                if DQ_TMA:
-                    # the whole BLOCK_M x DQ_N partial in one TMA bulk reduce (through shared
-                    # memory) instead of per-thread atomics
-                    _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N],
-                                    gl.reshape(dq, [1, BLOCK_M, DQ_N]))
-                elif DQ_VEC == 1:
-                    _red_add_f32(dq_at, dq)
-                else:
-                    if DQ_VEC == 4:
-                        dq = gl.convert_layout(dq, red_layout)
-                    gl.atomic_add(dq_at, dq, sem="relaxed")
+                need = need | (n0 + 127 > m0 + offset)
+            if need:
+                keep = gl.expand_dims(keys < Sk, 1)
+                if CAUSAL:
+                    # the per-column limit m0 + col + offset comes from the compact layout: an
+                    # arange in col_l is loop-invariant, and LLVM would keep its 16 registers
+                    # live across the whole loop (spills at d128)
+                    lim = gl.convert_layout(m0 + offset + ccols, col_l)
+                    keep = keep & (gl.expand_dims(keys, 1) <= gl.expand_dims(lim, 0))
+                s_init = gl.where(keep, s_init, -float("inf"))
+            mbarrier.wait(q_ready.index(st), ph)
+            s_tok = warpgroup_mma(k_w, q_v.permute((1, 0)), s_init, is_async=True)
+            # dPᵀ - Δ straight out of the wgmma: its accumulator starts at -Δ (per query column)
+            dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
+            mbarrier.wait(do_ready.index(st), ph)
+            dp_tok = warpgroup_mma(v_w, do_v.permute((1, 0)), dp_init, is_async=True)
+            lse_c = gl.load(lse2_ptr + nrow + ccols)
+            delta_c = gl.load(delta_ptr + nrow + ccols)
+            s = warpgroup_mma_wait(1, deps=(s_tok, ))
+            p = gl.exp2(s * scale_log2)
+            dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
+            ds = p * dp  # Pᵀ (dPᵀ - Δ)
+            p16 = gl.convert_layout(p.to(dtype), a_layout)
+            ds16 = ds.to(dtype)
+            # dSᵀ into this warpgroup's half of the parity's buffer, through the transposed
+            # view: the buffer holds dS (query rows, key columns), K-major for the dQ product.
+            ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
+            ds_a = gl.convert_layout(ds16, a_layout)
+            dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
+            dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
+            fence_async_shared()
+            mbarrier.arrive(ds_bar.index(par))  # partition bar.sync, then one arrive
+            dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
+            mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
+            if par == WG:
+                # this warpgroup's turn: dQ of the block from both dS halves, DQ_SPLIT column
+                # chunks one after the other (a 64 x D/DQ_SPLIT fp32 accumulator at a time)
+                mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+                for h in gl.static_range(DQ_SPLIT):
+                    q_tok = warpgroup_mma(ds_smem.index(par * 2),
+                                          k_0.slice(h * DQ_N, DQ_N, dim=1), dq_zero,
+                                          use_acc=False, is_async=True)
+                    q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1),
+                                          k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok, is_async=True)
+                    dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+                    dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
+                    if DQ_TMA:
+                        # the whole BLOCK_M x DQ_N partial in one TMA bulk reduce (through shared
+                        # memory) instead of per-thread atomics
+                        _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N],
+                                        gl.reshape(dq, [1, BLOCK_M, DQ_N]))
+                    elif DQ_VEC == 1:
+                        _red_add_f32(dq_at, dq)
+                    else:
+                        if DQ_VEC == 4:
+                            dq = gl.convert_layout(dq, red_layout)
+                        gl.atomic_add(dq_at, dq, sem="relaxed")
 
     # ---- epilogue: dK * scale and dV from registers, rows < Sk ----
     kr = n0 + WG * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))
@@ -346,7 +567,7 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
                      HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
                      CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
                      DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
-                     num_warps: gl.constexpr):
+                     S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr, num_warps: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     n0 = gl.program_id(0) * 128
     kv_bh = gl.program_id(1)
@@ -390,9 +611,9 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
     descs = (q_desc, k_desc, v_desc, do_desc)
     gl.warp_specialize([
         (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA)),
+                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK)),
         (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA)),
+                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK)),
         (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES)),
     ], [4, 1], [CONSUMER_REGS, 24])
 
@@ -443,7 +664,7 @@ def _dq_post_kernel(acc_ptr, dq_ptr, Sq, Sq_pad, scale, D: tl.constexpr, ROWS: t
 
 
 def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None,
-                   dq_vec=None, dq_tma=None):
+                   dq_vec=None, dq_tma=None, s_ahead=None, ahead_chunk=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
     if (variant or DEFAULT_VARIANT) not in VARIANTS:
         raise ValueError(f"variant={variant!r} not in {sorted(VARIANTS)}")
@@ -485,6 +706,26 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                          "width; set one of them")
     if tma_on and _ir is None:
         raise ValueError(f"dq_tma=1: triton {triton.__version__} lacks the private API it uses")
+    if s_ahead is not None:
+        v["s_ahead"] = s_ahead
+    ahead = v.get("s_ahead", 0)
+    if isinstance(ahead, bool) or ahead not in S_AHEADS:
+        raise ValueError(f"s_ahead={ahead!r} not in {S_AHEADS} (the next block's products issued "
+                         "before this block's dQ: 0 none, 1 Sᵀ, 2 Sᵀ and dPᵀ)")
+    if ahead == 2 and head_dim != 64:
+        raise ValueError(f"s_ahead=2 needs head dim 64 (registers: the next Sᵀ and dPᵀ held "
+                         f"beside dK, dV and a dQ chunk at d{head_dim} spill about 1.7 KB and "
+                         "ptxas serialises the wgmmas); use s_ahead=1")
+    if ahead_chunk is not None:
+        v["ahead_chunk"] = ahead_chunk
+    # the dQ chunk before whose wgmmas they are issued: by default the last one (d128: the
+    # second of two, where the first chunk's accumulators are dead and the registers fit)
+    chunk = v.get("ahead_chunk", dqs - 1)
+    if isinstance(chunk, bool) or chunk not in range(dqs):
+        raise ValueError(f"ahead_chunk={chunk!r} not in {tuple(range(dqs))} (a dQ chunk index; "
+                         f"dq_split={dqs})")
+    if "ahead_chunk" in v and not ahead:
+        raise ValueError(f"ahead_chunk={chunk} with s_ahead=0: set s_ahead=1 or 2")
     smem = 2 * (2 * v["stages"] * bm * head_dim + 2 * 128 * head_dim + 4 * bm * 64) + 1024
     if v.get("dq_tma"):  # each consumer's fp32 staging copy of its dQ chunk
         smem += 2 * 4 * bm * (head_dim // dqs)
@@ -494,7 +735,8 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     # 4 + 4 + 1 warps -> 12 (Triton rounds to warpgroups); maxnreg 168 = 504 / 3 and
     # setmaxnreg gives 240 + 240 + 24 (the producer's warpgroup).
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
-                DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on,
+                DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on, S_AHEAD=ahead,
+                AHEAD_CHUNK=chunk if ahead else 0,
                 num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
@@ -549,7 +791,9 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     j <= i + Sk - Sq).  GQA/MQA: Hq a multiple of Hk; dK, dV sum over each group's heads.
     dq/dk/dv: optional preallocated contiguous outputs (like q / k / v).
     variant: a key of VARIANTS (default "m64"); knobs: block_m, stages, dq_split, dq_vec
-    (fp32 per dQ atomic: 1, 2 (default) or 4)."""
+    (fp32 per dQ atomic: 1, 2 (default) or 4), dq_tma (1: dQ by a TMA bulk reduce), s_ahead
+    (the next block's products issued before this block's dQ: 0 (default), 1 Sᵀ, 2 Sᵀ and
+    dPᵀ)."""
     import torch
 
     ok, why = gluon_available()
@@ -597,7 +841,8 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
         Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, 1.0 / (scale * _LOG2E), scale,
         HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
         CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"], DQ_VEC=cfg["DQ_VEC"],
-        DQ_TMA=cfg["DQ_TMA"], num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+        DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"], AHEAD_CHUNK=cfg["AHEAD_CHUNK"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
                                                    num_warps=4)
     return dq, dk, dv
@@ -638,7 +883,8 @@ def compile_offline(head_dim, dtype="bf16", causal=False, aligned=True, **knobs)
     }
     constexprs = dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
-                      DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], num_warps=cfg["num_warps"])
+                      DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"],
+                      AHEAD_CHUNK=cfg["AHEAD_CHUNK"], num_warps=cfg["num_warps"])
     if cfg["DQ_TMA"]:
         dn = head_dim // cfg["DQ_SPLIT"]
         dl = gl.NVMMASharedLayout.get_default_for([1, bm, dn], gl.float32)

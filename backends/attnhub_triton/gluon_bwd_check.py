@@ -26,7 +26,8 @@ JSON (cases, bench) goes to --out (a .json path, or a directory that gets gluon_
 
 Variant specs: a name of _gluon_bwd.VARIANTS with optional knobs, e.g. ``m64:stages=3``,
 ``m64:dq_vec=4`` (fp32 per dQ atomic: 1, 2 (default) or 4), ``m64:dq_tma=1`` (dQ by a TMA
-bulk reduce).
+bulk reduce), ``m64:s_ahead=1`` (the next block's Sᵀ issued before this block's dQ; 2: and
+dPᵀ, d64 only), ``m64a:ahead_chunk=0`` (d128: before the first of the two dQ chunks).
 A combination the launcher rejects (e.g. block_m=128 at d128) is reported as SKIP.
 """
 
@@ -42,8 +43,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
 # m64v4 / m128v4: 4-wide dQ atomics, m64tma: dQ by TMA bulk reduce (thirty-sixth session),
-# timed against m64 / m128; m64v1 (scalar atomics, a control) only when named
-DEFAULT_VARIANTS = "m64,m128,m64v4,m128v4,m64tma"
+# timed against m64 / m128; m64v1 (scalar atomics, a control) only when named; m64a / m64a2:
+# the next block's Sᵀ (and dPᵀ, d64 only) issued before this block's dQ (S_AHEAD)
+DEFAULT_VARIANTS = "m64,m64a,m64a2,m128,m64v4,m128v4,m64tma"
 LOG2E = 1.4426950408889634
 
 
@@ -335,18 +337,54 @@ def child_bench(specs, rounds, points):
 # --------------------------------------------------------------------------------------
 
 
+def wgmma_order(sass):
+    """The consumers' products and dQ reduction in SASS order, one letter per run of like
+    instructions: S = an SS wgmma without a transposed B (Sᵀ = K Qᵀ or dPᵀ = V dOᵀ),
+    R = an RS wgmma (A from registers: dV += Pᵀ dO, dK += dSᵀ Q), Q = an SS wgmma with
+    ``.tnspB`` (dQ = dS K), A = dQ atomics (REDG) or a bulk reduce (UTMAREDG), L = local
+    memory (LDL / STL).  E.g. the default loop reads ``SRQA``; S_AHEAD's turn ``RSQA`` (d64)
+    or ``RQASQA`` (d128: the next Sᵀ before the second chunk)."""
+    import re
+    out = []
+    for ln in sass.splitlines():
+        m = re.search(r"\b(HGMMA\.\S+|REDG\.\S+|UTMAREDG\S*|LDL\S*|STL\S*)\s+(.*)", ln)
+        if not m:
+            continue
+        op, args = m.group(1), m.group(2)
+        if op.startswith("HGMMA"):
+            ops = [a.strip() for a in args.split(",")]
+            c = "R" if len(ops) > 1 and re.match(r"R\d+$", ops[1]) else \
+                ("Q" if ".tnspB" in args else "S")
+        elif op.startswith(("LDL", "STL")):
+            c = "L"
+        else:
+            c = "A"
+        if not out or out[-1] != c:
+            out.append(c)
+    return "".join(out)
+
+
 def dq_sass_facts(sass):
     """The dQ reduction in the SASS (for harness.compile_table): REDG counted by width
     (static instructions, both consumers), SHFL (the dq_vec=4 layout change), UTMAREDG
-    (dq_tma=1)."""
+    (dq_tma=1); the wgmma order (``wgmma_order``) and ``S_before_dQ``, the number of places
+    where an Sᵀ (dPᵀ) wgmma run is followed by dQ wgmmas with no dV/dK, atomics or local
+    memory between (0 in the default loop; one per consumer with s_ahead, so 2);
+    ``DEPBAR``, the warpgroup waits (one per HGMMA when ptxas serialised every wgmma,
+    C7512)."""
     import re
     widths = {}
     for m in re.findall(r"REDG\.E\.ADD\.(F32(?:x[24])?)\b", sass):
         widths[m] = widths.get(m, 0) + 1
+    order = wgmma_order(sass)
     facts = {"REDG_by_width": widths, "SHFL": len(re.findall(r"\bSHFL\.", sass)),
-             "UTMAREDG": sass.count("UTMAREDG")}
+             "UTMAREDG": sass.count("UTMAREDG"), "wgmma_order": order,
+             "S_before_dQ": order.count("SQ"), "DEPBAR": sass.count("WARPGROUP.DEPBAR")}
+    serial = facts["DEPBAR"] >= sass.count("HGMMA") > 0
     text = (" ".join(f"REDG.{w} {n}" for w, n in sorted(widths.items())) or "no REDG") + \
-        f" SHFL {facts['SHFL']} UTMAREDG {facts['UTMAREDG']}"
+        f" SHFL {facts['SHFL']} UTMAREDG {facts['UTMAREDG']} S_before_dQ " \
+        f"{facts['S_before_dQ']} DEPBAR {facts['DEPBAR']}" + (" SERIALISED" if serial else "") + \
+        f" order {order}"
     return facts, text
 
 
@@ -367,7 +405,49 @@ def compile_only(specs, dims, aligned=True):
 # --------------------------------------------------------------------------------------
 
 
-def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None):
+def ahead_rows(qbh0, m_first, n_mb, group, s_ahead, control=None):
+    """The rows the S_AHEAD loop's registers hold when it uses them, traced as the kernel
+    (``_consumer_loop_ahead``) updates them: per iteration, the block (query head row, query
+    block) whose Q / dO / dQ it works on, the log2-LSE row and the block index of the mask
+    that started its Sᵀ (computed one iteration earlier, or in the prologue), and the Δ row
+    that started its dPᵀ (s_ahead=1: in the same iteration; 2: one earlier).  Rows are
+    (head row, query block).  control="stale": the next block's Sᵀ started with this
+    block's LSE row (a deliberate bug for the negative control)."""
+    last = qbh0 + group - 1
+
+    def nxt(mb, bhq):  # _next_block
+        mb += 1
+        wrap = int(mb == n_mb)
+        return (m_first if wrap else mb), bhq + wrap
+
+    n_iter = group * (n_mb - m_first)
+    mb, bhq = m_first, qbh0
+    lse_c = delta_c = (qbh0, m_first)  # _consumer's loads before the loop
+    s_from = (lse_c, mb)  # the prologue's Sᵀ
+    dp_from = delta_c
+    nmb, nbhq = nxt(mb, bhq)
+    lse_c = (min(nbhq, last), nmb)
+    if s_ahead == 2:
+        delta_c = (min(nbhq, last), nmb)
+    rows = []
+    for _ in range(n_iter):
+        blk = (bhq, mb)
+        mb, bhq = nxt(mb, bhq)  # block it + 1
+        if s_ahead == 1:
+            dp_from = delta_c
+            delta_c = (min(bhq, last), mb)
+        rows.append(dict(block=blk, lse=s_from[0], mask_mb=s_from[1], delta=dp_from))
+        s_from = ((blk if control == "stale" else lse_c), mb)  # block it + 1's Sᵀ
+        if s_ahead == 2:
+            dp_from = delta_c
+        nmb, nbhq = nxt(mb, bhq)
+        lse_c = (min(nbhq, last), nmb)
+        if s_ahead == 2:
+            delta_c = (min(nbhq, last), nmb)
+    return rows
+
+
+def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahead=0):
     """The kernel's arithmetic, block by block, in float32 on the CPU.
 
     Same as _gluon_bwd.py: the pre-pass (Δ = rowsum(dO∘O), log2-LSE with +inf for -inf and
@@ -379,7 +459,10 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None):
     P and dS rounded to q's dtype before dV += PᵀdO, dK += dSᵀQ and dQ = dS_0 K_0 + dS_1 K_1
     (both halves); dQ summed across key blocks in float32, times scale, rounded; dK · scale
     and dV rounded per CTA, rows < Sk.  control: a deliberate bug for the negative control
-    ("no_mask": the causal / Sk mask dropped; "ln_lse": LSE not scaled by log2e)."""
+    ("no_mask": the causal / Sk mask dropped; "ln_lse": LSE not scaled by log2e; "stale":
+    with s_ahead, the next block's Sᵀ started with this block's LSE).  s_ahead=1, 2: the
+    S_AHEAD loop's row bookkeeping (``ahead_rows``) picks the LSE / mask / Δ rows that start
+    each product, instead of the block's own."""
     import torch
     f32 = torch.float32
     B, Hq, Sq, D = q.shape
@@ -421,25 +504,34 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None):
             v_w = [vp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in (0, 1)]
             dk_w = [torch.zeros(64, D) for _ in (0, 1)]
             dv_w = [torch.zeros(64, D) for _ in (0, 1)]
+            rows = ahead_rows(qbh0, m_first, n_mb, group, s_ahead, control) if s_ahead else None
             for it in range(group * nm):
                 g, mb = it // nm, m_first + it % nm
                 m0 = mb * block_m
                 bhq = qbh0 + g
+                lse_bhq, lse_m0, mask_m0, d_bhq, d_m0 = bhq, m0, m0, bhq, m0
+                if rows:
+                    row = rows[it]
+                    assert row["block"] == (bhq, mb), (row, bhq, mb)
+                    (lse_bhq, lse_mb), mask_mb, (d_bhq, d_mb) = (row["lse"], row["mask_mb"],
+                                                                 row["delta"])
+                    lse_m0, mask_m0, d_m0 = lse_mb * block_m, mask_mb * block_m, d_mb * block_m
                 qt = qp[bhq, m0:m0 + block_m]
                 dot = dop[bhq, m0:m0 + block_m]
                 ds_half = []
                 for w in (0, 1):
                     keys = n0 + 64 * w + torch.arange(64)
-                    s_init = (-(lse2[bhq, m0:m0 + block_m] * inv_c))[None, :].expand(64, block_m)
-                    need = n0 + 128 > Sk or (causal and n0 + 127 > m0 + offset)
+                    s_init = (-(lse2[lse_bhq, lse_m0:lse_m0 + block_m] * inv_c))[None, :].expand(
+                        64, block_m)
+                    need = n0 + 128 > Sk or (causal and n0 + 127 > mask_m0 + offset)
                     if need and control != "no_mask":
                         keep = (keys < Sk)[:, None].expand(64, block_m)
                         if causal:
-                            keep = keep & (keys[:, None] <= (m0 + offset + cols)[None, :])
+                            keep = keep & (keys[:, None] <= (mask_m0 + offset + cols)[None, :])
                         s_init = torch.where(keep, s_init, torch.tensor(float("-inf")))
                     s = s_init + k_w[w] @ qt.T
                     p = torch.exp2(s * c)
-                    dp = -delta[bhq, m0:m0 + block_m][None, :] + v_w[w] @ dot.T
+                    dp = -delta[d_bhq, d_m0:d_m0 + block_m][None, :] + v_w[w] @ dot.T
                     ds = p * dp
                     p16 = p.to(dtype).float()
                     ds16 = ds.to(dtype).float()
@@ -517,7 +609,66 @@ def emulate_check():
               f"({case_name(case[:8])}): {'detected' if bad else 'NOT detected'}")
     print(f"emulation: {n_ok}/{len(cases)} cases passed, {n_neg}/2 negative controls failed "
           f"as they must")
-    return n_ok == len(cases) and n_neg == 2
+    ahead_ok = emulate_ahead_check()
+    return n_ok == len(cases) and n_neg == 2 and ahead_ok
+
+
+def _emulate_errors(case, control=None, s_ahead=0):
+    """(passed, text) of one emulated case against fp64 autograd (2x torch's own error)."""
+    import torch
+    B, Hq, Hk, Sq, Sk, D, causal, dt, bm = case
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dt]
+    q = torch.randn(B, Hq, Sq, D).to(dtype)
+    k = torch.randn(B, Hk, Sk, D).to(dtype)
+    v = torch.randn(B, Hk, Sk, D).to(dtype)
+    do = torch.randn(B, Hq, Sq, D).to(dtype)
+    scale = D ** -0.5
+    o, lse = forward_ref(q, k, v, causal, scale, torch.float64)
+    rq, rk, rv, sees = grads_ref(q, k, v, do, causal, scale, torch.float64)
+    lq, lk, lv, _ = grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)
+    gq, gk, gv = emulate(q, k, v, o, do, lse, causal, scale, block_m=bm, control=control,
+                         s_ahead=s_ahead)
+    ok, parts = True, []
+    for name, got, ref, low in (("dq", gq, rq, lq), ("dk", gk, rk, lk), ("dv", gv, rv, lv)):
+        err = float((got - ref).abs().nan_to_num(float("inf")).max())
+        tol = 2.0 * float((low - ref).abs().nan_to_num(0.0).max()) + 1e-5
+        nan = int(torch.isnan(got).sum())
+        ok &= nan == 0 and err <= tol
+        parts.append(f"{name} {err:.2e}/{tol:.2e}" + (f" NaN {nan}" if nan else ""))
+    empty_ok = bool((gq[:, :, ~sees] == 0).all()) if (~sees).any() else True
+    return ok and empty_ok, f"|err|/tol {', '.join(parts)}; empty rows dQ == 0: {empty_ok}"
+
+
+def emulate_ahead_check():
+    """S_AHEAD (s_ahead=1, 2): the same arithmetic with every product's start value taken
+    from the rows the rotated loop's registers hold (``ahead_rows``): causal m_first, GQA
+    head wrap, rows that see no key, one block per CTA, d128 MQA; plus a negative control
+    (the next block's Sᵀ started with this block's LSE) that must fail."""
+    import torch
+    torch.manual_seed(1)
+    cases = [  # ((B, Hq, Hk, Sq, Sk, D, causal, dtype, block_m), s_ahead)
+        ((1, 2, 2, 113, 203, 64, True, "bf16", 64), 1),
+        ((1, 2, 2, 200, 200, 64, False, "bf16", 64), 1),
+        ((1, 8, 2, 150, 150, 64, True, "bf16", 64), 1),    # GQA 8 / 2: the head wrap
+        ((1, 8, 2, 150, 150, 64, True, "bf16", 64), 2),
+        ((1, 2, 2, 203, 113, 64, True, "fp16", 64), 2),    # rows that see no key
+        ((1, 2, 2, 1, 300, 64, True, "bf16", 64), 1),      # one block per CTA
+        ((1, 2, 1, 130, 390, 128, True, "bf16", 64), 1),   # d128 causal, MQA
+        ((1, 2, 2, 200, 200, 128, False, "fp16", 64), 1),
+    ]
+    n_ok = 0
+    for case, ahead in cases:
+        ok, text = _emulate_errors(case, s_ahead=ahead)
+        n_ok += ok
+        print(f"{'PASS' if ok else 'FAIL'} emulate s_ahead={ahead} {case_name(case[:8])} "
+              f"m{case[8]}: {text}")
+    neg = (1, 4, 2, 200, 200, 64, False, "bf16", 64)
+    bad = not _emulate_errors(neg, control="stale", s_ahead=1)[0]
+    print(f"{'PASS' if bad else 'FAIL'} negative control 'stale' s_ahead=1 "
+          f"({case_name(neg[:8])}): {'detected' if bad else 'NOT detected'}")
+    print(f"emulation, S_AHEAD: {n_ok}/{len(cases)} cases passed, {int(bad)}/1 negative "
+          f"control failed as it must")
+    return n_ok == len(cases) and bad
 
 
 # --------------------------------------------------------------------------------------
@@ -554,7 +705,7 @@ def _case_details(r):
 
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
-                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma", cases="quick",
+                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2", cases="quick",
                         timeout=90, bench_timeout=240, jobs=3, dims="64,128")
     ap.add_argument("--unaligned", action="store_true",
                     help="--compile-only without the launch's 16-byte pointer specialisation")

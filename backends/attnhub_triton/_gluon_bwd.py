@@ -211,7 +211,11 @@ def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constex
 def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
              col_l: gl.constexpr, CAUSAL: gl.constexpr):
     """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
-    causal / Sk mask drops (key, query) in an edge block (the default loop's s_init)."""
+    causal / Sk mask drops (key, query) in an edge block.  With it Pᵀ = exp2(acc · scale
+    log2e) is one FMUL + EX2 and no LSE registers stay live under the products (+inf LSE:
+    -inf start, P = 0).  The per-column causal limit m0 + col + offset comes from the compact
+    layout (``ccols``): an arange in col_l is loop-invariant, and LLVM would keep its 16
+    registers live across the whole loop (spills at d128)."""
     s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
     need = n0 + 128 > Sk
     if CAUSAL:
@@ -485,24 +489,10 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
             nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
 
-            # Sᵀ - log2-LSE / (scale log2e) out of the wgmma: its accumulator starts there, so
-            # Pᵀ = exp2(acc · scale log2e) is one FMUL + EX2 and no LSE registers stay live
-            # under the products (+inf LSE: -inf start, P = 0).
-            s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
-            # the causal / Sk mask goes into the start value too (-inf: P = 0 after the exp2),
+            # Sᵀ - log2-LSE / (scale log2e) out of the wgmma, the causal / Sk mask in it too,
             # computed before the products are in flight, when fewer registers are live
-            need = n0 + 128 > Sk
-            if CAUSAL:
-                need = need | (n0 + 127 > m0 + offset)
-            if need:
-                keep = gl.expand_dims(keys < Sk, 1)
-                if CAUSAL:
-                    # the per-column limit m0 + col + offset comes from the compact layout: an
-                    # arange in col_l is loop-invariant, and LLVM would keep its 16 registers
-                    # live across the whole loop (spills at d128)
-                    lim = gl.convert_layout(m0 + offset + ccols, col_l)
-                    keep = keep & (gl.expand_dims(keys, 1) <= gl.expand_dims(lim, 0))
-                s_init = gl.where(keep, s_init, -float("inf"))
+            s_init = _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
+                              col_l, CAUSAL)
             mbarrier.wait(q_ready.index(st), ph)
             s_tok = warpgroup_mma(k_w, q_v.permute((1, 0)), s_init, is_async=True)
             # dPᵀ - Δ straight out of the wgmma: its accumulator starts at -Δ (per query column)

@@ -208,6 +208,19 @@ def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constex
 
 
 @gluon.jit
+def _iteration(it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D: gl.constexpr,
+               BLOCK_M: gl.constexpr, STAGES: gl.constexpr):
+    """A consumer iteration's bookkeeping: its first query row, ring slot and parity, the Q
+    and dO views, the dS parity, its (batch, query head) and the row base of its LSE / Δ /
+    dQ rows."""
+    m0 = mb * BLOCK_M
+    st, ph = _slot(it, STAGES)
+    q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
+    do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
+    return m0, st, ph, q_v, do_v, it % 2, bhq, bhq.to(gl.int64) * Sq_pad + m0
+
+
+@gluon.jit
 def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
              col_l: gl.constexpr, CAUSAL: gl.constexpr):
     """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
@@ -342,13 +355,8 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
         delta_c = gl.load(delta_ptr + nrow + ccols)
 
     for it in range(n_iter):
-        m0 = mb * BLOCK_M
-        st, ph = _slot(it, STAGES)
-        q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
-        do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
-        par = it % 2
-        bhq_now = bhq
-        row_base = bhq.to(gl.int64) * Sq_pad + m0
+        m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
+            it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
         mb, bhq = _next_block(mb, bhq, m_first, n_mb)  # block it + 1
         if S_AHEAD == 1:
             # dPᵀ - Δ of this block; Pᵀ's exp2 runs under it
@@ -477,13 +485,8 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
         mb = m_first
         bhq = qbh0
         for it in range(n_iter):
-            m0 = mb * BLOCK_M
-            st, ph = _slot(it, STAGES)
-            q_v = q_smem.index(st).reshape([BLOCK_M, HEAD_D])
-            do_v = do_smem.index(st).reshape([BLOCK_M, HEAD_D])
-            par = it % 2
-            bhq_now = bhq
-            row_base = bhq.to(gl.int64) * Sq_pad + m0
+            m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
+                it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
             # next iteration's rows (after the last one: the group's first row block, in bounds)
             mb, bhq = _next_block(mb, bhq, m_first, n_mb)
             bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)

@@ -14,11 +14,8 @@ forward spied on so the Gluon kernel is the one that ran (the backward is triton
 from Gluon's O and LSE).
 """
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -32,6 +29,7 @@ pytest.importorskip("triton", reason="triton is not installed: pip install attnh
 from attnhub.testing.tolerance import assert_matches_reference, random_inputs  # noqa: E402
 from attnhub_triton import ops  # noqa: E402
 
+from gluon_testing import check_module, has_ptxas, run_build  # noqa: E402
 from test_triton_fa2 import BACKEND, make_problem  # noqa: E402  (tests/backends is on sys.path)
 
 GLUON, GLUON_WHY = ops.gluon_module()
@@ -249,12 +247,6 @@ def test_gluon_route_needs_the_module_and_a_gpu(monkeypatch):
 
 
 # -- the build ------------------------------------------------------------------------------------
-def _ptxas() -> bool:
-    import triton
-    return os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
-                                       "bin", "ptxas"))
-
-
 _BUILD = r"""
 import json, os, re, subprocess, sys, tempfile
 import triton
@@ -282,7 +274,7 @@ print(json.dumps(out))
 
 
 @needs_gluon
-@pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is missing")
 def test_gluon_forward_builds_for_sm90_with_wgmma_tma_and_no_local_memory():
     """Every routed (head dim, causal) of the shipped variant and of the simple fallback,
     compiled for sm90 (no GPU): the products are wgmma (HGMMA in the SASS), the loads TMA,
@@ -291,12 +283,7 @@ def test_gluon_forward_builds_for_sm90_with_wgmma_tma_and_no_local_memory():
     specs = [dict(d=d, causal=c, dtype=dt, variant=var)
              for var in (ops.GLUON_VARIANT, "simple") for d in (64, 128)
              for c in (False, True) for dt in ("bf16", "fp16")]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(specs)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(rows) == len(specs)
+    rows = run_build(_BUILD, specs)
     for r in rows:
         assert r["wgmma"] > 0 and r["hgmma"] > 0, r
         assert r["tma_load"] > 0 and r["setmaxnreg"] > 0, r
@@ -305,13 +292,7 @@ def test_gluon_forward_builds_for_sm90_with_wgmma_tma_and_no_local_memory():
 
 
 # -- the schedule's arithmetic --------------------------------------------------------------------
-def _check_module(script="gluon_check"):
-    """A check script (``gluon_check`` / ``gluon_bwd_check``) loaded by path, as on the device."""
-    spec = importlib.util.spec_from_file_location(f"attnhub_{script}",
-                                                  os.path.join(HERE, f"{script}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_check_module = check_module
 
 
 @pytest.mark.parametrize("B,Hq,Hk,Sq,Sk,D,causal,dtype", [

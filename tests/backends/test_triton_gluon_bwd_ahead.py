@@ -8,17 +8,14 @@ whose SASS must issue the next block's Sᵀ before this block's dQ wgmmas (and t
 must not).  Nothing here runs the kernel: timing it is the GPU check's job.
 """
 
-import importlib.util
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
 
 from attnhub_triton import ops  # noqa: E402
+from gluon_testing import check_module, has_ptxas, run_build  # noqa: E402
 
 GLUON_BWD, GLUON_BWD_WHY = ops.gluon_bwd_module()
 needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
@@ -27,11 +24,7 @@ HERE = os.path.dirname(os.path.abspath(ops.__file__))
 
 
 def _check_module():
-    spec = importlib.util.spec_from_file_location("attnhub_gluon_bwd_check_ahead",
-                                                  os.path.join(HERE, "gluon_bwd_check.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return check_module("gluon_bwd_check")
 
 
 @needs_gluon_bwd
@@ -114,12 +107,6 @@ def test_rotated_bookkeeping_starts_every_product_from_its_own_block(s_ahead, ca
         assert len(rows) == 1 or any(r["lse"] != r["block"] for r in stale)
 
 
-def _ptxas() -> bool:
-    import triton
-    return os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
-                                       "bin", "ptxas"))
-
-
 _BUILD = r"""
 import importlib.util, json, os, subprocess, sys, tempfile
 import triton
@@ -145,7 +132,7 @@ print(json.dumps(out))
 
 
 @needs_gluon_bwd
-@pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is missing")
 def test_offline_sm90_builds_issue_the_next_s_before_the_dq_wgmmas():
     """d64 bf16 (a few seconds a build, in a child without TRITON_INTERPRET): in each
     consumer's dQ turn, m64a / m64a2 issue an SS wgmma without a transposed B (the next Sᵀ)
@@ -154,13 +141,7 @@ def test_offline_sm90_builds_issue_the_next_s_before_the_dq_wgmmas():
     specs = [dict(d=64, causal=False, knobs={}, want=0),
              dict(d=64, causal=True, knobs=dict(variant="m64a"), want=2),
              dict(d=64, causal=False, knobs=dict(variant="m64a2"), want=2)]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(specs),
-                          os.path.join(HERE, "gluon_bwd_check.py")], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(rows) == len(specs)
+    rows = run_build(_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
     for r in rows:
         assert r["s_before_dq"] == r["want"], r
         assert r["ldl_stl"] == 0 and 0 < r["depbar"] < r["hgmma"], r

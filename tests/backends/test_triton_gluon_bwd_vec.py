@@ -8,17 +8,14 @@ SASS must hold the dQ reduction it promises (REDG.E.ADD.F32 / F32x2 / F32x4, UTM
 Nothing here runs the kernel: timing it is the GPU check's job (``gluon_bwd_check.py``).
 """
 
-import importlib.util
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
 
 from attnhub_triton import ops  # noqa: E402
+from gluon_testing import check_module, has_ptxas, run_build  # noqa: E402
 
 GLUON_BWD, GLUON_BWD_WHY = ops.gluon_bwd_module()
 needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
@@ -101,11 +98,7 @@ def test_four_wide_layout_is_the_accumulator_with_two_bits_swapped(block_m, n):
 
 
 def _check_module():
-    spec = importlib.util.spec_from_file_location("attnhub_gluon_bwd_check_vec",
-                                                  os.path.join(HERE, "gluon_bwd_check.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return check_module("gluon_bwd_check")
 
 
 @needs_gluon_bwd
@@ -126,12 +119,6 @@ def test_check_script_times_the_new_variants_and_reads_their_sass():
     assert {k: facts[k] for k in ("REDG_by_width", "SHFL", "UTMAREDG")} == {
         "REDG_by_width": {"F32": 1, "F32x2": 1, "F32x4": 2}, "SHFL": 1, "UTMAREDG": 1}
     assert "REDG.F32x4 2" in text
-
-
-def _ptxas() -> bool:
-    import triton
-    return os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
-                                       "bin", "ptxas"))
 
 
 _BUILD = r"""
@@ -157,7 +144,7 @@ print(json.dumps(out))
 
 
 @needs_gluon_bwd
-@pytest.mark.skipif(not _ptxas(), reason="Triton's bundled ptxas is missing")
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is missing")
 def test_offline_sm90_builds_hold_the_promised_dq_reduction():
     """d64 bf16 (a few seconds a build, in a child without TRITON_INTERPRET): the default
     with the launch's 16-byte pointer specialisation has 2-wide atomics (32 static, both
@@ -168,12 +155,7 @@ def test_offline_sm90_builds_hold_the_promised_dq_reduction():
              dict(knobs=dict(variant="m64v4"), aligned=True, causal=True, want={"F32x4": 16}),
              dict(knobs=dict(variant="m64v1"), aligned=True, causal=False, want={"F32": 64}),
              dict(knobs=dict(variant="m64tma"), aligned=True, causal=False, want={})]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(specs)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(rows) == len(specs)
+    rows = run_build(_BUILD, specs)
     for r in rows:
         assert r["redg"] == r["want"], r
         assert r["hgmma"] > 0 and r["ldl_stl"] == 0, r

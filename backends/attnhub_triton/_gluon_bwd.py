@@ -221,6 +221,29 @@ def _iteration(it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D: gl.constexpr,
 
 
 @gluon.jit
+def _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG: gl.constexpr,
+          a_layout: gl.constexpr):
+    """One block's dSᵀ = Pᵀ (dPᵀ - Δ) (Δ is in dPᵀ's start value), stored for the dQ turn, and
+    dV += Pᵀ dO, dK += dSᵀ Q (RS wgmmas, A from registers); then the slot's Q and dO are
+    released.  Returns dv, dk."""
+    dtype: gl.constexpr = q_v.dtype
+    ds = p * dp
+    p16 = gl.convert_layout(p.to(dtype), a_layout)
+    ds16 = ds.to(dtype)
+    # dSᵀ into this warpgroup's half of the parity's buffer, through the transposed view: the
+    # buffer holds dS (query rows, key columns), K-major for the dQ product.
+    ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
+    ds_a = gl.convert_layout(ds16, a_layout)
+    dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
+    dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
+    fence_async_shared()
+    mbarrier.arrive(ds_bar.index(par))  # partition bar.sync, then one arrive
+    dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
+    mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
+    return dv, dk
+
+
+@gluon.jit
 def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
              col_l: gl.constexpr, CAUSAL: gl.constexpr):
     """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
@@ -369,17 +392,8 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
             dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
         else:
             p = gl.exp2(s * scale_log2)
-        ds = p * dp  # Pᵀ (dPᵀ - Δ)
-        p16 = gl.convert_layout(p.to(dtype), a_layout)
-        ds16 = ds.to(dtype)
-        ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
-        ds_a = gl.convert_layout(ds16, a_layout)
-        dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
-        dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
-        fence_async_shared()
-        mbarrier.arrive(ds_bar.index(par))
-        dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
-        mbarrier.arrive(qdo_empty.index(st))
+        dv, dk = _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG,
+                       a_layout)
 
         # ---- block it + 1's Sᵀ (and dPᵀ), ahead of this block's dQ ----
         st1, ph1 = _slot(it + 1, STAGES)
@@ -507,19 +521,8 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             s = warpgroup_mma_wait(1, deps=(s_tok, ))
             p = gl.exp2(s * scale_log2)
             dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
-            ds = p * dp  # Pᵀ (dPᵀ - Δ)
-            p16 = gl.convert_layout(p.to(dtype), a_layout)
-            ds16 = ds.to(dtype)
-            # dSᵀ into this warpgroup's half of the parity's buffer, through the transposed
-            # view: the buffer holds dS (query rows, key columns), K-major for the dQ product.
-            ds_smem.index(par * 2 + WG).permute((1, 0)).store(ds16)
-            ds_a = gl.convert_layout(ds16, a_layout)
-            dv_tok = warpgroup_mma(p16, do_v, dv, is_async=True)
-            dk_tok = warpgroup_mma(ds_a, q_v, dk, is_async=True)
-            fence_async_shared()
-            mbarrier.arrive(ds_bar.index(par))  # partition bar.sync, then one arrive
-            dv, dk, p16, ds_a = warpgroup_mma_wait(0, deps=(dv_tok, dk_tok, p16, ds_a))
-            mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
+            dv, dk = _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG,
+                           a_layout)
             if par == WG:
                 # this warpgroup's turn: dQ of the block from both dS halves, DQ_SPLIT column
                 # chunks one after the other (a 64 x D/DQ_SPLIT fp32 accumulator at a time)

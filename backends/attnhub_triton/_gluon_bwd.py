@@ -244,6 +244,26 @@ def _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG: gl.
 
 
 @gluon.jit
+def _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D: gl.constexpr,
+            BLOCK_M: gl.constexpr, DQ_N: gl.constexpr, DQ_VEC: gl.constexpr,
+            DQ_TMA: gl.constexpr, red_layout: gl.constexpr):
+    """Chunk h of a block's dQ partial added into dq_accum: one TMA bulk reduce of the whole
+    BLOCK_M x DQ_N partial through shared memory (DQ_TMA), or per-thread fp32 atomics of
+    DQ_VEC adjacent columns (1: scalar inline asm, 2: the wgmma layout's pairs, 4: after a
+    conversion inside each warp)."""
+    if DQ_TMA:
+        _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N], gl.reshape(dq, [1, BLOCK_M, DQ_N]))
+    else:
+        dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
+        if DQ_VEC == 1:
+            _red_add_f32(dq_at, dq)
+        else:
+            if DQ_VEC == 4:
+                dq = gl.convert_layout(dq, red_layout)
+            gl.atomic_add(dq_at, dq, sem="relaxed")
+
+
+@gluon.jit
 def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
              col_l: gl.constexpr, CAUSAL: gl.constexpr):
     """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
@@ -312,15 +332,8 @@ def _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, pa
                 dp = s
         else:
             dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-        dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
-        if DQ_TMA:
-            _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N], gl.reshape(dq, [1, BLOCK_M, DQ_N]))
-        elif DQ_VEC == 1:
-            _red_add_f32(dq_at, dq)
-        else:
-            if DQ_VEC == 4:
-                dq = gl.convert_layout(dq, red_layout)
-            gl.atomic_add(dq_at, dq, sem="relaxed")
+        _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D, BLOCK_M, DQ_N,
+                DQ_VEC, DQ_TMA, red_layout)
     return s, dp
 
 
@@ -534,18 +547,8 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
                     q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1),
                                           k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok, is_async=True)
                     dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-                    dq_at = dq_ptr + row_base * HEAD_D + h * DQ_N + dq_off
-                    if DQ_TMA:
-                        # the whole BLOCK_M x DQ_N partial in one TMA bulk reduce (through shared
-                        # memory) instead of per-thread atomics
-                        _tma_reduce_add(dq_desc, [bhq_now, m0, h * DQ_N],
-                                        gl.reshape(dq, [1, BLOCK_M, DQ_N]))
-                    elif DQ_VEC == 1:
-                        _red_add_f32(dq_at, dq)
-                    else:
-                        if DQ_VEC == 4:
-                            dq = gl.convert_layout(dq, red_layout)
-                        gl.atomic_add(dq_at, dq, sem="relaxed")
+                    _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D,
+                            BLOCK_M, DQ_N, DQ_VEC, DQ_TMA, red_layout)
 
     # ---- epilogue: dK * scale and dV from registers, rows < Sk ----
     kr = n0 + WG * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))

@@ -104,7 +104,9 @@ def compile_table(mod, specs, dims, parse, extra=None):
                                                 capture_output=True, text=True).stderr
                         regs = re.findall(r"REG:(\d+)", res)
                         spill = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", pv)
-                        warn = [ln for ln in pv.splitlines() if "warning" in ln.lower()]
+                        # ptxas reports serialised wgmmas (C7512, a large loss) as "info"
+                        warn = [ln for ln in pv.splitlines()
+                                if "warning" in ln.lower() or "C7512" in ln]
                         maxr = max([int(x) for x in re.findall(r"\bR(\d+)\b", sass)] or [0])
                         shapes = {}
                         for ln in sass.splitlines():

@@ -119,12 +119,13 @@ class TritonFA2Backend(attnhub.Backend):
                          + (f" up to {span[1]} keys" if span[1] is not None else "")
                          for (d, c), span in ops.POINTER_FWD.items())
         gluon = sorted(f"d{d}{' causal' if c else ''}"
-                       + (f" from {ops.GLUON_MIN_KEYS[d]} keys" if d in ops.GLUON_MIN_KEYS else "")
+                       + (f" from {ops.min_keys_for(ops.GLUON_MIN_KEYS, d, c)} keys"
+                          if ops.min_keys_for(ops.GLUON_MIN_KEYS, d, c) else "")
                        for (d, c), on in ops.GLUON_DEFAULT.items() if on)
         gluon_mod, gluon_why = ops.gluon_module()
         gluon_bwd = sorted(f"d{d}{' causal' if c else ''}"
-                           + (f" from {ops.GLUON_BWD_MIN_KEYS[d]} keys"
-                              if d in ops.GLUON_BWD_MIN_KEYS else "")
+                           + (f" from {ops.min_keys_for(ops.GLUON_BWD_MIN_KEYS, d, c)} keys"
+                              if ops.min_keys_for(ops.GLUON_BWD_MIN_KEYS, d, c) else "")
                            for (d, c), on in ops.GLUON_BWD_DEFAULT.items() if on)
         bwd_mod, bwd_why = ops.gluon_bwd_module()
         return {"interpreter": _INTERPRET,

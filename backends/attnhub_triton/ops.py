@@ -656,6 +656,9 @@ def forward_tag() -> str:
             [GLUON_VARIANT] + [f"{d}{'c' if causal else ''}>={floor}:{spec}"
                                for (d, causal), rows in sorted(GLUON_VARIANTS.items())
                                for floor, spec in rows]
+            + ["from=" + ",".join(f"{k[0]}{'c' if k[1] else 'n'}:{v}" if isinstance(k, tuple)
+                                  else f"{k}:{v}" for k, v in sorted(GLUON_MIN_KEYS.items(),
+                                                                     key=str))]
             + ([] if GLUON_LAYOUTS == ("bh",) else ["rows=" + "+".join(GLUON_LAYOUTS)])
             + _gluon_bwd_tag())
     return ""
@@ -766,12 +769,18 @@ def _lean_case(call, q, k, v, tensors, scale, left, right, softcap, dims) -> boo
             and _tma_ok(q.device, tensors))
 
 
+def min_keys_for(table: dict, d: int, causal: bool) -> int:
+    """A from-keys table's floor for (d, causal): its (d, causal) entry, else its d entry,
+    else 0."""
+    return table.get((d, causal), table.get(d, 0))
+
+
 def _lean_mode(variable: str, default: dict, d: int, causal: bool,
                keys: Optional[int] = None, min_keys: Optional[dict] = None) -> bool:
     """The variable's 0 or 1, else ``default`` for (d, causal) -- for the forward (``keys``
     given) only from ``min_keys`` (``LEAN_MIN_KEYS``) keys."""
     mode = os.environ.get(variable, "auto")
-    floor = (LEAN_MIN_KEYS if min_keys is None else min_keys).get(d, 0)
+    floor = min_keys_for(LEAN_MIN_KEYS if min_keys is None else min_keys, d, causal)
     return mode == "1" or (mode != "0" and default.get((d, causal), False)
                            and (keys is None or keys >= floor))
 
@@ -802,8 +811,9 @@ GLUON_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, 
 #: 0.93 / 0.99 / 1.05 / 1.04 / 1.05); d128 0.80 / 1.26 / 1.27 / 1.21 / 1.19 / 1.21 (causal
 #: 0.59 / 0.80 / 1.26 / 1.20 / 1.22 / 1.23); d256 (``ab_tri_gluon_d256_h100_2026-12-07_s36``)
 #: 1.41 / 1.34 / 1.26 / 1.26 / 1.22 at 1k-16k (causal 1.48 / 1.40 / 1.32 / 1.26 / 1.25),
-#: 0.96-1.07x cuDNN.  Each from the shortest length where the Gluon forward won or tied.
-GLUON_MIN_KEYS = {64: 2048, 128: 2048, 256: 1024}
+#: 0.96-1.07x cuDNN.  Each from the shortest length where the Gluon forward won or tied; a
+#: (head dim, causal) entry overrides its head dim's (``min_keys_for``).
+GLUON_MIN_KEYS = {64: 2048, 128: 2048, (128, False): 1024, 256: 1024}
 
 #: The Gluon forward's variant (``_gluon_fwd.VARIANTS``): "pp" and "ws2" timed alike (d64
 #: 0.955x / 0.944x, d128 1.073x / 1.078x cuDNN, means over the eight points).  In the

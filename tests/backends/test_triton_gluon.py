@@ -124,7 +124,7 @@ def test_gluon_route_follows_the_measured_table(monkeypatch):
     for d in (64, 128, 256):
         for causal in (False, True):
             assert ops.GLUON_DEFAULT[(d, causal)]
-            lo = ops.GLUON_MIN_KEYS[d]
+            lo = ops.min_keys_for(ops.GLUON_MIN_KEYS, d, causal)
             assert _route(monkeypatch, d=d, causal=causal, sk=lo)
             assert not _route(monkeypatch, d=d, causal=causal, sk=lo - 1)  # not timed there
             # the switch: 1 from any length, 0 never
@@ -198,7 +198,8 @@ def test_gluon_route_is_in_the_cache_tag_and_the_explanation(monkeypatch):
     if GLUON is not None:
         assert BACKEND.cache_tag() == ops.forward_tag()
         assert BACKEND.cache_tag().startswith(f"gluon-fwd={ops.GLUON_VARIANT}")
-        assert info == ("d128 causal from 2048 keys, d128 from 2048 keys, "
+        assert ops.min_keys_for(ops.GLUON_MIN_KEYS, 128, False) == 1024  # timed: +26 % at 1k
+        assert info == ("d128 causal from 2048 keys, d128 from 1024 keys, "
                         "d256 causal from 1024 keys, d256 from 1024 keys, "
                         "d64 causal from 2048 keys, d64 from 2048 keys")
     monkeypatch.setattr(ops, "_GLUON", {"mod": None, "why": "ImportError: old triton"})
@@ -220,6 +221,20 @@ def test_gluon_variant_table_picks_by_keys_and_is_in_the_tag(monkeypatch):
         monkeypatch.setattr(ops, "_GLUON", {"mod": GLUON, "why": ""})
         assert ops.forward_tag().startswith(f"gluon-fwd={ops.GLUON_VARIANT};64c>=2048:pp-persistent;"
                                             "64c>=8192:pp3:block_n=64;")
+
+
+@needs_gluon
+def test_gluon_from_keys_table_is_in_the_tag(monkeypatch):
+    """Where the Gluon forward starts (``GLUON_MIN_KEYS``, by head dim or by (head dim,
+    causal)) decides the kernel of a dispatch bucket, so it is part of the cache tag."""
+    monkeypatch.setattr(ops, "_GLUON", {"mod": GLUON, "why": ""})
+    tag = ops.forward_tag()
+    assert ";from=128n:1024,128:2048,256:1024,64:2048;" in tag
+    monkeypatch.setitem(ops.GLUON_MIN_KEYS, (64, True), 4096)
+    assert ops.forward_tag() != tag
+    assert ops.min_keys_for(ops.GLUON_MIN_KEYS, 64, True) == 4096
+    assert ops.min_keys_for(ops.GLUON_MIN_KEYS, 64, False) == 2048
+    assert ops.min_keys_for({}, 64, False) == 0
 
 
 @needs_gluon

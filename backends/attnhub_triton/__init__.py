@@ -110,34 +110,32 @@ class TritonFA2Backend(attnhub.Backend):
 
     def extra_info(self):
         from . import ops
-        lean = sorted(f"d{d}{' causal' if c else ''}"
-                      + (f" from {ops.LEAN_MIN_KEYS[d]} keys" if d in ops.LEAN_MIN_KEYS else "")
-                      for (d, c), on in ops.LEAN_DEFAULT.items() if on)
-        lean_bwd = sorted(f"d{d}{' causal' if c else ''}"
-                          for (d, c), on in ops.LEAN_BWD_DEFAULT.items() if on)
+
+        def where(default, min_keys):  # "d64 causal from 2048 keys, ..." where on by default
+            return ", ".join(sorted(
+                f"d{d}{' causal' if c else ''}" + (f" from {n} keys" if n else "")
+                for (d, c), on in default.items() if on
+                for n in (ops.min_keys_for(min_keys, d, c),)))
+
+        lean = where(ops.LEAN_DEFAULT, ops.LEAN_MIN_KEYS)
+        lean_bwd = where(ops.LEAN_BWD_DEFAULT, {})
         pointer = sorted(f"d{d}{' causal' if c else ''}"
                          + (f" up to {span[1]} keys" if span[1] is not None else "")
                          for (d, c), span in ops.POINTER_FWD.items())
-        gluon = sorted(f"d{d}{' causal' if c else ''}"
-                       + (f" from {ops.min_keys_for(ops.GLUON_MIN_KEYS, d, c)} keys"
-                          if ops.min_keys_for(ops.GLUON_MIN_KEYS, d, c) else "")
-                       for (d, c), on in ops.GLUON_DEFAULT.items() if on)
+        gluon = where(ops.GLUON_DEFAULT, ops.GLUON_MIN_KEYS)
         gluon_mod, gluon_why = ops.gluon_module()
-        gluon_bwd = sorted(f"d{d}{' causal' if c else ''}"
-                           + (f" from {ops.min_keys_for(ops.GLUON_BWD_MIN_KEYS, d, c)} keys"
-                              if ops.min_keys_for(ops.GLUON_BWD_MIN_KEYS, d, c) else "")
-                           for (d, c), on in ops.GLUON_BWD_DEFAULT.items() if on)
+        gluon_bwd = where(ops.GLUON_BWD_DEFAULT, ops.GLUON_BWD_MIN_KEYS)
         bwd_mod, bwd_why = ops.gluon_bwd_module()
         return {"interpreter": _INTERPRET,
                 "switches": ops.kernel_tag() or "none set",
                 "Gluon forward (sm90, BHSD or BSHD) by default": (
-                    ", ".join(gluon) or "nowhere") if gluon_mod is not None
+                    gluon or "nowhere") if gluon_mod is not None
                 else f"unavailable ({gluon_why})",
                 "Gluon backward (sm90, contiguous BHSD) by default": (
-                    ", ".join(gluon_bwd) or "nowhere (ATTNHUB_TRITON_GLUON_BWD=1 turns it on)")
+                    gluon_bwd or "nowhere (ATTNHUB_TRITON_GLUON_BWD=1 turns it on)")
                 if bwd_mod is not None else f"unavailable ({bwd_why})",
-                "lean forward by default": ", ".join(lean) or "nowhere",
+                "lean forward by default": lean or "nowhere",
                 "pointer-load forward (over lean) by default": ", ".join(pointer) or "nowhere",
-                "lean dK/dV by default": ", ".join(lean_bwd) or "nowhere",
+                "lean dK/dV by default": lean_bwd or "nowhere",
                 "two-part dK/dV by default": ", ".join(
                     f"d{d}" for d, on in sorted(ops.DKDV_PARTS.items()) if on) or "nowhere"}

@@ -47,7 +47,7 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from ._gluon_common import IMPORT_ERROR as _IMPORT_ERROR
+from ._gluon_common import IMPORT_ERROR as _IMPORT_ERROR  # noqa: F401  (ops reads it)
 from ._gluon_common import LOG2E as _LOG2E
 from ._gluon_common import (  # noqa: F401  (gluon_available, row_mode: this module's API)
     fence_async_shared,
@@ -144,11 +144,18 @@ def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
     p = alpha = 0 and no NaN appears (exp2(-inf - -inf))."""
     s = _mask_block(s, j, n_full, row0, Sq, Sk, CAUSAL, BLOCK_N, ROWS, s_layout)
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    p, l_new, alpha = _exp_block(s, m_i, m_new, l_i, qk_scale)
+    return p, m_new, l_new, alpha
+
+
+@gluon.jit
+def _exp_block(s, m_i, m_new, l_i, qk_scale):
+    """p = exp2(s * qk_scale - m_new), the new row sum and alpha = exp2(m_old - m_new); a row
+    whose max is still -inf subtracts 0 (p = alpha = 0, no NaN)."""
     m_use = gl.where(m_new == -float("inf"), 0.0, m_new)
     p = gl.exp2(s * qk_scale - gl.expand_dims(m_use, 1))
     alpha = gl.exp2(m_i - m_use)
-    l_new = l_i * alpha + gl.sum(p, axis=1)
-    return p, m_new, l_new, alpha
+    return p, l_i * alpha + gl.sum(p, axis=1), alpha
 
 
 @gluon.jit
@@ -167,10 +174,7 @@ def _softmax_block_lazy(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
     # -inf + LAZY is -inf: a row's first finite block always counts as growth
     grow = gl.max((m_cand > m_i + LAZY).to(gl.int32), axis=0)
     m_new = gl.where(grow > 0, m_cand, m_i)
-    m_use = gl.where(m_new == -float("inf"), 0.0, m_new)
-    p = gl.exp2(s * qk_scale - gl.expand_dims(m_use, 1))
-    alpha = gl.exp2(m_i - m_use)
-    l_new = l_i * alpha + gl.sum(p, axis=1)
+    p, l_new, alpha = _exp_block(s, m_i, m_new, l_i, qk_scale)
     return p, m_new, l_new, alpha, grow
 
 
@@ -667,8 +671,7 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
         raise ValueError(f"Hq={Hq} is not a multiple of Hk={Hk}")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError("q, k, v must share a dtype")
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        _check_rows(name, t)
+    modes = {name: _check_rows(name, t) for name, t in (("q", q), ("k", k), ("v", v))}
     if Sq == 0 or Sk == 0 or B == 0 or Hq == 0:
         raise ValueError("empty problem")
     gdt = gl_dtype(q.dtype, "gluon forward")
@@ -686,12 +689,11 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
                                                            dtype=torch.float32)
     if o.shape != q.shape or o.dtype != q.dtype:
         raise ValueError(f"out must have q's shape and dtype, got {tuple(o.shape)} {o.dtype}")
-    _check_rows("out", o)
+    modes["o"] = _check_rows("out", o)
     if lse.shape != (B, Hq, Sq) or lse.dtype != torch.float32 or not lse.is_contiguous():
         raise ValueError("lse_out must be contiguous float32 (B, Hq, Sq)")
 
     rows, bn = cfg["ROWS"], cfg["BLOCK_N"]
-    modes = {name: row_mode(t) for name, t in (("q", q), ("k", k), ("v", v), ("o", o))}
     q_desc = row_desc(q, rows, D, gdt, modes["q"])
     o_desc = row_desc(o, rows, D, gdt, modes["o"])
     k_desc = row_desc(k, bn, D, gdt, modes["k"])
@@ -717,15 +719,17 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
 
 
 def _check_rows(name, t):
-    """ValueError unless ``row_mode`` can address ``t``'s rows (its message says how)."""
+    """``row_mode(t)``; ValueError where it cannot address ``t``'s rows (saying how to fix)."""
     if t.data_ptr() % 16:
         raise ValueError(f"{name} is not 16-byte aligned")
-    if row_mode(t) is None:
+    mode = row_mode(t)
+    if mode is None:
         raise ValueError(
             f"{name} has strides {tuple(t.stride())} for shape {tuple(t.shape)}: the Gluon "
             "forward reads (B, H, S, D) tensors that are contiguous, or whose heads are "
             "adjacent (head stride D, unit last stride, batch and sequence strides multiples "
             "of 8 elements), such as (B, S, H, D).transpose(1, 2); pass .contiguous()")
+    return mode
 
 
 @functools.lru_cache(maxsize=None)

@@ -875,13 +875,13 @@ def gluon_module():
 
 def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
     """Whether the Gluon forward takes this call: compiled GPU code on sm90 (Gluon has no
-    interpreter), the dense case at d64 / d128, q, k, v and O each in a row layout its 3-D
+    interpreter), the dense case at d64 / d128 / d256, q, k, v and O each in a row layout its 3-D
     descriptors address (``_gluon_common.row_mode``: contiguous, or with the heads of a
     position adjacent), at most 65535 (batch, head) pairs (the grid's y), switched on by
     ATTNHUB_TRITON_GLUON=1 (any such layout), or, unset, by ``GLUON_DEFAULT`` from
     ``GLUON_MIN_KEYS`` keys in the layouts of ``GLUON_LAYOUTS``."""
-    if q.device.type != "cuda" or _interpreting() \
-            or os.environ.get("ATTNHUB_TRITON_GLUON") == "0":
+    switch = os.environ.get("ATTNHUB_TRITON_GLUON")
+    if q.device.type != "cuda" or _interpreting() or switch == "0":
         return False
     if not _lean_mode("ATTNHUB_TRITON_GLUON", GLUON_DEFAULT, q.shape[-1], right == 0,
                       call.seqlen_k, GLUON_MIN_KEYS):
@@ -891,8 +891,8 @@ def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
     mod = gluon_module()[0]
     if call.batch * call.heads_q > 65535 or mod is None:
         return False
-    layouts = None if os.environ.get("ATTNHUB_TRITON_GLUON") == "1" else GLUON_LAYOUTS
-    return all(mod.row_mode(t) in (layouts or ("bh", "bs")) for t in (q, k, v, o))
+    layouts = ("bh", "bs") if switch == "1" else GLUON_LAYOUTS
+    return all(mod.row_mode(t) in layouts for t in (q, k, v, o))
 
 
 #: Where the Gluon backward (``_gluon_bwd``: one CTA per 128-key block, a producer warp
@@ -918,7 +918,8 @@ def gluon_bwd_module():
 def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:
     """Whether the Gluon backward takes this call: the Gluon forward's case (sm90, dense
     d64 / d128, 16-bit, contiguous BHSD q, k, v, O and dO, 16-byte aligned), switched on by
-    ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by ``GLUON_BWD_DEFAULT``."""
+    ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by ``GLUON_BWD_DEFAULT`` from
+    ``GLUON_BWD_MIN_KEYS`` keys."""
     if q.device.type != "cuda" or _interpreting():
         return False
     if not _lean_mode("ATTNHUB_TRITON_GLUON_BWD", GLUON_BWD_DEFAULT, q.shape[-1], right == 0,

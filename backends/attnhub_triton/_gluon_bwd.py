@@ -668,10 +668,11 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     if (variant or DEFAULT_VARIANT) not in VARIANTS:
         raise ValueError(f"variant={variant!r} not in {sorted(VARIANTS)}")
     v = dict(VARIANTS[variant or DEFAULT_VARIANT])
-    if block_m is not None:
-        v["block_m"] = block_m
-    if stages is not None:
-        v["stages"] = stages
+    for key, val in (("block_m", block_m), ("stages", stages), ("dq_split", dq_split),
+                     ("dq_vec", dq_vec), ("dq_tma", dq_tma), ("s_ahead", s_ahead),
+                     ("ahead_chunk", ahead_chunk)):
+        if val is not None:  # an override; a key in v means "set", not defaulted
+            v[key] = val
     if head_dim not in (64, 128):
         raise ValueError(f"gluon backward: head dim {head_dim} not in (64, 128)")
     bm = v["block_m"]
@@ -680,23 +681,17 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     if bm == 128 and head_dim != 64:
         raise ValueError(f"block_m=128 needs head dim 64 (registers: dK, dV, Sᵀ, dPᵀ of 64 keys "
                          f"x 128 queries at d{head_dim} exceed 240 per thread)")
-    if dq_split is not None:
-        v["dq_split"] = dq_split
     dqs = v.get("dq_split") or (2 if head_dim == 128 else 1)
     if dqs not in (1, 2) or (dqs == 2 and head_dim != 128):
         raise ValueError(f"dq_split={dqs} (1, or 2 at d128 only: the K column slice must fall "
                          "on a 128-byte swizzle atom)")
     if v["stages"] < 1:
         raise ValueError(f"stages={v['stages']}")
-    if dq_vec is not None:
-        v["dq_vec"] = dq_vec
     dqv = v.get("dq_vec", 2)
     if isinstance(dqv, bool) or dqv not in DQ_VECS:
         raise ValueError(f"dq_vec={dqv!r} not in {DQ_VECS} (fp32 per dQ atomic: 1 scalar "
                          "inline asm, 2 the wgmma layout's column pairs, 4 after an intra-warp "
                          "layout change)")
-    if dq_tma is not None:
-        v["dq_tma"] = dq_tma
     tma_on = v.get("dq_tma", 0)
     if isinstance(tma_on, bool) or tma_on not in (0, 1):
         raise ValueError(f"dq_tma={tma_on!r} (0: dQ by atomics, 1: by a TMA bulk reduce)")
@@ -705,8 +700,6 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                          "width; set one of them")
     if tma_on and _ir is None:
         raise ValueError(f"dq_tma=1: triton {triton.__version__} lacks the private API it uses")
-    if s_ahead is not None:
-        v["s_ahead"] = s_ahead
     ahead = v.get("s_ahead", 0)
     if isinstance(ahead, bool) or ahead not in S_AHEADS:
         raise ValueError(f"s_ahead={ahead!r} not in {S_AHEADS} (the next block's products issued "
@@ -715,8 +708,6 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
         raise ValueError(f"s_ahead=2 needs head dim 64 (registers: the next Sᵀ and dPᵀ held "
                          f"beside dK, dV and a dQ chunk at d{head_dim} spill about 1.7 KB and "
                          "ptxas serialises the wgmmas); use s_ahead=1")
-    if ahead_chunk is not None:
-        v["ahead_chunk"] = ahead_chunk
     # the dQ chunk before whose wgmmas they are issued: by default the last one (d128: the
     # second of two, where the first chunk's accumulators are dead and the registers fit)
     chunk = v.get("ahead_chunk", dqs - 1)

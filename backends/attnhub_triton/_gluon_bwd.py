@@ -103,11 +103,22 @@ VARIANTS = {
     # dQ turn; GLUON_BWD_NOTES.md, "Thirty-sixth session (later): S_AHEAD"
     "m64a": dict(block_m=64, stages=2, s_ahead=1),
     "m64a2": dict(block_m=64, stages=2, s_ahead=2),
+    # HSPLIT: 64-key CTAs whose two warpgroups split the query block (Sᵀ, dPᵀ) and the head
+    # dim (dK, dV, dQ); the d256 default (the only build that fits there), also built at d128;
+    # GLUON_BWD_NOTES.md, "Thirty-seventh session: HSPLIT"
+    "h64": dict(block_m=64, stages=2, hsplit=1),
+    # m64 with K and V's wgmma descriptors rebuilt per iteration instead of held across the
+    # loop (kv_opaque=1: _opaque_zero); d128 m64 spills 24-48 B without it
+    "m64o": dict(block_m=64, stages=2, kv_opaque=1),
 }
+HSPLIT_DIMS = (128, 256)  # head dims whose halves fall on 64-column swizzle atoms
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
 S_AHEADS = (0, 1, 2)  # products of the next block issued before this block's dQ: none, Sᵀ, Sᵀ+dPᵀ
-KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma", "s_ahead", "ahead_chunk")
+KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma", "s_ahead", "ahead_chunk",
+         "hsplit", "kv_opaque")
 DEFAULT_VARIANT = "m64"
+DEFAULT_VARIANT_D256 = "h64"
+HEAD_DIMS = (64, 128, 256)
 
 
 # --------------------------------------------------------------------------------------
@@ -119,6 +130,16 @@ DEFAULT_VARIANT = "m64"
 def _slot(j, STAGES: gl.constexpr):
     """Ring slot of iteration j and the parity its barriers are at."""
     return j % STAGES, (j // STAGES) & 1
+
+
+@gluon.jit
+def _opaque_zero(it):
+    """0, through a side-effecting asm the compiler cannot see through.  Shared-memory views
+    indexed with it inside the loop have their wgmma descriptors (one 64-bit value per
+    k-step) rebuilt every iteration, not hoisted out of the loop and held (or spilled)
+    across it -- 32 descriptors for K and V at d256."""
+    return gl.inline_asm_elementwise("mov.u32 $0, 0;", "=r,r", [it], dtype=gl.int32,
+                                     is_pure=False, pack=1)
 
 
 @gluon.jit
@@ -175,15 +196,17 @@ def _red_add_f32(ptrs, vals):
 
 
 @gluon.jit
-def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constexpr):
-    """1 warp: K and V once (two 64-key halves each), then Q and dO of every iteration."""
+def _producer(descs, smem, bars, ints, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
+              KV_BOXES: gl.constexpr):
+    """1 warp: K and V once (KV_BOXES 64-key boxes each: two halves, or one under HSPLIT),
+    then Q and dO of every iteration."""
     q_desc, k_desc, v_desc, do_desc = descs
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
     kv_bh, n0, qbh0, m_first, n_mb, n_iter = ints
 
-    mbarrier.expect(kv_bar, 2 * k_desc.block_type.nbytes + 2 * v_desc.block_type.nbytes)
-    for w in gl.static_range(2):
+    mbarrier.expect(kv_bar, KV_BOXES * (k_desc.block_type.nbytes + v_desc.block_type.nbytes))
+    for w in gl.static_range(KV_BOXES):
         _tma_load(k_desc, [kv_bh, n0 + w * 64, 0], kv_bar, k_smem.index(w))
         _tma_load(v_desc, [kv_bh, n0 + w * 64, 0], kv_bar, v_smem.index(w))
     mb = m_first
@@ -265,7 +288,7 @@ def _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D: gl.co
 
 @gluon.jit
 def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
-             col_l: gl.constexpr, CAUSAL: gl.constexpr):
+             col_l: gl.constexpr, CAUSAL: gl.constexpr, NK: gl.constexpr = 128):
     """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
     causal / Sk mask drops (key, query) in an edge block.  With it Pᵀ = exp2(acc · scale
     log2e) is one FMUL + EX2 and no LSE registers stay live under the products (+inf LSE:
@@ -273,9 +296,9 @@ def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
     layout (``ccols``): an arange in col_l is loop-invariant, and LLVM would keep its 16
     registers live across the whole loop (spills at d128)."""
     s_init = st_zero - gl.expand_dims(gl.convert_layout(lse_c, col_l) * inv_scale_log2, 0)
-    need = n0 + 128 > Sk
+    need = n0 + NK > Sk  # NK: the CTA's keys (n0 .. n0 + NK - 1)
     if CAUSAL:
-        need = need | (n0 + 127 > m0 + offset)
+        need = need | (n0 + NK - 1 > m0 + offset)
     if need:
         keep = gl.expand_dims(keys < Sk, 1)
         if CAUSAL:
@@ -449,7 +472,8 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
 def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
               HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
               CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
-              DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr):
+              DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
+              KV_OPAQUE: gl.constexpr):
     """One consumer warpgroup (4 warps): keys n0 + 64 WG .. n0 + 64 WG + 63."""
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
@@ -464,11 +488,6 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
     col_l: gl.constexpr = gl.SliceLayout(0, st_layout)  # per query (Sᵀ columns)
     row_l: gl.constexpr = gl.SliceLayout(1, st_layout)  # per key (Sᵀ rows)
-
-    k_w = k_smem.index(WG).reshape([64, HEAD_D])
-    v_w = v_smem.index(WG).reshape([64, HEAD_D])
-    k_0 = k_smem.index(0).reshape([64, HEAD_D])
-    k_1 = k_smem.index(1).reshape([64, HEAD_D])
 
     dk = gl.zeros([64, HEAD_D], gl.float32, kv_layout)
     dv = gl.zeros([64, HEAD_D], gl.float32, kv_layout)
@@ -518,6 +537,14 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             mb, bhq = _next_block(mb, bhq, m_first, n_mb)
             bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
             nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
+            if KV_OPAQUE:  # K and V views rebuilt per iteration (_opaque_zero)
+                kz = _opaque_zero(it)
+            else:
+                kz = 0
+            k_w = k_smem.index(WG + kz).reshape([64, HEAD_D])
+            v_w = v_smem.index(WG + kz).reshape([64, HEAD_D])
+            k_0 = k_smem.index(kz).reshape([64, HEAD_D])
+            k_1 = k_smem.index(1 + kz).reshape([64, HEAD_D])
 
             # Sᵀ - log2-LSE / (scale log2e) out of the wgmma, the causal / Sk mask in it too,
             # computed before the products are in flight, when fewer registers are live
@@ -559,6 +586,129 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     gl.store(dv_ptr + off, dv.to(dtype), mask=mask)
 
 
+# --------------------------------------------------------------------------------------
+# HSPLIT (hsplit=1; d256, also built at d128): a 64-key CTA whose two consumer warpgroups
+# split the query block for Sᵀ / dPᵀ and the head dim for dK / dV / dQ, so each holds a
+# 64 x D/2 half of dK and of dV (d256: 64 + 64 registers a thread instead of 256).
+# GLUON_BWD_NOTES.md, "Thirty-seventh session: HSPLIT".
+# --------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
+                     HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
+                     CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr):
+    """One consumer warpgroup of a 64-key CTA (keys n0 .. n0 + 63).  Per query block:
+
+        Sᵀ_w  = K Q_wᵀ,  dPᵀ_w = V dO_wᵀ      query columns QW w .. QW w + QW - 1 (QW = BLOCK_M/2)
+        Pᵀ_w, dSᵀ_w -> the parity's P and dS buffers (query rows x key columns), both halves
+                        awaited on ds_bar (count 2)
+        dV[:, h] += Pᵀ dO[:, h],  dK[:, h] += dSᵀ Q[:, h]   h = head-dim columns DH w .. (SS
+                        wgmmas, Pᵀ and dSᵀ read through transposed views of the buffers)
+        dQ[:, h]  = dS K[:, h]   in 64-column chunks, fp32 atomics into dq_accum
+    """
+    q_smem, k_smem, v_smem, do_smem, ds_smem = smem
+    kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
+    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc = ptrs
+    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
+    dtype: gl.constexpr = q_smem.dtype
+    QW: gl.constexpr = BLOCK_M // 2   # this warpgroup's query columns of Sᵀ / dPᵀ
+    DH: gl.constexpr = HEAD_D // 2    # this warpgroup's head-dim columns of dK / dV / dQ
+    DQ_N: gl.constexpr = 64           # dQ chunk (a 128-byte swizzle atom of K)
+    N_CH: gl.constexpr = DH // DQ_N
+
+    st_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, QW, 16])
+    kv_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DH, 16])
+    dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_N, 16])
+    col_l: gl.constexpr = gl.SliceLayout(0, st_layout)
+    row_l: gl.constexpr = gl.SliceLayout(1, st_layout)
+
+    dk = gl.zeros([64, DH], gl.float32, kv_layout)
+    dv = gl.zeros([64, DH], gl.float32, kv_layout)
+    st_zero = gl.zeros([64, QW], gl.float32, st_layout)
+    dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
+    keys = n0 + gl.arange(0, 64, layout=row_l)
+    if DQ_VEC == 4:
+        red_layout: gl.constexpr = _dq_v4_layout(BLOCK_M, DQ_N)
+    else:
+        red_layout: gl.constexpr = dq_layout
+    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, red_layout))
+    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, red_layout))
+    dq_off = gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
+
+    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    ccols = gl.arange(0, QW, layout=cl)
+    row0 = qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + QW * WG
+    lse_c = gl.load(lse2_ptr + row0 + ccols)
+    delta_c = gl.load(delta_ptr + row0 + ccols)
+
+    mbarrier.wait(kv_bar, 0)
+    mb = m_first
+    bhq = qbh0
+    for it in range(n_iter):
+        m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
+            it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
+        mb, bhq = _next_block(mb, bhq, m_first, n_mb)
+        bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
+        nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M + QW * WG
+        # K and V through an opaque 0: their descriptors rebuilt per iteration (at d256 the
+        # hoisted ones spilled 132-220 B)
+        kz = _opaque_zero(it)
+        k_v = k_smem.index(kz).reshape([64, HEAD_D])
+        v_v = v_smem.index(kz).reshape([64, HEAD_D])
+
+        s_init = _s_start(lse_c, ccols, keys, n0, m0 + QW * WG, Sk, offset, inv_scale_log2,
+                          st_zero, col_l, CAUSAL, 64)
+        mbarrier.wait(q_ready.index(st), ph)
+        s_tok = warpgroup_mma(k_v, q_v.slice(QW * WG, QW, dim=0).permute((1, 0)), s_init,
+                              is_async=True)
+        dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
+        mbarrier.wait(do_ready.index(st), ph)
+        dp_tok = warpgroup_mma(v_v, do_v.slice(QW * WG, QW, dim=0).permute((1, 0)), dp_init,
+                               is_async=True)
+        lse_c = gl.load(lse2_ptr + nrow + ccols)
+        delta_c = gl.load(delta_ptr + nrow + ccols)
+        s = warpgroup_mma_wait(1, deps=(s_tok, ))
+        p = gl.exp2(s * scale_log2)
+        dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
+        ds = p * dp
+        # this warpgroup's query rows of P and dS (the buffers hold query rows x key columns,
+        # K-major for dQ = dS K), stored through transposed views
+        p_buf = ds_smem.index(par * 2)
+        d_buf = ds_smem.index(par * 2 + 1)
+        p_buf.slice(QW * WG, QW, dim=0).permute((1, 0)).store(p.to(dtype))
+        d_buf.slice(QW * WG, QW, dim=0).permute((1, 0)).store(ds.to(dtype))
+        fence_async_shared()
+        mbarrier.arrive(ds_bar.index(par))
+        mbarrier.wait(ds_bar.index(par), (it // 2) & 1)  # both halves stored
+        dv_tok = warpgroup_mma(p_buf.permute((1, 0)), do_v.slice(DH * WG, DH, dim=1), dv,
+                               is_async=True)
+        dk_tok = warpgroup_mma(d_buf.permute((1, 0)), q_v.slice(DH * WG, DH, dim=1), dk,
+                               is_async=True)
+        q_tok = warpgroup_mma(d_buf, k_v.slice(DH * WG, DQ_N, dim=1), dq_zero, use_acc=False,
+                              is_async=True)
+        dv, dk = warpgroup_mma_wait(1, deps=(dv_tok, dk_tok))
+        mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
+        for h in gl.static_range(N_CH):
+            if h > 0:
+                q_tok = warpgroup_mma(d_buf, k_v.slice(DH * WG + h * DQ_N, DQ_N, dim=1),
+                                      dq_zero, use_acc=False, is_async=True)
+            dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+            _dq_add(dq, dq_ptr, None, row_base, bhq_now, m0, N_CH * WG + h, dq_off, HEAD_D,
+                    BLOCK_M, DQ_N, DQ_VEC, 0, red_layout)
+
+    # ---- epilogue: this warpgroup's head-dim half of dK * scale and dV, rows < Sk ----
+    kr = n0 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))
+    cd = DH * WG + gl.arange(0, DH, layout=gl.SliceLayout(0, kv_layout))
+    off = (kv_bh.to(gl.int64) * Sk + gl.expand_dims(kr, 1)) * HEAD_D + gl.expand_dims(cd, 0)
+    mask = gl.expand_dims(kr < Sk, 1) & gl.expand_dims(cd < HEAD_D, 0)
+    gl.store(dk_ptr + off, (dk * scale).to(dtype), mask=mask)
+    gl.store(dv_ptr + off, dv.to(dtype), mask=mask)
+
+
 @gluon.jit(do_not_specialize=["Sq", "Sk", "Sq_pad", "Hq", "GROUP"])
 def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
                      lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
@@ -566,9 +716,12 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
                      HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
                      CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
                      DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
-                     S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr, num_warps: gl.constexpr):
+                     S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr, HSPLIT: gl.constexpr,
+                     KV_OPAQUE: gl.constexpr, num_warps: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
-    n0 = gl.program_id(0) * 128
+    NK: gl.constexpr = 64 if HSPLIT else 128  # keys per CTA
+    KV_BOXES: gl.constexpr = NK // 64
+    n0 = gl.program_id(0) * NK
     kv_bh = gl.program_id(1)
     Hk = Hq // GROUP
     b = kv_bh // Hk
@@ -584,11 +737,12 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
 
     q_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_M, HEAD_D], q_desc.layout)
     do_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, BLOCK_M, HEAD_D], do_desc.layout)
-    k_smem = gl.allocate_shared_memory(dtype, [2, 1, 64, HEAD_D], k_desc.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [2, 1, 64, HEAD_D], v_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [KV_BOXES, 1, 64, HEAD_D], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [KV_BOXES, 1, 64, HEAD_D], v_desc.layout)
     ds_layout: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16,
                                                    rank=2)
-    ds_smem = gl.allocate_shared_memory(dtype, [4, BLOCK_M, 64], ds_layout)  # [parity*2 + wg]
+    # [parity*2 + wg]: the dS halves; HSPLIT: [parity*2] P, [parity*2 + 1] dS
+    ds_smem = gl.allocate_shared_memory(dtype, [4, BLOCK_M, 64], ds_layout)
     kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     q_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     do_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -608,13 +762,22 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
     cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, Sk - Sq, inv_scale_log2)
     pints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter)
     descs = (q_desc, k_desc, v_desc, do_desc)
-    gl.warp_specialize([
-        (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK)),
-        (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                     CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK)),
-        (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES)),
-    ], [4, 1], [CONSUMER_REGS, 24])
+    if HSPLIT:
+        gl.warp_specialize([
+            (_consumer_hsplit, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
+                                STAGES, CAUSAL, DQ_VEC)),
+            (_consumer_hsplit, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
+                                STAGES, CAUSAL, DQ_VEC)),
+            (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
+        ], [4, 1], [CONSUMER_REGS, 24])
+    else:
+        gl.warp_specialize([
+            (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
+                         CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE)),
+            (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
+                         CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE)),
+            (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
+        ], [4, 1], [CONSUMER_REGS, 24])
 
 
 # --------------------------------------------------------------------------------------
@@ -663,18 +826,37 @@ def _dq_post_kernel(acc_ptr, dq_ptr, Sq, Sq_pad, scale, D: tl.constexpr, ROWS: t
 
 
 def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None,
-                   dq_vec=None, dq_tma=None, s_ahead=None, ahead_chunk=None):
+                   dq_vec=None, dq_tma=None, s_ahead=None, ahead_chunk=None, hsplit=None,
+                   kv_opaque=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
-    if (variant or DEFAULT_VARIANT) not in VARIANTS:
+    if head_dim not in HEAD_DIMS:
+        raise ValueError(f"gluon backward: head dim {head_dim} not in {HEAD_DIMS}")
+    name = variant or (DEFAULT_VARIANT_D256 if head_dim == 256 else DEFAULT_VARIANT)
+    if name not in VARIANTS:
         raise ValueError(f"variant={variant!r} not in {sorted(VARIANTS)}")
-    v = dict(VARIANTS[variant or DEFAULT_VARIANT])
+    v = dict(VARIANTS[name])
     for key, val in (("block_m", block_m), ("stages", stages), ("dq_split", dq_split),
                      ("dq_vec", dq_vec), ("dq_tma", dq_tma), ("s_ahead", s_ahead),
-                     ("ahead_chunk", ahead_chunk)):
+                     ("ahead_chunk", ahead_chunk), ("hsplit", hsplit), ("kv_opaque", kv_opaque)):
         if val is not None:  # an override; a key in v means "set", not defaulted
             v[key] = val
-    if head_dim not in (64, 128):
-        raise ValueError(f"gluon backward: head dim {head_dim} not in (64, 128)")
+    hs = v.get("hsplit", 0)
+    if isinstance(hs, bool) or hs not in (0, 1):
+        raise ValueError(f"hsplit={hs!r} (0: warpgroups split the keys, 1: the query block and "
+                         "the head dim)")
+    opq = v.get("kv_opaque", 0)
+    if isinstance(opq, bool) or opq not in (0, 1):
+        raise ValueError(f"kv_opaque={opq!r} (1: K and V's wgmma descriptors rebuilt per "
+                         "iteration)")
+    if hs:
+        if "kv_opaque" in v:
+            raise ValueError("kv_opaque does not apply with hsplit=1 (it always rebuilds them)")
+        return _resolve_hsplit(head_dim, v)
+    if opq and v.get("s_ahead"):
+        raise ValueError("kv_opaque=1 with s_ahead: the S_AHEAD loop does not take it")
+    if head_dim == 256:
+        raise ValueError("head dim 256 needs hsplit=1 (variant 'h64'): dK and dV of 64 keys x "
+                         "256 columns exceed 240 registers a thread")
     bm = v["block_m"]
     if bm not in (64, 128):
         raise ValueError(f"block_m={bm} (64 or 128)")
@@ -726,7 +908,36 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     # setmaxnreg gives 240 + 240 + 24 (the producer's warpgroup).
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
                 DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on, S_AHEAD=ahead,
-                AHEAD_CHUNK=chunk if ahead else 0,
+                AHEAD_CHUNK=chunk if ahead else 0, HSPLIT=0, KV_OPAQUE=opq,
+                num_warps=4, maxnreg=168, smem_estimate=smem)
+
+
+def _resolve_hsplit(head_dim, v):
+    """resolve_config for hsplit=1: block_m 64, dQ in 64-column chunks, 2-wide or 4-wide
+    atomics; the knobs of the key-split loop (dq_split, dq_tma, s_ahead) are refused."""
+    if head_dim not in HSPLIT_DIMS:
+        raise ValueError(f"hsplit=1 needs head dim in {HSPLIT_DIMS} (each warpgroup's half of "
+                         f"the head dim must be a multiple of 64), got {head_dim}")
+    for knob in ("dq_split", "dq_tma", "s_ahead", "ahead_chunk"):
+        if v.get(knob):
+            raise ValueError(f"{knob}={v[knob]} does not apply with hsplit=1 (dQ goes in "
+                             "64-column chunks by atomics; no S_AHEAD loop)")
+    if v["block_m"] != 64:
+        raise ValueError(f"block_m={v['block_m']} with hsplit=1 (64 only: 32 query columns "
+                         "per warpgroup)")
+    if v["stages"] < 1:
+        raise ValueError(f"stages={v['stages']}")
+    dqv = v.get("dq_vec", 2)
+    if isinstance(dqv, bool) or dqv not in (2, 4):
+        raise ValueError(f"dq_vec={dqv!r} with hsplit=1 (2 or 4)")
+    bm = 64
+    # Q, dO ring + K, V (64 keys) + P and dS of two parities
+    smem = 2 * (2 * v["stages"] * bm * head_dim + 2 * 64 * head_dim + 4 * bm * 64) + 1024
+    if smem > 232448:
+        raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, hsplit=1, "
+                         f"stages={v['stages']})")
+    return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
+                DQ_SPLIT=1, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=1, KV_OPAQUE=1,
                 num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
@@ -825,14 +1036,15 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     dq_desc = None  # a constexpr None in the kernel unless the bulk-reduce experiment is on
     if cfg["DQ_TMA"]:
         dq_desc = _desc3(dq_acc.view(B, Hq, sq_pad, D), bm, D // cfg["DQ_SPLIT"], gl.float32)
-    grid = (triton.cdiv(Sk, BLOCK_N), B * Hk)
+    grid = (triton.cdiv(Sk, 64 if cfg["HSPLIT"] else BLOCK_N), B * Hk)
     _LAST["kernel"] = _attn_bwd_kernel[grid](
         q_desc, k_desc, v_desc, do_desc, dq_desc, lse2, delta, dq_acc, dk, dv,
         Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, 1.0 / (scale * _LOG2E), scale,
         HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
         CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"], DQ_VEC=cfg["DQ_VEC"],
         DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"], AHEAD_CHUNK=cfg["AHEAD_CHUNK"],
-        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+        HSPLIT=cfg["HSPLIT"], KV_OPAQUE=cfg["KV_OPAQUE"], num_warps=cfg["num_warps"],
+        maxnreg=cfg["maxnreg"])
     _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
                                                    num_warps=4)
     return dq, dk, dv
@@ -874,7 +1086,8 @@ def compile_offline(head_dim, dtype="bf16", causal=False, aligned=True, **knobs)
     constexprs = dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
                       DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"],
-                      AHEAD_CHUNK=cfg["AHEAD_CHUNK"], num_warps=cfg["num_warps"])
+                      AHEAD_CHUNK=cfg["AHEAD_CHUNK"], HSPLIT=cfg["HSPLIT"],
+                      KV_OPAQUE=cfg["KV_OPAQUE"], num_warps=cfg["num_warps"])
     if cfg["DQ_TMA"]:
         dn = head_dim // cfg["DQ_SPLIT"]
         dl = gl.NVMMASharedLayout.get_default_for([1, bm, dn], gl.float32)

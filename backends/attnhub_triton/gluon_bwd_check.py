@@ -45,7 +45,7 @@ KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
 # m64v4 / m128v4: 4-wide dQ atomics, m64tma: dQ by TMA bulk reduce (thirty-sixth session),
 # timed against m64 / m128; m64v1 (scalar atomics, a control) only when named; m64a / m64a2:
 # the next block's Sᵀ (and dPᵀ, d64 only) issued before this block's dQ (S_AHEAD)
-DEFAULT_VARIANTS = "m64,m64a,m64a2,m128,m64v4,m128v4,m64tma"
+DEFAULT_VARIANTS = "m64,m64a,m64a2,m128,m64v4,m128v4,m64tma,m64o,h64"
 LOG2E = 1.4426950408889634
 
 
@@ -88,8 +88,15 @@ def case_list(which):
         cases.append((2, 4, 4, 203, 113, 128, True, "fp16"))  # rows that see no key
         cases.append((1, 4, 4, 4096, 4096, 128, False, "fp16"))
         cases.append((2, 4, 4, 1, 4096, 64, True, "bf16"))
+        # d256: only hsplit builds it (h64); the others report SKIP
+        for causal in (False, True):
+            cases.append((2, 4, 4, 1000, 1000, 256, causal, "bf16"))
+            cases.append((2, 4, 4, 113, 203, 256, causal, "bf16"))
+        cases.append((2, 8, 2, 1000, 1000, 256, True, "bf16"))
+        cases.append((2, 4, 4, 203, 113, 256, True, "fp16"))
+        cases.append((1, 2, 2, 4096, 4096, 256, False, "fp16"))
         return cases
-    for d in (64, 128):
+    for d in (64, 128, 256):
         for causal in (False, True):
             for dt in ("bf16", "fp16"):
                 for sq, sk in ((128, 128), (1000, 1000), (4096, 4096), (113, 203), (203, 113),
@@ -245,7 +252,7 @@ def child_correct(spec, which):
 # bench
 # --------------------------------------------------------------------------------------
 
-BENCH_POINTS = [(S, D, causal) for D in (64, 128) for S in (2048, 4096, 8192, 16384)
+BENCH_POINTS = [(S, D, causal) for D in (64, 128, 256) for S in (2048, 4096, 8192, 16384)
                 for causal in (False, True)]
 
 
@@ -447,7 +454,8 @@ def ahead_rows(qbh0, m_first, n_mb, group, s_ahead, control=None):
     return rows
 
 
-def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahead=0):
+def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahead=0,
+            hsplit=0):
     """The kernel's arithmetic, block by block, in float32 on the CPU.
 
     Same as _gluon_bwd.py: the pre-pass (Δ = rowsum(dO∘O), log2-LSE with +inf for -inf and
@@ -462,7 +470,9 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
     ("no_mask": the causal / Sk mask dropped; "ln_lse": LSE not scaled by log2e; "stale":
     with s_ahead, the next block's Sᵀ started with this block's LSE).  s_ahead=1, 2: the
     S_AHEAD loop's row bookkeeping (``ahead_rows``) picks the LSE / mask / Δ rows that start
-    each product, instead of the block's own."""
+    each product, instead of the block's own.  hsplit=1: the HSPLIT build's CTAs of 64 keys
+    (one key block, dQ = dS K), its mask decided per query half (``need`` of each warpgroup's
+    columns); the split of dK / dV / dQ by head-dim columns changes no sum."""
     import torch
     f32 = torch.float32
     B, Hq, Sq, D = q.shape
@@ -483,9 +493,11 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
     dop = torch.zeros(B * Hq, sq_pad, D)
     qp[:, :Sq] = q.float().reshape(B * Hq, Sq, D)
     dop[:, :Sq] = do.float().reshape(B * Hq, Sq, D)
-    n_kb = (Sk + 127) // 128
-    kp = torch.zeros(B * Hk, n_kb * 128, D)
-    vp = torch.zeros(B * Hk, n_kb * 128, D)
+    halves = (0, ) if hsplit else (0, 1)  # 64-key warpgroup blocks per CTA
+    nk = 64 * len(halves)
+    n_kb = (Sk + nk - 1) // nk
+    kp = torch.zeros(B * Hk, n_kb * nk, D)
+    vp = torch.zeros(B * Hk, n_kb * nk, D)
     kp[:, :Sk] = k.float().reshape(B * Hk, Sk, D)
     vp[:, :Sk] = v.float().reshape(B * Hk, Sk, D)
     dq_acc = torch.zeros(B * Hq, sq_pad, D)
@@ -497,13 +509,13 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
         b, hk = divmod(kv_bh, Hk)
         qbh0 = b * Hq + hk * group
         for kb in range(n_kb):
-            n0 = kb * 128
+            n0 = kb * nk
             m_first = max(n0 - offset, 0) // block_m if causal else 0
             nm = n_mb - m_first
-            k_w = [kp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in (0, 1)]
-            v_w = [vp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in (0, 1)]
-            dk_w = [torch.zeros(64, D) for _ in (0, 1)]
-            dv_w = [torch.zeros(64, D) for _ in (0, 1)]
+            k_w = [kp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in halves]
+            v_w = [vp[kv_bh, n0 + 64 * w:n0 + 64 * w + 64] for w in halves]
+            dk_w = [torch.zeros(64, D) for _ in halves]
+            dv_w = [torch.zeros(64, D) for _ in halves]
             rows = ahead_rows(qbh0, m_first, n_mb, group, s_ahead, control) if s_ahead else None
             for it in range(group * nm):
                 g, mb = it // nm, m_first + it % nm
@@ -519,16 +531,23 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
                 qt = qp[bhq, m0:m0 + block_m]
                 dot = dop[bhq, m0:m0 + block_m]
                 ds_half = []
-                for w in (0, 1):
+                for w in halves:
                     keys = n0 + 64 * w + torch.arange(64)
                     s_init = (-(lse2[lse_bhq, lse_m0:lse_m0 + block_m] * inv_c))[None, :].expand(
                         64, block_m)
-                    need = n0 + 128 > Sk or (causal and n0 + 127 > mask_m0 + offset)
-                    if need and control != "no_mask":
-                        keep = (keys < Sk)[:, None].expand(64, block_m)
-                        if causal:
-                            keep = keep & (keys[:, None] <= (mask_m0 + offset + cols)[None, :])
-                        s_init = torch.where(keep, s_init, torch.tensor(float("-inf")))
+                    # the mask's column groups: the whole block, or (hsplit) each
+                    # warpgroup's half of the query columns, with its own `need`
+                    for c0 in ((0, block_m // 2) if hsplit else (0, )):
+                        cw = block_m // 2 if hsplit else block_m
+                        need = n0 + nk > Sk or (causal and n0 + nk - 1 > mask_m0 + c0 + offset)
+                        if need and control != "no_mask":
+                            keep = (keys < Sk)[:, None].expand(64, cw)
+                            if causal:
+                                keep = keep & (keys[:, None]
+                                               <= (mask_m0 + offset + cols[c0:c0 + cw])[None, :])
+                            s_init = s_init.clone()
+                            s_init[:, c0:c0 + cw] = torch.where(keep, s_init[:, c0:c0 + cw],
+                                                                torch.tensor(float("-inf")))
                     s = s_init + k_w[w] @ qt.T
                     p = torch.exp2(s * c)
                     dp = -delta[d_bhq, d_m0:d_m0 + block_m][None, :] + v_w[w] @ dot.T
@@ -538,8 +557,8 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
                     dv_w[w] += p16 @ dot
                     dk_w[w] += ds16 @ qt
                     ds_half.append(ds16)
-                dq_acc[bhq, m0:m0 + block_m] += ds_half[0].T @ k_w[0] + ds_half[1].T @ k_w[1]
-            for w in (0, 1):
+                dq_acc[bhq, m0:m0 + block_m] += sum(ds_half[w].T @ k_w[w] for w in halves)
+            for w in halves:
                 lo, hi = n0 + 64 * w, min(n0 + 64 * w + 64, Sk)
                 if hi > lo:
                     dk[kv_bh, lo:hi] = (dk_w[w][:hi - lo] * scale).to(dtype).float()
@@ -581,7 +600,7 @@ def emulate_check():
     return n_ok == len(cases) and n_neg == 2 and ahead_ok
 
 
-def _emulate_errors(case, control=None, s_ahead=0):
+def _emulate_errors(case, control=None, s_ahead=0, hsplit=0):
     """(passed, text) of one emulated case against fp64 autograd (2x torch's own error)."""
     import torch
     B, Hq, Hk, Sq, Sk, D, causal, dt, bm = case
@@ -595,7 +614,7 @@ def _emulate_errors(case, control=None, s_ahead=0):
     rq, rk, rv, sees = grads_ref(q, k, v, do, causal, scale, torch.float64)
     lq, lk, lv, _ = grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)
     gq, gk, gv = emulate(q, k, v, o, do, lse, causal, scale, block_m=bm, control=control,
-                         s_ahead=s_ahead)
+                         s_ahead=s_ahead, hsplit=hsplit)
     ok, parts = True, []
     for name, got, ref, low in (("dq", gq, rq, lq), ("dk", gk, rk, lk), ("dv", gv, rv, lv)):
         err = float((got - ref).abs().nan_to_num(float("inf")).max())
@@ -673,8 +692,8 @@ def _case_details(r):
 
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
-                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2", cases="quick",
-                        timeout=90, bench_timeout=240, jobs=3, dims="64,128")
+                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2 m64o h64", cases="quick",
+                        timeout=90, bench_timeout=240, jobs=3, dims="64,128,256")
     ap.add_argument("--unaligned", action="store_true",
                     help="--compile-only without the launch's 16-byte pointer specialisation")
     args = ap.parse_args()

@@ -917,7 +917,7 @@ def gluon_bwd_module():
 
 def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:
     """Whether the Gluon backward takes this call: the Gluon forward's case (sm90, dense
-    d64 / d128, 16-bit, contiguous BHSD q, k, v, O and dO, 16-byte aligned), switched on by
+    d64 / d128 / d256 (d256: the HSPLIT build), 16-bit, contiguous BHSD q, k, v, O and dO, 16-byte aligned), switched on by
     ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by ``GLUON_BWD_DEFAULT`` from
     ``GLUON_BWD_MIN_KEYS`` keys."""
     if q.device.type != "cuda" or _interpreting():
@@ -925,7 +925,7 @@ def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:
     if not _lean_mode("ATTNHUB_TRITON_GLUON_BWD", GLUON_BWD_DEFAULT, q.shape[-1], right == 0,
                       call.seqlen_k, GLUON_BWD_MIN_KEYS):
         return False
-    if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128)):
+    if not _sm90_dense_case(call, q, v, scale, left, right, softcap, (64, 128, 256)):
         return False
     if call.batch * call.heads_k > 65535 or not all(
             t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (q, k, v, o, do)):

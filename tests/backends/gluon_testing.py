@@ -42,3 +42,32 @@ def run_build(script: str, specs: list, *args: str) -> list:
     rows = json.loads(run.stdout.strip().splitlines()[-1])
     assert len(rows) == len(specs)
     return rows
+
+
+#: ``run_build`` script for the Gluon backward: per spec (d, causal, knobs) an offline sm90
+#: bf16 build of ``_gluon_bwd`` and its SASS facts (``gluon_bwd_check.dq_sass_facts``: the
+#: wgmma order, S_before_dQ, DEPBAR), HGMMA count and shapes, LDL + STL; argv[2] is the
+#: check script.
+BWD_BUILD = r"""
+import importlib.util, json, os, re, subprocess, sys, tempfile
+import triton
+from attnhub_triton import _gluon_bwd as g
+spec = importlib.util.spec_from_file_location("chk", sys.argv[2])
+chk = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(chk)
+bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+out = []
+for spec in json.loads(sys.argv[1]):
+    c = g.compile_offline(spec["d"], "bf16", spec["causal"], **spec["knobs"])
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "k.cubin")
+        open(path, "wb").write(c.asm["cubin"])
+        sass = subprocess.run([os.path.join(bindir, "cuobjdump"), "-sass", path],
+                              capture_output=True, text=True).stdout
+    facts, _ = chk.dq_sass_facts(sass)
+    out.append(dict(spec, order=facts["wgmma_order"], s_before_dq=facts["S_before_dQ"],
+                    depbar=facts["DEPBAR"], hgmma=sass.count("HGMMA"),
+                    ldl_stl=sass.count("LDL") + sass.count("STL"),
+                    shapes=sorted(set(re.findall(r"HGMMA\.(\d+x\d+x\d+)", sass)))))
+print(json.dumps(out))
+"""

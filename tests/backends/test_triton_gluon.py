@@ -109,7 +109,11 @@ def test_gluon_backward_route_follows_the_measured_table(monkeypatch):
             assert not _route(monkeypatch, d=d, causal=causal, backward=True,
                               ATTNHUB_TRITON_GLUON_BWD="0")
     on = dict(backward=True, ATTNHUB_TRITON_GLUON_BWD="1")
-    for kw in (dict(d=256), dict(d=96), dict(dtype=torch.float32), dict(softcap=30.0),
+    # d256 (the HSPLIT build): taken when switched on, not by default (not in the table)
+    assert (256, False) not in ops.GLUON_BWD_DEFAULT
+    assert _route(monkeypatch, d=256, **on)
+    assert not _route(monkeypatch, d=256, backward=True)
+    for kw in (dict(d=96), dict(d=192), dict(dtype=torch.float32), dict(softcap=30.0),
                dict(causal=False, window=(64, 16)), dict(varlen=True), dict(contiguous=False),
                dict(ptr=(1 << 20) + 8), dict(cap=(8, 0)), dict(interpreting=True)):
         assert not _route(monkeypatch, **kw, **on), kw
@@ -507,6 +511,9 @@ def test_gluon_backward_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, cau
     dict(d=128, sq=4096, sk=4096, heads="mha", causal=True, dtype=BF16),
     dict(d=128, sq=203, sk=113, heads="mqa", causal=True, dtype=BF16),
     dict(d=128, sq=1, sk=4096, heads="mqa", dtype=BF16),
+    dict(d=256, sq=1000, sk=1000, heads="gqa", causal=True, dtype=BF16),  # HSPLIT
+    dict(d=256, sq=113, sk=203, heads="mha", dtype=F16),
+    dict(d=256, sq=203, sk=113, heads="mqa", causal=True, dtype=BF16),
 ], ids=lambda kw: "d{d}-{sq}x{sk}-{heads}".format(**kw) + ("-causal" if kw.get("causal") else ""))
 def test_gpu_gluon_backward_through_the_backend(kw, monkeypatch):
     p = make_problem(device="cuda", **kw)

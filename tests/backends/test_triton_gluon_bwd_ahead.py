@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
 
 from attnhub_triton import ops  # noqa: E402
-from gluon_testing import check_module, has_ptxas, run_build  # noqa: E402
+from gluon_testing import BWD_BUILD, check_module, has_ptxas, run_build  # noqa: E402
 
 GLUON_BWD, GLUON_BWD_WHY = ops.gluon_bwd_module()
 needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
@@ -107,28 +107,6 @@ def test_rotated_bookkeeping_starts_every_product_from_its_own_block(s_ahead, ca
         assert len(rows) == 1 or any(r["lse"] != r["block"] for r in stale)
 
 
-_BUILD = r"""
-import importlib.util, json, os, subprocess, sys, tempfile
-import triton
-from attnhub_triton import _gluon_bwd as g
-spec = importlib.util.spec_from_file_location("chk", sys.argv[2])
-chk = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(chk)
-bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-out = []
-for spec in json.loads(sys.argv[1]):
-    c = g.compile_offline(spec["d"], "bf16", spec["causal"], **spec["knobs"])
-    with tempfile.TemporaryDirectory() as td:
-        path = os.path.join(td, "k.cubin")
-        open(path, "wb").write(c.asm["cubin"])
-        sass = subprocess.run([os.path.join(bindir, "cuobjdump"), "-sass", path],
-                              capture_output=True, text=True).stdout
-    facts, _ = chk.dq_sass_facts(sass)
-    out.append(dict(spec, order=facts["wgmma_order"], s_before_dq=facts["S_before_dQ"],
-                    depbar=facts["DEPBAR"], hgmma=sass.count("HGMMA"),
-                    ldl_stl=sass.count("LDL") + sass.count("STL")))
-print(json.dumps(out))
-"""
 
 
 @needs_gluon_bwd
@@ -141,7 +119,7 @@ def test_offline_sm90_builds_issue_the_next_s_before_the_dq_wgmmas():
     specs = [dict(d=64, causal=False, knobs={}, want=0),
              dict(d=64, causal=True, knobs=dict(variant="m64a"), want=2),
              dict(d=64, causal=False, knobs=dict(variant="m64a2"), want=2)]
-    rows = run_build(_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
+    rows = run_build(BWD_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
     for r in rows:
         assert r["s_before_dq"] == r["want"], r
         assert r["ldl_stl"] == 0 and 0 < r["depbar"] < r["hgmma"], r

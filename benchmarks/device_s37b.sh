@@ -6,7 +6,7 @@
 #     spill at d128), and the S_AHEAD builds m64a / m64a2 beside the shipped m64: quick cases
 #     (d64, d128, d256), then the grid's backward points against cuDNN / FLASH, 2 rounds.
 #     Predictions (the kernel alone, xcuDNN): h64 d256 0.60-0.80 (plain Triton 0.52-0.57);
-#     h64 d128 0.70-0.85 (m64 0.76-0.87); m64o d128 +0..+4 % over m64.
+#     h64 d128 0.70-0.85 (m64 0.76-0.87); m64o d128 +0..+4 % over m64; m64ao d128 +0..+5 %.
 # (1) the Gluon backward's GPU tests through the backend (d256 cases new).
 # (2) through the backend: Gluon ÷ plain-Triton backward at d256 (ab_hopper trib gluon_bwd).
 set -u
@@ -15,7 +15,7 @@ export ATTNHUB_TRITON_AUTOTUNE=0
 budgeted s37b ${BUDGET:-420}
 TAIL=40 step gluon_bwd_h64 "$(left 260)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd_h64" --cases quick --rounds 2 --timeout 150 --bench-timeout 200 \
-    --variants m64,m64o,m64a,m64a2,h64 --bench-anyway
+    --variants m64,m64o,m64a,m64ao,h64 --bench-anyway
 repack
 TAIL=6 step gpu_tests_gluon_bwd "$(left 100)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     --durations=3 tests/backends/test_triton_gluon.py -k "gluon_backward"

@@ -110,6 +110,7 @@ VARIANTS = {
     # m64 with K and V's wgmma descriptors rebuilt per iteration instead of held across the
     # loop (kv_opaque=1: _opaque_zero); d128 m64 spills 24-48 B without it
     "m64o": dict(block_m=64, stages=2, kv_opaque=1),
+    "m64ao": dict(block_m=64, stages=2, s_ahead=1, kv_opaque=1),
 }
 HSPLIT_DIMS = (128, 256)  # head dims whose halves fall on 64-column swizzle atoms
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
@@ -367,7 +368,7 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
                          DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
                          S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
                          st_layout: gl.constexpr, a_layout: gl.constexpr,
-                         red_layout: gl.constexpr):
+                         red_layout: gl.constexpr, KV_OPAQUE: gl.constexpr = 0):
     """The consumer's main loop with block it + 1's Sᵀ (S_AHEAD=2: and dPᵀ) issued after
     block it's dV/dK retired and before block it's dQ turn, so the tensor cores have this
     warpgroup's next product while it waits for dS and does its dQ wgmmas and atomics.
@@ -386,8 +387,6 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
     col_l: gl.constexpr = gl.SliceLayout(0, st_layout)
     k_w = k_smem.index(WG).reshape([64, HEAD_D])
     v_w = v_smem.index(WG).reshape([64, HEAD_D])
-    k_0 = k_smem.index(0).reshape([64, HEAD_D])
-    k_1 = k_smem.index(1).reshape([64, HEAD_D])
     last_bhq = qbh0 + GROUP - 1
 
     # ---- prologue: block 0's Sᵀ (and dPᵀ), retired before the loop ----
@@ -417,11 +416,19 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
         m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
             it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
         mb, bhq = _next_block(mb, bhq, m_first, n_mb)  # block it + 1
+        if KV_OPAQUE:  # K and V views rebuilt per iteration (_opaque_zero)
+            kz = _opaque_zero(it)
+        else:
+            kz = 0
+        kw_i = k_smem.index(WG + kz).reshape([64, HEAD_D])
+        vw_i = v_smem.index(WG + kz).reshape([64, HEAD_D])
+        k0_i = k_smem.index(kz).reshape([64, HEAD_D])
+        k1_i = k_smem.index(1 + kz).reshape([64, HEAD_D])
         if S_AHEAD == 1:
             # dPᵀ - Δ of this block; Pᵀ's exp2 runs under it
             dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
             mbarrier.wait(do_ready.index(st), ph)
-            dp_tok = warpgroup_mma(v_w, do_v.permute((1, 0)), dp_init, is_async=True)
+            dp_tok = warpgroup_mma(vw_i, do_v.permute((1, 0)), dp_init, is_async=True)
             nrow = gl.minimum(bhq, last_bhq).to(gl.int64) * Sq_pad + mb * BLOCK_M
             delta_c = gl.load(delta_ptr + nrow + ccols)  # block it + 1's Δ
             p = gl.exp2(s * scale_log2)
@@ -445,12 +452,12 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
             # this warpgroup's turn: dQ of block it, with block it + 1's products issued
             # before chunk AHEAD_CHUNK's wgmmas
             mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
-            s, dp_next = _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now,
-                                        m0, par, dq_off, dq_zero, k_w, q_t, v_w, do_t, nx,
+            s, dp_next = _dq_turn_ahead(ds_smem, k0_i, k1_i, dq_ptr, dq_desc, row_base, bhq_now,
+                                        m0, par, dq_off, dq_zero, kw_i, q_t, vw_i, do_t, nx,
                                         st_zero, col_l, CAUSAL, HEAD_D, BLOCK_M, DQ_SPLIT,
                                         DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, red_layout)
         else:
-            s_tok, dp_tok = _next_products(k_w, q_t, v_w, do_t, nx, st_zero, col_l, CAUSAL,
+            s_tok, dp_tok = _next_products(kw_i, q_t, vw_i, do_t, nx, st_zero, col_l, CAUSAL,
                                            S_AHEAD)
             if S_AHEAD == 2:
                 s, dp_next = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
@@ -526,7 +533,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
         dk, dv = _consumer_loop_ahead(
             WG, smem, bars, ptrs, ints, scale_log2, dk, dv, lse_c, delta_c, keys, ccols, dq_off,
             st_zero, dq_zero, HEAD_D, BLOCK_M, STAGES, CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD,
-            AHEAD_CHUNK, st_layout, a_layout, red_layout)
+            AHEAD_CHUNK, st_layout, a_layout, red_layout, KV_OPAQUE)
     else:
         mb = m_first
         bhq = qbh0
@@ -852,8 +859,6 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
         if "kv_opaque" in v:
             raise ValueError("kv_opaque does not apply with hsplit=1 (it always rebuilds them)")
         return _resolve_hsplit(head_dim, v)
-    if opq and v.get("s_ahead"):
-        raise ValueError("kv_opaque=1 with s_ahead: the S_AHEAD loop does not take it")
     if head_dim == 256:
         raise ValueError("head dim 256 needs hsplit=1 (variant 'h64'): dK and dV of 64 keys x "
                          "256 columns exceed 240 registers a thread")

@@ -40,10 +40,12 @@ def test_d256_defaults_to_hsplit_and_the_others_keep_the_key_split():
         assert GLUON_BWD.resolve_config(d)["KV_OPAQUE"] == 0
     assert GLUON_BWD.resolve_config(128, variant="h64")["HSPLIT"] == 1
     assert GLUON_BWD.resolve_config(128, variant="m64o")["KV_OPAQUE"] == 1
+    ao = GLUON_BWD.resolve_config(128, variant="m64ao")
+    assert (ao["KV_OPAQUE"], ao["S_AHEAD"]) == (1, 1)
     assert GLUON_BWD.resolve_config(256, variant="h64", dq_vec=4)["DQ_VEC"] == 4
     assert {"hsplit", "kv_opaque"} <= set(GLUON_BWD.KNOBS)
     chk = check_module("gluon_bwd_check")
-    assert {"h64", "m64o"} <= set(chk.DEFAULT_VARIANTS.split(","))
+    assert {"h64", "m64o", "m64ao"} <= set(chk.DEFAULT_VARIANTS.split(","))
     assert any(c[5] == 256 for c in chk.case_list("quick"))
     assert any(D == 256 for _, D, _ in chk.BENCH_POINTS)
 
@@ -63,7 +65,6 @@ def test_d256_defaults_to_hsplit_and_the_others_keep_the_key_split():
     (256, dict(variant="h64", kv_opaque=0), "kv_opaque does not apply"),
     (128, dict(hsplit=2), "hsplit=2"), (128, dict(hsplit=True), "hsplit=True"),
     (128, dict(kv_opaque=2), "kv_opaque=2"),
-    (128, dict(variant="m64a", kv_opaque=1), "kv_opaque=1 with s_ahead"),
 ])
 def test_bad_hsplit_knobs_raise_a_value_error_naming_them(d, knobs, what):
     with pytest.raises(ValueError, match=what):
@@ -109,11 +110,14 @@ def test_offline_sm90_builds_use_no_local_memory():
     """bf16 builds (about 10 s each, in a child without TRITON_INTERPRET): h64 at d256 and
     d128 touches no local memory and ptxas serialised no wgmma; h64 at d256 issues Sᵀ / dPᵀ
     as 64 x 32 products (32 query columns a warpgroup) and dV / dK as 64 x 128 (half the
-    head dim); m64o at d128 non-causal spills less than the default m64."""
+    head dim); m64o at d128 non-causal spills less than the default m64, m64ao (causal) less
+    than m64a and still issues the next Sᵀ before each consumer's dQ."""
     specs = [dict(d=256, causal=True, knobs=dict(variant="h64")),
              dict(d=128, causal=False, knobs=dict(variant="h64")),
              dict(d=128, causal=False, knobs=dict(variant="m64o")),
-             dict(d=128, causal=False, knobs={})]
+             dict(d=128, causal=False, knobs={}),
+             dict(d=128, causal=True, knobs=dict(variant="m64ao")),
+             dict(d=128, causal=True, knobs=dict(variant="m64a"))]
     rows = run_build(BWD_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
     for r in rows[:2]:
         assert r["ldl_stl"] == 0 and 0 < r["depbar"] < r["hgmma"], r
@@ -121,3 +125,6 @@ def test_offline_sm90_builds_use_no_local_memory():
     # m64o: none under Triton 3.6 (the device's), 28 against m64's 92 under 3.9
     assert rows[2]["ldl_stl"] < rows[3]["ldl_stl"], (rows[2], rows[3])
     assert 0 < rows[2]["depbar"] < rows[2]["hgmma"], rows[2]
+    # m64ao: S_AHEAD with the knob spills less than m64a (3.6: none against 84-120 B)
+    assert rows[4]["ldl_stl"] < rows[5]["ldl_stl"], (rows[4], rows[5])
+    assert rows[4]["s_before_dq"] == 2, rows[4]

@@ -144,6 +144,39 @@ def _opaque_zero(it):
 
 
 @gluon.jit
+def _kv_views(k_smem, v_smem, it, WG: gl.constexpr, HEAD_D: gl.constexpr,
+              KV_OPAQUE: gl.constexpr):
+    """Warpgroup WG's K and V halves and both K halves (for dQ), viewed inside the loop:
+    through ``_opaque_zero(it)`` with KV_OPAQUE, else at constant indices (hoisted by the
+    compiler: the default builds' PTX)."""
+    if KV_OPAQUE:
+        kz = _opaque_zero(it)
+    else:
+        kz = 0
+    return (k_smem.index(WG + kz).reshape([64, HEAD_D]), v_smem.index(WG + kz).reshape([64, HEAD_D]),
+            k_smem.index(kz).reshape([64, HEAD_D]), k_smem.index(1 + kz).reshape([64, HEAD_D]))
+
+
+@gluon.constexpr_function
+def _red_layout(block_m, n, dq_vec, dq_layout):
+    """The layout the dQ partial is added from: the accumulator's own (column pairs, 2-wide
+    atomics where the launch specialises dq_ptr on 16-byte alignment), or 4 adjacent columns
+    per thread after an intra-warp layout change (dq_vec=4)."""
+    if int(getattr(dq_vec, "value", dq_vec)) == 4:
+        return _dq_v4_layout(block_m, n)
+    return getattr(dq_layout, "value", dq_layout)
+
+
+@gluon.jit
+def _dq_offsets(red_layout: gl.constexpr, BLOCK_M: gl.constexpr, DQ_N: gl.constexpr,
+                HEAD_D: gl.constexpr):
+    """Element offsets of a BLOCK_M x DQ_N dQ chunk in dq_accum (row stride HEAD_D)."""
+    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, red_layout))
+    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, red_layout))
+    return gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
+
+
+@gluon.jit
 def _next_block(mb, bhq, m_first, n_mb):
     """The iteration after (query block mb, query head row bhq): the next query block, or the
     group's next head from block m_first (no integer division in the loop)."""
@@ -416,14 +449,7 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
         m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
             it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
         mb, bhq = _next_block(mb, bhq, m_first, n_mb)  # block it + 1
-        if KV_OPAQUE:  # K and V views rebuilt per iteration (_opaque_zero)
-            kz = _opaque_zero(it)
-        else:
-            kz = 0
-        kw_i = k_smem.index(WG + kz).reshape([64, HEAD_D])
-        vw_i = v_smem.index(WG + kz).reshape([64, HEAD_D])
-        k0_i = k_smem.index(kz).reshape([64, HEAD_D])
-        k1_i = k_smem.index(1 + kz).reshape([64, HEAD_D])
+        kw_i, vw_i, k0_i, k1_i = _kv_views(k_smem, v_smem, it, WG, HEAD_D, KV_OPAQUE)
         if S_AHEAD == 1:
             # dPᵀ - Δ of this block; Pᵀ's exp2 runs under it
             dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
@@ -504,17 +530,8 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_N, 16])
     dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
     keys = n0 + WG * 64 + gl.arange(0, 64, layout=row_l)
-    cols = gl.arange(0, BLOCK_M, layout=col_l)
-    # the layout the dQ partial is added from: the accumulator's own (column pairs, 2-wide
-    # atomics where the launch specialises dq_ptr on 16-byte alignment), or 4 adjacent
-    # columns per thread after an intra-warp layout change (dq_vec=4)
-    if DQ_VEC == 4:
-        red_layout: gl.constexpr = _dq_v4_layout(BLOCK_M, DQ_N)
-    else:
-        red_layout: gl.constexpr = dq_layout
-    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, red_layout))
-    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, red_layout))
-    dq_off = gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
+    red_layout: gl.constexpr = _red_layout(BLOCK_M, DQ_N, DQ_VEC, dq_layout)
+    dq_off = _dq_offsets(red_layout, BLOCK_M, DQ_N, HEAD_D)
     # offset = Sk - Sq (bottom-right causal: query row i sees key j iff j <= i + offset) and
     # inv_scale_log2 come from the host: kernel arguments live in the constant bank, not in
     # registers
@@ -544,14 +561,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             mb, bhq = _next_block(mb, bhq, m_first, n_mb)
             bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
             nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
-            if KV_OPAQUE:  # K and V views rebuilt per iteration (_opaque_zero)
-                kz = _opaque_zero(it)
-            else:
-                kz = 0
-            k_w = k_smem.index(WG + kz).reshape([64, HEAD_D])
-            v_w = v_smem.index(WG + kz).reshape([64, HEAD_D])
-            k_0 = k_smem.index(kz).reshape([64, HEAD_D])
-            k_1 = k_smem.index(1 + kz).reshape([64, HEAD_D])
+            k_w, v_w, k_0, k_1 = _kv_views(k_smem, v_smem, it, WG, HEAD_D, KV_OPAQUE)
 
             # Sᵀ - log2-LSE / (scale log2e) out of the wgmma, the causal / Sk mask in it too,
             # computed before the products are in flight, when fewer registers are live
@@ -638,13 +648,8 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
     st_zero = gl.zeros([64, QW], gl.float32, st_layout)
     dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
     keys = n0 + gl.arange(0, 64, layout=row_l)
-    if DQ_VEC == 4:
-        red_layout: gl.constexpr = _dq_v4_layout(BLOCK_M, DQ_N)
-    else:
-        red_layout: gl.constexpr = dq_layout
-    rq = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, red_layout))
-    cq = gl.arange(0, DQ_N, layout=gl.SliceLayout(0, red_layout))
-    dq_off = gl.expand_dims(rq, 1) * HEAD_D + gl.expand_dims(cq, 0)
+    red_layout: gl.constexpr = _red_layout(BLOCK_M, DQ_N, DQ_VEC, dq_layout)
+    dq_off = _dq_offsets(red_layout, BLOCK_M, DQ_N, HEAD_D)
 
     cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
     ccols = gl.arange(0, QW, layout=cl)

@@ -16,7 +16,7 @@ budgeted s37b ${BUDGET:-420}
 TAIL=40 step gluon_bwd_h64 "$(left 260)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd_h64" --cases quick --rounds 2 --timeout 150 --bench-timeout 200 \
     --variants ${VARIANTS:-m64,m64o,m64a,m64ao,h64} --bench-anyway \
-    --points 2048x256,4096x256,8192x256,16384x256,2048x256c,4096x256c,8192x256c,16384x256c,2048x128,4096x128,8192x128,16384x128,2048x128c,4096x128c,8192x128c,16384x128c,4096x64,16384x64,4096x64c,16384x64c
+    --points ${POINTS:-2048x256,4096x256,8192x256,16384x256,2048x256c,4096x256c,8192x256c,16384x256c,2048x128,4096x128,8192x128,16384x128,2048x128c,4096x128c,8192x128c,16384x128c,4096x64,16384x64,4096x64c,16384x64c}
 repack
 TAIL=6 step gpu_tests_gluon_bwd "$(left 100)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     --durations=3 tests/backends/test_triton_gluon.py -k "gluon_backward"

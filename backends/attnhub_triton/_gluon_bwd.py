@@ -144,6 +144,15 @@ def _opaque_zero(it):
 
 
 @gluon.jit
+def _advance(mb, bhq, m_first, n_mb, qbh0, GROUP, Sq_pad, BLOCK_M: gl.constexpr):
+    """The next iteration's (query block, head row) and the first of its rows in the padded
+    LSE / Δ buffers (after the last iteration: the group's last head, still in bounds)."""
+    mb, bhq = _next_block(mb, bhq, m_first, n_mb)
+    bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
+    return mb, bhq, bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
+
+
+@gluon.jit
 def _kv_views(k_smem, v_smem, it, WG: gl.constexpr, HEAD_D: gl.constexpr,
               KV_OPAQUE: gl.constexpr):
     """Warpgroup WG's K and V halves and both K halves (for dQ), viewed inside the loop:
@@ -557,10 +566,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
         for it in range(n_iter):
             m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
                 it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
-            # next iteration's rows (after the last one: the group's first row block, in bounds)
-            mb, bhq = _next_block(mb, bhq, m_first, n_mb)
-            bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
-            nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M
+            mb, bhq, nrow = _advance(mb, bhq, m_first, n_mb, qbh0, GROUP, Sq_pad, BLOCK_M)
             k_w, v_w, k_0, k_1 = _kv_views(k_smem, v_smem, it, WG, HEAD_D, KV_OPAQUE)
 
             # Sᵀ - log2-LSE / (scale log2e) out of the wgmma, the causal / Sk mask in it too,
@@ -663,9 +669,8 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
     for it in range(n_iter):
         m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
             it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
-        mb, bhq = _next_block(mb, bhq, m_first, n_mb)
-        bhq_c = gl.minimum(bhq, qbh0 + GROUP - 1)
-        nrow = bhq_c.to(gl.int64) * Sq_pad + mb * BLOCK_M + QW * WG
+        mb, bhq, nrow = _advance(mb, bhq, m_first, n_mb, qbh0, GROUP, Sq_pad, BLOCK_M)
+        nrow = nrow + QW * WG  # this warpgroup's query columns
         # K and V through an opaque 0: their descriptors rebuilt per iteration (at d256 the
         # hoisted ones spilled 132-220 B)
         kz = _opaque_zero(it)

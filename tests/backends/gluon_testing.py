@@ -25,6 +25,44 @@ def check_module(script: str = "gluon_check"):
     return mod
 
 
+def gluon_bwd():
+    """``(module, skip mark)``: the Gluon backward module (None without Gluon / Hopper
+    support) and a ``skipif`` mark that says why."""
+    import pytest
+    from attnhub_triton import ops
+    mod, why = ops.gluon_bwd_module()
+    return mod, pytest.mark.skipif(mod is None, reason=f"no Gluon Hopper module: {why}")
+
+
+def check_bwd_emulation(shape, causal, dtype, seed, negative=True, **emulate_kw):
+    """The Gluon backward's schedule replayed by ``gluon_bwd_check.emulate(**emulate_kw)``
+    on fresh inputs of ``shape`` = (B, Hq, Hk, Sq, Sk, D): dQ, dK, dV within 2x torch's own
+    low-precision error against float64 autograd, dQ = 0 on rows that see no key, and
+    (``negative``) the ``no_mask`` control caught."""
+    import torch
+    chk = check_module("gluon_bwd_check")
+    B, Hq, Hk, Sq, Sk, D = shape
+    gen = torch.Generator().manual_seed(seed)
+    q, do = (torch.randn(B, Hq, Sq, D, generator=gen).to(dtype) for _ in range(2))
+    k, v = (torch.randn(B, Hk, Sk, D, generator=gen).to(dtype) for _ in range(2))
+    scale = D ** -0.5
+    o, lse = chk.forward_ref(q, k, v, causal, scale, torch.float64)
+    *ref, sees = chk.grads_ref(q, k, v, do, causal, scale, torch.float64)
+    low = chk.grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)[:3]
+    tol = [2.0 * float((lo - r).abs().nan_to_num(0.0).max()) + 1e-5 for lo, r in zip(low, ref)]
+
+    def worst(got):
+        return [float((g - r).abs().nan_to_num(float("inf")).max()) for g, r in zip(got, ref)]
+
+    got = chk.emulate(q, k, v, o, do, lse, causal, scale, **emulate_kw)
+    assert all(e <= t for e, t in zip(worst(got), tol)), (worst(got), tol)
+    if (~sees).any():
+        assert (got[0][:, :, ~sees] == 0).all()
+    if negative:
+        bad = chk.emulate(q, k, v, o, do, lse, causal, scale, control="no_mask", **emulate_kw)
+        assert any(e > t for e, t in zip(worst(bad), tol)), (worst(bad), tol)
+
+
 def has_ptxas() -> bool:
     """Whether Triton's bundled ptxas (an offline sm90 build needs it) is there."""
     import triton

@@ -29,7 +29,7 @@ pytest.importorskip("triton", reason="triton is not installed: pip install attnh
 from attnhub.testing.tolerance import assert_matches_reference, random_inputs  # noqa: E402
 from attnhub_triton import ops  # noqa: E402
 
-from gluon_testing import check_module, has_ptxas, run_build  # noqa: E402
+from gluon_testing import check_bwd_emulation, check_module, has_ptxas, run_build  # noqa: E402
 from test_triton_fa2 import BACKEND, make_problem  # noqa: E402  (tests/backends is on sys.path)
 
 GLUON, GLUON_WHY = ops.gluon_module()
@@ -482,25 +482,8 @@ def test_gluon_backward_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, cau
     exponent from the LSE, 16-bit P and dS and the dQ sum over key blocks, replayed on the
     CPU (``gluon_bwd_check.emulate``): dQ, dK, dV within 2x torch's own low-precision error
     against a float64 reference; a dropped mask is caught."""
-    chk = _check_module("gluon_bwd_check")
-    gen = torch.Generator().manual_seed(Sq * 3 + Sk + D)
-    q, do = (torch.randn(B, Hq, Sq, D, generator=gen).to(dtype) for _ in range(2))
-    k, v = (torch.randn(B, Hk, Sk, D, generator=gen).to(dtype) for _ in range(2))
-    scale = D ** -0.5
-    o, lse = chk.forward_ref(q, k, v, causal, scale, torch.float64)
-    *ref, sees = chk.grads_ref(q, k, v, do, causal, scale, torch.float64)
-    low = chk.grads_ref(q, k, v, do, causal, scale, torch.float64, lowprec=True)[:3]
-
-    def worst(got):
-        return [float((g - r).abs().nan_to_num(float("inf")).max()) for g, r in zip(got, ref)]
-
-    tol = [2.0 * float((lo - r).abs().nan_to_num(0.0).max()) + 1e-5 for lo, r in zip(low, ref)]
-    got = chk.emulate(q, k, v, o, do, lse, causal, scale, block_m=block_m)
-    assert all(e <= t for e, t in zip(worst(got), tol)), (worst(got), tol)
-    if (~sees).any():
-        assert (got[0][:, :, ~sees] == 0).all()
-    bad = chk.emulate(q, k, v, o, do, lse, causal, scale, block_m=block_m, control="no_mask")
-    assert any(e > t for e, t in zip(worst(bad), tol))
+    check_bwd_emulation((B, Hq, Hk, Sq, Sk, D), causal, dtype, seed=Sq * 3 + Sk + D,
+                        block_m=block_m)
 
 
 @pytest.mark.gpu

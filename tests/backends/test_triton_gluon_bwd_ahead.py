@@ -14,13 +14,11 @@ import pytest
 
 pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
 
-from attnhub_triton import ops  # noqa: E402
-from gluon_testing import BWD_BUILD, check_module, has_ptxas, run_build  # noqa: E402
+from gluon_testing import (BWD_BUILD, check_module, gluon_bwd, has_ptxas, kernel_dir,  # noqa: E402
+                           run_build)
 
-GLUON_BWD, GLUON_BWD_WHY = ops.gluon_bwd_module()
-needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
-                                     reason=f"no Gluon Hopper module: {GLUON_BWD_WHY}")
-HERE = os.path.dirname(os.path.abspath(ops.__file__))
+GLUON_BWD, needs_gluon_bwd = gluon_bwd()
+HERE = kernel_dir()
 
 
 def _check_module():

@@ -8,19 +8,15 @@ SASS must hold the dQ reduction it promises (REDG.E.ADD.F32 / F32x2 / F32x4, UTM
 Nothing here runs the kernel: timing it is the GPU check's job (``gluon_bwd_check.py``).
 """
 
-import os
 
 import pytest
 
 pytest.importorskip("triton", reason="triton is not installed: pip install attnhub[triton]")
 
-from attnhub_triton import ops  # noqa: E402
-from gluon_testing import check_module, has_ptxas, run_build  # noqa: E402
+from gluon_testing import check_module, gluon_bwd, has_ptxas, kernel_dir, run_build  # noqa: E402
 
-GLUON_BWD, GLUON_BWD_WHY = ops.gluon_bwd_module()
-needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
-                                     reason=f"no Gluon Hopper module: {GLUON_BWD_WHY}")
-HERE = os.path.dirname(os.path.abspath(ops.__file__))
+GLUON_BWD, needs_gluon_bwd = gluon_bwd()
+HERE = kernel_dir()
 
 
 @needs_gluon_bwd

@@ -162,7 +162,8 @@ def _kv_views(k_smem, v_smem, it, WG: gl.constexpr, HEAD_D: gl.constexpr,
         kz = _opaque_zero(it)
     else:
         kz = 0
-    return (k_smem.index(WG + kz).reshape([64, HEAD_D]), v_smem.index(WG + kz).reshape([64, HEAD_D]),
+    return (k_smem.index(WG + kz).reshape([64, HEAD_D]),
+            v_smem.index(WG + kz).reshape([64, HEAD_D]),
             k_smem.index(kz).reshape([64, HEAD_D]), k_smem.index(1 + kz).reshape([64, HEAD_D]))
 
 
@@ -913,7 +914,7 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                          f"dq_split={dqs})")
     if "ahead_chunk" in v and not ahead:
         raise ValueError(f"ahead_chunk={chunk} with s_ahead=0: set s_ahead=1 or 2")
-    smem = 2 * (2 * v["stages"] * bm * head_dim + 2 * 128 * head_dim + 4 * bm * 64) + 1024
+    smem = _smem_bytes(v["stages"], bm, head_dim, BLOCK_N)
     if v.get("dq_tma"):  # each consumer's fp32 staging copy of its dQ chunk
         smem += 2 * 4 * bm * (head_dim // dqs)
     if smem > 232448:
@@ -925,6 +926,12 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                 DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on, S_AHEAD=ahead,
                 AHEAD_CHUNK=chunk if ahead else 0, HSPLIT=0, KV_OPAQUE=opq,
                 num_warps=4, maxnreg=168, smem_estimate=smem)
+
+
+def _smem_bytes(stages, block_m, head_dim, keys):
+    """Shared memory of a build (16-bit): the Q / dO ring, K and V of the CTA's keys, the four
+    BLOCK_M x 64 dS buffers, and 1 KB for barriers and alignment."""
+    return 2 * (2 * stages * block_m * head_dim + 2 * keys * head_dim + 4 * block_m * 64) + 1024
 
 
 def _resolve_hsplit(head_dim, v):
@@ -946,8 +953,7 @@ def _resolve_hsplit(head_dim, v):
     if isinstance(dqv, bool) or dqv not in (2, 4):
         raise ValueError(f"dq_vec={dqv!r} with hsplit=1 (2 or 4)")
     bm = 64
-    # Q, dO ring + K, V (64 keys) + P and dS of two parities
-    smem = 2 * (2 * v["stages"] * bm * head_dim + 2 * 64 * head_dim + 4 * bm * 64) + 1024
+    smem = _smem_bytes(v["stages"], bm, head_dim, 64)  # dS buffers: P and dS of two parities
     if smem > 232448:
         raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, hsplit=1, "
                          f"stages={v['stages']})")
@@ -1001,7 +1007,8 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
                         dk=None, dv=None, variant=None, **knobs):
     """dQ, dK, dV of O = softmax(scale · Q Kᵀ) V given dO.
 
-    q, o, do: (B, Hq, Sq, D); k, v: (B, Hk, Sk, D); contiguous, bf16 or fp16, D in (64, 128);
+    q, o, do: (B, Hq, Sq, D); k, v: (B, Hk, Sk, D); contiguous, bf16 or fp16, D in
+    (64, 128, 256) (d256: the HSPLIT build, variant "h64");
     lse: float32 (B, Hq, Sq), natural log, from the forward (-inf for rows that see no key:
     they get zero gradient).  causal: bottom-right aligned (row i sees key j iff
     j <= i + Sk - Sq).  GQA/MQA: Hq a multiple of Hk; dK, dV sum over each group's heads.

@@ -917,9 +917,9 @@ def gluon_bwd_module():
 
 def _use_gluon_bwd(call, q, k, v, o, do, scale, left, right, softcap) -> bool:
     """Whether the Gluon backward takes this call: the Gluon forward's case (sm90, dense
-    d64 / d128 / d256 (d256: the HSPLIT build), 16-bit, contiguous BHSD q, k, v, O and dO, 16-byte aligned), switched on by
-    ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by ``GLUON_BWD_DEFAULT`` from
-    ``GLUON_BWD_MIN_KEYS`` keys."""
+    d64 / d128 / d256 (d256: the HSPLIT build), 16-bit, contiguous BHSD q, k, v, O and dO,
+    16-byte aligned), switched on by ATTNHUB_TRITON_GLUON_BWD=1, or, unset, by
+    ``GLUON_BWD_DEFAULT`` from ``GLUON_BWD_MIN_KEYS`` keys."""
     if q.device.type != "cuda" or _interpreting():
         return False
     if not _lean_mode("ATTNHUB_TRITON_GLUON_BWD", GLUON_BWD_DEFAULT, q.shape[-1], right == 0,

@@ -14,7 +14,8 @@ or a variant of ``cuda_check.VARIANTS`` (``n80s2-pp``); backward ``default`` (th
 tile) or any name ``cuda_bwd.tiles_for`` knows (``s2-release-lpt`` ...); ``tri`` /
 ``trib`` (triton-fa2's forward / backward, from hopper-fa3's O and LSE): a name of
 TRI_VARIANTS, the kernel switches each sets (``default``: none; ``notma``: pointer loads;
-``gluon`` / ``nogluon``: the Gluon forward at every length / never;
+``gluon`` / ``nogluon``: the Gluon forward at every length / never; ``gluon_dyn``: it with
+the dynamic persistent grid (``pp-dynamic``);
 ``tma8``: the general forward on TMA at 128x64 w8 s3; ``lean_bwd`` / ``general_bwd`` /
 ``atomic`` / ``gluon_bwd``: the backward's kernels).
 A forward name may end in ``-ones`` / ``-lazy`` / ``-eager`` / ``-noskip`` / ``-nopp`` /
@@ -78,6 +79,9 @@ TRI_VARIANTS = {"default": {}, "plain": {"ATTNHUB_TRITON_LPT": "0"},
                 "notma": {"ATTNHUB_TRITON_TMA": "0"},
                 # the Gluon forward (sm90, d64 / d128 dense): on at every length, or off
                 "gluon": {"ATTNHUB_TRITON_GLUON": "1"}, "nogluon": {"ATTNHUB_TRITON_GLUON": "0"},
+                # the Gluon forward's dynamic persistent grid at every length (pp-dynamic)
+                "gluon_dyn": {"ATTNHUB_TRITON_GLUON": "1",
+                              "ATTNHUB_TRITON_GLUON_VARIANT": "pp-dynamic"},
                 # the backward's (``trib`` pairs)
                 "lean_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "1"},
                 "general_bwd": {"ATTNHUB_TRITON_LEAN_BWD": "0"},

@@ -25,11 +25,13 @@ try:  # Triton >= 3.5: the Hopper Gluon module
     # Triton 3.6 spells the TMA copies async_copy_*; later releases async_load / async_store
     tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
     tma_store = tma.async_store if hasattr(tma, "async_load") else tma.async_copy_shared_to_global
+    # a barrier over the calling partition's threads: Triton 3.6 thread_barrier, later barrier
+    thread_barrier = gl.thread_barrier if hasattr(gl, "thread_barrier") else gl.barrier
     IMPORT_ERROR = None
 except Exception as exc:  # pragma: no cover - depends on the installed Triton
     IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
     fence_async_shared = mbarrier = tma = warpgroup_mma = warpgroup_mma_wait = None
-    TensorDescriptor = tma_load = tma_store = None
+    TensorDescriptor = tma_load = tma_store = thread_barrier = None
 
 LOG2E = 1.4426950408889634
 

@@ -62,9 +62,11 @@ def parse_variant(spec):
 
 
 # More tiles than an H100 has SMs (132), so a persistent CTA walks two or three: short
-# ragged tiles under GQA, and long causal ones of unequal length.
+# ragged tiles under GQA, and long causal ones of unequal length; and 133 tiles (one per
+# head), where one CTA of the dynamic schedule takes a second tile and the rest stop.
 _MANY_TILES = [(4, 32, 4, 200, 333, 64, True, "bf16"), (4, 32, 4, 200, 333, 128, False, "fp16"),
-               (2, 16, 16, 1500, 1500, 128, True, "bf16"), (2, 16, 8, 1500, 1100, 64, True, "fp16")]
+               (2, 16, 16, 1500, 1500, 128, True, "bf16"), (2, 16, 8, 1500, 1100, 64, True, "fp16"),
+               (1, 133, 7, 100, 300, 64, True, "bf16")]
 
 
 def case_list(which):
@@ -518,7 +520,7 @@ def _case_details(r):
 
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
-                        names="simple overlap ws2 pp pp3 pp-persistent pp3-persistent",
+                        names="simple overlap ws2 pp pp3 pp-persistent pp3-persistent pp-dynamic",
                         cases="all", timeout=300, bench_timeout=240, jobs=5, dims="64,128,256",
                         case_sets=("quick", "all", "d256"))
     ap.add_argument("--plot-from", default=None, metavar="JSON",

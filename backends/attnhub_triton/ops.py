@@ -635,7 +635,8 @@ _KERNEL_SWITCHES = ("ATTNHUB_TRITON_BWD", "ATTNHUB_TRITON_LEAN", "ATTNHUB_TRITON
                     "ATTNHUB_TRITON_DELTA_PREPASS", "ATTNHUB_TRITON_DKDV_PARTS",
                     "ATTNHUB_TRITON_TMA", "ATTNHUB_TRITON_AUTOTUNE", "ATTNHUB_TRITON_DQ_REDUCE",
                     "ATTNHUB_TRITON_WARP_SPEC", "ATTNHUB_TRITON_LPT", "ATTNHUB_TRITON_PTR_FWD",
-                    "ATTNHUB_TRITON_GLUON", "ATTNHUB_TRITON_GLUON_BWD")
+                    "ATTNHUB_TRITON_GLUON", "ATTNHUB_TRITON_GLUON_BWD",
+                    "ATTNHUB_TRITON_GLUON_VARIANT")
 
 
 def kernel_tag() -> str:
@@ -839,7 +840,12 @@ _GLUON: dict = {}
 
 
 def gluon_variant(d: int, causal: bool, keys: int) -> str:
-    """The Gluon forward's variant spec for this head dim, masking and key count."""
+    """The Gluon forward's variant spec for this head dim, masking and key count; the
+    ATTNHUB_TRITON_GLUON_VARIANT switch (a ``_gluon_fwd.parse_spec`` string, for A/B runs)
+    overrides the tables wherever the Gluon forward runs."""
+    override = os.environ.get("ATTNHUB_TRITON_GLUON_VARIANT")
+    if override:
+        return override
     spec = GLUON_VARIANT
     for floor, row_spec in GLUON_VARIANTS.get((d, causal), ()):
         if keys >= floor:
@@ -863,8 +869,12 @@ def _gluon_import(cache: dict, name: str):
 
 @functools.lru_cache(maxsize=None)
 def _gluon_spec(spec: str) -> tuple:
-    """``_gluon_fwd.parse_spec`` once per spec string (not on every call): (name, knob items)."""
-    name, knobs = gluon_module()[0].parse_spec(spec)
+    """``_gluon_fwd.parse_spec`` once per spec string (not on every call): (name, knob items).
+    A bad spec can only come from ATTNHUB_TRITON_GLUON_VARIANT (the tables are tested)."""
+    try:
+        name, knobs = gluon_module()[0].parse_spec(spec)
+    except ValueError as exc:
+        raise ValueError(f"ATTNHUB_TRITON_GLUON_VARIANT={spec!r}: {exc}") from None
     return name, tuple(sorted(knobs.items()))
 
 

@@ -285,6 +285,8 @@ for spec in json.loads(sys.argv[1]):
     local = re.findall(r"LOCAL:(\d+)", res)
     out.append(dict(spec, wgmma=ptx.count("wgmma.mma_async"),
                     tma_load=ptx.count("cp.async.bulk.tensor"),
+                    atom_add=len(re.findall(r"atom\.global\S*\.add", ptx)),
+                    atom_exch=len(re.findall(r"atom\.global\S*\.exch", ptx)),
                     setmaxnreg=ptx.count("setmaxnreg"), local=[int(x) for x in local],
                     hgmma=sass.count("HGMMA"), ldl_stl=sass.count("LDL") + sass.count("STL"),
                     shared=int(c.metadata.shared)))
@@ -308,6 +310,52 @@ def test_gluon_forward_builds_for_sm90_with_wgmma_tma_and_no_local_memory():
         assert r["tma_load"] > 0 and r["setmaxnreg"] > 0, r
         assert r["ldl_stl"] == 0 and r["local"] and max(r["local"]) == 0, r
         assert r["shared"] <= 227 * 1024, r
+
+
+@needs_gluon
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is missing")
+def test_gluon_dynamic_grid_builds_with_its_tile_counter():
+    """``pp-dynamic`` (the persistent grid taking tiles from an atomic counter) builds for
+    sm90 without local memory, with the counter's two atomic adds (a tile drawn, a CTA done
+    drawing) and the last CTA's two exchanges that zero the counts for the next launch; the
+    static persistent grid, the negative control, has no atomic."""
+    specs = [dict(d=d, causal=c, dtype="bf16", variant=var)
+             for var in ("pp-dynamic", "pp-persistent") for d in (64, 128) for c in (False, True)]
+    for r in run_build(_BUILD, specs):
+        assert r["wgmma"] > 0 and r["hgmma"] > 0 and r["tma_load"] > 0, r
+        assert r["ldl_stl"] == 0 and r["local"] and max(r["local"]) == 0, r
+        assert r["shared"] <= 227 * 1024, r
+        n = 2 if r["variant"] == "pp-dynamic" else 0
+        assert r["atom_add"] == n and r["atom_exch"] == n, r
+
+
+def test_gluon_dynamic_knob_is_checked():
+    mod = _check_module().load_kernel_module()
+    cfg = mod.resolve_config(64, variant="pp-dynamic")
+    assert cfg["DYNAMIC"] and cfg["PERSISTENT"] and cfg["Q_BUFS"] == 2
+    assert not mod.resolve_config(64, variant="pp-persistent")["DYNAMIC"]
+    assert mod.resolve_config(128, variant="pp-persistent", dynamic=1)["DYNAMIC"]
+    with pytest.raises(ValueError, match="needs persistent=1"):
+        mod.resolve_config(64, variant="pp", dynamic=1)
+
+
+def test_gluon_variant_switch_overrides_the_tables(monkeypatch):
+    """ATTNHUB_TRITON_GLUON_VARIANT (A/B runs) wins over ``GLUON_VARIANT`` and
+    ``GLUON_VARIANTS`` at every head dim and length, and is part of the cache key."""
+    assert "ATTNHUB_TRITON_GLUON_VARIANT" in ops._KERNEL_SWITCHES
+    monkeypatch.delenv("ATTNHUB_TRITON_GLUON_VARIANT", raising=False)
+    assert ops.gluon_variant(256, True, 4096) == "ws2"  # the table
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON_VARIANT", "pp-dynamic")
+    for d, causal, keys in ((64, False, 512), (128, True, 16384), (256, True, 4096)):
+        assert ops.gluon_variant(d, causal, keys) == "pp-dynamic"
+    assert "gluon_variant=pp-dynamic" in ops.kernel_tag()
+
+
+@needs_gluon
+def test_gluon_variant_switch_names_itself_when_wrong(monkeypatch):
+    monkeypatch.setattr(ops, "_GLUON", {"mod": GLUON, "why": ""})
+    with pytest.raises(ValueError, match=r"ATTNHUB_TRITON_GLUON_VARIANT='pp-dinamic'.*one of"):
+        ops._gluon_spec("pp-dinamic")
 
 
 # -- the schedule's arithmetic --------------------------------------------------------------------
@@ -433,6 +481,67 @@ def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
     assert_matches_reference(BACKEND, q, k, v, p, backward=backward)
     name, knobs = GLUON.parse_spec(ops.gluon_variant(kw["d"], bool(kw.get("causal")), kw["sk"]))
     assert gluon_calls and set(gluon_calls) == {(name, tuple(sorted(knobs.items())))}, gluon_calls
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("d,causal,sq,sk,heads,batch", [
+    (64, True, 4096, 4096, "gqa", 2),  # more tiles than SMs, unequal
+    (128, False, 1000, 2500, "gqa", 2),
+    (64, True, 203, 113, "mqa", 1),  # rows that see no key
+    (128, True, 113, 203, "mha", 33),  # 132 tiles: one per H100 SM, then the stop
+])
+def test_gpu_gluon_dynamic_grid_through_the_backend(d, causal, sq, sk, heads, batch,
+                                                    gluon_calls, monkeypatch):
+    """``pp-dynamic`` (tiles from an atomic counter, zeroed per launch) through the backend,
+    forward and backward, called twice (a stale counter would skip tiles the second time)."""
+    p = make_problem(d=d, sq=sq, sk=sk, heads=heads, batch=batch, causal=causal, dtype=BF16,
+                     device="cuda")
+    if ops._capability(p.device)[0] != 9 or GLUON is None:
+        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON_VARIANT", "pp-dynamic")
+    for seed in (1, 2):
+        torch.manual_seed(seed * 1000 + sq + sk + d)
+        q, k, v = random_inputs(p)
+        assert_matches_reference(BACKEND, q, k, v, p, backward=seed == 1)
+    assert gluon_calls and {name for name, _ in gluon_calls} == {"pp-dynamic"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_gluon_dynamic_grid_replays_in_a_cuda_graph(gluon_calls, monkeypatch):
+    """Captured in a CUDA graph (a fresh zeroed tile counter, its memset captured), the
+    dynamic grid's forward is right on every replay with new inputs, and eager calls on the
+    same stream between replays stay right too."""
+    from attnhub.testing.tolerance import compare_forward
+
+    p = make_problem(d=64, sq=1000, sk=1000, heads="gqa", batch=2, causal=True, dtype=BF16,
+                     device="cuda")
+    if ops._capability(p.device)[0] != 9 or GLUON is None:
+        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON_VARIANT", "pp-dynamic")
+    torch.manual_seed(7)
+    q, k, v = random_inputs(p)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # compile and warm outside the capture
+        BACKEND.forward(q, k, v, p)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        o, lse = BACKEND.forward(q, k, v, p)
+    for seed in (8, 9):
+        torch.manual_seed(seed)
+        for dst, src in zip((q, k, v), random_inputs(p)):
+            dst.copy_(src)
+        o.fill_(float("nan"))
+        graph.replay()
+        bad = [c for c in compare_forward(o, lse, q, k, v, p) if not c.ok]
+        assert not bad, bad
+        assert_matches_reference(BACKEND, q, k, v, p)  # eager, between replays
+    assert {name for name, _ in gluon_calls} == {"pp-dynamic"}
 
 
 @pytest.mark.gpu

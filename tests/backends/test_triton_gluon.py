@@ -467,11 +467,18 @@ def gluon_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("kw", _gpu_cases())
-def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
+def _gluon_gpu_problem(**kw):
+    """``make_problem`` on the GPU, the test skipped unless the Gluon forward can run there
+    (sm90 and a Gluon Hopper module)."""
     p = make_problem(device="cuda", **kw)
     if ops._capability(p.device)[0] != 9 or GLUON is None:
         pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    return p
+
+
+@pytest.mark.parametrize("kw", _gpu_cases())
+def test_gpu_gluon_forward_through_the_backend(kw, gluon_calls, monkeypatch):
+    p = _gluon_gpu_problem(**kw)
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")  # every length, not only the timed ones
     torch.manual_seed(kw["sq"] + kw["sk"])
     q, k, v = random_inputs(p)
@@ -495,10 +502,8 @@ def test_gpu_gluon_dynamic_grid_through_the_backend(d, causal, sq, sk, heads, ba
                                                     gluon_calls, monkeypatch):
     """``pp-dynamic`` (tiles from an atomic counter, zeroed per launch) through the backend,
     forward and backward, called twice (a stale counter would skip tiles the second time)."""
-    p = make_problem(d=d, sq=sq, sk=sk, heads=heads, batch=batch, causal=causal, dtype=BF16,
-                     device="cuda")
-    if ops._capability(p.device)[0] != 9 or GLUON is None:
-        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    p = _gluon_gpu_problem(d=d, sq=sq, sk=sk, heads=heads, batch=batch, causal=causal,
+                           dtype=BF16)
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON_VARIANT", "pp-dynamic")
     for seed in (1, 2):
@@ -516,10 +521,7 @@ def test_gpu_gluon_dynamic_grid_replays_in_a_cuda_graph(gluon_calls, monkeypatch
     same stream between replays stay right too."""
     from attnhub.testing.tolerance import compare_forward
 
-    p = make_problem(d=64, sq=1000, sk=1000, heads="gqa", batch=2, causal=True, dtype=BF16,
-                     device="cuda")
-    if ops._capability(p.device)[0] != 9 or GLUON is None:
-        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    p = _gluon_gpu_problem(d=64, sq=1000, sk=1000, heads="gqa", batch=2, causal=True, dtype=BF16)
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
     monkeypatch.setenv("ATTNHUB_TRITON_GLUON_VARIANT", "pp-dynamic")
     torch.manual_seed(7)
@@ -554,10 +556,8 @@ def test_gpu_bshd_inputs_through_the_gluon_forward(d, causal, sq, sk, heads, glu
     """(B, S, H, D) memory and a packed (B, S, 3, H, D) QKV: the Gluon forward over the
     (B, S, H*D) descriptors (right, O in q's layout), another forward when ``GLUON_LAYOUTS``
     holds only the contiguous layout."""
-    p = make_problem(d=d, sq=sq, sk=sk, heads="mha" if heads == "packed" else heads,
-                     causal=causal, dtype=BF16, device="cuda")
-    if ops._capability(p.device)[0] != 9 or GLUON is None:
-        pytest.skip(f"the Gluon forward needs sm90 and a Gluon Hopper module ({GLUON_WHY})")
+    p = _gluon_gpu_problem(d=d, sq=sq, sk=sk, heads="mha" if heads == "packed" else heads,
+                           causal=causal, dtype=BF16)
     torch.manual_seed(sq + sk + d)
     if heads == "packed":
         qkv = torch.randn(p.batch, sq, 3, p.heads_q, d, device="cuda").to(BF16)

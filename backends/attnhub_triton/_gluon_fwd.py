@@ -144,7 +144,8 @@ def _mask_block(s, j, n_full, row0, Sq, Sk, CAUSAL: gl.constexpr, BLOCK_N: gl.co
 @gluon.jit
 def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
                    CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
-                   s_layout: gl.constexpr):
+                   s_layout: gl.constexpr, EXP_POLY: gl.constexpr = 0,
+                   MAX_TREE: gl.constexpr = False):
     """Online-softmax step on one S block (fp32, wgmma accumulator layout).
 
     Returns p = exp2(s * qk_scale - m_new) (fp32, same layout), the new row max and sum,
@@ -152,17 +153,98 @@ def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
     (``_mask_block``).  Fully masked rows keep m = -inf; the subtraction then uses 0 so
     p = alpha = 0 and no NaN appears (exp2(-inf - -inf))."""
     s = _mask_block(s, j, n_full, row0, Sq, Sk, CAUSAL, BLOCK_N, ROWS, s_layout)
-    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
-    p, l_new, alpha = _exp_block(s, m_i, m_new, l_i, qk_scale)
+    if MAX_TREE:
+        m_blk = gl.convert_layout(_row_max_tree(s, BLOCK_N), gl.SliceLayout(1, s_layout))
+        m_new = gl.maximum(m_i, m_blk * qk_scale)
+    else:
+        m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    p, l_new, alpha = _exp_block(s, m_i, m_new, l_i, qk_scale, EXP_POLY)
     return p, m_new, l_new, alpha
 
 
+# 2^f on f in [-1/2, 1/2], degree 3, fitted for the least largest relative error (7.5e-5:
+# a twentieth of bf16's and a sixth of fp16's rounding of P); float32 bit patterns for PTX.
+EXP2_POLY = (0.9999281, 0.69326097, 0.24261014, 0.05517115)
+_EXP2_POLY_BITS = ("0f3F7FFB4A", "0f3F31798D", "0f3E786ECB", "0f3D61FB25")
+
+
+def exp2_mix_ptx(n):
+    """PTX for ``_exp2_mix`` (``gluon_check.run_exp2_mix_ptx`` executes it on the CPU):
+    outputs $0..$n-1, inputs $n..$2n-1; the first n - 1 by ``ex2.approx.ftz`` (MUFU.EX2, as
+    ``gl.exp2``), the last by the polynomial on the FMA pipe: t = x + 1.5·2^23 rounds x to
+    the integer j in t's low bits, f = x - j, 2^f by Horner, j added to the exponent field
+    (two's complement: j < 0 borrows correctly).  x < -126 (-inf: masked keys, fully masked
+    rows) gives exactly 0, NaN stays NaN (max.NaN)."""
+    n = int(n)
+    c0, c1, c2, c3 = _EXP2_POLY_BITS
+    lines = [f"ex2.approx.ftz.f32 ${i}, ${n + i};" for i in range(n - 1)]
+    x, o = f"${2 * n - 1}", f"${n - 1}"
+    lines.append(
+        "{ .reg .b32 t, j, f, p, z; .reg .pred q; "
+        f"add.rn.f32 t, {x}, 0f4B400000; sub.rn.f32 j, t, 0f4B400000; "
+        f"sub.rn.f32 f, {x}, j; fma.rn.f32 p, f, {c3}, {c2}; fma.rn.f32 p, p, f, {c1}; "
+        f"fma.rn.f32 p, p, f, {c0}; shl.b32 t, t, 23; add.s32 p, p, t; "
+        f"setp.ge.f32 q, {x}, 0fC2FC0000; max.NaN.f32 z, {x}, 0f00000000; "
+        f"selp.b32 {o}, p, z, q; }}")
+    return " ".join(lines)
+
+
+_exp2_mix_asm = gluon.constexpr_function(exp2_mix_ptx)
+
+
+@gluon.constexpr_function
+def _exp2_mix_constraints(n):
+    """n 32-bit outputs, then n 32-bit inputs."""
+    return ",".join(["=r"] * int(n) + ["r"] * int(n))
+
+
 @gluon.jit
-def _exp_block(s, m_i, m_new, l_i, qk_scale):
+def _exp2_mix(x, N: gl.constexpr):
+    """exp2(x) for x <= 0 (fp32, any layout whose per-thread count N divides): in every group
+    of N of a thread's elements, N - 1 on MUFU.EX2 and one on the FMA pipe (FlashAttention-4's
+    split).  At d64 the softmax's MUFU.EX2 (16 a clock an SM) takes as long as its block's
+    wgmmas; the polynomial's 10 FMA-pipe instructions move 1/N of that work to a unit that
+    has slack.  Relative error <= 7.5e-5 on the polynomial's elements."""
+    return gl.inline_asm_elementwise(_exp2_mix_asm(N), _exp2_mix_constraints(N), [x],
+                                     dtype=gl.float32, is_pure=True, pack=N)
+
+
+@gluon.jit
+def _half_max(x, W: gl.constexpr):
+    """x (ROWS, W) -> (ROWS, W / 2): the upper half of the columns against the lower."""
+    lo, hi = gl.split(gl.permute(gl.reshape(x, [x.shape[0], 2, W // 2]), (0, 2, 1)))
+    return gl.maximum(lo, hi)
+
+
+@gluon.jit
+def _row_max_tree(x, COLS: gl.constexpr):
+    """max over axis 1 of x (ROWS, COLS), a wgmma accumulator, as a tree: halves against
+    halves while a thread holds both (column bit 0 and bits 3.. are registers, bits 1-2
+    lanes), then ``gl.max`` over the last 8 columns.  ``gl.max`` alone folds a thread's 32
+    columns of a row in one chain of 31 dependent FMNMX (~130 cycles before the first exp
+    can issue, in the SASS of ``pp``); the tree is 4 levels deep."""
+    if COLS >= 128:
+        x = _half_max(x, 128)
+    if COLS >= 64:
+        x = _half_max(x, 64)
+    if COLS >= 32:
+        x = _half_max(x, 32)
+    if COLS >= 16:
+        x = _half_max(x, 16)
+    return gl.max(x, axis=1)
+
+
+@gluon.jit
+def _exp_block(s, m_i, m_new, l_i, qk_scale, EXP_POLY: gl.constexpr = 0):
     """p = exp2(s * qk_scale - m_new), the new row sum and alpha = exp2(m_old - m_new); a row
-    whose max is still -inf subtracts 0 (p = alpha = 0, no NaN)."""
+    whose max is still -inf subtracts 0 (p = alpha = 0, no NaN).  EXP_POLY = n > 0: one
+    element in n of p by the FMA-pipe polynomial (``_exp2_mix``)."""
     m_use = gl.where(m_new == -float("inf"), 0.0, m_new)
-    p = gl.exp2(s * qk_scale - gl.expand_dims(m_use, 1))
+    x = s * qk_scale - gl.expand_dims(m_use, 1)
+    if EXP_POLY > 0:
+        p = _exp2_mix(x, EXP_POLY)
+    else:
+        p = gl.exp2(x)
     alpha = gl.exp2(m_i - m_use)
     return p, l_i * alpha + gl.sum(p, axis=1), alpha
 
@@ -170,7 +252,8 @@ def _exp_block(s, m_i, m_new, l_i, qk_scale):
 @gluon.jit
 def _softmax_block_lazy(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
                         CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
-                        s_layout: gl.constexpr, LAZY: gl.constexpr):
+                        s_layout: gl.constexpr, LAZY: gl.constexpr,
+                        EXP_POLY: gl.constexpr = 0):
     """``_softmax_block`` that moves the row maxima only when one of the partition's rows
     grew by more than LAZY (base-2 units): returns ``grow`` too, a scalar the same for every
     thread of the partition (a reduction over its ROWS rows), and when it is 0 the caller
@@ -183,7 +266,7 @@ def _softmax_block_lazy(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
     # -inf + LAZY is -inf: a row's first finite block always counts as growth
     grow = gl.max((m_cand > m_i + LAZY).to(gl.int32), axis=0)
     m_new = gl.where(grow > 0, m_cand, m_i)
-    p, l_new, alpha = _exp_block(s, m_i, m_new, l_i, qk_scale)
+    p, l_new, alpha = _exp_block(s, m_i, m_new, l_i, qk_scale, EXP_POLY)
     return p, m_new, l_new, alpha, grow
 
 
@@ -282,7 +365,8 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                    HEAD_D: gl.constexpr, BLOCK_N: gl.constexpr, ROWS: gl.constexpr,
                    STAGES: gl.constexpr, NW: gl.constexpr, CAUSAL: gl.constexpr,
                    OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
-                   CONSUMERS: gl.constexpr, LAZY: gl.constexpr):
+                   CONSUMERS: gl.constexpr, LAZY: gl.constexpr,
+                   EXP_POLY: gl.constexpr, MAX_TREE: gl.constexpr):
     """One consumer partition's work on one query tile: ROWS query rows from row0, Q in
     q_buf3 once q_bar reaches q_phase, key blocks at ring positions g, g + 1, ...  O leaves
     through q_buf3 (TMA store at [o_x[0], row, o_x[1]], its reads of q_buf3 waited for).
@@ -320,7 +404,8 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
             s = warpgroup_mma_wait(0, deps=(s_tok, ))
             mbarrier.arrive(k_empty.index(fst))
             p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, 0, n_full, row0, Sq, Sk, qk_scale,
-                                                CAUSAL, BLOCK_N, ROWS, s_layout)
+                                                CAUSAL, BLOCK_N, ROWS, s_layout, EXP_POLY,
+                                                MAX_TREE)
             p16 = gl.convert_layout(p.to(dtype), p_layout)
             # ---- steady state: S_j with P_{j-1} V_{j-1} in flight ------------------
             for j in range(1, n_blocks):
@@ -339,7 +424,7 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                 if LAZY > 0:
                     p, m_i, l_i, alpha, grow = _softmax_block_lazy(
                         s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale, CAUSAL, BLOCK_N, ROWS,
-                        s_layout, LAZY)
+                        s_layout, LAZY, EXP_POLY)
                     if grow > 0:
                         acc, p16 = warpgroup_mma_wait(0, deps=(o_tok, p16))
                         acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
@@ -347,7 +432,8 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                         acc, p16, p = warpgroup_mma_wait(0, deps=(o_tok, p16, p))
                 else:
                     p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk,
-                                                        qk_scale, CAUSAL, BLOCK_N, ROWS, s_layout)
+                                                        qk_scale, CAUSAL, BLOCK_N, ROWS, s_layout,
+                                                        EXP_POLY, MAX_TREE)
                     if SPLIT_WAIT:
                         # ptxas hoists a lone wait_group 0 above the exps (GLUON_NOTES.md); a
                         # branch boundary pins it.  The host rejects scale <= 0, so the else arm
@@ -385,7 +471,8 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                 s = warpgroup_mma_wait(0, deps=(s_tok, ))
                 mbarrier.arrive(k_empty.index(st))
                 p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
-                                                    CAUSAL, BLOCK_N, ROWS, s_layout)
+                                                    CAUSAL, BLOCK_N, ROWS, s_layout, EXP_POLY,
+                                                MAX_TREE)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
                 p16 = gl.convert_layout(p.to(dtype), p_layout)
                 mbarrier.wait(v_ready.index(st), ph)
@@ -415,7 +502,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
               OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, SPLIT_WAIT: gl.constexpr,
               CONSUMERS: gl.constexpr, PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
               REVERSE_M: gl.constexpr, O_BS: gl.constexpr, LAZY: gl.constexpr,
-              DYNAMIC: gl.constexpr):
+              EXP_POLY: gl.constexpr, MAX_TREE: gl.constexpr, DYNAMIC: gl.constexpr):
     """One consumer partition: ROWS query rows (ROWS = 16 * NW), rows WG*ROWS.. of each
     tile: the CTA's one tile, or (PERSISTENT) tiles pid, pid + grid, ... -- or (DYNAMIC)
     the tiles the producer publishes with their Q -- with the K/V ring position and the
@@ -447,7 +534,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
                                       lse_ptr, bh, o_x, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full,
                                       g, pp_phase, qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES,
                                       NW, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                                      LAZY)
+                                      LAZY, EXP_POLY, MAX_TREE)
             mbarrier.arrive(q_empty.index(qi))  # O's TMA store has read the buffer
             g += n_blocks
             it += 1
@@ -467,7 +554,7 @@ def _consumer(WG: gl.constexpr, smem, bars, o_desc, lse_ptr, ints, qk_scale,
         _consumer_tile(WG, q_smem.index(WG), q_bar.index(0), 0, k_smem, v_smem, ring, o_desc,
                        lse_ptr, bh, o_x, m0 + WG * ROWS, Sq, Sk, n_blocks, n_full, 0, pp_phase,
                        qk_scale, HEAD_D, BLOCK_N, ROWS, STAGES, NW, CAUSAL, OVERLAP, PINGPONG,
-                       SPLIT_WAIT, CONSUMERS, LAZY)
+                       SPLIT_WAIT, CONSUMERS, LAZY, EXP_POLY, MAX_TREE)
 
 
 @gluon.jit
@@ -566,7 +653,9 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr, tile_ctr,
                      CONSUMER_REGS: gl.constexpr, SPLIT_WAIT: gl.constexpr,
                      PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
                      Q_BS: gl.constexpr, K_BS: gl.constexpr, V_BS: gl.constexpr,
-                     O_BS: gl.constexpr, LAZY: gl.constexpr, DYNAMIC: gl.constexpr,
+                     O_BS: gl.constexpr, LAZY: gl.constexpr, EXP_POLY: gl.constexpr,
+                     MAX_TREE: gl.constexpr,
+                     DYNAMIC: gl.constexpr,
                      num_warps: gl.constexpr):
     """Grid (n_m query tiles, B*Hq), or (PERSISTENT) (min(n_tiles, SMs),) walking the
     n_tiles = n_m * B * Hq tiles.  X_BS: tensor X's descriptor is over the (B, S, H*D)
@@ -616,13 +705,16 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr, tile_ctr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, DYNAMIC)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, EXP_POLY, MAX_TREE,
+                         DYNAMIC)),
             (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, DYNAMIC)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, EXP_POLY, MAX_TREE,
+                         DYNAMIC)),
             (_consumer, (2, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, DYNAMIC)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, EXP_POLY, MAX_TREE,
+                         DYNAMIC)),
             (_producer, (descs, smem, bars, ints, tile_ctr, BLOCK_N, ROWS, STAGES, CONSUMERS,
                          CAUSAL, PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS,
                          DYNAMIC)),
@@ -631,10 +723,12 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr, tile_ctr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, DYNAMIC)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, EXP_POLY, MAX_TREE,
+                         DYNAMIC)),
             (_consumer, (1, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, 4, CAUSAL, OVERLAP, PINGPONG, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, DYNAMIC)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, EXP_POLY, MAX_TREE,
+                         DYNAMIC)),
             (_producer, (descs, smem, bars, ints, tile_ctr, BLOCK_N, ROWS, STAGES, CONSUMERS,
                          CAUSAL, PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS,
                          DYNAMIC)),
@@ -643,7 +737,8 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr, tile_ctr,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, o_desc, lse_ptr, ints, qk_scale, HEAD_D, BLOCK_N, ROWS,
                          STAGES, num_warps, CAUSAL, OVERLAP, False, SPLIT_WAIT, CONSUMERS,
-                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, DYNAMIC)),
+                         PERSISTENT, Q_BUFS, REVERSE_M, O_BS, LAZY, EXP_POLY, MAX_TREE,
+                         DYNAMIC)),
             (_producer, (descs, smem, bars, ints, tile_ctr, BLOCK_N, ROWS, STAGES, CONSUMERS,
                          CAUSAL, PERSISTENT, Q_BUFS, REVERSE_M, HEAD_D, Q_BS, K_BS, V_BS,
                          DYNAMIC)),
@@ -658,7 +753,7 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr, tile_ctr,
 def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consumers=None,
                    consumer_warps=None, overlap=None, pingpong=None, split_wait=None,
                    block_m=None, persistent=None, q_bufs=None, lazy=None, bshd=None,
-                   dynamic=None):
+                   dynamic=None, exp_poly=None, max_tree=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError.
     ``bshd`` is a layout, not a knob (``compile_offline`` and gluon_check.py take it in a
     variant spec; the launcher reads the layout off the tensors): accepted and ignored."""
@@ -695,6 +790,10 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
     if lazy and not (v["overlap"] and 1 <= lazy <= 16):
         raise ValueError(f"lazy={lazy}: the rescale threshold in base-2 units, 1..16 (8 is "
                          "FlashAttention-4's), on the overlapped schedule only; 0 turns it off")
+    exp_poly = int(v.get("exp_poly", 0) if exp_poly is None else exp_poly)
+    if exp_poly not in (0, 2, 4, 8, 16):
+        raise ValueError(f"exp_poly={exp_poly}: one score in exp_poly takes exp2 from the FMA "
+                         "pipe's polynomial instead of MUFU.EX2, 2, 4, 8 or 16; 0 turns it off")
     pers = bool(v.get("persistent", False))
     dyn = bool(v.get("dynamic", False))
     if dyn and not pers:
@@ -722,7 +821,9 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
     return dict(HEAD_D=head_dim, BLOCK_N=block_n, ROWS=rows, CONSUMERS=v["consumers"],
                 STAGES=stages, OVERLAP=bool(v["overlap"]), PINGPONG=bool(v["pingpong"]),
                 CONSUMER_REGS=consumer_regs, SPLIT_WAIT=bool(v.get("split_wait", True)),
-                PERSISTENT=pers, Q_BUFS=q_bufs, LAZY=lazy, DYNAMIC=dyn,
+                PERSISTENT=pers, Q_BUFS=q_bufs, LAZY=lazy, EXP_POLY=exp_poly,
+                MAX_TREE=bool(v.get("max_tree", False) if max_tree is None else max_tree),
+                DYNAMIC=dyn,
                 num_warps=v["consumer_warps"], maxnreg=maxnreg,
                 smem_estimate=smem)
 
@@ -730,7 +831,9 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
 def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=None, block_n=None,
                         stages=None, variant=None, consumers=None, consumer_warps=None,
                         overlap=None, pingpong=None, split_wait=None, persistent=None,
-                        q_bufs=None, lazy=None, dynamic=None, out=None, lse_out=None):
+                        q_bufs=None, lazy=None, dynamic=None, exp_poly=None, max_tree=None,
+                        out=None,
+                        lse_out=None):
     """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), each either
     contiguous or with the heads of a position adjacent (flash-attn's (B, S, H, D) seen
     through ``.transpose(1, 2)``, or sliced out of a packed QKV tensor; ``row_mode``).
@@ -760,7 +863,8 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     cfg = resolve_config(D, variant=variant, block_n=block_n, stages=stages, consumers=consumers,
                          consumer_warps=consumer_warps, overlap=overlap, pingpong=pingpong,
                          split_wait=split_wait, block_m=block_m, persistent=persistent,
-                         q_bufs=q_bufs, lazy=lazy, dynamic=dynamic)
+                         q_bufs=q_bufs, lazy=lazy, dynamic=dynamic, exp_poly=exp_poly,
+                         max_tree=max_tree)
     scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(D)
     if not scale > 0.0 or not math.isfinite(scale):
         # the row max is taken as max(s) * scale and masked scores are -inf * scale
@@ -796,7 +900,9 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
         REVERSE_M=bool(causal), CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
         PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
         Q_BS=modes["q"] == "bs", K_BS=modes["k"] == "bs", V_BS=modes["v"] == "bs",
-        O_BS=modes["o"] == "bs", LAZY=cfg["LAZY"], DYNAMIC=cfg["DYNAMIC"],
+        O_BS=modes["o"] == "bs", LAZY=cfg["LAZY"], EXP_POLY=cfg["EXP_POLY"],
+        MAX_TREE=cfg["MAX_TREE"],
+        DYNAMIC=cfg["DYNAMIC"],
         num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     return o, lse
 
@@ -874,7 +980,9 @@ def compile_offline(head_dim, dtype="bf16", causal=False, bshd=False, **knobs):
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
                       PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
                       Q_BS=bool(bshd), K_BS=bool(bshd), V_BS=bool(bshd), O_BS=bool(bshd),
-                      LAZY=cfg["LAZY"], DYNAMIC=cfg["DYNAMIC"], num_warps=cfg["num_warps"])
+                      LAZY=cfg["LAZY"], EXP_POLY=cfg["EXP_POLY"], MAX_TREE=cfg["MAX_TREE"],
+                      DYNAMIC=cfg["DYNAMIC"],
+                      num_warps=cfg["num_warps"])
     if not cfg["DYNAMIC"]:
         constexprs["tile_ctr"] = None
     for name in constexprs:

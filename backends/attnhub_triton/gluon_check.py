@@ -347,12 +347,68 @@ def compile_only(specs, dims):
 # --------------------------------------------------------------------------------------
 
 
+def run_exp2_mix_ptx(asm, n, x):
+    """Execute ``_gluon_fwd.exp2_mix_ptx(n)`` -- the inline PTX of the kernel's ``exp_poly``
+    knob, as text -- on the CPU: x (float32, a multiple of n elements) taken n at a time as
+    its inputs $n..$2n-1; returns its outputs $0..$n-1 in the same places.  Only the
+    instructions that PTX uses are known (ex2.approx.ftz as exact exp2, fp32 add / sub, fma
+    with one rounding, b32 shifts and wrapping adds, setp / selp, max.NaN); any other raises,
+    so a changed PTX cannot pass unexecuted."""
+    import torch
+    x = x.to(torch.float32).reshape(-1, n)
+    regs = {f"${n + i}": x[:, i].contiguous().view(torch.int32) for i in range(n)}
+    f32 = lambda r: r.view(torch.float32)  # noqa: E731
+    b32 = lambda t: t.to(torch.float32).view(torch.int32)  # noqa: E731
+
+    def val(tok):
+        tok = tok.strip()
+        if tok.startswith("0f"):
+            return torch.tensor(int(tok[2:], 16), dtype=torch.int64).to(torch.int32).expand(len(x))
+        if tok.lstrip("-").isdigit():
+            return int(tok)
+        return regs[tok]
+
+    for ins in asm.replace("{", ";").replace("}", ";").split(";"):
+        ins = ins.strip()
+        if not ins or ins.startswith(".reg"):
+            continue
+        op, _, rest = ins.partition(" ")
+        d, *src = [t.strip() for t in rest.split(",")]
+        a = [val(t) for t in src]
+        if op == "ex2.approx.ftz.f32":
+            r = torch.exp2(f32(a[0]).double()).float()
+            regs[d] = b32(torch.where(r.abs() < 2.0 ** -126, torch.zeros_like(r), r))
+        elif op in ("add.rn.f32", "sub.rn.f32"):
+            r = f32(a[0]) + f32(a[1]) if op[0] == "a" else f32(a[0]) - f32(a[1])
+            regs[d] = b32(r)
+        elif op == "fma.rn.f32":
+            regs[d] = b32((f32(a[0]).double() * f32(a[1]).double() + f32(a[2]).double()).float())
+        elif op == "shl.b32":
+            regs[d] = (a[0].to(torch.int64) << a[1]).to(torch.int32)
+        elif op == "add.s32":
+            regs[d] = ((a[0].to(torch.int64) + a[1].to(torch.int64)) & 0xFFFFFFFF).to(torch.int32)
+        elif op == "setp.ge.f32":
+            regs[d] = f32(a[0]) >= f32(a[1])
+        elif op == "max.NaN.f32":
+            u, w = f32(a[0]), f32(a[1])
+            nan = torch.isnan(u) | torch.isnan(w)
+            regs[d] = b32(torch.where(nan, torch.full_like(u, float("nan")), torch.maximum(u, w)))
+        elif op == "selp.b32":
+            regs[d] = torch.where(a[2], a[0], a[1])
+        else:
+            raise ValueError(f"run_exp2_mix_ptx: unknown instruction {ins!r}")
+    return torch.stack([f32(regs[f"${i}"]) for i in range(n)], 1).reshape(-1)
+
+
 def emulate(q, k, v, causal, scale, block_m=128, rows_per_wg=64, block_n=128, lazy=0,
-            stats=None):
+            stats=None, exp_poly=0):
     """lazy > 0: the kernel's ``_softmax_block_lazy`` from the second block on (a
     partition's row maxima move, and O is rescaled, only when one of its rows grew by more
-    than ``lazy``); ``stats`` (a dict) counts the blocks that rescaled and those that did not."""
+    than ``lazy``); ``stats`` (a dict) counts the blocks that rescaled and those that did not.
+    exp_poly = n > 0: P's exp2 through the kernel's own PTX for that knob
+    (``run_exp2_mix_ptx``), one score in n by its polynomial."""
     import torch
+    mix = load_kernel_module().exp2_mix_ptx(exp_poly) if exp_poly else None
     B, Hq, Sq, D = q.shape
     Hk, Sk = k.shape[1], k.shape[2]
     group = Hq // Hk
@@ -403,7 +459,11 @@ def emulate(q, k, v, causal, scale, block_m=128, rows_per_wg=64, block_n=128, la
                                 key = "rescaled" if grow else "kept"
                                 stats[key] = stats.get(key, 0) + 1
                         m_use = torch.where(m_new == float("-inf"), 0.0, m_new)
-                        p = torch.exp2(s * qk_scale - m_use[:, None])
+                        x = s * qk_scale - m_use[:, None]
+                        if mix:
+                            p = run_exp2_mix_ptx(mix, exp_poly, x).reshape(x.shape)
+                        else:
+                            p = torch.exp2(x)
                         alpha = torch.exp2(m_i - m_use)
                         l_i = l_i * alpha + p.sum(1)
                         m_i = m_new

@@ -272,8 +272,12 @@ import triton
 from attnhub_triton import _gluon_fwd as g
 out = []
 for spec in json.loads(sys.argv[1]):
-    c = g.compile_offline(spec["d"], spec["dtype"], spec["causal"], variant=spec["variant"])
+    name, knobs = g.parse_spec(spec["variant"])
+    c = g.compile_offline(spec["d"], spec["dtype"], spec["causal"], variant=name, **knobs)
     ptx = c.asm["ptx"]
+    depth = {}
+    for d_, a_, b_ in re.findall(r"\bmax\.f32\s+(%r\d+),\s*([^,]+),\s*([^;]+);", ptx):
+        depth[d_] = 1 + max(depth.get(a_.strip(), 0), depth.get(b_.strip(), 0))
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(c.asm["cubin"])
     bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
@@ -288,6 +292,8 @@ for spec in json.loads(sys.argv[1]):
                     atom_add=len(re.findall(r"atom\.global\S*\.add", ptx)),
                     atom_exch=len(re.findall(r"atom\.global\S*\.exch", ptx)),
                     setmaxnreg=ptx.count("setmaxnreg"), local=[int(x) for x in local],
+                    ex2=ptx.count("ex2.approx"), poly=ptx.count("0f4B400000") // 2,
+                    max_f32=len(depth), max_depth=max(depth.values(), default=0),
                     hgmma=sass.count("HGMMA"), ldl_stl=sass.count("LDL") + sass.count("STL"),
                     shared=int(c.metadata.shared)))
 print(json.dumps(out))
@@ -337,6 +343,101 @@ def test_gluon_dynamic_knob_is_checked():
     assert mod.resolve_config(128, variant="pp-persistent", dynamic=1)["DYNAMIC"]
     with pytest.raises(ValueError, match="needs persistent=1"):
         mod.resolve_config(64, variant="pp", dynamic=1)
+
+
+@needs_gluon
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is missing")
+def test_gluon_softmax_knobs_build_and_change_what_they_say():
+    """``max_tree=1``: the same number of fp32 max instructions as ``pp`` but the longest
+    chain of them (the row max before the first exp can issue, then the warp shuffles and
+    the running max) at most 8 deep -- ``pp``'s is 33 under Triton 3.6 (the device's), whose
+    ``gl.max`` folds a thread's columns in one chain, and 7 under 3.9, whose ``gl.max`` is a
+    tree already.  ``exp_poly=8``: one P score in 8 leaves
+    ex2.approx for the polynomial, and every exp of ``pp`` is still there once (alpha's
+    stay on ex2).  Neither spills, both build for d64 and d128, causal or not."""
+    specs = [dict(d=d, causal=c, dtype="bf16", variant=var)
+             for var in ("pp", "pp:max_tree=1", "pp:exp_poly=8") for d in (64, 128)
+             for c in (False, True)]
+    rows = {(r["variant"], r["d"], r["causal"]): r for r in run_build(_BUILD, specs)}
+    for (var, d, causal), r in rows.items():
+        base = rows[("pp", d, causal)]
+        assert r["hgmma"] == base["hgmma"] > 0 and r["ldl_stl"] == 0, r
+        assert max(r["local"]) == 0 and r["shared"] == base["shared"], r
+        if var == "pp":
+            assert r["poly"] == 0 and r["max_depth"] >= rows[("pp:max_tree=1", d, causal)][
+                "max_depth"], r
+        elif var == "pp:max_tree=1":
+            assert r["max_f32"] == base["max_f32"] and r["max_depth"] <= 8, (r, base)
+            assert r["ex2"] == base["ex2"] and r["poly"] == 0, r
+        else:
+            assert r["poly"] > 0 and r["ex2"] + r["poly"] == base["ex2"], (r, base)
+            alpha = base["ex2"] - 8 * r["poly"]  # what is left: alpha's exps, 2 a block
+            assert 0 < alpha < base["ex2"] // 16, (r, base)
+            assert r["max_depth"] == base["max_depth"], r
+
+
+def test_gluon_softmax_knobs_are_checked():
+    mod = _check_module().load_kernel_module()
+    cfg = mod.resolve_config(64, variant="pp", exp_poly=8, max_tree=1)
+    assert cfg["EXP_POLY"] == 8 and cfg["MAX_TREE"] is True
+    assert mod.resolve_config(64)["EXP_POLY"] == 0 and not mod.resolve_config(64)["MAX_TREE"]
+    assert mod.parse_spec("pp:exp_poly=8:max_tree=1") == ("pp", {"exp_poly": 8, "max_tree": 1})
+    for bad in (3, 32, -1):
+        with pytest.raises(ValueError, match="exp_poly="):
+            mod.resolve_config(64, exp_poly=bad)
+
+
+def test_gluon_exp_poly_ptx_computes_exp2():
+    """The ``exp_poly`` knob's inline PTX, as text, executed on the CPU
+    (``gluon_check.run_exp2_mix_ptx``): in each group of n, n - 1 outputs are ex2 and the last
+    is the polynomial, within 7.6e-5 relative from 2^-125 to 1; -inf and anything below -126
+    give exactly 0 (masked keys, rows that see no key), NaN stays NaN."""
+    chk = _check_module()
+    mod = chk.load_kernel_module()
+    for n in (2, 8, 16):
+        asm = mod.exp2_mix_ptx(n)
+        assert asm.count("ex2.approx.ftz.f32") == n - 1
+        x = torch.linspace(-125.0, 0.0, 4000 * n)[torch.randperm(4000 * n,
+                                                                 generator=torch.Generator().manual_seed(n))]
+        special = torch.tensor([-float("inf"), float("nan"), -126.5, -1000.0, 0.0, -0.0, 1e-7])
+        x[n - 1::n][: len(special)] = special  # on the polynomial's lanes
+        y = chk.run_exp2_mix_ptx(asm, n, x)
+        ref = torch.exp2(x.double())
+        poly = torch.zeros(len(x), dtype=torch.bool)
+        poly[n - 1::n] = True
+        fin = torch.isfinite(x) & (x >= -125.0)
+        rel = (y.double() - ref).abs() / ref
+        assert rel[poly & fin].max() < 7.6e-5
+        assert rel[poly & fin].max() > 1e-6  # the polynomial ran, not an exact exp2
+        assert rel[~poly & fin].max() < 1e-7
+        sp = y[n - 1::n][: len(special)]
+        assert sp[0] == 0 and torch.isnan(sp[1]) and sp[2] == 0 and sp[3] == 0
+        assert abs(float(sp[4]) - 1.0) < 1e-4 and abs(float(sp[6]) - 1.0) < 1e-4
+    with pytest.raises(ValueError, match="unknown instruction"):
+        chk.run_exp2_mix_ptx(mod.exp2_mix_ptx(2).replace("fma.rn", "fma.rz"), 2, torch.zeros(2))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_gluon_exp_poly_schedule_stays_within_torch_error(causal):
+    """The emulated schedule with P's exps through the ``exp_poly=8`` PTX: O within 2x
+    torch's own bf16 error against float32, LSE to 1e-4, rows that see no key exact; and
+    not the same numbers as without the polynomial (the knob is exercised)."""
+    chk = _check_module()
+    gen = torch.Generator().manual_seed(81 + causal)
+    B, Hq, Hk, Sq, Sk, D = 1, 2, 2, 203, 300, 64
+    q, k, v = (torch.randn(B, h, s, D, generator=gen).to(BF16)
+               for h, s in ((Hq, Sq), (Hk, Sk), (Hk, Sk)))
+    scale = D ** -0.5
+    ref_o, ref_lse, sees, allowed = chk.reference_fp32(q, k, v, causal, scale)
+    torch_err = (chk.sdpa_lowprec(q, k, v, allowed, scale) - ref_o)[:, :, sees].abs().max()
+    o, lse = chk.emulate(q, k, v, causal, scale, exp_poly=8)
+    o0, _ = chk.emulate(q, k, v, causal, scale)
+    assert not torch.isnan(o).any() and not torch.isnan(lse).any()
+    assert (o[:, :, sees] - ref_o[:, :, sees]).abs().max() <= 2 * torch_err
+    fin = torch.isfinite(ref_lse)
+    assert (lse[fin] - ref_lse[fin]).abs().max() < 1e-4
+    assert (o[:, :, ~sees] == 0).all() and (lse[:, :, ~sees] == float("-inf")).all()
+    assert not torch.equal(o, o0)
 
 
 def test_gluon_variant_switch_overrides_the_tables(monkeypatch):
@@ -511,6 +612,30 @@ def test_gpu_gluon_dynamic_grid_through_the_backend(d, causal, sq, sk, heads, ba
         q, k, v = random_inputs(p)
         assert_matches_reference(BACKEND, q, k, v, p, backward=seed == 1)
     assert gluon_calls and {name for name, _ in gluon_calls} == {"pp-dynamic"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("spec", ["pp:max_tree=1", "pp:exp_poly=8",
+                                  "pp:max_tree=1:exp_poly=8"])
+@pytest.mark.parametrize("d,causal,sq,sk,heads,dtype", [
+    (64, True, 2048, 2048, "gqa", BF16),
+    (64, True, 203, 113, "mqa", F16),  # rows that see no key, fp16's finer P
+    (128, False, 1000, 2500, "gqa", BF16),
+])
+def test_gpu_gluon_softmax_knobs_through_the_backend(spec, d, causal, sq, sk, heads, dtype,
+                                                     gluon_calls, monkeypatch):
+    """The softmax knobs (the row max as a tree, one exp2 in 8 by the FMA-pipe polynomial)
+    under the flash-attn tolerance rule through the backend, forward and backward."""
+    p = _gluon_gpu_problem(d=d, sq=sq, sk=sk, heads=heads, batch=2, causal=causal,
+                           dtype=dtype)
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON", "1")
+    monkeypatch.setenv("ATTNHUB_TRITON_GLUON_VARIANT", spec)
+    torch.manual_seed(sq * 3 + sk + d)
+    q, k, v = random_inputs(p)
+    assert_matches_reference(BACKEND, q, k, v, p, backward=True)
+    name, knobs = GLUON.parse_spec(spec)
+    assert gluon_calls and set(gluon_calls) == {(name, tuple(sorted(knobs.items())))}
 
 
 @pytest.mark.gpu

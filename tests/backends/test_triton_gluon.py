@@ -616,8 +616,7 @@ def test_gpu_gluon_dynamic_grid_through_the_backend(d, causal, sq, sk, heads, ba
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("spec", ["pp:max_tree=1", "pp:exp_poly=8",
-                                  "pp:max_tree=1:exp_poly=8"])
+@pytest.mark.parametrize("spec", ["pp:max_tree=1", "pp:max_tree=1:exp_poly=8"])
 @pytest.mark.parametrize("d,causal,sq,sk,heads,dtype", [
     (64, True, 2048, 2048, "gqa", BF16),
     (64, True, 203, 113, "mqa", F16),  # rows that see no key, fp16's finer P

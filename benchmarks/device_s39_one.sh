@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # One call (BUDGET seconds, default 560; carry .whl) for a session that may get a single
-# device call: device_s38_one.sh with the forward step first and two softmax knobs of the
-# thirty-ninth session beside pp / pp-dynamic (GLUON_NOTES "Thirty-ninth session"):
-# max_tree=1 (the row max as a 4-deep tree instead of a 31-deep FMNMX chain) and
-# exp_poly=8 / 16 (one exp2 in 8 / 16 on the FMA pipe), on top of max_tree.  Predictions
-# at d64 (÷ pp): max_tree +0..+2 %, exp_poly=8 −3..+3 %, exp_poly=16 −1..+2 % (the CUDA
-# kernel's own: tree +0.6 %, 1-in-4 polynomial −4 %); d128 within ±2 %.
-# (0) [now second] the Gluon backward: h64 (HSPLIT, d256) and m64o (d128, no spill) beside m64, quick
+# device call; it replaces the thirty-eighth session's one-call script.
+# (1) the Gluon forward: pp-dynamic and the thirty-ninth session's softmax knobs beside pp
+#     (GLUON_NOTES "Thirty-ninth session"): max_tree=1 (the row max as a 4-deep tree, not a
+#     31-deep FMNMX chain) and exp_poly=8 / 16 (one exp2 in 8 / 16 on the FMA pipe) on top
+#     of it; quick cases, then 512-16k points at d64 and d128 (causal and not), 2 rounds.
+#     Predictions at d64 (÷ pp): max_tree +0..+2 %, exp_poly=8 −3..+3 %, exp_poly=16
+#     −1..+2 % (the CUDA kernel's own: tree +0.6 %, 1-in-4 polynomial −4 %); d128 ±2 %.
+# (2) the Gluon backward: h64 (HSPLIT, d256) and m64o (d128, no spill) beside m64, quick
 #     cases, then d256 and d128 backward points against cuDNN / FLASH, 2 rounds.
-# (1) [now first] the Gluon forward's pp-dynamic and the knobs beside pp: quick cases, then 512-16k points at d64 and
-#     d128 (causal and not), 2 rounds.
-# (2) the GPU tests of both through the backend.
-# (3) through the backend, Gluon ÷ plain-Triton backward at d256 (ab_hopper trib gluon_bwd).
-# Predictions as in device_s37b.sh / device_s38.sh.
+# (3) the GPU tests of both through the backend (the knobs' too).
+# (4) through the backend, Gluon ÷ plain-Triton backward at d256 (ab_hopper trib gluon_bwd).
+# Other predictions as in device_s37b.sh / device_s38.sh.
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0

@@ -825,8 +825,19 @@ GLUON_VARIANT = "pp"
 
 #: Where another variant (a ``_gluon_fwd.parse_spec`` string) beats ``GLUON_VARIANT``: by
 #: (head dim, causal), ``((from_keys, spec), ...)`` in ascending keys, the last entry whose
-#: from_keys the call's keys reach wins.
-GLUON_VARIANTS: dict = {(256, False): ((0, "ws2"),), (256, True): ((0, "ws2"),)}
+#: from_keys the call's keys reach wins.  "pp-dynamic" (the persistent grid drawing its tiles
+#: from an atomic counter): H100, 2026-12-08, through the backend, 3 interleaved rounds
+#: (``ab_tri_gluon_dyn_h100_2026-12-08_s39``), pp-dynamic ÷ pp at 512 / 1k / 2k / 4k / 8k /
+#: 16k keys: d64 0.94 / 1.14 / 1.07 / 1.02 / 1.03 / 1.03, causal 0.95 / 0.92 / 1.12 / 1.09 /
+#: 1.03 / 1.01; d128 0.99 / 1.08 / 1.05 / 1.03 / 1.01 / 1.00, causal 0.89 / 1.03 / 1.18 /
+#: 1.05 / 1.04 / 1.02 (0.96-1.05x cuDNN at d64 from 2k, 1.01-1.12x at d128 from 1k).  Each
+#: from the shortest length where it won; 90/90 tolerance cases of the kernel alone and the
+#: GPU tests through the backend passed (``triton_gluon_fwd_h100_2026-12-08_s39``).
+GLUON_VARIANTS: dict = {(64, False): ((1024, "pp-dynamic"),),
+                        (64, True): ((2048, "pp-dynamic"),),
+                        (128, False): ((1024, "pp-dynamic"),),
+                        (128, True): ((1024, "pp-dynamic"),),
+                        (256, False): ((0, "ws2"),), (256, True): ((0, "ws2"),)}
 
 #: The row layouts (``_gluon_common.row_mode``) the Gluon forward takes when
 #: ATTNHUB_TRITON_GLUON is unset: "bh" (contiguous (B, H, S, D)) and "bs" (flash-attn's
@@ -912,10 +923,15 @@ def _use_gluon(call, q, k, v, o, scale, left, right, softcap) -> bool:
 #: plain-Triton backward, 3 interleaved rounds (``ab_trib_gluon_h100_2026-12-07_s36``),
 #: Gluon ÷ plain at 1k-16k: d64 1.16-1.22 (causal 1.18-1.24), d128 1.07-1.10 (causal
 #: 1.08-1.14); ×cuDNN 0.87-0.96 at d64, 0.79-0.95 at d128.  64/64 tolerance cases passed.
-GLUON_BWD_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True}
+#: d256 (the HSPLIT build, ``h64``): H100, 2026-12-08, 2 interleaved rounds
+#: (``ab_trib_gluon_d256_h100_2026-12-08_s39``), Gluon ÷ plain at 2k / 4k / 8k / 16k 1.22 /
+#: 1.29 / 1.34 / 1.38 (causal 1.21 / 1.24 / 1.23 / 1.30), ×cuDNN 0.68-0.75 against
+#: 0.54-0.58; 7/7 d256 quick cases and the GPU tests through the backend passed.
+GLUON_BWD_DEFAULT = {(64, False): True, (64, True): True, (128, False): True, (128, True): True,
+                     (256, False): True, (256, True): True}
 
 #: Fewest keys for ``GLUON_BWD_DEFAULT``: the shortest length timed.
-GLUON_BWD_MIN_KEYS = {64: 1024, 128: 1024}
+GLUON_BWD_MIN_KEYS = {64: 1024, 128: 1024, 256: 2048}
 
 _GLUON_BWD: dict = {}
 

@@ -94,11 +94,11 @@ needs_gluon_bwd = pytest.mark.skipif(GLUON_BWD is None,
 
 @needs_gluon_bwd
 def test_gluon_backward_route_follows_the_measured_table(monkeypatch):
-    """On by default for the dense sm90 d64/d128 case from the shortest length timed
+    """On by default for the dense sm90 d64/d128/d256 case from the shortest length timed
     (``GLUON_BWD_MIN_KEYS``), from any length with ATTNHUB_TRITON_GLUON_BWD=1, never with 0;
     the switch and the table are part of the dispatch cache key."""
     assert "ATTNHUB_TRITON_GLUON_BWD" in ops._KERNEL_SWITCHES
-    for d in (64, 128):
+    for d in (64, 128, 256):
         for causal in (False, True):
             assert ops.GLUON_BWD_DEFAULT[(d, causal)]
             lo = ops.GLUON_BWD_MIN_KEYS[d]
@@ -109,18 +109,15 @@ def test_gluon_backward_route_follows_the_measured_table(monkeypatch):
             assert not _route(monkeypatch, d=d, causal=causal, backward=True,
                               ATTNHUB_TRITON_GLUON_BWD="0")
     on = dict(backward=True, ATTNHUB_TRITON_GLUON_BWD="1")
-    # d256 (the HSPLIT build): taken when switched on, not by default (not in the table)
-    assert (256, False) not in ops.GLUON_BWD_DEFAULT
-    assert _route(monkeypatch, d=256, **on)
-    assert not _route(monkeypatch, d=256, backward=True)
     for kw in (dict(d=96), dict(d=192), dict(dtype=torch.float32), dict(softcap=30.0),
                dict(causal=False, window=(64, 16)), dict(varlen=True), dict(contiguous=False),
                dict(ptr=(1 << 20) + 8), dict(cap=(8, 0)), dict(interpreting=True)):
         assert not _route(monkeypatch, **kw, **on), kw
     info = BACKEND.extra_info()["Gluon backward (sm90, contiguous BHSD) by default"]
     assert info == ("d128 causal from 1024 keys, d128 from 1024 keys, "
+                    "d256 causal from 2048 keys, d256 from 2048 keys, "
                     "d64 causal from 1024 keys, d64 from 1024 keys")
-    assert ops.forward_tag().endswith(";bwd=d64,d64c,d128,d128c")
+    assert ops.forward_tag().endswith(";bwd=d64,d64c,d128,d128c,d256,d256c")
 
 
 @needs_gluon

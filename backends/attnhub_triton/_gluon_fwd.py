@@ -163,7 +163,7 @@ def _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
 
 
 # 2^f on f in [-1/2, 1/2], degree 3, fitted for the least largest relative error (7.5e-5:
-# a twentieth of bf16's and a sixth of fp16's rounding of P); float32 bit patterns for PTX.
+# a fiftieth of bf16's and a sixth of fp16's rounding of P); float32 bit patterns for PTX.
 EXP2_POLY = (0.9999281, 0.69326097, 0.24261014, 0.05517115)
 _EXP2_POLY_BITS = ("0f3F7FFB4A", "0f3F31798D", "0f3E786ECB", "0f3D61FB25")
 
@@ -203,8 +203,9 @@ def _exp2_mix(x, N: gl.constexpr):
     """exp2(x) for x <= 0 (fp32, any layout whose per-thread count N divides): in every group
     of N of a thread's elements, N - 1 on MUFU.EX2 and one on the FMA pipe (FlashAttention-4's
     split).  At d64 the softmax's MUFU.EX2 (16 a clock an SM) takes as long as its block's
-    wgmmas; the polynomial's 10 FMA-pipe instructions move 1/N of that work to a unit that
-    has slack.  Relative error <= 7.5e-5 on the polynomial's elements."""
+    wgmmas; the polynomial's 10 FMA-pipe instructions move 1/N of that work off it.  Relative
+    error <= 7.5e-5 on the polynomial's elements.  Measured on the H100 (GLUON_NOTES,
+    thirty-ninth session): no gain at N = 8 or 16, so no shipped variant uses it."""
     return gl.inline_asm_elementwise(_exp2_mix_asm(N), _exp2_mix_constraints(N), [x],
                                      dtype=gl.float32, is_pure=True, pack=N)
 
@@ -221,8 +222,9 @@ def _row_max_tree(x, COLS: gl.constexpr):
     """max over axis 1 of x (ROWS, COLS), a wgmma accumulator, as a tree: halves against
     halves while a thread holds both (column bit 0 and bits 3.. are registers, bits 1-2
     lanes), then ``gl.max`` over the last 8 columns.  ``gl.max`` alone folds a thread's 32
-    columns of a row in one chain of 31 dependent FMNMX (~130 cycles before the first exp
-    can issue, in the SASS of ``pp``); the tree is 4 levels deep."""
+    columns of a row in one chain of 31 dependent FMNMX under Triton 3.6 (a tree itself
+    under 3.9); this tree is 4 levels deep.  Measured on the H100 under 3.6 (GLUON_NOTES,
+    thirty-ninth session): 1-11 % slower than the chain at d64, so no shipped variant uses it."""
     if COLS >= 128:
         x = _half_max(x, 128)
     if COLS >= 64:
@@ -472,7 +474,7 @@ def _consumer_tile(WG: gl.constexpr, q_buf3, q_bar, q_phase, k_smem, v_smem, bar
                 mbarrier.arrive(k_empty.index(st))
                 p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, j, n_full, row0, Sq, Sk, qk_scale,
                                                     CAUSAL, BLOCK_N, ROWS, s_layout, EXP_POLY,
-                                                MAX_TREE)
+                                                    MAX_TREE)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, orow), 1)
                 p16 = gl.convert_layout(p.to(dtype), p_layout)
                 mbarrier.wait(v_ready.index(st), ph)
@@ -654,8 +656,7 @@ def _attn_fwd_kernel(q_desc, k_desc, v_desc, o_desc, lse_ptr, tile_ctr,
                      PERSISTENT: gl.constexpr, Q_BUFS: gl.constexpr,
                      Q_BS: gl.constexpr, K_BS: gl.constexpr, V_BS: gl.constexpr,
                      O_BS: gl.constexpr, LAZY: gl.constexpr, EXP_POLY: gl.constexpr,
-                     MAX_TREE: gl.constexpr,
-                     DYNAMIC: gl.constexpr,
+                     MAX_TREE: gl.constexpr, DYNAMIC: gl.constexpr,
                      num_warps: gl.constexpr):
     """Grid (n_m query tiles, B*Hq), or (PERSISTENT) (min(n_tiles, SMs),) walking the
     n_tiles = n_m * B * Hq tiles.  X_BS: tensor X's descriptor is over the (B, S, H*D)
@@ -792,8 +793,9 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
                          "FlashAttention-4's), on the overlapped schedule only; 0 turns it off")
     exp_poly = int(v.get("exp_poly", 0) if exp_poly is None else exp_poly)
     if exp_poly not in (0, 2, 4, 8, 16):
-        raise ValueError(f"exp_poly={exp_poly}: one score in exp_poly takes exp2 from the FMA "
-                         "pipe's polynomial instead of MUFU.EX2, 2, 4, 8 or 16; 0 turns it off")
+        raise ValueError(f"exp_poly={exp_poly}: expected 2, 4, 8 or 16 (one score in that many "
+                         "takes exp2 from the FMA pipe's polynomial instead of MUFU.EX2) or 0 "
+                         "(off)")
     pers = bool(v.get("persistent", False))
     dyn = bool(v.get("dynamic", False))
     if dyn and not pers:
@@ -832,8 +834,7 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
                         stages=None, variant=None, consumers=None, consumer_warps=None,
                         overlap=None, pingpong=None, split_wait=None, persistent=None,
                         q_bufs=None, lazy=None, dynamic=None, exp_poly=None, max_tree=None,
-                        out=None,
-                        lse_out=None):
+                        out=None, lse_out=None):
     """O, LSE of softmax(scale · Q Kᵀ) V.  q (B, Hq, Sq, D), k/v (B, Hk, Sk, D), each either
     contiguous or with the heads of a position adjacent (flash-attn's (B, S, H, D) seen
     through ``.transpose(1, 2)``, or sliced out of a packed QKV tensor; ``row_mode``).
@@ -901,8 +902,7 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
         PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
         Q_BS=modes["q"] == "bs", K_BS=modes["k"] == "bs", V_BS=modes["v"] == "bs",
         O_BS=modes["o"] == "bs", LAZY=cfg["LAZY"], EXP_POLY=cfg["EXP_POLY"],
-        MAX_TREE=cfg["MAX_TREE"],
-        DYNAMIC=cfg["DYNAMIC"],
+        MAX_TREE=cfg["MAX_TREE"], DYNAMIC=cfg["DYNAMIC"],
         num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     return o, lse
 
@@ -981,8 +981,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, bshd=False, **knobs):
                       PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
                       Q_BS=bool(bshd), K_BS=bool(bshd), V_BS=bool(bshd), O_BS=bool(bshd),
                       LAZY=cfg["LAZY"], EXP_POLY=cfg["EXP_POLY"], MAX_TREE=cfg["MAX_TREE"],
-                      DYNAMIC=cfg["DYNAMIC"],
-                      num_warps=cfg["num_warps"])
+                      DYNAMIC=cfg["DYNAMIC"], num_warps=cfg["num_warps"])
     if not cfg["DYNAMIC"]:
         constexprs["tile_ctr"] = None
     for name in constexprs:

@@ -117,13 +117,13 @@ DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's 
 S_AHEADS = (0, 1, 2)  # products of the next block issued before this block's dQ: none, Sᵀ, Sᵀ+dPᵀ
 KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma", "s_ahead", "ahead_chunk",
          "hsplit", "kv_opaque")
-DEFAULT_VARIANT = "m64"
-DEFAULT_VARIANT_D256 = "h64"
-#: m64o at d128: H100, 2026-12-08, the kernel alone against m64 in the same loops, +0.2..+3.7 %
-#: at all 8 points 2k-16k, causal or not, 3 rounds (``triton_gluon_bwd_m64o_h100_2026-12-08_s39``)
-#: and +1..+8 % at 4 points, 2 rounds (``triton_gluon_bwd_h100_2026-12-08_s39``); 13/13 quick
-#: cases passed in each run.  d64 keeps m64 (m64o not timed there).
-DEFAULT_VARIANT_D128 = "m64o"
+#: The variant a head dim runs without one named: m64 at d64; h64 at d256 (the only build
+#: that fits there); m64o at d128 -- H100, 2026-12-08, the kernel alone against m64 in the
+#: same loops, +0.2..+3.7 % at all 8 points 2k-16k, causal or not, 3 rounds
+#: (``triton_gluon_bwd_m64o_h100_2026-12-08_s39``) and +1..+8 % at 4 points, 2 rounds
+#: (``triton_gluon_bwd_h100_2026-12-08_s39``); 13/13 quick cases passed in each run (m64o
+#: not timed at d64).
+DEFAULT_VARIANTS = {64: "m64", 128: "m64o", 256: "h64"}
 HEAD_DIMS = (64, 128, 256)
 
 
@@ -854,8 +854,7 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
     if head_dim not in HEAD_DIMS:
         raise ValueError(f"gluon backward: head dim {head_dim} not in {HEAD_DIMS}")
-    name = variant or {256: DEFAULT_VARIANT_D256, 128: DEFAULT_VARIANT_D128}.get(
-        head_dim, DEFAULT_VARIANT)
+    name = variant or DEFAULT_VARIANTS[head_dim]
     if name not in VARIANTS:
         raise ValueError(f"variant={variant!r} not in {sorted(VARIANTS)}")
     v = dict(VARIANTS[name])

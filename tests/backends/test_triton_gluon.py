@@ -349,9 +349,9 @@ def test_gluon_softmax_knobs_build_and_change_what_they_say():
     chain of them (the row max before the first exp can issue, then the warp shuffles and
     the running max) at most 8 deep -- ``pp``'s is 33 under Triton 3.6 (the device's), whose
     ``gl.max`` folds a thread's columns in one chain, and 7 under 3.9, whose ``gl.max`` is a
-    tree already.  ``exp_poly=8``: one P score in 8 leaves
-    ex2.approx for the polynomial, and every exp of ``pp`` is still there once (alpha's
-    stay on ex2).  Neither spills, both build for d64 and d128, causal or not."""
+    tree already.  ``exp_poly=8``: one P score in 8 leaves ex2.approx for the polynomial,
+    and every exp of ``pp`` is still there once (alpha's stay on ex2).  Neither spills, both
+    build for d64 and d128, causal or not."""
     specs = [dict(d=d, causal=c, dtype="bf16", variant=var)
              for var in ("pp", "pp:max_tree=1", "pp:exp_poly=8") for d in (64, 128)
              for c in (False, True)]
@@ -394,8 +394,8 @@ def test_gluon_exp_poly_ptx_computes_exp2():
     for n in (2, 8, 16):
         asm = mod.exp2_mix_ptx(n)
         assert asm.count("ex2.approx.ftz.f32") == n - 1
-        x = torch.linspace(-125.0, 0.0, 4000 * n)[torch.randperm(4000 * n,
-                                                                 generator=torch.Generator().manual_seed(n))]
+        gen = torch.Generator().manual_seed(n)
+        x = torch.linspace(-125.0, 0.0, 4000 * n)[torch.randperm(4000 * n, generator=gen)]
         special = torch.tensor([-float("inf"), float("nan"), -126.5, -1000.0, 0.0, -0.0, 1e-7])
         x[n - 1::n][: len(special)] = special  # on the polynomial's lanes
         y = chk.run_exp2_mix_ptx(asm, n, x)

@@ -96,8 +96,8 @@ def test_offline_sm90_builds_use_no_local_memory():
     """bf16 builds (about 10 s each, in a child without TRITON_INTERPRET): h64 at d256 and
     d128 touches no local memory and ptxas serialised no wgmma; h64 at d256 issues Sᵀ / dPᵀ
     as 64 x 32 products (32 query columns a warpgroup) and dV / dK as 64 x 128 (half the
-    head dim); m64o at d128 non-causal (the default there) spills less than m64, m64ao (causal) less
-    than m64a and still issues the next Sᵀ before each consumer's dQ."""
+    head dim); m64o at d128 non-causal (the default there) spills less than m64, m64ao
+    (causal) less than m64a and still issues the next Sᵀ before each consumer's dQ."""
     specs = [dict(d=256, causal=True, knobs=dict(variant="h64")),
              dict(d=128, causal=False, knobs=dict(variant="h64")),
              dict(d=128, causal=False, knobs=dict(variant="m64o")),

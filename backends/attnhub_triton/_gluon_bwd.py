@@ -336,6 +336,24 @@ def _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D: gl.co
 
 
 @gluon.jit
+def _dq_turn(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off, dq_zero,
+             HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, DQ_SPLIT: gl.constexpr,
+             DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr, red_layout: gl.constexpr):
+    """A warpgroup's dQ turn: dQ of the block from both dS halves, DQ_SPLIT column chunks one
+    after the other (a BLOCK_M x D/DQ_SPLIT fp32 accumulator at a time), each retired and
+    added into dq_accum before the next is issued."""
+    DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
+    for h in gl.static_range(DQ_SPLIT):
+        q_tok = warpgroup_mma(ds_smem.index(par * 2), k_0.slice(h * DQ_N, DQ_N, dim=1),
+                              dq_zero, use_acc=False, is_async=True)
+        q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1), k_1.slice(h * DQ_N, DQ_N, dim=1),
+                              q_tok, is_async=True)
+        dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+        _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D, BLOCK_M, DQ_N,
+                DQ_VEC, DQ_TMA, red_layout)
+
+
+@gluon.jit
 def _s_start(lse_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
              col_l: gl.constexpr, CAUSAL: gl.constexpr, NK: gl.constexpr = 128):
     """Sᵀ's accumulator start: -log2-LSE / (scale log2e) per query column, -inf where the
@@ -489,7 +507,21 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
             mbarrier.wait(q_ready.index(st1), ph1)
             if S_AHEAD == 2:
                 mbarrier.wait(do_ready.index(st1), ph1)
-        if par == WG:
+        if AHEAD_CHUNK < 0:
+            # the diagnostic placement (ahead_chunk=-1): both warpgroups issue and retire
+            # block it + 1's products before the turn, so no if-arm holds a wgmma but dQ's;
+            # no overlap with the atomics is left, only the loop's rotation
+            s_tok, dp_tok = _next_products(kw_i, q_t, vw_i, do_t, nx, st_zero, col_l, CAUSAL,
+                                           S_AHEAD)
+            if S_AHEAD == 2:
+                s, dp = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
+            else:
+                s = warpgroup_mma_wait(0, deps=(s_tok, ))
+            if par == WG:
+                mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+                _dq_turn(ds_smem, k0_i, k1_i, dq_ptr, dq_desc, row_base, bhq_now, m0, par,
+                         dq_off, dq_zero, HEAD_D, BLOCK_M, DQ_SPLIT, DQ_VEC, DQ_TMA, red_layout)
+        elif par == WG:
             # this warpgroup's turn: dQ of block it, with block it + 1's products issued
             # before chunk AHEAD_CHUNK's wgmmas
             mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
@@ -505,8 +537,9 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
             else:
                 s = warpgroup_mma_wait(0, deps=(s_tok, ))
                 dp_next = s
-        if S_AHEAD == 2:
-            dp = dp_next
+        if AHEAD_CHUNK >= 0:
+            if S_AHEAD == 2:
+                dp = dp_next
         # block it + 2's log2-LSE (and Δ)
         nmb, nbhq = _next_block(mb, bhq, m_first, n_mb)
         nrow = gl.minimum(nbhq, last_bhq).to(gl.int64) * Sq_pad + nmb * BLOCK_M
@@ -593,18 +626,10 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             dv, dk = _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG,
                            a_layout)
             if par == WG:
-                # this warpgroup's turn: dQ of the block from both dS halves, DQ_SPLIT column
-                # chunks one after the other (a 64 x D/DQ_SPLIT fp32 accumulator at a time)
+                # this warpgroup's turn: dQ of the block from both dS halves
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
-                for h in gl.static_range(DQ_SPLIT):
-                    q_tok = warpgroup_mma(ds_smem.index(par * 2),
-                                          k_0.slice(h * DQ_N, DQ_N, dim=1), dq_zero,
-                                          use_acc=False, is_async=True)
-                    q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1),
-                                          k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok, is_async=True)
-                    dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-                    _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D,
-                            BLOCK_M, DQ_N, DQ_VEC, DQ_TMA, red_layout)
+                _dq_turn(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off,
+                         dq_zero, HEAD_D, BLOCK_M, DQ_SPLIT, DQ_VEC, DQ_TMA, red_layout)
 
     # ---- epilogue: dK * scale and dV from registers, rows < Sk ----
     kr = n0 + WG * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))
@@ -913,10 +938,12 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                          "ptxas serialises the wgmmas); use s_ahead=1")
     # the dQ chunk before whose wgmmas they are issued: by default the last one (d128: the
     # second of two, where the first chunk's accumulators are dead and the registers fit)
+    # (-1: issued and retired before the turn, in both warpgroups -- a diagnostic placement
+    # with no wgmma in the turn's if-arms but dQ's, and nothing left under the atomics)
     chunk = v.get("ahead_chunk", dqs - 1)
-    if isinstance(chunk, bool) or chunk not in range(dqs):
-        raise ValueError(f"ahead_chunk={chunk!r} not in {tuple(range(dqs))} (a dQ chunk index; "
-                         f"dq_split={dqs})")
+    if isinstance(chunk, bool) or chunk not in range(-1, dqs):
+        raise ValueError(f"ahead_chunk={chunk!r} not in {tuple(range(-1, dqs))} (a dQ chunk "
+                         f"index, dq_split={dqs}; -1: before the turn)")
     if "ahead_chunk" in v and not ahead:
         raise ValueError(f"ahead_chunk={chunk} with s_ahead=0: set s_ahead=1 or 2")
     smem = _smem_bytes(v["stages"], bm, head_dim, BLOCK_N)

@@ -79,6 +79,19 @@ def parse_variant(spec):
 def case_list(which):
     """(B, Hq, Hk, Sq, Sk, D, causal, dtype) tuples."""
     cases = []
+    if which == "ahead":
+        # S_AHEAD's failure narrowed down (GLUON_BWD_NOTES, "Fortieth session"): one head,
+        # one 128-key CTA, n_iter = Sq / 64 = 1, 2, 3, 4 (the ring is 2 deep), then two
+        # heads, two CTAs, causal and the quick case; the smallest first, so the first
+        # failure is the simplest one (a later illegal access kills the child)
+        for sq in (64, 128, 192, 256):
+            cases.append((1, 1, 1, sq, 128, 64, False, "bf16"))
+        cases.append((1, 2, 2, 128, 128, 64, False, "bf16"))
+        cases.append((1, 1, 1, 128, 256, 64, False, "bf16"))
+        cases.append((1, 1, 1, 256, 256, 64, True, "bf16"))
+        cases.append((1, 1, 1, 256, 128, 128, False, "bf16"))
+        cases.append((2, 4, 4, 1000, 1000, 64, False, "bf16"))
+        return cases
     if which == "quick":
         for d in (64, 128):
             for causal in (False, True):
@@ -176,6 +189,22 @@ def grads_ref(q, k, v, do, causal, scale, ref_dtype, lowprec=False):
 # --------------------------------------------------------------------------------------
 
 
+def bad_blocks(got, ref, tol, rows=64):
+    """Where a gradient is wrong, for the failure's record: per (batch, head), the 64-row
+    blocks whose largest error exceeds tol (NaN counts), as 'b.h:block(err)' strings."""
+    err = (got - ref).abs().nan_to_num(float("inf"))
+    B, H, S, _ = err.shape
+    n = (S + rows - 1) // rows
+    out = []
+    for b in range(B):
+        for h in range(H):
+            for i in range(n):
+                e = float(err[b, h, i * rows:(i + 1) * rows].max())
+                if e > tol:
+                    out.append(f"{b}.{h}:{i}({e:.2g})")
+    return out[:24]
+
+
 def run_case(mod, case, variant, knobs, seed):
     import torch
     B, Hq, Hk, Sq, Sk, D, causal, dt = case
@@ -209,6 +238,8 @@ def run_case(mod, case, variant, knobs, seed):
         tol = 2.0 * err_t + 1e-5
         rec[f"err_{name}"], rec[f"tol_{name}"], rec[f"nan_{name}"] = err, tol, nan
         ok &= nan == 0 and err <= tol
+        if nan or err > tol:
+            rec[f"bad_{name}"] = bad_blocks(gf, ref, tol)
     empty_ok = True
     if (~sees).any():
         empty_ok = bool((dq.float()[:, :, ~sees] == 0).all())
@@ -679,6 +710,9 @@ def _case_details(r):
     if "err_dq" in r:
         line += "  " + "  ".join(
             f"{g} {r['err_' + g]:.2e} (tol {r['tol_' + g]:.2e})" for g in ("dq", "dk", "dv"))
+        for g in ("dq", "dk", "dv"):
+            if r.get("bad_" + g):
+                line += f"  bad {g} blocks " + " ".join(r["bad_" + g])
         nans = [g for g in ("dq", "dk", "dv") if r.get("nan_" + g)]
         if nans:
             line += "  NaN in " + ",".join(nans)
@@ -693,7 +727,7 @@ def _case_details(r):
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
                         names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2 m64o m64ao h64",
-                        cases="quick",
+                        cases="quick", case_sets=("quick", "all", "ahead"),
                         timeout=90, bench_timeout=240, jobs=3, dims="64,128,256")
     ap.add_argument("--unaligned", action="store_true",
                     help="--compile-only without the launch's 16-byte pointer specialisation")

@@ -8,8 +8,10 @@
 #     codegen; n_iter=1 wrong -> not the steady state.
 # (2) Nsight Compute of triton-fa2's forward (pp-dynamic since s39) against cuDNN at d64 4k,
 #     non-causal and causal: the missing profile for the d64 target (GLUON_NOTES "Next" 1).
-# (3) 1k d64 A/B through the backend: plain-Triton default vs the Gluon pp-dynamic forward
-#     (decides GLUON_MIN_KEYS[(64, False)]); prediction: Gluon +5..+12 %.
+# (3) the Gluon backward's dq_cols (m64co: each warpgroup adds its column half of dQ every
+#     block, fa3_bwd.cu's d128 split) against m64o (whole dQ every other block): quick cases
+#     and d128 points, 2 rounds.  Prediction: -3..+6 % (no spills either way; HGMMA 64 vs
+#     80 static, the same work per block).
 # (4) triton-fa2's GPU tests with the s39 defaults (m64o d128, h64 d256, pp-dynamic), 8
 #     workers (pytest-xdist): the full suite never finished inside one step before.
 set -u
@@ -24,11 +26,12 @@ NCU_SECONDS=$(left 80) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cu
 repack
 NCU_SECONDS=$(left 80) ncu_prof fwd_d64_4k_causal --d 64 --s 4096 --causal --impls triton-fa2,cudnn
 repack
-TAIL=14 step ab_d64_1k "$(left 60)" python3 benchmarks/ab_hopper.py --out "$RES" --rounds 3 \
-    --name ab_tri_gluon_dyn_1k_s40 --seqs 1024 \
-    --pair tri:64:full:default,gluon_dyn --pair tri:64:causal:default,gluon_dyn
+TAIL=40 step gluon_bwd_cols "$(left 140)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+    --out "$RES/gluon_bwd_cols" --cases quick --rounds 2 --timeout 100 --bench-timeout 120 \
+    --jobs 2 --variants m64o,m64co --bench-anyway \
+    --points 2048x128,4096x128,16384x128,2048x128c,4096x128c,16384x128c
 repack
-TAIL=12 step triton_gpu_tests "$(left 240)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+TAIL=12 step triton_gpu_tests "$(left 200)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \
     tests/backends/test_triton_gluon_bwd_hsplit.py tests/backends/test_triton_gluon_bwd_vec.py \
     tests/test_first_party_conformance.py

@@ -111,12 +111,18 @@ VARIANTS = {
     # loop (kv_opaque=1: _opaque_zero); d128 m64 spills 24-48 B without it
     "m64o": dict(block_m=64, stages=2, kv_opaque=1),
     "m64ao": dict(block_m=64, stages=2, s_ahead=1, kv_opaque=1),
+    # d128 with dQ split by columns, not by turns: every block, warpgroup w adds dQ's
+    # columns 64w .. 64w + 63 (both dS halves against K's column half), as fa3_bwd.cu does at
+    # d128 -- each warpgroup's dQ work and atomics the same every block; GLUON_BWD_NOTES.md,
+    # "Fortieth session: dq_cols"
+    "m64c": dict(block_m=64, stages=2, dq_cols=1),
+    "m64co": dict(block_m=64, stages=2, dq_cols=1, kv_opaque=1),
 }
 HSPLIT_DIMS = (128, 256)  # head dims whose halves fall on 64-column swizzle atoms
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
 S_AHEADS = (0, 1, 2)  # products of the next block issued before this block's dQ: none, Sᵀ, Sᵀ+dPᵀ
 KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma", "s_ahead", "ahead_chunk",
-         "hsplit", "kv_opaque")
+         "hsplit", "kv_opaque", "dq_cols")
 #: The variant a head dim runs without one named: m64 at d64; h64 at d256 (the only build
 #: that fits there); m64o at d128 -- H100, 2026-12-08, the kernel alone against m64 in the
 #: same loops, +0.2..+3.7 % at all 8 points 2k-16k, causal or not, 3 rounds
@@ -342,15 +348,26 @@ def _dq_turn(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_
     """A warpgroup's dQ turn: dQ of the block from both dS halves, DQ_SPLIT column chunks one
     after the other (a BLOCK_M x D/DQ_SPLIT fp32 accumulator at a time), each retired and
     added into dq_accum before the next is issued."""
-    DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
     for h in gl.static_range(DQ_SPLIT):
-        q_tok = warpgroup_mma(ds_smem.index(par * 2), k_0.slice(h * DQ_N, DQ_N, dim=1),
-                              dq_zero, use_acc=False, is_async=True)
-        q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1), k_1.slice(h * DQ_N, DQ_N, dim=1),
-                              q_tok, is_async=True)
-        dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-        _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D, BLOCK_M, DQ_N,
-                DQ_VEC, DQ_TMA, red_layout)
+        _dq_chunk(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off,
+                  dq_zero, h, HEAD_D, BLOCK_M, DQ_SPLIT, DQ_VEC, DQ_TMA, red_layout)
+
+
+@gluon.jit
+def _dq_chunk(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off, dq_zero,
+              h: gl.constexpr, HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr,
+              DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
+              red_layout: gl.constexpr):
+    """Column chunk h (of DQ_SPLIT) of a block's dQ: both dS halves against K's columns of
+    the chunk, retired, then added into dq_accum."""
+    DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
+    q_tok = warpgroup_mma(ds_smem.index(par * 2), k_0.slice(h * DQ_N, DQ_N, dim=1), dq_zero,
+                          use_acc=False, is_async=True)
+    q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1), k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok,
+                          is_async=True)
+    dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+    _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D, BLOCK_M, DQ_N, DQ_VEC,
+            DQ_TMA, red_layout)
 
 
 @gluon.jit
@@ -554,7 +571,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
               HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
               CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
               DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
-              KV_OPAQUE: gl.constexpr):
+              KV_OPAQUE: gl.constexpr, DQ_COLS: gl.constexpr):
     """One consumer warpgroup (4 warps): keys n0 + 64 WG .. n0 + 64 WG + 63."""
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
@@ -625,7 +642,13 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
             dv, dk = _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG,
                            a_layout)
-            if par == WG:
+            if DQ_COLS:
+                # every block, this warpgroup's column half of dQ (chunk WG of two)
+                mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+                _dq_chunk(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par,
+                          dq_off, dq_zero, WG, HEAD_D, BLOCK_M, DQ_SPLIT, DQ_VEC, DQ_TMA,
+                          red_layout)
+            elif par == WG:
                 # this warpgroup's turn: dQ of the block from both dS halves
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
                 _dq_turn(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off,
@@ -765,7 +788,7 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
                      CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
                      DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
                      S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr, HSPLIT: gl.constexpr,
-                     KV_OPAQUE: gl.constexpr, num_warps: gl.constexpr):
+                     KV_OPAQUE: gl.constexpr, DQ_COLS: gl.constexpr, num_warps: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     NK: gl.constexpr = 64 if HSPLIT else 128  # keys per CTA
     KV_BOXES: gl.constexpr = NK // 64
@@ -821,9 +844,11 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
     else:
         gl.warp_specialize([
             (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                         CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE)),
+                         CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE,
+                         DQ_COLS)),
             (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
-                         CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE)),
+                         CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE,
+                         DQ_COLS)),
             (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
         ], [4, 1], [CONSUMER_REGS, 24])
 
@@ -875,7 +900,7 @@ def _dq_post_kernel(acc_ptr, dq_ptr, Sq, Sq_pad, scale, D: tl.constexpr, ROWS: t
 
 def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None,
                    dq_vec=None, dq_tma=None, s_ahead=None, ahead_chunk=None, hsplit=None,
-                   kv_opaque=None):
+                   kv_opaque=None, dq_cols=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
     if head_dim not in HEAD_DIMS:
         raise ValueError(f"gluon backward: head dim {head_dim} not in {HEAD_DIMS}")
@@ -885,7 +910,8 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     v = dict(VARIANTS[name])
     for key, val in (("block_m", block_m), ("stages", stages), ("dq_split", dq_split),
                      ("dq_vec", dq_vec), ("dq_tma", dq_tma), ("s_ahead", s_ahead),
-                     ("ahead_chunk", ahead_chunk), ("hsplit", hsplit), ("kv_opaque", kv_opaque)):
+                     ("ahead_chunk", ahead_chunk), ("hsplit", hsplit), ("kv_opaque", kv_opaque),
+                     ("dq_cols", dq_cols)):
         if val is not None:  # an override; a key in v means "set", not defaulted
             v[key] = val
     hs = v.get("hsplit", 0)
@@ -946,6 +972,13 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
                          f"index, dq_split={dqs}; -1: before the turn)")
     if "ahead_chunk" in v and not ahead:
         raise ValueError(f"ahead_chunk={chunk} with s_ahead=0: set s_ahead=1 or 2")
+    cols = v.get("dq_cols", 0)
+    if isinstance(cols, bool) or cols not in (0, 1):
+        raise ValueError(f"dq_cols={cols!r} (1: each warpgroup adds its column half of dQ "
+                         "every block)")
+    if cols and (dqs != 2 or ahead):
+        raise ValueError(f"dq_cols=1 needs dq_split=2 (head dim 128: two 64-column halves) "
+                         f"and s_ahead=0, got dq_split={dqs}, s_ahead={ahead}")
     smem = _smem_bytes(v["stages"], bm, head_dim, BLOCK_N)
     if v.get("dq_tma"):  # each consumer's fp32 staging copy of its dQ chunk
         smem += 2 * 4 * bm * (head_dim // dqs)
@@ -956,7 +989,7 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     # setmaxnreg gives 240 + 240 + 24 (the producer's warpgroup).
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
                 DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on, S_AHEAD=ahead,
-                AHEAD_CHUNK=chunk if ahead else 0, HSPLIT=0, KV_OPAQUE=opq,
+                AHEAD_CHUNK=chunk if ahead else 0, HSPLIT=0, KV_OPAQUE=opq, DQ_COLS=cols,
                 num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
@@ -972,7 +1005,7 @@ def _resolve_hsplit(head_dim, v):
     if head_dim not in HSPLIT_DIMS:
         raise ValueError(f"hsplit=1 needs head dim in {HSPLIT_DIMS} (each warpgroup's half of "
                          f"the head dim must be a multiple of 64), got {head_dim}")
-    for knob in ("dq_split", "dq_tma", "s_ahead", "ahead_chunk"):
+    for knob in ("dq_split", "dq_tma", "s_ahead", "ahead_chunk", "dq_cols"):
         if v.get(knob):
             raise ValueError(f"{knob}={v[knob]} does not apply with hsplit=1 (dQ goes in "
                              "64-column chunks by atomics; no S_AHEAD loop)")
@@ -991,7 +1024,7 @@ def _resolve_hsplit(head_dim, v):
                          f"stages={v['stages']})")
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
                 DQ_SPLIT=1, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=1, KV_OPAQUE=1,
-                num_warps=4, maxnreg=168, smem_estimate=smem)
+                DQ_COLS=0, num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
 def _check_args(q, k, v, o, do, lse):
@@ -1048,7 +1081,8 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     variant: a key of VARIANTS (default "m64"); knobs: block_m, stages, dq_split, dq_vec
     (fp32 per dQ atomic: 1, 2 (default) or 4), dq_tma (1: dQ by a TMA bulk reduce), s_ahead
     (the next block's products issued before this block's dQ: 0 (default), 1 Sᵀ, 2 Sᵀ and
-    dPᵀ)."""
+    dPᵀ), dq_cols (1, d128: each warpgroup adds its column half of dQ every block instead of
+    the whole dQ every other block)."""
     import torch
 
     ok, why = gluon_available()
@@ -1097,7 +1131,8 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
         HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
         CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"], DQ_VEC=cfg["DQ_VEC"],
         DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"], AHEAD_CHUNK=cfg["AHEAD_CHUNK"],
-        HSPLIT=cfg["HSPLIT"], KV_OPAQUE=cfg["KV_OPAQUE"], num_warps=cfg["num_warps"],
+        HSPLIT=cfg["HSPLIT"], KV_OPAQUE=cfg["KV_OPAQUE"], DQ_COLS=cfg["DQ_COLS"],
+        num_warps=cfg["num_warps"],
         maxnreg=cfg["maxnreg"])
     _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
                                                    num_warps=4)
@@ -1141,7 +1176,8 @@ def compile_offline(head_dim, dtype="bf16", causal=False, aligned=True, **knobs)
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
                       DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"],
                       AHEAD_CHUNK=cfg["AHEAD_CHUNK"], HSPLIT=cfg["HSPLIT"],
-                      KV_OPAQUE=cfg["KV_OPAQUE"], num_warps=cfg["num_warps"])
+                      KV_OPAQUE=cfg["KV_OPAQUE"], DQ_COLS=cfg["DQ_COLS"],
+                      num_warps=cfg["num_warps"])
     if cfg["DQ_TMA"]:
         dn = head_dim // cfg["DQ_SPLIT"]
         dl = gl.NVMMASharedLayout.get_default_for([1, bm, dn], gl.float32)

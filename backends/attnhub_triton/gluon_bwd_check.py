@@ -726,7 +726,8 @@ def _case_details(r):
 
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
-                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2 m64o m64ao m64c m64co h64",
+                        names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2 m64o m64ao "
+                              "m64c m64co h64",
                         cases="quick", case_sets=("quick", "all", "ahead"),
                         timeout=90, bench_timeout=240, jobs=3, dims="64,128,256")
     ap.add_argument("--unaligned", action="store_true",

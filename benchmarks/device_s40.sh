@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The fortieth session's first call (BUDGET seconds, default 560; carry .whl, which now holds
+# Ready for the next session's first call (written in the fortieth, which got no device
+# machine; BUDGET seconds, default 560, 575 fits one call; carry .whl, which now holds
 # pytest-xdist and execnet too).
 # (1) S_AHEAD narrowed down (GLUON_BWD_NOTES "Fortieth session"): the "ahead" cases (one head,
 #     one CTA, n_iter 1-4, then larger) for m64 (control), m64a, m64a2, m64ao and the
@@ -8,10 +9,11 @@
 #     codegen; n_iter=1 wrong -> not the steady state.
 # (2) Nsight Compute of triton-fa2's forward (pp-dynamic since s39) against cuDNN at d64 4k,
 #     non-causal and causal: the missing profile for the d64 target (GLUON_NOTES "Next" 1).
-# (3) the Gluon backward's dq_cols (m64co: each warpgroup adds its column half of dQ every
-#     block, fa3_bwd.cu's d128 split) against m64o (whole dQ every other block): quick cases
-#     and d128 points, 2 rounds.  Prediction: -3..+6 % (no spills either way; HGMMA 64 vs
-#     80 static, the same work per block).
+# (3) the Gluon backward's dQ variants (GLUON_BWD_NOTES "Fortieth session"), quick cases and
+#     d128 / d256 points, 2 rounds: m64co (each warpgroup adds its column half of dQ every
+#     block, fa3_bwd.cu's d128 split) and m64o1 (the turn's dQ as one 64x128 product) against
+#     m64o; h64w (each warpgroup's dQ half as one product, issued with dV and dK) against h64.
+#     Predictions (÷ the shipped one): m64co -3..+6 %, m64o1 -2..+4 %, h64w +1..+5 %.
 # (4) triton-fa2's GPU tests with the s39 defaults (m64o d128, h64 d256, pp-dynamic), 8
 #     workers (pytest-xdist): the full suite never finished inside one step before.
 set -u
@@ -26,12 +28,12 @@ NCU_SECONDS=$(left 80) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cu
 repack
 NCU_SECONDS=$(left 80) ncu_prof fwd_d64_4k_causal --d 64 --s 4096 --causal --impls triton-fa2,cudnn
 repack
-TAIL=40 step gluon_bwd_cols "$(left 140)" python3 backends/attnhub_triton/gluon_bwd_check.py \
-    --out "$RES/gluon_bwd_cols" --cases quick --rounds 2 --timeout 100 --bench-timeout 120 \
-    --jobs 2 --variants m64o,m64co --bench-anyway \
-    --points 2048x128,4096x128,16384x128,2048x128c,4096x128c,16384x128c
+TAIL=50 step gluon_bwd_dq "$(left 150)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+    --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 130 \
+    --jobs 5 --variants m64o,m64co,m64o1,h64,h64w --bench-anyway \
+    --points 2048x128,8192x128,2048x128c,8192x128c,2048x256,8192x256,2048x256c,8192x256c
 repack
-TAIL=12 step triton_gpu_tests "$(left 200)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+TAIL=12 step triton_gpu_tests "$(left 180)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \
     tests/backends/test_triton_gluon_bwd_hsplit.py tests/backends/test_triton_gluon_bwd_vec.py \
     tests/test_first_party_conformance.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fortieth session's second call (BUDGET seconds, default 480; carry .whl): the bf16 FA
+# Ready for the next session's second call (BUDGET seconds, default 480; carry .whl): the bf16 FA
 # grid through every backend with triton-fa2's s39 defaults (pp-dynamic forward at d64/d128,
 # m64o d128 and h64 d256 backward), auto-dispatch from an empty cache, 3 timing rounds a
 # point; the first grid since run20 (s33) with triton-fa2's Gluon kernels in it.  Before it,

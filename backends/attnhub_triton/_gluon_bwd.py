@@ -117,6 +117,12 @@ VARIANTS = {
     # "Fortieth session: dq_cols"
     "m64c": dict(block_m=64, stages=2, dq_cols=1),
     "m64co": dict(block_m=64, stages=2, dq_cols=1, kv_opaque=1),
+    # dQ in one product instead of 64-column chunks, each retired and added before the next
+    # is issued: m64o1 (d128, the turn's 64 x 128 dQ at once; spill-free only with
+    # kv_opaque), h64w (d256 HSPLIT, each warpgroup's 64 x 128 half at once, issued with
+    # dV and dK); GLUON_BWD_NOTES.md, "Fortieth session: one dQ product"
+    "m64o1": dict(block_m=64, stages=2, kv_opaque=1, dq_split=1),
+    "h64w": dict(block_m=64, stages=2, hsplit=1, dq_split=1),
 }
 HSPLIT_DIMS = (128, 256)  # head dims whose halves fall on 64-column swizzle atoms
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
@@ -674,7 +680,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
 @gluon.jit
 def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
                      HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
-                     CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr):
+                     CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr, DQ_SPLIT: gl.constexpr):
     """One consumer warpgroup of a 64-key CTA (keys n0 .. n0 + 63).  Per query block:
 
         Sᵀ_w  = K Q_wᵀ,  dPᵀ_w = V dO_wᵀ      query columns QW w .. QW w + QW - 1 (QW = BLOCK_M/2)
@@ -682,7 +688,8 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
                         awaited on ds_bar (count 2)
         dV[:, h] += Pᵀ dO[:, h],  dK[:, h] += dSᵀ Q[:, h]   h = head-dim columns DH w .. (SS
                         wgmmas, Pᵀ and dSᵀ read through transposed views of the buffers)
-        dQ[:, h]  = dS K[:, h]   in 64-column chunks, fp32 atomics into dq_accum
+        dQ[:, h]  = dS K[:, h]   in DQ_SPLIT column chunks (64 columns each by default; one
+                        chunk of DH with dq_split=1), fp32 atomics into dq_accum
     """
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
@@ -691,8 +698,8 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
     dtype: gl.constexpr = q_smem.dtype
     QW: gl.constexpr = BLOCK_M // 2   # this warpgroup's query columns of Sᵀ / dPᵀ
     DH: gl.constexpr = HEAD_D // 2    # this warpgroup's head-dim columns of dK / dV / dQ
-    DQ_N: gl.constexpr = 64           # dQ chunk (a 128-byte swizzle atom of K)
-    N_CH: gl.constexpr = DH // DQ_N
+    DQ_N: gl.constexpr = DH // DQ_SPLIT  # dQ chunk (64: a 128-byte swizzle atom of K)
+    N_CH: gl.constexpr = DQ_SPLIT
 
     st_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, QW, 16])
@@ -836,9 +843,9 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
     if HSPLIT:
         gl.warp_specialize([
             (_consumer_hsplit, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
-                                STAGES, CAUSAL, DQ_VEC)),
+                                STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
             (_consumer_hsplit, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
-                                STAGES, CAUSAL, DQ_VEC)),
+                                STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
             (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
         ], [4, 1], [CONSUMER_REGS, 24])
     else:
@@ -1000,15 +1007,23 @@ def _smem_bytes(stages, block_m, head_dim, keys):
 
 
 def _resolve_hsplit(head_dim, v):
-    """resolve_config for hsplit=1: block_m 64, dQ in 64-column chunks, 2-wide or 4-wide
-    atomics; the knobs of the key-split loop (dq_split, dq_tma, s_ahead) are refused."""
+    """resolve_config for hsplit=1: block_m 64, each warpgroup's dQ columns (half the head dim)
+    in 64-column chunks, or in one with dq_split=1; 2-wide or 4-wide atomics; the knobs of the
+    key-split loop (dq_tma, s_ahead, dq_cols) are refused."""
     if head_dim not in HSPLIT_DIMS:
         raise ValueError(f"hsplit=1 needs head dim in {HSPLIT_DIMS} (each warpgroup's half of "
                          f"the head dim must be a multiple of 64), got {head_dim}")
-    for knob in ("dq_split", "dq_tma", "s_ahead", "ahead_chunk", "dq_cols"):
+    for knob in ("dq_tma", "s_ahead", "ahead_chunk", "dq_cols"):
         if v.get(knob):
-            raise ValueError(f"{knob}={v[knob]} does not apply with hsplit=1 (dQ goes in "
-                             "64-column chunks by atomics; no S_AHEAD loop)")
+            raise ValueError(f"{knob}={v[knob]} does not apply with hsplit=1 (dQ goes by "
+                             "atomics, each warpgroup its head-dim half; no S_AHEAD loop)")
+    chunks = (head_dim // 2) // 64
+    dqs = v.get("dq_split", chunks)
+    if isinstance(dqs, bool) or dqs not in (1, chunks):
+        allowed = f"{chunks} (64-column chunks of each warpgroup's half) or 1 (one product)"
+        raise ValueError(f"dq_split={dqs!r} with hsplit=1 at d{head_dim}: "
+                         + (allowed if chunks > 1 else "1 only (each warpgroup's half is one "
+                            "64-column chunk)"))
     if v["block_m"] != 64:
         raise ValueError(f"block_m={v['block_m']} with hsplit=1 (64 only: 32 query columns "
                          "per warpgroup)")
@@ -1023,7 +1038,8 @@ def _resolve_hsplit(head_dim, v):
         raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, hsplit=1, "
                          f"stages={v['stages']})")
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
-                DQ_SPLIT=1, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=1, KV_OPAQUE=1,
+                DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=1,
+                KV_OPAQUE=1,
                 DQ_COLS=0, num_warps=4, maxnreg=168, smem_estimate=smem)
 
 

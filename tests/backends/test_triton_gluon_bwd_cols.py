@@ -1,6 +1,7 @@
 """The Gluon backward's ``dq_cols`` knob (variants ``m64c`` / ``m64co``: at d128 each consumer
 warpgroup adds its column half of dQ every block, as fa3_bwd.cu does, instead of the whole
-dQ every other block) and the tools that narrow S_AHEAD's GPU failure down (``ahead_chunk=-1``,
+dQ every other block), dQ in one product (``m64o1`` at d128, ``h64w`` at d256: no 64-column
+chunks retired one after the other) and the tools that narrow S_AHEAD's GPU failure down (``ahead_chunk=-1``,
 the check script's ``ahead`` cases and per-block failure maps); GLUON_BWD_NOTES.md,
 "Fortieth session".
 
@@ -96,3 +97,32 @@ def test_offline_sm90_builds_split_dq_by_columns():
     assert cols["ldl_stl"] <= turn["ldl_stl"], (cols, turn)
     assert 0 < cols["depbar"] < cols["hgmma"], cols
     assert cols["hgmma"] == turn["hgmma"] - 16, (cols, turn)
+
+
+@needs_gluon_bwd
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is not installed")
+def test_offline_sm90_builds_issue_dq_as_one_product():
+    """h64w at d256: each warpgroup's 64 x 128 dQ as one product issued with dV and dK, no
+    local memory, 8 fewer HGMMA than h64 (N = 128 k-steps instead of two N = 64 runs) and
+    fewer waits; m64o1 at d128: the turn's dQ as one 64 x 128 product, 16 fewer HGMMA than
+    m64o (local memory: none for either under Triton 3.6, the device's; 38 against 22 LDL/STL
+    causal under 3.9, so not asserted)."""
+    specs = [dict(d=256, causal=True, knobs=dict(variant="h64w")),
+             dict(d=256, causal=True, knobs=dict(variant="h64")),
+             dict(d=128, causal=True, knobs=dict(variant="m64o1")),
+             dict(d=128, causal=True, knobs=dict(variant="m64o"))]
+    rows = run_build(BWD_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
+    wide, h64, one, m64o = rows
+    assert wide["ldl_stl"] == 0 and wide["hgmma"] == h64["hgmma"] - 8, (wide, h64)
+    assert 0 < wide["depbar"] < h64["depbar"], (wide, h64)
+    assert "64x128x16" in wide["shapes"] and "64x64x16" not in wide["shapes"], wide
+    assert one["hgmma"] == m64o["hgmma"] - 16, (one, m64o)
+
+
+@needs_gluon_bwd
+def test_one_product_variants_resolve():
+    assert GLUON_BWD.resolve_config(128, variant="m64o1")["DQ_SPLIT"] == 1
+    assert GLUON_BWD.resolve_config(128, variant="m64o1")["KV_OPAQUE"] == 1
+    cfg = GLUON_BWD.resolve_config(256, variant="h64w")
+    assert (cfg["HSPLIT"], cfg["DQ_SPLIT"]) == (1, 1)
+    assert cfg["smem_estimate"] == GLUON_BWD.resolve_config(256)["smem_estimate"]

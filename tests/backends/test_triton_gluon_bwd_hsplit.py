@@ -31,7 +31,10 @@ def test_d256_defaults_to_hsplit_and_the_others_keep_the_key_split():
     """d256: the HSPLIT build; d64 m64 and d128 m64o (the measured defaults, the key split
     either way, d128 with K and V's descriptors rebuilt per iteration)."""
     cfg = GLUON_BWD.resolve_config(256)
-    assert (cfg["HSPLIT"], cfg["BLOCK_M"], cfg["DQ_SPLIT"], cfg["KV_OPAQUE"]) == (1, 64, 1, 1)
+    # dQ: each warpgroup's 128 columns in two 64-column chunks (h64w: one)
+    assert (cfg["HSPLIT"], cfg["BLOCK_M"], cfg["DQ_SPLIT"], cfg["KV_OPAQUE"]) == (1, 64, 2, 1)
+    assert GLUON_BWD.resolve_config(256, variant="h64w")["DQ_SPLIT"] == 1
+    assert GLUON_BWD.resolve_config(128, variant="h64")["DQ_SPLIT"] == 1  # 64 columns each
     # Q, dO (2 stages) + K, V (64 keys) + P, dS (2 parities), 16-bit, + barriers
     assert cfg["smem_estimate"] == 2 * (2 * 2 * 64 * 256 + 2 * 64 * 256 + 4 * 64 * 64) + 1024
     assert cfg["smem_estimate"] <= 232448
@@ -60,7 +63,8 @@ def test_d256_defaults_to_hsplit_and_the_others_keep_the_key_split():
     (96, dict(variant="h64"), "head dim 96 not in"),
     (256, dict(variant="h64", stages=3), "shared memory"),
     (256, dict(variant="h64", block_m=128), "block_m=128 with hsplit=1"),
-    (256, dict(variant="h64", dq_split=2), "dq_split=2 does not apply"),
+    (256, dict(variant="h64", dq_split=3), r"dq_split=3 with hsplit=1 at d256: 2 \(64-column"),
+    (128, dict(variant="h64", dq_split=2), r"dq_split=2 with hsplit=1 at d128: 1"),
     (256, dict(variant="h64", dq_tma=1), "dq_tma=1 does not apply"),
     (256, dict(variant="h64", s_ahead=1), "s_ahead=1 does not apply"),
     (256, dict(variant="h64", dq_vec=1), "dq_vec=1 with hsplit=1"),

@@ -4,11 +4,15 @@
 # pytest-xdist and execnet too).
 # (1) S_AHEAD narrowed down (GLUON_BWD_NOTES "Fortieth session"): the "ahead" cases (one head,
 #     one CTA, n_iter 1-4, then larger) for m64 (control), m64a, m64a2, m64ao and the
-#     diagnostic placement ahead_chunk=-1 (next products retired before the turn: no wgmma in
-#     the turn's if-arms but dQ's).  Reading: -1 right while m64a wrong -> the if-arm wgmma
-#     codegen; n_iter=1 wrong -> not the steady state.
-# (2) Nsight Compute of triton-fa2's forward (pp-dynamic since s39) against cuDNN at d64 4k,
-#     non-causal and causal: the missing profile for the d64 target (GLUON_NOTES "Next" 1).
+#     diagnostic placements ahead_chunk=-1 (next products issued and retired before the
+#     turn) and -2 (issued before the turn's branch, retired inside each arm: the overlap
+#     kept, no wgmma issued inside an arm but dQ's); those that pass are timed at d64 (2
+#     rounds, 4 points).  Reading: -1/-2 right while m64a wrong -> the wgmma issued inside
+#     the if-arm is the fault (and -2 is the S_AHEAD to time); n_iter=1 wrong -> not the
+#     steady state.  Prediction for -2 if right: m64a's, +0..+4 % at d64.
+# (2) Nsight Compute of triton-fa2's forward (pp-dynamic since s39) against cuDNN at d64 4k
+#     non-causal (0.98x there in s39): the missing profile for the d64 target (GLUON_NOTES
+#     "Next" 1).
 # (3) the Gluon backward's dQ variants (GLUON_BWD_NOTES "Fortieth session"), quick cases and
 #     d128 / d256 points, 2 rounds: m64co (each warpgroup adds its column half of dQ every
 #     block, fa3_bwd.cu's d128 split) and m64o1 (the turn's dQ as one 64x128 product) against
@@ -20,20 +24,19 @@ set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
 budgeted s40 ${BUDGET:-560}
-TAIL=40 step gluon_bwd_ahead "$(left 110)" python3 backends/attnhub_triton/gluon_bwd_check.py \
-    --out "$RES/gluon_bwd_ahead" --cases ahead --no-bench --timeout 90 --jobs 6 \
-    --variants m64,m64a,m64a:ahead_chunk=-1,m64a2,m64a2:ahead_chunk=-1,m64ao
+TAIL=48 step gluon_bwd_ahead "$(left 170)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+    --out "$RES/gluon_bwd_ahead" --cases ahead --rounds 2 --timeout 100 --bench-timeout 60 \
+    --jobs 8 --bench-anyway --points 2048x64,8192x64,2048x64c,8192x64c \
+    --variants m64,m64a,m64a:ahead_chunk=-1,m64a:ahead_chunk=-2,m64a2,m64a2:ahead_chunk=-1,m64a2:ahead_chunk=-2,m64ao
 repack
-NCU_SECONDS=$(left 80) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cudnn
-repack
-NCU_SECONDS=$(left 80) ncu_prof fwd_d64_4k_causal --d 64 --s 4096 --causal --impls triton-fa2,cudnn
+NCU_SECONDS=$(left 75) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cudnn
 repack
 TAIL=50 step gluon_bwd_dq "$(left 150)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 130 \
     --jobs 5 --variants m64o,m64co,m64o1,h64,h64w --bench-anyway \
     --points 2048x128,8192x128,2048x128c,8192x128c,2048x256,8192x256,2048x256c,8192x256c
 repack
-TAIL=12 step triton_gpu_tests "$(left 180)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+TAIL=12 step triton_gpu_tests "$(left 170)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \
     tests/backends/test_triton_gluon_bwd_hsplit.py tests/backends/test_triton_gluon_bwd_vec.py \
     tests/test_first_party_conformance.py

@@ -422,13 +422,15 @@ def _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, pa
                    CAUSAL: gl.constexpr, HEAD_D: gl.constexpr,
                    BLOCK_M: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
                    DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
-                   red_layout: gl.constexpr):
+                   red_layout: gl.constexpr, s_tok=None, dp_tok=None):
     """This warpgroup's dQ turn (the default loop's, chunk by chunk) with the next block's
     Sᵀ (and dPᵀ) issued just before chunk AHEAD_CHUNK's wgmmas, so it runs on the tensor
     cores under this turn's atomics (and the later chunks' wgmmas).  A chunk's wait(0) also
-    retires those products (wgmma groups retire in order).  Returns (Sᵀ, dPᵀ) of the next
-    block, retired."""
+    retires those products (wgmma groups retire in order).  AHEAD_CHUNK=-2: they were issued
+    before the turn's branch (s_tok, dp_tok) and the first chunk's wait retires them.
+    Returns (Sᵀ, dPᵀ) of the next block, retired."""
     DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
+    RETIRE: gl.constexpr = 0 if AHEAD_CHUNK < 0 else AHEAD_CHUNK
     for h in gl.static_range(DQ_SPLIT):
         if h == AHEAD_CHUNK:
             s_tok, dp_tok = _next_products(k_w, q_t, v_w, do_t, nx, st_zero, col_l, CAUSAL,
@@ -437,7 +439,7 @@ def _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, pa
                               dq_zero, use_acc=False, is_async=True)
         q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1), k_1.slice(h * DQ_N, DQ_N, dim=1),
                               q_tok, is_async=True)
-        if h == AHEAD_CHUNK:
+        if h == RETIRE:
             if S_AHEAD == 2:
                 dq, s, dp = warpgroup_mma_wait(0, deps=(q_tok, s_tok, dp_tok))
             else:
@@ -530,7 +532,26 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
             mbarrier.wait(q_ready.index(st1), ph1)
             if S_AHEAD == 2:
                 mbarrier.wait(do_ready.index(st1), ph1)
-        if AHEAD_CHUNK < 0:
+        if AHEAD_CHUNK == -2:
+            # the second diagnostic placement (ahead_chunk=-2): issued before the turn's
+            # branch by both warpgroups, retired inside each arm (the turn's by its first dQ
+            # chunk's wait): the overlap kept, no wgmma issued inside an arm but dQ's
+            s_tok, dp_tok = _next_products(kw_i, q_t, vw_i, do_t, nx, st_zero, col_l, CAUSAL,
+                                           S_AHEAD)
+            if par == WG:
+                mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+                s, dp_next = _dq_turn_ahead(ds_smem, k0_i, k1_i, dq_ptr, dq_desc, row_base,
+                                            bhq_now, m0, par, dq_off, dq_zero, kw_i, q_t, vw_i,
+                                            do_t, nx, st_zero, col_l, CAUSAL, HEAD_D, BLOCK_M,
+                                            DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK,
+                                            red_layout, s_tok, dp_tok)
+            else:
+                if S_AHEAD == 2:
+                    s, dp_next = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
+                else:
+                    s = warpgroup_mma_wait(0, deps=(s_tok, ))
+                    dp_next = s
+        elif AHEAD_CHUNK == -1:
             # the diagnostic placement (ahead_chunk=-1): both warpgroups issue and retire
             # block it + 1's products before the turn, so no if-arm holds a wgmma but dQ's;
             # no overlap with the atomics is left, only the loop's rotation
@@ -560,7 +581,7 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
             else:
                 s = warpgroup_mma_wait(0, deps=(s_tok, ))
                 dp_next = s
-        if AHEAD_CHUNK >= 0:
+        if AHEAD_CHUNK != -1:
             if S_AHEAD == 2:
                 dp = dp_next
         # block it + 2's log2-LSE (and Δ)
@@ -972,11 +993,13 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     # the dQ chunk before whose wgmmas they are issued: by default the last one (d128: the
     # second of two, where the first chunk's accumulators are dead and the registers fit)
     # (-1: issued and retired before the turn, in both warpgroups -- a diagnostic placement
-    # with no wgmma in the turn's if-arms but dQ's, and nothing left under the atomics)
+    # with no wgmma in the turn's if-arms but dQ's, and nothing left under the atomics;
+    # -2: issued before the turn's branch, retired inside each arm)
     chunk = v.get("ahead_chunk", dqs - 1)
-    if isinstance(chunk, bool) or chunk not in range(-1, dqs):
-        raise ValueError(f"ahead_chunk={chunk!r} not in {tuple(range(-1, dqs))} (a dQ chunk "
-                         f"index, dq_split={dqs}; -1: before the turn)")
+    if isinstance(chunk, bool) or chunk not in range(-2, dqs):
+        raise ValueError(f"ahead_chunk={chunk!r} not in {tuple(range(-2, dqs))} (a dQ chunk "
+                         f"index, dq_split={dqs}; -1: before the turn, retired there; -2: "
+                         "issued before the turn's branch, retired in each arm)")
     if "ahead_chunk" in v and not ahead:
         raise ValueError(f"ahead_chunk={chunk} with s_ahead=0: set s_ahead=1 or 2")
     cols = v.get("dq_cols", 0)

@@ -48,7 +48,7 @@ def test_dq_cols_is_off_by_default_and_on_in_its_variants():
     (128, dict(dq_cols=2), "dq_cols=2"),
     (128, dict(dq_cols=True), "dq_cols=True"),
     (256, dict(variant="h64", dq_cols=1), "dq_cols=1 does not apply with hsplit=1"),
-    (128, dict(variant="m64a", ahead_chunk=-2), r"ahead_chunk=-2 not in \(-1, 0, 1\)"),
+    (128, dict(variant="m64a", ahead_chunk=-3), r"ahead_chunk=-3 not in \(-2, -1, 0, 1\)"),
 ])
 def test_bad_dq_cols_and_ahead_chunk_raise_a_value_error_naming_them(d, knobs, what):
     with pytest.raises(ValueError, match=what):
@@ -56,10 +56,26 @@ def test_bad_dq_cols_and_ahead_chunk_raise_a_value_error_naming_them(d, knobs, w
 
 
 @needs_gluon_bwd
-def test_ahead_chunk_minus_one_is_the_diagnostic_placement():
+def test_negative_ahead_chunks_are_the_diagnostic_placements():
     for d in (64, 128):
-        assert GLUON_BWD.resolve_config(d, variant="m64a", ahead_chunk=-1)["AHEAD_CHUNK"] == -1
-    assert GLUON_BWD.resolve_config(64, variant="m64a2", ahead_chunk=-1)["S_AHEAD"] == 2
+        for chunk in (-1, -2):
+            cfg = GLUON_BWD.resolve_config(d, variant="m64a", ahead_chunk=chunk)
+            assert cfg["AHEAD_CHUNK"] == chunk
+    assert GLUON_BWD.resolve_config(64, variant="m64a2", ahead_chunk=-2)["S_AHEAD"] == 2
+
+
+@needs_gluon_bwd
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is not installed")
+def test_offline_sm90_build_issues_the_next_s_before_the_branch():
+    """ahead_chunk=-2 at d64 (bf16, causal): the next Sᵀ is issued once, before the turn's
+    branch (8 fewer HGMMA than m64a, which issues it in both arms), still directly before
+    each consumer's dQ wgmmas, no local memory and no serialised wgmma."""
+    specs = [dict(d=64, causal=True, knobs=dict(variant="m64a", ahead_chunk=-2)),
+             dict(d=64, causal=True, knobs=dict(variant="m64a"))]
+    two, m64a = run_build(BWD_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
+    assert two["ldl_stl"] == 0 and 0 < two["depbar"] < two["hgmma"], two
+    assert two["hgmma"] == m64a["hgmma"] - 8, (two, m64a)
+    assert two["s_before_dq"] == 2, two
 
 
 @needs_gluon_bwd

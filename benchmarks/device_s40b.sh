@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Ready for the next session's second call (BUDGET seconds, default 480; carry .whl): the bf16 FA
+# Ready for the next session's second call (BUDGET seconds, default 560; carry .whl): the bf16 FA
 # grid through every backend with triton-fa2's s39 defaults (pp-dynamic forward at d64/d128,
-# m64o d128 and h64 d256 backward), auto-dispatch from an empty cache, 3 timing rounds a
+# m64o d128 and h64 d256 backward), auto-dispatch from an empty cache, 2 timing rounds a
 # point; the first grid since run20 (s33) with triton-fa2's Gluon kernels in it.  Before it,
-# Nsight Compute of the d128 backward at 4k: triton-fa2 (Gluon m64o) against hopper-fa3's
-# CUDA backward (1.00-1.07x cuDNN) and cuDNN -- where the Gluon one's 0.79-0.86x goes --
+# Nsight Compute of the d128 and d256 backward at 4k: triton-fa2 (Gluon m64o / h64) against
+# hopper-fa3's CUDA backward (1.00-1.07x / 1.01-1.12x cuDNN) and cuDNN -- where the Gluon
+# one's 0.79-0.86x / 0.68-0.75x goes (h64's N = 32 Sᵀ/dPᵀ products read 96 B of shared
+# memory a cycle at the tensor ceiling, against 64 for N = 64: the first thing to read) --
 # and the 1k d64 A/B (plain-Triton default vs Gluon pp-dynamic through the backend; decides
 # GLUON_MIN_KEYS[(64, False)]; prediction: Gluon +5..+12 %).
 set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
-budgeted s40b ${BUDGET:-480}
+budgeted s40b ${BUDGET:-560}
 NCU_SECONDS=$(left 90) ncu_prof bwd_d128_4k --d 128 --s 4096 --backward \
+    --impls triton-fa2,hopper-fa3,cudnn
+repack
+NCU_SECONDS=$(left 90) ncu_prof bwd_d256_4k --d 256 --s 4096 --backward \
     --impls triton-fa2,hopper-fa3,cudnn
 repack
 TAIL=14 step ab_d64_1k "$(left 60)" python3 benchmarks/ab_hopper.py --out "$RES" --rounds 3 \
     --name ab_tri_gluon_dyn_1k_s40 --seqs 1024 \
     --pair tri:64:full:default,gluon_dyn --pair tri:64:causal:default,gluon_dyn
 repack
-grid_step bf16_r3 "$(left 380)" bf16 --rounds 3
+grid_step bf16_r2 "$(left 260)" bf16 --rounds 2
 gpu_clocks
 repack

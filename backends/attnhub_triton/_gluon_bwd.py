@@ -417,6 +417,18 @@ def _next_products(k_w, q_t, v_w, do_t, nx, st_zero, col_l: gl.constexpr,
 
 
 @gluon.jit
+def _retire_next(s_tok, dp_tok, S_AHEAD: gl.constexpr):
+    """Wait for the next block's Sᵀ (S_AHEAD=2: and dPᵀ) alone; returns (Sᵀ, dPᵀ), the
+    second Sᵀ again when S_AHEAD=1 (unused then)."""
+    if S_AHEAD == 2:
+        s, dp = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
+    else:
+        s = warpgroup_mma_wait(0, deps=(s_tok, ))
+        dp = s
+    return s, dp
+
+
+@gluon.jit
 def _dq_turn_ahead(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq_off,
                    dq_zero, k_w, q_t, v_w, do_t, nx, st_zero, col_l: gl.constexpr,
                    CAUSAL: gl.constexpr, HEAD_D: gl.constexpr,
@@ -546,21 +558,14 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
                                             DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK,
                                             red_layout, s_tok, dp_tok)
             else:
-                if S_AHEAD == 2:
-                    s, dp_next = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
-                else:
-                    s = warpgroup_mma_wait(0, deps=(s_tok, ))
-                    dp_next = s
+                s, dp_next = _retire_next(s_tok, dp_tok, S_AHEAD)
         elif AHEAD_CHUNK == -1:
             # the diagnostic placement (ahead_chunk=-1): both warpgroups issue and retire
             # block it + 1's products before the turn, so no if-arm holds a wgmma but dQ's;
             # no overlap with the atomics is left, only the loop's rotation
             s_tok, dp_tok = _next_products(kw_i, q_t, vw_i, do_t, nx, st_zero, col_l, CAUSAL,
                                            S_AHEAD)
-            if S_AHEAD == 2:
-                s, dp = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
-            else:
-                s = warpgroup_mma_wait(0, deps=(s_tok, ))
+            s, dp_next = _retire_next(s_tok, dp_tok, S_AHEAD)
             if par == WG:
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
                 _dq_turn(ds_smem, k0_i, k1_i, dq_ptr, dq_desc, row_base, bhq_now, m0, par,
@@ -576,14 +581,9 @@ def _consumer_loop_ahead(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, d
         else:
             s_tok, dp_tok = _next_products(kw_i, q_t, vw_i, do_t, nx, st_zero, col_l, CAUSAL,
                                            S_AHEAD)
-            if S_AHEAD == 2:
-                s, dp_next = warpgroup_mma_wait(0, deps=(s_tok, dp_tok))
-            else:
-                s = warpgroup_mma_wait(0, deps=(s_tok, ))
-                dp_next = s
-        if AHEAD_CHUNK != -1:
-            if S_AHEAD == 2:
-                dp = dp_next
+            s, dp_next = _retire_next(s_tok, dp_tok, S_AHEAD)
+        if S_AHEAD == 2:
+            dp = dp_next
         # block it + 2's log2-LSE (and Δ)
         nmb, nbhq = _next_block(mb, bhq, m_first, n_mb)
         nrow = gl.minimum(nbhq, last_bhq).to(gl.int64) * Sq_pad + nmb * BLOCK_M

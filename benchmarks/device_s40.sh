@@ -16,8 +16,11 @@
 # (3) the Gluon backward's dQ variants (GLUON_BWD_NOTES "Fortieth session"), quick cases and
 #     d128 / d256 points, 2 rounds: m64co (each warpgroup adds its column half of dQ every
 #     block, fa3_bwd.cu's d128 split) and m64o1 (the turn's dQ as one 64x128 product) against
-#     m64o; h64w (each warpgroup's dQ half as one product, issued with dV and dK) against h64.
-#     Predictions (÷ the shipped one): m64co -3..+6 %, m64o1 -2..+4 %, h64w +1..+5 %.
+#     m64o; h64w (each warpgroup's dQ half as one product, issued with dV and dK) and h64r /
+#     h64rw (the role split: warpgroup 0 the whole Sᵀ and P, warpgroup 1 the whole dPᵀ and
+#     dS, N = 64 products, fa3_bwd.cu's d256 layout) against h64.  Predictions (÷ the shipped
+#     one): m64co -3..+6 %, m64o1 -2..+4 %, h64w +1..+5 %, h64r -5..+15 % (wide: +15 if
+#     h64's Sᵀ/dPᵀ phase is bound by shared-memory reads, -5 from the exposed P hand-off).
 # (4) triton-fa2's GPU tests with the s39 defaults (m64o d128, h64 d256, pp-dynamic), 8
 #     workers (pytest-xdist): the full suite never finished inside one step before.
 set -u
@@ -31,12 +34,12 @@ TAIL=48 step gluon_bwd_ahead "$(left 170)" python3 backends/attnhub_triton/gluon
 repack
 NCU_SECONDS=$(left 75) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cudnn
 repack
-TAIL=50 step gluon_bwd_dq "$(left 150)" python3 backends/attnhub_triton/gluon_bwd_check.py \
-    --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 130 \
-    --jobs 5 --variants m64o,m64co,m64o1,h64,h64w --bench-anyway \
+TAIL=60 step gluon_bwd_dq "$(left 170)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+    --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 150 \
+    --jobs 7 --variants m64o,m64co,m64o1,h64,h64w,h64r,h64rw --bench-anyway \
     --points 2048x128,8192x128,2048x128c,8192x128c,2048x256,8192x256,2048x256c,8192x256c
 repack
-TAIL=12 step triton_gpu_tests "$(left 170)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+TAIL=12 step triton_gpu_tests "$(left 150)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \
     tests/backends/test_triton_gluon_bwd_hsplit.py tests/backends/test_triton_gluon_bwd_vec.py \
     tests/test_first_party_conformance.py

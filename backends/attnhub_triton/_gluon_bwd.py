@@ -123,6 +123,11 @@ VARIANTS = {
     # dV and dK); GLUON_BWD_NOTES.md, "Fortieth session: one dQ product"
     "m64o1": dict(block_m=64, stages=2, kv_opaque=1, dq_split=1),
     "h64w": dict(block_m=64, stages=2, hsplit=1, dq_split=1),
+    # HSPLIT with Sᵀ and dPᵀ split by role (hsplit=2): warpgroup 0 the whole Sᵀ and P,
+    # warpgroup 1 the whole dPᵀ and dS (P read back in q's dtype), so both products are
+    # N = 64 (fa3_bwd.cu's d256 SPLIT_D); GLUON_BWD_NOTES.md, "Fortieth session: role split"
+    "h64r": dict(block_m=64, stages=2, hsplit=2),
+    "h64rw": dict(block_m=64, stages=2, hsplit=2, dq_split=1),
 }
 HSPLIT_DIMS = (128, 256)  # head dims whose halves fall on 64-column swizzle atoms
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
@@ -783,29 +788,146 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
         fence_async_shared()
         mbarrier.arrive(ds_bar.index(par))
         mbarrier.wait(ds_bar.index(par), (it // 2) & 1)  # both halves stored
-        dv_tok = warpgroup_mma(p_buf.permute((1, 0)), do_v.slice(DH * WG, DH, dim=1), dv,
-                               is_async=True)
-        dk_tok = warpgroup_mma(d_buf.permute((1, 0)), q_v.slice(DH * WG, DH, dim=1), dk,
-                               is_async=True)
-        q_tok = warpgroup_mma(d_buf, k_v.slice(DH * WG, DQ_N, dim=1), dq_zero, use_acc=False,
-                              is_async=True)
-        dv, dk = warpgroup_mma_wait(1, deps=(dv_tok, dk_tok))
-        mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
-        for h in gl.static_range(N_CH):
-            if h > 0:
-                q_tok = warpgroup_mma(d_buf, k_v.slice(DH * WG + h * DQ_N, DQ_N, dim=1),
-                                      dq_zero, use_acc=False, is_async=True)
-            dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-            _dq_add(dq, dq_ptr, None, row_base, bhq_now, m0, N_CH * WG + h, dq_off, HEAD_D,
-                    BLOCK_M, DQ_N, DQ_VEC, 0, red_layout)
+        dv, dk = _hsplit_grads(p_buf, d_buf, q_v, do_v, k_v, dv, dk, dq_zero, qdo_empty, st,
+                               dq_ptr, row_base, bhq_now, m0, dq_off, WG, HEAD_D, BLOCK_M,
+                               DQ_SPLIT, DQ_VEC, red_layout)
+    _hsplit_store(dk, dv, dk_ptr, dv_ptr, kv_bh, n0, Sk, scale, WG, HEAD_D, kv_layout)
 
-    # ---- epilogue: this warpgroup's head-dim half of dK * scale and dV, rows < Sk ----
+
+@gluon.jit
+def _consumer_hsplit_roles(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
+                           HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
+                           CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr,
+                           DQ_SPLIT: gl.constexpr):
+    """HSPLIT with the two products split by role (hsplit=2, variant h64r; fa3_bwd.cu's d256
+    SPLIT_D): warpgroup 0 computes Sᵀ = K Qᵀ and Pᵀ for the whole query block, warpgroup 1
+    dPᵀ = V dOᵀ -- both N = BLOCK_M products instead of HSPLIT's two N = BLOCK_M / 2 halves
+    of each, so half the shared-memory reads a MAC.  Per query block:
+
+        WG 0: Sᵀ, Pᵀ -> the parity's P buffer; arrives on p_bar and ds_bar
+        WG 1: dPᵀ; waits p_bar; Pᵀ read back (in q's dtype: one rounding more than HSPLIT's
+              float32 P) ; dSᵀ = Pᵀ (dPᵀ - Δ) -> the dS buffer; arrives on ds_bar
+        both: wait ds_bar, then _hsplit_grads (dV, dK, dQ of their head-dim halves)
+
+    p_bar[par] / ds_bar[par] are reused every other block, as in HSPLIT: warpgroup 0 writes
+    the P buffer of block it + 2 only after its wait on ds_bar of block it + 1, which needs
+    warpgroup 1's arrival there, after its read of block it's P and its dV / dK of block it."""
+    q_smem, k_smem, v_smem, do_smem, ds_smem = smem
+    kv_bar, q_ready, do_ready, qdo_empty, ds_bar, p_bar = bars
+    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc = ptrs
+    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
+    dtype: gl.constexpr = q_smem.dtype
+    DH: gl.constexpr = HEAD_D // 2
+    DQ_N: gl.constexpr = DH // DQ_SPLIT
+
+    st_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16])
+    kv_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DH, 16])
+    dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_N, 16])
+    col_l: gl.constexpr = gl.SliceLayout(0, st_layout)
+    row_l: gl.constexpr = gl.SliceLayout(1, st_layout)
+
+    dk = gl.zeros([64, DH], gl.float32, kv_layout)
+    dv = gl.zeros([64, DH], gl.float32, kv_layout)
+    st_zero = gl.zeros([64, BLOCK_M], gl.float32, st_layout)
+    dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
+    keys = n0 + gl.arange(0, 64, layout=row_l)
+    red_layout: gl.constexpr = _red_layout(BLOCK_M, DQ_N, DQ_VEC, dq_layout)
+    dq_off = _dq_offsets(red_layout, BLOCK_M, DQ_N, HEAD_D)
+
+    # warpgroup 0 needs the rows' log2-LSE, warpgroup 1 their Δ: one row vector each
+    row_ptr = lse2_ptr if WG == 0 else delta_ptr
+    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    ccols = gl.arange(0, BLOCK_M, layout=cl)
+    row_c = gl.load(row_ptr + qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + ccols)
+
+    mbarrier.wait(kv_bar, 0)
+    mb = m_first
+    bhq = qbh0
+    for it in range(n_iter):
+        m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
+            it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
+        mb, bhq, nrow = _advance(mb, bhq, m_first, n_mb, qbh0, GROUP, Sq_pad, BLOCK_M)
+        kz = _opaque_zero(it)
+        k_v = k_smem.index(kz).reshape([64, HEAD_D])
+        v_v = v_smem.index(kz).reshape([64, HEAD_D])
+        p_buf = ds_smem.index(par * 2)
+        d_buf = ds_smem.index(par * 2 + 1)
+        if WG == 0:
+            s_init = _s_start(row_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
+                              col_l, CAUSAL, 64)
+            mbarrier.wait(q_ready.index(st), ph)
+            s_tok = warpgroup_mma(k_v, q_v.permute((1, 0)), s_init, is_async=True)
+            row_c = gl.load(row_ptr + nrow + ccols)
+            s = warpgroup_mma_wait(0, deps=(s_tok, ))
+            p = gl.exp2(s * scale_log2)
+            p_buf.permute((1, 0)).store(p.to(dtype))
+            fence_async_shared()
+            mbarrier.arrive(p_bar.index(par))
+            mbarrier.arrive(ds_bar.index(par))
+            mbarrier.wait(do_ready.index(st), ph)  # dO: read by this warpgroup's dV
+        else:
+            dp_init = st_zero - gl.expand_dims(gl.convert_layout(row_c, col_l), 0)
+            mbarrier.wait(do_ready.index(st), ph)
+            dp_tok = warpgroup_mma(v_v, do_v.permute((1, 0)), dp_init, is_async=True)
+            row_c = gl.load(row_ptr + nrow + ccols)
+            dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
+            mbarrier.wait(p_bar.index(par), (it // 2) & 1)
+            ds = p_buf.permute((1, 0)).load(st_layout).to(gl.float32) * dp
+            d_buf.permute((1, 0)).store(ds.to(dtype))
+            fence_async_shared()
+            mbarrier.arrive(ds_bar.index(par))
+            mbarrier.wait(q_ready.index(st), ph)  # Q: read by this warpgroup's dK
+        mbarrier.wait(ds_bar.index(par), (it // 2) & 1)  # P and dS stored
+        dv, dk = _hsplit_grads(p_buf, d_buf, q_v, do_v, k_v, dv, dk, dq_zero, qdo_empty, st,
+                               dq_ptr, row_base, bhq_now, m0, dq_off, WG, HEAD_D, BLOCK_M,
+                               DQ_SPLIT, DQ_VEC, red_layout)
+    _hsplit_store(dk, dv, dk_ptr, dv_ptr, kv_bh, n0, Sk, scale, WG, HEAD_D, kv_layout)
+
+
+@gluon.jit
+def _hsplit_grads(p_buf, d_buf, q_v, do_v, k_v, dv, dk, dq_zero, qdo_empty, st, dq_ptr, row_base,
+                  bhq_now, m0, dq_off, WG: gl.constexpr, HEAD_D: gl.constexpr,
+                  BLOCK_M: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
+                  red_layout: gl.constexpr):
+    """A 64-key HSPLIT CTA's products after the block's P and dS are both stored (query rows
+    x key columns): dV[:, h] += Pᵀ dO[:, h], dK[:, h] += dSᵀ Q[:, h] (SS, through transposed
+    views) for this warpgroup's head-dim half h; the slot released; dQ[:, h] = dS K[:, h] in
+    DQ_SPLIT chunks, the first issued with dV and dK, fp32 atomics.  Returns dv, dk."""
+    DH: gl.constexpr = HEAD_D // 2
+    DQ_N: gl.constexpr = DH // DQ_SPLIT
+    N_CH: gl.constexpr = DQ_SPLIT
+    dv_tok = warpgroup_mma(p_buf.permute((1, 0)), do_v.slice(DH * WG, DH, dim=1), dv,
+                           is_async=True)
+    dk_tok = warpgroup_mma(d_buf.permute((1, 0)), q_v.slice(DH * WG, DH, dim=1), dk,
+                           is_async=True)
+    q_tok = warpgroup_mma(d_buf, k_v.slice(DH * WG, DQ_N, dim=1), dq_zero, use_acc=False,
+                          is_async=True)
+    dv, dk = warpgroup_mma_wait(1, deps=(dv_tok, dk_tok))
+    mbarrier.arrive(qdo_empty.index(st))  # Q and dO of this slot no longer read
+    for h in gl.static_range(N_CH):
+        if h > 0:
+            q_tok = warpgroup_mma(d_buf, k_v.slice(DH * WG + h * DQ_N, DQ_N, dim=1),
+                                  dq_zero, use_acc=False, is_async=True)
+        dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+        _dq_add(dq, dq_ptr, None, row_base, bhq_now, m0, N_CH * WG + h, dq_off, HEAD_D,
+                BLOCK_M, DQ_N, DQ_VEC, 0, red_layout)
+    return dv, dk
+
+
+@gluon.jit
+def _hsplit_store(dk, dv, dk_ptr, dv_ptr, kv_bh, n0, Sk, scale, WG: gl.constexpr,
+                  HEAD_D: gl.constexpr, kv_layout: gl.constexpr):
+    """Epilogue of an HSPLIT warpgroup: its head-dim half of dK * scale and dV, rows < Sk."""
+    DH: gl.constexpr = HEAD_D // 2
     kr = n0 + gl.arange(0, 64, layout=gl.SliceLayout(1, kv_layout))
     cd = DH * WG + gl.arange(0, DH, layout=gl.SliceLayout(0, kv_layout))
     off = (kv_bh.to(gl.int64) * Sk + gl.expand_dims(kr, 1)) * HEAD_D + gl.expand_dims(cd, 0)
     mask = gl.expand_dims(kr < Sk, 1) & gl.expand_dims(cd < HEAD_D, 0)
-    gl.store(dk_ptr + off, (dk * scale).to(dtype), mask=mask)
-    gl.store(dv_ptr + off, dv.to(dtype), mask=mask)
+    gl.store(dk_ptr + off, (dk * scale).to(dk_ptr.dtype.element_ty), mask=mask)
+    gl.store(dv_ptr + off, dv.to(dv_ptr.dtype.element_ty), mask=mask)
 
 
 @gluon.jit(do_not_specialize=["Sq", "Sk", "Sq_pad", "Hq", "GROUP"])
@@ -861,7 +983,19 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
     cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, Sk - Sq, inv_scale_log2)
     pints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter)
     descs = (q_desc, k_desc, v_desc, do_desc)
-    if HSPLIT:
+    if HSPLIT == 2:
+        p_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(2):
+            mbarrier.init(p_bar.index(i), count=1)  # warpgroup 0's P stored
+        rbars = (kv_bar, q_ready, do_ready, qdo_empty, ds_bar, p_bar)
+        gl.warp_specialize([
+            (_consumer_hsplit_roles, (0, smem, rbars, ptrs, cints, scale_log2, scale, HEAD_D,
+                                      BLOCK_M, STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
+            (_consumer_hsplit_roles, (1, smem, rbars, ptrs, cints, scale_log2, scale, HEAD_D,
+                                      BLOCK_M, STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
+            (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
+        ], [4, 1], [CONSUMER_REGS, 24])
+    elif HSPLIT:
         gl.warp_specialize([
             (_consumer_hsplit, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
                                 STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
@@ -943,16 +1077,17 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
         if val is not None:  # an override; a key in v means "set", not defaulted
             v[key] = val
     hs = v.get("hsplit", 0)
-    if isinstance(hs, bool) or hs not in (0, 1):
+    if isinstance(hs, bool) or hs not in (0, 1, 2):
         raise ValueError(f"hsplit={hs!r} (0: warpgroups split the keys, 1: the query block and "
-                         "the head dim)")
+                         "the head dim, 2: Sᵀ / dPᵀ by role and the head dim)")
     opq = v.get("kv_opaque", 0)
     if isinstance(opq, bool) or opq not in (0, 1):
         raise ValueError(f"kv_opaque={opq!r} (1: K and V's wgmma descriptors rebuilt per "
                          "iteration)")
     if hs:
         if "kv_opaque" in v:
-            raise ValueError("kv_opaque does not apply with hsplit=1 (it always rebuilds them)")
+            raise ValueError(f"kv_opaque does not apply with hsplit={hs} (it always rebuilds "
+                             "them)")
         return _resolve_hsplit(head_dim, v)
     if head_dim == 256:
         raise ValueError("head dim 256 needs hsplit=1 (variant 'h64'): dK and dV of 64 keys x "
@@ -1030,40 +1165,41 @@ def _smem_bytes(stages, block_m, head_dim, keys):
 
 
 def _resolve_hsplit(head_dim, v):
-    """resolve_config for hsplit=1: block_m 64, each warpgroup's dQ columns (half the head dim)
-    in 64-column chunks, or in one with dq_split=1; 2-wide or 4-wide atomics; the knobs of the
-    key-split loop (dq_tma, s_ahead, dq_cols) are refused."""
+    """resolve_config for hsplit=1 and 2 (the products split by query half / by role): block_m
+    64, each warpgroup's dQ columns (half the head dim) in 64-column chunks, or in one with
+    dq_split=1; 2-wide or 4-wide atomics; the knobs of the key-split loop (dq_tma, s_ahead,
+    dq_cols) are refused."""
+    hs = v["hsplit"]
     if head_dim not in HSPLIT_DIMS:
-        raise ValueError(f"hsplit=1 needs head dim in {HSPLIT_DIMS} (each warpgroup's half of "
-                         f"the head dim must be a multiple of 64), got {head_dim}")
+        raise ValueError(f"hsplit={hs} needs head dim in {HSPLIT_DIMS} (each warpgroup's half "
+                         f"of the head dim must be a multiple of 64), got {head_dim}")
     for knob in ("dq_tma", "s_ahead", "ahead_chunk", "dq_cols"):
         if v.get(knob):
-            raise ValueError(f"{knob}={v[knob]} does not apply with hsplit=1 (dQ goes by "
+            raise ValueError(f"{knob}={v[knob]} does not apply with hsplit={hs} (dQ goes by "
                              "atomics, each warpgroup its head-dim half; no S_AHEAD loop)")
     chunks = (head_dim // 2) // 64
     dqs = v.get("dq_split", chunks)
     if isinstance(dqs, bool) or dqs not in (1, chunks):
         allowed = f"{chunks} (64-column chunks of each warpgroup's half) or 1 (one product)"
-        raise ValueError(f"dq_split={dqs!r} with hsplit=1 at d{head_dim}: "
+        raise ValueError(f"dq_split={dqs!r} with hsplit={hs} at d{head_dim}: "
                          + (allowed if chunks > 1 else "1 only (each warpgroup's half is one "
                             "64-column chunk)"))
     if v["block_m"] != 64:
-        raise ValueError(f"block_m={v['block_m']} with hsplit=1 (64 only: 32 query columns "
-                         "per warpgroup)")
+        raise ValueError(f"block_m={v['block_m']} with hsplit={hs} (64 only: a 64-key CTA's "
+                         "products and buffers are built for 64 query rows)")
     if v["stages"] < 1:
         raise ValueError(f"stages={v['stages']}")
     dqv = v.get("dq_vec", 2)
     if isinstance(dqv, bool) or dqv not in (2, 4):
-        raise ValueError(f"dq_vec={dqv!r} with hsplit=1 (2 or 4)")
+        raise ValueError(f"dq_vec={dqv!r} with hsplit={hs} (2 or 4)")
     bm = 64
     smem = _smem_bytes(v["stages"], bm, head_dim, 64)  # dS buffers: P and dS of two parities
     if smem > 232448:
-        raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, hsplit=1, "
+        raise ValueError(f"shared memory {smem} B > 227 KB (d{head_dim}, hsplit={hs}, "
                          f"stages={v['stages']})")
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
-                DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=1,
-                KV_OPAQUE=1,
-                DQ_COLS=0, num_warps=4, maxnreg=168, smem_estimate=smem)
+                DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=hs,
+                KV_OPAQUE=1, DQ_COLS=0, num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
 def _check_args(q, k, v, o, do, lse):

@@ -45,7 +45,7 @@ KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
 # m64v4 / m128v4: 4-wide dQ atomics, m64tma: dQ by TMA bulk reduce (thirty-sixth session),
 # timed against m64 / m128; m64v1 (scalar atomics, a control) only when named; m64a / m64a2:
 # the next block's Sᵀ (and dPᵀ, d64 only) issued before this block's dQ (S_AHEAD)
-DEFAULT_VARIANTS = "m64,m64a,m64a2,m128,m64v4,m128v4,m64tma,m64o,m64ao,m64co,m64o1,h64,h64w"
+DEFAULT_VARIANTS = "m64,m64a,m64a2,m128,m64v4,m128v4,m64tma,m64o,m64ao,m64co,m64o1,h64,h64w,h64r,h64rw"
 LOG2E = 1.4426950408889634
 
 
@@ -503,7 +503,9 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
     S_AHEAD loop's row bookkeeping (``ahead_rows``) picks the LSE / mask / Δ rows that start
     each product, instead of the block's own.  hsplit=1: the HSPLIT build's CTAs of 64 keys
     (one key block, dQ = dS K), its mask decided per query half (``need`` of each warpgroup's
-    columns); the split of dK / dV / dQ by head-dim columns changes no sum."""
+    columns); the split of dK / dV / dQ by head-dim columns changes no sum.  hsplit=2 (the
+    role split): 64-key CTAs, the mask decided for the whole query block, and dS formed from
+    P already rounded to q's dtype (warpgroup 1 reads warpgroup 0's stored P)."""
     import torch
     f32 = torch.float32
     B, Hq, Sq, D = q.shape
@@ -568,8 +570,8 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
                         64, block_m)
                     # the mask's column groups: the whole block, or (hsplit) each
                     # warpgroup's half of the query columns, with its own `need`
-                    for c0 in ((0, block_m // 2) if hsplit else (0, )):
-                        cw = block_m // 2 if hsplit else block_m
+                    for c0 in ((0, block_m // 2) if hsplit == 1 else (0, )):
+                        cw = block_m // 2 if hsplit == 1 else block_m
                         need = n0 + nk > Sk or (causal and n0 + nk - 1 > mask_m0 + c0 + offset)
                         if need and control != "no_mask":
                             keep = (keys < Sk)[:, None].expand(64, cw)
@@ -582,8 +584,8 @@ def emulate(q, k, v, o, do, lse, causal, scale, block_m=64, control=None, s_ahea
                     s = s_init + k_w[w] @ qt.T
                     p = torch.exp2(s * c)
                     dp = -delta[d_bhq, d_m0:d_m0 + block_m][None, :] + v_w[w] @ dot.T
-                    ds = p * dp
                     p16 = p.to(dtype).float()
+                    ds = (p16 if hsplit == 2 else p) * dp
                     ds16 = ds.to(dtype).float()
                     dv_w[w] += p16 @ dot
                     dk_w[w] += ds16 @ qt
@@ -727,7 +729,7 @@ def _case_details(r):
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
                         names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2 m64o m64ao "
-                              "m64c m64co m64o1 h64 h64w",
+                              "m64c m64co m64o1 h64 h64w h64r h64rw",
                         cases="quick", case_sets=("quick", "all", "ahead"),
                         timeout=90, bench_timeout=240, jobs=3, dims="64,128,256")
     ap.add_argument("--unaligned", action="store_true",

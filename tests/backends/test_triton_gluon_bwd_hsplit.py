@@ -84,14 +84,32 @@ def test_bad_hsplit_knobs_raise_a_value_error_naming_them(d, knobs, what):
     (1, 4, 2, 150, 150, 128, True, torch.bfloat16),  # GQA, a causal edge inside a block
     (1, 2, 1, 100, 300, 128, False, torch.bfloat16),  # MQA, Sk not a multiple of 64
 ])
-def test_hsplit_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, causal, dtype):
-    """64-key CTAs, the mask decided per warpgroup's query half, 16-bit P and dS, dQ summed
-    over key blocks: dQ, dK, dV within 2x torch's own low-precision error against float64;
-    a dropped causal mask is caught."""
+@pytest.mark.parametrize("hsplit", [1, 2])
+def test_hsplit_schedule_matches_the_reference(B, Hq, Hk, Sq, Sk, D, causal, dtype, hsplit):
+    """64-key CTAs, the mask decided per warpgroup's query half (hsplit=1) or for the whole
+    block (hsplit=2, the role split, whose dS is formed from P already rounded to 16 bits),
+    16-bit P and dS, dQ summed over key blocks: dQ, dK, dV within 2x torch's own
+    low-precision error against float64; a dropped causal mask is caught."""
     # (past Sk, K and V are zero-filled: dropping that mask changes no kept gradient, so the
     # negative control bites under causal masking only)
     check_bwd_emulation((B, Hq, Hk, Sq, Sk, D), causal, dtype, seed=Sq * 7 + Sk + D,
-                        negative=causal, hsplit=1)
+                        negative=causal, hsplit=hsplit)
+
+
+@needs_gluon_bwd
+def test_role_split_variants_resolve_and_refuse_what_they_cannot_build():
+    r = GLUON_BWD.resolve_config(256, variant="h64r")
+    assert (r["HSPLIT"], r["BLOCK_M"], r["DQ_SPLIT"], r["KV_OPAQUE"]) == (2, 64, 2, 1)
+    assert GLUON_BWD.resolve_config(256, variant="h64rw")["DQ_SPLIT"] == 1
+    assert GLUON_BWD.resolve_config(128, variant="h64r")["HSPLIT"] == 2
+    # the same buffers as HSPLIT (P and dS of two parities), two barriers more
+    assert r["smem_estimate"] == GLUON_BWD.resolve_config(256)["smem_estimate"]
+    for d, knobs, what in ((64, dict(variant="h64r"), r"hsplit=2 needs head dim in \(128,"),
+                           (256, dict(hsplit=3), "hsplit=3"),
+                           (256, dict(variant="h64r", s_ahead=1), "does not apply with hsplit=2"),
+                           (256, dict(variant="h64r", block_m=128), "block_m=128 with hsplit=2")):
+        with pytest.raises(ValueError, match=what):
+            GLUON_BWD.resolve_config(d, **knobs)
 
 
 @needs_gluon_bwd
@@ -100,18 +118,25 @@ def test_offline_sm90_builds_use_no_local_memory():
     """bf16 builds (about 10 s each, in a child without TRITON_INTERPRET): h64 at d256 and
     d128 touches no local memory and ptxas serialised no wgmma; h64 at d256 issues Sᵀ / dPᵀ
     as 64 x 32 products (32 query columns a warpgroup) and dV / dK as 64 x 128 (half the
-    head dim); m64o at d128 non-causal (the default there) spills less than m64, m64ao
-    (causal) less than m64a and still issues the next Sᵀ before each consumer's dQ."""
+    head dim); h64r (the role split) the same with Sᵀ / dPᵀ as whole 64 x 64 products; m64o
+    at d128 non-causal (the default there) spills less than m64, m64ao (causal) less than
+    m64a and still issues the next Sᵀ before each consumer's dQ."""
     specs = [dict(d=256, causal=True, knobs=dict(variant="h64")),
+             dict(d=256, causal=False, knobs=dict(variant="h64r")),
              dict(d=128, causal=False, knobs=dict(variant="h64")),
              dict(d=128, causal=False, knobs=dict(variant="m64o")),
              dict(d=128, causal=False, knobs=dict(variant="m64")),
              dict(d=128, causal=True, knobs=dict(variant="m64ao")),
              dict(d=128, causal=True, knobs=dict(variant="m64a"))]
     rows = run_build(BWD_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
-    for r in rows[:2]:
+    roles = rows.pop(1)
+    for r in rows[:2] + [roles]:
         assert r["ldl_stl"] == 0 and 0 < r["depbar"] < r["hgmma"], r
     assert {"64x32x16", "64x128x16", "64x64x16"} <= set(rows[0]["shapes"]), rows[0]
+    # h64r (role split): Sᵀ and dPᵀ as whole 64 x 64 products, none of 32 columns, and 32 fewer
+    # HGMMA (16 k-steps of one N = 64 product per warpgroup instead of two N = 32 ones)
+    assert set(roles["shapes"]) == {"64x64x16", "64x128x16"}, roles
+    assert roles["hgmma"] == rows[0]["hgmma"] - 32, (roles, rows[0])
     # m64o: none under Triton 3.6 (the device's), 28 against m64's 92 under 3.9
     assert rows[2]["ldl_stl"] < rows[3]["ldl_stl"], (rows[2], rows[3])
     assert 0 < rows[2]["depbar"] < rows[2]["hgmma"], rows[2]

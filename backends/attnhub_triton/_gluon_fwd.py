@@ -99,6 +99,12 @@ VARIANTS = {
     # (the static round robin lost 2-6 % causal, 27 % at d128 causal 16k; s36).
     "pp-dynamic": dict(consumers=2, consumer_warps=4, overlap=True, pingpong=True,
                        persistent=True, dynamic=True),
+    # pp-dynamic with three consumers (a 192-row tile, 160 + 168 registers): FA3's d64 shape
+    # (kBlockM 192, three MMA warpgroups) on the dynamic grid.  The one-CTA-a-tile pp3 spills
+    # 140-224 B at d64; this build 0 (causal) / 20 B (non-causal).  GLUON_NOTES.md, "Fortieth
+    # session"
+    "pp3-dynamic": dict(consumers=3, consumer_warps=4, overlap=True, pingpong=True,
+                        persistent=True, dynamic=True),
 }
 DEFAULT_VARIANT = "pp"
 

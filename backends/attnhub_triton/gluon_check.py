@@ -580,7 +580,8 @@ def _case_details(r):
 
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
-                        names="simple overlap ws2 pp pp3 pp-persistent pp3-persistent pp-dynamic",
+                        names="simple overlap ws2 pp pp3 pp-persistent pp3-persistent pp-dynamic "
+                              "pp3-dynamic",
                         cases="all", timeout=300, bench_timeout=240, jobs=5, dims="64,128,256",
                         case_sets=("quick", "all", "d256"))
     ap.add_argument("--plot-from", default=None, metavar="JSON",

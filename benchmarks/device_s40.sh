@@ -34,12 +34,12 @@ TAIL=48 step gluon_bwd_ahead "$(left 170)" python3 backends/attnhub_triton/gluon
 repack
 NCU_SECONDS=$(left 75) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cudnn
 repack
-TAIL=60 step gluon_bwd_dq "$(left 170)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+TAIL=60 step gluon_bwd_dq "$(left 180)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 150 \
     --jobs 7 --variants m64o,m64co,m64o1,h64,h64w,h64r,h64rw --bench-anyway \
     --points 2048x128,8192x128,2048x128c,8192x128c,2048x256,8192x256,2048x256c,8192x256c
 repack
-TAIL=12 step triton_gpu_tests "$(left 150)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+TAIL=12 step triton_gpu_tests "$(left 140)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \
     tests/backends/test_triton_gluon_bwd_hsplit.py tests/backends/test_triton_gluon_bwd_vec.py \
     tests/test_first_party_conformance.py

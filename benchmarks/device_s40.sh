@@ -20,7 +20,10 @@
 #     h64rw (the role split: warpgroup 0 the whole Sᵀ and P, warpgroup 1 the whole dPᵀ and
 #     dS, N = 64 products, fa3_bwd.cu's d256 layout) against h64.  Predictions (÷ the shipped
 #     one): m64co -3..+6 %, m64o1 -2..+4 %, h64w +1..+5 %, h64r -5..+15 % (wide: +15 if
-#     h64's Sᵀ/dPᵀ phase is bound by shared-memory reads, -5 from the exposed P hand-off).
+#     h64's Sᵀ/dPᵀ phase is bound by shared-memory reads, -5 from the exposed P hand-off);
+#     at d64, m128ro (128-query blocks, each warpgroup adds dQ of its 64 rows every block:
+#     fa3_bwd.cu's d64 split) against m64: -3..+6 % non-causal (0 spills), causal spills
+#     112 B.
 # (4) triton-fa2's GPU tests with the s39 defaults (m64o d128, h64 d256, pp-dynamic), 8
 #     workers (pytest-xdist): the full suite never finished inside one step before.
 set -u
@@ -36,8 +39,8 @@ NCU_SECONDS=$(left 75) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cu
 repack
 TAIL=60 step gluon_bwd_dq "$(left 180)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 150 \
-    --jobs 7 --variants m64o,m64co,m64o1,h64,h64w,h64r,h64rw --bench-anyway \
-    --points 2048x128,8192x128,2048x128c,8192x128c,2048x256,8192x256,2048x256c,8192x256c
+    --jobs 9 --variants m64,m128ro,m64o,m64co,m64o1,h64,h64w,h64r,h64rw --bench-anyway \
+    --points 2048x64,8192x64c,2048x128,8192x128,2048x128c,8192x128c,2048x256,8192x256,2048x256c,8192x256c
 repack
 TAIL=12 step triton_gpu_tests "$(left 140)" python3 -m pytest -q -m gpu -p no:cacheprovider \
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \

@@ -117,6 +117,11 @@ VARIANTS = {
     # "Fortieth session: dq_cols"
     "m64c": dict(block_m=64, stages=2, dq_cols=1),
     "m64co": dict(block_m=64, stages=2, dq_cols=1, kv_opaque=1),
+    # the same sharing at d64 on 128-query blocks, by rows (fa3_bwd.cu's d64 split): every
+    # block, warpgroup w adds dQ of query rows 64w .. 64w + 63 (its row slice of both dS
+    # halves against all 128 keys); GLUON_BWD_NOTES.md, "Fortieth session: dq_rows"
+    "m128r": dict(block_m=128, stages=2, dq_rows=1),
+    "m128ro": dict(block_m=128, stages=2, dq_rows=1, kv_opaque=1),
     # dQ in one product instead of 64-column chunks, each retired and added before the next
     # is issued: m64o1 (d128, the turn's 64 x 128 dQ at once; spill-free only with
     # kv_opaque), h64w (d256 HSPLIT, each warpgroup's 64 x 128 half at once, issued with
@@ -133,7 +138,7 @@ HSPLIT_DIMS = (128, 256)  # head dims whose halves fall on 64-column swizzle ato
 DQ_VECS = (1, 2, 4)  # fp32 per dQ atomic; 2 is the default (the wgmma layout's column pairs)
 S_AHEADS = (0, 1, 2)  # products of the next block issued before this block's dQ: none, Sᵀ, Sᵀ+dPᵀ
 KNOBS = ("block_m", "stages", "dq_split", "dq_vec", "dq_tma", "s_ahead", "ahead_chunk",
-         "hsplit", "kv_opaque", "dq_cols")
+         "hsplit", "kv_opaque", "dq_cols", "dq_rows")
 #: The variant a head dim runs without one named: m64 at d64; h64 at d256 (the only build
 #: that fits there); m64o at d128 -- H100, 2026-12-08, the kernel alone against m64 in the
 #: same loops, +0.2..+3.7 % at all 8 points 2k-16k, causal or not, 3 rounds
@@ -603,7 +608,7 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
               HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
               CAUSAL: gl.constexpr, DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr,
               DQ_TMA: gl.constexpr, S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr,
-              KV_OPAQUE: gl.constexpr, DQ_COLS: gl.constexpr):
+              KV_OPAQUE: gl.constexpr, DQ_SHARE: gl.constexpr):
     """One consumer warpgroup (4 warps): keys n0 + 64 WG .. n0 + 64 WG + 63."""
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
     kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
@@ -625,10 +630,11 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
     DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
     dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_N, 16])
-    dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
+    DQ_M: gl.constexpr = 64 if DQ_SHARE == 2 else BLOCK_M  # dQ rows a product (dq_rows: 64)
+    dq_zero = gl.zeros([DQ_M, DQ_N], gl.float32, dq_layout)
     keys = n0 + WG * 64 + gl.arange(0, 64, layout=row_l)
-    red_layout: gl.constexpr = _red_layout(BLOCK_M, DQ_N, DQ_VEC, dq_layout)
-    dq_off = _dq_offsets(red_layout, BLOCK_M, DQ_N, HEAD_D)
+    red_layout: gl.constexpr = _red_layout(DQ_M, DQ_N, DQ_VEC, dq_layout)
+    dq_off = _dq_offsets(red_layout, DQ_M, DQ_N, HEAD_D)
     # offset = Sk - Sq (bottom-right causal: query row i sees key j iff j <= i + offset) and
     # inv_scale_log2 come from the host: kernel arguments live in the constant bank, not in
     # registers
@@ -674,12 +680,22 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
             dv, dk = _dkdv(p, dp, dv, dk, q_v, do_v, ds_smem, ds_bar, qdo_empty, par, st, WG,
                            a_layout)
-            if DQ_COLS:
+            if DQ_SHARE == 1:
                 # every block, this warpgroup's column half of dQ (chunk WG of two)
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
                 _dq_chunk(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par,
                           dq_off, dq_zero, WG, HEAD_D, BLOCK_M, DQ_SPLIT, DQ_VEC, DQ_TMA,
                           red_layout)
+            elif DQ_SHARE == 2:
+                # every block, this warpgroup's 64 of the block's 128 query rows of dQ
+                mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
+                q_tok = warpgroup_mma(ds_smem.index(par * 2).slice(64 * WG, 64, dim=0), k_0,
+                                      dq_zero, use_acc=False, is_async=True)
+                q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1).slice(64 * WG, 64, dim=0),
+                                      k_1, q_tok, is_async=True)
+                dq = warpgroup_mma_wait(0, deps=(q_tok, ))
+                _dq_add(dq, dq_ptr, dq_desc, row_base + 64 * WG, bhq_now, m0 + 64 * WG, 0,
+                        dq_off, HEAD_D, 64, DQ_N, DQ_VEC, DQ_TMA, red_layout)
             elif par == WG:
                 # this warpgroup's turn: dQ of the block from both dS halves
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
@@ -938,7 +954,7 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
                      CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
                      DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
                      S_AHEAD: gl.constexpr, AHEAD_CHUNK: gl.constexpr, HSPLIT: gl.constexpr,
-                     KV_OPAQUE: gl.constexpr, DQ_COLS: gl.constexpr, num_warps: gl.constexpr):
+                     KV_OPAQUE: gl.constexpr, DQ_SHARE: gl.constexpr, num_warps: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     NK: gl.constexpr = 64 if HSPLIT else 128  # keys per CTA
     KV_BOXES: gl.constexpr = NK // 64
@@ -1007,10 +1023,10 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
         gl.warp_specialize([
             (_consumer, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
                          CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE,
-                         DQ_COLS)),
+                         DQ_SHARE)),
             (_consumer, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M, STAGES,
                          CAUSAL, DQ_SPLIT, DQ_VEC, DQ_TMA, S_AHEAD, AHEAD_CHUNK, KV_OPAQUE,
-                         DQ_COLS)),
+                         DQ_SHARE)),
             (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
         ], [4, 1], [CONSUMER_REGS, 24])
 
@@ -1062,7 +1078,7 @@ def _dq_post_kernel(acc_ptr, dq_ptr, Sq, Sq_pad, scale, D: tl.constexpr, ROWS: t
 
 def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_split=None,
                    dq_vec=None, dq_tma=None, s_ahead=None, ahead_chunk=None, hsplit=None,
-                   kv_opaque=None, dq_cols=None):
+                   kv_opaque=None, dq_cols=None, dq_rows=None):
     """The kernel's constexprs for a variant name plus overrides; raises ValueError."""
     if head_dim not in HEAD_DIMS:
         raise ValueError(f"gluon backward: head dim {head_dim} not in {HEAD_DIMS}")
@@ -1073,7 +1089,7 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     for key, val in (("block_m", block_m), ("stages", stages), ("dq_split", dq_split),
                      ("dq_vec", dq_vec), ("dq_tma", dq_tma), ("s_ahead", s_ahead),
                      ("ahead_chunk", ahead_chunk), ("hsplit", hsplit), ("kv_opaque", kv_opaque),
-                     ("dq_cols", dq_cols)):
+                     ("dq_cols", dq_cols), ("dq_rows", dq_rows)):
         if val is not None:  # an override; a key in v means "set", not defaulted
             v[key] = val
     hs = v.get("hsplit", 0)
@@ -1144,6 +1160,14 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     if cols and (dqs != 2 or ahead):
         raise ValueError(f"dq_cols=1 needs dq_split=2 (head dim 128: two 64-column halves) "
                          f"and s_ahead=0, got dq_split={dqs}, s_ahead={ahead}")
+    rows = v.get("dq_rows", 0)
+    if isinstance(rows, bool) or rows not in (0, 1):
+        raise ValueError(f"dq_rows={rows!r} (1: each warpgroup adds dQ of its 64 of the "
+                         "block's 128 query rows every block)")
+    if rows and (bm != 128 or ahead or cols or tma_on):
+        raise ValueError(f"dq_rows=1 needs block_m=128 (head dim 64: two 64-row halves), "
+                         f"s_ahead=0, dq_cols=0 and dq_tma=0; got block_m={bm}, "
+                         f"s_ahead={ahead}, dq_cols={cols}, dq_tma={tma_on}")
     smem = _smem_bytes(v["stages"], bm, head_dim, BLOCK_N)
     if v.get("dq_tma"):  # each consumer's fp32 staging copy of its dQ chunk
         smem += 2 * 4 * bm * (head_dim // dqs)
@@ -1154,7 +1178,8 @@ def resolve_config(head_dim, *, variant=None, block_m=None, stages=None, dq_spli
     # setmaxnreg gives 240 + 240 + 24 (the producer's warpgroup).
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
                 DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=tma_on, S_AHEAD=ahead,
-                AHEAD_CHUNK=chunk if ahead else 0, HSPLIT=0, KV_OPAQUE=opq, DQ_COLS=cols,
+                AHEAD_CHUNK=chunk if ahead else 0, HSPLIT=0, KV_OPAQUE=opq,
+                DQ_SHARE=2 if rows else cols,
                 num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
@@ -1173,7 +1198,7 @@ def _resolve_hsplit(head_dim, v):
     if head_dim not in HSPLIT_DIMS:
         raise ValueError(f"hsplit={hs} needs head dim in {HSPLIT_DIMS} (each warpgroup's half "
                          f"of the head dim must be a multiple of 64), got {head_dim}")
-    for knob in ("dq_tma", "s_ahead", "ahead_chunk", "dq_cols"):
+    for knob in ("dq_tma", "s_ahead", "ahead_chunk", "dq_cols", "dq_rows"):
         if v.get(knob):
             raise ValueError(f"{knob}={v[knob]} does not apply with hsplit={hs} (dQ goes by "
                              "atomics, each warpgroup its head-dim half; no S_AHEAD loop)")
@@ -1199,7 +1224,7 @@ def _resolve_hsplit(head_dim, v):
                          f"stages={v['stages']})")
     return dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=v["stages"], CONSUMER_REGS=240,
                 DQ_SPLIT=dqs, DQ_VEC=dqv, DQ_TMA=0, S_AHEAD=0, AHEAD_CHUNK=0, HSPLIT=hs,
-                KV_OPAQUE=1, DQ_COLS=0, num_warps=4, maxnreg=168, smem_estimate=smem)
+                KV_OPAQUE=1, DQ_SHARE=0, num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
 def _check_args(q, k, v, o, do, lse):
@@ -1257,7 +1282,7 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     (fp32 per dQ atomic: 1, 2 (default) or 4), dq_tma (1: dQ by a TMA bulk reduce), s_ahead
     (the next block's products issued before this block's dQ: 0 (default), 1 Sᵀ, 2 Sᵀ and
     dPᵀ), dq_cols (1, d128: each warpgroup adds its column half of dQ every block instead of
-    the whole dQ every other block)."""
+    the whole dQ every other block), dq_rows (1, block_m=128: its row half)."""
     import torch
 
     ok, why = gluon_available()
@@ -1306,7 +1331,7 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
         HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
         CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"], DQ_VEC=cfg["DQ_VEC"],
         DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"], AHEAD_CHUNK=cfg["AHEAD_CHUNK"],
-        HSPLIT=cfg["HSPLIT"], KV_OPAQUE=cfg["KV_OPAQUE"], DQ_COLS=cfg["DQ_COLS"],
+        HSPLIT=cfg["HSPLIT"], KV_OPAQUE=cfg["KV_OPAQUE"], DQ_SHARE=cfg["DQ_SHARE"],
         num_warps=cfg["num_warps"],
         maxnreg=cfg["maxnreg"])
     _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
@@ -1351,7 +1376,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, aligned=True, **knobs)
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
                       DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"],
                       AHEAD_CHUNK=cfg["AHEAD_CHUNK"], HSPLIT=cfg["HSPLIT"],
-                      KV_OPAQUE=cfg["KV_OPAQUE"], DQ_COLS=cfg["DQ_COLS"],
+                      KV_OPAQUE=cfg["KV_OPAQUE"], DQ_SHARE=cfg["DQ_SHARE"],
                       num_warps=cfg["num_warps"])
     if cfg["DQ_TMA"]:
         dn = head_dim // cfg["DQ_SPLIT"]

@@ -45,7 +45,8 @@ KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
 # m64v4 / m128v4: 4-wide dQ atomics, m64tma: dQ by TMA bulk reduce (thirty-sixth session),
 # timed against m64 / m128; m64v1 (scalar atomics, a control) only when named; m64a / m64a2:
 # the next block's Sᵀ (and dPᵀ, d64 only) issued before this block's dQ (S_AHEAD)
-DEFAULT_VARIANTS = "m64,m64a,m64a2,m128,m64v4,m128v4,m64tma,m64o,m64ao,m64co,m64o1,h64,h64w,h64r,h64rw"
+DEFAULT_VARIANTS = ("m64,m64a,m64a2,m128,m64v4,m128v4,m64tma,m64o,m64ao,m64co,m64o1,m128ro,"
+                    "h64,h64w,h64r,h64rw")
 LOG2E = 1.4426950408889634
 
 
@@ -729,7 +730,7 @@ def _case_details(r):
 def main():
     ap = harness.parser(__doc__, variants=DEFAULT_VARIANTS,
                         names="m64 m64s3 m128 m64v4 m128v4 m64v1 m64tma m64a m64a2 m64o m64ao "
-                              "m64c m64co m64o1 h64 h64w h64r h64rw",
+                              "m64c m64co m64o1 m128r m128ro h64 h64w h64r h64rw",
                         cases="quick", case_sets=("quick", "all", "ahead"),
                         timeout=90, bench_timeout=240, jobs=3, dims="64,128,256")
     ap.add_argument("--unaligned", action="store_true",

@@ -28,12 +28,12 @@ HERE = kernel_dir()
 @needs_gluon_bwd
 def test_dq_cols_is_off_by_default_and_on_in_its_variants():
     for d in (64, 128, 256):
-        assert GLUON_BWD.resolve_config(d)["DQ_COLS"] == 0
+        assert GLUON_BWD.resolve_config(d)["DQ_SHARE"] == 0
     for name in ("m64c", "m64co"):
         cfg = GLUON_BWD.resolve_config(128, variant=name)
-        assert (cfg["DQ_COLS"], cfg["DQ_SPLIT"], cfg["S_AHEAD"]) == (1, 2, 0), cfg
+        assert (cfg["DQ_SHARE"], cfg["DQ_SPLIT"], cfg["S_AHEAD"]) == (1, 2, 0), cfg
     assert GLUON_BWD.resolve_config(128, variant="m64co")["KV_OPAQUE"] == 1
-    assert GLUON_BWD.resolve_config(128, dq_cols=1)["DQ_COLS"] == 1
+    assert GLUON_BWD.resolve_config(128, dq_cols=1)["DQ_SHARE"] == 1
     # the same shared memory: dS stays double-buffered, both halves read by both warpgroups
     assert (GLUON_BWD.resolve_config(128, variant="m64co")["smem_estimate"]
             == GLUON_BWD.resolve_config(128)["smem_estimate"])
@@ -142,3 +142,31 @@ def test_one_product_variants_resolve():
     cfg = GLUON_BWD.resolve_config(256, variant="h64w")
     assert (cfg["HSPLIT"], cfg["DQ_SPLIT"]) == (1, 1)
     assert cfg["smem_estimate"] == GLUON_BWD.resolve_config(256)["smem_estimate"]
+
+
+@needs_gluon_bwd
+def test_dq_rows_shares_a_128_row_block_by_rows():
+    for name in ("m128r", "m128ro"):
+        cfg = GLUON_BWD.resolve_config(64, variant=name)
+        assert (cfg["DQ_SHARE"], cfg["BLOCK_M"], cfg["DQ_SPLIT"]) == (2, 128, 1), cfg
+    assert GLUON_BWD.resolve_config(64, variant="m128")["DQ_SHARE"] == 0
+    for d, knobs, what in ((64, dict(dq_rows=1), "dq_rows=1 needs block_m=128"),
+                           (128, dict(variant="m128r"), "block_m=128 needs head dim 64"),
+                           (64, dict(variant="m128r", dq_tma=1), "dq_tma=0"),
+                           (64, dict(variant="m128r", dq_rows=2), "dq_rows=2"),
+                           (256, dict(variant="h64", dq_rows=1), "does not apply with hsplit")):
+        with pytest.raises(ValueError, match=what):
+            GLUON_BWD.resolve_config(d, **knobs)
+
+
+@needs_gluon_bwd
+@pytest.mark.skipif(not has_ptxas(), reason="Triton's bundled ptxas is not installed")
+def test_offline_sm90_build_shares_dq_by_rows():
+    """m128ro at d64 (bf16, non-causal): 16 fewer HGMMA than m128 (each warpgroup's 64-row dQ
+    in one code path, not the turn's 128 rows), no serialised wgmma.  (Local memory: none
+    under Triton 3.6, the device's, non-causal; 112 B causal; not asserted.)"""
+    specs = [dict(d=64, causal=False, knobs=dict(variant="m128ro")),
+             dict(d=64, causal=False, knobs=dict(variant="m128"))]
+    rows_, turn = run_build(BWD_BUILD, specs, os.path.join(HERE, "gluon_bwd_check.py"))
+    assert rows_["hgmma"] == turn["hgmma"] - 16, (rows_, turn)
+    assert 0 < rows_["depbar"] < rows_["hgmma"], rows_

@@ -2,6 +2,7 @@
 # Ready for the next session's first call (written in the fortieth, which got no device
 # machine; BUDGET seconds, default 560, 575 fits one call; carry .whl, which now holds
 # pytest-xdist and execnet too).
+# Steps in this order: (3), (4), (1), (2) -- the ones that can ship something first.
 # (1) S_AHEAD narrowed down (GLUON_BWD_NOTES "Fortieth session"): the "ahead" cases (one head,
 #     one CTA, n_iter 1-4, then larger) for m64 (control), m64a, m64a2, m64ao and the
 #     diagnostic placements ahead_chunk=-1 (next products issued and retired before the
@@ -30,13 +31,6 @@ set -u
 source benchmarks/device_setup.sh
 export ATTNHUB_TRITON_AUTOTUNE=0
 budgeted s40 ${BUDGET:-560}
-TAIL=48 step gluon_bwd_ahead "$(left 170)" python3 backends/attnhub_triton/gluon_bwd_check.py \
-    --out "$RES/gluon_bwd_ahead" --cases ahead --rounds 2 --timeout 100 --bench-timeout 60 \
-    --jobs 8 --bench-anyway --points 2048x64,8192x64,2048x64c,8192x64c \
-    --variants m64,m64a,m64a:ahead_chunk=-1,m64a:ahead_chunk=-2,m64a2,m64a2:ahead_chunk=-1,m64a2:ahead_chunk=-2,m64ao
-repack
-NCU_SECONDS=$(left 75) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cudnn
-repack
 TAIL=60 step gluon_bwd_dq "$(left 180)" python3 backends/attnhub_triton/gluon_bwd_check.py \
     --out "$RES/gluon_bwd_dq" --cases quick --rounds 2 --timeout 110 --bench-timeout 150 \
     --jobs 9 --variants m64,m128ro,m64o,m64co,m64o1,h64,h64w,h64r,h64rw --bench-anyway \
@@ -46,6 +40,13 @@ TAIL=12 step triton_gpu_tests "$(left 140)" python3 -m pytest -q -m gpu -p no:ca
     -n 8 --durations=5 tests/backends/test_triton_fa2.py tests/backends/test_triton_gluon.py \
     tests/backends/test_triton_gluon_bwd_hsplit.py tests/backends/test_triton_gluon_bwd_vec.py \
     tests/test_first_party_conformance.py
+repack
+TAIL=48 step gluon_bwd_ahead "$(left 170)" python3 backends/attnhub_triton/gluon_bwd_check.py \
+    --out "$RES/gluon_bwd_ahead" --cases ahead --rounds 2 --timeout 100 --bench-timeout 60 \
+    --jobs 8 --bench-anyway --points 2048x64,8192x64,2048x64c,8192x64c \
+    --variants m64,m64a,m64a:ahead_chunk=-1,m64a:ahead_chunk=-2,m64a2,m64a2:ahead_chunk=-1,m64a2:ahead_chunk=-2,m64ao
+repack
+NCU_SECONDS=$(left 75) ncu_prof fwd_d64_4k --d 64 --s 4096 --impls triton-fa2,cudnn
 repack
 gpu_clocks
 repack

@@ -741,7 +741,6 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
     QW: gl.constexpr = BLOCK_M // 2   # this warpgroup's query columns of Sᵀ / dPᵀ
     DH: gl.constexpr = HEAD_D // 2    # this warpgroup's head-dim columns of dK / dV / dQ
     DQ_N: gl.constexpr = DH // DQ_SPLIT  # dQ chunk (64: a 128-byte swizzle atom of K)
-    N_CH: gl.constexpr = DQ_SPLIT
 
     st_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, QW, 16])

@@ -722,7 +722,8 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
 @gluon.jit
 def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
                      HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
-                     CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr, DQ_SPLIT: gl.constexpr):
+                     CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr, DQ_SPLIT: gl.constexpr,
+                     ROLES: gl.constexpr):
     """One consumer warpgroup of a 64-key CTA (keys n0 .. n0 + 63).  Per query block:
 
         Sᵀ_w  = K Q_wᵀ,  dPᵀ_w = V dO_wᵀ      query columns QW w .. QW w + QW - 1 (QW = BLOCK_M/2)
@@ -732,13 +733,32 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
                         wgmmas, Pᵀ and dSᵀ read through transposed views of the buffers)
         dQ[:, h]  = dS K[:, h]   in DQ_SPLIT column chunks (64 columns each by default; one
                         chunk of DH with dq_split=1), fp32 atomics into dq_accum
-    """
+
+    ROLES (hsplit=2, variants h64r / h64rw; fa3_bwd.cu's d256 SPLIT_D): the two products split
+    by role instead of by query half -- warpgroup 0 computes Sᵀ = K Qᵀ and Pᵀ for the whole
+    query block, warpgroup 1 dPᵀ = V dOᵀ -- both N = BLOCK_M products instead of two
+    N = BLOCK_M / 2 halves of each, so half the shared-memory reads a MAC:
+
+        WG 0: Sᵀ, Pᵀ -> the parity's P buffer; arrives on p_bar and ds_bar
+        WG 1: dPᵀ; waits p_bar; Pᵀ read back (in q's dtype: one rounding more than the
+              float32 P of the query split); dSᵀ = Pᵀ (dPᵀ - Δ) -> the dS buffer; arrives on
+              ds_bar
+        both: wait ds_bar, then dV, dK, dQ of their head-dim halves as above
+
+    p_bar[par] / ds_bar[par] are reused every other block: warpgroup 0 writes the P buffer of
+    block it + 2 only after its wait on ds_bar of block it + 1, which needs warpgroup 1's
+    arrival there, after its read of block it's P and its dV / dK of block it."""
     q_smem, k_smem, v_smem, do_smem, ds_smem = smem
-    kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
+    if ROLES:
+        kv_bar, q_ready, do_ready, qdo_empty, ds_bar, p_bar = bars
+    else:
+        kv_bar, q_ready, do_ready, qdo_empty, ds_bar = bars
     lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc = ptrs
     kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
     dtype: gl.constexpr = q_smem.dtype
-    QW: gl.constexpr = BLOCK_M // 2   # this warpgroup's query columns of Sᵀ / dPᵀ
+    # this warpgroup's query columns of Sᵀ / dPᵀ: its half, or (ROLES) the whole block
+    QW: gl.constexpr = BLOCK_M if ROLES else BLOCK_M // 2
+    QOFF: gl.constexpr = 0 if ROLES else QW * WG
     DH: gl.constexpr = HEAD_D // 2    # this warpgroup's head-dim columns of dK / dV / dQ
     DQ_N: gl.constexpr = DH // DQ_SPLIT  # dQ chunk (64: a 128-byte swizzle atom of K)
 
@@ -761,9 +781,14 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
 
     cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
     ccols = gl.arange(0, QW, layout=cl)
-    row0 = qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + QW * WG
-    lse_c = gl.load(lse2_ptr + row0 + ccols)
-    delta_c = gl.load(delta_ptr + row0 + ccols)
+    row0 = qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + QOFF
+    if ROLES:
+        # warpgroup 0 needs the rows' log2-LSE, warpgroup 1 their Δ: one row vector each
+        row_ptr = lse2_ptr if WG == 0 else delta_ptr
+        row_c = gl.load(row_ptr + row0 + ccols)
+    else:
+        lse_c = gl.load(lse2_ptr + row0 + ccols)
+        delta_c = gl.load(delta_ptr + row0 + ccols)
 
     mbarrier.wait(kv_bar, 0)
     mb = m_first
@@ -772,130 +797,65 @@ def _consumer_hsplit(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale
         m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
             it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
         mb, bhq, nrow = _advance(mb, bhq, m_first, n_mb, qbh0, GROUP, Sq_pad, BLOCK_M)
-        nrow = nrow + QW * WG  # this warpgroup's query columns
+        nrow = nrow + QOFF  # this warpgroup's query columns
         # K and V through an opaque 0: their descriptors rebuilt per iteration (at d256 the
         # hoisted ones spilled 132-220 B)
         kz = _opaque_zero(it)
         k_v = k_smem.index(kz).reshape([64, HEAD_D])
         v_v = v_smem.index(kz).reshape([64, HEAD_D])
-
-        s_init = _s_start(lse_c, ccols, keys, n0, m0 + QW * WG, Sk, offset, inv_scale_log2,
-                          st_zero, col_l, CAUSAL, 64)
-        mbarrier.wait(q_ready.index(st), ph)
-        s_tok = warpgroup_mma(k_v, q_v.slice(QW * WG, QW, dim=0).permute((1, 0)), s_init,
-                              is_async=True)
-        dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
-        mbarrier.wait(do_ready.index(st), ph)
-        dp_tok = warpgroup_mma(v_v, do_v.slice(QW * WG, QW, dim=0).permute((1, 0)), dp_init,
-                               is_async=True)
-        lse_c = gl.load(lse2_ptr + nrow + ccols)
-        delta_c = gl.load(delta_ptr + nrow + ccols)
-        s = warpgroup_mma_wait(1, deps=(s_tok, ))
-        p = gl.exp2(s * scale_log2)
-        dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
-        ds = p * dp
-        # this warpgroup's query rows of P and dS (the buffers hold query rows x key columns,
-        # K-major for dQ = dS K), stored through transposed views
-        p_buf = ds_smem.index(par * 2)
-        d_buf = ds_smem.index(par * 2 + 1)
-        p_buf.slice(QW * WG, QW, dim=0).permute((1, 0)).store(p.to(dtype))
-        d_buf.slice(QW * WG, QW, dim=0).permute((1, 0)).store(ds.to(dtype))
-        fence_async_shared()
-        mbarrier.arrive(ds_bar.index(par))
-        mbarrier.wait(ds_bar.index(par), (it // 2) & 1)  # both halves stored
-        dv, dk = _hsplit_grads(p_buf, d_buf, q_v, do_v, k_v, dv, dk, dq_zero, qdo_empty, st,
-                               dq_ptr, row_base, bhq_now, m0, dq_off, WG, HEAD_D, BLOCK_M,
-                               DQ_SPLIT, DQ_VEC, red_layout)
-    _hsplit_store(dk, dv, dk_ptr, dv_ptr, kv_bh, n0, Sk, scale, WG, HEAD_D, kv_layout)
-
-
-@gluon.jit
-def _consumer_hsplit_roles(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
-                           HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr,
-                           CAUSAL: gl.constexpr, DQ_VEC: gl.constexpr,
-                           DQ_SPLIT: gl.constexpr):
-    """HSPLIT with the two products split by role (hsplit=2, variant h64r; fa3_bwd.cu's d256
-    SPLIT_D): warpgroup 0 computes Sᵀ = K Qᵀ and Pᵀ for the whole query block, warpgroup 1
-    dPᵀ = V dOᵀ -- both N = BLOCK_M products instead of HSPLIT's two N = BLOCK_M / 2 halves
-    of each, so half the shared-memory reads a MAC.  Per query block:
-
-        WG 0: Sᵀ, Pᵀ -> the parity's P buffer; arrives on p_bar and ds_bar
-        WG 1: dPᵀ; waits p_bar; Pᵀ read back (in q's dtype: one rounding more than HSPLIT's
-              float32 P) ; dSᵀ = Pᵀ (dPᵀ - Δ) -> the dS buffer; arrives on ds_bar
-        both: wait ds_bar, then _hsplit_grads (dV, dK, dQ of their head-dim halves)
-
-    p_bar[par] / ds_bar[par] are reused every other block, as in HSPLIT: warpgroup 0 writes
-    the P buffer of block it + 2 only after its wait on ds_bar of block it + 1, which needs
-    warpgroup 1's arrival there, after its read of block it's P and its dV / dK of block it."""
-    q_smem, k_smem, v_smem, do_smem, ds_smem = smem
-    kv_bar, q_ready, do_ready, qdo_empty, ds_bar, p_bar = bars
-    lse2_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, dq_desc = ptrs
-    kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, offset, inv_scale_log2 = ints
-    dtype: gl.constexpr = q_smem.dtype
-    DH: gl.constexpr = HEAD_D // 2
-    DQ_N: gl.constexpr = DH // DQ_SPLIT
-
-    st_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16])
-    kv_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DH, 16])
-    dq_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_N, 16])
-    col_l: gl.constexpr = gl.SliceLayout(0, st_layout)
-    row_l: gl.constexpr = gl.SliceLayout(1, st_layout)
-
-    dk = gl.zeros([64, DH], gl.float32, kv_layout)
-    dv = gl.zeros([64, DH], gl.float32, kv_layout)
-    st_zero = gl.zeros([64, BLOCK_M], gl.float32, st_layout)
-    dq_zero = gl.zeros([BLOCK_M, DQ_N], gl.float32, dq_layout)
-    keys = n0 + gl.arange(0, 64, layout=row_l)
-    red_layout: gl.constexpr = _red_layout(BLOCK_M, DQ_N, DQ_VEC, dq_layout)
-    dq_off = _dq_offsets(red_layout, BLOCK_M, DQ_N, HEAD_D)
-
-    # warpgroup 0 needs the rows' log2-LSE, warpgroup 1 their Δ: one row vector each
-    row_ptr = lse2_ptr if WG == 0 else delta_ptr
-    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-    ccols = gl.arange(0, BLOCK_M, layout=cl)
-    row_c = gl.load(row_ptr + qbh0.to(gl.int64) * Sq_pad + m_first * BLOCK_M + ccols)
-
-    mbarrier.wait(kv_bar, 0)
-    mb = m_first
-    bhq = qbh0
-    for it in range(n_iter):
-        m0, st, ph, q_v, do_v, par, bhq_now, row_base = _iteration(
-            it, mb, bhq, q_smem, do_smem, Sq_pad, HEAD_D, BLOCK_M, STAGES)
-        mb, bhq, nrow = _advance(mb, bhq, m_first, n_mb, qbh0, GROUP, Sq_pad, BLOCK_M)
-        kz = _opaque_zero(it)
-        k_v = k_smem.index(kz).reshape([64, HEAD_D])
-        v_v = v_smem.index(kz).reshape([64, HEAD_D])
-        p_buf = ds_smem.index(par * 2)
-        d_buf = ds_smem.index(par * 2 + 1)
-        if WG == 0:
-            s_init = _s_start(row_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2, st_zero,
-                              col_l, CAUSAL, 64)
-            mbarrier.wait(q_ready.index(st), ph)
-            s_tok = warpgroup_mma(k_v, q_v.permute((1, 0)), s_init, is_async=True)
-            row_c = gl.load(row_ptr + nrow + ccols)
-            s = warpgroup_mma_wait(0, deps=(s_tok, ))
-            p = gl.exp2(s * scale_log2)
-            p_buf.permute((1, 0)).store(p.to(dtype))
-            fence_async_shared()
-            mbarrier.arrive(p_bar.index(par))
-            mbarrier.arrive(ds_bar.index(par))
-            mbarrier.wait(do_ready.index(st), ph)  # dO: read by this warpgroup's dV
+        if ROLES:
+            p_buf = ds_smem.index(par * 2)
+            d_buf = ds_smem.index(par * 2 + 1)
+            if WG == 0:
+                s_init = _s_start(row_c, ccols, keys, n0, m0, Sk, offset, inv_scale_log2,
+                                  st_zero, col_l, CAUSAL, 64)
+                mbarrier.wait(q_ready.index(st), ph)
+                s_tok = warpgroup_mma(k_v, q_v.permute((1, 0)), s_init, is_async=True)
+                row_c = gl.load(row_ptr + nrow + ccols)
+                s = warpgroup_mma_wait(0, deps=(s_tok, ))
+                p = gl.exp2(s * scale_log2)
+                p_buf.permute((1, 0)).store(p.to(dtype))
+                fence_async_shared()
+                mbarrier.arrive(p_bar.index(par))
+                mbarrier.arrive(ds_bar.index(par))
+                mbarrier.wait(do_ready.index(st), ph)  # dO: read by this warpgroup's dV
+            else:
+                dp_init = st_zero - gl.expand_dims(gl.convert_layout(row_c, col_l), 0)
+                mbarrier.wait(do_ready.index(st), ph)
+                dp_tok = warpgroup_mma(v_v, do_v.permute((1, 0)), dp_init, is_async=True)
+                row_c = gl.load(row_ptr + nrow + ccols)
+                dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
+                mbarrier.wait(p_bar.index(par), (it // 2) & 1)
+                ds = p_buf.permute((1, 0)).load(st_layout).to(gl.float32) * dp
+                d_buf.permute((1, 0)).store(ds.to(dtype))
+                fence_async_shared()
+                mbarrier.arrive(ds_bar.index(par))
+                mbarrier.wait(q_ready.index(st), ph)  # Q: read by this warpgroup's dK
         else:
-            dp_init = st_zero - gl.expand_dims(gl.convert_layout(row_c, col_l), 0)
+            s_init = _s_start(lse_c, ccols, keys, n0, m0 + QOFF, Sk, offset, inv_scale_log2,
+                              st_zero, col_l, CAUSAL, 64)
+            mbarrier.wait(q_ready.index(st), ph)
+            s_tok = warpgroup_mma(k_v, q_v.slice(QOFF, QW, dim=0).permute((1, 0)), s_init,
+                                  is_async=True)
+            dp_init = st_zero - gl.expand_dims(gl.convert_layout(delta_c, col_l), 0)
             mbarrier.wait(do_ready.index(st), ph)
-            dp_tok = warpgroup_mma(v_v, do_v.permute((1, 0)), dp_init, is_async=True)
-            row_c = gl.load(row_ptr + nrow + ccols)
+            dp_tok = warpgroup_mma(v_v, do_v.slice(QOFF, QW, dim=0).permute((1, 0)), dp_init,
+                                   is_async=True)
+            lse_c = gl.load(lse2_ptr + nrow + ccols)
+            delta_c = gl.load(delta_ptr + nrow + ccols)
+            s = warpgroup_mma_wait(1, deps=(s_tok, ))
+            p = gl.exp2(s * scale_log2)
             dp = warpgroup_mma_wait(0, deps=(dp_tok, ))
-            mbarrier.wait(p_bar.index(par), (it // 2) & 1)
-            ds = p_buf.permute((1, 0)).load(st_layout).to(gl.float32) * dp
-            d_buf.permute((1, 0)).store(ds.to(dtype))
+            ds = p * dp
+            # this warpgroup's query rows of P and dS (the buffers hold query rows x key
+            # columns, K-major for dQ = dS K), stored through transposed views
+            p_buf = ds_smem.index(par * 2)
+            d_buf = ds_smem.index(par * 2 + 1)
+            p_buf.slice(QOFF, QW, dim=0).permute((1, 0)).store(p.to(dtype))
+            d_buf.slice(QOFF, QW, dim=0).permute((1, 0)).store(ds.to(dtype))
             fence_async_shared()
             mbarrier.arrive(ds_bar.index(par))
-            mbarrier.wait(q_ready.index(st), ph)  # Q: read by this warpgroup's dK
-        mbarrier.wait(ds_bar.index(par), (it // 2) & 1)  # P and dS stored
+        mbarrier.wait(ds_bar.index(par), (it // 2) & 1)  # P and dS both stored
         dv, dk = _hsplit_grads(p_buf, d_buf, q_v, do_v, k_v, dv, dk, dq_zero, qdo_empty, st,
                                dq_ptr, row_base, bhq_now, m0, dq_off, WG, HEAD_D, BLOCK_M,
                                DQ_SPLIT, DQ_VEC, red_layout)
@@ -998,24 +958,19 @@ def _attn_bwd_kernel(q_desc, k_desc, v_desc, do_desc, dq_desc,
     cints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter, Sk, Sq_pad, GROUP, Sk - Sq, inv_scale_log2)
     pints = (kv_bh, n0, qbh0, m_first, n_mb, n_iter)
     descs = (q_desc, k_desc, v_desc, do_desc)
-    if HSPLIT == 2:
-        p_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-        for i in gl.static_range(2):
-            mbarrier.init(p_bar.index(i), count=1)  # warpgroup 0's P stored
-        rbars = (kv_bar, q_ready, do_ready, qdo_empty, ds_bar, p_bar)
+    if HSPLIT:
+        if HSPLIT == 2:
+            p_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+            for i in gl.static_range(2):
+                mbarrier.init(p_bar.index(i), count=1)  # warpgroup 0's P stored
+            hbars = (kv_bar, q_ready, do_ready, qdo_empty, ds_bar, p_bar)
+        else:
+            hbars = bars
         gl.warp_specialize([
-            (_consumer_hsplit_roles, (0, smem, rbars, ptrs, cints, scale_log2, scale, HEAD_D,
-                                      BLOCK_M, STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
-            (_consumer_hsplit_roles, (1, smem, rbars, ptrs, cints, scale_log2, scale, HEAD_D,
-                                      BLOCK_M, STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
-            (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
-        ], [4, 1], [CONSUMER_REGS, 24])
-    elif HSPLIT:
-        gl.warp_specialize([
-            (_consumer_hsplit, (0, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
-                                STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
-            (_consumer_hsplit, (1, smem, bars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
-                                STAGES, CAUSAL, DQ_VEC, DQ_SPLIT)),
+            (_consumer_hsplit, (0, smem, hbars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
+                                STAGES, CAUSAL, DQ_VEC, DQ_SPLIT, HSPLIT == 2)),
+            (_consumer_hsplit, (1, smem, hbars, ptrs, cints, scale_log2, scale, HEAD_D, BLOCK_M,
+                                STAGES, CAUSAL, DQ_VEC, DQ_SPLIT, HSPLIT == 2)),
             (_producer, (descs, smem, bars, pints, BLOCK_M, STAGES, KV_BOXES)),
         ], [4, 1], [CONSUMER_REGS, 24])
     else:

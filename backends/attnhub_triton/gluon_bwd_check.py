@@ -44,7 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_FILE = os.path.join(HERE, "_gluon_bwd.py")
 # m64v4 / m128v4: 4-wide dQ atomics, m64tma: dQ by TMA bulk reduce (thirty-sixth session),
 # timed against m64 / m128; m64v1 (scalar atomics, a control) only when named; m64a / m64a2:
-# the next block's Sᵀ (and dPᵀ, d64 only) issued before this block's dQ (S_AHEAD)
+# the next block's Sᵀ (and dPᵀ, d64 only) issued before this block's dQ (S_AHEAD); m64co /
+# m128ro (dQ shared by columns / rows every block), m64o1 / h64w (dQ as one product), h64r /
+# h64rw (the d256 role split): the fortieth session's, timed against m64o / m64 / h64
 DEFAULT_VARIANTS = ("m64,m64a,m64a2,m128,m64v4,m128v4,m64tma,m64o,m64ao,m64co,m64o1,m128ro,"
                     "h64,h64w,h64r,h64rw")
 LOG2E = 1.4426950408889634

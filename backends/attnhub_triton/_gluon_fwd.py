@@ -784,6 +784,11 @@ def resolve_config(head_dim, *, variant=None, block_n=None, stages=None, consume
         v["consumer_warps"] = 4
     if v["consumers"] == 1 and v["pingpong"]:
         raise ValueError("ping-pong needs two consumer partitions")
+    if v["consumers"] == 3 and head_dim == 256:
+        # O alone is 64 x 256 fp32 = 128 registers a thread: ptxas stops with C7602 ("try a
+        # register target of 158 or higher") under the 128 a 16-warp kernel starts with
+        raise ValueError("consumers=3 at head dim 256: O (64 x 256 fp32) does not fit three "
+                         "consumers' registers; use two (pp, pp-dynamic)")
     rows = 16 * v["consumer_warps"]
     bm = rows * v["consumers"]
     if block_m is not None and block_m != bm:

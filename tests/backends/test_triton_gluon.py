@@ -344,6 +344,9 @@ def test_gluon_dynamic_knob_is_checked():
     p3 = mod.resolve_config(64, variant="pp3-dynamic")
     assert p3["DYNAMIC"] and p3["PERSISTENT"] and p3["CONSUMERS"] == 3, p3
     assert (p3["ROWS"], p3["BLOCK_N"], p3["CONSUMER_REGS"]) == (64, 128, 160), p3
+    for var in ("pp3", "pp3-dynamic"):  # O of 64 x 256 fp32 does not fit 3 consumers
+        with pytest.raises(ValueError, match="consumers=3 at head dim 256"):
+            mod.resolve_config(256, variant=var)
 
 
 @needs_gluon

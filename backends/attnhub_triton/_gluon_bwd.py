@@ -375,12 +375,22 @@ def _dq_chunk(ds_smem, k_0, k_1, dq_ptr, dq_desc, row_base, bhq_now, m0, par, dq
               DQ_SPLIT: gl.constexpr, DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr,
               red_layout: gl.constexpr):
     """Column chunk h (of DQ_SPLIT) of a block's dQ: both dS halves against K's columns of
-    the chunk, retired, then added into dq_accum."""
+    the chunk (``_dq_pair``)."""
     DQ_N: gl.constexpr = HEAD_D // DQ_SPLIT
-    q_tok = warpgroup_mma(ds_smem.index(par * 2), k_0.slice(h * DQ_N, DQ_N, dim=1), dq_zero,
-                          use_acc=False, is_async=True)
-    q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1), k_1.slice(h * DQ_N, DQ_N, dim=1), q_tok,
-                          is_async=True)
+    _dq_pair(ds_smem.index(par * 2), k_0.slice(h * DQ_N, DQ_N, dim=1), ds_smem.index(par * 2 + 1),
+             k_1.slice(h * DQ_N, DQ_N, dim=1), dq_zero, dq_ptr, dq_desc, row_base, bhq_now, m0,
+             h, dq_off, HEAD_D, BLOCK_M, DQ_N, DQ_VEC, DQ_TMA, red_layout)
+
+
+@gluon.jit
+def _dq_pair(ds_0, k_0, ds_1, k_1, dq_zero, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off,
+             HEAD_D: gl.constexpr, BLOCK_M: gl.constexpr, DQ_N: gl.constexpr,
+             DQ_VEC: gl.constexpr, DQ_TMA: gl.constexpr, red_layout: gl.constexpr):
+    """One dQ product of a 128-key CTA, ds_0 k_0 + ds_1 k_1 (its two dS halves against their
+    K halves, or slices of them), retired, then added into dq_accum as chunk h of the
+    BLOCK_M rows at row_base / m0."""
+    q_tok = warpgroup_mma(ds_0, k_0, dq_zero, use_acc=False, is_async=True)
+    q_tok = warpgroup_mma(ds_1, k_1, q_tok, is_async=True)
     dq = warpgroup_mma_wait(0, deps=(q_tok, ))
     _dq_add(dq, dq_ptr, dq_desc, row_base, bhq_now, m0, h, dq_off, HEAD_D, BLOCK_M, DQ_N, DQ_VEC,
             DQ_TMA, red_layout)
@@ -689,13 +699,10 @@ def _consumer(WG: gl.constexpr, smem, bars, ptrs, ints, scale_log2, scale,
             elif DQ_SHARE == 2:
                 # every block, this warpgroup's 64 of the block's 128 query rows of dQ
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
-                q_tok = warpgroup_mma(ds_smem.index(par * 2).slice(64 * WG, 64, dim=0), k_0,
-                                      dq_zero, use_acc=False, is_async=True)
-                q_tok = warpgroup_mma(ds_smem.index(par * 2 + 1).slice(64 * WG, 64, dim=0),
-                                      k_1, q_tok, is_async=True)
-                dq = warpgroup_mma_wait(0, deps=(q_tok, ))
-                _dq_add(dq, dq_ptr, dq_desc, row_base + 64 * WG, bhq_now, m0 + 64 * WG, 0,
-                        dq_off, HEAD_D, 64, DQ_N, DQ_VEC, DQ_TMA, red_layout)
+                _dq_pair(ds_smem.index(par * 2).slice(64 * WG, 64, dim=0), k_0,
+                         ds_smem.index(par * 2 + 1).slice(64 * WG, 64, dim=0), k_1, dq_zero,
+                         dq_ptr, dq_desc, row_base + 64 * WG, bhq_now, m0 + 64 * WG, 0, dq_off,
+                         HEAD_D, 64, DQ_N, DQ_VEC, DQ_TMA, red_layout)
             elif par == WG:
                 # this warpgroup's turn: dQ of the block from both dS halves
                 mbarrier.wait(ds_bar.index(par), (it // 2) & 1)
@@ -1181,6 +1188,17 @@ def _resolve_hsplit(head_dim, v):
                 KV_OPAQUE=1, DQ_SHARE=0, num_warps=4, maxnreg=168, smem_estimate=smem)
 
 
+#: resolve_config's entries that are the kernel's constexpr arguments (CAUSAL comes from the
+#: call): one list for the launcher and compile_offline, so a new knob reaches both.
+_KERNEL_CONSTEXPRS = ("HEAD_D", "BLOCK_M", "STAGES", "CONSUMER_REGS", "DQ_SPLIT", "DQ_VEC",
+                      "DQ_TMA", "S_AHEAD", "AHEAD_CHUNK", "HSPLIT", "KV_OPAQUE", "DQ_SHARE",
+                      "num_warps")
+
+
+def _kernel_constexprs(cfg, causal):
+    return dict({key: cfg[key] for key in _KERNEL_CONSTEXPRS}, CAUSAL=bool(causal))
+
+
 def _check_args(q, k, v, o, do, lse):
     import torch
     for name, t in (("q", q), ("k", k), ("v", v), ("o", o), ("do", do), ("lse", lse)):
@@ -1282,12 +1300,7 @@ def gluon_attention_bwd(q, k, v, o, do, lse, *, causal=False, softmax_scale=None
     _LAST["kernel"] = _attn_bwd_kernel[grid](
         q_desc, k_desc, v_desc, do_desc, dq_desc, lse2, delta, dq_acc, dk, dv,
         Sq, Sk, sq_pad, Hq, Hq // Hk, scale * _LOG2E, 1.0 / (scale * _LOG2E), scale,
-        HEAD_D=D, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
-        CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"], DQ_VEC=cfg["DQ_VEC"],
-        DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"], AHEAD_CHUNK=cfg["AHEAD_CHUNK"],
-        HSPLIT=cfg["HSPLIT"], KV_OPAQUE=cfg["KV_OPAQUE"], DQ_SHARE=cfg["DQ_SHARE"],
-        num_warps=cfg["num_warps"],
-        maxnreg=cfg["maxnreg"])
+        **_kernel_constexprs(cfg, causal), maxnreg=cfg["maxnreg"])
     _dq_post_kernel[(triton.cdiv(Sq, 64), B * Hq)](dq_acc, dq, Sq, sq_pad, scale, D=D, ROWS=64,
                                                    num_warps=4)
     return dq, dk, dv
@@ -1326,12 +1339,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, aligned=True, **knobs)
         "Sq": "i32", "Sk": "i32", "Sq_pad": "i32", "Hq": "i32", "GROUP": "i32",
         "scale_log2": "fp32", "inv_scale_log2": "fp32", "scale": "fp32",
     }
-    constexprs = dict(HEAD_D=head_dim, BLOCK_M=bm, STAGES=cfg["STAGES"], CAUSAL=bool(causal),
-                      CONSUMER_REGS=cfg["CONSUMER_REGS"], DQ_SPLIT=cfg["DQ_SPLIT"],
-                      DQ_VEC=cfg["DQ_VEC"], DQ_TMA=cfg["DQ_TMA"], S_AHEAD=cfg["S_AHEAD"],
-                      AHEAD_CHUNK=cfg["AHEAD_CHUNK"], HSPLIT=cfg["HSPLIT"],
-                      KV_OPAQUE=cfg["KV_OPAQUE"], DQ_SHARE=cfg["DQ_SHARE"],
-                      num_warps=cfg["num_warps"])
+    constexprs = _kernel_constexprs(cfg, causal)
     if cfg["DQ_TMA"]:
         dn = head_dim // cfg["DQ_SPLIT"]
         dl = gl.NVMMASharedLayout.get_default_for([1, bm, dn], gl.float32)

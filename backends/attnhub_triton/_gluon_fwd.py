@@ -907,15 +907,23 @@ def gluon_attention_fwd(q, k, v, *, causal=False, softmax_scale=None, block_m=No
     _LAST["kernel"] = _attn_fwd_kernel[grid](
         q_desc, k_desc, v_desc, o_desc, lse, tile_ctr,
         Sq, Sk, Hq, Hq // Hk, n_m, n_tiles, scale * _LOG2E,
-        HEAD_D=D, BLOCK_N=bn, ROWS=rows, CONSUMERS=cfg["CONSUMERS"], STAGES=cfg["STAGES"],
-        CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"], PINGPONG=cfg["PINGPONG"],
-        REVERSE_M=bool(causal), CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
-        PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
-        Q_BS=modes["q"] == "bs", K_BS=modes["k"] == "bs", V_BS=modes["v"] == "bs",
-        O_BS=modes["o"] == "bs", LAZY=cfg["LAZY"], EXP_POLY=cfg["EXP_POLY"],
-        MAX_TREE=cfg["MAX_TREE"], DYNAMIC=cfg["DYNAMIC"],
-        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
+        **_kernel_constexprs(cfg, causal, (modes[x] == "bs" for x in "qkvo")),
+        maxnreg=cfg["maxnreg"])
     return o, lse
+
+
+#: resolve_config's entries that are the kernel's constexpr arguments (CAUSAL, REVERSE_M and
+#: the four layouts come from the call): one list for the launcher and compile_offline.
+_KERNEL_CONSTEXPRS = ("HEAD_D", "BLOCK_N", "ROWS", "CONSUMERS", "STAGES", "OVERLAP", "PINGPONG",
+                      "CONSUMER_REGS", "SPLIT_WAIT", "PERSISTENT", "Q_BUFS", "LAZY", "EXP_POLY",
+                      "MAX_TREE", "DYNAMIC", "num_warps")
+
+
+def _kernel_constexprs(cfg, causal, bs):
+    """The kernel's constexpr arguments; bs: whether Q, K, V, O are (B, S, H*D) views."""
+    q_bs, k_bs, v_bs, o_bs = (bool(b) for b in bs)
+    return dict({key: cfg[key] for key in _KERNEL_CONSTEXPRS}, CAUSAL=bool(causal),
+                REVERSE_M=bool(causal), Q_BS=q_bs, K_BS=k_bs, V_BS=v_bs, O_BS=o_bs)
 
 
 _COUNTERS = {}  # (device index, stream) -> the dynamic grid's two int32 counts
@@ -985,14 +993,7 @@ def compile_offline(head_dim, dtype="bf16", causal=False, bshd=False, **knobs):
         "Sq": "i32", "Sk": "i32", "Hq": "i32", "GROUP": "i32",
         "n_m": "i32", "n_tiles": "i32", "qk_scale": "fp32",
     }
-    constexprs = dict(HEAD_D=head_dim, BLOCK_N=bn, ROWS=rows, CONSUMERS=cfg["CONSUMERS"],
-                      STAGES=cfg["STAGES"], CAUSAL=bool(causal), OVERLAP=cfg["OVERLAP"],
-                      PINGPONG=cfg["PINGPONG"], REVERSE_M=bool(causal),
-                      CONSUMER_REGS=cfg["CONSUMER_REGS"], SPLIT_WAIT=cfg["SPLIT_WAIT"],
-                      PERSISTENT=cfg["PERSISTENT"], Q_BUFS=cfg["Q_BUFS"],
-                      Q_BS=bool(bshd), K_BS=bool(bshd), V_BS=bool(bshd), O_BS=bool(bshd),
-                      LAZY=cfg["LAZY"], EXP_POLY=cfg["EXP_POLY"], MAX_TREE=cfg["MAX_TREE"],
-                      DYNAMIC=cfg["DYNAMIC"], num_warps=cfg["num_warps"])
+    constexprs = _kernel_constexprs(cfg, causal, (bool(bshd), ) * 4)
     if not cfg["DYNAMIC"]:
         constexprs["tile_ctr"] = None
     for name in constexprs:
